@@ -1,0 +1,64 @@
+# Argument checks shared by every exported function. Messages name the
+# argument and say what was expected and what was given.
+
+abort <- function(fmt, ...) {
+  stop(sprintf(fmt, ...), call. = FALSE)
+}
+
+describe <- function(x) {
+  if (is.null(x)) return("NULL")
+  if (is.data.frame(x)) return(sprintf("a data frame with %d columns", ncol(x)))
+  if (is.matrix(x)) return(sprintf("a %s matrix (%d x %d)", typeof(x), nrow(x), ncol(x)))
+  if (is.factor(x)) return("a factor")
+  if (is.atomic(x) && length(x) == 1L) {
+    return(if (is.character(x)) sprintf("\"%s\"", x) else format(x))
+  }
+  if (is.atomic(x)) return(sprintf("a %s vector of length %d", typeof(x), length(x)))
+  sprintf("an object of class \"%s\"", class(x)[1L])
+}
+
+check_number <- function(x, arg, lower = -Inf, upper = Inf,
+                         allow_lower = TRUE, allow_inf = FALSE) {
+  ok <- is.numeric(x) && length(x) == 1L && !is.na(x) &&
+    (allow_inf || is.finite(x)) && x <= upper &&
+    (if (allow_lower) x >= lower else x > lower)
+  if (!ok) {
+    bound <- if (is.finite(lower)) {
+      sprintf(" %s %s", if (allow_lower) ">=" else ">", format(lower))
+    } else ""
+    abort("`%s` must be a single %snumber%s, not %s.", arg,
+          if (allow_inf) "" else "finite ", bound, describe(x))
+  }
+  as.double(x)
+}
+
+check_flag <- function(x, arg) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    abort("`%s` must be TRUE or FALSE, not %s.", arg, describe(x))
+  }
+  x
+}
+
+# Coerces a numeric vector, matrix or all-numeric data frame to a double
+# matrix, keeping dimnames; R copies only when the storage mode changes, so
+# the caller's object is never modified.
+as_numeric_matrix <- function(x, arg = "x") {
+  if (is.data.frame(x)) {
+    numeric_cols <- vapply(x, function(col) is.numeric(col) || is.logical(col), logical(1))
+    if (!all(numeric_cols)) {
+      abort("`%s` must have only numeric columns; column %s is %s.", arg,
+            names(x)[which(!numeric_cols)[1L]], describe(x[[which(!numeric_cols)[1L]]]))
+    }
+    x <- as.matrix(x)
+  }
+  if (!(is.numeric(x) || is.logical(x)) || is.object(x) && !is.matrix(x)) {
+    abort("`%s` must be a numeric vector, matrix or data frame, not %s.", arg, describe(x))
+  }
+  if (is.null(dim(x))) {
+    x <- matrix(x, ncol = 1L, dimnames = list(names(x), NULL))
+  } else if (length(dim(x)) != 2L) {
+    abort("`%s` must have two dimensions, not %d.", arg, length(dim(x)))
+  }
+  if (storage.mode(x) != "double") storage.mode(x) <- "double"
+  x
+}

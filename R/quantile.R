@@ -1,0 +1,246 @@
+#' Quantile normalization
+#'
+#' Makes the distribution of every sample (column) of a features x samples
+#' matrix identical: the value of rank k in a column is replaced by the k-th
+#' quantile of a target distribution, by default the mean of the sorted
+#' columns (Bolstad et al. 2003). With `ties = "midrank"` the results are those
+#' of `preprocessCore::normalize.quantiles()` and `limma::normalizeQuantiles()`.
+#'
+#' @section Ties:
+#' A block of tied values in a column always gets one value:
+#' * `"midrank"`: the target interpolated at the block's mean rank, as
+#'   Bioconductor does (a pair tied at ranks 3 and 4 gets the mean of the
+#'   3rd and 4th target values).
+#' * `"average"`: the mean of the target over the ranks the block occupies.
+#'   It differs from `"midrank"` for blocks of three or more values, where the
+#'   target is not linear over the block.
+#' * `"first"`: ties are broken by position in the column (like
+#'   `rank(ties.method = "first")`), so tied values may get different outputs.
+#'
+#' @section Missing values:
+#' `NA` and `NaN` are both missing; they stay missing in the output. A column
+#' with q < p observed values is compared with the target at the q quantile
+#' levels `(k - 1) / (q - 1)` (the target is linearly interpolated between its
+#' p values), and its quantile function at the p levels enters the mean target
+#' in the same way. So a missing value in one column changes the other
+#' columns only through its column's contribution to the target. A column with
+#' one observed value maps it to the target's median. Infinite values and
+#' columns with no observed value are errors.
+#'
+#' @param x A numeric (double or integer) matrix or numeric data frame with
+#'   features in rows and samples in columns, a numeric vector (one sample; then
+#'   `target` is needed for anything but the identity), or a
+#'   `SummarizedExperiment`.
+#' @param target `NULL` to use the mean quantiles of `x`; a numeric vector of
+#'   target values of any length (sorted, then interpolated onto `nrow(x)`
+#'   levels); or a [quantile_target()] fitted on other samples.
+#' @param ties How tied values are treated: `"midrank"` (the default,
+#'   Bioconductor's rule), `"average"` or `"first"`. See the section Ties.
+#' @param threads Number of threads; see [diffrank_threads()]. The result does
+#'   not depend on it.
+#' @param assay For a `SummarizedExperiment`, the assay to normalize (a name
+#'   or an index).
+#' @param name For a `SummarizedExperiment`, the name of the assay the
+#'   normalized values are stored in.
+#' @param ... Passed on to the default method.
+#' @return A double matrix of the shape of `x` with its dimnames (a vector for
+#'   a vector `x`); for a `SummarizedExperiment`, the object with one more
+#'   assay, `name`. `x` itself is never modified.
+#' @references Bolstad BM, Irizarry RA, Astrand M, Speed TP (2003). A
+#'   comparison of normalization methods for high density oligonucleotide
+#'   array data based on variance and bias. *Bioinformatics* 19(2), 185-193.
+#' @seealso [quantile_target()] to fit a target once and normalize new
+#'   samples against it later.
+#' @export
+#' @examples
+#' x <- matrix(c(5, 2, 3, 4,  4, 1, 4, 2,  3, 4, 6, 8), nrow = 4,
+#'             dimnames = list(paste0("gene", 1:4), c("s1", "s2", "s3")))
+#' normalize_quantiles(x)
+#' normalize_quantiles(x, ties = "first")
+#' # against a fixed target distribution, e.g. standard normal quantiles
+#' normalize_quantiles(x, target = qnorm(ppoints(100)))
+normalize_quantiles <- function(x, ...) {
+  UseMethod("normalize_quantiles")
+}
+
+#' @rdname normalize_quantiles
+#' @export
+normalize_quantiles.default <- function(x, target = NULL,
+                                        ties = c("midrank", "average", "first"),
+                                        threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  ties <- match.arg(ties)
+  threads <- check_threads(threads)
+  m <- check_expression_matrix(x)
+  target <- target_values(target)
+  out <- qn_normalize(m, target, ties, threads)
+  restore_shape(out, x, m)
+}
+
+#' @rdname normalize_quantiles
+#' @export
+normalize_quantiles.SummarizedExperiment <- function(x, target = NULL,
+                                                     ties = c("midrank", "average", "first"),
+                                                     threads = diffrank_threads(),
+                                                     assay = 1L, name = "qnorm", ...) {
+  values <- se_assay(x, assay)
+  if (!is.character(name) || length(name) != 1L || is.na(name) || !nzchar(name)) {
+    abort("`name` must be a single assay name, not %s.", describe(name))
+  }
+  SummarizedExperiment::assay(x, name, withDimnames = FALSE) <-
+    normalize_quantiles.default(values, target = target, ties = ties, threads = threads, ...)
+  x
+}
+
+#' Fit a quantile normalization target
+#'
+#' Computes the reference distribution of quantile normalization, the mean of
+#' the samples' quantile functions (the mean of the sorted columns when
+#' nothing is missing), and keeps it as an object that normalizes new samples
+#' later with [predict()], like preprocessCore's
+#' `normalize.quantiles.determine.target()` and
+#' `normalize.quantiles.use.target()`. The object can be saved with
+#' [saveRDS()].
+#'
+#' @inheritParams normalize_quantiles
+#' @param object,x A `quantile_target` (for the methods).
+#' @param newdata New samples: a matrix, data frame or vector as `x` of
+#'   [normalize_quantiles()], or a `SummarizedExperiment`. Its number of
+#'   features may differ from the training data: the target is interpolated.
+#' @return `quantile_target()` returns an object of class `quantile_target`, a
+#'   list with `target` (the sorted target values), `n_samples` and
+#'   `n_features` of the training data and `n_missing`, its number of missing
+#'   values. `predict()` returns what [normalize_quantiles()] returns.
+#' @seealso [normalize_quantiles()] for the missing-value and tie rules.
+#' @export
+#' @examples
+#' set.seed(1)
+#' train <- matrix(rexp(200), nrow = 50)
+#' ref <- quantile_target(train)
+#' ref
+#' new_samples <- matrix(rexp(100, rate = 2), nrow = 50)
+#' normalized <- predict(ref, new_samples)
+#' all.equal(sort(normalized[, 1]), ref$target)
+#' # identical to normalizing the training data directly
+#' all.equal(predict(ref, train), normalize_quantiles(train))
+quantile_target <- function(x, ...) {
+  UseMethod("quantile_target")
+}
+
+#' @rdname quantile_target
+#' @export
+quantile_target.default <- function(x, threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  threads <- check_threads(threads)
+  m <- check_expression_matrix(x)
+  structure(
+    list(target = qn_fit_target(m, threads), n_samples = ncol(m), n_features = nrow(m),
+         n_missing = sum(is.na(m))),
+    class = "quantile_target"
+  )
+}
+
+#' @rdname quantile_target
+#' @export
+quantile_target.SummarizedExperiment <- function(x, threads = diffrank_threads(),
+                                                 assay = 1L, ...) {
+  quantile_target.default(se_assay(x, assay), threads = threads, ...)
+}
+
+#' @rdname quantile_target
+#' @export
+predict.quantile_target <- function(object, newdata, ties = c("midrank", "average", "first"),
+                                    threads = diffrank_threads(), ...) {
+  if (missing(newdata)) abort("`newdata` is missing: give the samples to normalize.")
+  normalize_quantiles(newdata, target = object, ties = ties, threads = threads, ...)
+}
+
+#' @rdname quantile_target
+#' @export
+print.quantile_target <- function(x, ...) {
+  cat(sprintf("<quantile_target> %d values, fitted on %d samples x %d features",
+              length(x$target), x$n_samples, x$n_features))
+  if (x$n_missing > 0) cat(sprintf(" (%d missing values)", x$n_missing))
+  cat("\n")
+  q <- stats::quantile(x$target, c(0, 0.25, 0.5, 0.75, 1), names = FALSE, type = 7)
+  cat(sprintf("  min %.4g  Q1 %.4g  median %.4g  Q3 %.4g  max %.4g\n", q[1], q[2], q[3], q[4], q[5]))
+  invisible(x)
+}
+
+#' @rdname quantile_target
+#' @param main,xlab,ylab Plot labels.
+#' @export
+plot.quantile_target <- function(x, main = "Quantile normalization target",
+                                 xlab = "Quantile level", ylab = "Target value", ...) {
+  levels <- if (length(x$target) > 1L) seq(0, 1, length.out = length(x$target)) else 0.5
+  graphics::plot(levels, x$target, type = "l", main = main, xlab = xlab, ylab = ylab, ...)
+  invisible(x)
+}
+
+# A numeric matrix fit for normalization, or an error that says what is wrong.
+check_expression_matrix <- function(x, arg = "x") {
+  m <- as_numeric_matrix(x, arg)
+  if (nrow(m) == 0L || ncol(m) == 0L) {
+    abort("`%s` must have at least one row and one column, not %d x %d.", arg, nrow(m), ncol(m))
+  }
+  if (any(is.infinite(m))) {
+    abort("`%s` must not contain infinite values; use NA for values that are missing.", arg)
+  }
+  if (anyNA(m)) {
+    empty <- which(colSums(!is.na(m)) == 0L)
+    if (length(empty) > 0L) {
+      label <- if (!is.null(colnames(m))) colnames(m)[empty[1L]] else empty[1L]
+      abort("`%s` has %d column(s) with no observed value (the first is %s); drop them first.",
+            arg, length(empty), label)
+    }
+  }
+  m
+}
+
+# The sorted target values from NULL, a numeric vector or a quantile_target.
+target_values <- function(target) {
+  if (is.null(target)) return(NULL)
+  if (inherits(target, "quantile_target")) return(target$target)
+  if (!is.numeric(target) || is.object(target) || length(target) == 0L) {
+    abort("`target` must be NULL, a numeric vector or a quantile_target, not %s.",
+          describe(target))
+  }
+  if (anyNA(target) || any(is.infinite(target))) {
+    abort("`target` must contain only finite values.")
+  }
+  sort(as.double(target))
+}
+
+# Gives the normalized matrix the shape of the user's input: a vector for a
+# vector, with the input's names.
+restore_shape <- function(out, x, m) {
+  dimnames(out) <- dimnames(m)
+  if (is.null(dim(x)) && !is.data.frame(x)) {
+    out <- stats::setNames(as.vector(out), names(x))
+  }
+  out
+}
+
+se_assay <- function(x, assay) {
+  if (!requireNamespace("SummarizedExperiment", quietly = TRUE)) {
+    abort("The SummarizedExperiment package is needed for this method.")
+  }
+  names <- SummarizedExperiment::assayNames(x)
+  n <- length(SummarizedExperiment::assays(x))
+  ok <- length(assay) == 1L && !is.na(assay) &&
+    ((is.character(assay) && assay %in% names) ||
+       (is.numeric(assay) && assay >= 1 && assay <= n && assay == round(assay)))
+  if (!ok) {
+    abort("`assay` must name one of the object's %d assays (%s), not %s.", n,
+          paste(names, collapse = ", "), describe(assay))
+  }
+  as.matrix(SummarizedExperiment::assay(x, assay, withDimnames = TRUE))
+}
+
+check_dots_empty <- function(...) {
+  if (...length() > 0L) {
+    dots <- names(list(...))
+    label <- if (!is.null(dots) && nzchar(dots[1L])) sprintf("`%s`", dots[1L]) else "an unnamed value"
+    abort("Unknown argument %s: check its spelling.", label)
+  }
+}

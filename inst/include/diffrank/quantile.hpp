@@ -1,0 +1,122 @@
+// Hard quantile normalization (Bolstad, Irizarry, Astrand and Speed 2003).
+//
+// Every column (sample) of a features x samples matrix is mapped onto a
+// common target distribution: the value of rank k becomes the k-th target
+// quantile. The functions here work on one column at a time so that callers
+// can spread columns over threads; none of them allocates on the heap except
+// through the scratch buffer the caller owns.
+//
+// Missing values (NaN, which includes R's NA) are left out of a column: a
+// column with q of its p values observed is compared with the target at the q
+// equally spaced quantile levels (k - 1) / (q - 1). Targets are functions of
+// the level in [0, 1], represented by p values at levels i / (p - 1) and
+// linearly interpolated in between (R's quantile type 7).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace diffrank {
+
+enum class Ties {
+  midrank,  // a tied block takes the target at its mean rank (Bioconductor)
+  average,  // a tied block takes the mean of the target over its ranks
+  first     // ties are broken by position in the column
+};
+
+struct IndexedValue {
+  double value;
+  std::uint32_t index;
+};
+
+// Writes to order[0..q) the positions of the q observed values of x[0..p),
+// sorted by value and then by position, and to sorted_values[0..q) the values
+// in that order; returns q. `scratch` is the caller's, to avoid allocations.
+inline std::size_t sort_observed(const double* x, std::size_t p, std::vector<IndexedValue>& scratch,
+                                 std::uint32_t* order, double* sorted_values) {
+  scratch.clear();
+  for (std::size_t i = 0; i < p; ++i) {
+    if (!std::isnan(x[i])) scratch.push_back({x[i], static_cast<std::uint32_t>(i)});
+  }
+  std::sort(scratch.begin(), scratch.end(), [](const IndexedValue& a, const IndexedValue& b) {
+    return a.value < b.value || (a.value == b.value && a.index < b.index);
+  });
+  for (std::size_t k = 0; k < scratch.size(); ++k) {
+    order[k] = scratch[k].index;
+    sorted_values[k] = scratch[k].value;
+  }
+  return scratch.size();
+}
+
+// Value at 0-based fractional position h of the increasing values v[0..n).
+inline double interpolate_at(const double* v, std::size_t n, double h) {
+  const double lo_floor = std::floor(h);
+  std::size_t lo = static_cast<std::size_t>(lo_floor);
+  if (lo >= n - 1) return v[n - 1];
+  const double frac = h - lo_floor;
+  if (frac == 0.0) return v[lo];
+  // (1 - f) a + f b rather than a + f (b - a): exact for the half-way point
+  // that a tied pair produces, as in preprocessCore.
+  return (1.0 - frac) * v[lo] + frac * v[lo + 1];
+}
+
+// Position in a target of length p of the level (k / (q - 1)), k 0-based,
+// computed as one rounded division of exact integers so that it is exact
+// whenever the result is a whole number. `twice_k` allows half ranks.
+inline double target_position(double twice_k, std::size_t q, std::size_t p) {
+  if (q == p) return 0.5 * twice_k;
+  if (q == 1) return 0.5 * static_cast<double>(p - 1);
+  return twice_k * static_cast<double>(p - 1) / (2.0 * static_cast<double>(q - 1));
+}
+
+// Type-7 quantiles of the increasing values sorted[0..q) at the p levels
+// i / (p - 1), written to out[0..p). A single level (p == 1) is the median.
+inline void resample_sorted(const double* sorted, std::size_t q, std::size_t p, double* out) {
+  if (q == p) {
+    std::copy(sorted, sorted + q, out);
+    return;
+  }
+  if (p == 1) {
+    out[0] = interpolate_at(sorted, q, 0.5 * static_cast<double>(q - 1));
+    return;
+  }
+  for (std::size_t i = 0; i < p; ++i) {
+    const double h = static_cast<double>(i) * static_cast<double>(q - 1) / static_cast<double>(p - 1);
+    out[i] = interpolate_at(sorted, q, h);
+  }
+}
+
+// Writes the normalized column x[0..p) to out[0..p): the observed values,
+// visited in increasing order through order[0..q) (from sort_observed), take
+// the target (p increasing values) at their quantile levels, tied blocks as
+// `ties` says; missing entries become NaN.
+inline void normalize_sorted_column(const double* x, const std::uint32_t* order, std::size_t q,
+                                    std::size_t p, const double* target, Ties ties, double* out) {
+  if (q < p) std::fill(out, out + p, std::numeric_limits<double>::quiet_NaN());
+  std::size_t start = 0;
+  while (start < q) {
+    std::size_t end = start + 1;
+    if (ties != Ties::first) {
+      while (end < q && x[order[end]] == x[order[start]]) ++end;
+    }
+    double value;
+    if (ties == Ties::average && end - start > 1) {
+      double sum = 0.0;
+      for (std::size_t k = start; k < end; ++k) {
+        sum += interpolate_at(target, p, target_position(2.0 * k, q, p));
+      }
+      value = sum / static_cast<double>(end - start);
+    } else {
+      const double twice_mean_rank = static_cast<double>(start + end - 1);
+      value = interpolate_at(target, p, target_position(twice_mean_rank, q, p));
+    }
+    for (std::size_t k = start; k < end; ++k) out[order[k]] = value;
+    start = end;
+  }
+}
+
+}  // namespace diffrank

@@ -1,0 +1,112 @@
+// Glue for hard quantile normalization; arguments are checked in R/quantile.R.
+#include <Rcpp.h>
+
+#include <cstdint>
+#include <diffrank/quantile.hpp>
+#include <string>
+#include <vector>
+
+#include "parallel.h"
+
+namespace {
+
+diffrank::Ties parse_ties(const std::string& ties) {
+  if (ties == "midrank") return diffrank::Ties::midrank;
+  if (ties == "average") return diffrank::Ties::average;
+  if (ties == "first") return diffrank::Ties::first;
+  Rcpp::stop("`ties` must be one of \"midrank\", \"average\" or \"first\", not \"%s\".", ties);
+}
+
+// Mean over the columns of the p x n matrix s: each row is summed in column
+// order in long double (as R's rowMeans), whatever the split over threads.
+std::vector<double> row_means(const double* s, std::size_t p, std::size_t n, int threads) {
+  std::vector<double> means(p);
+  const std::size_t block = 256;
+  const std::size_t n_blocks = (p + block - 1) / block;
+  diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
+    std::vector<long double> acc(block);
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t i0 = b * block, i1 = std::min(p, i0 + block);
+      std::fill(acc.begin(), acc.end(), 0.0L);
+      for (std::size_t j = 0; j < n; ++j) {
+        const double* col = s + j * p;
+        for (std::size_t i = i0; i < i1; ++i) acc[i - i0] += col[i];
+      }
+      for (std::size_t i = i0; i < i1; ++i) {
+        means[i] = static_cast<double>(acc[i - i0] / static_cast<long double>(n));
+      }
+    }
+  });
+  return means;
+}
+
+// Sorts every column of x (p x n): order (p x n) gets each column's sorting
+// permutation of its observed values, observed their number, and quantiles
+// (p x n) the column's quantiles at the p target levels.
+void sort_columns(const double* x, std::size_t p, std::size_t n, int threads,
+                  std::uint32_t* order, std::size_t* observed, double* quantiles) {
+  diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
+    std::vector<diffrank::IndexedValue> scratch;
+    std::vector<double> sorted(p);
+    for (std::size_t j = j0; j < j1; ++j) {
+      observed[j] = diffrank::sort_observed(x + j * p, p, scratch, order + j * p, sorted.data());
+      diffrank::resample_sorted(sorted.data(), observed[j], p, quantiles + j * p);
+    }
+  });
+}
+
+}  // namespace
+
+// Mean of the columns' quantile functions at p levels: the fitted target.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads) {
+  const std::size_t p = x.nrow(), n = x.ncol();
+  std::vector<std::uint32_t> order(p * n);
+  std::vector<std::size_t> observed(n);
+  std::vector<double> quantiles(p * n);
+  sort_columns(x.begin(), p, n, threads, order.data(), observed.data(), quantiles.data());
+  const std::vector<double> target = row_means(quantiles.data(), p, n, threads);
+  return Rcpp::NumericVector(target.begin(), target.end());
+}
+
+// Normalizes the columns of x to `target` (increasing values, resampled to
+// nrow(x) levels), or to the mean quantiles of x itself when target is NULL.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericVector> target,
+                                 std::string ties, int threads) {
+  const std::size_t p = x.nrow(), n = x.ncol();
+  const diffrank::Ties rule = parse_ties(ties);
+  Rcpp::NumericMatrix out(Rcpp::no_init(p, n));
+  const double* xp = x.begin();
+  double* outp = out.begin();
+
+  if (target.isNull()) {
+    // The output holds the columns' quantiles until the target is known.
+    std::vector<std::uint32_t> order(p * n);
+    std::vector<std::size_t> observed(n);
+    sort_columns(xp, p, n, threads, order.data(), observed.data(), outp);
+    const std::vector<double> fitted = row_means(outp, p, n, threads);
+    diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
+      for (std::size_t j = j0; j < j1; ++j) {
+        diffrank::normalize_sorted_column(xp + j * p, order.data() + j * p, observed[j], p,
+                                          fitted.data(), rule, outp + j * p);
+      }
+    });
+    return out;
+  }
+
+  Rcpp::NumericVector given(target.get());
+  std::vector<double> resampled(p);
+  diffrank::resample_sorted(given.begin(), given.size(), p, resampled.data());
+  diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
+    std::vector<diffrank::IndexedValue> scratch;
+    std::vector<std::uint32_t> order(p);
+    std::vector<double> sorted(p);
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::size_t q = diffrank::sort_observed(xp + j * p, p, scratch, order.data(), sorted.data());
+      diffrank::normalize_sorted_column(xp + j * p, order.data(), q, p, resampled.data(), rule,
+                                        outp + j * p);
+    }
+  });
+  return out;
+}

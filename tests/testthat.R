@@ -1,0 +1,4 @@
+library(testthat)
+library(diffrank)
+
+test_check("diffrank")
