@@ -17,7 +17,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 namespace diffrank {
@@ -52,16 +51,16 @@ inline std::size_t sort_observed(const double* x, std::size_t p, std::vector<Ind
   return scratch.size();
 }
 
-// Value at 0-based fractional position h of the increasing values v[0..n).
+// Value at 0-based fractional position h of the non-decreasing values v[0..n).
 inline double interpolate_at(const double* v, std::size_t n, double h) {
   const double lo_floor = std::floor(h);
   std::size_t lo = static_cast<std::size_t>(lo_floor);
   if (lo >= n - 1) return v[n - 1];
   const double frac = h - lo_floor;
   if (frac == 0.0) return v[lo];
-  // (1 - f) a + f b rather than a + f (b - a): exact for the half-way point
-  // that a tied pair produces, as in preprocessCore.
-  return (1.0 - frac) * v[lo] + frac * v[lo + 1];
+  // a + f (b - a), capped at b, keeps interpolated values non-decreasing in h
+  // to the last bit (equal neighbours give exactly their value).
+  return std::min(v[lo] + frac * (v[lo + 1] - v[lo]), v[lo + 1]);
 }
 
 // Position in a target of length p of the level (k / (q - 1)), k 0-based,
@@ -93,10 +92,15 @@ inline void resample_sorted(const double* sorted, std::size_t q, std::size_t p, 
 // Writes the normalized column x[0..p) to out[0..p): the observed values,
 // visited in increasing order through order[0..q) (from sort_observed), take
 // the target (p increasing values) at their quantile levels, tied blocks as
-// `ties` says; missing entries become NaN.
+// `ties` says; missing entries are copied as they are (NA or NaN).
 inline void normalize_sorted_column(const double* x, const std::uint32_t* order, std::size_t q,
                                     std::size_t p, const double* target, Ties ties, double* out) {
-  if (q < p) std::fill(out, out + p, std::numeric_limits<double>::quiet_NaN());
+  if (q < p) {
+    // Missing entries keep their own kind of NaN, so R's NA stays NA.
+    for (std::size_t i = 0; i < p; ++i) {
+      if (std::isnan(x[i])) out[i] = x[i];
+    }
+  }
   std::size_t start = 0;
   while (start < q) {
     std::size_t end = start + 1;
