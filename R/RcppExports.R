@@ -2,10 +2,10 @@
 # Generator token: 10BE3573-1514-4C36-9D1C-5A225CD40393
 
 qn_fit_target <- function(x, threads) {
-    .Call('_diffrank_qn_fit_target', PACKAGE = 'diffrank', x, threads)
+    .Call(`_diffrank_qn_fit_target`, x, threads)
 }
 
 qn_normalize <- function(x, target, ties, threads) {
-    .Call('_diffrank_qn_normalize', PACKAGE = 'diffrank', x, target, ties, threads)
+    .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 

@@ -4,7 +4,11 @@
 // outputs allocated and random numbers drawn on the main thread beforehand).
 #pragma once
 
+// RcppParallel's RMatrix.h derives from std::iterator, deprecated in C++17.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #include <RcppParallel.h>
+#pragma GCC diagnostic pop
 #include <Rcpp.h>
 
 #include <algorithm>
