@@ -13,7 +13,7 @@ TARBALL := diffrank_$(VERSION).tar.gz
 
 # Debian packages: the build toolchain, the package's dependencies, and the
 # packages the tests, vignettes and benchmarks compare diffrank with.
-DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel
+DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
 DEPS_TEST := $(DEPS_RUN) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-cran-roxygen2 r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment \
   r-bioc-all r-bioc-biobase r-cran-bench

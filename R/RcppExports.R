@@ -9,3 +9,15 @@ qn_normalize <- function(x, target, ties, threads) {
     .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 
+suquan_positions <- function(x, threads) {
+    .Call(`_diffrank_suquan_positions`, x, threads)
+}
+
+suquan_fit_cpp <- function(position, y, f_init, family, method, lambda, max_iter, tol, verbose) {
+    .Call(`_diffrank_suquan_fit_cpp`, position, y, f_init, family, method, lambda, max_iter, tol, verbose)
+}
+
+suquan_link <- function(position, f, w, b) {
+    .Call(`_diffrank_suquan_link`, position, f, w, b)
+}
+

@@ -35,10 +35,55 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// suquan_positions
+Rcpp::NumericMatrix suquan_positions(Rcpp::NumericMatrix x, int threads);
+RcppExport SEXP _diffrank_suquan_positions(SEXP xSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_positions(x, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// suquan_fit_cpp
+Rcpp::List suquan_fit_cpp(Rcpp::NumericMatrix position, Rcpp::NumericVector y, Rcpp::NumericVector f_init, std::string family, std::string method, double lambda, int max_iter, double tol, bool verbose);
+RcppExport SEXP _diffrank_suquan_fit_cpp(SEXP positionSEXP, SEXP ySEXP, SEXP f_initSEXP, SEXP familySEXP, SEXP methodSEXP, SEXP lambdaSEXP, SEXP max_iterSEXP, SEXP tolSEXP, SEXP verboseSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f_init(f_initSEXP);
+    Rcpp::traits::input_parameter< std::string >::type family(familySEXP);
+    Rcpp::traits::input_parameter< std::string >::type method(methodSEXP);
+    Rcpp::traits::input_parameter< double >::type lambda(lambdaSEXP);
+    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
+    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
+    Rcpp::traits::input_parameter< bool >::type verbose(verboseSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_fit_cpp(position, y, f_init, family, method, lambda, max_iter, tol, verbose));
+    return rcpp_result_gen;
+END_RCPP
+}
+// suquan_link
+Rcpp::NumericVector suquan_link(Rcpp::NumericMatrix position, Rcpp::NumericVector f, Rcpp::NumericVector w, double b);
+RcppExport SEXP _diffrank_suquan_link(SEXP positionSEXP, SEXP fSEXP, SEXP wSEXP, SEXP bSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f(fSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type w(wSEXP);
+    Rcpp::traits::input_parameter< double >::type b(bSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_link(position, f, w, b));
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
+    {"_diffrank_suquan_positions", (DL_FUNC) &_diffrank_suquan_positions, 2},
+    {"_diffrank_suquan_fit_cpp", (DL_FUNC) &_diffrank_suquan_fit_cpp, 9},
+    {"_diffrank_suquan_link", (DL_FUNC) &_diffrank_suquan_link, 4},
     {NULL, NULL, 0}
 };
 

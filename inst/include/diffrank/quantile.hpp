@@ -89,6 +89,22 @@ inline void resample_sorted(const double* sorted, std::size_t q, std::size_t p, 
   }
 }
 
+// Calls block(start, end) for every run [start, end) of equal values in the
+// sorted order order[0..q) of x; with split_ties every value is its own run.
+template <class Block>
+inline void for_each_tie_block(const double* x, const std::uint32_t* order, std::size_t q,
+                               bool split_ties, Block&& block) {
+  std::size_t start = 0;
+  while (start < q) {
+    std::size_t end = start + 1;
+    if (!split_ties) {
+      while (end < q && x[order[end]] == x[order[start]]) ++end;
+    }
+    block(start, end);
+    start = end;
+  }
+}
+
 // Writes the normalized column x[0..p) to out[0..p): the observed values,
 // visited in increasing order through order[0..q) (from sort_observed), take
 // the target (p increasing values) at their quantile levels, tied blocks as
@@ -101,12 +117,7 @@ inline void normalize_sorted_column(const double* x, const std::uint32_t* order,
       if (std::isnan(x[i])) out[i] = x[i];
     }
   }
-  std::size_t start = 0;
-  while (start < q) {
-    std::size_t end = start + 1;
-    if (ties != Ties::first) {
-      while (end < q && x[order[end]] == x[order[start]]) ++end;
-    }
+  for_each_tie_block(x, order, q, ties == Ties::first, [&](std::size_t start, std::size_t end) {
     double value;
     if (ties == Ties::average && end - start > 1) {
       double sum = 0.0;
@@ -119,8 +130,19 @@ inline void normalize_sorted_column(const double* x, const std::uint32_t* order,
       value = interpolate_at(target, p, target_position(twice_mean_rank, q, p));
     }
     for (std::size_t k = start; k < end; ++k) out[order[k]] = value;
-    start = end;
-  }
+  });
+}
+
+// Writes to position[0..p) where each entry of x[0..p) falls in a target of
+// length p under the midrank rule (a 0-based fractional index); a missing
+// entry gets the middle of the target, the median.
+inline void midrank_positions(const double* x, const std::uint32_t* order, std::size_t q,
+                              std::size_t p, double* position) {
+  if (q < p) std::fill(position, position + p, 0.5 * static_cast<double>(p - 1));
+  for_each_tie_block(x, order, q, false, [&](std::size_t start, std::size_t end) {
+    const double h = target_position(static_cast<double>(start + end - 1), q, p);
+    for (std::size_t k = start; k < end; ++k) position[order[k]] = h;
+  });
 }
 
 }  // namespace diffrank
