@@ -62,55 +62,100 @@ inline double mean_loss(Family family, const Vector& y, const Vector& eta) {
   return total / static_cast<double>(y.size());
 }
 
-// Psi_f for every sample: z(j, i) = f interpolated at position(j, i).
-inline Matrix normalize_to(const Positions& position, const Vector& f) {
-  const Eigen::Index p = position.rows(), n = position.cols(), last = f.size() - 1;
-  Matrix z(p, n);
+// Calls visit(j, i, lo, frac) for feature j of sample i, which sits at
+// fractional position lo + frac of a target whose last index is `last`.
+template <class Visit>
+inline void for_each_position(const Positions& position, Eigen::Index last, Visit&& visit) {
+  const Eigen::Index p = position.rows(), n = position.cols();
   for (Eigen::Index i = 0; i < n; ++i) {
     for (Eigen::Index j = 0; j < p; ++j) {
       const double h = position(j, i);
       const Eigen::Index lo = std::min<Eigen::Index>(static_cast<Eigen::Index>(h), last);
-      const double frac = h - static_cast<double>(lo);
-      z(j, i) = frac > 0.0 ? f[lo] + frac * (f[lo + 1] - f[lo]) : f[lo];
+      visit(j, i, lo, h - static_cast<double>(lo));
     }
   }
+}
+
+inline double interpolate(const Vector& f, Eigen::Index lo, double frac) {
+  return frac > 0.0 ? f[lo] + frac * (f[lo + 1] - f[lo]) : f[lo];
+}
+
+// Psi_f for every sample into z (p x n): z(j, i) = f at position(j, i).
+inline void normalize_to(const Positions& position, const Vector& f, Matrix& z) {
+  z.resize(position.rows(), position.cols());
+  for_each_position(position, f.size() - 1, [&](Eigen::Index j, Eigen::Index i, Eigen::Index lo,
+                                                double frac) { z(j, i) = interpolate(f, lo, frac); });
+}
+
+inline Matrix normalize_to(const Positions& position, const Vector& f) {
+  Matrix z;
+  normalize_to(position, f, z);
   return z;
 }
 
-// The adjoint of normalize_to in f: column i is u_i(w), so that
-// f' u_i(w) = w' Psi_f(x_i) for every f.
-inline Matrix rank_weights(const Positions& position, const Vector& w, Eigen::Index target_length) {
-  const Eigen::Index p = position.rows(), n = position.cols(), last = target_length - 1;
-  Matrix u = Matrix::Zero(target_length, n);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    for (Eigen::Index j = 0; j < p; ++j) {
-      const double h = position(j, i);
-      const Eigen::Index lo = std::min<Eigen::Index>(static_cast<Eigen::Index>(h), last);
-      const double frac = h - static_cast<double>(lo);
-      if (frac > 0.0) {
-        u(lo, i) += (1.0 - frac) * w[j];
-        u(lo + 1, i) += frac * w[j];
-      } else {
-        u(lo, i) += w[j];
-      }
-    }
-  }
-  return u;
+// sum_i c_i Psi_f(x_i), without the p x n matrix.
+inline Vector normalized_sum(const Positions& position, const Vector& f, const Vector& c) {
+  Vector out = Vector::Zero(position.rows());
+  for_each_position(position, f.size() - 1,
+                    [&](Eigen::Index j, Eigen::Index i, Eigen::Index lo, double frac) {
+                      out[j] += c[i] * interpolate(f, lo, frac);
+                    });
+  return out;
+}
+
+// The adjoint of Psi in f: u_i(w) is such that f' u_i(w) = w' Psi_f(x_i) for
+// every f; add(k, i, value) receives the contributions to u_i(w)_k.
+template <class Add>
+inline void scatter_weights(const Positions& position, const Vector& w, Eigen::Index length,
+                            Add&& add) {
+  for_each_position(position, length - 1,
+                    [&](Eigen::Index j, Eigen::Index i, Eigen::Index lo, double frac) {
+                      if (frac > 0.0) {
+                        add(lo, i, (1.0 - frac) * w[j]);
+                        add(lo + 1, i, frac * w[j]);
+                      } else {
+                        add(lo, i, w[j]);
+                      }
+                    });
+}
+
+inline void rank_weights(const Positions& position, const Vector& w, Eigen::Index length,
+                         Matrix& u) {
+  u.setZero(length, position.cols());
+  scatter_weights(position, w, length,
+                  [&](Eigen::Index k, Eigen::Index i, double value) { u(k, i) += value; });
+}
+
+// sum_i c_i u_i(w), without the p x n matrix.
+inline Vector rank_weight_sum(const Positions& position, const Vector& w, const Vector& c,
+                              Eigen::Index length) {
+  Vector out = Vector::Zero(length);
+  scatter_weights(position, w, length,
+                  [&](Eigen::Index k, Eigen::Index i, double value) { out[k] += c[i] * value; });
+  return out;
 }
 
 // Euclidean projection onto C: non-decreasing (PAV), then into the ball of
 // the given radius (for a convex cone, projecting onto the cone and then
 // scaling into the ball is the projection onto their intersection).
-inline void project_quantiles(Vector& f, double radius) {
-  const std::size_t p = static_cast<std::size_t>(f.size());
-  std::vector<std::uint32_t> bounds(p + 1);
-  std::vector<double> scratch(2 * p);
-  Vector projected(f.size());
-  isotonic_increasing(f.data(), nullptr, p, projected.data(), bounds.data(), scratch.data());
-  const double norm = projected.norm();
-  if (norm > radius) projected *= radius / norm;
-  f = projected;
-}
+class QuantileProjector {
+ public:
+  QuantileProjector(Eigen::Index p, double radius)
+      : radius_(radius), bounds_(p + 1), scratch_(2 * p), projected_(p) {}
+  void operator()(Vector& f) {
+    isotonic_increasing(f.data(), nullptr, static_cast<std::size_t>(f.size()), projected_.data(),
+                        bounds_.data(), scratch_.data());
+    const double norm = projected_.norm();
+    if (norm > radius_) projected_ *= radius_ / norm;
+    f.swap(projected_);
+  }
+
+ private:
+  double radius_;
+  std::vector<std::uint32_t> bounds_;
+  std::vector<double> scratch_;
+  Vector projected_;
+};
 
 struct LinearModel {
   Vector w;
@@ -211,6 +256,7 @@ inline void fit_linear(Family family, const Vector& y, double lambda, const Matr
 inline void fit_quantiles(Family family, const Vector& y, const Matrix& u, double radius,
                           Vector& f, double& b, int max_iter, double tol) {
   const Eigen::Index n = u.cols();
+  QuantileProjector project(f.size(), radius);
   const double dn = static_cast<double>(n);
   struct Point {
     Vector f;
@@ -242,7 +288,7 @@ inline void fit_quantiles(Family family, const Vector& y, const Matrix& u, doubl
     for (int tries = 0; tries < 200; ++tries) {
       out.f = x.f - g.f / lipschitz;
       out.b = x.b - g.b / lipschitz;
-      project_quantiles(out.f, radius);
+      project(out.f);
       out_value = value_at(out);
       const Vector df = out.f - x.f;
       const double db = out.b - x.b;
@@ -316,19 +362,20 @@ Fit fit_bnd(const Positions& position, const Vector& y, const Vector& f0, const 
   fit.model.w = Vector::Zero(position.rows());
   fit.model.b = 0.0;
   double previous = std::numeric_limits<double>::infinity();
+  Matrix z, u;
+  normalize_to(position, fit.f, z);
   for (int iter = 1; iter <= opt.max_iter; ++iter) {
     fit.iterations = iter;
-    const Matrix z = normalize_to(position, fit.f);
     fit_linear(opt.family, y, opt.lambda, z, fit.model);
     const double after_w = objective(opt.family, y, opt.lambda, z, fit.model);
     fit.history.push_back({iter, 'w', after_w, 0.0});
     monitor(fit.history.back());
 
     const Vector f_before = fit.f;
-    const Matrix u = rank_weights(position, fit.model.w, fit.f.size());
+    rank_weights(position, fit.model.w, fit.f.size(), u);
     fit_quantiles(opt.family, y, u, radius, fit.f, fit.model.b, opt.inner_iter, opt.inner_tol);
-    const double after_f =
-        objective(opt.family, y, opt.lambda, normalize_to(position, fit.f), fit.model);
+    normalize_to(position, fit.f, z);
+    const double after_f = objective(opt.family, y, opt.lambda, z, fit.model);
     const double change = (fit.f - f_before).norm() / std::max(f_before.norm(), 1e-300);
     fit.history.push_back({iter, 'f', after_f, change});
     monitor(fit.history.back());
@@ -367,8 +414,8 @@ Fit fit_svd(const Positions& position, const Vector& y, const Vector& f0, const 
             Monitor&& monitor) {
   const Eigen::Index p = position.rows(), n = position.cols();
   const Vector c = (y.array() - y.mean()) / static_cast<double>(n);
-  auto times = [&](const Vector& v) { return Vector(rank_weights(position, v, f0.size()) * c); };
-  auto times_transpose = [&](const Vector& t) { return Vector(normalize_to(position, t) * c); };
+  auto times = [&](const Vector& v) { return rank_weight_sum(position, v, c, f0.size()); };
+  auto times_transpose = [&](const Vector& t) { return normalized_sum(position, t, c); };
 
   Fit fit;
   Vector ramp = Vector::LinSpaced(f0.size(), -1.0, 1.0);
@@ -389,7 +436,7 @@ Fit fit_svd(const Positions& position, const Vector& y, const Vector& f0, const 
   if (f.dot(ramp) < 0.0) f = -f;
   const double radius = f0.norm();
   f *= radius / std::max(f.norm(), 1e-300);
-  project_quantiles(f, radius);
+  QuantileProjector(f.size(), radius)(f);
   if (f.norm() == 0.0) f = f0;  // no increasing direction: keep the start
   fit.f = f;
   fit.history.push_back({0, 's', std::numeric_limits<double>::quiet_NaN(), change});
