@@ -378,6 +378,9 @@ suquan_start <- function(f_init, m, mean_target) {
     abort("`f_init` must be \"mean\", \"normal\" or a numeric vector of finite values, not %s.",
           describe(f_init))
   }
+  if (p > 1L && diff(range(start)) == 0) {
+    abort("`f_init` must not be constant: it would map every sample to the same values.")
+  }
   if (sqrt(sum(start^2)) == 0) abort("`f_init` must not be all zeros: its norm bounds the target.")
   start
 }
