@@ -2,10 +2,42 @@
 # Generator token: 10BE3573-1514-4C36-9D1C-5A225CD40393
 
 qn_fit_target <- function(x, threads) {
-    .Call('_diffrank_qn_fit_target', PACKAGE = 'diffrank', x, threads)
+    .Call(`_diffrank_qn_fit_target`, x, threads)
 }
 
 qn_normalize <- function(x, target, ties, threads) {
-    .Call('_diffrank_qn_normalize', PACKAGE = 'diffrank', x, target, ties, threads)
+    .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
+}
+
+soft_forward_cpp <- function(x, kind, reg, descending, eps, scale_sd, threads) {
+    .Call(`_diffrank_soft_forward_cpp`, x, kind, reg, descending, eps, scale_sd, threads)
+}
+
+soft_vjp_cpp <- function(x, v, kind, reg, descending, eps, scale_sd, threads) {
+    .Call(`_diffrank_soft_vjp_cpp`, x, v, kind, reg, descending, eps, scale_sd, threads)
+}
+
+soft_state_cpp <- function(x, kind, reg, descending, eps, scale_sd, threads) {
+    .Call(`_diffrank_soft_state_cpp`, x, kind, reg, descending, eps, scale_sd, threads)
+}
+
+soft_state_product_cpp <- function(state, u, transpose, threads) {
+    .Call(`_diffrank_soft_state_product_cpp`, state, u, transpose, threads)
+}
+
+soft_state_jacobian_cpp <- function(state, threads) {
+    .Call(`_diffrank_soft_state_jacobian_cpp`, state, threads)
+}
+
+soft_state_blocks_cpp <- function(state) {
+    .Call(`_diffrank_soft_state_blocks_cpp`, state)
+}
+
+isotonic_cpp <- function(y, weights, decreasing) {
+    .Call(`_diffrank_isotonic_cpp`, y, weights, decreasing)
+}
+
+project_permutahedron_cpp <- function(z, w, reg) {
+    .Call(`_diffrank_project_permutahedron_cpp`, z, w, reg)
 }
 

@@ -1,0 +1,109 @@
+// Isotonic regression by Pool Adjacent Violators (PAV).
+//
+// Two families live here:
+// * the isotonic problems behind the projections onto the permutahedron of
+//   Blondel, Teboul, Berthet and Djolonga, "Fast differentiable sorting and
+//   ranking" (ICML 2020): a decreasing chain constraint v_1 >= ... >= v_n with
+//   a quadratic (L2) or an entropic (KL) objective;
+// * plain (weighted) least-squares regression onto non-decreasing sequences,
+//   as stats::isoreg computes (Barlow, Bartholomew, Bremner and Brunk 1972),
+//   used for example by supervised quantile normalization.
+//
+// Every solver runs in O(n) and returns the solution's blocks as integer
+// boundaries: block b covers positions [bounds[b], bounds[b + 1]), and
+// bounds[0] = 0, bounds[n_blocks] = n. Derivatives are taken block by block
+// from these boundaries, never by comparing fitted values with a tolerance.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+namespace diffrank {
+
+// log(exp(a) + exp(b)) without overflow.
+inline double log_add_exp(double a, double b) {
+  const double hi = std::max(a, b), lo = std::min(a, b);
+  return hi + std::log1p(std::exp(lo - hi));
+}
+
+// L2 problem with a decreasing chain: v = argmin 0.5 ||v - y||^2 subject to
+// v_1 >= v_2 >= ... >= v_n. Writes the block boundaries to bounds[0..nb] and
+// the block means to mean[0..nb), returns nb. bounds needs n + 1 entries,
+// mean n entries. Equal neighbouring means are pooled, so exact ties of the
+// sorted input end up in one block.
+//
+// Means are stored (not sums) and pooled as a convex combination, which
+// cannot overflow for finite y.
+inline std::size_t isotonic_l2_decreasing(const double* y, std::size_t n, std::uint32_t* bounds,
+                                          double* mean) {
+  std::size_t nb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    bounds[nb] = static_cast<std::uint32_t>(i);
+    mean[nb] = y[i];
+    ++nb;
+    while (nb > 1 && mean[nb - 2] <= mean[nb - 1]) {
+      const double c1 = static_cast<double>(bounds[nb - 1] - bounds[nb - 2]);
+      const double c2 = static_cast<double>(i + 1 - bounds[nb - 1]);
+      mean[nb - 2] += (mean[nb - 1] - mean[nb - 2]) * (c2 / (c1 + c2));
+      --nb;
+    }
+  }
+  bounds[nb] = static_cast<std::uint32_t>(n);
+  return nb;
+}
+
+// KL problem with a decreasing chain:
+//   v = argmin sum_i exp(s_i - v_i) + exp(w_i) v_i,  v_1 >= ... >= v_n,
+// whose value on a block B is logsumexp(s_B) - logsumexp(w_B). Writes the
+// boundaries to bounds[0..nb] and each block's log-sum-exps of s and w to
+// lse_s[0..nb) and lse_w[0..nb); returns nb.
+inline std::size_t isotonic_kl_decreasing(const double* s, const double* w, std::size_t n,
+                                          std::uint32_t* bounds, double* lse_s, double* lse_w) {
+  std::size_t nb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    bounds[nb] = static_cast<std::uint32_t>(i);
+    lse_s[nb] = s[i];
+    lse_w[nb] = w[i];
+    ++nb;
+    while (nb > 1 && lse_s[nb - 2] - lse_w[nb - 2] <= lse_s[nb - 1] - lse_w[nb - 1]) {
+      lse_s[nb - 2] = log_add_exp(lse_s[nb - 2], lse_s[nb - 1]);
+      lse_w[nb - 2] = log_add_exp(lse_w[nb - 2], lse_w[nb - 1]);
+      --nb;
+    }
+  }
+  bounds[nb] = static_cast<std::uint32_t>(n);
+  return nb;
+}
+
+// Weighted least-squares projection onto non-decreasing sequences:
+//   out = argmin sum_i weight_i (out_i - y_i)^2,  out_1 <= ... <= out_n,
+// weight == nullptr meaning unit weights (then out equals stats::isoreg's
+// fitted values). Weights must be positive. `bounds` (n + 1 entries) and
+// `scratch` (2 n entries) are the caller's; returns the number of blocks.
+inline std::size_t isotonic_increasing(const double* y, const double* weight, std::size_t n,
+                                       double* out, std::uint32_t* bounds, double* scratch) {
+  double* mean = scratch;
+  double* total = scratch + n;
+  std::size_t nb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    bounds[nb] = static_cast<std::uint32_t>(i);
+    mean[nb] = y[i];
+    total[nb] = weight ? weight[i] : 1.0;
+    ++nb;
+    while (nb > 1 && mean[nb - 2] >= mean[nb - 1]) {
+      const double t = total[nb - 2] + total[nb - 1];
+      mean[nb - 2] += (mean[nb - 1] - mean[nb - 2]) * (total[nb - 1] / t);
+      total[nb - 2] = t;
+      --nb;
+    }
+  }
+  bounds[nb] = static_cast<std::uint32_t>(n);
+  for (std::size_t b = 0; b < nb; ++b) {
+    std::fill(out + bounds[b], out + bounds[b + 1], mean[b]);
+  }
+  return nb;
+}
+
+}  // namespace diffrank
