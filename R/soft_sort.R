@@ -5,7 +5,7 @@
 #' regularized with strength `eps` (Blondel et al. 2020). As `eps` goes to 0
 #' they become the hard rank (average ranks for ties) and the hard sort; as
 #' `eps` grows the soft ranks all tend to `(n + 1) / 2` and the soft sort to
-#' the mean of `x`. Both are piecewise smooth in `x`, with exact derivatives
+#' the mean of `x` (for `reg = "l2"`). Both are piecewise smooth in `x`, with exact derivatives
 #' available through [soft_rank_fn()] and [soft_rank_vjp()].
 #'
 #' @section Definition:
@@ -17,7 +17,9 @@
 #' * `reg = "kl"`: the same with a Kullback-Leibler (entropic) regularizer;
 #'   soft ranks are positive and the values pooled in a block are shared in
 #'   proportion to `exp(x / eps)`. For large `eps` the KL soft sort tends to
-#'   `log(mean(exp(x)))` rather than to `mean(x)`.
+#'   `-log(mean(exp(-x)))` (ascending) or `log(mean(exp(x)))` (descending)
+#'   rather than to `mean(x)`, and unlike the L2 one it does not scale with
+#'   `x` (multiplying `x` by 10 does not multiply the soft sort by 10).
 #'
 #' Both reduce to one sort and one isotonic regression solved by pool
 #' adjacent violators, O(n log n) in all. Values that the isotonic regression
@@ -26,22 +28,34 @@
 #' `-x`) or sorts in decreasing order.
 #'
 #' @section Choosing eps:
-#' For `reg = "l2"`, `eps` is in the units of `x`: inside a block the soft rank
-#' is `x / eps` plus a constant, so `eps` is the change of `x` that moves a
-#' rank by one. If `eps` is smaller than the smallest gap between two
-#' neighbouring sorted values the soft ranks *are* the hard ranks (and the
-#' derivative is zero); if it is larger than the largest gap all values form
-#' one block and the soft ranks are `(n + 1) / 2 + (x - mean(x)) / eps`, an
-#' affine function of `x`. Useful values lie between, around the typical gap
-#' (about `2.5 * sd(x) / n` for normal data). `plot_soft_path()` shows the
-#' whole path for your data.
+#' *Soft ranks* (`reg = "l2"`): `eps` is in the units of `x`. Inside a block
+#' the soft rank is `x / eps` plus a constant, so `eps` is the change of `x`
+#' that moves a rank by one, and neighbours closer than about `eps` are pooled.
+#' If `eps` is smaller than the smallest gap between two neighbouring sorted
+#' values the soft ranks *are* the hard ranks (and the derivative is zero); if
+#' it is larger than the largest gap all values form one block and the soft
+#' ranks are `(n + 1) / 2 + (x - mean(x)) / eps`, an affine function of `x`.
+#' Useful values lie between, around the typical gap (about `2.5 * sd(x) / n`
+#' for normal data).
+#'
+#' *Soft sorts* (`reg = "l2"`): `1 / eps` is in the units of `x`. Inside a
+#' block the sorted values are `1 / eps` apart around the block's mean, so
+#' gaps wider than about `1 / eps` are shrunk and narrower ones kept: the soft
+#' sort is the hard sort when `1 / eps` exceeds the largest gap, and all values
+#' are pooled near `mean(x)` when it is below the smallest gap.
+#'
+#' The KL operators behave alike, with the pooled values shared in
+#' proportion to an exponential weight. [plot_soft_path()] shows the whole
+#' path for your data.
 #'
 #' `scale = "sd"` makes `eps` unit-free: `x` is divided by its standard
-#' deviation first (and, for sorts, the result multiplied back), so `eps` is in
-#' standard deviations and the result does not change when `x` is multiplied by
-#' a positive constant. The derivatives include the dependence of the standard
-#' deviation on `x`. With n values, `eps` near `1 / n` mixes neighbours and
-#' `eps` near 1 makes the ranks almost affine. A constant `x` is not rescaled.
+#' deviation first (and, for sorts, the result multiplied back), so the
+#' lengths above are in standard deviations and the result does not change
+#' when `x` is multiplied by a positive constant (for ranks, nor when a
+#' constant is added). The derivatives include the dependence of the standard
+#' deviation on `x`. With n values and scaled ranks, `eps` near `1 / n` mixes
+#' neighbours and `eps` near 1 makes the ranks almost affine. A constant `x`
+#' is not rescaled.
 #'
 #' `eps = 0` returns the hard operator, `rank(x, ties.method = "average")` or
 #' `sort(x)`. Exact ties always get exactly equal soft ranks.
@@ -71,7 +85,7 @@
 #' @examples
 #' x <- c(a = 0.5, b = 2.1, c = 2.0, d = -1)
 #' soft_rank(x, eps = 0)      # hard ranks
-#' soft_rank(x, eps = 0.05)   # b and c are closer than eps: they share rank mass
+#' soft_rank(x, eps = 0.2)    # b and c are closer than eps: they share rank mass
 #' soft_rank(x, eps = 100)    # everything near (n + 1) / 2
 #' soft_rank(x, eps = 0.5, direction = "descending", reg = "kl")
 #' soft_sort(x, eps = 0.5)
@@ -279,8 +293,10 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
 #'
 #' @inheritParams soft_rank
 #' @param x A numeric vector (finite values, at least two).
-#' @param eps Values of `eps` (positive); by default 100 values from half the
-#'   smallest gap between distinct values of `x` to twice its range (in
+#' @param eps Values of `eps` (positive); by default 100 values spanning the
+#'   hard operator to the fully pooled one: for ranks from half the smallest
+#'   gap between distinct values of `x` to twice its range, for sorts from the
+#'   inverse of twice the range to twice the inverse of the smallest gap (in
 #'   standard deviations with `scale = "sd"`).
 #' @param type `"rank"` or `"sort"`.
 #' @param plot `FALSE` to compute the path without plotting it.
@@ -312,12 +328,14 @@ plot_soft_path <- function(x, eps = NULL, type = c("rank", "sort"), reg = c("l2"
   labels <- names(x)
   x <- as.double(x)
   if (is.null(eps)) {
+    # from the hard operator to the fully pooled one (see ?soft_rank)
     unit <- if (scale == "sd" && stats::sd(x) > 0) stats::sd(x) else 1
-    gaps <- diff(sort(unique(x)))
-    span <- diff(range(x))
+    gaps <- diff(sort(unique(x))) / unit
+    span <- diff(range(x)) / unit
     if (span == 0) span <- 1
-    lo <- if (length(gaps) > 0L) min(gaps) / 2 else span / 100
-    eps <- 10^seq(log10(lo / unit), log10(2 * span / unit), length.out = 100L)
+    small <- if (length(gaps) > 0L) min(gaps) else span / 100
+    range_eps <- if (type == "rank") c(small / 2, 2 * span) else c(1 / (2 * span), 2 / small)
+    eps <- 10^seq(log10(range_eps[1L]), log10(range_eps[2L]), length.out = 100L)
   } else if (!is.numeric(eps) || length(eps) == 0L || anyNA(eps) || any(!is.finite(eps)) ||
                any(eps <= 0)) {
     abort("`eps` must be a vector of positive finite numbers, not %s.", describe(eps))

@@ -474,6 +474,9 @@ test_that("plot_soft_path() runs from hard to pooled", {
   expect_identical(colnames(path$values), names(x))
   expect_equal(path$values[1, ], rank(x))
   expect_lt(max(abs(path$values[100, ] - 2.5)), 1)
+  spath <- plot_soft_path(x, type = "sort", plot = FALSE)
+  expect_equal(spath$values[1, ], sort(unname(x)), tolerance = 1e-12)
+  expect_lt(max(abs(spath$values[100, ] - mean(x))), 0.1)
   pdf(NULL)
   on.exit(grDevices::dev.off())
   expect_invisible(plot_soft_path(x, type = "sort", reg = "kl"))
@@ -521,6 +524,7 @@ test_that("a linear model fitted with the Spearman loss ranks the targets well",
   # baseline: least squares on the raw targets
   ols <- stats::lm.fit(Xt, y[train])$coefficients
   spearman_ols <- cor(drop(X[test, ] %*% ols), y[test], method = "spearman")
-  expect_gt(spearman_test, 0.9)
-  expect_gt(spearman_test, spearman_ols + 0.05)
+  # with this seed: 0.995 against 0.943 for least squares
+  expect_gt(spearman_test, 0.98)
+  expect_gt(spearman_test, spearman_ols + 0.03)
 })
