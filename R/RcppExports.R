@@ -9,16 +9,16 @@ qn_normalize <- function(x, target, ties, threads) {
     .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 
-soft_forward_cpp <- function(x, kind, reg, descending, eps, scale_sd, threads) {
-    .Call(`_diffrank_soft_forward_cpp`, x, kind, reg, descending, eps, scale_sd, threads)
+soft_forward_cpp <- function(x, nrow, kind, reg, descending, eps, scale_sd, threads) {
+    .Call(`_diffrank_soft_forward_cpp`, x, nrow, kind, reg, descending, eps, scale_sd, threads)
 }
 
-soft_vjp_cpp <- function(x, v, kind, reg, descending, eps, scale_sd, threads) {
-    .Call(`_diffrank_soft_vjp_cpp`, x, v, kind, reg, descending, eps, scale_sd, threads)
+soft_vjp_cpp <- function(x, v, nrow, kind, reg, descending, eps, scale_sd, threads) {
+    .Call(`_diffrank_soft_vjp_cpp`, x, v, nrow, kind, reg, descending, eps, scale_sd, threads)
 }
 
-soft_state_cpp <- function(x, kind, reg, descending, eps, scale_sd, threads) {
-    .Call(`_diffrank_soft_state_cpp`, x, kind, reg, descending, eps, scale_sd, threads)
+soft_state_cpp <- function(x, nrow, kind, reg, descending, eps, scale_sd, threads) {
+    .Call(`_diffrank_soft_state_cpp`, x, nrow, kind, reg, descending, eps, scale_sd, threads)
 }
 
 soft_state_product_cpp <- function(state, u, transpose, threads) {

@@ -98,9 +98,9 @@ soft_rank <- function(x, eps = 1, reg = c("l2", "kl"),
   direction <- match.arg(direction)
   scale <- match.arg(scale)
   a <- soft_args(x, eps, threads)
-  out <- soft_forward_cpp(a$m, "rank", reg, direction == "descending", a$eps,
+  out <- soft_forward_cpp(a$m, a$nrow, "rank", reg, direction == "descending", a$eps,
                           scale == "sd", a$threads)
-  soft_shape(out, x, a$m, "rank")
+  soft_shape(out, a, "rank")
 }
 
 #' @rdname soft_rank
@@ -112,9 +112,9 @@ soft_sort <- function(x, eps = 1, reg = c("l2", "kl"),
   direction <- match.arg(direction)
   scale <- match.arg(scale)
   a <- soft_args(x, eps, threads)
-  out <- soft_forward_cpp(a$m, "sort", reg, direction == "descending", a$eps,
+  out <- soft_forward_cpp(a$m, a$nrow, "sort", reg, direction == "descending", a$eps,
                           scale == "sd", a$threads)
-  soft_shape(out, x, a$m, "sort")
+  soft_shape(out, a, "sort")
 }
 
 #' Derivatives of soft ranks and soft sorts
@@ -271,8 +271,8 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
   tc <- t_rank - mean(t_rank)
   t_norm <- sqrt(sum(tc^2))
   if (t_norm == 0) abort("`target` must not be constant: its ranks have no spread.")
-  op <- soft_state_cpp(matrix(pred, ncol = 1L), "rank", reg, FALSE, eps, scale == "sd", 1L)
-  r <- op$value[, 1L]
+  op <- soft_state_cpp(as.double(pred), length(pred), "rank", reg, FALSE, eps, scale == "sd", 1L)
+  r <- op$value
   rc <- r - mean(r)
   r_norm <- sqrt(sum(rc^2))
   if (!(r_norm > 0)) {
@@ -280,7 +280,7 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
   }
   rho <- sum(rc * tc) / (r_norm * t_norm)
   d_rank <- tc / (r_norm * t_norm) - rho * rc / r_norm^2
-  grad <- -soft_state_product_cpp(op$state, matrix(d_rank, ncol = 1L), TRUE, 1L)[, 1L]
+  grad <- -soft_state_product_cpp(op$state, d_rank, TRUE, 1L)
   names(grad) <- names(pred)
   list(value = 1 - rho, gradient = grad)
 }
@@ -432,75 +432,97 @@ project_permutahedron <- function(z, w, reg = c("l2", "kl")) {
 # helpers
 
 soft_args <- function(x, eps, threads, arg = "x") {
-  m <- as_numeric_matrix(x, arg)
+  vector_x <- is.null(dim(x)) && !is.data.frame(x)
+  if (vector_x && is.double(x) && !is.object(x)) {
+    m <- x   # passed to C++ as it is: no copy into a one-column matrix
+    if (length(x) > .Machine$integer.max) {
+      abort("`%s` must have fewer than 2^31 values.", arg)
+    }
+    shape <- c(length(x), 1L)
+  } else {
+    m <- as_numeric_matrix(x, arg)
+    shape <- dim(m)
+  }
   if (anyNA(m)) {
     abort("`%s` must not contain missing values (NA or NaN): soft ranks of missing values are undefined; remove them first.", arg)
   }
-  if (any(is.infinite(m))) abort("`%s` must not contain infinite values.", arg)
-  list(m = m, eps = check_number(eps, "eps", lower = 0), threads = check_threads(threads))
+  if (length(m) > 0L && !all(is.finite(range(m)))) {
+    abort("`%s` must not contain infinite values.", arg)
+  }
+  list(m = m, nrow = shape[1L], ncol = shape[2L], vector = vector_x,
+       names = if (vector_x) names(x) else NULL,
+       dimnames = if (vector_x) NULL else dimnames(m),
+       eps = check_number(eps, "eps", lower = 0), threads = check_threads(threads))
 }
 
-# Output of the C++ glue (a matrix) in the shape of the user's x: a vector
-# for a vector. Sorted outputs have no row names.
-soft_shape <- function(out, x, m, kind) {
-  rn <- if (kind == "rank") rownames(m) else NULL
-  if (is.null(dim(x)) && !is.data.frame(x)) {
-    return(stats::setNames(as.vector(out), rn))
+# Output of the C++ glue (a plain vector) in the shape of the user's x: a
+# vector for a vector, else a matrix, with x's names or dimnames. Sorted
+# outputs have no row names.
+soft_shape <- function(out, a, kind) {
+  if (a$vector) {
+    if (kind == "rank" && !is.null(a$names)) names(out) <- a$names
+    return(out)
   }
-  dimnames(out) <- if (is.null(rn) && is.null(colnames(m))) NULL else list(rn, colnames(m))
+  dim(out) <- c(a$nrow, a$ncol)
+  dn <- a$dimnames
+  if (kind == "sort" && !is.null(dn)) dn[1L] <- list(NULL)
+  if (!is.null(dn) && !all(vapply(dn, is.null, TRUE))) dimnames(out) <- dn
   out
 }
 
-soft_product_input <- function(v, m, arg) {
+# A direction (v or u) for a product: numbers of the shape of x.
+soft_product_input <- function(v, a, arg) {
   if (!(is.numeric(v) || is.logical(v)) || (is.object(v) && !is.matrix(v))) {
     abort("`%s` must be numeric, not %s.", arg, describe(v))
   }
-  if (is.null(dim(v))) {
-    if (ncol(m) != 1L || length(v) != nrow(m)) {
-      abort("`%s` must have the shape of `x` (%d x %d), not %s.", arg, nrow(m), ncol(m),
-            describe(v))
-    }
-    v <- matrix(as.double(v), nrow(m), ncol(m))
-  } else if (!identical(as.integer(dim(v)), dim(m))) {
-    abort("`%s` must have the shape of `x` (%d x %d), not %s.", arg, nrow(m), ncol(m),
-          describe(v))
+  ok <- if (a$vector) {
+    is.null(dim(v)) && length(v) == a$nrow
+  } else {
+    identical(as.integer(dim(v)), c(a$nrow, a$ncol))
   }
-  if (storage.mode(v) != "double") storage.mode(v) <- "double"
-  if (anyNA(v) || any(is.infinite(v))) abort("`%s` must contain only finite values.", arg)
+  if (!ok) {
+    abort("`%s` must have the shape of `x` (%s), not %s.", arg,
+          if (a$vector) sprintf("a vector of length %d", a$nrow)
+          else sprintf("%d x %d", a$nrow, a$ncol), describe(v))
+  }
+  if (!is.double(v)) v <- as.double(v)
+  if (anyNA(v) || (length(v) > 0L && !all(is.finite(range(v))))) {
+    abort("`%s` must contain only finite values.", arg)
+  }
   v
 }
 
 soft_fn <- function(kind, x, eps, reg, direction, scale, threads) {
   a <- soft_args(x, eps, threads)
-  m <- a$m
-  res <- soft_state_cpp(m, kind, reg, direction == "descending", a$eps, scale == "sd",
-                        a$threads)
+  res <- soft_state_cpp(a$m, a$nrow, kind, reg, direction == "descending", a$eps,
+                        scale == "sd", a$threads)
   state <- res$state
-  value <- soft_shape(res$value, x, m, kind)
+  value <- soft_shape(res$value, a, kind)
   nthreads <- a$threads
-  vector_x <- is.null(dim(x)) && !is.data.frame(x)
+  a$m <- NULL   # the closures need the shape, not the data
   vjp <- function(v) {
-    g <- soft_state_product_cpp(state, soft_product_input(v, m, "v"), TRUE, nthreads)
-    soft_shape(g, x, m, "rank")
+    soft_shape(soft_state_product_cpp(state, soft_product_input(v, a, "v"), TRUE, nthreads),
+               a, "rank")
   }
   jvp <- function(u) {
-    out <- soft_state_product_cpp(state, soft_product_input(u, m, "u"), FALSE, nthreads)
-    soft_shape(out, x, m, kind)
+    soft_shape(soft_state_product_cpp(state, soft_product_input(u, a, "u"), FALSE, nthreads),
+               a, kind)
   }
   jacobian <- function() {
-    n <- nrow(m)
-    if (as.double(n)^2 * ncol(m) > 1e8) {
+    n <- a$nrow
+    if (as.double(n)^2 * a$ncol > 1e8) {
       abort("The Jacobian would have %.3g entries; use $jvp() or $vjp() instead.",
-            as.double(n)^2 * ncol(m))
+            as.double(n)^2 * a$ncol)
     }
     jac <- soft_state_jacobian_cpp(state, nthreads)
-    out_names <- if (kind == "rank") rownames(m) else NULL
-    if (vector_x) {
+    in_names <- if (a$vector) a$names else a$dimnames[[1L]]
+    out_names <- if (kind == "rank") in_names else NULL
+    if (a$vector) {
       jac <- matrix(jac, n, n)
-      if (!is.null(out_names) || !is.null(rownames(m))) dimnames(jac) <- list(out_names, rownames(m))
+      if (!is.null(in_names)) dimnames(jac) <- list(out_names, in_names)
       return(jac)
     }
-    dimnames(jac) <- list(out_names, rownames(m), colnames(m))
+    if (!is.null(a$dimnames)) dimnames(jac) <- list(out_names, in_names, a$dimnames[[2L]])
     jac
   }
   structure(
@@ -508,18 +530,19 @@ soft_fn <- function(kind, x, eps, reg, direction, scale, threads) {
          n_blocks = soft_state_blocks_cpp(state)),
     class = "soft_operator",
     info = list(kind = kind, reg = reg, direction = direction, eps = a$eps, scale = scale,
-                n = nrow(m), what = if (vector_x) sprintf("a vector of length %d", nrow(m))
-                                   else sprintf("a %d x %d matrix, column by column", nrow(m), ncol(m)))
+                n = a$nrow,
+                what = if (a$vector) sprintf("a vector of length %d", a$nrow)
+                       else sprintf("a %d x %d matrix, column by column", a$nrow, a$ncol))
   )
 }
 
 soft_vjp <- function(kind, x, v, eps, reg, direction, scale, threads) {
   a <- soft_args(x, eps, threads)
   if (missing(v)) abort("`v` is missing: give the vector to multiply the Jacobian with.")
-  v <- soft_product_input(v, a$m, "v")
-  g <- soft_vjp_cpp(a$m, v, kind, reg, direction == "descending", a$eps, scale == "sd",
-                    a$threads)
-  soft_shape(g, x, a$m, "rank")
+  v <- soft_product_input(v, a, "v")
+  g <- soft_vjp_cpp(a$m, v, a$nrow, kind, reg, direction == "descending", a$eps,
+                    scale == "sd", a$threads)
+  soft_shape(g, a, "rank")
 }
 
 loss_vector <- function(x, arg) {

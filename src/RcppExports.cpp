@@ -36,61 +36,64 @@ BEGIN_RCPP
 END_RCPP
 }
 // soft_forward_cpp
-Rcpp::NumericMatrix soft_forward_cpp(Rcpp::NumericMatrix x, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
-RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
+RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
     Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
     Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
     Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
     Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
     Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(soft_forward_cpp(x, kind, reg, descending, eps, scale_sd, threads));
+    rcpp_result_gen = Rcpp::wrap(soft_forward_cpp(x, nrow, kind, reg, descending, eps, scale_sd, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // soft_vjp_cpp
-Rcpp::NumericMatrix soft_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix v, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
-RcppExport SEXP _diffrank_soft_vjp_cpp(SEXP xSEXP, SEXP vSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
+RcppExport SEXP _diffrank_soft_vjp_cpp(SEXP xSEXP, SEXP vSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type v(vSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type v(vSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
     Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
     Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
     Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
     Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
     Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(soft_vjp_cpp(x, v, kind, reg, descending, eps, scale_sd, threads));
+    rcpp_result_gen = Rcpp::wrap(soft_vjp_cpp(x, v, nrow, kind, reg, descending, eps, scale_sd, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // soft_state_cpp
-Rcpp::List soft_state_cpp(Rcpp::NumericMatrix x, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
-RcppExport SEXP _diffrank_soft_state_cpp(SEXP xSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
+RcppExport SEXP _diffrank_soft_state_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
     Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
     Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
     Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
     Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
     Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(soft_state_cpp(x, kind, reg, descending, eps, scale_sd, threads));
+    rcpp_result_gen = Rcpp::wrap(soft_state_cpp(x, nrow, kind, reg, descending, eps, scale_sd, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // soft_state_product_cpp
-Rcpp::NumericMatrix soft_state_product_cpp(SEXP state, Rcpp::NumericMatrix u, bool transpose, int threads);
+Rcpp::NumericVector soft_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose, int threads);
 RcppExport SEXP _diffrank_soft_state_product_cpp(SEXP stateSEXP, SEXP uSEXP, SEXP transposeSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type u(uSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
     Rcpp::traits::input_parameter< bool >::type transpose(transposeSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     rcpp_result_gen = Rcpp::wrap(soft_state_product_cpp(state, u, transpose, threads));
@@ -146,9 +149,9 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
-    {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 7},
-    {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 8},
-    {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 7},
+    {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 8},
+    {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 9},
+    {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 8},
     {"_diffrank_soft_state_product_cpp", (DL_FUNC) &_diffrank_soft_state_product_cpp, 4},
     {"_diffrank_soft_state_jacobian_cpp", (DL_FUNC) &_diffrank_soft_state_jacobian_cpp, 2},
     {"_diffrank_soft_state_blocks_cpp", (DL_FUNC) &_diffrank_soft_state_blocks_cpp, 1},

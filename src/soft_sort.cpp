@@ -71,13 +71,16 @@ SoftState* get_state(SEXP state) {
 
 }  // namespace
 
-// Soft rank or soft sort of every column of x.
+// Soft rank or soft sort of every column of x, an n x (length(x) / n) matrix
+// given as a plain vector (so that a vector is not copied into a matrix);
+// returns a plain vector of the same length.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericMatrix soft_forward_cpp(Rcpp::NumericMatrix x, std::string kind, std::string reg,
-                                     bool descending, double eps, bool scale_sd, int threads) {
-  const std::size_t n = x.nrow(), m = x.ncol();
+Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::string kind,
+                                     std::string reg, bool descending, double eps, bool scale_sd,
+                                     int threads) {
+  const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
   const diffrank::SoftSettings s = make_settings(kind, reg, descending, eps, scale_sd);
-  Rcpp::NumericMatrix out(Rcpp::no_init(n, m));
+  Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   double* op = out.begin();
   std::vector<char> failed(m, 0);
@@ -94,14 +97,15 @@ Rcpp::NumericMatrix soft_forward_cpp(Rcpp::NumericMatrix x, std::string kind, st
   return out;
 }
 
-// v^T J for every column: the forward pass and the product in one go.
+// v^T J for every column: the forward pass and the product in one go; x and
+// v as in soft_forward_cpp.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericMatrix soft_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix v, std::string kind,
-                                 std::string reg, bool descending, double eps, bool scale_sd,
-                                 int threads) {
-  const std::size_t n = x.nrow(), m = x.ncol();
+Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, int nrow,
+                                 std::string kind, std::string reg, bool descending, double eps,
+                                 bool scale_sd, int threads) {
+  const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
   const diffrank::SoftSettings s = make_settings(kind, reg, descending, eps, scale_sd);
-  Rcpp::NumericMatrix out(Rcpp::no_init(n, m));
+  Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   const double* vp = v.begin();
   double* op = out.begin();
@@ -110,9 +114,9 @@ Rcpp::NumericMatrix soft_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix v, s
       m, threads,
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SoftOperator soft;
-        std::vector<double> value(n);
         for (std::size_t j = j0; j < j1; ++j) {
-          if (!soft.forward(xp + j * n, n, s, value.data())) {
+          // the output column holds the value until the product overwrites it
+          if (!soft.forward(xp + j * n, n, s, op + j * n)) {
             failed[j] = 1;
             continue;
           }
@@ -126,14 +130,14 @@ Rcpp::NumericMatrix soft_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix v, s
 
 // Forward pass that keeps one operator per column for later products.
 // [[Rcpp::export(rng = false)]]
-Rcpp::List soft_state_cpp(Rcpp::NumericMatrix x, std::string kind, std::string reg,
+Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg,
                           bool descending, double eps, bool scale_sd, int threads) {
-  const std::size_t n = x.nrow(), m = x.ncol();
+  const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
   const diffrank::SoftSettings s = make_settings(kind, reg, descending, eps, scale_sd);
   Rcpp::XPtr<SoftState> state(new SoftState(), true);
   state->n = n;
   state->ops.resize(m);
-  Rcpp::NumericMatrix out(Rcpp::no_init(n, m));
+  Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   double* op = out.begin();
   std::vector<char> failed(m, 0);
@@ -150,16 +154,17 @@ Rcpp::List soft_state_cpp(Rcpp::NumericMatrix x, std::string kind, std::string r
   return Rcpp::List::create(Rcpp::Named("value") = out, Rcpp::Named("state") = state);
 }
 
-// J u (transpose = false) or J^T u for every column, from a stored state.
+// J u (transpose = false) or J^T u for every column, from a stored state; u
+// and the result are plain vectors of length nrow * ncol.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericMatrix soft_state_product_cpp(SEXP state, Rcpp::NumericMatrix u, bool transpose,
+Rcpp::NumericVector soft_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose,
                                            int threads) {
   SoftState* st = get_state(state);
   const std::size_t n = st->n, m = st->ops.size();
-  if (static_cast<std::size_t>(u.nrow()) != n || static_cast<std::size_t>(u.ncol()) != m) {
-    Rcpp::stop("`v` must have %d rows and %d columns.", static_cast<int>(n), static_cast<int>(m));
+  if (static_cast<std::size_t>(u.size()) != n * m) {
+    Rcpp::stop("`v` must have %d values.", static_cast<int>(n * m));
   }
-  Rcpp::NumericMatrix out(Rcpp::no_init(n, m));
+  Rcpp::NumericVector out(Rcpp::no_init(n * m));
   const double* up = u.begin();
   double* op = out.begin();
   diffrank_glue::parallel_for(

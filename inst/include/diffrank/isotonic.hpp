@@ -31,8 +31,9 @@ inline double log_add_exp(double a, double b) {
 // L2 problem with a decreasing chain: v = argmin 0.5 ||v - y||^2 subject to
 // v_1 >= v_2 >= ... >= v_n. Writes the block boundaries to bounds[0..nb] and
 // the block means to mean[0..nb), returns nb. bounds needs n + 1 entries,
-// mean n entries. Equal neighbouring means are pooled, so exact ties of the
-// sorted input end up in one block.
+// mean n entries; mean may be y itself (the solver then works in place).
+// Equal neighbouring means are pooled, so exact ties of the sorted input end
+// up in one block.
 //
 // Means are stored (not sums) and pooled as a convex combination, which
 // cannot overflow for finite y.

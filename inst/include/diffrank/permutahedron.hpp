@@ -70,62 +70,135 @@ class Buffer {
 // Writes to perm[0..n) the positions of key[0..n) in decreasing order of
 // sign * key, ties in increasing order of position, and to sorted[0..n) (if
 // not null) the values sign * key[perm[i]]. Keys are compared through their
-// IEEE bit patterns mapped to unsigned integers of the same order; long inputs
+// IEEE bit patterns mapped to unsigned integers of the same order. Long inputs
 // go through a stable least-significant-digit radix sort (11-bit digits, so
 // that the counters stay in cache), several times faster than a comparison
-// sort at n = 10^6.
+// sort at n = 10^6; short ones through a bucket sort. n must be below 2^32.
 class DecreasingOrder {
  public:
   void operator()(const double* key, double sign, std::size_t n, std::uint32_t* perm,
                   double* sorted = nullptr) {
-    if (n < 1024) {
-      pairs_.resize(n);
-      for (std::size_t i = 0; i < n; ++i) pairs_[i] = {encode(-sign * key[i]), static_cast<std::uint32_t>(i)};
-      std::sort(pairs_.begin(), pairs_.end());
-      for (std::size_t i = 0; i < n; ++i) perm[i] = pairs_[i].second;
-      if (sorted) {
-        for (std::size_t i = 0; i < n; ++i) sorted[i] = -decode(pairs_[i].first);
-      }
+    if (n < 32768) {
+      bucket_sort(key, sign, n, perm, sorted);
       return;
     }
-    constexpr int bits = 11, passes = 6;
+    // Stable LSD radix sort on the high 32 bits of the order-preserving key,
+    // the position in the low 32 bits (three 11-bit passes over 8-byte
+    // items); runs that share the high bits are then ordered by the full key.
+    constexpr int bits = 11;
     constexpr std::size_t radix = std::size_t(1) << bits;
     keys_.resize(n);
     keys_tmp_.resize(n);
-    idx_.resize(n);
-    idx_tmp_.resize(n);
-    count_.assign(passes * radix, 0);
+    count_.assign(3 * radix, 0);
     for (std::size_t i = 0; i < n; ++i) {
-      const std::uint64_t k = encode(-sign * key[i]);
+      const std::uint64_t k = (encode(-sign * key[i]) & 0xFFFFFFFF00000000ULL) | i;
       keys_[i] = k;
-      idx_[i] = static_cast<std::uint32_t>(i);
-      for (int p = 0; p < passes; ++p) ++count_[p * radix + ((k >> (bits * p)) & (radix - 1))];
+      ++count_[(k >> 32) & (radix - 1)];
+      ++count_[radix + ((k >> 43) & (radix - 1))];
+      ++count_[2 * radix + (k >> 54)];
     }
-    for (int p = 0; p < passes; ++p) {
-      const int shift = bits * p;
+    std::uint64_t* src = keys_.data();
+    std::uint64_t* dst = keys_tmp_.data();
+    for (int p = 0; p < 3; ++p) {
+      const int shift = 32 + bits * p;
       std::size_t* count = count_.data() + p * radix;
-      if (count[(keys_[0] >> shift) & (radix - 1)] == n) continue;  // one digit: nothing moves
+      if (count[(src[0] >> shift) & (radix - 1)] == n) continue;  // one digit: nothing moves
       std::size_t total = 0;
       for (std::size_t d = 0; d < radix; ++d) {
         const std::size_t c = count[d];
         count[d] = total;
         total += c;
       }
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t pos = count[(keys_[i] >> shift) & (radix - 1)]++;
-        keys_tmp_[pos] = keys_[i];
-        idx_tmp_[pos] = idx_[i];
-      }
-      keys_.swap(keys_tmp_);
-      idx_.swap(idx_tmp_);
+      for (std::size_t i = 0; i < n; ++i) dst[count[(src[i] >> shift) & (radix - 1)]++] = src[i];
+      std::swap(src, dst);
     }
-    std::copy(idx_.data(), idx_.data() + n, perm);
+    auto full_less = [&](std::uint64_t u, std::uint64_t v) {
+      const std::uint32_t iu = static_cast<std::uint32_t>(u), iv = static_cast<std::uint32_t>(v);
+      const std::uint64_t ku = encode(-sign * key[iu]), kv = encode(-sign * key[iv]);
+      return ku < kv || (ku == kv && iu < iv);
+    };
+    for (std::size_t i = 0; i < n;) {
+      std::size_t j = i + 1;
+      while (j < n && (src[j] >> 32) == (src[i] >> 32)) ++j;
+      // exact ties are already in order of position (the sort is stable)
+      if (j - i > 1 && !std::is_sorted(src + i, src + j, full_less)) {
+        std::sort(src + i, src + j, full_less);
+      }
+      i = j;
+    }
+    for (std::size_t i = 0; i < n; ++i) perm[i] = static_cast<std::uint32_t>(src[i]);
     if (sorted) {
-      for (std::size_t i = 0; i < n; ++i) sorted[i] = -decode(keys_[i]);
+      for (std::size_t i = 0; i < n; ++i) sorted[i] = sign * key[perm[i]];
     }
   }
 
  private:
+  struct Item {
+    double value;
+    std::uint32_t index;
+  };
+
+  // Short inputs: n buckets of equal width between the minimum and the
+  // maximum, filled stably, then insertion sort inside each bucket (a bucket
+  // of more than 16 items, as skewed data produce, is sorted with std::sort,
+  // so the worst case stays O(n log n)). About four times faster than
+  // std::sort at n = 100, where comparison sorts lose most of their time to
+  // mispredicted branches.
+  void bucket_sort(const double* key, double sign, std::size_t n, std::uint32_t* perm,
+                   double* sorted) {
+    if (n == 0) return;
+    items_.resize(n);
+    items_tmp_.resize(n);
+    bucket_.resize(n);
+    start_.resize(n + 1);
+    double lo = -sign * key[0] + 0.0, hi = lo;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = -sign * key[i] + 0.0;  // ascending order of -sign * key
+      items_[i] = {v, static_cast<std::uint32_t>(i)};
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    // halves, so that hi - lo cannot overflow
+    const double half_width = 0.5 * hi - 0.5 * lo;
+    const double scale = half_width > 0.0 ? 0.5 * static_cast<double>(n - 1) / half_width : 0.0;
+    std::fill(start_.data(), start_.data() + n + 1, 0u);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double t = (0.5 * items_[i].value - 0.5 * lo) * scale;
+      std::size_t b = t > 0.0 ? static_cast<std::size_t>(t) : 0;
+      if (b >= n) b = n - 1;
+      bucket_[i] = static_cast<std::uint32_t>(b);
+      ++start_[b + 1];
+    }
+    for (std::size_t b = 0; b < n; ++b) start_[b + 1] += start_[b];
+    for (std::size_t i = 0; i < n; ++i) items_tmp_[start_[bucket_[i]]++] = items_[i];
+    // start_[b] is now the end of bucket b, the start of bucket b + 1
+    std::size_t begin = 0;
+    for (std::size_t b = 0; b < n; ++b) {
+      const std::size_t end = start_[b];
+      if (end - begin > 16) {
+        std::sort(items_tmp_.data() + begin, items_tmp_.data() + end,
+                  [](const Item& a, const Item& c) {
+                    return a.value < c.value || (a.value == c.value && a.index < c.index);
+                  });
+      } else {
+        for (std::size_t i = begin + 1; i < end; ++i) {
+          const Item item = items_tmp_[i];
+          std::size_t j = i;
+          while (j > begin && items_tmp_[j - 1].value > item.value) {
+            items_tmp_[j] = items_tmp_[j - 1];
+            --j;
+          }
+          items_tmp_[j] = item;
+        }
+      }
+      begin = end;
+    }
+    for (std::size_t i = 0; i < n; ++i) perm[i] = items_tmp_[i].index;
+    if (sorted) {
+      for (std::size_t i = 0; i < n; ++i) sorted[i] = -items_tmp_[i].value;
+    }
+  }
+
   // Order-preserving map of doubles (not NaN) to unsigned integers; adding
   // 0.0 turns -0.0 into +0.0 so that the two zeros tie.
   static std::uint64_t encode(double v) {
@@ -134,16 +207,10 @@ class DecreasingOrder {
     std::memcpy(&b, &v, sizeof b);
     return (b >> 63) ? ~b : (b | 0x8000000000000000ULL);
   }
-  static double decode(std::uint64_t k) {
-    const std::uint64_t b = (k >> 63) ? (k & 0x7FFFFFFFFFFFFFFFULL) : ~k;
-    double v;
-    std::memcpy(&v, &b, sizeof v);
-    return v;
-  }
 
-  std::vector<std::pair<std::uint64_t, std::uint32_t>> pairs_;
+  Buffer<Item> items_, items_tmp_;
+  Buffer<std::uint32_t> bucket_, start_;
   Buffer<std::uint64_t> keys_, keys_tmp_;
-  Buffer<std::uint32_t> idx_, idx_tmp_;
   std::vector<std::size_t> count_;
 };
 
@@ -236,7 +303,6 @@ class SoftOperator {
     perm_.resize(n);
     bounds_.resize(n + 1);
     value_.resize(n);
-    work_.resize(n);
     const bool rank = settings.kind == SoftKind::rank;
     sign_ = rank ? (settings.descending ? -1.0 : 1.0) : (settings.descending ? 1.0 : -1.0);
 
@@ -298,7 +364,7 @@ class SoftOperator {
       if (!(std::isfinite(s_[0]) && std::isfinite(s_[n - 1]))) return false;
       if (set_.reg == Regularization::l2) {
         for (std::size_t i = 0; i < n; ++i) t_[i] = s_[i] - (dn - static_cast<double>(i));
-        nb_ = isotonic_l2_decreasing(t_.data(), n, bounds_.data(), work_.data());
+        nb_ = isotonic_l2_decreasing(t_.data(), n, bounds_.data(), t_.data());  // in place
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           const double s0 = s_[lo];
@@ -313,8 +379,9 @@ class SoftOperator {
           log_rho_.resize(n);
           for (std::size_t i = 0; i < n; ++i) log_rho_[i] = std::log(dn - static_cast<double>(i));
         }
-        nb_ = isotonic_kl_decreasing(s_.data(), log_rho_.data(), n, bounds_.data(), work_.data(),
-                                     lse_scratch(n));
+        work_.resize(n);
+        nb_ = isotonic_kl_decreasing(s_.data(), log_rho_.data(), n, bounds_.data(), t_.data(),
+                                     work_.data());
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           const double s0 = s_[lo];  // the block maximum: s is decreasing
@@ -339,8 +406,8 @@ class SoftOperator {
         return false;
       }
       if (set_.reg == Regularization::l2) {
-        for (std::size_t i = 0; i < n; ++i) work_[i] = s_[i] - t_[i];
-        nb_ = isotonic_l2_decreasing(work_.data(), n, bounds_.data(), s_.data());
+        for (std::size_t i = 0; i < n; ++i) s_[i] -= t_[i];
+        nb_ = isotonic_l2_decreasing(s_.data(), n, bounds_.data(), s_.data());  // in place
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           const double m = static_cast<double>(hi - lo), w0 = t_[lo];
@@ -352,8 +419,10 @@ class SoftOperator {
           }
         }
       } else {
+        work_.resize(n);
+        lse_.resize(n);
         nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), work_.data(),
-                                     lse_scratch(n));
+                                     lse_.data());
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           const double w0 = t_[lo];  // the block maximum
@@ -445,11 +514,6 @@ class SoftOperator {
   // d sd / d x_j, for x = c xs.
   double scale_gradient(std::size_t j) const {
     return (xs_[j] - mean_xs_) / static_cast<double>(n_ - 1);
-  }
-
-  double* lse_scratch(std::size_t n) {
-    lse_.resize(n);
-    return lse_.data();
   }
 
   void write_output(double* out) const {
