@@ -446,7 +446,7 @@ soft_args <- function(x, eps, threads, arg = "x") {
   if (anyNA(m)) {
     abort("`%s` must not contain missing values (NA or NaN): soft ranks of missing values are undefined; remove them first.", arg)
   }
-  if (length(m) > 0L && !all(is.finite(range(m)))) {
+  if (length(m) > 0L && !(is.finite(min(m)) && is.finite(max(m)))) {
     abort("`%s` must not contain infinite values.", arg)
   }
   list(m = m, nrow = shape[1L], ncol = shape[2L], vector = vector_x,
@@ -486,7 +486,7 @@ soft_product_input <- function(v, a, arg) {
           else sprintf("%d x %d", a$nrow, a$ncol), describe(v))
   }
   if (!is.double(v)) v <- as.double(v)
-  if (anyNA(v) || (length(v) > 0L && !all(is.finite(range(v))))) {
+  if (anyNA(v) || (length(v) > 0L && !(is.finite(min(v)) && is.finite(max(v))))) {
     abort("`%s` must contain only finite values.", arg)
   }
   v
