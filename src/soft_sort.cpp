@@ -51,8 +51,10 @@ void stop_overflow(const std::vector<char>& failed, const diffrank::SoftSettings
   if (s.kind == diffrank::SoftKind::rank) {
     Rcpp::stop("`x / eps` overflows (column %d): use a larger `eps` or scale = \"sd\".", column);
   }
-  Rcpp::stop("`x` or `length(x) / eps` exceeds 1e300 in magnitude (column %d): rescale `x` or "
-             "use a larger `eps`.", column);
+  Rcpp::stop(
+      "`x` or `length(x) / eps` exceeds 1e300 in magnitude (column %d): rescale `x` or "
+      "use a larger `eps`.",
+      column);
 }
 
 struct SoftState {
@@ -63,8 +65,9 @@ struct SoftState {
 SoftState* get_state(SEXP state) {
   Rcpp::XPtr<SoftState> ptr(state);
   if (ptr.get() == nullptr) {
-    Rcpp::stop("This soft operator object was saved and reloaded: its derivative state is gone; "
-               "recompute it.");
+    Rcpp::stop(
+        "This soft operator object was saved and reloaded: its derivative state is gone; "
+        "recompute it.");
   }
   return ptr.get();
 }
