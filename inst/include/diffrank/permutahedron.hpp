@@ -375,13 +375,7 @@ class SoftOperator {
           for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = (s_[i] - s0 - ds) + mean_rho;
         }
       } else {
-        if (log_rho_.size() != n) {
-          log_rho_.resize(n);
-          for (std::size_t i = 0; i < n; ++i) log_rho_[i] = std::log(dn - static_cast<double>(i));
-        }
-        work_.resize(n);
-        nb_ = isotonic_kl_decreasing(s_.data(), log_rho_.data(), n, bounds_.data(), t_.data(),
-                                     work_.data());
+        nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data());
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           const double s0 = s_[lo];  // the block maximum: s is decreasing
@@ -588,7 +582,6 @@ class SoftOperator {
   // (before multiplying sorts back by the scale); weight_: KL softmax inside
   // each block, in sorted order.
   Buffer<double> value_, weight_, xs_, s_, t_, work_, lse_, extra_;
-  std::vector<double> log_rho_;
 };
 
 }  // namespace diffrank
