@@ -212,6 +212,8 @@ print.soft_operator <- function(x, ...) {
   blocks <- x$n_blocks
   if (length(blocks) == 1L) {
     cat(sprintf("  %d isotonic block(s) for %d values\n", blocks, info$n))
+  } else if (length(blocks) > 1L && min(blocks) == max(blocks)) {
+    cat(sprintf("  %d isotonic block(s) in each column of %d values\n", blocks[1L], info$n))
   } else if (length(blocks) > 1L) {
     cat(sprintf("  %d to %d isotonic blocks per column of %d values\n", min(blocks),
                 max(blocks), info$n))
@@ -300,6 +302,8 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
 #'   standard deviations with `scale = "sd"`).
 #' @param type `"rank"` or `"sort"`.
 #' @param plot `FALSE` to compute the path without plotting it.
+#' @param legend Whether to add a legend with the names of `x` (by default
+#'   when `x` has names and at most 12 values).
 #' @param main,xlab,ylab,col,lty Plot title, labels, colours and line types,
 #'   passed to [graphics::matplot()].
 #' @param ... Other arguments passed to [graphics::matplot()].
@@ -314,13 +318,15 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
 #' dim(path$values)
 plot_soft_path <- function(x, eps = NULL, type = c("rank", "sort"), reg = c("l2", "kl"),
                            direction = c("ascending", "descending"), scale = c("none", "sd"),
-                           plot = TRUE, main = NULL, xlab = "eps (log scale)", ylab = NULL,
+                           plot = TRUE, legend = !is.null(names(x)) && length(x) <= 12L,
+                           main = NULL, xlab = "eps (log scale)", ylab = NULL,
                            col = NULL, lty = 1, ...) {
   type <- match.arg(type)
   reg <- match.arg(reg)
   direction <- match.arg(direction)
   scale <- match.arg(scale)
   plot <- check_flag(plot, "plot")
+  legend <- check_flag(legend, "legend")
   if (!is.numeric(x) || is.object(x) || !is.null(dim(x)) || length(x) < 2L) {
     abort("`x` must be a numeric vector with at least 2 values, not %s.", describe(x))
   }
@@ -351,6 +357,10 @@ plot_soft_path <- function(x, eps = NULL, type = c("rank", "sort"), reg = c("l2"
     if (is.null(col)) col <- grDevices::hcl.colors(length(x), "Dark 3")
     graphics::matplot(eps, values, type = "l", log = "x", main = main, xlab = xlab,
                       ylab = ylab, col = col, lty = lty, ...)
+    if (isTRUE(legend) && !is.null(labels) && type == "rank") {
+      graphics::legend("topright", legend = labels, col = col, lty = lty, bty = "n",
+                       cex = 0.8)
+    }
   }
   invisible(list(eps = eps, values = values))
 }
