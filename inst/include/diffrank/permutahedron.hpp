@@ -215,11 +215,11 @@ class DecreasingOrder {
 };
 
 // log(sum_{j < m} exp(-j / eps)), the log-normalizer of the softmax of
-// rho / eps over a block of m consecutive positions, in closed form.
-inline double log_geometric_sum(std::size_t m, double eps) {
+// rho / eps over a block of m consecutive positions, in closed form;
+// log_one_minus_q is log(1 - exp(-1 / eps)).
+inline double log_geometric_sum(std::size_t m, double eps, double log_one_minus_q) {
   if (m <= 1) return 0.0;
-  const double q = -1.0 / eps;
-  return std::log(-std::expm1(static_cast<double>(m) * q)) - std::log(-std::expm1(q));
+  return std::log(-std::expm1(-static_cast<double>(m) / eps)) - log_one_minus_q;
 }
 
 // Projection of z[0..n) onto the permutahedron of w[0..n) (any order), L2 or
@@ -378,6 +378,11 @@ class SoftOperator {
         nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data());
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
+          if (hi - lo == 1) {  // the hard rank, without exp
+            weight_[lo] = 1.0;
+            value_[perm_[lo]] = dn - static_cast<double>(lo);
+            continue;
+          }
           const double s0 = s_[lo];  // the block maximum: s is decreasing
           double z = 0.0;
           for (std::size_t i = lo; i < hi; ++i) {
@@ -417,8 +422,14 @@ class SoftOperator {
         lse_.resize(n);
         nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), work_.data(),
                                      lse_.data());
+        const double log_one_minus_q = std::log(-std::expm1(-1.0 / eps));
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
+          if (hi - lo == 1) {  // the hard sort, without exp
+            weight_[lo] = 1.0;
+            value_[lo] = t_[lo];
+            continue;
+          }
           const double w0 = t_[lo];  // the block maximum
           double z = 0.0;
           for (std::size_t i = lo; i < hi; ++i) {
@@ -426,7 +437,7 @@ class SoftOperator {
             z += weight_[i];
           }
           const double lse_w = w0 + std::log(z);
-          const double log_zs = log_geometric_sum(hi - lo, eps);
+          const double log_zs = log_geometric_sum(hi - lo, eps, log_one_minus_q);
           for (std::size_t i = lo; i < hi; ++i) {
             weight_[i] /= z;
             value_[i] = (-static_cast<double>(i - lo) / eps - log_zs) + lse_w;
