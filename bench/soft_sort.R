@@ -1,0 +1,63 @@
+# Benchmark of soft sort and soft rank (forward pass + vector-Jacobian
+# product) against base R's order() and rank() on the same data, one thread.
+# Run by hand with the package installed:  Rscript bench/soft_sort.R
+# Times are medians over repetitions; "cpu" is user + system time of this
+# process, less sensitive than elapsed time to other work on the machine.
+suppressPackageStartupMessages(library(diffrank))
+
+timing <- function(expr, times) {
+  f <- eval.parent(substitute(function() expr))
+  f()  # warm-up
+  t <- vapply(seq_len(times), function(i) {
+    s <- system.time(f(), gcFirst = FALSE)
+    c(elapsed = s[["elapsed"]], cpu = s[["user.self"]] + s[["sys.self"]])
+  }, numeric(2))
+  apply(t, 1, stats::median)
+}
+
+set.seed(42)
+cat(sprintf("diffrank %s, R %s, one thread, load average %s\n\n",
+            utils::packageVersion("diffrank"), getRversion(),
+            tryCatch(strsplit(readLines("/proc/loadavg"), " ")[[1]][1], error = function(e) "?")))
+
+n <- 1e6
+x <- rnorm(n)
+v <- rnorm(n)
+t_order <- timing(order(x), 9)
+t_rank <- timing(rank(x), 5)
+cat(sprintf("n = %.0e, one vector: order(x) %.0f ms elapsed (%.0f ms cpu), rank(x) %.0f ms (%.0f ms cpu)\n\n",
+            n, 1e3 * t_order[1], 1e3 * t_order[2], 1e3 * t_rank[1], 1e3 * t_rank[2]))
+cat(sprintf("%-38s %9s %9s %12s %12s\n", "forward + VJP", "ms", "ms cpu", "/order cpu",
+            "/rank cpu"))
+show <- function(label, t) {
+  cat(sprintf("%-38s %9.0f %9.0f %12.2f %12.2f   (elapsed ratios %.2f, %.2f)\n", label,
+              1e3 * t[1], 1e3 * t[2], t[2] / t_order[2], t[2] / t_rank[2],
+              t[1] / t_order[1], t[1] / t_rank[1]))
+}
+for (kind in c("rank", "sort")) {
+  for (reg in c("l2", "kl")) {
+    for (eps in c(0.01, 1)) {
+      f <- if (kind == "rank") soft_rank_vjp else soft_sort_vjp
+      show(sprintf("soft_%s_vjp(reg = \"%s\", eps = %s)", kind, reg, format(eps)),
+           timing(f(x, v, eps = eps, reg = reg, threads = 1), 9))
+    }
+  }
+}
+show("soft_rank() forward only, eps = 1", timing(soft_rank(x, eps = 1, threads = 1), 9))
+
+cat("\n256 vectors of length 100 (a 100 x 256 matrix), forward + VJP\n")
+m <- matrix(rnorm(100 * 256), 100, 256)
+g <- matrix(rnorm(100 * 256), 100, 256)
+reps <- 100
+for (kind in c("rank", "sort")) {
+  for (reg in c("l2", "kl")) {
+    f <- if (kind == "rank") soft_rank_vjp else soft_sort_vjp
+    t1 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, threads = 1), 5) / reps
+    t2 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, threads = 2), 5) / reps
+    cat(sprintf("soft_%s_vjp(reg = \"%s\"): %.2f us per vector on 1 thread (%.2f us cpu); %.2f us on 2 threads\n",
+                kind, reg, 1e6 * t1[1] / 256, 1e6 * t1[2] / 256, 1e6 * t2[1] / 256))
+  }
+}
+t_base <- timing(for (i in seq_len(reps)) apply(m, 2, rank), 5) / reps
+cat(sprintf("base apply(m, 2, rank): %.2f us per vector (%.2f us cpu)\n", 1e6 * t_base[1] / 256,
+            1e6 * t_base[2] / 256))
