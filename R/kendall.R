@@ -42,7 +42,7 @@
 #' K <- kendall_kernel(train)                    # genes x samples
 #' fit <- kernlab::ksvm(K, labels, type = "C-svc")
 #' K_new <- kendall_kernel(test, train[, kernlab::SVindex(fit), drop = FALSE])
-#' predict(fit, K_new)
+#. kernlab::predict(fit, K_new)
 #' ```
 #' `ksvm()` called on a data matrix (samples in rows) with a kernel function
 #' such as [kendall_kernel_fn()] scales every column by default
@@ -273,7 +273,7 @@ kendall_counts <- function(x, y) {
 #'   data[labels == "b", 1:10] <- data[labels == "b", 1:10] + 1.5
 #'   fit <- kernlab::ksvm(data, labels, kernel = kendall_kernel_fn(),
 #'                        scaled = FALSE, C = 1)
-#'   mean(predict(fit, data) == labels)
+#'   mean(kernlab::predict(fit, data) == labels)
 #' }
 kendall_kernel_fn <- function(type = c("tau_b", "tau_a")) {
   type <- match.arg(type)
