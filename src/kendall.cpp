@@ -16,9 +16,9 @@ namespace {
 struct Profiles {
   std::size_t n = 0, count = 0;
   std::vector<std::uint32_t> order, rank;
-  std::vector<std::size_t> q;
+  std::vector<std::size_t> q, distinct;
   diffrank::RankedProfile at(std::size_t j) const {
-    return {order.data() + j * n, rank.data() + j * n, q[j]};
+    return {order.data() + j * n, rank.data() + j * n, q[j], distinct[j]};
   }
   bool complete(std::size_t j) const { return q[j] == n; }
 };
@@ -30,11 +30,14 @@ Profiles rank_columns(const Rcpp::NumericMatrix& x, int threads) {
   p.order.resize(p.n * p.count);
   p.rank.resize(p.n * p.count);
   p.q.resize(p.count);
+  p.distinct.resize(p.count);
   const double* xp = x.begin();
   diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
     for (std::size_t j = j0; j < j1; ++j) {
-      p.q[j] = diffrank::rank_profile(xp + j * p.n, p.n, p.order.data() + j * p.n,
-                                      p.rank.data() + j * p.n);
+      const diffrank::RankedProfile r = diffrank::rank_profile(
+          xp + j * p.n, p.n, p.order.data() + j * p.n, p.rank.data() + j * p.n);
+      p.q[j] = r.q;
+      p.distinct[j] = r.distinct;
     }
   });
   return p;
@@ -219,9 +222,8 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x,
 Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVector y) {
   const std::size_t n = x.size();
   std::vector<std::uint32_t> ox(n), rx(n), oy(n), ry(n);
-  const std::size_t qx = diffrank::rank_profile(x.begin(), n, ox.data(), rx.data());
-  const std::size_t qy = diffrank::rank_profile(y.begin(), n, oy.data(), ry.data());
-  const diffrank::RankedProfile a{ox.data(), rx.data(), qx}, b{oy.data(), ry.data(), qy};
+  const diffrank::RankedProfile a = diffrank::rank_profile(x.begin(), n, ox.data(), rx.data());
+  const diffrank::RankedProfile b = diffrank::rank_profile(y.begin(), n, oy.data(), ry.data());
   diffrank::KendallScratch s;
   s.reserve(n);
   const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);

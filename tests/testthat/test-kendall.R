@@ -67,11 +67,7 @@ bf_matrix <- function(x, f) {
 }
 
 # The values of a kernel matrix, without class or dimnames.
-plain <- function(k) {
-  k <- as.matrix(k)
-  attr(k, "class") <- NULL
-  unname(k)
-}
+plain <- function(k) unname(k[, , drop = FALSE])
 
 min_eigen <- function(k) {
   ev <- eigen(plain(k), symmetric = TRUE, only.values = TRUE)$values
@@ -233,6 +229,18 @@ test_that("counts are exact beyond 2^31 discordant pairs (n = 100,000)", {
   a <- sample(1000, n, replace = TRUE)
   b <- a + sample(3000, n, replace = TRUE)
   expect_equal(kendall_kernel(a, b), pcaPP::cor.fk(a, b), tolerance = 1e-12)
+})
+
+test_that("the merge-sort path for over 2^22 distinct values gives exact counts", {
+  # 5 million distinct y ranks exceed the prefix-count trie; x in blocks of 10
+  # (ties), y the two halves of 1..n swapped, increasing inside each block.
+  n <- 5e6
+  m <- 2e6
+  counts <- kendall_counts(ceiling(seq_len(n) / 10), c((m + 1):n, 1:m))
+  expect_identical(counts[["discordant"]], m * (n - m))
+  expect_identical(counts[["tied_x"]], 45 * n / 10)
+  expect_identical(counts[["tied_y"]], 0)
+  expect_identical(counts[["concordant"]], n * (n - 1) / 2 - m * (n - m) - 45 * n / 10)
 })
 
 test_that("results are identical for 1 and 2 threads", {

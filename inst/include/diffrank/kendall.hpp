@@ -2,9 +2,13 @@
 //
 // Two profiles x, x' of the same n items are compared through the pairs of
 // items they order the same way (concordant) or the opposite way
-// (discordant). Counts follow Knight (1966): sort the items by x (by x' inside
-// ties of x) and count the inversions of x' with a merge sort, in O(n log n)
-// with 64-bit counters. The kernels are those of Jiao and Vert, "The Kendall
+// (discordant). Counts follow Knight (1966): visit the items by increasing x
+// and count the inversions of x', in O(n log n) with 64-bit counters. The
+// inversions are counted with a binary trie of prefix counts over the ranks
+// of x' (one counter per rank prefix at each bit level, a Fenwick-like tree
+// without pointer chasing), which is branch-free and a few times faster than
+// a merge sort; a merge sort remains for profiles with more than 2^22
+// distinct values, whose trie would not fit in cache. The kernels are those of Jiao and Vert, "The Kendall
 // and Mallows kernels for permutations" (ICML 2015, IEEE TPAMI 2018) and "The
 // weighted Kendall and high-order kernels for permutations" (ICML 2018); the
 // weighted kernels sum, over the items, weighted counts of the items that
@@ -35,16 +39,17 @@ constexpr std::uint32_t kMissingRank = std::numeric_limits<std::uint32_t>::max()
 // One ranked profile, in memory owned by the caller: `order` lists the q
 // observed items by increasing value (ties by index) and `rank` gives, for
 // each of the n items, its dense rank (0 = smallest, tied items share one) or
-// kMissingRank.
+// kMissingRank; `distinct` is the number of distinct values.
 struct RankedProfile {
   const std::uint32_t* order;
   const std::uint32_t* rank;
   std::size_t q;
+  std::size_t distinct;
 };
 
-// Ranks x[0..n) into order[0..q) and rank[0..n) (see RankedProfile); returns q.
-inline std::size_t rank_profile(const double* x, std::size_t n, std::uint32_t* order,
-                                std::uint32_t* rank) {
+// Ranks x[0..n) into order[0..q) and rank[0..n) (see RankedProfile).
+inline RankedProfile rank_profile(const double* x, std::size_t n, std::uint32_t* order,
+                                  std::uint32_t* rank) {
   std::size_t q = 0;
   for (std::size_t i = 0; i < n; ++i) {
     rank[i] = kMissingRank;
@@ -58,7 +63,59 @@ inline std::size_t rank_profile(const double* x, std::size_t n, std::uint32_t* o
     if (k > 0 && x[order[k]] != x[order[k - 1]]) ++r;
     rank[order[k]] = r;
   }
-  return q;
+  return {order, rank, q, q > 0 ? static_cast<std::size_t>(r) + 1 : 0};
+}
+
+// Counts of the values inserted so far (integers below 2^bits) by prefix:
+// level b holds, for each value of v >> b, how many inserted values share it.
+// The values greater than y are, over the levels b where bit b of y is 0,
+// those whose prefix is y's with bit b set. Count is a 16-bit counter when
+// fewer than 2^16 values are inserted: half the cache.
+template <class Count>
+class PrefixCounts {
+ public:
+  void reset(unsigned bits) {
+    bits_ = bits;
+    table_.assign(std::size_t(2) << bits, Count(0));
+    std::size_t offset = 0;
+    for (unsigned b = 0; b < bits; ++b) {
+      level_[b] = table_.data() + offset;
+      offset += std::size_t(1) << (bits - b);
+    }
+  }
+  std::uint64_t greater(std::uint32_t y) const {
+    std::uint64_t count = 0;
+    for (unsigned b = 0; b < bits_; ++b) {
+      const std::uint32_t prefix = y >> b;
+      count += static_cast<std::uint32_t>(level_[b][prefix | 1u]) & ((prefix & 1u) - 1u);
+    }
+    return count;
+  }
+  std::uint32_t equal(std::uint32_t y) const { return level_[0][y]; }
+  void insert(std::uint32_t y) {
+    for (unsigned b = 0; b < bits_; ++b) ++level_[b][y >> b];
+  }
+  // greater(y) followed by insert(y), in one pass over the levels.
+  std::uint64_t greater_then_insert(std::uint32_t y) {
+    std::uint64_t count = 0;
+    for (unsigned b = 0; b < bits_; ++b) {
+      const std::uint32_t prefix = y >> b;
+      count += static_cast<std::uint32_t>(level_[b][prefix | 1u]) & ((prefix & 1u) - 1u);
+      ++level_[b][prefix];
+    }
+    return count;
+  }
+
+ private:
+  unsigned bits_ = 0;
+  std::vector<Count> table_;
+  Count* level_[32] = {};
+};
+
+inline unsigned bits_for(std::size_t distinct) {
+  unsigned bits = 1;
+  while ((std::size_t(1) << bits) < distinct) ++bits;
+  return bits;
 }
 
 // Sorts a[0..n) and returns its number of strict inversions (i < j with
@@ -119,12 +176,15 @@ struct KendallCounts {
 // Scratch memory of one thread, reused from pair to pair.
 struct KendallScratch {
   std::vector<std::uint32_t> seq, buf, yblock;
+  PrefixCounts<std::uint16_t> counts16;
+  PrefixCounts<std::uint32_t> counts32;
   std::vector<double> ux, uy;
   std::vector<std::uint32_t> xfirst, xsize, yfirst, ysize;
   std::vector<double> tree;
   void reserve(std::size_t n) {
     seq.resize(n);
     buf.resize(n);
+    yblock.resize(n);
   }
   void reserve_weighted(std::size_t n) {
     reserve(n);
@@ -144,52 +204,107 @@ inline bool kept(std::uint32_t f, const RankedProfile& other, const RankedProfil
   return other.rank[f] != kMissingRank && mask.rank[f] != kMissingRank;
 }
 
-// Knight's method on the items observed in a, b and mask (pass mask = b for a
-// plain pair). s.seq and s.buf must hold the number of items.
-inline KendallCounts kendall_counts(const RankedProfile& a, const RankedProfile& b,
-                                    const RankedProfile& mask, KendallScratch& s) {
-  KendallCounts c;
-  std::uint32_t* seq = s.seq.data();
-  std::size_t n = 0, run_start = 0;
-  std::uint32_t previous = kMissingRank;
-  // Sorting each tie block of x by y makes pairs tied in x never inversions,
-  // and leaves the pairs tied in both as equal neighbours.
-  auto close_run = [&](std::size_t start, std::size_t end) {
-    const std::size_t m = end - start;
-    if (m < 2) return;
-    c.tied_x += pairs_of(static_cast<std::int64_t>(m));
-    std::sort(seq + start, seq + end);
-    std::size_t k = start;
-    while (k < end) {
-      std::size_t e = k + 1;
-      while (e < end && seq[e] == seq[k]) ++e;
-      c.tied_xy += pairs_of(static_cast<std::int64_t>(e - k));
-      k = e;
-    }
-  };
-  for (std::size_t k = 0; k < a.q; ++k) {
-    const std::uint32_t f = a.order[k];
-    if (!kept(f, b, mask)) continue;
-    const std::uint32_t ra = a.rank[f];
-    if (ra != previous) {
-      close_run(run_start, n);
-      run_start = n;
-      previous = ra;
-    }
-    seq[n++] = b.rank[f];
-  }
-  close_run(run_start, n);
-  c.n = static_cast<std::int64_t>(n);
-  c.n0 = pairs_of(c.n);
-  c.discordant = static_cast<std::int64_t>(sort_count_inversions(seq, n, s.buf.data()));
+// The same counts by a merge sort, for y ranks too many for a trie: each
+// tie block of x is sorted by y first, so that pairs tied in x are never
+// inversions and pairs tied in both are equal neighbours. `scratch` must hold
+// n values; seq and xr are overwritten.
+inline KendallCounts kendall_counts_by_merge(std::uint32_t* seq, std::uint32_t* xr, std::size_t n,
+                                             std::vector<std::uint32_t>& scratch,
+                                             KendallCounts c) {
   std::size_t k = 0;
   while (k < n) {
+    std::size_t e = k + 1;
+    while (e < n && xr[e] == xr[k]) ++e;
+    if (e - k > 1) {
+      c.tied_x += pairs_of(static_cast<std::int64_t>(e - k));
+      std::sort(seq + k, seq + e);
+      for (std::size_t t = k; t < e;) {
+        std::size_t u = t + 1;
+        while (u < e && seq[u] == seq[t]) ++u;
+        c.tied_xy += pairs_of(static_cast<std::int64_t>(u - t));
+        t = u;
+      }
+    }
+    k = e;
+  }
+  c.discordant = static_cast<std::int64_t>(sort_count_inversions(seq, n, scratch.data()));
+  for (k = 0; k < n;) {
     std::size_t e = k + 1;
     while (e < n && seq[e] == seq[k]) ++e;
     c.tied_y += pairs_of(static_cast<std::int64_t>(e - k));
     k = e;
   }
   c.concordant = c.n0 - c.discordant - c.tied_x - c.tied_y + c.tied_xy;
+  return c;
+}
+
+namespace detail {
+
+// Discordant and tied pair counts of the y ranks seq[0..n) visited by
+// increasing x (x ranks xr[0..n)); `before` is scratch for n values.
+template <class Count>
+void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t* seq,
+                 const std::uint32_t* xr, std::size_t n, std::uint32_t* before,
+                 KendallCounts& c) {
+  counts.reset(bits);
+  std::uint64_t discordant = 0, tied_y = 0, tied_xy = 0, tied_x = 0;
+  std::size_t k = 0;
+  while (k < n) {
+    std::size_t e = k + 1;
+    while (e < n && xr[e] == xr[k]) ++e;
+    if (e - k == 1) {
+      tied_y += counts.equal(seq[k]);
+      discordant += counts.greater_then_insert(seq[k]);
+    } else {
+      // Items tied in x do not count against each other: query the whole
+      // block, then insert it; equal y inside the block are tied in both.
+      tied_x += pairs_of(static_cast<std::int64_t>(e - k));
+      for (std::size_t t = k; t < e; ++t) {
+        discordant += counts.greater(seq[t]);
+        before[t - k] = counts.equal(seq[t]);
+      }
+      for (std::size_t t = k; t < e; ++t) {
+        const std::uint32_t equal = counts.equal(seq[t]);
+        tied_y += equal;
+        tied_xy += equal - before[t - k];
+        counts.insert(seq[t]);
+      }
+    }
+    k = e;
+  }
+  c.discordant = static_cast<std::int64_t>(discordant);
+  c.tied_x = static_cast<std::int64_t>(tied_x);
+  c.tied_y = static_cast<std::int64_t>(tied_y);
+  c.tied_xy = static_cast<std::int64_t>(tied_xy);
+  c.concordant = c.n0 - c.discordant - c.tied_x - c.tied_y + c.tied_xy;
+}
+
+}  // namespace detail
+
+// Knight's method on the items observed in a, b and mask (pass mask = b for a
+// plain pair). s.seq and s.buf must hold the number of items.
+inline KendallCounts kendall_counts(const RankedProfile& a, const RankedProfile& b,
+                                    const RankedProfile& mask, KendallScratch& s) {
+  KendallCounts c;
+  std::uint32_t* seq = s.seq.data();  // y ranks by increasing x
+  std::uint32_t* xr = s.buf.data();   // x ranks, to find x's tie blocks
+  std::size_t n = 0;
+  for (std::size_t k = 0; k < a.q; ++k) {
+    const std::uint32_t f = a.order[k];
+    if (!kept(f, b, mask)) continue;
+    seq[n] = b.rank[f];
+    xr[n] = a.rank[f];
+    ++n;
+  }
+  c.n = static_cast<std::int64_t>(n);
+  c.n0 = pairs_of(c.n);
+  const unsigned bits = bits_for(b.distinct);
+  if (bits > 22) return kendall_counts_by_merge(seq, xr, n, s.yblock, c);
+  if (n < 65536) {
+    detail::count_pairs(s.counts16, bits, seq, xr, n, s.yblock.data(), c);
+  } else {
+    detail::count_pairs(s.counts32, bits, seq, xr, n, s.yblock.data(), c);
+  }
   return c;
 }
 
