@@ -10,6 +10,13 @@ timed <- function(expr, reps = 3) {
   min(vapply(seq_len(reps), function(i) system.time(eval(expr, env))[["elapsed"]], 0))
 }
 
+# The machine's load matters on shared hosts: ratios are only meaningful when
+# nothing else competes for the cores.
+if (file.exists("/proc/loadavg")) {
+  cat("Load average before the run:", readLines("/proc/loadavg"), "\n")
+}
+cat(sprintf("Cores: %d\n", parallel::detectCores()))
+
 set.seed(1)
 p <- 20000
 n <- 100

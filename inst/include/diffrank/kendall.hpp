@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace diffrank {
@@ -95,18 +96,26 @@ class PrefixCounts {
   void insert(std::uint32_t y) {
     for (unsigned b = 0; b < bits_; ++b) ++level_[b][y >> b];
   }
-  // greater(y) followed by insert(y), in one pass over the levels.
+  // greater(y) followed by insert(y), unrolled over the Bits levels (Bits
+  // must be the `bits` of reset): level B starts at 2^(Bits+1) - 2^(Bits-B+1).
+  template <unsigned Bits>
   std::uint64_t greater_then_insert(std::uint32_t y) {
-    std::uint64_t count = 0;
-    for (unsigned b = 0; b < bits_; ++b) {
-      const std::uint32_t prefix = y >> b;
-      count += static_cast<std::uint32_t>(level_[b][prefix | 1u]) & ((prefix & 1u) - 1u);
-      ++level_[b][prefix];
-    }
-    return count;
+    return greater_then_insert<Bits>(y, std::make_integer_sequence<unsigned, Bits>{});
   }
 
  private:
+  template <unsigned Bits, unsigned... B>
+  std::uint64_t greater_then_insert(std::uint32_t y, std::integer_sequence<unsigned, B...>) {
+    Count* t = table_.data();
+    std::uint64_t count = 0;
+    ((count += static_cast<std::uint32_t>(
+                   t[(std::size_t(2) << Bits) - (std::size_t(2) << (Bits - B)) + ((y >> B) | 1u)]) &
+               (((y >> B) & 1u) - 1u),
+      ++t[(std::size_t(2) << Bits) - (std::size_t(2) << (Bits - B)) + (y >> B)]),
+     ...);
+    return count;
+  }
+
   unsigned bits_ = 0;
   std::vector<Count> table_;
   Count* level_[32] = {};
@@ -242,11 +251,11 @@ namespace detail {
 
 // Discordant and tied pair counts of the y ranks seq[0..n) visited by
 // increasing x (x ranks xr[0..n)); `before` is scratch for n values.
-template <class Count>
-void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t* seq,
-                 const std::uint32_t* xr, std::size_t n, std::uint32_t* before,
-                 KendallCounts& c) {
-  counts.reset(bits);
+template <class Count, unsigned Bits>
+void count_pairs_fixed(PrefixCounts<Count>& counts, const std::uint32_t* seq,
+                       const std::uint32_t* xr, std::size_t n, std::uint32_t* before,
+                       KendallCounts& c) {
+  counts.reset(Bits);
   std::uint64_t discordant = 0, tied_y = 0, tied_xy = 0, tied_x = 0;
   std::size_t k = 0;
   while (k < n) {
@@ -254,7 +263,7 @@ void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t
     while (e < n && xr[e] == xr[k]) ++e;
     if (e - k == 1) {
       tied_y += counts.equal(seq[k]);
-      discordant += counts.greater_then_insert(seq[k]);
+      discordant += counts.template greater_then_insert<Bits>(seq[k]);
     } else {
       // Items tied in x do not count against each other: query the whole
       // block, then insert it; equal y inside the block are tied in both.
@@ -279,6 +288,21 @@ void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t
   c.concordant = c.n0 - c.discordant - c.tied_x - c.tied_y + c.tied_xy;
 }
 
+// count_pairs_fixed with Bits = bits, for bits from Bits to kMaxTrieBits.
+constexpr unsigned kMaxTrieBits = 22;
+template <class Count, unsigned Bits = 1>
+void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t* seq,
+                 const std::uint32_t* xr, std::size_t n, std::uint32_t* before,
+                 KendallCounts& c) {
+  if constexpr (Bits < kMaxTrieBits) {
+    if (bits != Bits) {
+      count_pairs<Count, Bits + 1>(counts, bits, seq, xr, n, before, c);
+      return;
+    }
+  }
+  count_pairs_fixed<Count, Bits>(counts, seq, xr, n, before, c);
+}
+
 }  // namespace detail
 
 // Knight's method on the items observed in a, b and mask (pass mask = b for a
@@ -299,7 +323,7 @@ inline KendallCounts kendall_counts(const RankedProfile& a, const RankedProfile&
   c.n = static_cast<std::int64_t>(n);
   c.n0 = pairs_of(c.n);
   const unsigned bits = bits_for(b.distinct);
-  if (bits > 22) return kendall_counts_by_merge(seq, xr, n, s.yblock, c);
+  if (bits > detail::kMaxTrieBits) return kendall_counts_by_merge(seq, xr, n, s.yblock, c);
   if (n < 65536) {
     detail::count_pairs(s.counts16, bits, seq, xr, n, s.yblock.data(), c);
   } else {
