@@ -278,9 +278,10 @@ kendall_counts <- function(x, y) {
 #' }
 kendall_kernel_fn <- function(type = c("tau_b", "tau_a")) {
   type <- match.arg(type)
-  make_kernel_fn(function(x, y) {
-    kendall_kernel(x, y, type = type, threads = 1L, progress = FALSE)
-  }, list(type = type))
+  make_kernel_fn(
+    function(x, y) kendall_kernel(x, y, type = type, threads = 1L, progress = FALSE),
+    kernel = type, kpar = list(type = type)
+  )
 }
 
 #' @rdname kendall_kernel_fn
@@ -288,10 +289,14 @@ kendall_kernel_fn <- function(type = c("tau_b", "tau_a")) {
 mallows_kernel_fn <- function(lambda = 1, normalized = TRUE) {
   lambda <- check_number(lambda, "lambda", lower = 0)
   normalized <- check_flag(normalized, "normalized")
-  make_kernel_fn(function(x, y) {
-    mallows_kernel(x, y, lambda = lambda, normalized = normalized, threads = 1L,
-                   progress = FALSE)
-  }, list(lambda = lambda, normalized = normalized))
+  make_kernel_fn(
+    function(x, y) {
+      mallows_kernel(x, y, lambda = lambda, normalized = normalized, threads = 1L,
+                     progress = FALSE)
+    },
+    kernel = "mallows", lambda = lambda, normalized = normalized,
+    kpar = list(lambda = lambda, normalized = normalized)
+  )
 }
 
 #' @rdname kendall_kernel_fn
@@ -302,19 +307,41 @@ weighted_kendall_kernel_fn <- function(weights = c("top", "add", "mult", "averag
   normalized <- check_flag(normalized, "normalized")
   # Checked now as far as possible without the data; fully when called.
   weight_spec(weights, k, u, p = NULL)
-  make_kernel_fn(function(x, y) {
-    weighted_kendall_kernel(x, y, weights = weights, k = k, u = u, normalized = normalized,
-                            threads = 1L, progress = FALSE)
-  }, list(weights = weights, k = k, u = u, normalized = normalized))
+  spec <- NULL
+  make_kernel_fn(
+    function(x, y) {
+      weighted_kendall_kernel(x, y, weights = weights, k = k, u = u, normalized = normalized,
+                              threads = 1L, progress = FALSE)
+    },
+    kernel = c(top = "product", add = "additive", mult = "product", average = "average")[[weights]],
+    normalized = normalized,
+    position_weights = function(p) {
+      if (is.null(spec) || spec$p != p) spec <<- c(weight_spec(weights, k, u, p), p = p)
+      spec$u
+    },
+    kpar = list(weights = weights, k = k, u = u, normalized = normalized)
+  )
 }
 
 # A kernel function in kernlab's orientation (samples in rows) from a kernel
-# in diffrank's (samples in columns).
-make_kernel_fn <- function(kernel, kpar) {
+# in diffrank's (samples in columns). kernlab calls it once per pair of
+# samples, so two complete numeric vectors of the same length go straight to
+# the C++ kernel; anything else goes through the checked R function.
+make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
+                           position_weights = function(p) double(0), kpar = list()) {
   f <- function(x, y = NULL) {
     if (is.null(y)) y <- x
-    if (is.null(dim(x)) && is.null(dim(y))) return(kernel(x, y))
-    kernel(t(as_numeric_matrix(x, "x")), t(as_numeric_matrix(y, "y")))
+    if (is.null(dim(x)) && is.null(dim(y))) {
+      if (is.numeric(x) && is.numeric(y) && !is.object(x) && !is.object(y) &&
+            length(x) == length(y) && length(x) >= 2L && !anyNA(x) && !anyNA(y)) {
+        u <- position_weights(length(x))
+        value <- rank_kernel_matrix(matrix(as.double(x)), matrix(as.double(y)), kernel, lambda,
+                                    normalized, u, 1L, FALSE)[1L]
+        if (!is.nan(value)) return(value)
+      }
+      return(checked(x, y))
+    }
+    checked(t(as_numeric_matrix(x, "x")), t(as_numeric_matrix(y, "y")))
   }
   if (requireNamespace("kernlab", quietly = TRUE)) {
     methods::new(methods::getClass("kernel", where = asNamespace("kernlab")), .Data = f,

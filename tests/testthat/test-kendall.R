@@ -358,6 +358,13 @@ test_that("kernel functions follow kernlab's orientation", {
   g <- weighted_kendall_kernel_fn("top", k = 6)
   expect_equal(g(x[, 1], x[, 3]), weighted_kendall_kernel(x[, 1], x[, 3], k = 6))
   expect_equal(kernlab::kpar(g)$k, 6)
+  expect_equal(weighted_kendall_kernel_fn("mult", u = 30:1)(x[, 1], x[, 2]),
+               weighted_kendall_kernel(x[, 1], x[, 2], weights = "mult", u = 30:1))
+  # what the direct path does not take goes through the checked function
+  expect_error(f(c(1, NA, 3), 1:3), "missing values")
+  expect_error(weighted_kendall_kernel_fn("top", k = 10)(1:5, 5:1), "`k` must be")
+  expect_error(f(1:3, 1:4), "same number of features")
+  expect_warning(f(c(1, 1, 1), 1:3), "undefined")
 })
 
 test_that("an SVM with the Kendall kernel predicts held-out samples", {
