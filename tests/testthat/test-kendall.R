@@ -281,6 +281,11 @@ test_that("na = 'pairwise' compares each pair on the features observed in both",
   expect_equal(plain(weighted_kendall_kernel(x, weights = "top", k = 8, na = "pairwise")),
                bf_matrix(x, ok(function(a, b) bf_weighted(a, b, "top", k = 8))),
                tolerance = 1e-12, ignore_attr = TRUE)
+  y <- sim(40, 3, seed = 13)
+  y[c(1, 7, 30), 2] <- NA
+  expect_equal(plain(kendall_kernel(x, y, na = "pairwise")),
+               unname(cor(x, y, method = "kendall", use = "pairwise.complete.obs")),
+               tolerance = 1e-12)
   # a pair sharing fewer than 2 features is NA, with a warning
   z <- cbind(a = c(1, 2, NA, NA), b = c(NA, NA, 3, 4), c = c(1, 3, 2, 4))
   expect_warning(k <- plain(kendall_kernel(z, na = "pairwise")), "undefined")
@@ -295,6 +300,16 @@ test_that("undefined values are NA with a warning", {
   expect_equal(plain(kendall_kernel(x, type = "tau_a"))[2, 2], 0)
   expect_warning(weighted_kendall_kernel(x, weights = "mult"), "undefined")
   expect_equal(plain(mallows_kernel(x))[1, 2], exp(-0.5))
+})
+
+test_that("infinite values are ordered like any other", {
+  x <- sim(30, 4, ties = TRUE, seed = 14)
+  x[c(1, 5), 1] <- Inf
+  x[2, 2] <- -Inf
+  x[3, 3] <- Inf
+  expect_equal(plain(kendall_kernel(x)), unname(cor(x, method = "kendall")), tolerance = 1e-12)
+  expect_equal(plain(weighted_kendall_kernel(x, weights = "add")),
+               bf_matrix(x, function(a, b) bf_weighted(a, b, "add")), tolerance = 1e-12)
 })
 
 test_that("inputs: shapes, names, data frames, integers", {
