@@ -107,8 +107,7 @@ double evaluate(const Spec& spec, const diffrank::RankedProfile& a, bool a_compl
 // kernel is "tau_a", "tau_b", "mallows", "product", "additive" or "average";
 // u holds the position weights of the weighted kernels (u[0] for the top).
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x,
-                                       Rcpp::Nullable<Rcpp::NumericMatrix> y,
+Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y,
                                        std::string kernel, double lambda, bool normalized,
                                        Rcpp::NumericVector u, int threads, bool progress) {
   const Spec spec = parse_spec(kernel, lambda, normalized, u.begin());
@@ -163,7 +162,10 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x,
       std::size_t lo = 0, hi = nx;
       while (hi - lo > 1) {
         const std::size_t mid = (lo + hi) / 2;
-        if (row_start(mid) <= t0) lo = mid; else hi = mid;
+        if (row_start(mid) <= t0)
+          lo = mid;
+        else
+          hi = mid;
       }
       i = lo;
       j = i + (t0 - row_start(i));
@@ -172,8 +174,8 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x,
       j = t0 / nx;
     }
     for (std::size_t t = t0; t < t1; ++t) {
-      const double value = evaluate(spec, px.at(i), px.complete(i), self_x[i], py.at(j),
-                                    py.complete(j), sy[j], s);
+      const double value =
+          evaluate(spec, px.at(i), px.complete(i), self_x[i], py.at(j), py.complete(j), sy[j], s);
       o[i + j * nx] = value;
       if (symmetric) {
         o[j + i * nx] = value;
@@ -189,14 +191,15 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x,
   };
 
   const double per_item = static_cast<double>(n) + 16.0;
-  const std::size_t chunk = std::max<std::size_t>(
-      4 * static_cast<std::size_t>(threads), static_cast<std::size_t>(4e6 / per_item));
+  const std::size_t chunk = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
+                                                  static_cast<std::size_t>(4e6 / per_item));
   const auto start = std::chrono::steady_clock::now();
   bool shown = false;
   for (std::size_t done = 0; done < total; done += chunk) {
     const std::size_t len = std::min(chunk, total - done);
     // Pieces of a few pairs each, so that two threads share a chunk evenly.
-    const std::size_t piece = std::max<std::size_t>(1, len / (16 * static_cast<std::size_t>(threads)));
+    const std::size_t piece =
+        std::max<std::size_t>(1, len / (16 * static_cast<std::size_t>(threads)));
     const std::size_t pieces = (len + piece - 1) / piece;
     diffrank_glue::parallel_for(pieces, threads, [&](std::size_t b, std::size_t e) {
       for (std::size_t k = b; k < e; ++k) {
@@ -207,8 +210,8 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x,
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress && elapsed > 2.0) {
-      REprintf("\rrank kernel: %3.0f%% of %.0f pairs", 100.0 * static_cast<double>(done + len) /
-                                                           static_cast<double>(total),
+      REprintf("\rrank kernel: %3.0f%% of %.0f pairs",
+               100.0 * static_cast<double>(done + len) / static_cast<double>(total),
                static_cast<double>(total));
       shown = true;
     }
@@ -231,7 +234,7 @@ Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVect
                              static_cast<double>(c.concordant), static_cast<double>(c.discordant),
                              static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
                              static_cast<double>(c.tied_xy)};
-  out.attr("names") = Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x",
-                                            "tied_y", "tied_xy"};
+  out.attr("names") =
+      Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
   return out;
 }

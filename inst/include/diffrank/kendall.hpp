@@ -8,11 +8,13 @@
 // of x' (one counter per rank prefix at each bit level, a Fenwick-like tree
 // without pointer chasing), which is branch-free and a few times faster than
 // a merge sort; a merge sort remains for profiles with more than 2^22
-// distinct values, whose trie would not fit in cache. The kernels are those of Jiao and Vert, "The Kendall
-// and Mallows kernels for permutations" (ICML 2015, IEEE TPAMI 2018) and "The
-// weighted Kendall and high-order kernels for permutations" (ICML 2018); the
-// weighted kernels sum, over the items, weighted counts of the items that
-// dominate them in both profiles, kept in a Fenwick tree over the ranks.
+// distinct values, whose trie would not fit in cache.
+//
+// The kernels are those of Jiao and Vert, "The Kendall and Mallows kernels
+// for permutations" (ICML 2015, IEEE TPAMI 2018) and "The weighted Kendall and
+// high-order kernels for permutations" (ICML 2018); the weighted kernels sum,
+// over the items, weighted counts of the items that dominate them in both
+// profiles, kept in a Fenwick tree over the ranks.
 //
 // Each profile is ranked once (rank_profile); a pair of profiles then costs one
 // pass over integer ranks. Missing values (NaN) are left out: a pair of
@@ -178,8 +180,7 @@ inline std::int64_t pairs_of(std::int64_t m) { return m * (m - 1) / 2; }
 // Pair counts over the n items observed in both profiles. tied_x counts the
 // pairs tied in x (also those tied in both), tied_xy the pairs tied in both.
 struct KendallCounts {
-  std::int64_t n = 0, n0 = 0, concordant = 0, discordant = 0, tied_x = 0, tied_y = 0,
-               tied_xy = 0;
+  std::int64_t n = 0, n0 = 0, concordant = 0, discordant = 0, tied_x = 0, tied_y = 0, tied_xy = 0;
 };
 
 // Scratch memory of one thread, reused from pair to pair.
@@ -218,8 +219,7 @@ inline bool kept(std::uint32_t f, const RankedProfile& other, const RankedProfil
 // inversions and pairs tied in both are equal neighbours. `scratch` must hold
 // n values; seq and xr are overwritten.
 inline KendallCounts kendall_counts_by_merge(std::uint32_t* seq, std::uint32_t* xr, std::size_t n,
-                                             std::vector<std::uint32_t>& scratch,
-                                             KendallCounts c) {
+                                             std::vector<std::uint32_t>& scratch, KendallCounts c) {
   std::size_t k = 0;
   while (k < n) {
     std::size_t e = k + 1;
@@ -292,8 +292,7 @@ void count_pairs_fixed(PrefixCounts<Count>& counts, const std::uint32_t* seq,
 constexpr unsigned kMaxTrieBits = 22;
 template <class Count, unsigned Bits = 1>
 void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t* seq,
-                 const std::uint32_t* xr, std::size_t n, std::uint32_t* before,
-                 KendallCounts& c) {
+                 const std::uint32_t* xr, std::size_t n, std::uint32_t* before, KendallCounts& c) {
   if constexpr (Bits < kMaxTrieBits) {
     if (bits != Bits) {
       count_pairs<Count, Bits + 1>(counts, bits, seq, xr, n, before, c);
@@ -306,7 +305,7 @@ void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t
 }  // namespace detail
 
 // Knight's method on the items observed in a, b and mask (pass mask = b for a
-// plain pair). s.seq and s.buf must hold the number of items.
+// plain pair). s must have been reserved for the number of items.
 inline KendallCounts kendall_counts(const RankedProfile& a, const RankedProfile& b,
                                     const RankedProfile& mask, KendallScratch& s) {
   KendallCounts c;
@@ -446,91 +445,91 @@ struct Fenwick4 {
 inline double weighted_kendall(const RankedProfile& a, const RankedProfile& b,
                                const RankedProfile& mask, WeightKind kind, const double* u,
                                KendallScratch& s) {
-  // Positions of the items in b, walking b from its largest value down.
-  std::size_t q = 0;
-  {
-    std::size_t k = b.q, block = 0;
-    while (k > 0) {
-      std::size_t e = k;  // block is order[lo..e)
-      std::size_t lo = k - 1;
-      while (lo > 0 && b.rank[b.order[lo - 1]] == b.rank[b.order[k - 1]]) --lo;
-      std::size_t m = 0;
-      for (std::size_t t = lo; t < e; ++t) m += kept(b.order[t], a, mask);
-      if (m > 0) {
-        double sum = 0.0;
-        if (kind != WeightKind::average) {
-          for (std::size_t t = 0; t < m; ++t) sum += u[q + t];
-        }
-        const double mean = sum / static_cast<double>(m);
-        for (std::size_t t = lo; t < e; ++t) {
-          const std::uint32_t f = b.order[t];
-          if (!kept(f, a, mask)) continue;
-          s.yblock[f] = static_cast<std::uint32_t>(block);
-          s.uy[f] = mean;
-          s.yfirst[f] = static_cast<std::uint32_t>(q + 1);
-          s.ysize[f] = static_cast<std::uint32_t>(m);
-        }
-        q += m;
-        ++block;
+  // Positions of the items in b (y), walking b from its largest value down.
+  std::size_t q = 0, k = b.q, block = 0;
+  while (k > 0) {
+    const std::size_t e = k;  // the tie block is order[lo..e)
+    std::size_t lo = k - 1;
+    while (lo > 0 && b.rank[b.order[lo - 1]] == b.rank[b.order[k - 1]]) --lo;
+    std::size_t m = 0;
+    for (std::size_t t = lo; t < e; ++t) m += kept(b.order[t], a, mask);
+    if (m > 0) {
+      double sum = 0.0;
+      if (kind != WeightKind::average) {
+        for (std::size_t t = 0; t < m; ++t) sum += u[q + t];
       }
-      k = lo;
-    }
-    s.tree.assign(4 * std::max<std::size_t>(block, 1), 0.0);
-    // Block indices grow downwards: the items above y_i are the prefix.
-    detail::Fenwick4 tree{s.tree.data(), block};
-    const double qd = static_cast<double>(q);
-    double total = 0.0, sums[4];
-    std::size_t position = 0;
-    k = a.q;
-    while (k > 0) {
-      const std::size_t e = k;
-      std::size_t lo = k - 1;
-      while (lo > 0 && a.rank[a.order[lo - 1]] == a.rank[a.order[k - 1]]) --lo;
-      std::size_t m = 0;
-      for (std::size_t t = lo; t < e; ++t) m += kept(a.order[t], b, mask);
-      if (m > 0) {
-        double sum = 0.0;
-        if (kind != WeightKind::average) {
-          for (std::size_t t = 0; t < m; ++t) sum += u[position + t];
-        }
-        const double ux = sum / static_cast<double>(m);
-        // Query the whole block before inserting it: items tied in x do not
-        // dominate each other.
-        for (std::size_t t = lo; t < e; ++t) {
-          const std::uint32_t f = a.order[t];
-          if (!kept(f, b, mask)) continue;
-          tree.prefix(s.yblock[f], sums);
-          const double uy = s.uy[f];
-          switch (kind) {
-            case WeightKind::product:
-              total += ux * uy * sums[1];
-              break;
-            case WeightKind::additive:
-              total += ux * uy * sums[0] + ux * sums[3] + uy * sums[2] + sums[1];
-              break;
-            case WeightKind::average:
-              if (sums[0] > 0.0) {
-                total += sums[0] * detail::sum_ramp_products(
-                                       qd, static_cast<double>(position + 1),
-                                       static_cast<double>(m), static_cast<double>(s.yfirst[f]),
-                                       static_cast<double>(s.ysize[f]));
-              }
-              break;
-          }
-        }
-        for (std::size_t t = lo; t < e; ++t) {
-          const std::uint32_t f = a.order[t];
-          if (!kept(f, b, mask)) continue;
-          const double uy = s.uy[f];
-          tree.add(s.yblock[f], 1.0, ux * uy, ux, uy);
-        }
-        position += m;
+      const double mean = sum / static_cast<double>(m);
+      for (std::size_t t = lo; t < e; ++t) {
+        const std::uint32_t f = b.order[t];
+        if (!kept(f, a, mask)) continue;
+        s.yblock[f] = static_cast<std::uint32_t>(block);
+        s.uy[f] = mean;
+        s.yfirst[f] = static_cast<std::uint32_t>(q + 1);
+        s.ysize[f] = static_cast<std::uint32_t>(m);
       }
-      k = lo;
+      q += m;
+      ++block;
     }
-    if (kind == WeightKind::average) total = q > 0 ? total / qd : 0.0;
-    return total;
+    k = lo;
   }
+
+  // Items by decreasing x: the weighted sums over the items already inserted
+  // and above in y are those over the items that dominate in both.
+  s.tree.assign(4 * std::max<std::size_t>(block, 1), 0.0);
+  // Block indices grow downwards: the items above y_i are the prefix.
+  detail::Fenwick4 tree{s.tree.data(), block};
+  const double qd = static_cast<double>(q);
+  double total = 0.0, sums[4];
+  std::size_t position = 0;
+  k = a.q;
+  while (k > 0) {
+    const std::size_t e = k;
+    std::size_t lo = k - 1;
+    while (lo > 0 && a.rank[a.order[lo - 1]] == a.rank[a.order[k - 1]]) --lo;
+    std::size_t m = 0;
+    for (std::size_t t = lo; t < e; ++t) m += kept(a.order[t], b, mask);
+    if (m > 0) {
+      double sum = 0.0;
+      if (kind != WeightKind::average) {
+        for (std::size_t t = 0; t < m; ++t) sum += u[position + t];
+      }
+      const double ux = sum / static_cast<double>(m);
+      // Query the whole block before inserting it: items tied in x do not
+      // dominate each other.
+      for (std::size_t t = lo; t < e; ++t) {
+        const std::uint32_t f = a.order[t];
+        if (!kept(f, b, mask)) continue;
+        tree.prefix(s.yblock[f], sums);
+        const double uy = s.uy[f];
+        switch (kind) {
+          case WeightKind::product:
+            total += ux * uy * sums[1];
+            break;
+          case WeightKind::additive:
+            total += ux * uy * sums[0] + ux * sums[3] + uy * sums[2] + sums[1];
+            break;
+          case WeightKind::average:
+            if (sums[0] > 0.0) {
+              total += sums[0] * detail::sum_ramp_products(qd, static_cast<double>(position + 1),
+                                                           static_cast<double>(m),
+                                                           static_cast<double>(s.yfirst[f]),
+                                                           static_cast<double>(s.ysize[f]));
+            }
+            break;
+        }
+      }
+      for (std::size_t t = lo; t < e; ++t) {
+        const std::uint32_t f = a.order[t];
+        if (!kept(f, b, mask)) continue;
+        const double uy = s.uy[f];
+        tree.add(s.yblock[f], 1.0, ux * uy, ux, uy);
+      }
+      position += m;
+    }
+    k = lo;
+  }
+  if (kind == WeightKind::average) total = q > 0 ? total / qd : 0.0;
+  return total;
 }
 
 }  // namespace diffrank
