@@ -37,6 +37,11 @@ cat(sprintf("  kendall_kernel, 1 thread     %7.2f s   %5.2fx faster than cor.fk 
             t_1, t_fk / t_1))
 cat(sprintf("  kendall_kernel, 2 threads    %7.2f s   %5.2fx faster than 1 thread (goal >= 1.8)\n",
             t_2, t_1 / t_2))
+# CPU time over elapsed time: how many cores the two threads actually got (2
+# on an idle machine; less when other processes compete for the cores).
+st <- system.time(kendall_kernel(x, threads = 2, progress = FALSE))
+cat(sprintf("  (2 threads: CPU time / elapsed = %.2f)\n",
+            (st[["user.self"]] + st[["sys.self"]]) / st[["elapsed"]]))
 
 t_m <- timed(mallows_kernel(x, lambda = 1, threads = 1, progress = FALSE), reps = 1)
 t_w <- timed(weighted_kendall_kernel(x, weights = "add", threads = 1, progress = FALSE),
