@@ -190,9 +190,12 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
     }
   };
 
+  // Chunks of about a quarter of a second of Kendall work on one thread:
+  // interrupts are checked and progress shown between chunks, and each chunk
+  // ends by joining the threads, which costs more when they are short.
   const double per_item = static_cast<double>(n) + 16.0;
   const std::size_t chunk = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
-                                                  static_cast<std::size_t>(4e6 / per_item));
+                                                  static_cast<std::size_t>(1.6e7 / per_item));
   const auto start = std::chrono::steady_clock::now();
   bool shown = false;
   for (std::size_t done = 0; done < total; done += chunk) {
