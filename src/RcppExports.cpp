@@ -11,6 +11,34 @@ Rcpp::Rostream<true>&  Rcpp::Rcout = Rcpp::Rcpp_cout_get();
 Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
+// rank_kernel_matrix
+Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y, std::string kernel, double lambda, bool normalized, Rcpp::NumericVector u, int threads, bool progress);
+RcppExport SEXP _diffrank_rank_kernel_matrix(SEXP xSEXP, SEXP ySEXP, SEXP kernelSEXP, SEXP lambdaSEXP, SEXP normalizedSEXP, SEXP uSEXP, SEXP threadsSEXP, SEXP progressSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericMatrix> >::type y(ySEXP);
+    Rcpp::traits::input_parameter< std::string >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< double >::type lambda(lambdaSEXP);
+    Rcpp::traits::input_parameter< bool >::type normalized(normalizedSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    Rcpp::traits::input_parameter< bool >::type progress(progressSEXP);
+    rcpp_result_gen = Rcpp::wrap(rank_kernel_matrix(x, y, kernel, lambda, normalized, u, threads, progress));
+    return rcpp_result_gen;
+END_RCPP
+}
+// kendall_pair_counts
+Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVector y);
+RcppExport SEXP _diffrank_kendall_pair_counts(SEXP xSEXP, SEXP ySEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    rcpp_result_gen = Rcpp::wrap(kendall_pair_counts(x, y));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_fit_target
 Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads);
 RcppExport SEXP _diffrank_qn_fit_target(SEXP xSEXP, SEXP threadsSEXP) {
@@ -79,6 +107,8 @@ END_RCPP
 }
 
 static const R_CallMethodDef CallEntries[] = {
+    {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
+    {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
     {"_diffrank_suquan_positions", (DL_FUNC) &_diffrank_suquan_positions, 2},

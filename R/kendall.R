@@ -1,0 +1,443 @@
+#' Kendall kernel between expression profiles
+#'
+#' Kendall's tau between every pair of samples (columns) of a features x
+#' samples matrix: each sample's values rank its features, and two samples are
+#' compared through the pairs of features they order the same way (concordant,
+#' n_c) or the opposite way (discordant, n_d). Knight's O(p log p) algorithm on
+#' ranks computed once per sample, with exact 64-bit counts; the pairs of
+#' samples are spread over `threads` threads. The Kendall kernel is positive
+#' semidefinite (Jiao and Vert 2015), so the matrix can be used directly in a
+#' kernel method such as [kernlab::ksvm()].
+#'
+#' * `"tau_b"`: (n_c - n_d) / sqrt((n0 - t_x)(n0 - t_y)), with n0 = p(p - 1)/2
+#'   pairs and t_x, t_y the pairs tied in each sample; the same as
+#'   `stats::cor(x, method = "kendall")` and `pcaPP::cor.fk(x)`. Undefined
+#'   (`NA`, with a warning) for a constant sample.
+#' * `"tau_a"`: (n_c - n_d) / n0; tied pairs count as neither.
+#'
+#' @section Orientation:
+#' `x` and `y` have features (genes) in rows and samples in columns, as
+#' `cor()` and `pcaPP::cor.fk()` take them and as Bioconductor stores
+#' expression data; the result is samples x samples. kernlab's functions take
+#' samples in rows: see [kendall_kernel_fn()] for kernel functions that do.
+#'
+#' @section Missing values:
+#' With `na = "fail"` (the default) any `NA` or `NaN` is an error. With
+#' `na = "pairwise"` each pair of samples is compared on the features observed
+#' in both, as `cor(use = "pairwise.complete.obs")` does. The ranks are still
+#' computed once per sample (ranks restricted to a subset keep their order), so
+#' the cost stays O(p log p) per pair plus O(p) to drop the features missing
+#' in the other sample; the weighted kernels normalized on a pair with missing
+#' values also recompute both samples' self-kernels on the shared features
+#' (three times the work for such pairs). A pair sharing fewer than two
+#' features gives `NA` with a warning. A matrix computed pairwise need not be
+#' positive semidefinite.
+#'
+#' @section Use with kernlab:
+#' The matrix is a kernlab `kernelMatrix` when kernlab is installed, so it can
+#' be passed to `kernlab::ksvm()` as it is. To predict new samples, compute
+#' the cross-kernel between the new samples and the support vectors, in the
+#' order of `kernlab::SVindex()`, and pass it as a `kernelMatrix`:
+#' ```
+#' K <- kendall_kernel(train)                    # genes x samples
+#' fit <- kernlab::ksvm(K, labels, type = "C-svc")
+#' K_new <- kendall_kernel(test, train[, kernlab::SVindex(fit), drop = FALSE])
+#. kernlab::predict(fit, K_new)
+#' ```
+#' `ksvm()` called on a data matrix (samples in rows) with a kernel function
+#' such as [kendall_kernel_fn()] scales every column by default
+#' (`scaled = TRUE`), which changes each sample's ranking of the genes: pass
+#' `scaled = FALSE`.
+#'
+#' @param x A numeric matrix or data frame with features in rows and samples
+#'   in columns, or a numeric vector (one sample).
+#' @param y `NULL` for the kernel between the samples of `x`, or a second set
+#'   of samples with the same features (rows) in the same order: the result is
+#'   then the cross-kernel, `ncol(x)` x `ncol(y)`.
+#' @param type `"tau_b"` (the default) or `"tau_a"`.
+#' @param na `"fail"` (the default) or `"pairwise"`; see the section Missing
+#'   values.
+#' @param threads Number of threads; see [diffrank_threads()]. The result does
+#'   not depend on it.
+#' @param progress Whether to show progress for matrices that take more than
+#'   a couple of seconds. Interrupts are checked in any case.
+#' @return A `ncol(x)` x `ncol(y)` kernel matrix (a kernlab `kernelMatrix`
+#'   when kernlab is installed, a plain matrix otherwise; `K[, ]` extracts the
+#'   plain matrix from a `kernelMatrix` `K`) with the sample names as
+#'   dimnames; a single number when `x` and `y` are both vectors.
+#' @references
+#' Knight WR (1966). A computer method for calculating Kendall's tau with
+#' ungrouped data. *Journal of the American Statistical Association* 61,
+#' 436-439.
+#'
+#' Jiao Y, Vert J-P (2018). The Kendall and Mallows kernels for permutations.
+#' *IEEE Transactions on Pattern Analysis and Machine Intelligence* 40(7),
+#' 1755-1769 (ICML 2015).
+#' @seealso [mallows_kernel()], [weighted_kendall_kernel()],
+#'   [kendall_counts()], [kendall_kernel_fn()].
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(200), nrow = 50,
+#'             dimnames = list(paste0("gene", 1:50), paste0("s", 1:4)))
+#' kendall_kernel(x)
+#' # K[, ] is the plain matrix inside a kernlab kernelMatrix
+#' all.equal(kendall_kernel(x)[, ], cor(x, method = "kendall"))
+#' kendall_kernel(x[, 1], x[, 2])
+kendall_kernel <- function(x, y = NULL, type = c("tau_b", "tau_a"),
+                           na = c("fail", "pairwise"), threads = diffrank_threads(),
+                           progress = interactive()) {
+  type <- match.arg(type)
+  na <- match.arg(na)
+  rank_kernel(x, y, kernel = type, na = na, threads = threads, progress = progress)
+}
+
+#' Mallows kernel between expression profiles
+#'
+#' The Mallows kernel exp(-lambda d / n0) between every pair of samples
+#' (columns), where d is the Kendall distance between the two samples'
+#' rankings of the features and n0 = p(p - 1)/2 the number of pairs of
+#' features (exp(-lambda d) with `normalized = FALSE`). It is positive
+#' definite for every `lambda >= 0` (Jiao and Vert 2018) and computed in
+#' O(p log p) per pair of samples.
+#'
+#' @section Ties:
+#' d counts the discordant pairs of features plus one half for each pair tied
+#' in one sample and not in the other (the distance K^(1/2) of Fagin et al.
+#' 2006); a pair tied in both samples counts zero. Without ties d is the number
+#' of discordant pairs. This d is half the squared distance between the two
+#' samples' embeddings (1\[x_i < x_j\], 1\[x_i > x_j\]) over the pairs i < j,
+#' so the kernel stays positive definite with ties, which counting discordant
+#' pairs only would not.
+#'
+#' @inheritParams kendall_kernel
+#' @inheritSection kendall_kernel Orientation
+#' @inheritSection kendall_kernel Missing values
+#' @inheritSection kendall_kernel Use with kernlab
+#' @param lambda The kernel's bandwidth, a number >= 0.
+#' @param normalized Whether the distance is divided by the number of pairs
+#'   of features (so that `lambda` does not depend on their number).
+#' @return As [kendall_kernel()]: a kernel matrix with unit diagonal.
+#' @references
+#' Jiao Y, Vert J-P (2018). The Kendall and Mallows kernels for permutations.
+#' *IEEE Transactions on Pattern Analysis and Machine Intelligence* 40(7),
+#' 1755-1769.
+#'
+#' Fagin R, Kumar R, Mahdian M, Sivakumar D, Vee E (2006). Comparing partial
+#' rankings. *SIAM Journal on Discrete Mathematics* 20(3), 628-648.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(200), nrow = 50, dimnames = list(NULL, paste0("s", 1:4)))
+#' mallows_kernel(x, lambda = 2)
+#' # without ties: exp(-lambda * discordant pairs / all pairs)
+#' counts <- kendall_counts(x[, 1], x[, 2])
+#' exp(-2 * counts[["discordant"]] / counts[["n0"]])
+mallows_kernel <- function(x, y = NULL, lambda = 1, normalized = TRUE,
+                           na = c("fail", "pairwise"), threads = diffrank_threads(),
+                           progress = interactive()) {
+  lambda <- check_number(lambda, "lambda", lower = 0)
+  normalized <- check_flag(normalized, "normalized")
+  na <- match.arg(na)
+  rank_kernel(x, y, kernel = "mallows", lambda = lambda, normalized = normalized, na = na,
+              threads = threads, progress = progress)
+}
+
+#' Weighted Kendall kernels between expression profiles
+#'
+#' The weighted Kendall kernels of Jiao and Vert (2018), which give more
+#' weight to the pairs of features at the top of the rankings (the most
+#' expressed genes): for two samples x and x', the sum over the pairs of
+#' features (i, j) ordered the same way in both (x_i < x_j and x'_i < x'_j) of
+#' w(i, j) w'(i, j), where w weighs a pair by the positions its two features
+#' occupy in x's ranking, counted from the top (position 1 = largest value),
+#' and w' likewise in x'. Computed in O(p log p) per pair of samples with a
+#' Fenwick tree; positive semidefinite.
+#'
+#' * `"top"`: w = 1 when both features are among the `k` top positions, else 0.
+#' * `"mult"`: w = u_a u_b for the positions a and b of the two features.
+#' * `"add"`: w = u_a + u_b.
+#' * `"average"`: the mean of the `"top"` kernels over k = 1, ..., p.
+#'
+#' The position weights u default to the hyperbolic weights
+#' u_t = 1 / (t + 1); give your own with `u`. With `u` = 1 everywhere `"mult"`
+#' counts the concordant pairs.
+#'
+#' @section Ties:
+#' A block of m tied values in a sample occupies m consecutive positions
+#' a, ..., a + m - 1, and each of its features gets the mean of u over these
+#' positions (its expected weight if the block were ordered at random). For
+#' `"top"` that is the share of the block's positions within the top k, and
+#' the `"average"` kernel is the mean of these `"top"` kernels. A pair of
+#' features tied in either sample never counts. These rules depend on each
+#' sample alone, so the kernels stay positive semidefinite with ties.
+#'
+#' @inheritParams kendall_kernel
+#' @inheritSection kendall_kernel Orientation
+#' @inheritSection kendall_kernel Use with kernlab
+#' @param weights `"top"`, `"add"`, `"mult"` or `"average"`.
+#' @param k For `weights = "top"`, the number of top positions, a whole number
+#'   from 2 to the number of features (required).
+#' @param u For `"add"` and `"mult"`, the weights of the positions from the
+#'   top, a finite numeric vector with one value per feature; `NULL` for the
+#'   hyperbolic weights 1 / (t + 1).
+#' @param normalized Whether to return K(x, x') / sqrt(K(x, x) K(x', x')), a
+#'   kernel with unit diagonal (`NA`, with a warning, for a sample whose
+#'   kernel with itself is 0, e.g. a constant sample), or the raw sums.
+#' @section Missing values:
+#' As for [kendall_kernel()]. Positions are counted among the features the two
+#' samples share, and `u` is used from its first value, so with `"top"` the k
+#' top positions are those among the shared features.
+#' @return As [kendall_kernel()].
+#' @references
+#' Jiao Y, Vert J-P (2018). The weighted Kendall and high-order kernels for
+#' permutations. *Proceedings of the 35th International Conference on Machine
+#' Learning*, PMLR 80, 2314-2322.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(200), nrow = 50, dimnames = list(NULL, paste0("s", 1:4)))
+#' weighted_kendall_kernel(x, weights = "top", k = 10)
+#' weighted_kendall_kernel(x, weights = "add")
+#' # your own position weights, e.g. exponential decay from the top
+#' weighted_kendall_kernel(x, weights = "mult", u = exp(-(1:50) / 10))
+weighted_kendall_kernel <- function(x, y = NULL, weights = c("top", "add", "mult", "average"),
+                                    k = NULL, u = NULL, normalized = TRUE,
+                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
+                                    progress = interactive()) {
+  weights <- match.arg(weights)
+  normalized <- check_flag(normalized, "normalized")
+  na <- match.arg(na)
+  p <- if (is.null(dim(x))) length(x) else nrow(x)
+  spec <- weight_spec(weights, k, u, p)
+  rank_kernel(x, y, kernel = spec$kernel, normalized = normalized, u = spec$u, na = na,
+              threads = threads, progress = progress)
+}
+
+#' Pair counts of Kendall's tau
+#'
+#' The numbers of concordant, discordant and tied pairs between two vectors,
+#' counted exactly (as doubles, exact up to 2^53) by Knight's O(n log n)
+#' algorithm. Pairs with a missing value in either vector are dropped.
+#'
+#' @param x,y Numeric vectors of the same length.
+#' @return A named numeric vector: `n` (the number of complete pairs of
+#'   values), `n0` = n(n - 1)/2, `concordant`, `discordant`, `tied_x` (pairs
+#'   tied in x, including those tied in both), `tied_y` and `tied_xy` (tied in
+#'   both). concordant + discordant + tied_x + tied_y - tied_xy = n0.
+#' @export
+#' @examples
+#' kendall_counts(c(1, 2, 3, 4), c(1, 3, 2, 2))
+kendall_counts <- function(x, y) {
+  for (arg in c("x", "y")) {
+    v <- get(arg)
+    if (!(is.numeric(v) || is.logical(v)) || !is.null(dim(v)) || is.object(v)) {
+      abort("`%s` must be a numeric vector, not %s.", arg, describe(v))
+    }
+  }
+  if (length(x) != length(y)) {
+    abort("`x` and `y` must have the same length, not %d and %d.", length(x), length(y))
+  }
+  if (length(x) >= 2^32 - 1) abort("`x` is too long (at most 2^32 - 2 values).")
+  kendall_pair_counts(as.double(x), as.double(y))
+}
+
+#' Rank kernels as kernlab kernel functions
+#'
+#' Kernel functions of class `"kernel"` for kernlab (`ksvm()`, `kpca()`,
+#' `kernelMatrix()`, ...), computing [kendall_kernel()], [mallows_kernel()]
+#' or [weighted_kendall_kernel()].
+#'
+#' kernlab stores **samples in rows**, whereas [kendall_kernel()] takes samples
+#' in columns: the function returned here takes kernlab's orientation. Called
+#' with two vectors (two samples) it returns their kernel value, which is how
+#' kernlab uses it; called with matrices (samples in rows) it returns the
+#' kernel matrix between their rows.
+#'
+#' kernlab evaluates such a function once per pair of samples from R; for
+#' large data, precompute the matrix with [kendall_kernel()] instead (see its
+#' section Use with kernlab). Pass `scaled = FALSE` to `ksvm()`: its default
+#' scales every gene across samples, which changes each sample's ranking.
+#'
+#' @inheritParams kendall_kernel
+#' @inheritParams mallows_kernel
+#' @inheritParams weighted_kendall_kernel
+#' @return A function `function(x, y = NULL)` of class `"kernel"` (kernlab's
+#'   S4 class when kernlab is installed), with the parameters in its `kpar`.
+#' @export
+#' @examples
+#' if (requireNamespace("kernlab", quietly = TRUE)) {
+#'   set.seed(1)
+#'   # 30 samples in rows, 40 genes in columns; class 2 has genes 1-10 higher
+#'   labels <- factor(rep(c("a", "b"), each = 15))
+#'   data <- matrix(rnorm(30 * 40), nrow = 30)
+#'   data[labels == "b", 1:10] <- data[labels == "b", 1:10] + 1.5
+#'   fit <- kernlab::ksvm(data, labels, kernel = kendall_kernel_fn(),
+#'                        scaled = FALSE, C = 1)
+#'   mean(kernlab::predict(fit, data) == labels)
+#' }
+kendall_kernel_fn <- function(type = c("tau_b", "tau_a")) {
+  type <- match.arg(type)
+  make_kernel_fn(
+    function(x, y) kendall_kernel(x, y, type = type, threads = 1L, progress = FALSE),
+    kernel = type, kpar = list(type = type)
+  )
+}
+
+#' @rdname kendall_kernel_fn
+#' @export
+mallows_kernel_fn <- function(lambda = 1, normalized = TRUE) {
+  lambda <- check_number(lambda, "lambda", lower = 0)
+  normalized <- check_flag(normalized, "normalized")
+  make_kernel_fn(
+    function(x, y) {
+      mallows_kernel(x, y, lambda = lambda, normalized = normalized, threads = 1L,
+                     progress = FALSE)
+    },
+    kernel = "mallows", lambda = lambda, normalized = normalized,
+    kpar = list(lambda = lambda, normalized = normalized)
+  )
+}
+
+#' @rdname kendall_kernel_fn
+#' @export
+weighted_kendall_kernel_fn <- function(weights = c("top", "add", "mult", "average"), k = NULL,
+                                       u = NULL, normalized = TRUE) {
+  weights <- match.arg(weights)
+  normalized <- check_flag(normalized, "normalized")
+  # Checked now as far as possible without the data; fully when called.
+  weight_spec(weights, k, u, p = NULL)
+  spec <- NULL
+  make_kernel_fn(
+    function(x, y) {
+      weighted_kendall_kernel(x, y, weights = weights, k = k, u = u, normalized = normalized,
+                              threads = 1L, progress = FALSE)
+    },
+    kernel = c(top = "product", add = "additive", mult = "product", average = "average")[[weights]],
+    normalized = normalized,
+    position_weights = function(p) {
+      if (is.null(spec) || spec$p != p) spec <<- c(weight_spec(weights, k, u, p), p = p)
+      spec$u
+    },
+    kpar = list(weights = weights, k = k, u = u, normalized = normalized)
+  )
+}
+
+# A kernel function in kernlab's orientation (samples in rows) from a kernel
+# in diffrank's (samples in columns). kernlab calls it once per pair of
+# samples, so two complete numeric vectors of the same length go straight to
+# the C++ kernel; anything else goes through the checked R function.
+make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
+                           position_weights = function(p) double(0), kpar = list()) {
+  f <- function(x, y = NULL) {
+    if (is.null(y)) y <- x
+    if (is.null(dim(x)) && is.null(dim(y))) {
+      if (is.numeric(x) && is.numeric(y) && !is.object(x) && !is.object(y) &&
+            length(x) == length(y) && length(x) >= 2L && !anyNA(x) && !anyNA(y)) {
+        u <- position_weights(length(x))
+        value <- rank_kernel_matrix(matrix(as.double(x)), matrix(as.double(y)), kernel, lambda,
+                                    normalized, u, 1L, FALSE)[1L]
+        if (!is.nan(value)) return(value)
+      }
+      return(checked(x, y))
+    }
+    checked(t(as_numeric_matrix(x, "x")), t(as_numeric_matrix(y, "y")))
+  }
+  if (requireNamespace("kernlab", quietly = TRUE)) {
+    methods::new(methods::getClass("kernel", where = asNamespace("kernlab")), .Data = f,
+                 kpar = kpar)
+  } else {
+    structure(f, kpar = kpar, class = c("kernel", "function"))
+  }
+}
+
+# The C++ kernel name and position weights of a weighted Kendall kernel for p
+# features; with p = NULL, only the checks that do not need p.
+weight_spec <- function(weights, k, u, p) {
+  p_max <- if (is.null(p)) if (is.null(u)) Inf else length(u) else p
+  if (weights == "top") {
+    if (is.null(k)) {
+      abort("`k` must be given for weights = \"top\": the number of top positions, from 2 to %s.",
+            format(p_max))
+    }
+    if (!is.numeric(k) || length(k) != 1L || is.na(k) || k != round(k) || k < 2 || k > p_max) {
+      abort("`k` must be a whole number from 2 to the number of features (%s), not %s.",
+            format(p_max), describe(k))
+    }
+  } else if (!is.null(k)) {
+    abort("`k` is only used with weights = \"top\", not \"%s\".", weights)
+  }
+  if (!is.null(u)) {
+    if (!weights %in% c("add", "mult")) {
+      abort("`u` is only used with weights = \"add\" or \"mult\", not \"%s\".", weights)
+    }
+    if (!is.numeric(u) || !is.null(dim(u)) || is.object(u) || anyNA(u) || any(!is.finite(u))) {
+      abort("`u` must be a vector of finite numbers, not %s.", describe(u))
+    }
+    if (length(u) != p_max) {
+      abort("`u` must have one weight per feature (%d), not %d.", p_max, length(u))
+    }
+  }
+  if (is.null(p)) return(NULL)
+  switch(weights,
+    top = list(kernel = "product", u = rep(c(1, 0), c(k, p - k))),
+    add = list(kernel = "additive", u = if (is.null(u)) 1 / (seq_len(p) + 1) else as.double(u)),
+    mult = list(kernel = "product", u = if (is.null(u)) 1 / (seq_len(p) + 1) else as.double(u)),
+    average = list(kernel = "average", u = double(0))
+  )
+}
+
+# A features x samples double matrix from x (or y), checked for ranking.
+rank_input <- function(x, arg, na) {
+  if (is.null(x)) abort("`%s` must be a numeric vector, matrix or data frame, not NULL.", arg)
+  m <- as_numeric_matrix(x, arg)
+  if (nrow(m) < 2L) {
+    abort("`%s` must have at least 2 features (rows) to rank, not %d.", arg, nrow(m))
+  }
+  if (ncol(m) < 1L) abort("`%s` must have at least one sample (column).", arg)
+  if (nrow(m) >= 2^32 - 1) abort("`%s` has too many features (at most 2^32 - 2).", arg)
+  if (na == "fail" && anyNA(m)) {
+    abort("`%s` contains missing values (NA or NaN); remove them or use na = \"pairwise\".",
+          arg)
+  }
+  m
+}
+
+rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(0), na,
+                        threads, progress) {
+  threads <- check_threads(threads)
+  progress <- check_flag(progress, "progress")
+  scalar <- !is.null(y) && is.null(dim(x)) && is.null(dim(y)) &&
+    !is.data.frame(x) && !is.data.frame(y)
+  mx <- rank_input(x, "x", na)
+  my <- if (is.null(y)) NULL else rank_input(y, "y", na)
+  if (!is.null(my)) {
+    if (nrow(my) != nrow(mx)) {
+      abort("`x` and `y` must have the same number of features (rows), not %d and %d.",
+            nrow(mx), nrow(my))
+    }
+    if (!is.null(rownames(mx)) && !is.null(rownames(my)) &&
+          !identical(rownames(mx), rownames(my))) {
+      abort("`x` and `y` must have the same features in the same order; their row names differ.")
+    }
+  }
+  if (length(u) > 0L && length(u) != nrow(mx)) {
+    abort("`u` must have one weight per feature (%d), not %d.", nrow(mx), length(u))
+  }
+  out <- rank_kernel_matrix(mx, my, kernel, lambda, normalized, u, threads, progress)
+  undefined <- is.nan(out)
+  if (any(undefined)) {
+    out[undefined] <- NA_real_
+    warning(sprintf(paste0(
+      "%d kernel value(s) are undefined and set to NA: a sample is constant on the ",
+      "features compared, or a pair of samples shares fewer than 2 features."),
+      sum(undefined)), call. = FALSE)
+  }
+  if (scalar) return(out[1L, 1L])
+  dimnames(out) <- list(colnames(mx), if (is.null(my)) colnames(mx) else colnames(my))
+  as_kernel_matrix(out)
+}
+
+as_kernel_matrix <- function(k) {
+  if (requireNamespace("kernlab", quietly = TRUE)) kernlab::as.kernelMatrix(k) else k
+}

@@ -1,0 +1,69 @@
+# Kendall kernel matrices: diffrank against pcaPP::cor.fk and kernlab, in one
+# run. Run by hand with the package installed: Rscript bench/kendall.R
+library(diffrank)
+stopifnot(requireNamespace("pcaPP", quietly = TRUE), requireNamespace("kernlab", quietly = TRUE))
+
+# Best elapsed time of `reps` runs, in seconds.
+timed <- function(expr, reps = 3) {
+  expr <- substitute(expr)
+  env <- parent.frame()
+  min(vapply(seq_len(reps), function(i) system.time(eval(expr, env))[["elapsed"]], 0))
+}
+
+# The machine's load matters on shared hosts: ratios are only meaningful when
+# nothing else competes for the cores.
+if (file.exists("/proc/loadavg")) {
+  cat("Load average before the run:", readLines("/proc/loadavg"), "\n")
+}
+cat(sprintf("Cores: %d\n", parallel::detectCores()))
+
+set.seed(1)
+p <- 20000
+n <- 100
+x <- matrix(rnorm(p * n), p, n, dimnames = list(NULL, paste0("s", seq_len(n))))
+cat(sprintf("Kernel matrix of %d samples x %d genes (%d pairs)\n", n, p, n * (n - 1) / 2))
+
+k1 <- kendall_kernel(x, threads = 1, progress = FALSE)
+k2 <- kendall_kernel(x, threads = 2, progress = FALSE)
+kf <- pcaPP::cor.fk(x)
+stopifnot(identical(k1, k2), isTRUE(all.equal(k1[, ], kf, tolerance = 1e-12,
+                                              check.attributes = FALSE)))
+
+t_fk <- timed(pcaPP::cor.fk(x))
+t_1 <- timed(kendall_kernel(x, threads = 1, progress = FALSE))
+t_2 <- timed(kendall_kernel(x, threads = 2, progress = FALSE))
+cat(sprintf("  pcaPP::cor.fk(x)             %7.2f s\n", t_fk))
+cat(sprintf("  kendall_kernel, 1 thread     %7.2f s   %5.2fx faster than cor.fk (goal >= 3)\n",
+            t_1, t_fk / t_1))
+cat(sprintf("  kendall_kernel, 2 threads    %7.2f s   %5.2fx faster than 1 thread (goal >= 1.8)\n",
+            t_2, t_1 / t_2))
+# CPU time over elapsed time: how many cores the two threads actually got (2
+# on an idle machine; less when other processes compete for the cores).
+st <- system.time(kendall_kernel(x, threads = 2, progress = FALSE))
+cat(sprintf("  (2 threads: CPU time / elapsed = %.2f)\n",
+            (st[["user.self"]] + st[["sys.self"]]) / st[["elapsed"]]))
+
+t_m <- timed(mallows_kernel(x, lambda = 1, threads = 1, progress = FALSE), reps = 1)
+t_w <- timed(weighted_kendall_kernel(x, weights = "add", threads = 1, progress = FALSE),
+             reps = 1)
+cat(sprintf("  mallows_kernel, 1 thread     %7.2f s\n", t_m))
+cat(sprintf("  weighted (add), 1 thread     %7.2f s\n", t_w))
+
+# kernlab with an R-level Kendall kernel (pcaPP::cor.fk on two samples):
+# kernlab takes samples in rows.
+p_small <- 2000
+xs <- x[seq_len(p_small), ]
+r_kendall <- methods::new(methods::getClass("kernel", where = asNamespace("kernlab")),
+                          .Data = function(a, b = NULL) pcaPP::cor.fk(a, b), kpar = list())
+kk <- kernlab::kernelMatrix(r_kendall, t(xs))
+stopifnot(isTRUE(all.equal(kk[, ], kendall_kernel(xs)[, ], tolerance = 1e-12,
+                           check.attributes = FALSE)))
+t_kl <- timed(kernlab::kernelMatrix(r_kendall, t(xs)), reps = 1)
+t_d1 <- timed(kendall_kernel(xs, threads = 1, progress = FALSE))
+t_d2 <- timed(kendall_kernel(xs, threads = 2, progress = FALSE))
+cat(sprintf("Kernel matrix of %d samples x %d genes\n", n, p_small))
+cat(sprintf("  kernlab::kernelMatrix, R-level kernel  %7.3f s\n", t_kl))
+cat(sprintf("  kendall_kernel, 1 thread               %7.3f s   %6.1fx faster\n", t_d1,
+            t_kl / t_d1))
+cat(sprintf("  kendall_kernel, 2 threads              %7.3f s   %6.1fx faster\n", t_d2,
+            t_kl / t_d2))

@@ -1,0 +1,535 @@
+// Kendall, Mallows and weighted Kendall kernels between real-valued profiles.
+//
+// Two profiles x, x' of the same n items are compared through the pairs of
+// items they order the same way (concordant) or the opposite way
+// (discordant). Counts follow Knight (1966): visit the items by increasing x
+// and count the inversions of x', in O(n log n) with 64-bit counters. The
+// inversions are counted with a binary trie of prefix counts over the ranks
+// of x' (one counter per rank prefix at each bit level, a Fenwick-like tree
+// without pointer chasing), which is branch-free and a few times faster than
+// a merge sort; a merge sort remains for profiles with more than 2^22
+// distinct values, whose trie would not fit in cache.
+//
+// The kernels are those of Jiao and Vert, "The Kendall and Mallows kernels
+// for permutations" (ICML 2015, IEEE TPAMI 2018) and "The weighted Kendall and
+// high-order kernels for permutations" (ICML 2018); the weighted kernels sum,
+// over the items, weighted counts of the items that dominate them in both
+// profiles, kept in a Fenwick tree over the ranks.
+//
+// Each profile is ranked once (rank_profile); a pair of profiles then costs one
+// pass over integer ranks. Missing values (NaN) are left out: a pair of
+// profiles is compared on the items observed in both.
+//
+// Ties in the weighted kernels: an item's rank position counts from the top
+// (1 = largest value); a block of m tied items occupies m positions a..a+m-1,
+// and each item of the block gets the mean of the position weights u over
+// them (its expected weight when the block is ordered at random). Pairs tied
+// in either profile are never concordant.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace diffrank {
+
+constexpr std::uint32_t kMissingRank = std::numeric_limits<std::uint32_t>::max();
+
+// One ranked profile, in memory owned by the caller: `order` lists the q
+// observed items by increasing value (ties by index) and `rank` gives, for
+// each of the n items, its dense rank (0 = smallest, tied items share one) or
+// kMissingRank; `distinct` is the number of distinct values.
+struct RankedProfile {
+  const std::uint32_t* order;
+  const std::uint32_t* rank;
+  std::size_t q;
+  std::size_t distinct;
+};
+
+// Ranks x[0..n) into order[0..q) and rank[0..n) (see RankedProfile).
+inline RankedProfile rank_profile(const double* x, std::size_t n, std::uint32_t* order,
+                                  std::uint32_t* rank) {
+  std::size_t q = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    rank[i] = kMissingRank;
+    if (!std::isnan(x[i])) order[q++] = static_cast<std::uint32_t>(i);
+  }
+  std::sort(order, order + q, [x](std::uint32_t a, std::uint32_t b) {
+    return x[a] < x[b] || (x[a] == x[b] && a < b);
+  });
+  std::uint32_t r = 0;
+  for (std::size_t k = 0; k < q; ++k) {
+    if (k > 0 && x[order[k]] != x[order[k - 1]]) ++r;
+    rank[order[k]] = r;
+  }
+  return {order, rank, q, q > 0 ? static_cast<std::size_t>(r) + 1 : 0};
+}
+
+// Counts of the values inserted so far (integers below 2^bits) by prefix:
+// level b holds, for each value of v >> b, how many inserted values share it.
+// The values greater than y are, over the levels b where bit b of y is 0,
+// those whose prefix is y's with bit b set. Count is a 16-bit counter when
+// fewer than 2^16 values are inserted: half the cache.
+template <class Count>
+class PrefixCounts {
+ public:
+  void reset(unsigned bits) {
+    bits_ = bits;
+    table_.assign(std::size_t(2) << bits, Count(0));
+    std::size_t offset = 0;
+    for (unsigned b = 0; b < bits; ++b) {
+      level_[b] = table_.data() + offset;
+      offset += std::size_t(1) << (bits - b);
+    }
+  }
+  std::uint64_t greater(std::uint32_t y) const {
+    std::uint64_t count = 0;
+    for (unsigned b = 0; b < bits_; ++b) {
+      const std::uint32_t prefix = y >> b;
+      count += static_cast<std::uint32_t>(level_[b][prefix | 1u]) & ((prefix & 1u) - 1u);
+    }
+    return count;
+  }
+  std::uint32_t equal(std::uint32_t y) const { return level_[0][y]; }
+  void insert(std::uint32_t y) {
+    for (unsigned b = 0; b < bits_; ++b) ++level_[b][y >> b];
+  }
+  // greater(y) followed by insert(y), unrolled over the Bits levels (Bits
+  // must be the `bits` of reset): level B starts at 2^(Bits+1) - 2^(Bits-B+1).
+  template <unsigned Bits>
+  std::uint64_t greater_then_insert(std::uint32_t y) {
+    return greater_then_insert<Bits>(y, std::make_integer_sequence<unsigned, Bits>{});
+  }
+
+ private:
+  template <unsigned Bits, unsigned... B>
+  std::uint64_t greater_then_insert(std::uint32_t y, std::integer_sequence<unsigned, B...>) {
+    Count* t = table_.data();
+    std::uint64_t count = 0;
+    ((count += static_cast<std::uint32_t>(
+                   t[(std::size_t(2) << Bits) - (std::size_t(2) << (Bits - B)) + ((y >> B) | 1u)]) &
+               (((y >> B) & 1u) - 1u),
+      ++t[(std::size_t(2) << Bits) - (std::size_t(2) << (Bits - B)) + (y >> B)]),
+     ...);
+    return count;
+  }
+
+  unsigned bits_ = 0;
+  std::vector<Count> table_;
+  Count* level_[32] = {};
+};
+
+inline unsigned bits_for(std::size_t distinct) {
+  unsigned bits = 1;
+  while ((std::size_t(1) << bits) < distinct) ++bits;
+  return bits;
+}
+
+// Sorts a[0..n) and returns its number of strict inversions (i < j with
+// a[i] > a[j]); buf must hold n values.
+inline std::uint64_t sort_count_inversions(std::uint32_t* a, std::size_t n, std::uint32_t* buf) {
+  std::uint64_t inversions = 0;
+  // Short runs by insertion sort: fewer passes over memory than merging from
+  // width 1, and each shift is one inversion.
+  const std::size_t run = 16;
+  for (std::size_t s = 0; s < n; s += run) {
+    const std::size_t e = std::min(n, s + run);
+    for (std::size_t i = s + 1; i < e; ++i) {
+      const std::uint32_t v = a[i];
+      std::size_t j = i;
+      while (j > s && a[j - 1] > v) {
+        a[j] = a[j - 1];
+        --j;
+      }
+      inversions += i - j;
+      a[j] = v;
+    }
+  }
+  std::uint32_t* src = a;
+  std::uint32_t* dst = buf;
+  for (std::size_t width = run; width < n; width *= 2) {
+    for (std::size_t lo = 0; lo < n; lo += 2 * width) {
+      const std::size_t mid = std::min(n, lo + width), hi = std::min(n, lo + 2 * width);
+      std::size_t i = lo, j = mid, k = lo;
+      // Branch-free merge: an element taken from the right half jumps over
+      // every element left in the left half. Equal values are not inversions,
+      // so the left one goes first.
+      while (i < mid && j < hi) {
+        const std::uint32_t l = src[i], r = src[j];
+        const bool right = r < l;
+        dst[k++] = right ? r : l;
+        inversions += right ? static_cast<std::uint64_t>(mid - i) : 0;
+        i += !right;
+        j += right;
+      }
+      while (i < mid) dst[k++] = src[i++];
+      while (j < hi) dst[k++] = src[j++];
+    }
+    std::swap(src, dst);
+  }
+  if (src != a) std::copy(src, src + n, a);
+  return inversions;
+}
+
+inline std::int64_t pairs_of(std::int64_t m) { return m * (m - 1) / 2; }
+
+// Pair counts over the n items observed in both profiles. tied_x counts the
+// pairs tied in x (also those tied in both), tied_xy the pairs tied in both.
+struct KendallCounts {
+  std::int64_t n = 0, n0 = 0, concordant = 0, discordant = 0, tied_x = 0, tied_y = 0, tied_xy = 0;
+};
+
+// Scratch memory of one thread, reused from pair to pair.
+struct KendallScratch {
+  std::vector<std::uint32_t> seq, buf, yblock;
+  PrefixCounts<std::uint16_t> counts16;
+  PrefixCounts<std::uint32_t> counts32;
+  std::vector<double> ux, uy;
+  std::vector<std::uint32_t> xfirst, xsize, yfirst, ysize;
+  std::vector<double> tree;
+  void reserve(std::size_t n) {
+    seq.resize(n);
+    buf.resize(n);
+    yblock.resize(n);
+  }
+  void reserve_weighted(std::size_t n) {
+    reserve(n);
+    yblock.resize(n);
+    ux.resize(n);
+    uy.resize(n);
+    xfirst.resize(n);
+    xsize.resize(n);
+    yfirst.resize(n);
+    ysize.resize(n);
+  }
+};
+
+// Whether item f enters the comparison of a pair: observed in both profiles
+// (`other` and `mask` are the profiles whose missing items are left out).
+inline bool kept(std::uint32_t f, const RankedProfile& other, const RankedProfile& mask) {
+  return other.rank[f] != kMissingRank && mask.rank[f] != kMissingRank;
+}
+
+// The same counts by a merge sort, for y ranks too many for a trie: each
+// tie block of x is sorted by y first, so that pairs tied in x are never
+// inversions and pairs tied in both are equal neighbours. `scratch` must hold
+// n values; seq and xr are overwritten.
+inline KendallCounts kendall_counts_by_merge(std::uint32_t* seq, std::uint32_t* xr, std::size_t n,
+                                             std::vector<std::uint32_t>& scratch, KendallCounts c) {
+  std::size_t k = 0;
+  while (k < n) {
+    std::size_t e = k + 1;
+    while (e < n && xr[e] == xr[k]) ++e;
+    if (e - k > 1) {
+      c.tied_x += pairs_of(static_cast<std::int64_t>(e - k));
+      std::sort(seq + k, seq + e);
+      for (std::size_t t = k; t < e;) {
+        std::size_t u = t + 1;
+        while (u < e && seq[u] == seq[t]) ++u;
+        c.tied_xy += pairs_of(static_cast<std::int64_t>(u - t));
+        t = u;
+      }
+    }
+    k = e;
+  }
+  c.discordant = static_cast<std::int64_t>(sort_count_inversions(seq, n, scratch.data()));
+  for (k = 0; k < n;) {
+    std::size_t e = k + 1;
+    while (e < n && seq[e] == seq[k]) ++e;
+    c.tied_y += pairs_of(static_cast<std::int64_t>(e - k));
+    k = e;
+  }
+  c.concordant = c.n0 - c.discordant - c.tied_x - c.tied_y + c.tied_xy;
+  return c;
+}
+
+namespace detail {
+
+// Discordant and tied pair counts of the y ranks seq[0..n) visited by
+// increasing x (x ranks xr[0..n)); `before` is scratch for n values.
+template <class Count, unsigned Bits>
+void count_pairs_fixed(PrefixCounts<Count>& counts, const std::uint32_t* seq,
+                       const std::uint32_t* xr, std::size_t n, std::uint32_t* before,
+                       KendallCounts& c) {
+  counts.reset(Bits);
+  std::uint64_t discordant = 0, tied_y = 0, tied_xy = 0, tied_x = 0;
+  std::size_t k = 0;
+  while (k < n) {
+    std::size_t e = k + 1;
+    while (e < n && xr[e] == xr[k]) ++e;
+    if (e - k == 1) {
+      tied_y += counts.equal(seq[k]);
+      discordant += counts.template greater_then_insert<Bits>(seq[k]);
+    } else {
+      // Items tied in x do not count against each other: query the whole
+      // block, then insert it; equal y inside the block are tied in both.
+      tied_x += pairs_of(static_cast<std::int64_t>(e - k));
+      for (std::size_t t = k; t < e; ++t) {
+        discordant += counts.greater(seq[t]);
+        before[t - k] = counts.equal(seq[t]);
+      }
+      for (std::size_t t = k; t < e; ++t) {
+        const std::uint32_t equal = counts.equal(seq[t]);
+        tied_y += equal;
+        tied_xy += equal - before[t - k];
+        counts.insert(seq[t]);
+      }
+    }
+    k = e;
+  }
+  c.discordant = static_cast<std::int64_t>(discordant);
+  c.tied_x = static_cast<std::int64_t>(tied_x);
+  c.tied_y = static_cast<std::int64_t>(tied_y);
+  c.tied_xy = static_cast<std::int64_t>(tied_xy);
+  c.concordant = c.n0 - c.discordant - c.tied_x - c.tied_y + c.tied_xy;
+}
+
+// count_pairs_fixed with Bits = bits, for bits from Bits to kMaxTrieBits.
+constexpr unsigned kMaxTrieBits = 22;
+template <class Count, unsigned Bits = 1>
+void count_pairs(PrefixCounts<Count>& counts, unsigned bits, const std::uint32_t* seq,
+                 const std::uint32_t* xr, std::size_t n, std::uint32_t* before, KendallCounts& c) {
+  if constexpr (Bits < kMaxTrieBits) {
+    if (bits != Bits) {
+      count_pairs<Count, Bits + 1>(counts, bits, seq, xr, n, before, c);
+      return;
+    }
+  }
+  count_pairs_fixed<Count, Bits>(counts, seq, xr, n, before, c);
+}
+
+}  // namespace detail
+
+// Knight's method on the items observed in a, b and mask (pass mask = b for a
+// plain pair). s must have been reserved for the number of items.
+inline KendallCounts kendall_counts(const RankedProfile& a, const RankedProfile& b,
+                                    const RankedProfile& mask, KendallScratch& s) {
+  KendallCounts c;
+  std::uint32_t* seq = s.seq.data();  // y ranks by increasing x
+  std::uint32_t* xr = s.buf.data();   // x ranks, to find x's tie blocks
+  std::size_t n = 0;
+  for (std::size_t k = 0; k < a.q; ++k) {
+    const std::uint32_t f = a.order[k];
+    if (!kept(f, b, mask)) continue;
+    seq[n] = b.rank[f];
+    xr[n] = a.rank[f];
+    ++n;
+  }
+  c.n = static_cast<std::int64_t>(n);
+  c.n0 = pairs_of(c.n);
+  const unsigned bits = bits_for(b.distinct);
+  if (bits > detail::kMaxTrieBits) return kendall_counts_by_merge(seq, xr, n, s.yblock, c);
+  if (n < 65536) {
+    detail::count_pairs(s.counts16, bits, seq, xr, n, s.yblock.data(), c);
+  } else {
+    detail::count_pairs(s.counts32, bits, seq, xr, n, s.yblock.data(), c);
+  }
+  return c;
+}
+
+inline double nan_value() { return std::numeric_limits<double>::quiet_NaN(); }
+
+// sqrt(a * b), exact when a == b so that a profile's tau-b with itself is 1.
+inline double geometric_mean(double a, double b) {
+  return a == b ? a : std::sqrt(a) * std::sqrt(b);
+}
+
+// Kendall's tau-a, (n_c - n_d) / n0; NaN with fewer than two items.
+inline double tau_a(const KendallCounts& c) {
+  if (c.n0 == 0) return nan_value();
+  return static_cast<double>(c.concordant - c.discordant) / static_cast<double>(c.n0);
+}
+
+// Kendall's tau-b, (n_c - n_d) / sqrt((n0 - t_x)(n0 - t_y)), as
+// stats::cor(method = "kendall"); NaN when a profile is constant.
+inline double tau_b(const KendallCounts& c) {
+  const std::int64_t dx = c.n0 - c.tied_x, dy = c.n0 - c.tied_y;
+  if (dx == 0 || dy == 0) return nan_value();
+  return static_cast<double>(c.concordant - c.discordant) /
+         geometric_mean(static_cast<double>(dx), static_cast<double>(dy));
+}
+
+// Kendall distance with ties: discordant pairs, plus one half for each pair
+// tied in one profile only (Fagin et al.'s K^(1/2)). It is half the squared
+// distance between the embeddings (1[x_i < x_j], 1[x_i > x_j])_{i<j}, so the
+// Mallows kernel built on it stays positive definite with ties; without ties
+// it is n_d.
+inline double kendall_distance(const KendallCounts& c) {
+  return static_cast<double>(c.discordant) +
+         0.5 * static_cast<double>(c.tied_x + c.tied_y - 2 * c.tied_xy);
+}
+
+// Mallows kernel exp(-lambda d), d the distance above, divided by n0 when
+// normalized; NaN with fewer than two items.
+inline double mallows(const KendallCounts& c, double lambda, bool normalized) {
+  if (c.n0 == 0) return nan_value();
+  double d = kendall_distance(c);
+  if (normalized) d /= static_cast<double>(c.n0);
+  return std::exp(-lambda * d);
+}
+
+enum class WeightKind {
+  product,   // w(a, b) = u_a u_b (top-k: u = 1 on the k top positions)
+  additive,  // w(a, b) = u_a + u_b
+  average    // mean of the top-k kernels over k = 1..n
+};
+
+namespace detail {
+
+// Sum over k = 1..q of F(k) G(k), where F(k) is the share of the positions
+// first..first+size-1 that are <= k (a ramp from 0 to 1), and G likewise.
+// Summed piecewise on the pieces where both are linear, from each piece's
+// start so that every term is non-negative.
+inline double sum_ramp_products(double q, double first1, double size1, double first2,
+                                double size2) {
+  auto value = [](double k, double first, double size) {
+    return std::min(1.0, std::max(0.0, (k - first + 1.0) / size));
+  };
+  auto slope = [](double k, double first, double size) {
+    return (k >= first && k < first + size - 1.0) ? 1.0 / size : 0.0;
+  };
+  double cuts[6] = {1.0, first1, first1 + size1 - 1.0, first2, first2 + size2 - 1.0, q + 1.0};
+  std::sort(cuts, cuts + 6);
+  double total = 0.0;
+  for (int c = 0; c < 5; ++c) {
+    const double lo = std::max(1.0, cuts[c]), hi = std::min(q + 1.0, cuts[c + 1]);
+    if (hi <= lo) continue;
+    const double len = hi - lo;  // k = lo .. hi - 1
+    const double f = value(lo, first1, size1), g = value(lo, first2, size2);
+    const double sf = slope(lo, first1, size1), sg = slope(lo, first2, size2);
+    const double s1 = len * (len - 1.0) / 2.0, s2 = (len - 1.0) * len * (2.0 * len - 1.0) / 6.0;
+    total += f * g * len + (f * sg + g * sf) * s1 + sf * sg * s2;
+  }
+  return total;
+}
+
+// Fenwick tree over block indices 0..m-1 holding four sums per node: count,
+// sum of u_x u_y, sum of u_x, sum of u_y.
+struct Fenwick4 {
+  double* t;
+  std::size_t m;
+  void clear() { std::fill(t, t + 4 * m, 0.0); }
+  void add(std::size_t i, double c, double w, double dx, double dy) {
+    for (++i; i <= m; i += i & (~i + 1)) {
+      double* node = t + 4 * (i - 1);
+      node[0] += c;
+      node[1] += w;
+      node[2] += dx;
+      node[3] += dy;
+    }
+  }
+  // Sums over indices 0..i-1.
+  void prefix(std::size_t i, double out[4]) const {
+    out[0] = out[1] = out[2] = out[3] = 0.0;
+    for (; i > 0; i -= i & (~i + 1)) {
+      const double* node = t + 4 * (i - 1);
+      out[0] += node[0];
+      out[1] += node[1];
+      out[2] += node[2];
+      out[3] += node[3];
+    }
+  }
+};
+
+}  // namespace detail
+
+// Weighted Kendall kernel of Jiao and Vert (2018) over the items observed in
+// a, b and mask: the sum over the pairs (i, j) with x_i < x_j and y_i < y_j of
+// w(pos_x(i), pos_x(j)) w(pos_y(i), pos_y(j)), positions counted from the top
+// over the items compared and weighted by u[0..) (u[0] for the top position;
+// unused for the average kernel). Ties as in the header comment.
+inline double weighted_kendall(const RankedProfile& a, const RankedProfile& b,
+                               const RankedProfile& mask, WeightKind kind, const double* u,
+                               KendallScratch& s) {
+  // Positions of the items in b (y), walking b from its largest value down.
+  std::size_t q = 0, k = b.q, block = 0;
+  while (k > 0) {
+    const std::size_t e = k;  // the tie block is order[lo..e)
+    std::size_t lo = k - 1;
+    while (lo > 0 && b.rank[b.order[lo - 1]] == b.rank[b.order[k - 1]]) --lo;
+    std::size_t m = 0;
+    for (std::size_t t = lo; t < e; ++t) m += kept(b.order[t], a, mask);
+    if (m > 0) {
+      double sum = 0.0;
+      if (kind != WeightKind::average) {
+        for (std::size_t t = 0; t < m; ++t) sum += u[q + t];
+      }
+      const double mean = sum / static_cast<double>(m);
+      for (std::size_t t = lo; t < e; ++t) {
+        const std::uint32_t f = b.order[t];
+        if (!kept(f, a, mask)) continue;
+        s.yblock[f] = static_cast<std::uint32_t>(block);
+        s.uy[f] = mean;
+        s.yfirst[f] = static_cast<std::uint32_t>(q + 1);
+        s.ysize[f] = static_cast<std::uint32_t>(m);
+      }
+      q += m;
+      ++block;
+    }
+    k = lo;
+  }
+
+  // Items by decreasing x: the weighted sums over the items already inserted
+  // and above in y are those over the items that dominate in both.
+  s.tree.assign(4 * std::max<std::size_t>(block, 1), 0.0);
+  // Block indices grow downwards: the items above y_i are the prefix.
+  detail::Fenwick4 tree{s.tree.data(), block};
+  const double qd = static_cast<double>(q);
+  double total = 0.0, sums[4];
+  std::size_t position = 0;
+  k = a.q;
+  while (k > 0) {
+    const std::size_t e = k;
+    std::size_t lo = k - 1;
+    while (lo > 0 && a.rank[a.order[lo - 1]] == a.rank[a.order[k - 1]]) --lo;
+    std::size_t m = 0;
+    for (std::size_t t = lo; t < e; ++t) m += kept(a.order[t], b, mask);
+    if (m > 0) {
+      double sum = 0.0;
+      if (kind != WeightKind::average) {
+        for (std::size_t t = 0; t < m; ++t) sum += u[position + t];
+      }
+      const double ux = sum / static_cast<double>(m);
+      // Query the whole block before inserting it: items tied in x do not
+      // dominate each other.
+      for (std::size_t t = lo; t < e; ++t) {
+        const std::uint32_t f = a.order[t];
+        if (!kept(f, b, mask)) continue;
+        tree.prefix(s.yblock[f], sums);
+        const double uy = s.uy[f];
+        switch (kind) {
+          case WeightKind::product:
+            total += ux * uy * sums[1];
+            break;
+          case WeightKind::additive:
+            total += ux * uy * sums[0] + ux * sums[3] + uy * sums[2] + sums[1];
+            break;
+          case WeightKind::average:
+            if (sums[0] > 0.0) {
+              total += sums[0] * detail::sum_ramp_products(qd, static_cast<double>(position + 1),
+                                                           static_cast<double>(m),
+                                                           static_cast<double>(s.yfirst[f]),
+                                                           static_cast<double>(s.ysize[f]));
+            }
+            break;
+        }
+      }
+      for (std::size_t t = lo; t < e; ++t) {
+        const std::uint32_t f = a.order[t];
+        if (!kept(f, b, mask)) continue;
+        const double uy = s.uy[f];
+        tree.add(s.yblock[f], 1.0, ux * uy, ux, uy);
+      }
+      position += m;
+    }
+    k = lo;
+  }
+  if (kind == WeightKind::average) total = q > 0 ? total / qd : 0.0;
+  return total;
+}
+
+}  // namespace diffrank

@@ -1,0 +1,243 @@
+// Glue for the Kendall, Mallows and weighted Kendall kernels; arguments are
+// checked in R/kendall.R.
+#include <Rcpp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <diffrank/kendall.hpp>
+#include <string>
+#include <vector>
+
+#include "parallel.h"
+
+namespace {
+
+// Every column of a features x samples matrix, ranked once.
+struct Profiles {
+  std::size_t n = 0, count = 0;
+  std::vector<std::uint32_t> order, rank;
+  std::vector<std::size_t> q, distinct;
+  diffrank::RankedProfile at(std::size_t j) const {
+    return {order.data() + j * n, rank.data() + j * n, q[j], distinct[j]};
+  }
+  bool complete(std::size_t j) const { return q[j] == n; }
+};
+
+Profiles rank_columns(const Rcpp::NumericMatrix& x, int threads) {
+  Profiles p;
+  p.n = x.nrow();
+  p.count = x.ncol();
+  p.order.resize(p.n * p.count);
+  p.rank.resize(p.n * p.count);
+  p.q.resize(p.count);
+  p.distinct.resize(p.count);
+  const double* xp = x.begin();
+  diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j) {
+      const diffrank::RankedProfile r = diffrank::rank_profile(
+          xp + j * p.n, p.n, p.order.data() + j * p.n, p.rank.data() + j * p.n);
+      p.q[j] = r.q;
+      p.distinct[j] = r.distinct;
+    }
+  });
+  return p;
+}
+
+enum class Kernel { tau_a, tau_b, mallows, weighted };
+
+struct Spec {
+  Kernel kernel = Kernel::tau_b;
+  double lambda = 1.0;
+  bool normalized = true;
+  diffrank::WeightKind weights = diffrank::WeightKind::product;
+  const double* u = nullptr;
+};
+
+Spec parse_spec(const std::string& kernel, double lambda, bool normalized, const double* u) {
+  Spec s;
+  s.lambda = lambda;
+  s.normalized = normalized;
+  s.u = u;
+  if (kernel == "tau_a") {
+    s.kernel = Kernel::tau_a;
+  } else if (kernel == "tau_b") {
+    s.kernel = Kernel::tau_b;
+  } else if (kernel == "mallows") {
+    s.kernel = Kernel::mallows;
+  } else {
+    s.kernel = Kernel::weighted;
+    if (kernel == "product") {
+      s.weights = diffrank::WeightKind::product;
+    } else if (kernel == "additive") {
+      s.weights = diffrank::WeightKind::additive;
+    } else if (kernel == "average") {
+      s.weights = diffrank::WeightKind::average;
+    } else {
+      Rcpp::stop("unknown kernel \"%s\".", kernel);
+    }
+  }
+  return s;
+}
+
+// The kernel between profile a of one set and profile b of another; self_a and
+// self_b are the weighted kernels of a and b with themselves (when complete).
+double evaluate(const Spec& spec, const diffrank::RankedProfile& a, bool a_complete, double self_a,
+                const diffrank::RankedProfile& b, bool b_complete, double self_b,
+                diffrank::KendallScratch& s) {
+  if (spec.kernel != Kernel::weighted) {
+    const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
+    if (spec.kernel == Kernel::tau_a) return diffrank::tau_a(c);
+    if (spec.kernel == Kernel::tau_b) return diffrank::tau_b(c);
+    return diffrank::mallows(c, spec.lambda, spec.normalized);
+  }
+  const double raw = diffrank::weighted_kendall(a, b, b, spec.weights, spec.u, s);
+  if (!spec.normalized) return raw;
+  if (!(a_complete && b_complete)) {
+    // Compared on the items observed in both, so normalized on them too.
+    self_a = diffrank::weighted_kendall(a, a, b, spec.weights, spec.u, s);
+    self_b = diffrank::weighted_kendall(b, b, a, spec.weights, spec.u, s);
+  }
+  if (!(self_a > 0.0 && self_b > 0.0)) return diffrank::nan_value();
+  return raw / diffrank::geometric_mean(self_a, self_b);
+}
+
+}  // namespace
+
+// Kernel matrix between the columns of x (and those of y when given).
+// kernel is "tau_a", "tau_b", "mallows", "product", "additive" or "average";
+// u holds the position weights of the weighted kernels (u[0] for the top).
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y,
+                                       std::string kernel, double lambda, bool normalized,
+                                       Rcpp::NumericVector u, int threads, bool progress) {
+  const Spec spec = parse_spec(kernel, lambda, normalized, u.begin());
+  const bool symmetric = y.isNull();
+  const Profiles px = rank_columns(x, threads);
+  Profiles py_store;
+  if (!symmetric) py_store = rank_columns(Rcpp::NumericMatrix(y.get()), threads);
+  const Profiles& py = symmetric ? px : py_store;
+  const std::size_t n = px.n, nx = px.count, ny = py.count;
+  if (static_cast<std::size_t>(u.size()) < n && spec.kernel == Kernel::weighted &&
+      spec.weights != diffrank::WeightKind::average) {
+    Rcpp::stop("`u` must have one weight per feature.");
+  }
+
+  // Weighted kernels of complete profiles with themselves, for normalizing.
+  std::vector<double> self_x(nx, 0.0), self_y(ny, 0.0);
+  if (spec.kernel == Kernel::weighted && spec.normalized) {
+    auto self_of = [&](const Profiles& p, std::vector<double>& out) {
+      diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
+        diffrank::KendallScratch s;
+        s.reserve_weighted(n);
+        for (std::size_t j = j0; j < j1; ++j) {
+          if (!p.complete(j)) continue;
+          const diffrank::RankedProfile r = p.at(j);
+          out[j] = diffrank::weighted_kendall(r, r, r, spec.weights, spec.u, s);
+        }
+      });
+    };
+    self_of(px, self_x);
+    if (!symmetric) self_of(py, self_y);
+  }
+  const std::vector<double>& sy = symmetric ? self_x : self_y;
+
+  Rcpp::NumericMatrix out(Rcpp::no_init(nx, ny));
+  double* o = out.begin();
+  const std::size_t total = symmetric ? nx * (nx + 1) / 2 : nx * ny;
+  // Upper triangle row by row: row i starts at offset i nx - i (i - 1) / 2.
+  auto row_start = [nx](std::size_t i) { return i * nx - i * (i - 1) / 2; };
+
+  // One scratch per thread would need thread ids; one per chunk of pairs is
+  // cheap next to a chunk's work, so each call of the body owns its scratch.
+  auto body_range = [&](std::size_t t0, std::size_t t1) {
+    diffrank::KendallScratch s;
+    if (spec.kernel == Kernel::weighted) {
+      s.reserve_weighted(n);
+    } else {
+      s.reserve(n);
+    }
+    std::size_t i, j;
+    if (symmetric) {
+      // Largest i with row_start(i) <= t0.
+      std::size_t lo = 0, hi = nx;
+      while (hi - lo > 1) {
+        const std::size_t mid = (lo + hi) / 2;
+        if (row_start(mid) <= t0)
+          lo = mid;
+        else
+          hi = mid;
+      }
+      i = lo;
+      j = i + (t0 - row_start(i));
+    } else {
+      i = t0 % nx;
+      j = t0 / nx;
+    }
+    for (std::size_t t = t0; t < t1; ++t) {
+      const double value =
+          evaluate(spec, px.at(i), px.complete(i), self_x[i], py.at(j), py.complete(j), sy[j], s);
+      o[i + j * nx] = value;
+      if (symmetric) {
+        o[j + i * nx] = value;
+        if (++j == nx) {
+          ++i;
+          j = i;
+        }
+      } else if (++i == nx) {
+        i = 0;
+        ++j;
+      }
+    }
+  };
+
+  // Chunks of about a quarter of a second of Kendall work on one thread:
+  // interrupts are checked and progress shown between chunks, and each chunk
+  // ends by joining the threads, which costs more when they are short.
+  const double per_item = static_cast<double>(n) + 16.0;
+  const std::size_t chunk = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
+                                                  static_cast<std::size_t>(1.6e7 / per_item));
+  const auto start = std::chrono::steady_clock::now();
+  bool shown = false;
+  for (std::size_t done = 0; done < total; done += chunk) {
+    const std::size_t len = std::min(chunk, total - done);
+    // Pieces of a few pairs each, so that two threads share a chunk evenly.
+    const std::size_t piece =
+        std::max<std::size_t>(1, len / (16 * static_cast<std::size_t>(threads)));
+    const std::size_t pieces = (len + piece - 1) / piece;
+    diffrank_glue::parallel_for(pieces, threads, [&](std::size_t b, std::size_t e) {
+      for (std::size_t k = b; k < e; ++k) {
+        body_range(done + k * piece, done + std::min(len, (k + 1) * piece));
+      }
+    });
+    Rcpp::checkUserInterrupt();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress && elapsed > 2.0) {
+      REprintf("\rrank kernel: %3.0f%% of %.0f pairs",
+               100.0 * static_cast<double>(done + len) / static_cast<double>(total),
+               static_cast<double>(total));
+      shown = true;
+    }
+  }
+  if (shown) REprintf("\n");
+  return out;
+}
+
+// Pair counts of Kendall's tau between two vectors, NaN dropped pairwise.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVector y) {
+  const std::size_t n = x.size();
+  std::vector<std::uint32_t> ox(n), rx(n), oy(n), ry(n);
+  const diffrank::RankedProfile a = diffrank::rank_profile(x.begin(), n, ox.data(), rx.data());
+  const diffrank::RankedProfile b = diffrank::rank_profile(y.begin(), n, oy.data(), ry.data());
+  diffrank::KendallScratch s;
+  s.reserve(n);
+  const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
+  Rcpp::NumericVector out = {static_cast<double>(c.n),          static_cast<double>(c.n0),
+                             static_cast<double>(c.concordant), static_cast<double>(c.discordant),
+                             static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
+                             static_cast<double>(c.tied_xy)};
+  out.attr("names") =
+      Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
+  return out;
+}
