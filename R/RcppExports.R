@@ -2,10 +2,26 @@
 # Generator token: 10BE3573-1514-4C36-9D1C-5A225CD40393
 
 qn_fit_target <- function(x, threads) {
-    .Call('_diffrank_qn_fit_target', PACKAGE = 'diffrank', x, threads)
+    .Call(`_diffrank_qn_fit_target`, x, threads)
 }
 
 qn_normalize <- function(x, target, ties, threads) {
-    .Call('_diffrank_qn_normalize', PACKAGE = 'diffrank', x, target, ties, threads)
+    .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
+}
+
+sinkhorn_forward_cpp <- function(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded = TRUE) {
+    .Call(`_diffrank_sinkhorn_forward_cpp`, x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded)
+}
+
+sinkhorn_vjp_cpp <- function(x, a, y, b, w, eps, power, squash, f, g, v, threads) {
+    .Call(`_diffrank_sinkhorn_vjp_cpp`, x, a, y, b, w, eps, power, squash, f, g, v, threads)
+}
+
+sinkhorn_unrolled_cpp <- function(x, a, y, b, w, eps, power, squash, iterations, v) {
+    .Call(`_diffrank_sinkhorn_unrolled_cpp`, x, a, y, b, w, eps, power, squash, iterations, v)
+}
+
+sinkhorn_plan_cpp <- function(x, a, y, b, eps, power, tol, max_iter, squash) {
+    .Call(`_diffrank_sinkhorn_plan_cpp`, x, a, y, b, eps, power, tol, max_iter, squash)
 }
 

@@ -1,0 +1,152 @@
+// Glue for the Sinkhorn sorting operators; arguments are checked in
+// R/sinkhorn.R. Columns of x are independent problems spread over threads.
+#include <Rcpp.h>
+
+#include <cstddef>
+#include <diffrank/sinkhorn.hpp>
+#include <string>
+#include <vector>
+
+#include "parallel.h"
+
+namespace {
+
+struct Inputs {
+  diffrank::SinkhornTask task;
+  Rcpp::NumericVector y, b, w;
+};
+
+void fill_task(Inputs& in, Rcpp::NumericVector y, Rcpp::NumericVector b,
+               Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, double tol,
+               int max_iter, bool squash, bool banded) {
+  in.y = y;
+  in.b = b;
+  in.task.y = in.y.begin();
+  in.task.b = in.b.begin();
+  in.task.m = y.size();
+  if (w.isNotNull()) {
+    in.w = Rcpp::NumericVector(w.get());
+    in.task.w = in.w.begin();
+    in.task.kind = diffrank::SinkhornKind::row;
+  } else {
+    in.task.kind = diffrank::SinkhornKind::col;
+  }
+  in.task.squash = squash;
+  in.task.opt.eps = eps;
+  in.task.opt.power = power;
+  in.task.opt.tol = tol;
+  in.task.opt.max_iter = max_iter;
+  in.task.opt.banded = banded;
+}
+
+}  // namespace
+
+// Forward pass: the operator's values (n x N for the row kind, m x N for the
+// column kind, selected by whether w is given), the potentials and the
+// convergence information of every column.
+// [[Rcpp::export(rng = false)]]
+Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y,
+                                Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w,
+                                double eps, double power, double tol, int max_iter, bool squash,
+                                int threads, bool banded = true) {
+  Inputs in;
+  fill_task(in, y, b, w, eps, power, tol, max_iter, squash, banded);
+  const std::size_t n = x.nrow(), N = x.ncol(), m = in.task.m;
+  const std::size_t rows_out = in.task.kind == diffrank::SinkhornKind::row ? n : m;
+  Rcpp::NumericMatrix value(rows_out, N), f(n, N), g(m, N);
+  Rcpp::IntegerVector iterations(N);
+  Rcpp::NumericVector error(N), entries(N);
+  Rcpp::LogicalVector converged(N);
+  const double* xp = x.begin();
+  const double* ap = a.begin();
+  double* vp = value.begin();
+  double* fp = f.begin();
+  double* gp = g.begin();
+  std::vector<diffrank::SinkhornStatus> status(N);
+  diffrank_glue::parallel_for(
+      N, threads,
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::SinkhornColumn col;
+        for (std::size_t j = j0; j < j1; ++j) {
+          status[j] = col.forward(in.task, xp + j * n, ap, n, vp + j * rows_out, fp + j * n, gp + j * m);
+        }
+      },
+      1, 64);
+  for (std::size_t j = 0; j < N; ++j) {
+    iterations[j] = status[j].iterations;
+    error[j] = status[j].error;
+    converged[j] = status[j].converged;
+    entries[j] = status[j].entries;
+  }
+  return Rcpp::List::create(Rcpp::Named("value") = value, Rcpp::Named("f") = f,
+                            Rcpp::Named("g") = g, Rcpp::Named("iterations") = iterations,
+                            Rcpp::Named("error") = error, Rcpp::Named("converged") = converged,
+                            Rcpp::Named("entries") = entries);
+}
+
+// Implicit VJP at the potentials of a forward pass, for the cotangent v (of
+// the shape of the forward value): gradients for x (n x N), for b and for w
+// (m x N each, b's defined up to a constant per column).
+// [[Rcpp::export(rng = false)]]
+Rcpp::List sinkhorn_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y,
+                            Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w,
+                            double eps, double power, bool squash, Rcpp::NumericMatrix f,
+                            Rcpp::NumericMatrix g, Rcpp::NumericMatrix v, int threads) {
+  Inputs in;
+  fill_task(in, y, b, w, eps, power, 0.0, 1, squash, true);
+  const std::size_t n = x.nrow(), N = x.ncol(), m = in.task.m;
+  const std::size_t rows_v = in.task.kind == diffrank::SinkhornKind::row ? n : m;
+  Rcpp::NumericMatrix xbar(n, N), bbar(m, N), wbar(m, N);
+  const double* xp = x.begin();
+  const double* ap = a.begin();
+  const double* fp = f.begin();
+  const double* gp = g.begin();
+  const double* vp = v.begin();
+  double* xb = xbar.begin();
+  double* bb = bbar.begin();
+  double* wb = wbar.begin();
+  diffrank_glue::parallel_for(
+      N, threads,
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::SinkhornColumn col;
+        for (std::size_t j = j0; j < j1; ++j) {
+          col.vjp(in.task, xp + j * n, ap, n, fp + j * n, gp + j * m, vp + j * rows_v, xb + j * n,
+                  bb + j * m, wb + j * m);
+        }
+      },
+      1, 64);
+  return Rcpp::List::create(Rcpp::Named("x") = xbar, Rcpp::Named("b") = bbar,
+                            Rcpp::Named("w") = wbar);
+}
+
+// Reference VJP by differentiating `iterations` dense iterations (one column).
+// [[Rcpp::export(rng = false)]]
+Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::NumericVector y,
+                                 Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w,
+                                 double eps, double power, bool squash, int iterations,
+                                 Rcpp::NumericVector v) {
+  Inputs in;
+  fill_task(in, y, b, w, eps, power, 0.0, 1, squash, false);
+  const std::size_t n = x.size(), m = in.task.m;
+  const std::size_t rows_v = in.task.kind == diffrank::SinkhornKind::row ? n : m;
+  Rcpp::NumericVector value(rows_v), xbar(n), bbar(m), wbar(m);
+  diffrank::SinkhornColumn col;
+  col.vjp_unrolled(in.task, x.begin(), a.begin(), n, iterations, v.begin(), value.begin(),
+                   xbar.begin(), bbar.begin(), wbar.begin());
+  return Rcpp::List::create(Rcpp::Named("value") = value, Rcpp::Named("x") = xbar,
+                            Rcpp::Named("b") = bbar, Rcpp::Named("w") = wbar);
+}
+
+// The transport plan of one column (n x m), for small problems and tests.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericMatrix sinkhorn_plan_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a,
+                                      Rcpp::NumericVector y, Rcpp::NumericVector b, double eps,
+                                      double power, double tol, int max_iter, bool squash) {
+  Inputs in;
+  fill_task(in, y, b, R_NilValue, eps, power, tol, max_iter, squash, true);
+  const std::size_t n = x.size(), m = in.task.m;
+  Rcpp::NumericMatrix plan(n, m);
+  diffrank::SinkhornColumn col;
+  col.plan(in.task, x.begin(), a.begin(), n, plan.begin());
+  return plan;
+}
