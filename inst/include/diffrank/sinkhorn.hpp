@@ -223,6 +223,7 @@ struct SinkhornOptions {
   bool banded = true;           // skip kernel entries that cannot matter
   double relaxation = 1.0;      // over-relaxation of the g update, in [1, 2)
   int anderson = 8;             // depth of Anderson acceleration of g (0: none)
+  bool newton = true;           // switch to Newton steps when Sinkhorn is slow
 };
 
 struct SinkhornStatus {
@@ -235,6 +236,7 @@ struct SinkhornStatus {
 namespace sinkhorn_detail {
 
 constexpr std::size_t kBlock = 32;
+constexpr std::size_t kDenseSchur = 400;  // larger Schur complements use conjugate gradients
 
 // Symmetric positive definite solve by Cholesky, in place (a is k x k,
 // column-major); a pivot that is not positive (a direction the plan does not
@@ -398,6 +400,7 @@ class Sinkhorn1D {
     sinkhorn_detail::Anderson aa(np_[1], opt_.anderson);
     double best_err = std::numeric_limits<double>::infinity();
     std::vector<double> best_g(pot_[1]);
+    int at_target = 0;
     sweep(0, pot_[0].data(), nullptr);
     double err = std::numeric_limits<double>::infinity();
     while (st.iterations < opt_.max_iter) {
@@ -408,6 +411,13 @@ class Sinkhorn1D {
         break;
       }
       if (eps_cur_ <= opt_.eps) {
+        ++at_target;
+        const int newton_after = np_[1] <= sinkhorn_detail::kDenseSchur ? 10 : 50;
+        if (opt_.newton && at_target > newton_after && newton_step(next)) {
+          aa.reset();
+          best_err = std::numeric_limits<double>::infinity();
+          continue;
+        }
         if (opt_.anderson > 0) {
           // safeguard: an extrapolation that made things much worse (or
           // non-finite) is dropped and the iteration restarts from the best g
@@ -633,6 +643,51 @@ class Sinkhorn1D {
     return err;
   }
 
+  // One damped Newton step on the semi-dual J(g) = <a, f(g)> + <b, g>, f(g)
+  // the exact f update (so rows stay exact): its gradient is b - P^T 1 and
+  // its Hessian -S / eps, S the Schur complement of the adjoint system, so
+  // the direction is eps S^{-1} (b - c), gauge fixed. Sinkhorn's linear rate
+  // collapses at small eps; Newton's does not. `next` holds G(f) on entry
+  // (it gives the column sums for free). Returns false, leaving the state
+  // unchanged, when no step length increases J.
+  bool newton_step(const std::vector<double>& next) {
+    const std::size_t n = np_[0], m = np_[1];
+    std::vector<double> marg[2], rhs[2], sol[2];
+    marg[0].assign(w_[0], w_[0] + n);
+    marg[1].resize(m);
+    rhs[0].assign(n, 0.0);
+    rhs[1].resize(m);
+    for (std::size_t j = 0; j < m; ++j) {
+      marg[1][j] = w_[1][j] * std::exp((pot_[1][j] - next[j]) / opt_.eps);
+      rhs[1][j] = opt_.eps * (w_[1][j] - marg[1][j]);
+    }
+    cg_max_ = 200;
+    cg_tol_ = 1e-8;
+    schur_solve(1, marg, rhs, sol);
+    cg_max_ = 0;
+    cg_tol_ = 1e-12;
+    const std::vector<double> f0(pot_[0]), g0(pot_[1]);
+    auto objective = [&]() {
+      double j = 0.0;
+      for (std::size_t i = 0; i < n; ++i) j += w_[0][i] * pot_[0][i];
+      for (std::size_t k = 0; k < m; ++k) j += w_[1][k] * pot_[1][k];
+      return j;
+    };
+    const double j0 = objective();
+    double step = 1.0;
+    for (int t = 0; t < 12; ++t, step *= 0.5) {
+      for (std::size_t k = 0; k < m; ++k) pot_[1][k] = g0[k] + step * sol[1][k];
+      prepared_[1] = false;
+      sweep(0, pot_[0].data(), nullptr);
+      const double j1 = objective();
+      if (std::isfinite(j1) && j1 >= j0 - 1e-15 * (std::fabs(j0) + opt_.eps)) return true;
+    }
+    pot_[0] = f0;
+    pot_[1] = g0;
+    prepared_[0] = prepared_[1] = false;
+    return false;
+  }
+
   // Dual potentials of the unregularized problem (the hard sort): the
   // north-west corner rule gives the monotone plan, and f_i + g_j = c_ij on
   // its support.
@@ -677,7 +732,7 @@ class Sinkhorn1D {
     sol[s].assign(ks, 0.0);
     if (ks > 1) {
       const std::size_t kr = ks - 1;
-      if (ks <= 400) {
+      if (ks <= sinkhorn_detail::kDenseSchur) {
         std::vector<double> S(kr * kr, 0.0);
         prepare(s);
         Cache cache;
@@ -744,7 +799,7 @@ class Sinkhorn1D {
     p = zv;
     double rz = 0.0;
     for (std::size_t l = 0; l < ks; ++l) rz += r[l] * zv[l];
-    const int max_cg = static_cast<int>(std::min<std::size_t>(5000, 4 * ks + 100));
+    const int max_cg = cg_max_ > 0 ? cg_max_ : static_cast<int>(std::min<std::size_t>(5000, 4 * ks + 100));
     for (int it = 0; it < max_cg; ++it) {
       op(p, ap);
       double pap = 0.0;
@@ -757,7 +812,7 @@ class Sinkhorn1D {
         r[l] -= alpha * ap[l];
         rn += r[l] * r[l];
       }
-      if (std::sqrt(rn) <= 1e-12 * bnorm) break;
+      if (std::sqrt(rn) <= cg_tol_ * bnorm) break;
       double rz_new = 0.0;
       for (std::size_t l = 0; l < ks; ++l) {
         zv[l] = r[l] / diag[l];
@@ -780,6 +835,8 @@ class Sinkhorn1D {
   std::vector<double> buf_;
   double eps_cur_;
   double entries_ = 0.0;
+  int cg_max_ = 0;
+  double cg_tol_ = 1e-12;
 };
 
 // The same transport solved by a fixed number of plain dense log-domain
