@@ -9,8 +9,8 @@ qn_normalize <- function(x, target, ties, threads) {
     .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 
-sinkhorn_forward_cpp <- function(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded = TRUE) {
-    .Call(`_diffrank_sinkhorn_forward_cpp`, x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded)
+sinkhorn_forward_cpp <- function(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded = TRUE, warm_start = TRUE) {
+    .Call(`_diffrank_sinkhorn_forward_cpp`, x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded, warm_start)
 }
 
 sinkhorn_vjp_cpp <- function(x, a, y, b, w, eps, power, squash, f, g, v, threads) {

@@ -36,8 +36,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // sinkhorn_forward_cpp
-Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, double tol, int max_iter, bool squash, int threads, bool banded);
-RcppExport SEXP _diffrank_sinkhorn_forward_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP squashSEXP, SEXP threadsSEXP, SEXP bandedSEXP) {
+Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, double tol, int max_iter, bool squash, int threads, bool banded, bool warm_start);
+RcppExport SEXP _diffrank_sinkhorn_forward_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP squashSEXP, SEXP threadsSEXP, SEXP bandedSEXP, SEXP warm_startSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
@@ -52,7 +52,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     Rcpp::traits::input_parameter< bool >::type banded(bandedSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinkhorn_forward_cpp(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded));
+    Rcpp::traits::input_parameter< bool >::type warm_start(warm_startSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_forward_cpp(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded, warm_start));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -118,7 +119,7 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
-    {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 12},
+    {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 13},
     {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 12},
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 10},
     {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 9},

@@ -18,7 +18,7 @@ struct Inputs {
 
 void fill_task(Inputs& in, Rcpp::NumericVector y, Rcpp::NumericVector b,
                Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, double tol,
-               int max_iter, bool squash, bool banded) {
+               int max_iter, bool squash, bool banded, bool warm_start = true) {
   in.y = y;
   in.b = b;
   in.task.y = in.y.begin();
@@ -37,6 +37,9 @@ void fill_task(Inputs& in, Rcpp::NumericVector y, Rcpp::NumericVector b,
   in.task.opt.tol = tol;
   in.task.opt.max_iter = max_iter;
   in.task.opt.banded = banded;
+  // without the warm start, eps decreases geometrically from 1 to eps instead
+  in.task.opt.warm_start = warm_start;
+  in.task.opt.scaling = !warm_start;
 }
 
 }  // namespace
@@ -48,9 +51,9 @@ void fill_task(Inputs& in, Rcpp::NumericVector y, Rcpp::NumericVector b,
 Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y,
                                 Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w,
                                 double eps, double power, double tol, int max_iter, bool squash,
-                                int threads, bool banded = true) {
+                                int threads, bool banded = true, bool warm_start = true) {
   Inputs in;
-  fill_task(in, y, b, w, eps, power, tol, max_iter, squash, banded);
+  fill_task(in, y, b, w, eps, power, tol, max_iter, squash, banded, warm_start);
   const std::size_t n = x.nrow(), N = x.ncol(), m = in.task.m;
   const std::size_t rows_out = in.task.kind == diffrank::SinkhornKind::row ? n : m;
   Rcpp::NumericMatrix value(rows_out, N), f(n, N), g(m, N);

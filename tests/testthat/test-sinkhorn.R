@@ -57,6 +57,30 @@ test_that("the plan matches a dense R Sinkhorn and its marginals hold to tol", {
   expect_equal(as.vector(srt), drop(crossprod(P, x)) / colSums(P), tolerance = 1e-9)
 })
 
+test_that("warm start, eps scaling and the banded kernel give the same solution", {
+  set.seed(11)
+  x <- matrix(rnorm(300), 300, 1)
+  n <- 300
+  a <- rep(1 / n, n)
+  y <- seq(0, 1, length.out = 100)
+  b <- rep(1 / 100, 100)
+  run <- function(banded, warm, eps) {
+    diffrank:::sinkhorn_forward_cpp(x, a, y, b, cumsum(b), eps, 2, 1e-11, 3000L, TRUE, 1L,
+                                    banded, warm)
+  }
+  for (eps in c(1e-2, 1e-3)) {
+    ref <- run(FALSE, TRUE, eps)
+    expect_true(ref$converged)
+    for (cfg in list(c(TRUE, TRUE), c(TRUE, FALSE), c(FALSE, FALSE))) {
+      out <- run(cfg[1], cfg[2], eps)
+      expect_true(out$converged)
+      expect_equal(out$value, ref$value, tolerance = 1e-8)
+    }
+    # the band visits fewer entries at smaller eps
+    expect_lt(run(TRUE, TRUE, eps)$entries, ref$entries)
+  }
+})
+
 test_that("S-rank and S-sort tend to rank() and sort() as eps decreases", {
   set.seed(2)
   x <- sample(25) + runif(25, 0, 0.1)
