@@ -144,14 +144,16 @@ soft_topk <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2
 #'
 #' @inheritParams sinkhorn_rank
 #' @param x A numeric matrix or data frame (features in rows, samples in
-#'   columns) or a numeric vector (one sample). No missing values.
+#'   columns), a numeric vector (one sample), or a `SummarizedExperiment`. No
+#'   missing values.
 #' @param target `NULL` for the mean quantiles of `x` (the target of
 #'   [normalize_quantiles()]), a numeric vector of target values (of any length
 #'   `m`; sorted), or a [quantile_target()].
 #' @param target_weights `NULL` (equal) or `m` positive weights of the target
 #'   values, normalized to sum 1.
 #' @return A matrix (or vector) of the shape of `x` with its dimnames, with the
-#'   attributes `iterations`, `error` and `converged` (one value per column).
+#'   attributes `iterations`, `error` and `converged` (one value per column);
+#'   for a `SummarizedExperiment`, the object with one more assay, `name`.
 #' @seealso [sinkhorn_normalize_fn()] for derivatives with respect to `x`,
 #'   `target` and `target_weights`.
 #' @export
@@ -163,12 +165,37 @@ soft_topk <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2
 #' max(abs(soft - hard))
 #' # to a fixed target, e.g. standard normal quantiles
 #' sinkhorn_normalize(x[, 1], target = qnorm(ppoints(20)), eps = 1e-3)
-sinkhorn_normalize <- function(x, target = NULL, eps = 0.01, weights = NULL,
-                               target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
-                               max_iter = 1000L, threads = diffrank_threads()) {
+sinkhorn_normalize <- function(x, ...) {
+  UseMethod("sinkhorn_normalize")
+}
+
+#' @rdname sinkhorn_normalize
+#' @export
+sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = NULL,
+                                       target_weights = NULL, squash = TRUE, power = 2,
+                                       tol = 1e-6, max_iter = 1000L,
+                                       threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
   sinkhorn_call("normalize", x, eps, target = target, weights = weights,
                 target_weights = target_weights, squash = squash, power = power, tol = tol,
                 max_iter = max_iter, threads = threads)$value
+}
+
+#' @rdname sinkhorn_normalize
+#' @param assay For a `SummarizedExperiment`, the assay to normalize (a name
+#'   or an index).
+#' @param name For a `SummarizedExperiment`, the name of the assay the
+#'   normalized values are stored in (with the convergence attributes).
+#' @param ... Arguments of the default method (for a `SummarizedExperiment`).
+#' @export
+sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay = 1L, name = "sinkhorn") {
+  values <- se_assay(x, assay)
+  if (!is.character(name) || length(name) != 1L || is.na(name) || !nzchar(name)) {
+    abort("`name` must be a single assay name, not %s.", describe(name))
+  }
+  SummarizedExperiment::assay(x, name, withDimnames = FALSE) <-
+    sinkhorn_normalize.default(values, ...)
+  x
 }
 
 #' Derivatives of the Sinkhorn operators

@@ -217,6 +217,20 @@ test_that("implicit VJP equals the unrolled (differentiated iterations) referenc
   }
 })
 
+test_that("sinkhorn_normalize works on a SummarizedExperiment", {
+  skip_if_not_installed("SummarizedExperiment")
+  set.seed(12)
+  x <- matrix(rexp(60), 20, 3, dimnames = list(paste0("g", 1:20), paste0("s", 1:3)))
+  se <- SummarizedExperiment::SummarizedExperiment(assays = list(counts = x))
+  se2 <- sinkhorn_normalize(se, eps = 1e-3)
+  out <- SummarizedExperiment::assay(se2, "sinkhorn")
+  expect_equal(as.vector(out), as.vector(sinkhorn_normalize(x, eps = 1e-3)))
+  expect_identical(dimnames(out), dimnames(x))
+  expect_error(sinkhorn_normalize(se, assay = "nope"), "`assay`")
+  expect_error(sinkhorn_normalize(se, name = NA), "`name`")
+  expect_error(sinkhorn_normalize(x, foo = 1), "Unknown argument")
+})
+
 test_that("derivatives with respect to target weights and target values", {
   set.seed(7)
   x <- rnorm(8)

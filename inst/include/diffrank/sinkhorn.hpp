@@ -777,7 +777,7 @@ class Sinkhorn1D {
         for (std::size_t l = r.lo; l < r.hi; ++l) diag[l] -= buf_[l] * buf_[l] / marg[o][k];
       }
       for (std::size_t l = 0; l < ks; ++l) {
-        if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l];
+        if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
       }
     }
     std::vector<double> t(ko);
