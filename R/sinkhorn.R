@@ -144,8 +144,11 @@ soft_topk <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2
 #'
 #' @inheritParams sinkhorn_rank
 #' @param x A numeric matrix or data frame (features in rows, samples in
-#'   columns), a numeric vector (one sample), or a `SummarizedExperiment`. No
-#'   missing values.
+#'   columns), a numeric vector (one sample), or a `SummarizedExperiment`.
+#'   Missing values (`NA`, `NaN`) are allowed: each column is normalized on its
+#'   observed values (their `weights` renormalized), missing values stay
+#'   missing and get a zero gradient, and the default target is computed as in
+#'   [normalize_quantiles()].
 #' @param target `NULL` for the mean quantiles of `x` (the target of
 #'   [normalize_quantiles()]), a numeric vector of target values (of any length
 #'   `m`; sorted), or a [quantile_target()].
@@ -423,7 +426,16 @@ sinkhorn_call <- function(kind, x, eps, n_targets = NULL, weights = NULL, target
   if (n == 0L || ncol(mat) == 0L) {
     abort("`x` must have at least one value (and one column), not %d x %d.", n, ncol(mat))
   }
-  if (anyNA(mat)) abort("`x` must not contain missing values (NA or NaN); remove them first.")
+  if (anyNA(mat)) {
+    if (kind != "normalize") {
+      abort("`x` must not contain missing values (NA or NaN); remove them first.")
+    }
+    empty <- which(colSums(!is.na(mat)) == 0L)
+    if (length(empty) > 0L) {
+      abort("`x` has %d column(s) with no observed value (the first is %s); drop them first.",
+            length(empty), if (!is.null(colnames(mat))) colnames(mat)[empty[1L]] else empty[1L])
+    }
+  }
   if (any(is.infinite(mat))) abort("`x` must not contain infinite values.")
   eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
   if (eps < 1e-10) abort("`eps` must be at least 1e-10, not %s; use rank() or sort() for the hard operators.", format(eps))

@@ -2,6 +2,8 @@
 // R/sinkhorn.R. Columns of x are independent problems spread over threads.
 #include <Rcpp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <diffrank/sinkhorn.hpp>
 #include <string>
@@ -42,6 +44,30 @@ void fill_task(Inputs& in, Rcpp::NumericVector y, Rcpp::NumericVector b,
   in.task.opt.scaling = !warm_start;
 }
 
+// A column with missing values (NaN, which includes NA) is solved on its
+// observed values only, their weights renormalized.
+struct Observed {
+  std::vector<std::size_t> idx;
+  std::vector<double> x, a, f, v, out, xbar;
+  // Returns false when the column has no missing value (then nothing is copied).
+  bool gather(const double* x_col, const double* a_all, std::size_t n) {
+    idx.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!std::isnan(x_col[i])) idx.push_back(i);
+    }
+    if (idx.size() == n) return false;
+    x.resize(idx.size());
+    a.resize(idx.size());
+    double total = 0.0;
+    for (std::size_t k = 0; k < idx.size(); ++k) total += a_all[idx[k]];
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      x[k] = x_col[idx[k]];
+      a[k] = a_all[idx[k]] / total;
+    }
+    return true;
+  }
+};
+
 }  // namespace
 
 // Forward pass: the operator's values (n x N for the row kind, m x N for the
@@ -66,12 +92,31 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rc
   double* fp = f.begin();
   double* gp = g.begin();
   std::vector<diffrank::SinkhornStatus> status(N);
+  std::fill(value.begin(), value.end(), NA_REAL);
+  std::fill(f.begin(), f.end(), NA_REAL);
+  const bool row = in.task.kind == diffrank::SinkhornKind::row;
   diffrank_glue::parallel_for(
       N, threads,
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SinkhornColumn col;
+        Observed obs;
         for (std::size_t j = j0; j < j1; ++j) {
-          status[j] = col.forward(in.task, xp + j * n, ap, n, vp + j * rows_out, fp + j * n, gp + j * m);
+          if (!obs.gather(xp + j * n, ap, n)) {
+            status[j] = col.forward(in.task, xp + j * n, ap, n, vp + j * rows_out, fp + j * n,
+                                    gp + j * m);
+            continue;
+          }
+          const std::size_t q = obs.idx.size();
+          obs.out.resize(row ? q : m);
+          obs.f.resize(q);
+          status[j] = col.forward(in.task, obs.x.data(), obs.a.data(), q, obs.out.data(),
+                                  obs.f.data(), gp + j * m);
+          for (std::size_t k = 0; k < q; ++k) fp[j * n + obs.idx[k]] = obs.f[k];
+          if (row) {
+            for (std::size_t k = 0; k < q; ++k) vp[j * rows_out + obs.idx[k]] = obs.out[k];
+          } else {
+            std::copy(obs.out.begin(), obs.out.end(), vp + j * rows_out);
+          }
         }
       },
       1, 64);
@@ -98,7 +143,8 @@ Rcpp::List sinkhorn_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::
   Inputs in;
   fill_task(in, y, b, w, eps, power, 0.0, 1, squash, true);
   const std::size_t n = x.nrow(), N = x.ncol(), m = in.task.m;
-  const std::size_t rows_v = in.task.kind == diffrank::SinkhornKind::row ? n : m;
+  const bool row = in.task.kind == diffrank::SinkhornKind::row;
+  const std::size_t rows_v = row ? n : m;
   Rcpp::NumericMatrix xbar(n, N), bbar(m, N), wbar(m, N);
   const double* xp = x.begin();
   const double* ap = a.begin();
@@ -112,9 +158,27 @@ Rcpp::List sinkhorn_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::
       N, threads,
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SinkhornColumn col;
+        Observed obs;
         for (std::size_t j = j0; j < j1; ++j) {
-          col.vjp(in.task, xp + j * n, ap, n, fp + j * n, gp + j * m, vp + j * rows_v, xb + j * n,
-                  bb + j * m, wb + j * m);
+          if (!obs.gather(xp + j * n, ap, n)) {
+            col.vjp(in.task, xp + j * n, ap, n, fp + j * n, gp + j * m, vp + j * rows_v,
+                    xb + j * n, bb + j * m, wb + j * m);
+            continue;
+          }
+          // missing values get a zero gradient: the output does not depend on them
+          const std::size_t q = obs.idx.size();
+          obs.f.resize(q);
+          obs.xbar.assign(q, 0.0);
+          for (std::size_t k = 0; k < q; ++k) obs.f[k] = fp[j * n + obs.idx[k]];
+          const double* vj = vp + j * rows_v;
+          if (row) {
+            obs.v.resize(q);
+            for (std::size_t k = 0; k < q; ++k) obs.v[k] = vj[obs.idx[k]];
+            vj = obs.v.data();
+          }
+          col.vjp(in.task, obs.x.data(), obs.a.data(), q, obs.f.data(), gp + j * m, vj,
+                  obs.xbar.data(), bb + j * m, wb + j * m);
+          for (std::size_t k = 0; k < q; ++k) xb[j * n + obs.idx[k]] = obs.xbar[k];
         }
       },
       1, 64);

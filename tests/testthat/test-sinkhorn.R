@@ -217,6 +217,33 @@ test_that("implicit VJP equals the unrolled (differentiated iterations) referenc
   }
 })
 
+test_that("sinkhorn_normalize handles missing values column by column", {
+  set.seed(13)
+  x <- matrix(rnorm(60), 20, 3)
+  x[c(2, 5), 1] <- NA
+  x[7, 3] <- NaN
+  tgt <- sort(rnorm(15))
+  out <- sinkhorn_normalize(x, target = tgt, eps = 1e-3, tol = 1e-10)
+  expect_identical(is.na(out), is.na(x))
+  expect_equal(out[-c(2, 5), 1],
+               as.vector(sinkhorn_normalize(x[-c(2, 5), 1], target = tgt, eps = 1e-3,
+                                            tol = 1e-10)))
+  expect_equal(out[, 2], as.vector(sinkhorn_normalize(x[, 2], target = tgt, eps = 1e-3,
+                                                       tol = 1e-10)))
+  # default target: the one of normalize_quantiles()
+  expect_true(all(is.finite(sinkhorn_normalize(x, eps = 1e-3)[!is.na(x)])))
+  op <- sinkhorn_normalize_fn(x, target = tgt, eps = 0.05, tol = 1e-13)
+  v <- matrix(rnorm(60), 20, 3)
+  g <- op$vjp(v)
+  expect_equal(g[is.na(x)], c(0, 0, 0))
+  obs <- x[-c(2, 5), 1]
+  g1 <- sinkhorn_normalize_vjp(obs, v[-c(2, 5), 1], target = tgt, eps = 0.05, tol = 1e-13)
+  expect_equal(g[-c(2, 5), 1], as.vector(g1), tolerance = 1e-10)
+  x[, 2] <- NA
+  expect_error(sinkhorn_normalize(x), "no observed value")
+  expect_error(sinkhorn_rank(c(1, NA, 3)), "missing")
+})
+
 test_that("sinkhorn_normalize works on a SummarizedExperiment", {
   skip_if_not_installed("SummarizedExperiment")
   set.seed(12)
