@@ -32,10 +32,22 @@
 #' values; smaller values need more iterations. Turn squashing off to work in
 #' the units of `x` (then eps is in squared units of `x`).
 #'
+#' @section Cost:
+#' Each iteration visits, for every value, the targets within the band that
+#' matters at double precision (about `sqrt(eps)` wide on the squashed scale,
+#' the whole range for `eps >= 0.01`), so it costs at most `n * m` kernel
+#' evaluations and less at small `eps`; memory is O(n + m) per column. For
+#' long vectors use fewer targets (e.g. `n_targets = 200` gives ranks on a
+#' grid of quantile levels) or the permutahedron operators, which cost
+#' O(n log n). Columns run in parallel over `threads`; an interrupt is noticed
+#' between batches of columns.
+#'
 #' @section Convergence:
 #' The Sinkhorn iterations run in the log domain from the dual potentials of
-#' the hard sort, with Anderson acceleration, until the L1 error of the
-#' target marginal is at most `tol` or `max_iter` iterations were made. Every
+#' the hard sort, with Anderson acceleration (and Newton steps on the
+#' semi-dual when they slow down, as they do at small `eps`), until the L1
+#' error of the target marginal is at most `tol` or `max_iter` iterations were
+#' made. Every
 #' result carries the attributes `iterations`, `error` and `converged` (one
 #' value per column), and a warning is given when a column did not converge.
 #' The rows of the plan are always exact, so CDF values stay in `[0, 1]`.
