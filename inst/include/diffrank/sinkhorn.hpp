@@ -10,8 +10,12 @@
 // the monotone matching: each row visits only the entries that can change a
 // result at double precision, found with a bound that proves the rest
 // negligible, so smaller eps costs less per iteration, and memory stays
-// O(n + m). Derivatives come from differentiating the fixed-point conditions
-// once (implicit function theorem), not the iterations.
+// O(n + m). Iterations start from the dual potentials of the hard sort (or
+// use eps scaling), are Anderson-accelerated, and switch to Newton steps on
+// the semi-dual when Sinkhorn's linear rate degrades at small eps.
+// Derivatives come from differentiating the fixed-point conditions once
+// (implicit function theorem), not the iterations; a dense unrolled
+// differentiation of the iterations is kept as the reference for tests.
 //
 // Part 1: vectorized inner loops. GCC/Clang vector extensions make them
 // vectorize at the -O2 R compiles with; on x86-64 a second copy built for
