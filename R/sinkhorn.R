@@ -1,0 +1,638 @@
+#' Optimal-transport (Sinkhorn) soft ranks, sorts, quantiles and top-k
+#'
+#' Differentiable versions of ranking, sorting, quantiles, quantile
+#' normalization and top-k selection, obtained from an entropy-regularized
+#' optimal transport between the values of `x` and a sorted target measure
+#' (Cuturi, Teboul and Vert 2019; Cuturi et al. 2020). Each column of a matrix
+#' is treated on its own (features in rows, samples in columns).
+#'
+#' The values `x` (weights `weights`, default `1/n`) are transported to `m`
+#' sorted targets `y = (0, 1/(m-1), ..., 1)` with weights `target_weights`
+#' (default `1/m`) at cost `|x - y|^power`, with entropic regularization
+#' `eps`. From the transport plan `P`:
+#' * `sinkhorn_cdf()`: `F = (P cumsum(b)) / a`, in `[0, 1]`;
+#' * `sinkhorn_rank()`: `n F`, in `[0, n]`; with `n_targets = n` it tends to
+#'   `rank(x)` as `eps` decreases;
+#' * `sinkhorn_sort()`: the `m` values `(t(P) x) / colSums(P)`, increasing; with
+#'   `n_targets = n` it tends to `sort(x)`;
+#' * `sinkhorn_quantile()`: soft quantiles at levels `probs`: for each level
+#'   the targets get the masses `(tau - width/2, width, 1 - tau - width/2)` and
+#'   the result is the mean of the values sent to the middle one;
+#' * `soft_topk()`: the mass each value sends to the upper of two targets with
+#'   masses `1 - k/n` and `k/n`: a mask in `[0, 1]` that sums to `k` and tends
+#'   to the indicator of the `k` largest values;
+#' * [sinkhorn_normalize()]: soft quantile normalization.
+#'
+#' @section Choosing eps:
+#' With `squash = TRUE` (the default) each column is first standardized and
+#' mapped onto `(0, 1)` by the logistic function, so `eps` is in units of that
+#' scale whatever the units of `x`: values whose squashed difference is much
+#' larger than `sqrt(eps)` are ranked as the hard operator would. `eps = 0.01`
+#' is smooth; `eps = 0.001` is close to the hard operators for a few hundred
+#' values; smaller values need more iterations. Turn squashing off to work in
+#' the units of `x` (then eps is in squared units of `x`).
+#'
+#' @section Cost:
+#' Each iteration visits, for every value, the targets within the band that
+#' matters at double precision (about `sqrt(eps)` wide on the squashed scale,
+#' the whole range for `eps >= 0.01`), so it costs at most `n * m` kernel
+#' evaluations and less at small `eps`; memory is O(n + m) per column. For
+#' long vectors use fewer targets (e.g. `n_targets = 200` gives ranks on a
+#' grid of quantile levels) or the permutahedron operators, which cost
+#' O(n log n). Columns run in parallel over `threads`; an interrupt is noticed
+#' between batches of columns.
+#'
+#' @section Convergence:
+#' The Sinkhorn iterations run in the log domain from the dual potentials of
+#' the hard sort, with Anderson acceleration (and Newton steps on the
+#' semi-dual when they slow down, as they do at small `eps`), until the L1
+#' error of the target marginal is at most `tol` or `max_iter` iterations were
+#' made. Every
+#' result carries the attributes `iterations`, `error` and `converged` (one
+#' value per column), and a warning is given when a column did not converge.
+#' The rows of the plan are always exact, so CDF values stay in `[0, 1]`.
+#'
+#' @section Ties and extreme eps:
+#' Tied values have identical rows of the cost matrix, hence identical outputs;
+#' no tie-breaking is needed. Kernel entries are never formed outside the log
+#' domain, so small `eps` gives no overflow: entries that are negligible at
+#' double precision are skipped (the kernel is banded for sorted values). `eps`
+#' must be at least `1e-10`.
+#'
+#' @param x A numeric vector, matrix or data frame; the columns of a matrix are
+#'   independent problems. No missing or infinite values.
+#' @param eps Regularization strength, a positive number (see Choosing eps).
+#' @param n_targets Number of targets `m` (default: the length of each column,
+#'   `nrow(x)`).
+#' @param weights `NULL` (equal weights) or positive weights of the values of
+#'   each column, length `nrow(x)`; normalized to sum 1.
+#' @param target_weights `NULL` (equal) or `m` positive target weights,
+#'   normalized to sum 1.
+#' @param squash If `TRUE`, standardize each column and map it onto `(0, 1)`
+#'   with the logistic function before transport.
+#' @param power The cost is `|x - y|^power`, `power >= 1` (2 by default).
+#' @param tol Convergence tolerance on the L1 error of the target marginal.
+#' @param max_iter Maximum number of Sinkhorn iterations.
+#' @param threads Number of threads over columns; see [diffrank_threads()].
+#'   Results do not depend on it.
+#' @return A vector (or a matrix with one column per column of `x`): of the
+#'   length of `x` for ranks, CDF values and top-k masks, with its names; of
+#'   length `n_targets` for sorts and `length(probs)` for quantiles. Attributes
+#'   `iterations`, `error` and `converged` give the convergence of each column.
+#' @references Cuturi M, Teboul O, Vert JP (2019). Differentiable ranking and
+#'   sorting using optimal transport. *NeurIPS 2019*. <arXiv:1905.11885>
+#'
+#'   Cuturi M, Teboul O, Niles-Weed J, Vert JP (2020). Supervised quantile
+#'   normalization for low-rank matrix approximation. *ICML 2020*.
+#'   <arXiv:2002.03229>
+#' @seealso [sinkhorn_rank_fn()] for derivatives; `soft_rank()` for the
+#'   permutahedron-projection operators, exact in O(n log n).
+#' @export
+#' @examples
+#' x <- c(a = 0.3, b = 1.2, c = 1.25, d = -0.7)
+#' sinkhorn_rank(x, eps = 1e-3)
+#' sinkhorn_rank(x, eps = 0.05)
+#' sinkhorn_sort(x, eps = 1e-3)
+#' sinkhorn_cdf(x)
+#' sinkhorn_quantile(c(1, 5, 2, 8, 3, 9, 4), probs = 0.5, eps = 1e-3)
+#' soft_topk(x, k = 2, eps = 1e-3)
+sinkhorn_rank <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
+                          squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                          threads = diffrank_threads()) {
+  sinkhorn_call("rank", x, eps, n_targets = n_targets, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)$value
+}
+
+#' @rdname sinkhorn_rank
+#' @export
+sinkhorn_cdf <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
+                         squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                         threads = diffrank_threads()) {
+  sinkhorn_call("cdf", x, eps, n_targets = n_targets, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)$value
+}
+
+#' @rdname sinkhorn_rank
+#' @export
+sinkhorn_sort <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
+                          squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                          threads = diffrank_threads()) {
+  sinkhorn_call("sort", x, eps, n_targets = n_targets, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)$value
+}
+
+#' @rdname sinkhorn_rank
+#' @param probs Quantile levels in `[0, 1]`.
+#' @param width Mass of the middle target around each level (the fraction of
+#'   the values averaged into a soft quantile), in `(0, 1]`.
+#' @export
+sinkhorn_quantile <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
+                              squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                              threads = diffrank_threads()) {
+  sinkhorn_call("quantile", x, eps, probs = probs, width = width, weights = weights,
+                squash = squash, power = power, tol = tol, max_iter = max_iter,
+                threads = threads)$value
+}
+
+#' @rdname sinkhorn_rank
+#' @param k Number of top values to select, in `(0, n)` (need not be whole).
+#' @export
+soft_topk <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+                      max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_call("topk", x, eps, k = k, weights = weights, squash = squash, power = power,
+                tol = tol, max_iter = max_iter, threads = threads)$value
+}
+
+#' Soft quantile normalization by optimal transport
+#'
+#' A differentiable quantile normalization (Cuturi et al. 2020): every column
+#' (sample) of a features x samples matrix is transported to a target
+#' distribution given by `m` sorted values `target`; each value is replaced by
+#' the mean target value of the mass it sends, `T(x) = (P t) / a`. As `eps`
+#' decreases it tends to hard quantile normalization, [normalize_quantiles()].
+#'
+#' @inheritParams sinkhorn_rank
+#' @param x A numeric matrix or data frame (features in rows, samples in
+#'   columns), a numeric vector (one sample), or a `SummarizedExperiment`.
+#'   Missing values (`NA`, `NaN`) are allowed: each column is normalized on its
+#'   observed values (their `weights` renormalized), missing values stay
+#'   missing and get a zero gradient, and the default target is computed as in
+#'   [normalize_quantiles()].
+#' @param target `NULL` for the mean quantiles of `x` (the target of
+#'   [normalize_quantiles()]), a numeric vector of target values (of any length
+#'   `m`; sorted), or a [quantile_target()].
+#' @param target_weights `NULL` (equal) or `m` positive weights of the target
+#'   values, normalized to sum 1.
+#' @return A matrix (or vector) of the shape of `x` with its dimnames, with the
+#'   attributes `iterations`, `error` and `converged` (one value per column);
+#'   for a `SummarizedExperiment`, the object with one more assay, `name`.
+#' @seealso [sinkhorn_normalize_fn()] for derivatives with respect to `x`,
+#'   `target` and `target_weights`.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rexp(60), nrow = 20, dimnames = list(NULL, c("s1", "s2", "s3")))
+#' soft <- sinkhorn_normalize(x, eps = 1e-3)
+#' hard <- normalize_quantiles(x)
+#' max(abs(soft - hard))
+#' # to a fixed target, e.g. standard normal quantiles
+#' sinkhorn_normalize(x[, 1], target = qnorm(ppoints(20)), eps = 1e-3)
+sinkhorn_normalize <- function(x, ...) {
+  UseMethod("sinkhorn_normalize")
+}
+
+#' @rdname sinkhorn_normalize
+#' @export
+sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = NULL,
+                                       target_weights = NULL, squash = TRUE, power = 2,
+                                       tol = 1e-6, max_iter = 1000L,
+                                       threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  sinkhorn_call("normalize", x, eps, target = target, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)$value
+}
+
+#' @rdname sinkhorn_normalize
+#' @param assay For a `SummarizedExperiment`, the assay to normalize (a name
+#'   or an index).
+#' @param name For a `SummarizedExperiment`, the name of the assay the
+#'   normalized values are stored in (with the convergence attributes).
+#' @param ... Arguments of the default method (for a `SummarizedExperiment`).
+#' @export
+sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay = 1L, name = "sinkhorn") {
+  values <- se_assay(x, assay)
+  if (!is.character(name) || length(name) != 1L || is.na(name) || !nzchar(name)) {
+    abort("`name` must be a single assay name, not %s.", describe(name))
+  }
+  SummarizedExperiment::assay(x, name, withDimnames = FALSE) <-
+    sinkhorn_normalize.default(values, ...)
+  x
+}
+
+#' Derivatives of the Sinkhorn operators
+#'
+#' The `_fn()` functions run the forward pass of a Sinkhorn operator once and
+#' return an object with its value and a vector-Jacobian product that reuses
+#' the stored dual potentials; the `_vjp()` functions give the gradient of
+#' `sum(v * value)` with respect to `x` in one call, in the same form as
+#' `soft_rank_vjp()` so that a loss can be written once for either family.
+#'
+#' @section Method:
+#' The transport plan depends on `x` through the fixed point of the Sinkhorn
+#' iterations. Its optimality conditions are differentiated once (implicit
+#' function theorem): after fixing the additive gauge of the potentials, the
+#' adjoint linear system is solved through its Schur complement on the smaller
+#' of the two sides, densely (up to 400 unknowns) or by conjugate gradients
+#' otherwise, with matrix-vector products that visit only the kernel's band.
+#' Memory stays O(n + m) per column apart from the dense Schur complement. The
+#' derivative is that of the converged operator: use a small `tol` when
+#' precise gradients matter. The squashing map, when used, is differentiated
+#' too (its mean and standard deviation depend on `x`).
+#'
+#' @inheritParams sinkhorn_rank
+#' @inheritParams sinkhorn_normalize
+#' @param v The vector (or matrix) to multiply the Jacobian with from the
+#'   left, of the shape of the operator's value.
+#' @return The `_fn()` functions return an object of class
+#'   `sinkhorn_operator`, a list with
+#'   * `value`: what the operator returns;
+#'   * `vjp(v, wrt = "x")`: the gradient of `sum(v * value)` with respect to
+#'     `x` (shaped like `x`), `"target_weights"` (the raw weights given, or
+#'     equal weights; summed over columns), `"target"` (for
+#'     `sinkhorn_normalize_fn()`, in the order given) or `"all"` (a list).
+#'
+#'   The `_vjp()` functions return the gradient with respect to `x`.
+#' @export
+#' @examples
+#' x <- c(0.3, 1.2, 1.25, -0.7)
+#' op <- sinkhorn_rank_fn(x, eps = 0.05, tol = 1e-9)
+#' op$value
+#' op$vjp(c(1, 0, 0, 0))   # gradient of the first soft rank
+#' sinkhorn_rank_vjp(x, c(1, 0, 0, 0), eps = 0.05, tol = 1e-9)
+#' # gradient of a soft quantile normalization with respect to its target
+#' op <- sinkhorn_normalize_fn(x, target = c(0, 1, 2, 3), eps = 0.05, tol = 1e-9)
+#' op$vjp(rep(1, 4), wrt = "target")
+sinkhorn_rank_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL,
+                             target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+                             max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_call("rank", x, eps, n_targets = n_targets, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_cdf_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL,
+                            target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+                            max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_call("cdf", x, eps, n_targets = n_targets, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_sort_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL,
+                             target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+                             max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_call("sort", x, eps, n_targets = n_targets, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @inheritParams sinkhorn_quantile
+#' @export
+sinkhorn_quantile_fn <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
+                                 squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                                 threads = diffrank_threads()) {
+  sinkhorn_call("quantile", x, eps, probs = probs, width = width, weights = weights,
+                squash = squash, power = power, tol = tol, max_iter = max_iter,
+                threads = threads)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @inheritParams soft_topk
+#' @export
+soft_topk_fn <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2,
+                         tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_call("topk", x, eps, k = k, weights = weights, squash = squash, power = power,
+                tol = tol, max_iter = max_iter, threads = threads)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_normalize_fn <- function(x, target = NULL, eps = 0.01, weights = NULL,
+                                  target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+                                  max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_call("normalize", x, eps, target = target, weights = weights,
+                target_weights = target_weights, squash = squash, power = power, tol = tol,
+                max_iter = max_iter, threads = threads)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_rank_vjp <- function(x, v, ...) sinkhorn_rank_fn(x, ...)$vjp(v)
+
+#' @rdname sinkhorn_rank_fn
+#' @param ... For the `_vjp()` functions, the arguments of the forward
+#'   function; for `print()`, ignored.
+#' @export
+sinkhorn_cdf_vjp <- function(x, v, ...) sinkhorn_cdf_fn(x, ...)$vjp(v)
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_sort_vjp <- function(x, v, ...) sinkhorn_sort_fn(x, ...)$vjp(v)
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_quantile_vjp <- function(x, v, ...) sinkhorn_quantile_fn(x, ...)$vjp(v)
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_normalize_vjp <- function(x, v, ...) sinkhorn_normalize_fn(x, ...)$vjp(v)
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+soft_topk_vjp <- function(x, v, ...) soft_topk_fn(x, ...)$vjp(v)
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+print.sinkhorn_operator <- function(x, ...) {
+  info <- attr(x, "info")
+  it <- attr(x$value, "iterations")
+  cat(sprintf("<sinkhorn_operator> Sinkhorn %s (eps = %s) of %s\n", info$kind, format(info$eps),
+              info$what))
+  cat(sprintf("  %d target(s); iterations %s; max error %.3g; %s\n", info$m,
+              paste(unique(range(it)), collapse = "-"), max(attr(x$value, "error")),
+              if (all(attr(x$value, "converged"))) "converged" else "NOT converged"))
+  cat("  $value, $vjp(v, wrt = c(\"x\", \"target_weights\", \"target\", \"all\"))\n")
+  invisible(x)
+}
+
+#' Soft quantile loss for least quantile regression
+#'
+#' The soft `tau`-quantile of the absolute residuals `|target - pred|`, with
+#' its gradient with respect to `pred`: minimizing it over a model's
+#' parameters gives a least quantile (for `tau = 0.5`, least median)
+#' regression, robust to a fraction of gross outliers up to about `1 - tau`
+#' (Cuturi, Teboul and Vert 2019, section 5). Pass `value` and `gradient` to
+#' [stats::optim()] through the chain rule, as in the example.
+#'
+#' @param pred,target Numeric vectors of predictions and observed values.
+#' @param tau Quantile level of the absolute residuals, in `(0, 1)`.
+#' @inheritParams sinkhorn_quantile
+#' @return A list with `value` (the soft quantile, a number) and `gradient`
+#'   (its derivative with respect to `pred`, a vector), and the convergence
+#'   information as attributes of `value`.
+#' @export
+#' @examples
+#' set.seed(1)
+#' n <- 100
+#' X <- cbind(1, rnorm(n))
+#' y <- drop(X %*% c(1, 2)) + rnorm(n, sd = 0.1)
+#' bad <- 1:30
+#' y[bad] <- y[bad] + 10                     # 30% gross outliers
+#' loss <- function(beta) soft_quantile_loss(X %*% beta, y, eps = 1e-3)
+#' fit <- optim(c(0, 0), function(b) loss(b)$value,
+#'              function(b) drop(crossprod(X, loss(b)$gradient)), method = "BFGS")
+#' rbind(lqr = fit$par, ls = coef(lm(y ~ X - 1)))
+soft_quantile_loss <- function(pred, target, tau = 0.5, width = 0.05, eps = 0.01, squash = TRUE,
+                               tol = 1e-8, max_iter = 1000L) {
+  pred <- sinkhorn_loss_vector(pred, "pred")
+  target <- sinkhorn_loss_vector(target, "target")
+  if (length(pred) != length(target)) {
+    abort("`pred` and `target` must have the same length, not %d and %d.", length(pred),
+          length(target))
+  }
+  tau <- check_number(tau, "tau", lower = 0, upper = 1, allow_lower = FALSE)
+  if (tau >= 1) abort("`tau` must be below 1, not %s.", format(tau))
+  r <- target - pred
+  op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, squash = squash,
+                             tol = tol, max_iter = max_iter, threads = 1L)
+  g <- op$vjp(1)
+  list(value = op$value, gradient = -sign(r) * g)
+}
+
+# ---------------------------------------------------------------------------
+# helpers
+
+sinkhorn_loss_vector <- function(x, arg) {
+  if (is.matrix(x) && ncol(x) == 1L) x <- x[, 1L]
+  if (!(is.numeric(x) || is.logical(x)) || is.object(x) || !is.null(dim(x))) {
+    abort("`%s` must be a numeric vector, not %s.", arg, describe(x))
+  }
+  if (anyNA(x) || any(is.infinite(x))) abort("`%s` must contain only finite values.", arg)
+  as.double(x)
+}
+
+sinkhorn_whole <- function(x, arg, lower = 1) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < lower ||
+      x != round(x)) {
+    abort("`%s` must be a whole number, at least %d, not %s.", arg, lower, describe(x))
+  }
+  as.integer(x)
+}
+
+sinkhorn_weights <- function(w, len, arg) {
+  if (is.null(w)) return(rep(1 / len, len))
+  if (!is.numeric(w) || is.object(w) || !is.null(dim(w)) || length(w) != len) {
+    abort("`%s` must be NULL or a numeric vector of length %d, not %s.", arg, len, describe(w))
+  }
+  if (anyNA(w) || any(!is.finite(w)) || any(w <= 0)) {
+    abort("`%s` must contain only positive finite values.", arg)
+  }
+  as.double(w) / sum(w)
+}
+
+# Checks the arguments, runs the forward pass and builds the operator object.
+sinkhorn_call <- function(kind, x, eps, n_targets = NULL, weights = NULL, target_weights = NULL,
+                          target = NULL, probs = NULL, width = NULL, k = NULL, squash = TRUE,
+                          power = 2, tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+  mat <- as_numeric_matrix(x, "x")
+  n <- nrow(mat)
+  if (n == 0L || ncol(mat) == 0L) {
+    abort("`x` must have at least one value (and one column), not %d x %d.", n, ncol(mat))
+  }
+  if (anyNA(mat)) {
+    if (kind != "normalize") {
+      abort("`x` must not contain missing values (NA or NaN); remove them first.")
+    }
+    empty <- which(colSums(!is.na(mat)) == 0L)
+    if (length(empty) > 0L) {
+      abort("`x` has %d column(s) with no observed value (the first is %s); drop them first.",
+            length(empty), if (!is.null(colnames(mat))) colnames(mat)[empty[1L]] else empty[1L])
+    }
+  }
+  if (any(is.infinite(mat))) abort("`x` must not contain infinite values.")
+  eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
+  if (eps < 1e-10) abort("`eps` must be at least 1e-10, not %s; use rank() or sort() for the hard operators.", format(eps))
+  power <- check_number(power, "power", lower = 1)
+  tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
+  max_iter <- sinkhorn_whole(max_iter, "max_iter")
+  squash <- check_flag(squash, "squash")
+  threads <- check_threads(threads)
+  a <- sinkhorn_weights(weights, n, "weights")
+  vector_x <- is.null(dim(x)) && !is.data.frame(x)
+
+  user_tw <- target_weights
+  t_order <- NULL
+  w <- NULL
+  levels <- NULL
+  if (kind %in% c("rank", "cdf", "sort")) {
+    m <- if (is.null(n_targets)) n else sinkhorn_whole(n_targets, "n_targets")
+    b <- sinkhorn_weights(target_weights, m, "target_weights")
+    if (kind != "sort") w <- cumsum(b)
+  } else if (kind == "normalize") {
+    if (is.null(target)) {
+      t_values <- qn_fit_target(mat, threads)
+    } else if (inherits(target, "quantile_target")) {
+      t_values <- target$target
+    } else {
+      if (!is.numeric(target) || is.object(target) || !is.null(dim(target)) ||
+          length(target) == 0L) {
+        abort("`target` must be NULL, a numeric vector or a quantile_target, not %s.",
+              describe(target))
+      }
+      if (anyNA(target) || any(is.infinite(target))) {
+        abort("`target` must contain only finite values.")
+      }
+      t_order <- order(target)
+      t_values <- as.double(target)[t_order]
+    }
+    m <- length(t_values)
+    b <- sinkhorn_weights(target_weights, m, "target_weights")
+    w <- t_values
+  } else if (kind == "topk") {
+    if (missing(k) || is.null(k)) abort("`k` is missing: give the number of values to select.")
+    k <- check_number(k, "k", lower = 0, upper = n, allow_lower = FALSE)
+    if (k >= n) abort("`k` must be below the number of values (%d), not %s.", n, format(k))
+    m <- 2L
+    b <- c(1 - k / n, k / n)
+    w <- c(0, 1)
+  } else if (kind == "quantile") {
+    if (!is.numeric(probs) || length(probs) == 0L || anyNA(probs) || any(probs < 0) ||
+        any(probs > 1)) {
+      abort("`probs` must be a numeric vector of levels in [0, 1], not %s.", describe(probs))
+    }
+    width <- check_number(width, "width", lower = 0, upper = 1, allow_lower = FALSE)
+    levels <- lapply(as.double(probs), function(tau) {
+      lo <- max(0, tau - width / 2)
+      hi <- min(1, tau + width / 2)
+      masses <- c(lo, hi - lo, 1 - hi)
+      keep <- masses > 1e-12
+      list(b = masses[keep] / sum(masses[keep]), middle = sum(keep[1:2]))
+    })
+    m <- 3L
+  }
+
+  run <- function(y, b, w) {
+    sinkhorn_forward_cpp(mat, a, y, b, w, eps, power, tol, max_iter, squash, threads)
+  }
+  grid <- function(m) if (m == 1L) 0.5 else seq(0, 1, length.out = m)
+
+  if (kind == "quantile") {
+    fits <- lapply(levels, function(l) {
+      fit <- run(grid(length(l$b)), l$b, NULL)
+      fit$y <- grid(length(l$b))
+      fit$b <- l$b
+      fit
+    })
+    value <- do.call(rbind, lapply(seq_along(fits), function(i) {
+      fits[[i]]$value[levels[[i]]$middle, , drop = FALSE]
+    }))
+    iterations <- Reduce(`+`, lapply(fits, `[[`, "iterations"))
+    error <- do.call(pmax, lapply(fits, `[[`, "error"))
+    converged <- Reduce(`&`, lapply(fits, `[[`, "converged"))
+  } else {
+    y <- grid(m)
+    fit <- run(y, b, w)
+    value <- fit$value
+    # rounding can put a CDF value an ulp above 1
+    if (kind %in% c("rank", "cdf")) value <- pmin(value, 1)
+    if (kind == "rank") value <- value * n
+    iterations <- fit$iterations
+    error <- fit$error
+    converged <- fit$converged
+  }
+
+  # shape of the value
+  row_kind <- kind %in% c("rank", "cdf", "normalize", "topk")
+  shape <- function(out) {
+    if (row_kind) {
+      dimnames(out) <- dimnames(mat)
+      if (vector_x) out <- stats::setNames(as.vector(out), rownames(mat))
+    } else {
+      rownames(out) <- if (kind == "quantile") {
+        paste0(format(100 * probs, trim = TRUE, digits = 7), "%")
+      } else NULL
+      colnames(out) <- colnames(mat)
+      if (vector_x) out <- stats::setNames(as.vector(out), rownames(out))
+    }
+    out
+  }
+  value <- shape(value)
+  attr(value, "iterations") <- as.integer(iterations)
+  attr(value, "error") <- error
+  attr(value, "converged") <- converged
+  if (!all(converged)) {
+    warning(sprintf(paste0("Sinkhorn did not converge for %d of %d column(s) within %d ",
+                           "iterations (marginal error %.3g > tol = %.3g); increase `max_iter` ",
+                           "or `eps`, or loosen `tol`."),
+                    sum(!converged), length(converged), max_iter, max(error), tol),
+            call. = FALSE)
+  }
+
+  out_rows <- if (row_kind) n else if (kind == "quantile") length(probs) else m
+  vjp <- function(v, wrt = c("x", "target_weights", "target", "all")) {
+    wrt <- match.arg(wrt)
+    if (missing(v)) abort("`v` is missing: give the vector to multiply the Jacobian with.")
+    v <- sinkhorn_cotangent(v, out_rows, ncol(mat))
+    if (kind == "quantile") {
+      gx <- matrix(0, n, ncol(mat))
+      for (i in seq_along(fits)) {
+        vi <- matrix(0, length(levels[[i]]$b), ncol(mat))
+        vi[levels[[i]]$middle, ] <- v[i, ]
+        g <- sinkhorn_vjp_cpp(mat, a, fits[[i]]$y, fits[[i]]$b, NULL, eps, power, squash,
+                              fits[[i]]$f, fits[[i]]$g, vi, threads)
+        gx <- gx + g$x
+      }
+      grads <- list(x = gx, target_weights = NULL, target = NULL)
+    } else {
+      if (kind == "rank") v <- v * n
+      g <- sinkhorn_vjp_cpp(mat, a, y, b, w, eps, power, squash, fit$f, fit$g, v, threads)
+      bbar <- g$b
+      if (kind %in% c("rank", "cdf")) {
+        # w = cumsum(b): d/db_l = sum over j >= l of d/dw_j
+        bbar <- bbar + apply(g$w, 2L, function(col) rev(cumsum(rev(col))))
+      }
+      bsum <- rowSums(bbar)
+      raw <- if (is.null(user_tw)) rep(1, m) else as.double(user_tw)
+      # b = raw / sum(raw); gauge constants of b's gradient cancel here
+      tw <- (bsum - sum(b * bsum)) / sum(raw)
+      tgrad <- NULL
+      if (kind == "normalize") {
+        tgrad <- rowSums(g$w)
+        if (!is.null(t_order)) tgrad[t_order] <- tgrad
+      }
+      if (kind == "topk") tw <- NULL
+      grads <- list(x = g$x, target_weights = tw, target = tgrad)
+    }
+    dimnames(grads$x) <- dimnames(mat)
+    if (vector_x) grads$x <- stats::setNames(as.vector(grads$x), rownames(mat))
+    if (wrt == "all") return(grads)
+    if (is.null(grads[[wrt]])) {
+      abort("No derivative with respect to `%s` for the Sinkhorn %s.", wrt, kind)
+    }
+    grads[[wrt]]
+  }
+  structure(
+    list(value = value, vjp = vjp),
+    class = "sinkhorn_operator",
+    info = list(kind = kind, eps = eps, m = m, n = n,
+                what = if (vector_x) sprintf("a vector of length %d", n)
+                       else sprintf("a %d x %d matrix, column by column", n, ncol(mat)))
+  )
+}
+
+sinkhorn_cotangent <- function(v, rows, cols) {
+  if (!(is.numeric(v) || is.logical(v)) || (is.object(v) && !is.matrix(v))) {
+    abort("`v` must be numeric, not %s.", describe(v))
+  }
+  if (is.null(dim(v))) {
+    if (cols != 1L || length(v) != rows) {
+      abort("`v` must have the shape of the operator's value (%d x %d), not %s.", rows, cols,
+            describe(v))
+    }
+  } else if (!identical(as.integer(dim(v)), c(as.integer(rows), as.integer(cols)))) {
+    abort("`v` must have the shape of the operator's value (%d x %d), not %s.", rows, cols,
+          describe(v))
+  }
+  v <- matrix(as.double(v), rows, cols)
+  if (anyNA(v) || any(is.infinite(v))) abort("`v` must contain only finite values.")
+  v
+}

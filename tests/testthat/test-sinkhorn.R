@@ -1,0 +1,413 @@
+# Sinkhorn sorting operators (section 4 of the operator spec).
+
+# Central finite differences of sum(v * f(x)) with respect to x.
+fd_grad <- function(f, x, v, h = 1e-6) {
+  vapply(seq_along(x), function(i) {
+    xp <- x
+    xm <- x
+    xp[i] <- xp[i] + h
+    xm[i] <- xm[i] - h
+    (sum(v * f(xp)) - sum(v * f(xm))) / (2 * h)
+  }, numeric(1))
+}
+
+rel_err <- function(a, b) max(abs(a - b)) / max(abs(b))
+
+# Brute-force reference: dense log-domain Sinkhorn in plain R.
+dense_sinkhorn <- function(z, a, y, b, eps, iters = 5000, tol = 1e-13) {
+  C <- outer(z, y, function(u, v) (u - v)^2)
+  lse <- function(M, margin) {
+    mx <- apply(M, margin, max)
+    mx + log(if (margin == 1) rowSums(exp(M - mx)) else colSums(exp(t(t(M) - mx))))
+  }
+  f <- numeric(length(z))
+  g <- numeric(length(y))
+  for (k in seq_len(iters)) {
+    f <- eps * log(a) - eps * lse((outer(f * 0, g, "+") - C) / eps, 1)
+    P <- exp((outer(f, g, "+") - C) / eps)
+    if (sum(abs(colSums(P) - b)) < tol) break
+    g <- eps * log(b) - eps * lse((outer(f, g * 0, "+") - C) / eps, 2)
+  }
+  exp((outer(f, g, "+") - C) / eps)
+}
+
+squash_ref <- function(x) 1 / (1 + exp(-(x - mean(x)) / stats::sd(x)))
+
+test_that("the plan matches a dense R Sinkhorn and its marginals hold to tol", {
+  set.seed(1)
+  x <- rnorm(15)
+  w <- runif(15) + 0.5
+  a <- w / sum(w)
+  y <- seq(0, 1, length.out = 7)
+  b <- rep(1 / 7, 7)
+  for (eps in c(0.1, 0.01)) {
+    tol <- 1e-9
+    P <- diffrank:::sinkhorn_plan_cpp(x, a, y, b, eps, 2, tol, 1000L, TRUE)
+    ref <- dense_sinkhorn(squash_ref(x), a, y, b, eps)
+    expect_equal(P, ref, tolerance = 1e-7)
+    expect_equal(rowSums(P), a, tolerance = 1e-12)
+    expect_lt(sum(abs(colSums(P) - b)), tol)
+  }
+  # operators read from the plan
+  eps <- 0.02
+  op_cdf <- sinkhorn_cdf(x, eps = eps, weights = w, n_targets = 7, tol = 1e-10)
+  P <- diffrank:::sinkhorn_plan_cpp(x, a, y, b, eps, 2, 1e-10, 1000L, TRUE)
+  expect_equal(as.vector(op_cdf), drop(P %*% cumsum(b)) / a, tolerance = 1e-9)
+  srt <- sinkhorn_sort(x, eps = eps, weights = w, n_targets = 7, tol = 1e-10)
+  expect_equal(as.vector(srt), drop(crossprod(P, x)) / colSums(P), tolerance = 1e-9)
+})
+
+test_that("warm start, eps scaling and the banded kernel give the same solution", {
+  set.seed(11)
+  x <- matrix(rnorm(300), 300, 1)
+  n <- 300
+  a <- rep(1 / n, n)
+  y <- seq(0, 1, length.out = 100)
+  b <- rep(1 / 100, 100)
+  run <- function(banded, warm, eps) {
+    diffrank:::sinkhorn_forward_cpp(x, a, y, b, cumsum(b), eps, 2, 1e-11, 3000L, TRUE, 1L,
+                                    banded, warm)
+  }
+  for (eps in c(1e-2, 1e-3)) {
+    ref <- run(FALSE, TRUE, eps)
+    expect_true(ref$converged)
+    for (cfg in list(c(TRUE, TRUE), c(TRUE, FALSE), c(FALSE, FALSE))) {
+      out <- run(cfg[1], cfg[2], eps)
+      expect_true(out$converged)
+      expect_equal(out$value, ref$value, tolerance = 1e-8)
+    }
+    # the band visits fewer entries at smaller eps
+    expect_lt(run(TRUE, TRUE, eps)$entries, ref$entries)
+  }
+})
+
+test_that("S-rank and S-sort tend to rank() and sort() as eps decreases", {
+  set.seed(2)
+  x <- sample(25) + runif(25, 0, 0.1)
+  errs_rank <- errs_sort <- numeric(0)
+  for (eps in c(1e-2, 1e-3, 1e-4)) {
+    r <- sinkhorn_rank(x, eps = eps, tol = 1e-8, max_iter = 5000)
+    s <- sinkhorn_sort(x, eps = eps, tol = 1e-8, max_iter = 5000)
+    errs_rank <- c(errs_rank, max(abs(r - rank(x))))
+    errs_sort <- c(errs_sort, max(abs(s - sort(x))))
+  }
+  expect_true(all(diff(errs_rank) < 0))
+  expect_true(all(diff(errs_sort) < 0))
+  # eps = 1e-4 on squashed data: within 1e-3 of the hard results
+  expect_lt(errs_rank[3], 1e-3)
+  expect_lt(errs_sort[3], 1e-3)
+  # and at large eps everything is averaged: ranks near (n + 1) / 2 in the
+  # sense that they all lie strictly inside
+  r <- sinkhorn_rank(x, eps = 10)
+  expect_lt(diff(range(r)), 1)
+})
+
+test_that("outputs are monotone, CDF in [0, 1], top-k mask sums to k", {
+  set.seed(3)
+  x <- c(rnorm(40), 5, 5, 5)
+  for (eps in c(1e-3, 1e-2, 1)) {
+    r <- sinkhorn_rank(x, eps = eps)
+    o <- order(x)
+    expect_true(all(diff(as.vector(r)[o]) >= -1e-12))
+    s <- sinkhorn_sort(x, eps = eps)
+    expect_true(all(diff(as.vector(s)) >= -1e-12))
+    expect_true(all(s >= min(x) - 1e-12 & s <= max(x) + 1e-12))
+    cdf <- sinkhorn_cdf(x, eps = eps, n_targets = 10)
+    expect_true(all(cdf >= 0 & cdf <= 1))
+    tk <- soft_topk(x, k = 5, eps = eps, tol = 1e-8)
+    expect_true(all(tk >= 0 & tk <= 1 + 1e-12))
+    expect_equal(sum(tk), 5, tolerance = length(x) * 1e-8)
+    q <- sinkhorn_quantile(x, probs = c(0.1, 0.5, 0.9), eps = eps)
+    expect_true(all(diff(as.vector(q)) > 0))
+  }
+  # ties get identical outputs
+  r <- sinkhorn_rank(x, eps = 1e-3)
+  expect_identical(r[[41]], r[[42]])
+  expect_identical(r[[42]], r[[43]])
+  # top-k tends to the indicator of the k largest
+  y <- c(1, 9, 3, 7, 5, 2)
+  expect_equal(as.vector(soft_topk(y, k = 2, eps = 1e-4, tol = 1e-10)),
+               c(0, 1, 0, 1, 0, 0), tolerance = 1e-6)
+})
+
+test_that("soft quantile normalization approaches normalize_quantiles", {
+  set.seed(4)
+  x <- matrix(rexp(40 * 4), 40, 4, dimnames = list(paste0("g", 1:40), paste0("s", 1:4)))
+  hard <- normalize_quantiles(x)
+  errs <- vapply(c(1e-2, 1e-3, 1e-4, 1e-5), function(eps) {
+    max(abs(sinkhorn_normalize(x, eps = eps, tol = 1e-8, max_iter = 5000) - hard))
+  }, numeric(1))
+  expect_true(all(diff(errs) < 0))
+  # eps = 1e-5: within 1% of the range of the target (skewed data: the
+  # squashed upper tail is dense, so it needs a smaller eps than the middle)
+  expect_lt(errs[4], 0.01 * diff(range(hard)))
+  out <- sinkhorn_normalize(x, eps = 1e-3)
+  expect_identical(dimnames(out), dimnames(x))
+  expect_equal(as.vector(attr(out, "converged")), rep(TRUE, 4))
+  # a quantile_target and a fixed target
+  ref <- quantile_target(x)
+  expect_equal(sinkhorn_normalize(x, target = ref, eps = 1e-3), out)
+  v <- sinkhorn_normalize(x[, 1], target = 1:10, eps = 1e-4, tol = 1e-9)
+  expect_equal(names(v), rownames(x))
+  expect_true(all(v >= 1 - 1e-12 & v <= 10 + 1e-12))
+})
+
+test_that("VJPs equal central finite differences (1e-5 relative)", {
+  set.seed(5)
+  x <- rnorm(9)
+  ops <- list(
+    rank = function(x) sinkhorn_rank_fn(x, eps = 0.05, tol = 1e-13),
+    rank_m = function(x) sinkhorn_rank_fn(x, eps = 0.02, n_targets = 4, tol = 1e-13),
+    cdf = function(x) sinkhorn_cdf_fn(x, eps = 0.05, weights = 1:9, tol = 1e-13),
+    sort = function(x) sinkhorn_sort_fn(x, eps = 0.02, tol = 1e-13),
+    normalize = function(x) sinkhorn_normalize_fn(x, target = c(2, 9, 4, 1), eps = 0.05,
+                                                  tol = 1e-13),
+    topk = function(x) soft_topk_fn(x, k = 3, eps = 0.03, tol = 1e-13),
+    quantile = function(x) sinkhorn_quantile_fn(x, probs = c(0.25, 0.7), width = 0.2,
+                                                eps = 0.05, tol = 1e-13),
+    nosquash = function(x) sinkhorn_rank_fn(x, eps = 0.5, squash = FALSE, tol = 1e-13),
+    power = function(x) sinkhorn_sort_fn(x, eps = 0.05, power = 1.5, tol = 1e-13)
+  )
+  for (nm in names(ops)) {
+    op <- ops[[nm]](x)
+    v <- rnorm(length(op$value))
+    fd <- fd_grad(function(z) ops[[nm]](z)$value, x, v)
+    expect_lt(rel_err(op$vjp(v), fd), 1e-5, label = nm)
+  }
+  # the large-m (conjugate gradient) path of the implicit solver
+  x <- rnorm(450)
+  f <- function(z) sinkhorn_rank(z, eps = 0.05, tol = 1e-13, threads = 1)
+  v <- rnorm(450)
+  g <- sinkhorn_rank_vjp(x, v, eps = 0.05, tol = 1e-13, threads = 1)
+  idx <- c(1, 77, 450)
+  fd <- vapply(idx, function(i) {
+    xp <- x; xm <- x; xp[i] <- xp[i] + 1e-6; xm[i] <- xm[i] - 1e-6
+    (sum(v * f(xp)) - sum(v * f(xm))) / 2e-6
+  }, numeric(1))
+  expect_lt(max(abs(g[idx] - fd)) / max(abs(g)), 1e-5)
+  # convenience functions equal the object form
+  expect_equal(sinkhorn_sort_vjp(x[1:9], 1:9, eps = 0.05),
+               sinkhorn_sort_fn(x[1:9], eps = 0.05)$vjp(1:9))
+})
+
+test_that("implicit VJP equals the unrolled (differentiated iterations) reference", {
+  set.seed(6)
+  x <- rnorm(7)
+  n <- 7
+  a <- rep(1 / n, n)
+  cases <- list(list(m = 5, w = cumsum(rep(1 / 5, 5))), list(m = 4, w = NULL),
+                list(m = 3, w = c(-1, 0.5, 2)), list(m = 9, w = NULL))
+  for (cs in cases) {
+    m <- cs$m
+    y <- seq(0, 1, length.out = m)
+    b <- (1:m) / sum(1:m)
+    eps <- 0.1
+    fit <- diffrank:::sinkhorn_forward_cpp(matrix(x), a, y, b, cs$w, eps, 2, 1e-14, 2000L, TRUE,
+                                           1L)
+    v <- rnorm(nrow(fit$value))
+    imp <- diffrank:::sinkhorn_vjp_cpp(matrix(x), a, y, b, cs$w, eps, 2, TRUE, fit$f, fit$g,
+                                       matrix(v), 1L)
+    unr <- diffrank:::sinkhorn_unrolled_cpp(x, a, y, b, cs$w, eps, 2, TRUE, 400L, v)
+    expect_equal(as.vector(fit$value), unr$value, tolerance = 1e-10)
+    expect_lt(rel_err(as.vector(imp$x), unr$x), 1e-8)
+    # b's gradient is defined up to a constant (sum(b) = 1)
+    proj <- function(g) g - sum(b * g)
+    expect_lt(rel_err(proj(as.vector(imp$b)), proj(unr$b)), 1e-8)
+    if (!is.null(cs$w)) expect_lt(rel_err(as.vector(imp$w), unr$w), 1e-8)
+  }
+})
+
+test_that("sinkhorn_normalize handles missing values column by column", {
+  set.seed(13)
+  x <- matrix(rnorm(60), 20, 3)
+  x[c(2, 5), 1] <- NA
+  x[7, 3] <- NaN
+  tgt <- sort(rnorm(15))
+  out <- sinkhorn_normalize(x, target = tgt, eps = 1e-3, tol = 1e-10)
+  expect_identical(is.na(out), is.na(x))
+  expect_equal(out[-c(2, 5), 1],
+               as.vector(sinkhorn_normalize(x[-c(2, 5), 1], target = tgt, eps = 1e-3,
+                                            tol = 1e-10)))
+  expect_equal(out[, 2], as.vector(sinkhorn_normalize(x[, 2], target = tgt, eps = 1e-3,
+                                                       tol = 1e-10)))
+  # default target: the one of normalize_quantiles()
+  expect_true(all(is.finite(sinkhorn_normalize(x, eps = 1e-3)[!is.na(x)])))
+  op <- sinkhorn_normalize_fn(x, target = tgt, eps = 0.05, tol = 1e-13)
+  v <- matrix(rnorm(60), 20, 3)
+  g <- op$vjp(v)
+  expect_equal(g[is.na(x)], c(0, 0, 0))
+  obs <- x[-c(2, 5), 1]
+  g1 <- sinkhorn_normalize_vjp(obs, v[-c(2, 5), 1], target = tgt, eps = 0.05, tol = 1e-13)
+  expect_equal(g[-c(2, 5), 1], as.vector(g1), tolerance = 1e-10)
+  x[, 2] <- NA
+  expect_error(sinkhorn_normalize(x), "no observed value")
+  expect_error(sinkhorn_rank(c(1, NA, 3)), "missing")
+})
+
+test_that("sinkhorn_normalize works on a SummarizedExperiment", {
+  skip_if_not_installed("SummarizedExperiment")
+  set.seed(12)
+  x <- matrix(rexp(60), 20, 3, dimnames = list(paste0("g", 1:20), paste0("s", 1:3)))
+  se <- SummarizedExperiment::SummarizedExperiment(assays = list(counts = x))
+  se2 <- sinkhorn_normalize(se, eps = 1e-3)
+  out <- SummarizedExperiment::assay(se2, "sinkhorn")
+  expect_equal(as.vector(out), as.vector(sinkhorn_normalize(x, eps = 1e-3)))
+  expect_identical(dimnames(out), dimnames(x))
+  expect_error(sinkhorn_normalize(se, assay = "nope"), "`assay`")
+  expect_error(sinkhorn_normalize(se, name = NA), "`name`")
+  expect_error(sinkhorn_normalize(x, foo = 1), "Unknown argument")
+})
+
+test_that("derivatives with respect to target weights and target values", {
+  set.seed(7)
+  x <- rnorm(8)
+  tw <- c(1, 2, 1.5, 0.5, 1)
+  t0 <- c(0.5, -1, 2, 3, 1)
+  v <- rnorm(8)
+  h <- 1e-6
+  fd_w <- function(f, w) {
+    vapply(seq_along(w), function(i) {
+      wp <- w; wm <- w; wp[i] <- wp[i] + h; wm[i] <- wm[i] - h
+      (sum(v * f(wp)) - sum(v * f(wm))) / (2 * h)
+    }, numeric(1))
+  }
+  # normalize: target weights and target values (unsorted on input)
+  f_tw <- function(w) sinkhorn_normalize(x, target = t0, target_weights = w, eps = 0.05,
+                                         tol = 1e-13)
+  op <- sinkhorn_normalize_fn(x, target = t0, target_weights = tw, eps = 0.05, tol = 1e-13)
+  expect_lt(rel_err(op$vjp(v, "target_weights"), fd_w(f_tw, tw)), 1e-5)
+  f_t <- function(t) sinkhorn_normalize(x, target = t, target_weights = tw, eps = 0.05,
+                                        tol = 1e-13)
+  expect_lt(rel_err(op$vjp(v, "target"), fd_w(f_t, t0)), 1e-5)
+  # rank and sort: target weights
+  f_rw <- function(w) sinkhorn_rank(x, n_targets = 5, target_weights = w, eps = 0.05,
+                                    tol = 1e-13)
+  op <- sinkhorn_rank_fn(x, n_targets = 5, target_weights = tw, eps = 0.05, tol = 1e-13)
+  expect_lt(rel_err(op$vjp(v, "target_weights"), fd_w(f_rw, tw)), 1e-5)
+  vs <- rnorm(5)
+  f_sw <- function(w) sinkhorn_sort(x, n_targets = 5, target_weights = w, eps = 0.05,
+                                    tol = 1e-13)
+  op <- sinkhorn_sort_fn(x, n_targets = 5, target_weights = tw, eps = 0.05, tol = 1e-13)
+  fd <- vapply(seq_along(tw), function(i) {
+    wp <- tw; wm <- tw; wp[i] <- wp[i] + h; wm[i] <- wm[i] - h
+    (sum(vs * f_sw(wp)) - sum(vs * f_sw(wm))) / (2 * h)
+  }, numeric(1))
+  expect_lt(rel_err(op$vjp(vs, "target_weights"), fd), 1e-5)
+  all <- op$vjp(vs, "all")
+  expect_named(all, c("x", "target_weights", "target"))
+  expect_error(op$vjp(vs, "target"), "No derivative")
+})
+
+test_that("matrices: columns are independent, dimnames kept, threads do not matter", {
+  set.seed(8)
+  x <- matrix(rnorm(300), 60, 5, dimnames = list(paste0("g", 1:60), letters[1:5]))
+  r1 <- sinkhorn_rank(x, eps = 1e-3, threads = 1)
+  r2 <- sinkhorn_rank(x, eps = 1e-3, threads = 2)
+  expect_identical(r1, r2)
+  expect_identical(dimnames(r1), dimnames(x))
+  expect_equal(as.vector(r1[, 3]), as.vector(sinkhorn_rank(x[, 3], eps = 1e-3)))
+  n1 <- sinkhorn_normalize(x, eps = 1e-3, threads = 1)
+  n2 <- sinkhorn_normalize(x, eps = 1e-3, threads = 2)
+  expect_identical(n1, n2)
+  v <- matrix(rnorm(300), 60, 5)
+  g1 <- sinkhorn_normalize_fn(x, eps = 1e-3, threads = 1)$vjp(v)
+  g2 <- sinkhorn_normalize_fn(x, eps = 1e-3, threads = 2)$vjp(v)
+  expect_identical(g1, g2)
+  expect_identical(dimnames(g1), dimnames(x))
+  s <- sinkhorn_sort(x, eps = 1e-3, n_targets = 10)
+  expect_equal(dim(s), c(10L, 5L))
+  expect_identical(colnames(s), colnames(x))
+  q <- sinkhorn_quantile(x, probs = c(0.25, 0.75))
+  expect_identical(rownames(q), c("25%", "75%"))
+  expect_identical(sinkhorn_quantile(x, probs = 0.5, threads = 1),
+                   sinkhorn_quantile(x, probs = 0.5, threads = 2))
+  # x is not modified
+  x0 <- x
+  invisible(sinkhorn_rank(x))
+  expect_identical(x, x0)
+})
+
+test_that("no NaN or Inf for small and large eps, ties, constant and short inputs", {
+  set.seed(9)
+  x <- c(rnorm(50, sd = 1e3), rep(0, 10), 1e4, -1e4)
+  for (eps in c(1e-4, 1e-3, 1e4)) {
+    for (f in list(sinkhorn_rank, sinkhorn_sort, sinkhorn_cdf, sinkhorn_normalize)) {
+      out <- suppressWarnings(f(x, eps = eps, max_iter = 300))
+      expect_true(all(is.finite(out)))
+    }
+    op <- suppressWarnings(sinkhorn_rank_fn(x, eps = eps, max_iter = 300))
+    expect_true(all(is.finite(op$vjp(rnorm(length(x))))))
+  }
+  # tied values share their output
+  r <- sinkhorn_rank(x, eps = 1e-4, max_iter = 300)
+  expect_length(unique(as.vector(r[51:60])), 1L)
+  # constant input: every value gets the middle rank
+  r <- sinkhorn_rank(rep(2, 5), eps = 1e-3)
+  expect_equal(as.vector(r), rep(3, 5), tolerance = 1e-6)
+  expect_true(all(is.finite(sinkhorn_rank_vjp(rep(2, 5), 1:5, eps = 1e-3))))
+  # length one
+  expect_equal(as.vector(sinkhorn_rank(3, eps = 0.1)), 1)
+  expect_equal(as.vector(sinkhorn_sort(3, eps = 0.1)), 3)
+  # not converged: a warning and the attribute
+  expect_warning(r <- sinkhorn_rank(rnorm(100), eps = 1e-5, max_iter = 2), "did not converge")
+  expect_false(attr(r, "converged"))
+  expect_identical(attr(r, "iterations"), 2L)
+})
+
+test_that("bad inputs give clear errors", {
+  x <- c(1, 3, 2)
+  expect_error(sinkhorn_rank(x, eps = 0), "`eps` must be")
+  expect_error(sinkhorn_rank(x, eps = -1), "`eps` must be")
+  expect_error(sinkhorn_rank(x, eps = NA), "`eps` must be")
+  expect_error(sinkhorn_rank(x, eps = 1e-12), "`eps` must be at least")
+  expect_error(sinkhorn_rank(c(1, NA, 2)), "missing")
+  expect_error(sinkhorn_rank(c(1, Inf, 2)), "infinite")
+  expect_error(sinkhorn_rank("a"), "`x` must be")
+  expect_error(sinkhorn_rank(numeric(0)), "at least one")
+  expect_error(sinkhorn_rank(x, weights = c(1, 2)), "`weights`")
+  expect_error(sinkhorn_rank(x, weights = c(1, 0, 2)), "positive")
+  expect_error(sinkhorn_rank(x, n_targets = 0), "`n_targets`")
+  expect_error(sinkhorn_rank(x, n_targets = 2.5), "`n_targets`")
+  expect_error(sinkhorn_rank(x, target_weights = 1:2), "`target_weights`")
+  expect_error(sinkhorn_rank(x, tol = 0), "`tol`")
+  expect_error(sinkhorn_rank(x, max_iter = 0), "`max_iter`")
+  expect_error(sinkhorn_rank(x, power = 0.5), "`power`")
+  expect_error(sinkhorn_rank(x, squash = NA), "`squash`")
+  expect_error(sinkhorn_rank(x, threads = 0), "`threads`")
+  expect_error(soft_topk(x), "`k` is missing")
+  expect_error(soft_topk(x, k = 3), "`k` must be below")
+  expect_error(sinkhorn_quantile(x, probs = 2), "`probs`")
+  expect_error(sinkhorn_quantile(x, width = 0), "`width`")
+  expect_error(sinkhorn_normalize(x, target = "a"), "`target`")
+  expect_error(sinkhorn_normalize(x, target = c(1, NA)), "`target`")
+  op <- sinkhorn_rank_fn(x)
+  expect_error(op$vjp(1:2), "`v` must have the shape")
+  expect_error(op$vjp(c(1, NA, 2)), "finite")
+  expect_error(op$vjp(), "`v` is missing")
+  expect_error(soft_quantile_loss(1:3, 1:2), "same length")
+  expect_error(soft_quantile_loss(1:3, 1:3, tau = 1), "`tau`")
+  expect_output(print(op), "sinkhorn_operator")
+})
+
+test_that("least quantile regression beats least squares with 30% gross outliers", {
+  set.seed(10)
+  n <- 200
+  X <- cbind(1, rnorm(n))
+  beta <- c(1, 2)
+  y <- drop(X %*% beta) + rnorm(n, sd = 0.2)
+  bad <- sample(n, 0.3 * n)
+  y[bad] <- y[bad] + rnorm(length(bad), mean = 8, sd = 2)
+  ls <- coef(lm(y ~ X - 1))
+  loss <- function(b) soft_quantile_loss(X %*% b, y, tau = 0.5, eps = 1e-3)
+  # the gradient is the chain rule through the VJP
+  b0 <- c(0.5, 1)
+  fd <- vapply(1:2, function(i) {
+    bp <- b0; bm <- b0; bp[i] <- bp[i] + 1e-6; bm[i] <- bm[i] - 1e-6
+    (loss(bp)$value - loss(bm)$value) / 2e-6
+  }, numeric(1))
+  expect_lt(rel_err(drop(crossprod(X, loss(b0)$gradient)), fd), 1e-4)
+  fit <- optim(ls, function(b) as.numeric(loss(b)$value),
+               function(b) drop(crossprod(X, loss(b)$gradient)), method = "BFGS")
+  expect_lt(sum((fit$par - beta)^2), sum((ls - beta)^2) / 10)
+  expect_lt(max(abs(fit$par - beta)), 0.2)
+})
