@@ -63,6 +63,196 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinkhorn_forward_cpp
+Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, double tol, int max_iter, bool squash, int threads, bool banded, bool warm_start);
+RcppExport SEXP _diffrank_sinkhorn_forward_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP squashSEXP, SEXP threadsSEXP, SEXP bandedSEXP, SEXP warm_startSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type w(wSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
+    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
+    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
+    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    Rcpp::traits::input_parameter< bool >::type banded(bandedSEXP);
+    Rcpp::traits::input_parameter< bool >::type warm_start(warm_startSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_forward_cpp(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded, warm_start));
+    return rcpp_result_gen;
+END_RCPP
+}
+// sinkhorn_vjp_cpp
+Rcpp::List sinkhorn_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, bool squash, Rcpp::NumericMatrix f, Rcpp::NumericMatrix g, Rcpp::NumericMatrix v, int threads);
+RcppExport SEXP _diffrank_sinkhorn_vjp_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP squashSEXP, SEXP fSEXP, SEXP gSEXP, SEXP vSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type w(wSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
+    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type f(fSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type g(gSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type v(vSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_vjp_cpp(x, a, y, b, w, eps, power, squash, f, g, v, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// sinkhorn_unrolled_cpp
+Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, bool squash, int iterations, Rcpp::NumericVector v);
+RcppExport SEXP _diffrank_sinkhorn_unrolled_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP squashSEXP, SEXP iterationsSEXP, SEXP vSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type w(wSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
+    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
+    Rcpp::traits::input_parameter< int >::type iterations(iterationsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type v(vSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_unrolled_cpp(x, a, y, b, w, eps, power, squash, iterations, v));
+    return rcpp_result_gen;
+END_RCPP
+}
+// sinkhorn_plan_cpp
+Rcpp::NumericMatrix sinkhorn_plan_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, double eps, double power, double tol, int max_iter, bool squash);
+RcppExport SEXP _diffrank_sinkhorn_plan_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP squashSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
+    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
+    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
+    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_plan_cpp(x, a, y, b, eps, power, tol, max_iter, squash));
+    return rcpp_result_gen;
+END_RCPP
+}
+// soft_forward_cpp
+Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
+RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
+    Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_forward_cpp(x, nrow, kind, reg, descending, eps, scale_sd, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// soft_vjp_cpp
+Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
+RcppExport SEXP _diffrank_soft_vjp_cpp(SEXP xSEXP, SEXP vSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type v(vSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
+    Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_vjp_cpp(x, v, nrow, kind, reg, descending, eps, scale_sd, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// soft_state_cpp
+Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
+RcppExport SEXP _diffrank_soft_state_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
+    Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_state_cpp(x, nrow, kind, reg, descending, eps, scale_sd, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// soft_state_product_cpp
+Rcpp::NumericVector soft_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose, int threads);
+RcppExport SEXP _diffrank_soft_state_product_cpp(SEXP stateSEXP, SEXP uSEXP, SEXP transposeSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
+    Rcpp::traits::input_parameter< bool >::type transpose(transposeSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_state_product_cpp(state, u, transpose, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// soft_state_jacobian_cpp
+Rcpp::NumericVector soft_state_jacobian_cpp(SEXP state, int threads);
+RcppExport SEXP _diffrank_soft_state_jacobian_cpp(SEXP stateSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_state_jacobian_cpp(state, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// soft_state_blocks_cpp
+Rcpp::IntegerVector soft_state_blocks_cpp(SEXP state);
+RcppExport SEXP _diffrank_soft_state_blocks_cpp(SEXP stateSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_state_blocks_cpp(state));
+    return rcpp_result_gen;
+END_RCPP
+}
+// isotonic_cpp
+Rcpp::NumericVector isotonic_cpp(Rcpp::NumericVector y, Rcpp::Nullable<Rcpp::NumericVector> weights, bool decreasing);
+RcppExport SEXP _diffrank_isotonic_cpp(SEXP ySEXP, SEXP weightsSEXP, SEXP decreasingSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< bool >::type decreasing(decreasingSEXP);
+    rcpp_result_gen = Rcpp::wrap(isotonic_cpp(y, weights, decreasing));
+    return rcpp_result_gen;
+END_RCPP
+}
+// project_permutahedron_cpp
+Rcpp::NumericVector project_permutahedron_cpp(Rcpp::NumericVector z, Rcpp::NumericVector w, std::string reg);
+RcppExport SEXP _diffrank_project_permutahedron_cpp(SEXP zSEXP, SEXP wSEXP, SEXP regSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type z(zSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type w(wSEXP);
+    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
+    rcpp_result_gen = Rcpp::wrap(project_permutahedron_cpp(z, w, reg));
+    return rcpp_result_gen;
+END_RCPP
+}
 // suquan_positions
 Rcpp::NumericMatrix suquan_positions(Rcpp::NumericMatrix x, int threads);
 RcppExport SEXP _diffrank_suquan_positions(SEXP xSEXP, SEXP threadsSEXP) {
@@ -111,6 +301,18 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
+    {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 13},
+    {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 12},
+    {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 10},
+    {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 9},
+    {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 8},
+    {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 9},
+    {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 8},
+    {"_diffrank_soft_state_product_cpp", (DL_FUNC) &_diffrank_soft_state_product_cpp, 4},
+    {"_diffrank_soft_state_jacobian_cpp", (DL_FUNC) &_diffrank_soft_state_jacobian_cpp, 2},
+    {"_diffrank_soft_state_blocks_cpp", (DL_FUNC) &_diffrank_soft_state_blocks_cpp, 1},
+    {"_diffrank_isotonic_cpp", (DL_FUNC) &_diffrank_isotonic_cpp, 3},
+    {"_diffrank_project_permutahedron_cpp", (DL_FUNC) &_diffrank_project_permutahedron_cpp, 3},
     {"_diffrank_suquan_positions", (DL_FUNC) &_diffrank_suquan_positions, 2},
     {"_diffrank_suquan_fit_cpp", (DL_FUNC) &_diffrank_suquan_fit_cpp, 9},
     {"_diffrank_suquan_link", (DL_FUNC) &_diffrank_suquan_link, 4},
