@@ -32,6 +32,26 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf,
   as.double(x)
 }
 
+check_whole <- function(x, arg, lower = 1) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < lower ||
+      x != round(x)) {
+    abort("`%s` must be a whole number, at least %d, not %s.", arg, lower, describe(x))
+  }
+  as.integer(x)
+}
+
+# A finite numeric vector (a one-column matrix is taken as its column), as
+# double with its names.
+check_numeric_vector <- function(x, arg) {
+  if (is.matrix(x) && ncol(x) == 1L) x <- stats::setNames(x[, 1L], rownames(x))
+  if (!(is.numeric(x) || is.logical(x)) || is.object(x) || !is.null(dim(x))) {
+    abort("`%s` must be a numeric vector, not %s.", arg, describe(x))
+  }
+  if (anyNA(x) || any(is.infinite(x))) abort("`%s` must contain only finite values.", arg)
+  if (storage.mode(x) != "double") storage.mode(x) <- "double"
+  x
+}
+
 check_flag <- function(x, arg) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     abort("`%s` must be TRUE or FALSE, not %s.", arg, describe(x))

@@ -383,8 +383,8 @@ print.sinkhorn_operator <- function(x, ...) {
 #' rbind(lqr = fit$par, ls = coef(lm(y ~ X - 1)))
 soft_quantile_loss <- function(pred, target, tau = 0.5, width = 0.05, eps = 0.01, squash = TRUE,
                                tol = 1e-8, max_iter = 1000L) {
-  pred <- sinkhorn_loss_vector(pred, "pred")
-  target <- sinkhorn_loss_vector(target, "target")
+  pred <- check_numeric_vector(pred, "pred")
+  target <- check_numeric_vector(target, "target")
   if (length(pred) != length(target)) {
     abort("`pred` and `target` must have the same length, not %d and %d.", length(pred),
           length(target))
@@ -400,23 +400,6 @@ soft_quantile_loss <- function(pred, target, tau = 0.5, width = 0.05, eps = 0.01
 
 # ---------------------------------------------------------------------------
 # helpers
-
-sinkhorn_loss_vector <- function(x, arg) {
-  if (is.matrix(x) && ncol(x) == 1L) x <- x[, 1L]
-  if (!(is.numeric(x) || is.logical(x)) || is.object(x) || !is.null(dim(x))) {
-    abort("`%s` must be a numeric vector, not %s.", arg, describe(x))
-  }
-  if (anyNA(x) || any(is.infinite(x))) abort("`%s` must contain only finite values.", arg)
-  as.double(x)
-}
-
-sinkhorn_whole <- function(x, arg, lower = 1) {
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < lower ||
-      x != round(x)) {
-    abort("`%s` must be a whole number, at least %d, not %s.", arg, lower, describe(x))
-  }
-  as.integer(x)
-}
 
 sinkhorn_weights <- function(w, len, arg) {
   if (is.null(w)) return(rep(1 / len, len))
@@ -453,7 +436,7 @@ sinkhorn_call <- function(kind, x, eps, n_targets = NULL, weights = NULL, target
   if (eps < 1e-10) abort("`eps` must be at least 1e-10, not %s; use rank() or sort() for the hard operators.", format(eps))
   power <- check_number(power, "power", lower = 1)
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
-  max_iter <- sinkhorn_whole(max_iter, "max_iter")
+  max_iter <- check_whole(max_iter, "max_iter")
   squash <- check_flag(squash, "squash")
   threads <- check_threads(threads)
   a <- sinkhorn_weights(weights, n, "weights")
@@ -464,7 +447,7 @@ sinkhorn_call <- function(kind, x, eps, n_targets = NULL, weights = NULL, target
   w <- NULL
   levels <- NULL
   if (kind %in% c("rank", "cdf", "sort")) {
-    m <- if (is.null(n_targets)) n else sinkhorn_whole(n_targets, "n_targets")
+    m <- if (is.null(n_targets)) n else check_whole(n_targets, "n_targets")
     b <- sinkhorn_weights(target_weights, m, "target_weights")
     if (kind != "sort") w <- cumsum(b)
   } else if (kind == "normalize") {

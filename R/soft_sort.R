@@ -261,8 +261,8 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
                           scale = c("none", "sd")) {
   reg <- match.arg(reg)
   scale <- match.arg(scale)
-  pred <- loss_vector(pred, "pred")
-  target <- loss_vector(target, "target")
+  pred <- check_numeric_vector(pred, "pred")
+  target <- check_numeric_vector(target, "target")
   if (length(pred) != length(target)) {
     abort("`pred` and `target` must have the same length, not %d and %d.", length(pred),
           length(target))
@@ -553,13 +553,4 @@ soft_vjp <- function(kind, x, v, eps, reg, direction, scale, threads) {
   g <- soft_vjp_cpp(a$m, v, a$nrow, kind, reg, direction == "descending", a$eps,
                     scale == "sd", a$threads)
   soft_shape(g, a, "rank")
-}
-
-loss_vector <- function(x, arg) {
-  if (is.matrix(x) && ncol(x) == 1L) x <- stats::setNames(x[, 1L], rownames(x))
-  if (!(is.numeric(x) || is.logical(x)) || is.object(x) || !is.null(dim(x))) {
-    abort("`%s` must be a numeric vector, not %s.", arg, describe(x))
-  }
-  if (anyNA(x) || any(is.infinite(x))) abort("`%s` must contain only finite values.", arg)
-  x
 }

@@ -85,7 +85,7 @@ suquan <- function(x, y, family = c("binomial", "gaussian"), method = c("bnd", "
   family <- match.arg(family)
   method <- match.arg(method)
   lambda <- check_number(lambda, "lambda", lower = 0, allow_lower = FALSE)
-  max_iter <- check_count(max_iter, "max_iter")
+  max_iter <- check_whole(max_iter, "max_iter")
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
   verbose <- check_flag(verbose, "verbose")
   threads <- check_threads(threads)
@@ -247,7 +247,7 @@ cv_suquan <- function(x, y, family = c("binomial", "gaussian"),
   threads <- check_threads(threads)
   m <- suquan_matrix(x, assay)
   labels <- suquan_labels(y, family, ncol(m))
-  nfolds <- check_count(nfolds, "nfolds")
+  nfolds <- check_whole(nfolds, "nfolds")
   if (nfolds < 2L || nfolds > ncol(m)) {
     abort("`nfolds` must be between 2 and the number of samples (%d), not %d.", ncol(m), nfolds)
   }
@@ -411,11 +411,4 @@ draw_folds <- function(y, nfolds, stratify) {
     offset <- offset + length(members)
   }
   folds
-}
-
-check_count <- function(x, arg) {
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < 1 || x != round(x)) {
-    abort("`%s` must be a whole number, at least 1, not %s.", arg, describe(x))
-  }
-  as.integer(x)
 }
