@@ -110,7 +110,7 @@ suquan <- function(x, y, family = c("binomial", "gaussian"), method = c("bnd", "
 }
 
 #' @rdname suquan
-#' @param object,fit A `suquan` fit.
+#' @param object A `suquan` fit.
 #' @param newdata New samples (features x samples, same features as in
 #'   fitting: matched by row name when both have row names, by position
 #'   otherwise). Missing: the training samples.
@@ -274,7 +274,7 @@ cv_suquan <- function(x, y, family = c("binomial", "gaussian"),
     for (l in seq_along(lambda)) {
       fit <- suquan(m[, train, drop = FALSE], y_fit[train], family = family, lambda = lambda[l],
                     threads = threads, ...)
-      eta <- predict(fit, m[, !train, drop = FALSE], threads = threads)
+      eta <- stats::predict(fit, m[, !train, drop = FALSE], threads = threads)
       errors[k, l] <- score(eta, labels$y[!train])
       if (progress) cli::cli_progress_update(id = bar)
     }
@@ -293,7 +293,7 @@ cv_suquan <- function(x, y, family = c("binomial", "gaussian"),
 
 #' @rdname cv_suquan
 #' @param object A `cv_suquan` object.
-#' @param newdata,type As for [predict.suquan()].
+#' @param newdata As for [predict.suquan()]; `...` may give its `type`.
 #' @export
 predict.cv_suquan <- function(object, newdata, ...) {
   stats::predict(object$fit, newdata, ...)
