@@ -1,6 +1,7 @@
 # The main job of diffrank's quick start: quantile-normalize the embedded ALL
 # leukaemia expression data, reuse the fitted target on new samples, compare
-# supervised quantile normalization (SUQUAN) with plain normalization, and
+# supervised quantile normalization (SUQUAN) with plain normalization, compare
+# samples with a rank kernel, show soft ranks and a rank loss's gradient, and
 # write a figure. Run with `make demo`, or `demo("diffrank", package = "diffrank")`.
 suppressPackageStartupMessages(library(diffrank))
 
@@ -36,8 +37,9 @@ set.seed(1)
 with_missing <- expr
 with_missing[sample(length(expr), 500)] <- NA
 normalized_missing <- normalize_quantiles(with_missing)
-cat(sprintf("\n3. with 500 values set to NA: %d NA in the output, none elsewhere\n",
-            sum(is.na(normalized_missing))))
+cat(sprintf("\n3. with 500 values set to NA: %d NA in the output, at the same places: %s\n",
+            sum(is.na(normalized_missing)),
+            identical(is.na(normalized_missing), is.na(with_missing))))
 
 # 4. The result does not depend on the number of threads.
 cat(sprintf("\n4. identical with 1 and 2 threads: %s\n",
@@ -84,6 +86,27 @@ print(round(rbind(mean = colMeans(accuracy), sd = apply(accuracy, 2, stats::sd))
 suquan_all <- suquan(x_mb, y_mb, lambda = lambda)
 cat("   SUQUAN fitted on all samples:\n")
 print(suquan_all)
+
+# 6. Rank kernels: samples compared by how they order the genes.
+kernel <- kendall_kernel(expr)[, ]
+within <- function(g) {
+  k <- kernel[type == g, type == g]
+  mean(k[upper.tri(k)])
+}
+cat("\n6. kendall_kernel(expr): mean Kendall tau between two samples\n")
+print(round(c(`B with B` = within("B"), `T with T` = within("T"),
+              `B with T` = mean(kernel[type == "B", type == "T"])), 3))
+
+# 7. Differentiable ranks: soft ranks of five genes in the first sample, and
+#    the gradient of a Spearman loss that optim() could follow.
+genes <- expr[1:5, 1]
+cat("\n7. soft_rank() of five values of the first sample as eps grows\n")
+print(round(rbind(value = genes, `eps = 0` = soft_rank(genes, eps = 0),
+                  `eps = 1` = soft_rank(genes, eps = 1),
+                  `eps = 5` = soft_rank(genes, eps = 5)), 3))
+loss <- spearman_loss(pred = genes, target = 5:1, eps = 1)
+cat(sprintf("   Spearman loss against the order 5:1: %.3f; gradient %s\n", loss$value,
+            paste(sprintf("%.3f", loss$gradient), collapse = " ")))
 
 grDevices::png(figure, width = 2000, height = 600, res = 120)
 old <- graphics::par(mfrow = c(1, 3), mar = c(4, 4, 3, 1))
