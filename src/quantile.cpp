@@ -99,12 +99,10 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
   std::vector<double> resampled(p);
   diffrank::resample_sorted(given.begin(), given.size(), p, resampled.data());
   diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
-    std::vector<diffrank::IndexedValue> scratch;
-    std::vector<std::uint32_t> order(p);
-    std::vector<double> sorted(p);
+    diffrank::ColumnSorter sort;
     for (std::size_t j = j0; j < j1; ++j) {
-      const std::size_t q = diffrank::sort_observed(xp + j * p, p, scratch, order.data(), sorted.data());
-      diffrank::normalize_sorted_column(xp + j * p, order.data(), q, p, resampled.data(), rule,
+      const std::size_t q = sort(xp + j * p, p);
+      diffrank::normalize_sorted_column(xp + j * p, sort.order.data(), q, p, resampled.data(), rule,
                                         outp + j * p);
     }
   });

@@ -21,12 +21,10 @@ Rcpp::NumericMatrix suquan_positions(Rcpp::NumericMatrix x, int threads) {
   const double* xp = x.begin();
   double* out = position.begin();
   diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
-    std::vector<diffrank::IndexedValue> scratch;
-    std::vector<std::uint32_t> order(p);
-    std::vector<double> sorted(p);
+    diffrank::ColumnSorter sort;
     for (std::size_t j = j0; j < j1; ++j) {
-      const std::size_t q = diffrank::sort_observed(xp + j * p, p, scratch, order.data(), sorted.data());
-      diffrank::midrank_positions(xp + j * p, order.data(), q, p, out + j * p);
+      const std::size_t q = sort(xp + j * p, p);
+      diffrank::midrank_positions(xp + j * p, sort.order.data(), q, p, out + j * p);
     }
   });
   return position;

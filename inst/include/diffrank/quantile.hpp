@@ -51,6 +51,22 @@ inline std::size_t sort_observed(const double* x, std::size_t p, std::vector<Ind
   return scratch.size();
 }
 
+// Buffers for sorting the columns of a matrix one after another, reused so
+// that a thread allocates them once.
+struct ColumnSorter {
+  std::vector<IndexedValue> scratch;
+  std::vector<std::uint32_t> order;
+  std::vector<double> sorted;
+
+  // Sorts the observed values of x[0..p) into order and sorted; returns
+  // their number.
+  std::size_t operator()(const double* x, std::size_t p) {
+    order.resize(p);
+    sorted.resize(p);
+    return sort_observed(x, p, scratch, order.data(), sorted.data());
+  }
+};
+
 // Value at 0-based fractional position h of the non-decreasing values v[0..n).
 inline double interpolate_at(const double* v, std::size_t n, double h) {
   const double lo_floor = std::floor(h);
