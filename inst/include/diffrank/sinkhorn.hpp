@@ -45,13 +45,18 @@ namespace sinkhorn_kernels {
 // exp of the vector OUT (type V, integer twin U) in place. Arguments are
 // clamped to [-708, 708]: below, the true value is negligible next to the
 // terms it is summed with (all shifted by their maximum); above never occurs.
-#define DIFFRANK_SK_EXP(V, U, OUT)                                                      \
+//
+// CLAMP(lo, hi, x) must equal (x < lo ? lo : x) then (x > hi ? hi : x), NaN
+// passing through: the portable select below, or single max/min instructions
+// where available (a vector select costs a compare and a two-uop blend).
+#define DIFFRANK_SK_CLAMP_SELECT(LO, HI, X) (X = X < LO ? LO : X, X = X > HI ? HI : X)
+#define DIFFRANK_SK_EXP(V, U, OUT, CLAMP)                                               \
   do {                                                                                  \
     V lo_ = {}, hi_ = {};                                                              \
     lo_ -= 708.0;                                                                       \
     hi_ += 708.0;                                                                       \
-    V t_ = OUT < lo_ ? lo_ : OUT;                                                       \
-    t_ = t_ > hi_ ? hi_ : t_;                                                           \
+    V t_ = OUT;                                                                         \
+    CLAMP(lo_, hi_, t_);                                                                \
     const V kd_ = t_ * 1.4426950408889634 + 6755399441055744.0;                         \
     const V k_ = kd_ - 6755399441055744.0;                                              \
     const V r_ = (t_ - k_ * 6.93147180369123816490e-01) - k_ * 1.90821492927058770002e-10; \
@@ -71,16 +76,18 @@ namespace sinkhorn_kernels {
     OUT = p_ * (V)bits_;                                                                \
   } while (0)
 
-// t[l] <- exp(t[l] + shift) for l < len; returns the sum of the new t.
-#define DIFFRANK_SK_EXP_SUM_BODY(V, U, W)                                 \
+// t[l] <- exp(t[l] + shift) for l < len; returns the sum of the new t. With
+// STORE false, t is left unchanged and only the sum is returned (the potential
+// updates need nothing else, and the store is a sizeable part of the loop).
+#define DIFFRANK_SK_EXP_SUM_BODY(V, U, W, CLAMP, STORE)                         \
   V acc = {};                                                             \
   std::size_t l = 0;                                                      \
   for (; l + W <= len; l += W) {                                          \
     V v;                                                                  \
     std::memcpy(&v, t + l, sizeof(V));                                    \
     v = v + shift;                                                        \
-    DIFFRANK_SK_EXP(V, U, v);                                             \
-    std::memcpy(t + l, &v, sizeof(V));                                    \
+    DIFFRANK_SK_EXP(V, U, v, CLAMP);                                             \
+    if (STORE) std::memcpy(t + l, &v, sizeof(V));                         \
     acc += v;                                                             \
   }                                                                       \
   double sum = 0.0;                                                       \
@@ -89,9 +96,9 @@ namespace sinkhorn_kernels {
     V v;                                                                  \
     for (int q = 0; q < W; ++q) v[q] = l + q < len ? t[l + q] : -1000.0;  \
     v = v + shift;                                                        \
-    DIFFRANK_SK_EXP(V, U, v);                                             \
+    DIFFRANK_SK_EXP(V, U, v, CLAMP);                                             \
     for (int q = 0; l + q < len; ++q) {                                   \
-      t[l + q] = v[q];                                                    \
+      if (STORE) t[l + q] = v[q];                                         \
       sum += v[q];                                                        \
     }                                                                     \
   }                                                                       \
@@ -125,7 +132,11 @@ typedef double v2d __attribute__((vector_size(16)));
 typedef std::uint64_t v2u __attribute__((vector_size(16)));
 
 inline double exp_shift_sum_generic(double* t, std::size_t len, double shift) {
-  DIFFRANK_SK_EXP_SUM_BODY(v2d, v2u, 2)
+  DIFFRANK_SK_EXP_SUM_BODY(v2d, v2u, 2, DIFFRANK_SK_CLAMP_SELECT, true)
+}
+
+inline double exp_shift_total_generic(double* t, std::size_t len, double shift) {
+  DIFFRANK_SK_EXP_SUM_BODY(v2d, v2u, 2, DIFFRANK_SK_CLAMP_SELECT, false)
 }
 
 inline double terms_sq_generic(double d, const double* s, const double* pot, std::size_t len,
@@ -138,9 +149,19 @@ inline double terms_sq_generic(double d, const double* s, const double* pot, std
 typedef double v4d __attribute__((vector_size(32)));
 typedef std::uint64_t v4u __attribute__((vector_size(32)));
 
+// vmaxpd(a, b) = a > b ? a : b and vminpd(a, b) = a < b ? a : b (the second
+// operand when either is NaN): the same values as the select form, bit for bit.
+#define DIFFRANK_SK_CLAMP_MINMAX(LO, HI, X) \
+  (X = __builtin_ia32_maxpd256(LO, X), X = __builtin_ia32_minpd256(HI, X))
+
 __attribute__((target("avx2,fma"))) inline double exp_shift_sum_avx2(double* t, std::size_t len,
                                                                      double shift) {
-  DIFFRANK_SK_EXP_SUM_BODY(v4d, v4u, 4)
+  DIFFRANK_SK_EXP_SUM_BODY(v4d, v4u, 4, DIFFRANK_SK_CLAMP_MINMAX, true)
+}
+
+__attribute__((target("avx2,fma"))) inline double exp_shift_total_avx2(double* t, std::size_t len,
+                                                                       double shift) {
+  DIFFRANK_SK_EXP_SUM_BODY(v4d, v4u, 4, DIFFRANK_SK_CLAMP_MINMAX, false)
 }
 
 __attribute__((target("avx2,fma"))) inline double terms_sq_avx2(double d, const double* s,
@@ -162,6 +183,14 @@ inline double exp_shift_sum(double* t, std::size_t len, double shift) {
   return exp_shift_sum_generic(t, len, shift);
 }
 
+// exp_shift_sum without writing the exponentials back (t is not modified).
+inline double exp_shift_total(double* t, std::size_t len, double shift) {
+#ifdef DIFFRANK_SK_AVX2
+  if (use_avx2()) return exp_shift_total_avx2(t, len, shift);
+#endif
+  return exp_shift_total_generic(t, len, shift);
+}
+
 inline double terms_sq(double d, const double* s, const double* pot, std::size_t len,
                        double inv_eps, double* out) {
 #ifdef DIFFRANK_SK_AVX2
@@ -181,6 +210,12 @@ inline double exp_shift_sum(double* t, std::size_t len, double shift) {
     t[l] = std::exp(std::max(t[l] + shift, -708.0));
     sum += t[l];
   }
+  return sum;
+}
+
+inline double exp_shift_total(double* t, std::size_t len, double shift) {
+  double sum = 0.0;
+  for (std::size_t l = 0; l < len; ++l) sum += std::exp(std::max(t[l] + shift, -708.0));
   return sum;
 }
 
@@ -639,7 +674,7 @@ class Sinkhorn1D {
     double err = 0.0;
     for (std::size_t k = 0; k < np_[dst]; ++k) {
       const Range r = band(dst, k, cache);
-      const double total = sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, -r.max);
+      const double total = sinkhorn_kernels::exp_shift_total(buf_.data() + r.lo, r.hi - r.lo, -r.max);
       out[k] = eps_cur_ * (logw_[dst][k] - r.max - std::log(total));
       if (old != nullptr) err += w_[dst][k] * std::fabs(std::expm1((old[k] - out[k]) / eps_cur_));
     }
