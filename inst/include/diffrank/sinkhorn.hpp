@@ -49,7 +49,11 @@ namespace sinkhorn_kernels {
 // CLAMP(lo, hi, x) must equal (x < lo ? lo : x) then (x > hi ? hi : x), NaN
 // passing through: the portable select below, or single max/min instructions
 // where available (a vector select costs a compare and a two-uop blend).
+// The _LO forms clamp from below only, for arguments known to be <= 0 (or
+// NaN): a shift by minus the maximum of the terms (see exp_shift_total).
 #define DIFFRANK_SK_CLAMP_SELECT(LO, HI, X) (X = X < LO ? LO : X, X = X > HI ? HI : X)
+#define DIFFRANK_SK_CLAMP_LO_SELECT(LO, HI, X) (X = X < LO ? LO : X, (void)HI)
+#define DIFFRANK_SK_MAX_SELECT(A, B) (A > B ? A : B)
 #define DIFFRANK_SK_EXP(V, U, OUT, CLAMP)                                               \
   do {                                                                                  \
     V lo_ = {}, hi_ = {};                                                              \
@@ -105,7 +109,7 @@ namespace sinkhorn_kernels {
   return sum;
 
 // out[l] = (pot[l] - (d - s[l])^2) * inv_eps for l < len; returns the maximum.
-#define DIFFRANK_SK_TERMS_BODY(V, W)                                                  \
+#define DIFFRANK_SK_TERMS_BODY(V, W, MAX)                                              \
   const double ninf = -std::numeric_limits<double>::infinity();                      \
   V mx = {};                                                                          \
   mx = mx + ninf;                                                                     \
@@ -117,7 +121,7 @@ namespace sinkhorn_kernels {
     const V u = d - sv;                                                               \
     const V v = (qv - u * u) * inv_eps;                                               \
     std::memcpy(out + l, &v, sizeof(V));                                              \
-    mx = v > mx ? v : mx;                                                             \
+    mx = MAX(v, mx);                                                                  \
   }                                                                                   \
   double m = ninf;                                                                    \
   for (int q = 0; q < W; ++q) m = mx[q] > m ? mx[q] : m;                              \
@@ -136,12 +140,12 @@ inline double exp_shift_sum_generic(double* t, std::size_t len, double shift) {
 }
 
 inline double exp_shift_total_generic(double* t, std::size_t len, double shift) {
-  DIFFRANK_SK_EXP_SUM_BODY(v2d, v2u, 2, DIFFRANK_SK_CLAMP_SELECT, false)
+  DIFFRANK_SK_EXP_SUM_BODY(v2d, v2u, 2, DIFFRANK_SK_CLAMP_LO_SELECT, false)
 }
 
 inline double terms_sq_generic(double d, const double* s, const double* pot, std::size_t len,
                                double inv_eps, double* out) {
-  DIFFRANK_SK_TERMS_BODY(v2d, 2)
+  DIFFRANK_SK_TERMS_BODY(v2d, 2, DIFFRANK_SK_MAX_SELECT)
 }
 
 #if defined(__x86_64__) && !defined(DIFFRANK_NO_AVX2)
@@ -153,6 +157,8 @@ typedef std::uint64_t v4u __attribute__((vector_size(32)));
 // operand when either is NaN): the same values as the select form, bit for bit.
 #define DIFFRANK_SK_CLAMP_MINMAX(LO, HI, X) \
   (X = __builtin_ia32_maxpd256(LO, X), X = __builtin_ia32_minpd256(HI, X))
+#define DIFFRANK_SK_CLAMP_LO_MINMAX(LO, HI, X) (X = __builtin_ia32_maxpd256(LO, X), (void)HI)
+#define DIFFRANK_SK_MAX_MINMAX(A, B) __builtin_ia32_maxpd256(A, B)
 
 __attribute__((target("avx2,fma"))) inline double exp_shift_sum_avx2(double* t, std::size_t len,
                                                                      double shift) {
@@ -161,13 +167,13 @@ __attribute__((target("avx2,fma"))) inline double exp_shift_sum_avx2(double* t, 
 
 __attribute__((target("avx2,fma"))) inline double exp_shift_total_avx2(double* t, std::size_t len,
                                                                        double shift) {
-  DIFFRANK_SK_EXP_SUM_BODY(v4d, v4u, 4, DIFFRANK_SK_CLAMP_MINMAX, false)
+  DIFFRANK_SK_EXP_SUM_BODY(v4d, v4u, 4, DIFFRANK_SK_CLAMP_LO_MINMAX, false)
 }
 
 __attribute__((target("avx2,fma"))) inline double terms_sq_avx2(double d, const double* s,
                                                                 const double* pot, std::size_t len,
                                                                 double inv_eps, double* out) {
-  DIFFRANK_SK_TERMS_BODY(v4d, 4)
+  DIFFRANK_SK_TERMS_BODY(v4d, 4, DIFFRANK_SK_MAX_MINMAX)
 }
 
 inline bool use_avx2() {
@@ -183,7 +189,9 @@ inline double exp_shift_sum(double* t, std::size_t len, double shift) {
   return exp_shift_sum_generic(t, len, shift);
 }
 
-// exp_shift_sum without writing the exponentials back (t is not modified).
+// exp_shift_sum without writing the exponentials back (t is not modified),
+// for shift = -max(t): every argument is then <= 0 (or NaN), so the upper
+// clamp, which could only act above 708, is left out (same values).
 inline double exp_shift_total(double* t, std::size_t len, double shift) {
 #ifdef DIFFRANK_SK_AVX2
   if (use_avx2()) return exp_shift_total_avx2(t, len, shift);
