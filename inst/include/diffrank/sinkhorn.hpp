@@ -83,14 +83,14 @@ namespace sinkhorn_kernels {
 // t[l] <- exp(t[l] + shift) for l < len; returns the sum of the new t. With
 // STORE false, t is left unchanged and only the sum is returned (the potential
 // updates need nothing else, and the store is a sizeable part of the loop).
-#define DIFFRANK_SK_EXP_SUM_BODY(V, U, W, CLAMP, STORE)                         \
+#define DIFFRANK_SK_EXP_SUM_BODY(V, U, W, CLAMP, STORE)                   \
   V acc = {};                                                             \
   std::size_t l = 0;                                                      \
   for (; l + W <= len; l += W) {                                          \
     V v;                                                                  \
     std::memcpy(&v, t + l, sizeof(V));                                    \
     v = v + shift;                                                        \
-    DIFFRANK_SK_EXP(V, U, v, CLAMP);                                             \
+    DIFFRANK_SK_EXP(V, U, v, CLAMP);                                      \
     if (STORE) std::memcpy(t + l, &v, sizeof(V));                         \
     acc += v;                                                             \
   }                                                                       \
@@ -100,7 +100,7 @@ namespace sinkhorn_kernels {
     V v;                                                                  \
     for (int q = 0; q < W; ++q) v[q] = l + q < len ? t[l + q] : -1000.0;  \
     v = v + shift;                                                        \
-    DIFFRANK_SK_EXP(V, U, v, CLAMP);                                             \
+    DIFFRANK_SK_EXP(V, U, v, CLAMP);                                      \
     for (int q = 0; l + q < len; ++q) {                                   \
       if (STORE) t[l + q] = v[q];                                         \
       sum += v[q];                                                        \
@@ -209,6 +209,15 @@ inline double terms_sq(double d, const double* s, const double* pot, std::size_t
 
 #undef DIFFRANK_SK_EXP_SUM_BODY
 #undef DIFFRANK_SK_TERMS_BODY
+#undef DIFFRANK_SK_EXP
+#undef DIFFRANK_SK_CLAMP_SELECT
+#undef DIFFRANK_SK_CLAMP_LO_SELECT
+#undef DIFFRANK_SK_MAX_SELECT
+#ifdef DIFFRANK_SK_AVX2
+#undef DIFFRANK_SK_CLAMP_MINMAX
+#undef DIFFRANK_SK_CLAMP_LO_MINMAX
+#undef DIFFRANK_SK_MAX_MINMAX
+#endif
 
 #else  // no vector extension: plain loops
 
