@@ -118,8 +118,8 @@ Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, i
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SoftOperator soft;
         for (std::size_t j = j0; j < j1; ++j) {
-          // the output column holds the value until the product overwrites it
-          if (!soft.forward(xp + j * n, n, s, op + j * n)) {
+          // no value written: the product alone fills the output column
+          if (!soft.forward(xp + j * n, n, s, nullptr)) {
             failed[j] = 1;
             continue;
           }

@@ -59,7 +59,8 @@ inline std::size_t isotonic_l2_decreasing(const double* y, std::size_t n, std::u
 //   v = argmin sum_i exp(s_i - v_i) + exp(w_i) v_i,  v_1 >= ... >= v_n,
 // whose value on a block B is logsumexp(s_B) - logsumexp(w_B). Writes the
 // boundaries to bounds[0..nb] and each block's log-sum-exps of s and w to
-// lse_s[0..nb) and lse_w[0..nb); returns nb.
+// lse_s[0..nb) and lse_w[0..nb); returns nb. lse_s may be s and lse_w may
+// be w (block b is written at index b <= the position being read).
 inline std::size_t isotonic_kl_decreasing(const double* s, const double* w, std::size_t n,
                                           std::uint32_t* bounds, double* lse_s, double* lse_w) {
   std::size_t nb = 0;

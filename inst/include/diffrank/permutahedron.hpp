@@ -295,6 +295,8 @@ class SoftOperator {
   // sorted values in sorted order). Returns false, with out unspecified, when
   // x / eps overflows (ranks) or |x| or n / eps exceeds soft_max_magnitude
   // (sorts).
+  // out may be null when only the derivatives are wanted (a vector-Jacobian
+  // product right after the forward pass overwrites the value anyway).
   bool forward(const double* x, std::size_t n, const SoftSettings& settings, double* out) {
     set_ = settings;
     n_ = n;
@@ -418,10 +420,11 @@ class SoftOperator {
           }
         }
       } else {
+        // the log-sum-exps of s_ overwrite s_ (not needed afterwards): one
+        // buffer of n values less to allocate and fault in
         work_.resize(n);
-        lse_.resize(n);
-        nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), work_.data(),
-                                     lse_.data());
+        nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), s_.data(),
+                                     work_.data());
         const double log_one_minus_q = std::log(-std::expm1(-1.0 / eps));
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
@@ -522,6 +525,7 @@ class SoftOperator {
   }
 
   void write_output(double* out) const {
+    if (out == nullptr) return;
     if (set_.kind == SoftKind::sort && scaled_) {
       for (std::size_t i = 0; i < n_; ++i) out[i] = c_ * value_[i];
     } else {
@@ -592,7 +596,7 @@ class SoftOperator {
   // value_: ranks in the order of x, or sorted values, of the scaled input
   // (before multiplying sorts back by the scale); weight_: KL softmax inside
   // each block, in sorted order.
-  Buffer<double> value_, weight_, xs_, s_, t_, work_, lse_, extra_;
+  Buffer<double> value_, weight_, xs_, s_, t_, work_, extra_;
 };
 
 }  // namespace diffrank
