@@ -413,7 +413,9 @@ class SoftOperator {
           for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = (s_[i] - s0 - ds) + mean_rho;
         }
       } else {
-        nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data());
+        // weight_ serves as the solver's scratch before it receives the weights
+        nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data(),
+                                             weight_.data());
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           if (hi - lo == 1) {  // the hard rank, without exp
