@@ -184,13 +184,13 @@ class DecreasingOrder {
                    double* sorted) {
     if (n == 0) return;
     items_.resize(n);
-    items_tmp_.resize(n);
     bucket_.resize(n);
     start_.resize(n + 1);
-    double lo = -sign * key[0] + 0.0, hi = lo;
+    // ascending order of -sign * key; adding 0.0 makes the two zeros equal
+    auto value = [key, sign](std::size_t i) { return -sign * key[i] + 0.0; };
+    double lo = value(0), hi = lo;
     for (std::size_t i = 0; i < n; ++i) {
-      const double v = -sign * key[i] + 0.0;  // ascending order of -sign * key
-      items_[i] = {v, static_cast<std::uint32_t>(i)};
+      const double v = value(i);
       lo = std::min(lo, v);
       hi = std::max(hi, v);
     }
@@ -199,39 +199,62 @@ class DecreasingOrder {
     const double scale = half_width > 0.0 ? 0.5 * static_cast<double>(n - 1) / half_width : 0.0;
     std::fill(start_.data(), start_.data() + n + 1, 0u);
     for (std::size_t i = 0; i < n; ++i) {
-      const double t = (0.5 * items_[i].value - 0.5 * lo) * scale;
+      const double t = (0.5 * value(i) - 0.5 * lo) * scale;
       std::size_t b = t > 0.0 ? static_cast<std::size_t>(t) : 0;
       if (b >= n) b = n - 1;
       bucket_[i] = static_cast<std::uint32_t>(b);
       ++start_[b + 1];
     }
-    for (std::size_t b = 0; b < n; ++b) start_[b + 1] += start_[b];
-    for (std::size_t i = 0; i < n; ++i) items_tmp_[start_[bucket_[i]]++] = items_[i];
-    // start_[b] is now the end of bucket b, the start of bucket b + 1
-    std::size_t begin = 0;
+    std::uint32_t largest = 0;
     for (std::size_t b = 0; b < n; ++b) {
-      const std::size_t end = start_[b];
-      if (end - begin > 16) {
-        std::sort(items_tmp_.data() + begin, items_tmp_.data() + end,
-                  [](const Item& a, const Item& c) {
-                    return a.value < c.value || (a.value == c.value && a.index < c.index);
-                  });
-      } else {
-        for (std::size_t i = begin + 1; i < end; ++i) {
-          const Item item = items_tmp_[i];
-          std::size_t j = i;
-          while (j > begin && items_tmp_[j - 1].value > item.value) {
-            items_tmp_[j] = items_tmp_[j - 1];
-            --j;
-          }
-          items_tmp_[j] = item;
-        }
-      }
-      begin = end;
+      largest = std::max(largest, start_[b + 1]);
+      start_[b + 1] += start_[b];
     }
-    for (std::size_t i = 0; i < n; ++i) perm[i] = items_tmp_[i].index;
+    for (std::size_t i = 0; i < n; ++i) {
+      items_[start_[bucket_[i]]++] = {value(i), static_cast<std::uint32_t>(i)};
+    }
+    // start_[b] is now the end of bucket b, the start of bucket b + 1
+    Item* items = items_.data();
+    if (largest <= 16) {
+      // The bucket index is monotone in the value, so every item of an earlier
+      // bucket is strictly smaller: one insertion sort over the whole array
+      // never moves an item out of its bucket, and gives the same order as one
+      // per bucket without a loop over the (mostly empty or single) buckets.
+      insertion_sort(items, 0, n);
+    } else {
+      std::size_t begin = 0;
+      for (std::size_t b = 0; b < n; ++b) {
+        const std::size_t end = start_[b];
+        if (end - begin > 16) {
+          std::sort(items + begin, items + end, [](const Item& a, const Item& c) {
+            return a.value < c.value || (a.value == c.value && a.index < c.index);
+          });
+        } else {
+          insertion_sort(items, begin, end);
+        }
+        begin = end;
+      }
+    }
     if (sorted) {
-      for (std::size_t i = 0; i < n; ++i) sorted[i] = -items_tmp_[i].value;
+      for (std::size_t i = 0; i < n; ++i) {
+        perm[i] = items[i].index;
+        sorted[i] = -items[i].value;
+      }
+    } else {
+      for (std::size_t i = 0; i < n; ++i) perm[i] = items[i].index;
+    }
+  }
+
+  // Stable insertion sort of items[begin, end) by value.
+  static void insertion_sort(Item* items, std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin + 1; i < end; ++i) {
+      const Item item = items[i];
+      std::size_t j = i;
+      while (j > begin && items[j - 1].value > item.value) {
+        items[j] = items[j - 1];
+        --j;
+      }
+      items[j] = item;
     }
   }
 
@@ -244,7 +267,7 @@ class DecreasingOrder {
     return (b >> 63) ? ~b : (b | 0x8000000000000000ULL);
   }
 
-  Buffer<Item> items_, items_tmp_;
+  Buffer<Item> items_;
   Buffer<std::uint32_t> bucket_, start_;
   Buffer<std::uint64_t> keys_, keys_tmp_;
   std::vector<std::size_t> count_;
