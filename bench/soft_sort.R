@@ -45,6 +45,12 @@ for (kind in c("rank", "sort")) {
 }
 show("soft_rank() forward only, eps = 1", timing(soft_rank(x, eps = 1, threads = 1), 9))
 
+# Caution: these figures depend on glibc's malloc state. Each call returns a
+# fresh 200 KB vector; in a fresh session malloc maps it afresh (its page
+# faults cost 2-3 us per vector on a virtual machine), but once the process
+# has freed a large block, as the n = 1e6 section above does, malloc raises
+# its mmap threshold and reuses heap memory. Run alone in a fresh session, the
+# same calls take about twice as long, for base R's own allocations too.
 cat("\n256 vectors of length 100 (a 100 x 256 matrix), forward + VJP\n")
 cat("(loop: a for loop of calls, garbage collections included; median: bench::mark's median\n",
     " time of one call, iterations with a garbage collection left out)\n", sep = "")
