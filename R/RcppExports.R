@@ -33,6 +33,10 @@ sinkhorn_plan_cpp <- function(x, a, y, b, eps, power, tol, max_iter, squash) {
     .Call(`_diffrank_sinkhorn_plan_cpp`, x, a, y, b, eps, power, tol, max_iter, squash)
 }
 
+nonfinite_kind_cpp <- function(x) {
+    .Call(`_diffrank_nonfinite_kind_cpp`, x)
+}
+
 soft_forward_cpp <- function(x, nrow, kind, reg, descending, eps, scale_sd, threads) {
     .Call(`_diffrank_soft_forward_cpp`, x, nrow, kind, reg, descending, eps, scale_sd, threads)
 }

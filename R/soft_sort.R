@@ -453,10 +453,11 @@ soft_args <- function(x, eps, threads, arg = "x") {
     m <- as_numeric_matrix(x, arg)
     shape <- dim(m)
   }
-  if (anyNA(m)) {
+  bad <- nonfinite_kind_cpp(m)  # one pass for anyNA(m) and infinite values
+  if (bad == 1L) {
     abort("`%s` must not contain missing values (NA or NaN): soft ranks of missing values are undefined; remove them first.", arg)
   }
-  if (length(m) > 0L && !(is.finite(min(m)) && is.finite(max(m)))) {
+  if (bad == 2L) {
     abort("`%s` must not contain infinite values.", arg)
   }
   list(m = m, nrow = shape[1L], ncol = shape[2L], vector = vector_x,
@@ -496,7 +497,7 @@ soft_product_input <- function(v, a, arg) {
           else sprintf("%d x %d", a$nrow, a$ncol), describe(v))
   }
   if (!is.double(v)) v <- as.double(v)
-  if (anyNA(v) || (length(v) > 0L && !(is.finite(min(v)) && is.finite(max(v))))) {
+  if (nonfinite_kind_cpp(v) != 0L) {
     abort("`%s` must contain only finite values.", arg)
   }
   v

@@ -45,7 +45,23 @@ for (kind in c("rank", "sort")) {
 }
 show("soft_rank() forward only, eps = 1", timing(soft_rank(x, eps = 1, threads = 1), 9))
 
+# Caution: these figures depend on glibc's malloc state. Each call returns a
+# fresh 200 KB vector; in a fresh session malloc maps it afresh (its page
+# faults cost 2-3 us per vector on a virtual machine), but once the process
+# has freed a large block, as the n = 1e6 section above does, malloc raises
+# its mmap threshold and reuses heap memory. Run alone in a fresh session, the
+# same calls take about twice as long, for base R's own allocations too.
 cat("\n256 vectors of length 100 (a 100 x 256 matrix), forward + VJP\n")
+cat("(loop: a for loop of calls, garbage collections included; median: bench::mark's median\n",
+    " time of one call, iterations with a garbage collection left out)\n", sep = "")
+# median of one call, in seconds, per bench::mark (which drops the iterations
+# that triggered a garbage collection, a cost of R's allocator rather than of
+# the call); NA without the bench package
+median_call <- function(expr) {
+  if (!requireNamespace("bench", quietly = TRUE)) return(NA_real_)
+  f <- eval.parent(substitute(function() expr))
+  as.numeric(stats::median(bench::mark(f(), iterations = 500, check = FALSE)$time[[1]]))
+}
 m <- matrix(rnorm(100 * 256), 100, 256)
 g <- matrix(rnorm(100 * 256), 100, 256)
 reps <- 100
@@ -54,10 +70,12 @@ for (kind in c("rank", "sort")) {
     f <- if (kind == "rank") soft_rank_vjp else soft_sort_vjp
     t1 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, threads = 1), 5) / reps
     t2 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, threads = 2), 5) / reps
-    cat(sprintf("soft_%s_vjp(reg = \"%s\"): %.2f us per vector on 1 thread (%.2f us cpu); %.2f us on 2 threads\n",
-                kind, reg, 1e6 * t1[1] / 256, 1e6 * t1[2] / 256, 1e6 * t2[1] / 256))
+    t3 <- median_call(f(m, g, eps = 0.1, reg = reg, threads = 1))
+    cat(sprintf("soft_%s_vjp(reg = \"%s\"): %.2f us per vector on 1 thread (%.2f us cpu); %.2f us on 2 threads; median call %.2f us per vector on 1 thread\n",
+                kind, reg, 1e6 * t1[1] / 256, 1e6 * t1[2] / 256, 1e6 * t2[1] / 256, 1e6 * t3 / 256))
   }
 }
 t_base <- timing(for (i in seq_len(reps)) apply(m, 2, rank), 5) / reps
-cat(sprintf("base apply(m, 2, rank): %.2f us per vector (%.2f us cpu)\n", 1e6 * t_base[1] / 256,
-            1e6 * t_base[2] / 256))
+t_base3 <- median_call(apply(m, 2, rank))
+cat(sprintf("base apply(m, 2, rank): %.2f us per vector (%.2f us cpu); median call %.2f us per vector\n",
+            1e6 * t_base[1] / 256, 1e6 * t_base[2] / 256, 1e6 * t_base3 / 256))

@@ -143,6 +143,16 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// nonfinite_kind_cpp
+int nonfinite_kind_cpp(Rcpp::NumericVector x);
+RcppExport SEXP _diffrank_nonfinite_kind_cpp(SEXP xSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    rcpp_result_gen = Rcpp::wrap(nonfinite_kind_cpp(x));
+    return rcpp_result_gen;
+END_RCPP
+}
 // soft_forward_cpp
 Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
 RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
@@ -305,6 +315,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 12},
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 10},
     {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 9},
+    {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},
     {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 8},
     {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 9},
     {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 8},

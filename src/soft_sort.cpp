@@ -3,7 +3,9 @@
 #include <Rcpp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <diffrank/isotonic.hpp>
 #include <diffrank/permutahedron.hpp>
 #include <string>
@@ -74,6 +76,30 @@ SoftState* get_state(SEXP state) {
 
 }  // namespace
 
+// 0 if every value of x is finite, 1 if some value is NA or NaN, else 2 if
+// some value is infinite: the argument checks of soft sorts in one pass over
+// the data instead of three (anyNA, min and max), which for a 100 x 256
+// matrix cost as much as a tenth of the soft ranks themselves.
+// [[Rcpp::export(rng = false)]]
+int nonfinite_kind_cpp(Rcpp::NumericVector x) {
+  const double* p = x.begin();
+  const std::size_t n = x.size();
+  // A value is not finite when its exponent bits are all ones: a branch-free
+  // first pass on the bit patterns, which the compiler vectorizes.
+  constexpr std::uint64_t exponent = 0x7FF0000000000000ULL;
+  std::uint64_t all_ones = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t b;
+    std::memcpy(&b, p + i, sizeof b);
+    all_ones |= static_cast<std::uint64_t>((b & exponent) == exponent);
+  }
+  if (all_ones == 0) return 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (std::isnan(p[i])) return 1;
+  }
+  return 2;
+}
+
 // Soft rank or soft sort of every column of x, an n x (length(x) / n) matrix
 // given as a plain vector (so that a vector is not copied into a matrix);
 // returns a plain vector of the same length.
@@ -118,8 +144,8 @@ Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, i
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SoftOperator soft;
         for (std::size_t j = j0; j < j1; ++j) {
-          // the output column holds the value until the product overwrites it
-          if (!soft.forward(xp + j * n, n, s, op + j * n)) {
+          // no value written: the product alone fills the output column
+          if (!soft.forward(xp + j * n, n, s, nullptr)) {
             failed[j] = 1;
             continue;
           }

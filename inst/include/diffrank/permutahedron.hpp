@@ -22,10 +22,17 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "isotonic.hpp"
 
@@ -38,15 +45,24 @@ enum class SoftKind { rank, sort };
 // solvers take differences of the two, which must stay finite.
 constexpr double soft_max_magnitude = 1e300;
 
-// A resizable array that, unlike std::vector, leaves new elements
-// uninitialized: the buffers below are always written before being read, and
-// zero-filling tens of megabytes per call would cost as much as the sort.
+// A resizable array of a trivial type that, unlike std::vector, leaves new
+// elements uninitialized: the buffers below are always written before being
+// read, and zero-filling tens of megabytes per call would cost as much as the
+// sort.
+//
+// Buffers of several megabytes (n around 10^6) are fresh memory on every call,
+// and faulting them in 4 KB page by page cost about a third of a soft sort of
+// 10^6 values (more under virtualization). On Linux such buffers are aligned
+// to 2 MB and marked for transparent huge pages, which cuts the page faults
+// 512-fold; elsewhere, or if the kernel declines, they are ordinary memory.
 template <class T>
 class Buffer {
+  static_assert(std::is_trivial<T>::value, "Buffer holds trivial types only");
+
  public:
   void resize(std::size_t n) {
     if (n > capacity_) {
-      data_.reset(new T[n]);
+      data_.reset(allocate(n));
       capacity_ = n;
     }
     size_ = n;
@@ -54,8 +70,8 @@ class Buffer {
   std::size_t size() const { return size_; }
   T* data() { return data_.get(); }
   const T* data() const { return data_.get(); }
-  T& operator[](std::size_t i) { return data_[i]; }
-  const T& operator[](std::size_t i) const { return data_[i]; }
+  T& operator[](std::size_t i) { return data_.get()[i]; }
+  const T& operator[](std::size_t i) const { return data_.get()[i]; }
   void swap(Buffer& other) {
     data_.swap(other.data_);
     std::swap(size_, other.size_);
@@ -63,7 +79,27 @@ class Buffer {
   }
 
  private:
-  std::unique_ptr<T[]> data_;
+  static T* allocate(std::size_t n) {
+    const std::size_t bytes = std::max<std::size_t>(n * sizeof(T), 1);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    constexpr std::size_t huge = std::size_t(1) << 21;
+    if (bytes >= 2 * huge) {
+      const std::size_t rounded = (bytes + huge - 1) & ~(huge - 1);
+      void* p = nullptr;
+      if (posix_memalign(&p, huge, rounded) == 0) {
+        madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
+        return static_cast<T*>(p);
+      }
+    }
+#endif
+    void* p = std::malloc(bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
   std::size_t size_ = 0, capacity_ = 0;
 };
 
@@ -148,13 +184,13 @@ class DecreasingOrder {
                    double* sorted) {
     if (n == 0) return;
     items_.resize(n);
-    items_tmp_.resize(n);
     bucket_.resize(n);
     start_.resize(n + 1);
-    double lo = -sign * key[0] + 0.0, hi = lo;
+    // ascending order of -sign * key; adding 0.0 makes the two zeros equal
+    auto value = [key, sign](std::size_t i) { return -sign * key[i] + 0.0; };
+    double lo = value(0), hi = lo;
     for (std::size_t i = 0; i < n; ++i) {
-      const double v = -sign * key[i] + 0.0;  // ascending order of -sign * key
-      items_[i] = {v, static_cast<std::uint32_t>(i)};
+      const double v = value(i);
       lo = std::min(lo, v);
       hi = std::max(hi, v);
     }
@@ -163,39 +199,62 @@ class DecreasingOrder {
     const double scale = half_width > 0.0 ? 0.5 * static_cast<double>(n - 1) / half_width : 0.0;
     std::fill(start_.data(), start_.data() + n + 1, 0u);
     for (std::size_t i = 0; i < n; ++i) {
-      const double t = (0.5 * items_[i].value - 0.5 * lo) * scale;
+      const double t = (0.5 * value(i) - 0.5 * lo) * scale;
       std::size_t b = t > 0.0 ? static_cast<std::size_t>(t) : 0;
       if (b >= n) b = n - 1;
       bucket_[i] = static_cast<std::uint32_t>(b);
       ++start_[b + 1];
     }
-    for (std::size_t b = 0; b < n; ++b) start_[b + 1] += start_[b];
-    for (std::size_t i = 0; i < n; ++i) items_tmp_[start_[bucket_[i]]++] = items_[i];
-    // start_[b] is now the end of bucket b, the start of bucket b + 1
-    std::size_t begin = 0;
+    std::uint32_t largest = 0;
     for (std::size_t b = 0; b < n; ++b) {
-      const std::size_t end = start_[b];
-      if (end - begin > 16) {
-        std::sort(items_tmp_.data() + begin, items_tmp_.data() + end,
-                  [](const Item& a, const Item& c) {
-                    return a.value < c.value || (a.value == c.value && a.index < c.index);
-                  });
-      } else {
-        for (std::size_t i = begin + 1; i < end; ++i) {
-          const Item item = items_tmp_[i];
-          std::size_t j = i;
-          while (j > begin && items_tmp_[j - 1].value > item.value) {
-            items_tmp_[j] = items_tmp_[j - 1];
-            --j;
-          }
-          items_tmp_[j] = item;
-        }
-      }
-      begin = end;
+      largest = std::max(largest, start_[b + 1]);
+      start_[b + 1] += start_[b];
     }
-    for (std::size_t i = 0; i < n; ++i) perm[i] = items_tmp_[i].index;
+    for (std::size_t i = 0; i < n; ++i) {
+      items_[start_[bucket_[i]]++] = {value(i), static_cast<std::uint32_t>(i)};
+    }
+    // start_[b] is now the end of bucket b, the start of bucket b + 1
+    Item* items = items_.data();
+    if (largest <= 16) {
+      // The bucket index is monotone in the value, so every item of an earlier
+      // bucket is strictly smaller: one insertion sort over the whole array
+      // never moves an item out of its bucket, and gives the same order as one
+      // per bucket without a loop over the (mostly empty or single) buckets.
+      insertion_sort(items, 0, n);
+    } else {
+      std::size_t begin = 0;
+      for (std::size_t b = 0; b < n; ++b) {
+        const std::size_t end = start_[b];
+        if (end - begin > 16) {
+          std::sort(items + begin, items + end, [](const Item& a, const Item& c) {
+            return a.value < c.value || (a.value == c.value && a.index < c.index);
+          });
+        } else {
+          insertion_sort(items, begin, end);
+        }
+        begin = end;
+      }
+    }
     if (sorted) {
-      for (std::size_t i = 0; i < n; ++i) sorted[i] = -items_tmp_[i].value;
+      for (std::size_t i = 0; i < n; ++i) {
+        perm[i] = items[i].index;
+        sorted[i] = -items[i].value;
+      }
+    } else {
+      for (std::size_t i = 0; i < n; ++i) perm[i] = items[i].index;
+    }
+  }
+
+  // Stable insertion sort of items[begin, end) by value.
+  static void insertion_sort(Item* items, std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin + 1; i < end; ++i) {
+      const Item item = items[i];
+      std::size_t j = i;
+      while (j > begin && items[j - 1].value > item.value) {
+        items[j] = items[j - 1];
+        --j;
+      }
+      items[j] = item;
     }
   }
 
@@ -208,7 +267,7 @@ class DecreasingOrder {
     return (b >> 63) ? ~b : (b | 0x8000000000000000ULL);
   }
 
-  Buffer<Item> items_, items_tmp_;
+  Buffer<Item> items_;
   Buffer<std::uint32_t> bucket_, start_;
   Buffer<std::uint64_t> keys_, keys_tmp_;
   std::vector<std::size_t> count_;
@@ -295,6 +354,8 @@ class SoftOperator {
   // sorted values in sorted order). Returns false, with out unspecified, when
   // x / eps overflows (ranks) or |x| or n / eps exceeds soft_max_magnitude
   // (sorts).
+  // out may be null when only the derivatives are wanted (a vector-Jacobian
+  // product right after the forward pass overwrites the value anyway).
   bool forward(const double* x, std::size_t n, const SoftSettings& settings, double* out) {
     set_ = settings;
     n_ = n;
@@ -375,7 +436,9 @@ class SoftOperator {
           for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = (s_[i] - s0 - ds) + mean_rho;
         }
       } else {
-        nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data());
+        // weight_ serves as the solver's scratch before it receives the weights
+        nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data(),
+                                             weight_.data());
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
           if (hi - lo == 1) {  // the hard rank, without exp
@@ -418,10 +481,11 @@ class SoftOperator {
           }
         }
       } else {
+        // the log-sum-exps of s_ overwrite s_ (not needed afterwards): one
+        // buffer of n values less to allocate and fault in
         work_.resize(n);
-        lse_.resize(n);
-        nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), work_.data(),
-                                     lse_.data());
+        nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), s_.data(),
+                                     work_.data());
         const double log_one_minus_q = std::log(-std::expm1(-1.0 / eps));
         for (std::size_t b = 0; b < nb_; ++b) {
           const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
@@ -522,6 +586,7 @@ class SoftOperator {
   }
 
   void write_output(double* out) const {
+    if (out == nullptr) return;
     if (set_.kind == SoftKind::sort && scaled_) {
       for (std::size_t i = 0; i < n_; ++i) out[i] = c_ * value_[i];
     } else {
@@ -592,7 +657,7 @@ class SoftOperator {
   // value_: ranks in the order of x, or sorted values, of the scaled input
   // (before multiplying sorts back by the scale); weight_: KL softmax inside
   // each block, in sorted order.
-  Buffer<double> value_, weight_, xs_, s_, t_, work_, lse_, extra_;
+  Buffer<double> value_, weight_, xs_, s_, t_, work_, extra_;
 };
 
 }  // namespace diffrank
