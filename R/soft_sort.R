@@ -94,13 +94,7 @@
 soft_rank <- function(x, eps = 1, reg = c("l2", "kl"),
                       direction = c("ascending", "descending"),
                       scale = c("none", "sd"), threads = diffrank_threads()) {
-  reg <- match.arg(reg)
-  direction <- match.arg(direction)
-  scale <- match.arg(scale)
-  a <- soft_args(x, eps, threads)
-  out <- soft_forward_cpp(a$m, a$nrow, "rank", reg, direction == "descending", a$eps,
-                          scale == "sd", a$threads)
-  soft_shape(out, a, "rank")
+  soft_forward("rank", x, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
 }
 
 #' @rdname soft_rank
@@ -108,13 +102,7 @@ soft_rank <- function(x, eps = 1, reg = c("l2", "kl"),
 soft_sort <- function(x, eps = 1, reg = c("l2", "kl"),
                       direction = c("ascending", "descending"),
                       scale = c("none", "sd"), threads = diffrank_threads()) {
-  reg <- match.arg(reg)
-  direction <- match.arg(direction)
-  scale <- match.arg(scale)
-  a <- soft_args(x, eps, threads)
-  out <- soft_forward_cpp(a$m, a$nrow, "sort", reg, direction == "descending", a$eps,
-                          scale == "sd", a$threads)
-  soft_shape(out, a, "sort")
+  soft_forward("sort", x, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
 }
 
 #' Derivatives of soft ranks and soft sorts
@@ -545,6 +533,13 @@ soft_fn <- function(kind, x, eps, reg, direction, scale, threads) {
                 what = if (a$vector) sprintf("a vector of length %d", a$nrow)
                        else sprintf("a %d x %d matrix, column by column", a$nrow, a$ncol))
   )
+}
+
+soft_forward <- function(kind, x, eps, reg, direction, scale, threads) {
+  a <- soft_args(x, eps, threads)
+  out <- soft_forward_cpp(a$m, a$nrow, kind, reg, direction == "descending", a$eps,
+                          scale == "sd", a$threads)
+  soft_shape(out, a, kind)
 }
 
 soft_vjp <- function(kind, x, v, eps, reg, direction, scale, threads) {
