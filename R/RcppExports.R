@@ -37,16 +37,16 @@ nonfinite_kind_cpp <- function(x) {
     .Call(`_diffrank_nonfinite_kind_cpp`, x)
 }
 
-soft_forward_cpp <- function(x, nrow, kind, reg, descending, eps, scale_sd, threads) {
-    .Call(`_diffrank_soft_forward_cpp`, x, nrow, kind, reg, descending, eps, scale_sd, threads)
+soft_forward_cpp <- function(x, nrow, options, threads) {
+    .Call(`_diffrank_soft_forward_cpp`, x, nrow, options, threads)
 }
 
-soft_vjp_cpp <- function(x, v, nrow, kind, reg, descending, eps, scale_sd, threads) {
-    .Call(`_diffrank_soft_vjp_cpp`, x, v, nrow, kind, reg, descending, eps, scale_sd, threads)
+soft_vjp_cpp <- function(x, v, nrow, options, threads) {
+    .Call(`_diffrank_soft_vjp_cpp`, x, v, nrow, options, threads)
 }
 
-soft_state_cpp <- function(x, nrow, kind, reg, descending, eps, scale_sd, threads) {
-    .Call(`_diffrank_soft_state_cpp`, x, nrow, kind, reg, descending, eps, scale_sd, threads)
+soft_state_cpp <- function(x, nrow, options, threads) {
+    .Call(`_diffrank_soft_state_cpp`, x, nrow, options, threads)
 }
 
 soft_state_product_cpp <- function(state, u, transpose, threads) {

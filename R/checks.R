@@ -1,8 +1,31 @@
 # Argument checks shared by every exported function. Messages name the
 # argument and say what was expected and what was given.
 
+# Errors name the user's call to the exported function (not the internal
+# helper that found the problem), as R's own errors do.
 abort <- function(fmt, ...) {
-  stop(sprintf(fmt, ...), call. = FALSE)
+  stop(simpleError(sprintf(fmt, ...), call = exported_caller()))
+}
+
+exported_caller <- function() {
+  exports <- getNamespaceExports("diffrank")
+  for (call in sys.calls()) {
+    fun <- call[[1L]]
+    if (is.call(fun) && identical(fun[[1L]], as.name("::"))) fun <- fun[[3L]]
+    if (is.name(fun) && as.character(fun) %in% exports) return(call)
+  }
+  NULL
+}
+
+# One of `choices` (the first when `x` is the whole default vector), or an
+# error naming the argument and the choices.
+match_choice <- function(x, choices, arg) {
+  if (identical(x, choices)) return(choices[1L])
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !(x %in% choices)) {
+    abort("`%s` must be one of %s, not %s.", arg, paste0("\"", choices, "\"", collapse = ", "),
+          describe(x))
+  }
+  x
 }
 
 describe <- function(x) {

@@ -6,7 +6,8 @@
 #' they become the hard rank (average ranks for ties) and the hard sort; as
 #' `eps` grows the soft ranks all tend to `(n + 1) / 2` and the soft sort to
 #' the mean of `x` (for `reg = "l2"`). Both are piecewise smooth in `x`, with exact derivatives
-#' available through [soft_rank_fn()] and [soft_rank_vjp()].
+#' available through [soft_rank_fn()] and [soft_rank_vjp()] (see
+#' [diffrank_operator] for the contract every differentiable family follows).
 #'
 #' @section Definition:
 #' With `rho = (n, n - 1, ..., 1)`:
@@ -24,10 +25,25 @@
 #' Both reduce to one sort and one isotonic regression solved by pool
 #' adjacent violators, O(n log n) in all. Values that the isotonic regression
 #' pools into one block share rank mass; the other values keep their hard
-#' rank. `direction = "descending"` ranks the largest value first (soft rank of
-#' `-x`) or sorts in decreasing order.
+#' rank. `decreasing = TRUE` ranks the largest value first (soft rank of
+#' `-x`) or sorts in decreasing order, as in [sort()] and [order()].
 #'
 #' @section Choosing eps:
+#' By default (`scale = "spacing"`) `eps` has no unit and does not depend on
+#' the length of `x`: `x` is first divided by `sd(x) / n`, about the typical
+#' gap between neighbouring sorted values (2.5 such units for normal data, 3.5
+#' for uniform data). So `soft_rank(x)` (`eps = 1`) stays close to `rank(x)`,
+#' mixing only neighbours closer than about a third of a typical gap, whatever
+#' the scale of `x` or its length, and `eps = 10` mixes a few dozen neighbours.
+#' For sorts the roles are reversed (see below), hence the smaller default
+#' `eps = 0.1` of `soft_sort()`, which pools gaps wider than about four typical
+#' gaps, that is, mostly in the tails. A warning is given when all the values
+#' of a vector were pooled into one block (the output is then close to its
+#' constant limit).
+#'
+#' The rest of this section describes the units of `x` after scaling
+#' (`scale = "none"`: the units of `x` itself).
+#'
 #' *Soft ranks* (`reg = "l2"`): `eps` is in the units of `x`. Inside a block
 #' the soft rank is `x / eps` plus a constant, so `eps` is the change of `x`
 #' that moves a rank by one, and neighbours closer than about `eps` are pooled.
@@ -48,14 +64,15 @@
 #' proportion to an exponential weight. [plot_soft_path()] shows the whole
 #' path for your data.
 #'
-#' `scale = "sd"` makes `eps` unit-free: `x` is divided by its standard
-#' deviation first (and, for sorts, the result multiplied back), so the
-#' lengths above are in standard deviations and the result does not change
-#' when `x` is multiplied by a positive constant (for ranks, nor when a
-#' constant is added). The derivatives include the dependence of the standard
-#' deviation on `x`. With n values and scaled ranks, `eps` near `1 / n` mixes
-#' neighbours and `eps` near 1 makes the ranks almost affine. A constant `x`
-#' is not rescaled.
+#' `scale = "spacing"` (`x / (sd(x) / n)`) and `scale = "sd"` (`x / sd(x)`)
+#' make `eps` unit-free: `x` is divided first (and, for sorts, the result
+#' multiplied back), so the result does not change when `x` is multiplied by
+#' a positive constant (for ranks, nor when a constant is added). The
+#' derivatives include the dependence of the standard deviation on `x`. With
+#' `scale = "sd"` and ranks, `eps` near `1 / n` mixes neighbours and `eps`
+#' near 1 makes the ranks almost affine. A constant `x` is not rescaled. The
+#' Sinkhorn operators of [sinkhorn_rank()] have the same argument, where the
+#' default `scale = "squash"` maps `x` onto `(0, 1)`.
 #'
 #' `eps = 0` returns the hard operator, `rank(x, ties.method = "average")` or
 #' `sort(x)`. Exact ties always get exactly equal soft ranks.
@@ -66,10 +83,10 @@
 #' @param eps Regularization strength, a single number `>= 0`; see the section
 #'   Choosing eps.
 #' @param reg Regularization: `"l2"` (quadratic) or `"kl"` (entropic).
-#' @param direction `"ascending"` (rank 1 for the smallest value, sort in
-#'   increasing order) or `"descending"`.
-#' @param scale `"none"` or `"sd"` (divide `x` by its standard deviation, so
-#'   that `eps` has no unit).
+#' @param decreasing `FALSE` (rank 1 for the smallest value, sort in
+#'   increasing order) or `TRUE`.
+#' @param scale `"spacing"` (divide `x` by `sd(x) / n`), `"sd"` (divide by
+#'   `sd(x)`) or `"none"`; see the section Choosing eps.
 #' @param threads Number of threads over the columns of a matrix; see
 #'   [diffrank_threads()]. The result does not depend on it.
 #' @return For `soft_rank()`, numbers of the shape of `x` (a vector for a
@@ -84,25 +101,24 @@
 #' @export
 #' @examples
 #' x <- c(a = 0.5, b = 2.1, c = 2.0, d = -1)
-#' soft_rank(x, eps = 0)      # hard ranks
-#' soft_rank(x, eps = 0.2)    # b and c are closer than eps: they share rank mass
-#' soft_rank(x, eps = 100)    # everything near (n + 1) / 2
-#' soft_rank(x, eps = 0.5, direction = "descending", reg = "kl")
-#' soft_sort(x, eps = 0.5)
+#' soft_rank(x)                # close to rank(x), whatever the scale of x
+#' soft_rank(x, eps = 0)       # hard ranks
+#' soft_rank(x, eps = 0.2, scale = "none")   # b and c closer than eps share rank mass
+#' soft_rank(x, eps = 10)      # strongly smoothed
+#' soft_rank(x, eps = 0.5, decreasing = TRUE, reg = "kl")
+#' soft_sort(x)
 #' # a matrix: one vector per column
-#' soft_rank(matrix(rnorm(12), 4, 3), eps = 0.1, scale = "sd")
-soft_rank <- function(x, eps = 1, reg = c("l2", "kl"),
-                      direction = c("ascending", "descending"),
-                      scale = c("none", "sd"), threads = diffrank_threads()) {
-  soft_forward("rank", x, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
+#' soft_rank(matrix(rnorm(12), 4, 3), eps = 2)
+soft_rank <- function(x, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
+                      scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+  soft_forward("rank", x, eps, reg, decreasing, scale, threads)
 }
 
 #' @rdname soft_rank
 #' @export
-soft_sort <- function(x, eps = 1, reg = c("l2", "kl"),
-                      direction = c("ascending", "descending"),
-                      scale = c("none", "sd"), threads = diffrank_threads()) {
-  soft_forward("sort", x, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
+soft_sort <- function(x, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
+                      scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+  soft_forward("sort", x, eps, reg, decreasing, scale, threads)
 }
 
 #' Derivatives of soft ranks and soft sorts
@@ -125,7 +141,8 @@ soft_sort <- function(x, eps = 1, reg = c("l2", "kl"),
 #' object saved with [saveRDS()] keeps `$value` but its products fail after
 #' reloading.
 #'
-#' The derivative is exact wherever the operator is differentiable, i.e.
+#' The operators follow the contract of [diffrank_operator]. The derivative
+#' is exact wherever the operator is differentiable, i.e.
 #' wherever no two neighbouring blocks have equal values; at `eps = 0` it is the
 #' derivative of the hard operator: zero for ranks, the sorting permutation for
 #' sorts.
@@ -133,16 +150,17 @@ soft_sort <- function(x, eps = 1, reg = c("l2", "kl"),
 #' @inheritParams soft_rank
 #' @param v For the `_vjp()` functions, the vector (or matrix) to multiply the
 #'   Jacobian with from the left: the shape of the output, i.e. of `x`.
-#' @return `soft_rank_fn()` and `soft_sort_fn()` return an object of class
-#'   `soft_operator`, a list with
+#' @return `soft_rank_fn()` and `soft_sort_fn()` return a
+#'   [diffrank_operator]:
 #'   * `value`: what [soft_rank()] or [soft_sort()] returns;
-#'   * `vjp(v)`: `t(J) %*% v` for each vector, shaped like `x`;
+#'   * `vjp(v, wrt = "x")`: `t(J) %*% v` for each vector, shaped like `x`;
 #'   * `jvp(u)`: `J %*% u` for each vector (`u` shaped like `x`), shaped like
 #'     `value`;
 #'   * `jacobian()`: the n x n Jacobian `J[i, j] = d value[i] / d x[j]` (an
-#'     n x n x ncol array for a matrix `x`);
-#'   * `n_blocks`: the number of isotonic blocks of each vector (n blocks means
-#'     the hard operator).
+#'     n x n x ncol array for a matrix `x`).
+#'
+#'   Printing it shows the number of isotonic blocks of each vector (n blocks
+#'   means the hard operator).
 #'
 #'   `soft_rank_vjp()` and `soft_sort_vjp()` return the gradient, shaped like
 #'   `x` with its names or dimnames.
@@ -158,76 +176,53 @@ soft_sort <- function(x, eps = 1, reg = c("l2", "kl"),
 #' # the same gradient in one call
 #' soft_rank_vjp(x, c(1, 0, 0, 0), eps = 0.1)
 #' # soft sort, entropic regularization
-#' soft_sort_fn(x, eps = 0.5, reg = "kl")$jvp(c(1, 0, 0, 0))
-soft_rank_fn <- function(x, eps = 1, reg = c("l2", "kl"),
-                         direction = c("ascending", "descending"),
-                         scale = c("none", "sd"), threads = diffrank_threads()) {
-  soft_fn("rank", x, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
+#' soft_sort_fn(x, eps = 0.05, reg = "kl")$jvp(c(1, 0, 0, 0))
+soft_rank_fn <- function(x, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
+                         scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+  soft_fn("rank", x, eps, reg, decreasing, scale, threads)
 }
 
 #' @rdname soft_rank_fn
 #' @export
-soft_sort_fn <- function(x, eps = 1, reg = c("l2", "kl"),
-                         direction = c("ascending", "descending"),
-                         scale = c("none", "sd"), threads = diffrank_threads()) {
-  soft_fn("sort", x, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
+soft_sort_fn <- function(x, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
+                         scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+  soft_fn("sort", x, eps, reg, decreasing, scale, threads)
 }
 
 #' @rdname soft_rank_fn
 #' @export
-soft_rank_vjp <- function(x, v, eps = 1, reg = c("l2", "kl"),
-                          direction = c("ascending", "descending"),
-                          scale = c("none", "sd"), threads = diffrank_threads()) {
-  soft_vjp("rank", x, v, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
+soft_rank_vjp <- function(x, v, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
+                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+  soft_vjp("rank", x, v, eps, reg, decreasing, scale, threads)
 }
 
 #' @rdname soft_rank_fn
 #' @export
-soft_sort_vjp <- function(x, v, eps = 1, reg = c("l2", "kl"),
-                          direction = c("ascending", "descending"),
-                          scale = c("none", "sd"), threads = diffrank_threads()) {
-  soft_vjp("sort", x, v, eps, match.arg(reg), match.arg(direction), match.arg(scale), threads)
-}
-
-#' @rdname soft_rank_fn
-#' @param ... Ignored.
-#' @export
-print.soft_operator <- function(x, ...) {
-  info <- attr(x, "info")
-  cat(sprintf("<soft_operator> soft %s (%s, %s, eps = %s%s) of %s\n", info$kind, info$reg,
-              info$direction, format(info$eps), if (info$scale == "sd") ", scale = \"sd\"" else "",
-              info$what))
-  blocks <- x$n_blocks
-  if (length(blocks) == 1L) {
-    cat(sprintf("  %d isotonic block(s) for %d values\n", blocks, info$n))
-  } else if (length(blocks) > 1L && min(blocks) == max(blocks)) {
-    cat(sprintf("  %d isotonic block(s) in each column of %d values\n", blocks[1L], info$n))
-  } else if (length(blocks) > 1L) {
-    cat(sprintf("  %d to %d isotonic blocks per column of %d values\n", min(blocks),
-                max(blocks), info$n))
-  }
-  cat("  $value, $vjp(v), $jvp(u), $jacobian()\n")
-  invisible(x)
+soft_sort_vjp <- function(x, v, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
+                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+  soft_vjp("sort", x, v, eps, reg, decreasing, scale, threads)
 }
 
 #' Spearman loss with its gradient
 #'
 #' A differentiable Spearman loss for fitting models whose predictions should
-#' *rank* the observations well: `1 - cor(soft_rank(pred), rank(target))`,
+#' *rank* the observations well: `1 - cor(soft_rank(pred), rank(response))`,
 #' with the soft ranks of [soft_rank()] and its exact gradient with respect to
 #' `pred`. The value lies in `[0, 2]`; it tends to one minus Spearman's
 #' correlation as `eps` goes to 0.
 #'
 #' For a linear model `pred = X %*% beta` the gradient with respect to `beta`
 #' is `crossprod(X, gradient)`, which `optim(method = "L-BFGS-B")` accepts
-#' directly (see the example). With `scale = "sd"` the loss does not change
-#' when `pred` is multiplied by a positive constant, so the fit does not drift
-#' towards ever larger coefficients to make the ranks harder.
+#' directly (see the example). With the default `scale = "spacing"` the loss
+#' does not change when `pred` is multiplied by a positive constant, so the
+#' fit does not drift towards ever larger coefficients to make the ranks
+#' harder, and `eps = 1` is close to Spearman's correlation for any scale of
+#' `pred`.
 #'
 #' @param pred Predictions, a numeric vector (or a one-column matrix), at least
 #'   two values, not all equal.
-#' @param target Observed values of the same length, not all equal; ranked with
-#'   average ranks for ties.
+#' @param response Observed values of the same length, not all equal; ranked
+#'   with average ranks for ties.
 #' @inheritParams soft_rank
 #' @return A list with `value` (the loss) and `gradient` (its gradient with
 #'   respect to `pred`, a vector with the names of `pred`).
@@ -239,38 +234,36 @@ print.soft_operator <- function(x, ...) {
 #' n <- 100
 #' X <- cbind(1, matrix(rnorm(n * 3), n, 3))
 #' y <- exp(2 * X[, 2] - X[, 3]) + rnorm(n, sd = 0.1)  # monotone, skewed
-#' loss <- function(beta) spearman_loss(X %*% beta, y, eps = 0.05, scale = "sd")
+#' loss <- function(beta) spearman_loss(X %*% beta, y, eps = 5)
 #' fit <- optim(c(0, 1, 1, 1), function(b) loss(b)$value,
 #'              function(b) drop(crossprod(X, loss(b)$gradient)),
 #'              method = "L-BFGS-B")
 #' cor(X %*% fit$par, y, method = "spearman")
 #' cor(fitted(lm(y ~ X - 1)), y, method = "spearman")   # least squares
-spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
-                          scale = c("none", "sd")) {
-  reg <- match.arg(reg)
-  scale <- match.arg(scale)
+spearman_loss <- function(pred, response, eps = 1, reg = c("l2", "kl"),
+                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
   pred <- check_numeric_vector(pred, "pred")
-  target <- check_numeric_vector(target, "target")
-  if (length(pred) != length(target)) {
-    abort("`pred` and `target` must have the same length, not %d and %d.", length(pred),
-          length(target))
+  response <- check_numeric_vector(response, "response")
+  if (length(pred) != length(response)) {
+    abort("`pred` and `response` must have the same length, not %d and %d.", length(pred),
+          length(response))
   }
   if (length(pred) < 2L) abort("`pred` must have at least 2 values, not %d.", length(pred))
-  eps <- check_number(eps, "eps", lower = 0)
-  t_rank <- rank(target)
-  tc <- t_rank - mean(t_rank)
-  t_norm <- sqrt(sum(tc^2))
-  if (t_norm == 0) abort("`target` must not be constant: its ranks have no spread.")
-  op <- soft_state_cpp(as.double(pred), length(pred), "rank", reg, FALSE, eps, scale == "sd", 1L)
-  r <- op$value
+  a <- soft_args("rank", pred, eps, reg, FALSE, scale, threads)
+  response_rank <- rank(response)
+  rc_response <- response_rank - mean(response_rank)
+  response_norm <- sqrt(sum(rc_response^2))
+  if (response_norm == 0) abort("`response` must not be constant: its ranks have no spread.")
+  op <- soft_state_cpp(a$m, a$shape$nrow, a$options, a$threads)
+  r <- warn_pooled(op$value, a)
   rc <- r - mean(r)
   r_norm <- sqrt(sum(rc^2))
   if (!(r_norm > 0)) {
     abort("The soft ranks of `pred` are all equal (constant `pred`): Spearman's correlation is undefined; start from non-constant predictions.")
   }
-  rho <- sum(rc * tc) / (r_norm * t_norm)
-  d_rank <- tc / (r_norm * t_norm) - rho * rc / r_norm^2
-  grad <- -soft_state_product_cpp(op$state, d_rank, TRUE, 1L)
+  rho <- sum(rc * rc_response) / (r_norm * response_norm)
+  d_rank <- rc_response / (r_norm * response_norm) - rho * rc / r_norm^2
+  grad <- -soft_state_product_cpp(op$state, d_rank, TRUE, a$threads)
   names(grad) <- names(pred)
   list(value = 1 - rho, gradient = grad)
 }
@@ -287,8 +280,8 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
 #'   hard operator to the fully pooled one: for ranks from half the smallest
 #'   gap between distinct values of `x` to twice its range, for sorts from the
 #'   inverse of twice the range to twice the inverse of the smallest gap (in
-#'   standard deviations with `scale = "sd"`).
-#' @param type `"rank"` or `"sort"`.
+#'   the units of the scaled `x`).
+#' @param operator `"rank"` or `"sort"`.
 #' @param plot `FALSE` to compute the path without plotting it.
 #' @param legend Whether to add a legend with the names of `x` (by default
 #'   when `x` has names and at most 12 values).
@@ -302,17 +295,17 @@ spearman_loss <- function(pred, target, eps = 1, reg = c("l2", "kl"),
 #' set.seed(2)
 #' x <- round(rnorm(8), 1)
 #' plot_soft_path(x)
-#' path <- plot_soft_path(x, type = "sort", reg = "kl", plot = FALSE)
+#' path <- plot_soft_path(x, operator = "sort", reg = "kl", plot = FALSE)
 #' dim(path$values)
-plot_soft_path <- function(x, eps = NULL, type = c("rank", "sort"), reg = c("l2", "kl"),
-                           direction = c("ascending", "descending"), scale = c("none", "sd"),
+plot_soft_path <- function(x, eps = NULL, operator = c("rank", "sort"), reg = c("l2", "kl"),
+                           decreasing = FALSE, scale = c("spacing", "sd", "none"),
                            plot = TRUE, legend = !is.null(names(x)) && length(x) <= 12L,
                            main = NULL, xlab = "eps (log scale)", ylab = NULL,
                            col = NULL, lty = 1, ...) {
-  type <- match.arg(type)
-  reg <- match.arg(reg)
-  direction <- match.arg(direction)
-  scale <- match.arg(scale)
+  operator <- match_choice(operator, c("rank", "sort"), "operator")
+  reg <- match_choice(reg, c("l2", "kl"), "reg")
+  decreasing <- check_flag(decreasing, "decreasing")
+  scale <- match_choice(scale, c("spacing", "sd", "none"), "scale")
   plot <- check_flag(plot, "plot")
   legend <- check_flag(legend, "legend")
   if (!is.numeric(x) || is.object(x) || !is.null(dim(x)) || length(x) < 2L) {
@@ -322,32 +315,34 @@ plot_soft_path <- function(x, eps = NULL, type = c("rank", "sort"), reg = c("l2"
   labels <- names(x)
   x <- as.double(x)
   if (is.null(eps)) {
-    # from the hard operator to the fully pooled one (see ?soft_rank)
-    unit <- if (scale == "sd" && stats::sd(x) > 0) stats::sd(x) else 1
-    gaps <- diff(sort(unique(x))) / unit
-    span <- diff(range(x)) / unit
-    if (span == 0) span <- 1
-    small <- if (length(gaps) > 0L) min(gaps) else span / 100
-    range_eps <- if (type == "rank") c(small / 2, 2 * span) else c(1 / (2 * span), 2 / small)
-    eps <- 10^seq(log10(range_eps[1L]), log10(range_eps[2L]), length.out = 100L)
+    eps <- default_eps_path(x, operator, scale)
   } else if (!is.numeric(eps) || length(eps) == 0L || anyNA(eps) || any(!is.finite(eps)) ||
                any(eps <= 0)) {
     abort("`eps` must be a vector of positive finite numbers, not %s.", describe(eps))
   }
-  fun <- if (type == "rank") soft_rank else soft_sort
   values <- t(vapply(eps, function(e) {
-    as.vector(fun(x, eps = e, reg = reg, direction = direction, scale = scale, threads = 1L))
+    a <- soft_args(operator, x, e, reg, decreasing, scale, 1L)
+    out <- soft_forward_cpp(a$m, a$shape$nrow, a$options, 1L)
+    as.vector(out)   # the path goes to the pooled limit on purpose: no warning
   }, numeric(length(x))))
-  if (type == "rank") colnames(values) <- labels
+  if (operator == "rank") colnames(values) <- labels
   if (plot) {
-    if (is.null(main)) main <- sprintf("Soft %s path (%s)", type, reg)
-    if (is.null(ylab)) ylab <- if (type == "rank") "soft rank" else "soft sort"
+    if (is.null(main)) main <- sprintf("Soft %s path (%s)", operator, reg)
+    if (is.null(ylab)) ylab <- if (operator == "rank") "soft rank" else "soft sort"
     if (is.null(col)) col <- grDevices::hcl.colors(length(x), "Dark 3")
+    show_legend <- isTRUE(legend) && !is.null(labels) && operator == "rank"
+    if (show_legend) {
+      # the legend goes in a right margin of its own, never over the curves
+      width <- max(graphics::strwidth(labels, units = "inches", cex = 0.8)) + 0.6
+      old <- graphics::par(mai = graphics::par("mai") + c(0, 0, 0, width))
+      on.exit(graphics::par(old), add = TRUE)
+    }
     graphics::matplot(eps, values, type = "l", log = "x", main = main, xlab = xlab,
                       ylab = ylab, col = col, lty = lty, ...)
-    if (isTRUE(legend) && !is.null(labels) && type == "rank") {
-      graphics::legend("topright", legend = labels, col = col, lty = lty, bty = "n",
-                       cex = 0.8)
+    if (show_legend) {
+      graphics::legend(graphics::par("usr")[2L], graphics::par("usr")[4L], legend = labels,
+                       col = rep_len(col, length(labels)), lty = lty, bty = "n", cex = 0.8,
+                       xpd = TRUE, xjust = 0, yjust = 1)
     }
   }
   invisible(list(eps = eps, values = values))
@@ -429,124 +424,119 @@ project_permutahedron <- function(z, w, reg = c("l2", "kl")) {
 # ---------------------------------------------------------------------------
 # helpers
 
-soft_args <- function(x, eps, threads, arg = "x") {
+# 100 values of eps from the hard operator to the fully pooled one (see
+# ?soft_rank): for ranks from half the smallest gap between distinct values
+# to twice the range, for sorts from the inverse of twice the range to twice
+# the inverse of the smallest gap, in the units of the scaled x; kept within
+# the range of finite doubles for denormal gaps.
+default_eps_path <- function(x, operator, scale) {
+  s <- stats::sd(x)
+  unit <- if (scale == "none" || !(s > 0)) 1 else if (scale == "sd") s else s / length(x)
+  gaps <- diff(sort(unique(x / unit)))
+  span <- diff(range(x / unit))
+  if (!(span > 0)) span <- 1
+  small <- if (length(gaps) > 0L) min(gaps) else span / 100
+  ends <- if (operator == "rank") c(small / 2, 2 * span) else c(1 / (2 * span), 2 / small)
+  ends <- pmin(pmax(ends, 1e-300), 1e300)
+  if (ends[1L] >= ends[2L]) ends <- ends[1L] * c(0.5, 2)
+  10^seq(log10(ends[1L]), log10(ends[2L]), length.out = 100L)
+}
+
+# The checked arguments of a soft operator: x as a double vector or matrix
+# (passed to C++ without a copy), its shape, and the options list that the
+# glue turns into the core's settings.
+soft_args <- function(kind, x, eps, reg, decreasing, scale, threads, call = parent.frame()) {
   vector_x <- is.null(dim(x)) && !is.data.frame(x)
   if (vector_x && is.double(x) && !is.object(x)) {
     m <- x   # passed to C++ as it is: no copy into a one-column matrix
-    if (length(x) > .Machine$integer.max) {
-      abort("`%s` must have fewer than 2^31 values.", arg)
-    }
-    shape <- c(length(x), 1L)
+    if (length(x) > .Machine$integer.max) abort("`x` must have fewer than 2^31 values.")
+    shape <- list(vector = TRUE, nrow = length(x), ncol = 1L, names = names(x), dimnames = NULL,
+                  what = sprintf("a vector of length %d", length(x)))
   } else {
-    m <- as_numeric_matrix(x, arg)
-    shape <- dim(m)
+    m <- as_numeric_matrix(x, "x")
+    shape <- input_shape(x, m)
   }
   bad <- nonfinite_kind_cpp(m)  # one pass for anyNA(m) and infinite values
   if (bad == 1L) {
-    abort("`%s` must not contain missing values (NA or NaN): soft ranks of missing values are undefined; remove them first.", arg)
+    abort("`x` must not contain missing values (NA or NaN): soft ranks of missing values are undefined; remove them first.")
   }
-  if (bad == 2L) {
-    abort("`%s` must not contain infinite values.", arg)
-  }
-  list(m = m, nrow = shape[1L], ncol = shape[2L], vector = vector_x,
-       names = if (vector_x) names(x) else NULL,
-       dimnames = if (vector_x) NULL else dimnames(m),
-       eps = check_number(eps, "eps", lower = 0), threads = check_threads(threads))
+  if (bad == 2L) abort("`x` must not contain infinite values.")
+  options <- list(kind = kind, reg = match_choice(reg, c("l2", "kl"), "reg"),
+                  decreasing = check_flag(decreasing, "decreasing"),
+                  eps = check_number(eps, "eps", lower = 0),
+                  scale = match_choice(scale, c("spacing", "sd", "none"), "scale"))
+  list(m = m, shape = shape, options = options, threads = check_threads(threads))
 }
 
-# Output of the C++ glue (a plain vector) in the shape of the user's x: a
-# vector for a vector, else a matrix, with x's names or dimnames. Sorted
-# outputs have no row names.
-soft_shape <- function(out, a, kind) {
-  if (a$vector) {
-    if (kind == "rank" && !is.null(a$names)) names(out) <- a$names
-    return(out)
+# A warning when every value of some column was pooled into one block: the
+# output is then the eps -> infinity limit, up to a term affine in x.
+warn_pooled <- function(out, a) {
+  pooled <- attr(out, "pooled")
+  attr(out, "pooled") <- NULL
+  if (isTRUE(pooled > 0L)) {
+    warning(sprintf(paste0(
+      "The soft %s pooled all values into one block in %d of %d column(s): eps = %s is ",
+      "large for these data, and the output is close to its constant limit. Use a smaller ",
+      "`eps`%s."), a$options$kind, pooled, a$shape$ncol, format(a$options$eps),
+      if (a$options$scale == "none") " or `scale = \"spacing\"`" else ""), call. = FALSE)
   }
-  dim(out) <- c(a$nrow, a$ncol)
-  dn <- a$dimnames
-  if (kind == "sort" && !is.null(dn)) dn[1L] <- list(NULL)
-  if (!is.null(dn) && !all(vapply(dn, is.null, TRUE))) dimnames(out) <- dn
   out
 }
 
-# A direction (v or u) for a product: numbers of the shape of x.
-soft_product_input <- function(v, a, arg) {
-  if (!(is.numeric(v) || is.logical(v)) || (is.object(v) && !is.matrix(v))) {
-    abort("`%s` must be numeric, not %s.", arg, describe(v))
-  }
-  ok <- if (a$vector) {
-    is.null(dim(v)) && length(v) == a$nrow
-  } else {
-    identical(as.integer(dim(v)), c(a$nrow, a$ncol))
-  }
-  if (!ok) {
-    abort("`%s` must have the shape of `x` (%s), not %s.", arg,
-          if (a$vector) sprintf("a vector of length %d", a$nrow)
-          else sprintf("%d x %d", a$nrow, a$ncol), describe(v))
-  }
-  if (!is.double(v)) v <- as.double(v)
-  if (nonfinite_kind_cpp(v) != 0L) {
-    abort("`%s` must contain only finite values.", arg)
-  }
-  v
-}
-
-soft_fn <- function(kind, x, eps, reg, direction, scale, threads) {
-  a <- soft_args(x, eps, threads)
-  res <- soft_state_cpp(a$m, a$nrow, kind, reg, direction == "descending", a$eps,
-                        scale == "sd", a$threads)
+soft_fn <- function(kind, x, eps, reg, decreasing, scale, threads) {
+  a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
+  res <- soft_state_cpp(a$m, a$shape$nrow, a$options, a$threads)
   state <- res$state
-  value <- soft_shape(res$value, a, kind)
+  shape <- a$shape
   nthreads <- a$threads
-  a$m <- NULL   # the closures need the shape, not the data
-  vjp <- function(v) {
-    soft_shape(soft_state_product_cpp(state, soft_product_input(v, a, "v"), TRUE, nthreads),
-               a, "rank")
-  }
-  jvp <- function(u) {
-    soft_shape(soft_state_product_cpp(state, soft_product_input(u, a, "u"), FALSE, nthreads),
-               a, kind)
+  n_blocks <- soft_state_blocks_cpp(state)
+  product <- function(direction, transpose, row_names) {
+    shape_like_input(soft_state_product_cpp(state, direction, transpose, nthreads), shape,
+                     row_names)
   }
   jacobian <- function() {
-    n <- a$nrow
-    if (as.double(n)^2 * a$ncol > 1e8) {
-      abort("The Jacobian would have %.3g entries; use $jvp() or $vjp() instead.",
-            as.double(n)^2 * a$ncol)
-    }
+    n <- shape$nrow
     jac <- soft_state_jacobian_cpp(state, nthreads)
-    in_names <- if (a$vector) a$names else a$dimnames[[1L]]
+    in_names <- if (shape$vector) shape$names else shape$dimnames[[1L]]
     out_names <- if (kind == "rank") in_names else NULL
-    if (a$vector) {
+    if (shape$vector) {
       jac <- matrix(jac, n, n)
       if (!is.null(in_names)) dimnames(jac) <- list(out_names, in_names)
       return(jac)
     }
-    if (!is.null(a$dimnames)) dimnames(jac) <- list(out_names, in_names, a$dimnames[[2L]])
+    if (!is.null(shape$dimnames)) dimnames(jac) <- list(out_names, in_names, shape$dimnames[[2L]])
     jac
   }
-  structure(
-    list(value = value, vjp = vjp, jvp = jvp, jacobian = jacobian,
-         n_blocks = soft_state_blocks_cpp(state)),
-    class = "soft_operator",
-    info = list(kind = kind, reg = reg, direction = direction, eps = a$eps, scale = scale,
-                n = a$nrow,
-                what = if (a$vector) sprintf("a vector of length %d", a$nrow)
-                       else sprintf("a %d x %d matrix, column by column", a$nrow, a$ncol))
+  new_operator(
+    value = shape_like_input(warn_pooled(res$value, a), shape, kind == "rank"),
+    input = shape,
+    vjp_impl = function(v, wrt) list(x = product(v, TRUE, TRUE)),
+    jvp_impl = function(u) product(u, FALSE, kind == "rank"),
+    jacobian_impl = jacobian,
+    label = sprintf("soft_%s", kind),
+    settings = a$options[c("eps", "reg", "decreasing", "scale")],
+    details = block_summary(n_blocks, shape$nrow)
   )
 }
 
-soft_forward <- function(kind, x, eps, reg, direction, scale, threads) {
-  a <- soft_args(x, eps, threads)
-  out <- soft_forward_cpp(a$m, a$nrow, kind, reg, direction == "descending", a$eps,
-                          scale == "sd", a$threads)
-  soft_shape(out, a, kind)
+block_summary <- function(blocks, n) {
+  if (length(blocks) == 0L) return(character())
+  if (min(blocks) == max(blocks)) {
+    return(sprintf("%d isotonic block(s) per column of %d values (%d blocks: the hard operator)",
+                   blocks[1L], n, n))
+  }
+  sprintf("%d to %d isotonic blocks per column of %d values", min(blocks), max(blocks), n)
 }
 
-soft_vjp <- function(kind, x, v, eps, reg, direction, scale, threads) {
-  a <- soft_args(x, eps, threads)
-  if (missing(v)) abort("`v` is missing: give the vector to multiply the Jacobian with.")
-  v <- soft_product_input(v, a, "v")
-  g <- soft_vjp_cpp(a$m, v, a$nrow, kind, reg, direction == "descending", a$eps,
-                    scale == "sd", a$threads)
-  soft_shape(g, a, "rank")
+soft_forward <- function(kind, x, eps, reg, decreasing, scale, threads) {
+  a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
+  out <- soft_forward_cpp(a$m, a$shape$nrow, a$options, a$threads)
+  shape_like_input(warn_pooled(out, a), a$shape, kind == "rank")
+}
+
+soft_vjp <- function(kind, x, v, eps, reg, decreasing, scale, threads) {
+  a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
+  like <- if (a$shape$vector) a$shape$nrow else c(a$shape$nrow, a$shape$ncol)
+  v <- check_direction(v, like, "v", "`x`")
+  shape_like_input(soft_vjp_cpp(a$m, v, a$shape$nrow, a$options, a$threads), a$shape, TRUE)
 }

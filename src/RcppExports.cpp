@@ -154,54 +154,42 @@ BEGIN_RCPP
 END_RCPP
 }
 // soft_forward_cpp
-Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
-RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, int threads);
+RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
     Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
-    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
-    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
-    Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(soft_forward_cpp(x, nrow, kind, reg, descending, eps, scale_sd, threads));
+    rcpp_result_gen = Rcpp::wrap(soft_forward_cpp(x, nrow, options, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // soft_vjp_cpp
-Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
-RcppExport SEXP _diffrank_soft_vjp_cpp(SEXP xSEXP, SEXP vSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, int nrow, Rcpp::List options, int threads);
+RcppExport SEXP _diffrank_soft_vjp_cpp(SEXP xSEXP, SEXP vSEXP, SEXP nrowSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type v(vSEXP);
     Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
-    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
-    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
-    Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(soft_vjp_cpp(x, v, nrow, kind, reg, descending, eps, scale_sd, threads));
+    rcpp_result_gen = Rcpp::wrap(soft_vjp_cpp(x, v, nrow, options, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // soft_state_cpp
-Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg, bool descending, double eps, bool scale_sd, int threads);
-RcppExport SEXP _diffrank_soft_state_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP kindSEXP, SEXP regSEXP, SEXP descendingSEXP, SEXP epsSEXP, SEXP scale_sdSEXP, SEXP threadsSEXP) {
+Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, int threads);
+RcppExport SEXP _diffrank_soft_state_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
     Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
-    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
-    Rcpp::traits::input_parameter< std::string >::type reg(regSEXP);
-    Rcpp::traits::input_parameter< bool >::type descending(descendingSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< bool >::type scale_sd(scale_sdSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(soft_state_cpp(x, nrow, kind, reg, descending, eps, scale_sd, threads));
+    rcpp_result_gen = Rcpp::wrap(soft_state_cpp(x, nrow, options, threads));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -316,9 +304,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 10},
     {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 9},
     {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},
-    {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 8},
-    {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 9},
-    {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 8},
+    {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 4},
+    {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 5},
+    {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 4},
     {"_diffrank_soft_state_product_cpp", (DL_FUNC) &_diffrank_soft_state_product_cpp, 4},
     {"_diffrank_soft_state_jacobian_cpp", (DL_FUNC) &_diffrank_soft_state_jacobian_cpp, 2},
     {"_diffrank_soft_state_blocks_cpp", (DL_FUNC) &_diffrank_soft_state_blocks_cpp, 1},

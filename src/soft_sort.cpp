@@ -11,30 +11,29 @@
 #include <string>
 #include <vector>
 
+#include "glue.h"
 #include "parallel.h"
 
 namespace {
 
-diffrank::SoftSettings make_settings(const std::string& kind, const std::string& reg,
-                                     bool descending, double eps, bool scale_sd) {
+// The settings of a soft operator from the options list of R/soft_sort.R:
+// kind, reg, decreasing, eps and scale.
+diffrank::SoftSettings make_settings(const Rcpp::List& options) {
+  using diffrank_glue::option;
+  using diffrank_glue::parse_choice;
   diffrank::SoftSettings s;
-  if (kind == "rank") {
-    s.kind = diffrank::SoftKind::rank;
-  } else if (kind == "sort") {
-    s.kind = diffrank::SoftKind::sort;
-  } else {
-    Rcpp::stop("unknown operator \"%s\"", kind);
-  }
-  if (reg == "l2") {
-    s.reg = diffrank::Regularization::l2;
-  } else if (reg == "kl") {
-    s.reg = diffrank::Regularization::kl;
-  } else {
-    Rcpp::stop("`reg` must be \"l2\" or \"kl\", not \"%s\".", reg);
-  }
-  s.descending = descending;
-  s.eps = eps;
-  s.scale_sd = scale_sd;
+  s.kind = parse_choice<diffrank::SoftKind>(option<std::string>(options, "kind"), "kind",
+                                            {{"rank", diffrank::SoftKind::rank},
+                                             {"sort", diffrank::SoftKind::sort}});
+  s.reg = parse_choice<diffrank::Regularization>(option<std::string>(options, "reg"), "reg",
+                                                 {{"l2", diffrank::Regularization::l2},
+                                                  {"kl", diffrank::Regularization::kl}});
+  s.scale = parse_choice<diffrank::SoftScale>(option<std::string>(options, "scale"), "scale",
+                                              {{"none", diffrank::SoftScale::none},
+                                               {"sd", diffrank::SoftScale::sd},
+                                               {"spacing", diffrank::SoftScale::spacing}});
+  s.descending = option<bool>(options, "decreasing");
+  s.eps = option<double>(options, "eps");
   return s;
 }
 
@@ -46,32 +45,40 @@ std::size_t grain_size(std::size_t n) {
   return std::max<std::size_t>(1, 2048 / std::max<std::size_t>(n, 1));
 }
 
-void stop_overflow(const std::vector<char>& failed, const diffrank::SoftSettings& s) {
-  const auto it = std::find(failed.begin(), failed.end(), 1);
-  if (it == failed.end()) return;
-  const int column = static_cast<int>(it - failed.begin()) + 1;
-  if (s.kind == diffrank::SoftKind::rank) {
-    Rcpp::stop("`x / eps` overflows (column %d): use a larger `eps` or scale = \"sd\".", column);
-  }
-  Rcpp::stop(
-      "`x` or `length(x) / eps` exceeds 1e300 in magnitude (column %d): rescale `x` or "
-      "use a larger `eps`.",
-      column);
-}
-
 struct SoftState {
   std::size_t n = 0;
   std::vector<diffrank::SoftOperator> ops;
 };
 
-SoftState* get_state(SEXP state) {
-  Rcpp::XPtr<SoftState> ptr(state);
-  if (ptr.get() == nullptr) {
-    Rcpp::stop(
-        "This soft operator object was saved and reloaded: its derivative state is gone; "
-        "recompute it.");
+// What a forward pass of one column reports to R: fine, overflow (an error),
+// or all values pooled into one isotonic block although they are not all
+// equal (a warning: the output is the eps -> infinity limit, up to an affine
+// term).
+enum ColumnStatus : char { column_ok = 0, column_overflow = 1, column_pooled = 2 };
+
+char column_status(bool ok, const diffrank::SoftOperator& soft, const double* x, std::size_t n) {
+  if (!ok) return column_overflow;
+  if (n < 3 || soft.n_blocks() != 1) return column_ok;
+  const auto range = std::minmax_element(x, x + n);
+  return *range.first < *range.second ? column_pooled : column_ok;
+}
+
+// Columns pooled into one block, for the warning of R/soft_sort.R.
+int count_pooled(const std::vector<char>& status) {
+  return static_cast<int>(std::count(status.begin(), status.end(), column_pooled));
+}
+
+void stop_overflow(const std::vector<char>& failed, const diffrank::SoftSettings& s) {
+  const auto it = std::find(failed.begin(), failed.end(), column_overflow);
+  if (it == failed.end()) return;
+  const int column = static_cast<int>(it - failed.begin()) + 1;
+  if (s.kind == diffrank::SoftKind::rank) {
+    Rcpp::stop("`x / eps` overflows (column %d): use a larger `eps` or `scale = \"spacing\"`.", column);
   }
-  return ptr.get();
+  Rcpp::stop(
+      "`x` or `length(x) / eps` exceeds 1e300 in magnitude (column %d): rescale `x` or "
+      "use a larger `eps`.",
+      column);
 }
 
 }  // namespace
@@ -104,11 +111,10 @@ int nonfinite_kind_cpp(Rcpp::NumericVector x) {
 // given as a plain vector (so that a vector is not copied into a matrix);
 // returns a plain vector of the same length.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::string kind,
-                                     std::string reg, bool descending, double eps, bool scale_sd,
+Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options,
                                      int threads) {
   const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
-  const diffrank::SoftSettings s = make_settings(kind, reg, descending, eps, scale_sd);
+  const diffrank::SoftSettings s = make_settings(options);
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   double* op = out.begin();
@@ -118,11 +124,12 @@ Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::strin
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SoftOperator soft;
         for (std::size_t j = j0; j < j1; ++j) {
-          if (!soft.forward(xp + j * n, n, s, op + j * n)) failed[j] = 1;
+          failed[j] = column_status(soft.forward(xp + j * n, n, s, op + j * n), soft, xp + j * n, n);
         }
       },
       grain_size(n), batch_size(n));
   stop_overflow(failed, s);
+  out.attr("pooled") = count_pooled(failed);
   return out;
 }
 
@@ -130,10 +137,9 @@ Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, std::strin
 // v as in soft_forward_cpp.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, int nrow,
-                                 std::string kind, std::string reg, bool descending, double eps,
-                                 bool scale_sd, int threads) {
+                                 Rcpp::List options, int threads) {
   const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
-  const diffrank::SoftSettings s = make_settings(kind, reg, descending, eps, scale_sd);
+  const diffrank::SoftSettings s = make_settings(options);
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   const double* vp = v.begin();
@@ -159,27 +165,28 @@ Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, i
 
 // Forward pass that keeps one operator per column for later products.
 // [[Rcpp::export(rng = false)]]
-Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std::string reg,
-                          bool descending, double eps, bool scale_sd, int threads) {
+Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, int threads) {
   const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
-  const diffrank::SoftSettings s = make_settings(kind, reg, descending, eps, scale_sd);
-  Rcpp::XPtr<SoftState> state(new SoftState(), true);
-  state->n = n;
-  state->ops.resize(m);
+  const diffrank::SoftSettings s = make_settings(options);
+  Rcpp::XPtr<SoftState> state = diffrank_glue::make_handle(new SoftState());
+  SoftState* st = state.get();
+  st->n = n;
+  st->ops.resize(m);
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   double* op = out.begin();
   std::vector<char> failed(m, 0);
-  SoftState* st = state.get();
   diffrank_glue::parallel_for(
       m, threads,
       [&](std::size_t j0, std::size_t j1) {
         for (std::size_t j = j0; j < j1; ++j) {
-          if (!st->ops[j].forward(xp + j * n, n, s, op + j * n)) failed[j] = 1;
+          failed[j] = column_status(st->ops[j].forward(xp + j * n, n, s, op + j * n), st->ops[j],
+                                    xp + j * n, n);
         }
       },
       grain_size(n), batch_size(n));
   stop_overflow(failed, s);
+  out.attr("pooled") = count_pooled(failed);
   return Rcpp::List::create(Rcpp::Named("value") = out, Rcpp::Named("state") = state);
 }
 
@@ -188,7 +195,7 @@ Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, std::string kind, std
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector soft_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose,
                                            int threads) {
-  SoftState* st = get_state(state);
+  SoftState* st = diffrank_glue::handle_state<SoftState>(state);
   const std::size_t n = st->n, m = st->ops.size();
   if (static_cast<std::size_t>(u.size()) != n * m) {
     Rcpp::stop("`v` must have %d values.", static_cast<int>(n * m));
@@ -214,7 +221,7 @@ Rcpp::NumericVector soft_state_product_cpp(SEXP state, Rcpp::NumericVector u, bo
 // Full Jacobians, n x n x ncol, column-major.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector soft_state_jacobian_cpp(SEXP state, int threads) {
-  SoftState* st = get_state(state);
+  SoftState* st = diffrank_glue::handle_state<SoftState>(state);
   const std::size_t n = st->n, m = st->ops.size();
   Rcpp::NumericVector out(Rcpp::no_init(n * n * m));
   double* op = out.begin();
@@ -228,7 +235,7 @@ Rcpp::NumericVector soft_state_jacobian_cpp(SEXP state, int threads) {
 // Numbers of PAV blocks of every column of a stored state.
 // [[Rcpp::export(rng = false)]]
 Rcpp::IntegerVector soft_state_blocks_cpp(SEXP state) {
-  SoftState* st = get_state(state);
+  SoftState* st = diffrank_glue::handle_state<SoftState>(state);
   Rcpp::IntegerVector out(st->ops.size());
   for (std::size_t j = 0; j < st->ops.size(); ++j) out[j] = static_cast<int>(st->ops[j].n_blocks());
   return out;
@@ -263,8 +270,8 @@ Rcpp::NumericVector isotonic_cpp(Rcpp::NumericVector y, Rcpp::Nullable<Rcpp::Num
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector project_permutahedron_cpp(Rcpp::NumericVector z, Rcpp::NumericVector w,
                                               std::string reg) {
-  const diffrank::Regularization r =
-      reg == "kl" ? diffrank::Regularization::kl : diffrank::Regularization::l2;
+  const diffrank::Regularization r = diffrank_glue::parse_choice<diffrank::Regularization>(
+      reg, "reg", {{"l2", diffrank::Regularization::l2}, {"kl", diffrank::Regularization::kl}});
   Rcpp::NumericVector out(z.size());
   diffrank::PermutahedronProjection project;
   project(z.begin(), w.begin(), z.size(), r, out.begin());

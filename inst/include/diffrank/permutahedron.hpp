@@ -335,14 +335,18 @@ class PermutahedronProjection {
   std::vector<double> s_, ws_, y_, a_;
 };
 
+enum class SoftScale { none, sd, spacing };
+
 struct SoftSettings {
   SoftKind kind = SoftKind::rank;
   Regularization reg = Regularization::l2;
   bool descending = false;
   double eps = 1.0;
-  // Divide x by its standard deviation first (and, for sorts, multiply the
-  // result back), so that eps has no unit; differentiated exactly.
-  bool scale_sd = false;
+  // Divide x by a multiple of its standard deviation first (and, for sorts,
+  // multiply the result back), so that eps has no unit; differentiated
+  // exactly. sd: by sd(x); spacing: by sd(x) / n, about the typical gap
+  // between neighbouring sorted values, so that eps also does not depend on n.
+  SoftScale scale = SoftScale::none;
 };
 
 // One soft rank or soft sort of a vector, with its derivatives. Reuse one
@@ -370,8 +374,9 @@ class SoftOperator {
     const double* xin = x;
     scaled_ = false;
     c_ = 1.0;
-    if (settings.scale_sd && !hard_ && n >= 2) {
-      const double c = standard_deviation(x, n);
+    k_ = settings.scale == SoftScale::spacing ? 1.0 / static_cast<double>(n) : 1.0;
+    if (settings.scale != SoftScale::none && !hard_ && n >= 2) {
+      const double c = k_ * standard_deviation(x, n);
       if (c > 0.0 && std::isfinite(c)) {
         scaled_ = true;
         c_ = c;
@@ -580,9 +585,9 @@ class SoftOperator {
     return big * std::sqrt(ss / static_cast<double>(n - 1));
   }
 
-  // d sd / d x_j, for x = c xs.
+  // d c / d x_j for c = k sd(x) and x = c xs.
   double scale_gradient(std::size_t j) const {
-    return (xs_[j] - mean_xs_) / static_cast<double>(n_ - 1);
+    return k_ * k_ * (xs_[j] - mean_xs_) / static_cast<double>(n_ - 1);
   }
 
   void write_output(double* out) const {
@@ -651,7 +656,7 @@ class SoftOperator {
   SoftSettings set_;
   std::size_t n_ = 0, nb_ = 0;
   bool hard_ = false, scaled_ = false;
-  double sign_ = 1.0, c_ = 1.0, mean_xs_ = 0.0;
+  double sign_ = 1.0, c_ = 1.0, k_ = 1.0, mean_xs_ = 0.0;
   DecreasingOrder order_;
   Buffer<std::uint32_t> perm_, bounds_;
   // value_: ranks in the order of x, or sorted values, of the scaled input
