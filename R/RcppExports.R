@@ -17,20 +17,20 @@ qn_normalize <- function(x, target, ties, threads) {
     .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 
-sinkhorn_forward_cpp <- function(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded = TRUE, warm_start = TRUE) {
-    .Call(`_diffrank_sinkhorn_forward_cpp`, x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded, warm_start)
+sinkhorn_forward_cpp <- function(x, a, kind, problems, options, threads) {
+    .Call(`_diffrank_sinkhorn_forward_cpp`, x, a, kind, problems, options, threads)
 }
 
-sinkhorn_vjp_cpp <- function(x, a, y, b, w, eps, power, squash, f, g, v, threads) {
-    .Call(`_diffrank_sinkhorn_vjp_cpp`, x, a, y, b, w, eps, power, squash, f, g, v, threads)
+sinkhorn_vjp_cpp <- function(state, v, raw_sum, threads) {
+    .Call(`_diffrank_sinkhorn_vjp_cpp`, state, v, raw_sum, threads)
 }
 
-sinkhorn_unrolled_cpp <- function(x, a, y, b, w, eps, power, squash, iterations, v) {
-    .Call(`_diffrank_sinkhorn_unrolled_cpp`, x, a, y, b, w, eps, power, squash, iterations, v)
+sinkhorn_unrolled_cpp <- function(x, a, problem, options, iterations, v) {
+    .Call(`_diffrank_sinkhorn_unrolled_cpp`, x, a, problem, options, iterations, v)
 }
 
-sinkhorn_plan_cpp <- function(x, a, y, b, eps, power, tol, max_iter, squash) {
-    .Call(`_diffrank_sinkhorn_plan_cpp`, x, a, y, b, eps, power, tol, max_iter, squash)
+sinkhorn_plan_cpp <- function(x, a, problem, options) {
+    .Call(`_diffrank_sinkhorn_plan_cpp`, x, a, problem, options)
 }
 
 nonfinite_kind_cpp <- function(x) {

@@ -105,3 +105,15 @@ as_numeric_matrix <- function(x, arg = "x") {
   if (storage.mode(x) != "double") storage.mode(x) <- "double"
   x
 }
+
+# Every S3 method and function with `...` rejects what it does not use, so
+# that a misspelt or misplaced argument is never silently ignored.
+check_dots_empty <- function(...) {
+  n <- ...length()
+  if (n == 0L) return(invisible())
+  labels <- names(substitute(list(...)))[-1L]
+  if (is.null(labels)) labels <- rep("", n)
+  labels <- ifelse(nzchar(labels), sprintf("`%s`", labels), "an unnamed value")
+  abort("Unknown argument%s %s: check the spelling (the function does not use %s).",
+        if (n > 1L) "s" else "", paste(labels, collapse = ", "), if (n > 1L) "them" else "it")
+}

@@ -71,35 +71,6 @@ format_setting <- function(value) {
   paste(format(value, digits = 4), collapse = ", ")
 }
 
-# The shape of an operator's input: a vector of length n or an n x ncol
-# matrix (each column one problem), with its names or dimnames, so that
-# gradients come back shaped like the user's x.
-input_shape <- function(x, m) {
-  vector_x <- is.null(dim(x)) && !is.data.frame(x)
-  list(vector = vector_x, nrow = nrow(m), ncol = ncol(m),
-       names = if (vector_x) names(x) else NULL,
-       dimnames = if (vector_x) NULL else dimnames(m),
-       what = if (vector_x) sprintf("a vector of length %d", nrow(m))
-              else sprintf("a %d x %d matrix, column by column", nrow(m), ncol(m)))
-}
-
-# A plain vector or matrix of rows x shape$ncol values in the shape of the
-# input: a vector for a vector, else a matrix with the input's column names
-# and, when `row_names`, its row names.
-shape_like_input <- function(out, shape, row_names = TRUE) {
-  if (shape$vector) {
-    out <- as.vector(out)
-    if (row_names && !is.null(shape$names)) names(out) <- shape$names
-    return(out)
-  }
-  rows <- length(out) %/% max(shape$ncol, 1L)
-  dim(out) <- c(rows, shape$ncol)
-  dn <- shape$dimnames
-  if (!row_names && !is.null(dn)) dn[1L] <- list(NULL)
-  if (!is.null(dn) && !all(vapply(dn, is.null, TRUE))) dimnames(out) <- dn
-  out
-}
-
 # A cotangent or tangent `v` that must have the shape of `like` (the
 # operator's value, or its input for a tangent): returned as a double vector
 # or matrix of that shape.
@@ -144,13 +115,13 @@ new_operator <- function(value, input, vjp_impl, wrt = "x", jvp_impl = NULL,
                          columnwise = TRUE) {
   vdim <- value_dim(value)
   xdim <- if (input$vector) input$nrow else c(input$nrow, input$ncol)
+  available <- wrt
   vjp <- function(v, wrt = "x") {
-    which <- match_wrt(wrt, ops_wrt, label)
+    which <- match_wrt(wrt, available, label)
     grads <- vjp_impl(check_direction(v, vdim), which)
     if (which == "all") return(grads)
     grads[[which]]
   }
-  ops_wrt <- wrt
   jvp <- function(u) {
     if (is.null(jvp_impl)) {
       abort("The %s operator has no Jacobian-vector product; use $vjp() or $jacobian().", label)

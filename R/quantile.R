@@ -38,8 +38,8 @@
 #'   Bioconductor's rule), `"average"` or `"first"`. See the section Ties.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
-#' @param assay For a `SummarizedExperiment`, the assay to normalize (a name
-#'   or an index).
+#' @param assay.type For a `SummarizedExperiment`, the assay to use (a name
+#'   or an index), as in Bioconductor's scuttle and scran.
 #' @param name For a `SummarizedExperiment`, the name of the assay the
 #'   normalized values are stored in.
 #' @param ... Passed on to the default method.
@@ -79,17 +79,9 @@ normalize_quantiles.default <- function(x, target = NULL,
 
 #' @rdname normalize_quantiles
 #' @export
-normalize_quantiles.SummarizedExperiment <- function(x, target = NULL,
-                                                     ties = c("midrank", "average", "first"),
-                                                     threads = diffrank_threads(),
-                                                     assay = 1L, name = "qnorm", ...) {
-  values <- se_assay(x, assay)
-  if (!is.character(name) || length(name) != 1L || is.na(name) || !nzchar(name)) {
-    abort("`name` must be a single assay name, not %s.", describe(name))
-  }
-  SummarizedExperiment::assay(x, name, withDimnames = FALSE) <-
-    normalize_quantiles.default(values, target = target, ties = ties, threads = threads, ...)
-  x
+normalize_quantiles.SummarizedExperiment <- function(x, ..., assay.type = 1L,
+                                                     name = "qnorm") {
+  se_add_assay(x, name, normalize_quantiles.default(se_assay(x, assay.type), ...))
 }
 
 #' Fit a quantile normalization target
@@ -142,9 +134,8 @@ quantile_target.default <- function(x, threads = diffrank_threads(), ...) {
 
 #' @rdname quantile_target
 #' @export
-quantile_target.SummarizedExperiment <- function(x, threads = diffrank_threads(),
-                                                 assay = 1L, ...) {
-  quantile_target.default(se_assay(x, assay), threads = threads, ...)
+quantile_target.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
+  quantile_target.default(se_assay(x, assay.type), ...)
 }
 
 #' @rdname quantile_target
@@ -209,38 +200,4 @@ target_values <- function(target) {
     abort("`target` must contain only finite values.")
   }
   sort(as.double(target))
-}
-
-# Gives the normalized matrix the shape of the user's input: a vector for a
-# vector, with the input's names.
-restore_shape <- function(out, x, m) {
-  dimnames(out) <- dimnames(m)
-  if (is.null(dim(x)) && !is.data.frame(x)) {
-    out <- stats::setNames(as.vector(out), names(x))
-  }
-  out
-}
-
-se_assay <- function(x, assay) {
-  if (!requireNamespace("SummarizedExperiment", quietly = TRUE)) {
-    abort("The SummarizedExperiment package is needed for this method.")
-  }
-  names <- SummarizedExperiment::assayNames(x)
-  n <- length(SummarizedExperiment::assays(x))
-  ok <- length(assay) == 1L && !is.na(assay) &&
-    ((is.character(assay) && assay %in% names) ||
-       (is.numeric(assay) && assay >= 1 && assay <= n && assay == round(assay)))
-  if (!ok) {
-    abort("`assay` must name one of the object's %d assays (%s), not %s.", n,
-          paste(names, collapse = ", "), describe(assay))
-  }
-  as.matrix(SummarizedExperiment::assay(x, assay, withDimnames = TRUE))
-}
-
-check_dots_empty <- function(...) {
-  if (...length() > 0L) {
-    dots <- names(list(...))
-    label <- if (!is.null(dots) && nzchar(dots[1L])) sprintf("`%s`", dots[1L]) else "an unnamed value"
-    abort("Unknown argument %s: check its spelling.", label)
-  }
 }

@@ -24,23 +24,29 @@
 #' * [sinkhorn_normalize()]: soft quantile normalization.
 #'
 #' @section Choosing eps:
-#' With `squash = TRUE` (the default) each column is first standardized and
+#' With `scale = "squash"` (the default) each column is first standardized and
 #' mapped onto `(0, 1)` by the logistic function, so `eps` is in units of that
 #' scale whatever the units of `x`: values whose squashed difference is much
 #' larger than `sqrt(eps)` are ranked as the hard operator would. `eps = 0.01`
 #' is smooth; `eps = 0.001` is close to the hard operators for a few hundred
-#' values; smaller values need more iterations. Turn squashing off to work in
-#' the units of `x` (then eps is in squared units of `x`).
+#' values; smaller values need more iterations. `scale = "none"` works in
+#' the units of `x` (then eps is in squared units of `x`). The permutahedron
+#' operators of [soft_rank()] have the same `scale` argument, with their own
+#' scale-free default.
 #'
 #' @section Cost:
 #' Each iteration visits, for every value, the targets within the band that
 #' matters at double precision (about `sqrt(eps)` wide on the squashed scale,
 #' the whole range for `eps >= 0.01`), so it costs at most `n * m` kernel
-#' evaluations and less at small `eps`; memory is O(n + m) per column. For
-#' long vectors use fewer targets (e.g. `n_targets = 200` gives ranks on a
-#' grid of quantile levels) or the permutahedron operators, which cost
-#' O(n log n). Columns run in parallel over `threads`; an interrupt is noticed
-#' between batches of columns.
+#' evaluations and less at small `eps`; memory is O(n + m) per column. So
+#' that the cost stays linear in `n`, the number of targets `m` is at most 256
+#' by default: up to 256 values the targets are one per value (the exact limit
+#' as `eps -> 0`), beyond that ranks and CDF values live on a grid of 256
+#' quantile levels (a rank is then resolved to about `n / 256` positions, and
+#' [sinkhorn_normalize()]'s default target is the mean quantiles at 256
+#' levels). Give `n_targets` to change it; the permutahedron operators of
+#' [soft_rank()] cost O(n log n) whatever `n`. Columns run in parallel over
+#' `threads`; an interrupt is noticed between batches of columns.
 #'
 #' @section Convergence:
 #' The Sinkhorn iterations run in the log domain from the dual potentials of
@@ -62,14 +68,17 @@
 #' @param x A numeric vector, matrix or data frame; the columns of a matrix are
 #'   independent problems. No missing or infinite values.
 #' @param eps Regularization strength, a positive number (see Choosing eps).
-#' @param n_targets Number of targets `m` (default: the length of each column,
-#'   `nrow(x)`).
+#' @param n_targets Number of targets `m` (default: `min(nrow(x), 256)`, see
+#'   the section Cost).
 #' @param weights `NULL` (equal weights) or positive weights of the values of
 #'   each column, length `nrow(x)`; normalized to sum 1.
 #' @param target_weights `NULL` (equal) or `m` positive target weights,
 #'   normalized to sum 1.
-#' @param squash If `TRUE`, standardize each column and map it onto `(0, 1)`
-#'   with the logistic function before transport.
+#' @param decreasing `TRUE` to rank (or sort) in decreasing order, as in
+#'   [sort()]: the largest value gets rank 1 (CDF values of `-x`).
+#' @param scale `"squash"` (the default): standardize each column and map it
+#'   onto `(0, 1)` with the logistic function before transport, so that `eps`
+#'   has no unit; `"none"`: transport the values of `x` themselves.
 #' @param power The cost is `|x - y|^power`, `power >= 1` (2 by default).
 #' @param tol Convergence tolerance on the L1 error of the target marginal.
 #' @param max_iter Maximum number of Sinkhorn iterations.
@@ -97,31 +106,31 @@
 #' sinkhorn_quantile(c(1, 5, 2, 8, 3, 9, 4), probs = 0.5, eps = 1e-3)
 #' soft_topk(x, k = 2, eps = 1e-3)
 sinkhorn_rank <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                          squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
-                          threads = diffrank_threads()) {
-  sinkhorn_call("rank", x, eps, n_targets = n_targets, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)$value
+                          decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
+                          max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
 }
 
 #' @rdname sinkhorn_rank
 #' @export
 sinkhorn_cdf <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                         squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
-                         threads = diffrank_threads()) {
-  sinkhorn_call("cdf", x, eps, n_targets = n_targets, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)$value
+                         decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
+                         max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
 }
 
 #' @rdname sinkhorn_rank
 #' @export
 sinkhorn_sort <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                          squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
-                          threads = diffrank_threads()) {
-  sinkhorn_call("sort", x, eps, n_targets = n_targets, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)$value
+                          decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
+                          max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
 }
 
 #' @rdname sinkhorn_rank
@@ -130,20 +139,20 @@ sinkhorn_sort <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, targe
 #'   the values averaged into a soft quantile), in `(0, 1]`.
 #' @export
 sinkhorn_quantile <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
-                              squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                              scale = c("squash", "none"), power = 2, tol = 1e-6, max_iter = 1000L,
                               threads = diffrank_threads()) {
-  sinkhorn_call("quantile", x, eps, probs = probs, width = width, weights = weights,
-                squash = squash, power = power, tol = tol, max_iter = max_iter,
-                threads = threads)$value
+  sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
+  scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
 }
 
 #' @rdname sinkhorn_rank
 #' @param k Number of top values to select, in `(0, n)` (need not be whole).
 #' @export
-soft_topk <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
-                      max_iter = 1000L, threads = diffrank_threads()) {
-  sinkhorn_call("topk", x, eps, k = k, weights = weights, squash = squash, power = power,
-                tol = tol, max_iter = max_iter, threads = threads)$value
+soft_topk <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "none"), power = 2,
+                      tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
 }
 
 #' Soft quantile normalization by optimal transport
@@ -162,8 +171,9 @@ soft_topk <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2
 #'   missing and get a zero gradient, and the default target is computed as in
 #'   [normalize_quantiles()].
 #' @param target `NULL` for the mean quantiles of `x` (the target of
-#'   [normalize_quantiles()]), a numeric vector of target values (of any length
-#'   `m`; sorted), or a [quantile_target()].
+#'   [normalize_quantiles()], at 256 quantile levels when `x` has more rows,
+#'   so that the cost stays linear in the number of rows), a numeric vector of
+#'   target values (of any length `m`; sorted), or a [quantile_target()].
 #' @param target_weights `NULL` (equal) or `m` positive weights of the target
 #'   values, normalized to sum 1.
 #' @return A matrix (or vector) of the shape of `x` with its dimnames, with the
@@ -187,30 +197,25 @@ sinkhorn_normalize <- function(x, ...) {
 #' @rdname sinkhorn_normalize
 #' @export
 sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = NULL,
-                                       target_weights = NULL, squash = TRUE, power = 2,
-                                       tol = 1e-6, max_iter = 1000L,
+                                       target_weights = NULL, scale = c("squash", "none"),
+                                       power = 2, tol = 1e-6, max_iter = 1000L,
                                        threads = diffrank_threads(), ...) {
   check_dots_empty(...)
-  sinkhorn_call("normalize", x, eps, target = target, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)$value
+  sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
+                    target_weights = target_weights, scale = scale, power = power, tol = tol,
+                    max_iter = max_iter, threads = threads)$value
 }
 
 #' @rdname sinkhorn_normalize
-#' @param assay For a `SummarizedExperiment`, the assay to normalize (a name
-#'   or an index).
+#' @param assay.type For a `SummarizedExperiment`, the assay to normalize (a
+#'   name or an index), as in Bioconductor's scuttle and scran.
 #' @param name For a `SummarizedExperiment`, the name of the assay the
 #'   normalized values are stored in (with the convergence attributes).
 #' @param ... Arguments of the default method (for a `SummarizedExperiment`).
 #' @export
-sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay = 1L, name = "sinkhorn") {
-  values <- se_assay(x, assay)
-  if (!is.character(name) || length(name) != 1L || is.na(name) || !nzchar(name)) {
-    abort("`name` must be a single assay name, not %s.", describe(name))
-  }
-  SummarizedExperiment::assay(x, name, withDimnames = FALSE) <-
-    sinkhorn_normalize.default(values, ...)
-  x
+sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
+                                                    name = "sinkhorn") {
+  se_add_assay(x, name, sinkhorn_normalize.default(se_assay(x, assay.type), ...))
 }
 
 #' Derivatives of the Sinkhorn operators
@@ -237,13 +242,15 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay = 1L, name = "
 #' @inheritParams sinkhorn_normalize
 #' @param v The vector (or matrix) to multiply the Jacobian with from the
 #'   left, of the shape of the operator's value.
-#' @return The `_fn()` functions return an object of class
-#'   `sinkhorn_operator`, a list with
+#' @return The `_fn()` functions return a [diffrank_operator]:
 #'   * `value`: what the operator returns;
 #'   * `vjp(v, wrt = "x")`: the gradient of `sum(v * value)` with respect to
 #'     `x` (shaped like `x`), `"target_weights"` (the raw weights given, or
 #'     equal weights; summed over columns), `"target"` (for
-#'     `sinkhorn_normalize_fn()`, in the order given) or `"all"` (a list).
+#'     `sinkhorn_normalize_fn()`, in the order given) or `"all"` (a list);
+#'     `$wrt` lists what each operator is differentiable in;
+#'   * `jacobian()`: the Jacobian with respect to `x`, built from products,
+#'     for small problems.
 #'
 #'   The `_vjp()` functions return the gradient with respect to `x`.
 #' @export
@@ -256,114 +263,144 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay = 1L, name = "
 #' # gradient of a soft quantile normalization with respect to its target
 #' op <- sinkhorn_normalize_fn(x, target = c(0, 1, 2, 3), eps = 0.05, tol = 1e-9)
 #' op$vjp(rep(1, 4), wrt = "target")
-sinkhorn_rank_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL,
-                             target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+sinkhorn_rank_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
+                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
                              max_iter = 1000L, threads = diffrank_threads()) {
-  sinkhorn_call("rank", x, eps, n_targets = n_targets, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)
+  sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_cdf_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL,
-                            target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+sinkhorn_cdf_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
+                            decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
                             max_iter = 1000L, threads = diffrank_threads()) {
-  sinkhorn_call("cdf", x, eps, n_targets = n_targets, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)
+  sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_sort_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL,
-                             target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
+sinkhorn_sort_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
+                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
                              max_iter = 1000L, threads = diffrank_threads()) {
-  sinkhorn_call("sort", x, eps, n_targets = n_targets, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)
+  sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @inheritParams sinkhorn_quantile
 #' @export
 sinkhorn_quantile_fn <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
-                                 squash = TRUE, power = 2, tol = 1e-6, max_iter = 1000L,
+                                 scale = c("squash", "none"), power = 2, tol = 1e-6,
+                                 max_iter = 1000L,
                                  threads = diffrank_threads()) {
-  sinkhorn_call("quantile", x, eps, probs = probs, width = width, weights = weights,
-                squash = squash, power = power, tol = tol, max_iter = max_iter,
-                threads = threads)
+  sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
+  scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @inheritParams soft_topk
 #' @export
-soft_topk_fn <- function(x, k, eps = 0.01, weights = NULL, squash = TRUE, power = 2,
+soft_topk_fn <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "none"), power = 2,
                          tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
-  sinkhorn_call("topk", x, eps, k = k, weights = weights, squash = squash, power = power,
-                tol = tol, max_iter = max_iter, threads = threads)
+  sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
 sinkhorn_normalize_fn <- function(x, target = NULL, eps = 0.01, weights = NULL,
-                                  target_weights = NULL, squash = TRUE, power = 2, tol = 1e-6,
-                                  max_iter = 1000L, threads = diffrank_threads()) {
-  sinkhorn_call("normalize", x, eps, target = target, weights = weights,
-                target_weights = target_weights, squash = squash, power = power, tol = tol,
-                max_iter = max_iter, threads = threads)
+                                  target_weights = NULL,
+                                  scale = c("squash", "none"), power = 2, tol = 1e-6,
+                                  max_iter = 1000L,
+                                  threads = diffrank_threads()) {
+  sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
+                    target_weights = target_weights, scale = scale, power = power, tol = tol,
+                    max_iter = max_iter, threads = threads)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_rank_vjp <- function(x, v, ...) sinkhorn_rank_fn(x, ...)$vjp(v)
-
-#' @rdname sinkhorn_rank_fn
-#' @param ... For the `_vjp()` functions, the arguments of the forward
-#'   function; for `print()`, ignored.
-#' @export
-sinkhorn_cdf_vjp <- function(x, v, ...) sinkhorn_cdf_fn(x, ...)$vjp(v)
-
-#' @rdname sinkhorn_rank_fn
-#' @export
-sinkhorn_sort_vjp <- function(x, v, ...) sinkhorn_sort_fn(x, ...)$vjp(v)
-
-#' @rdname sinkhorn_rank_fn
-#' @export
-sinkhorn_quantile_vjp <- function(x, v, ...) sinkhorn_quantile_fn(x, ...)$vjp(v)
+sinkhorn_rank_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
+                              target_weights = NULL,
+                              decreasing = FALSE, scale = c("squash", "none"), power = 2,
+                              tol = 1e-6,
+                              max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+}
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_normalize_vjp <- function(x, v, ...) sinkhorn_normalize_fn(x, ...)$vjp(v)
+sinkhorn_cdf_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
+                             target_weights = NULL,
+                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
+                             max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+}
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-soft_topk_vjp <- function(x, v, ...) soft_topk_fn(x, ...)$vjp(v)
+sinkhorn_sort_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
+                              target_weights = NULL,
+                              decreasing = FALSE, scale = c("squash", "none"), power = 2,
+                              tol = 1e-6,
+                              max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
+                    target_weights = target_weights, decreasing = decreasing, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+}
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-print.sinkhorn_operator <- function(x, ...) {
-  info <- attr(x, "info")
-  it <- attr(x$value, "iterations")
-  cat(sprintf("<sinkhorn_operator> Sinkhorn %s (eps = %s) of %s\n", info$kind, format(info$eps),
-              info$what))
-  cat(sprintf("  %d target(s); iterations %s; max error %.3g; %s\n", info$m,
-              paste(unique(range(it)), collapse = "-"), max(attr(x$value, "error")),
-              if (all(attr(x$value, "converged"))) "converged" else "NOT converged"))
-  cat("  $value, $vjp(v, wrt = c(\"x\", \"target_weights\", \"target\", \"all\"))\n")
-  invisible(x)
+sinkhorn_quantile_vjp <- function(x, v, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
+                                  scale = c("squash", "none"), power = 2, tol = 1e-6,
+                                  max_iter = 1000L,
+                                  threads = diffrank_threads()) {
+  sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
+  scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+soft_topk_vjp <- function(x, v, k, eps = 0.01, weights = NULL, scale = c("squash", "none"),
+                          power = 2,
+                          tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+  sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
+                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+}
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_normalize_vjp <- function(x, v, target = NULL, eps = 0.01, weights = NULL,
+                                   target_weights = NULL,
+                                   scale = c("squash", "none"), power = 2, tol = 1e-6,
+                                   max_iter = 1000L,
+                                   threads = diffrank_threads()) {
+  sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
+                    target_weights = target_weights, scale = scale, power = power, tol = tol,
+                    max_iter = max_iter, threads = threads)$vjp(v)
 }
 
 #' Soft quantile loss for least quantile regression
 #'
-#' The soft `tau`-quantile of the absolute residuals `|target - pred|`, with
+#' The soft `tau`-quantile of the absolute residuals `|response - pred|`, with
 #' its gradient with respect to `pred`: minimizing it over a model's
 #' parameters gives a least quantile (for `tau = 0.5`, least median)
 #' regression, robust to a fraction of gross outliers up to about `1 - tau`
 #' (Cuturi, Teboul and Vert 2019, section 5). Pass `value` and `gradient` to
 #' [stats::optim()] through the chain rule, as in the example.
 #'
-#' @param pred,target Numeric vectors of predictions and observed values.
+#' @param pred,response Numeric vectors of predictions and observed values.
 #' @param tau Quantile level of the absolute residuals, in `(0, 1)`.
 #' @inheritParams sinkhorn_quantile
 #' @return A list with `value` (the soft quantile, a number) and `gradient`
@@ -381,19 +418,20 @@ print.sinkhorn_operator <- function(x, ...) {
 #' fit <- optim(c(0, 0), function(b) loss(b)$value,
 #'              function(b) drop(crossprod(X, loss(b)$gradient)), method = "BFGS")
 #' rbind(lqr = fit$par, ls = coef(lm(y ~ X - 1)))
-soft_quantile_loss <- function(pred, target, tau = 0.5, width = 0.05, eps = 0.01, squash = TRUE,
-                               tol = 1e-8, max_iter = 1000L) {
+soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.01,
+                               scale = c("squash", "none"), tol = 1e-8, max_iter = 1000L,
+                               threads = diffrank_threads()) {
   pred <- check_numeric_vector(pred, "pred")
-  target <- check_numeric_vector(target, "target")
-  if (length(pred) != length(target)) {
-    abort("`pred` and `target` must have the same length, not %d and %d.", length(pred),
-          length(target))
+  response <- check_numeric_vector(response, "response")
+  if (length(pred) != length(response)) {
+    abort("`pred` and `response` must have the same length, not %d and %d.", length(pred),
+          length(response))
   }
   tau <- check_number(tau, "tau", lower = 0, upper = 1, allow_lower = FALSE)
   if (tau >= 1) abort("`tau` must be below 1, not %s.", format(tau))
-  r <- target - pred
-  op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, squash = squash,
-                             tol = tol, max_iter = max_iter, threads = 1L)
+  r <- response - pred
+  op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, scale = scale,
+                             tol = tol, max_iter = max_iter, threads = threads)
   g <- op$vjp(1)
   list(value = op$value, gradient = -sign(r) * g)
 }
@@ -401,6 +439,8 @@ soft_quantile_loss <- function(pred, target, tau = 0.5, width = 0.05, eps = 0.01
 # ---------------------------------------------------------------------------
 # helpers
 
+# Positive masses normalized to sum 1 (equal when NULL), scaled by their
+# maximum first so that neither the sum nor the division overflows.
 sinkhorn_weights <- function(w, len, arg) {
   if (is.null(w)) return(rep(1 / len, len))
   if (!is.numeric(w) || is.object(w) || !is.null(dim(w)) || length(w) != len) {
@@ -409,13 +449,12 @@ sinkhorn_weights <- function(w, len, arg) {
   if (anyNA(w) || any(!is.finite(w)) || any(w <= 0)) {
     abort("`%s` must contain only positive finite values.", arg)
   }
-  as.double(w) / sum(w)
+  w <- as.double(w) / max(w)
+  w / sum(w)
 }
 
-# Checks the arguments, runs the forward pass and builds the operator object.
-sinkhorn_call <- function(kind, x, eps, n_targets = NULL, weights = NULL, target_weights = NULL,
-                          target = NULL, probs = NULL, width = NULL, k = NULL, squash = TRUE,
-                          power = 2, tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+# The checked input and options shared by every Sinkhorn operator.
+sinkhorn_args <- function(kind, x, eps, weights, scale, power, tol, max_iter, threads) {
   mat <- as_numeric_matrix(x, "x")
   n <- nrow(mat)
   if (n == 0L || ncol(mat) == 0L) {
@@ -433,189 +472,165 @@ sinkhorn_call <- function(kind, x, eps, n_targets = NULL, weights = NULL, target
   }
   if (any(is.infinite(mat))) abort("`x` must not contain infinite values.")
   eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
-  if (eps < 1e-10) abort("`eps` must be at least 1e-10, not %s; use rank() or sort() for the hard operators.", format(eps))
-  power <- check_number(power, "power", lower = 1)
-  tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
-  max_iter <- check_whole(max_iter, "max_iter")
-  squash <- check_flag(squash, "squash")
-  threads <- check_threads(threads)
-  a <- sinkhorn_weights(weights, n, "weights")
-  vector_x <- is.null(dim(x)) && !is.data.frame(x)
-
-  user_tw <- target_weights
-  t_order <- NULL
-  w <- NULL
-  levels <- NULL
-  if (kind %in% c("rank", "cdf", "sort")) {
-    m <- if (is.null(n_targets)) n else check_whole(n_targets, "n_targets")
-    b <- sinkhorn_weights(target_weights, m, "target_weights")
-    if (kind != "sort") w <- cumsum(b)
-  } else if (kind == "normalize") {
-    if (is.null(target)) {
-      t_values <- qn_fit_target(mat, threads)
-    } else if (inherits(target, "quantile_target")) {
-      t_values <- target$target
-    } else {
-      if (!is.numeric(target) || is.object(target) || !is.null(dim(target)) ||
-          length(target) == 0L) {
-        abort("`target` must be NULL, a numeric vector or a quantile_target, not %s.",
-              describe(target))
-      }
-      if (anyNA(target) || any(is.infinite(target))) {
-        abort("`target` must contain only finite values.")
-      }
-      t_order <- order(target)
-      t_values <- as.double(target)[t_order]
-    }
-    m <- length(t_values)
-    b <- sinkhorn_weights(target_weights, m, "target_weights")
-    w <- t_values
-  } else if (kind == "topk") {
-    if (missing(k) || is.null(k)) abort("`k` is missing: give the number of values to select.")
-    k <- check_number(k, "k", lower = 0, upper = n, allow_lower = FALSE)
-    if (k >= n) abort("`k` must be below the number of values (%d), not %s.", n, format(k))
-    m <- 2L
-    b <- c(1 - k / n, k / n)
-    w <- c(0, 1)
-  } else if (kind == "quantile") {
-    if (!is.numeric(probs) || length(probs) == 0L || anyNA(probs) || any(probs < 0) ||
-        any(probs > 1)) {
-      abort("`probs` must be a numeric vector of levels in [0, 1], not %s.", describe(probs))
-    }
-    width <- check_number(width, "width", lower = 0, upper = 1, allow_lower = FALSE)
-    levels <- lapply(as.double(probs), function(tau) {
-      lo <- max(0, tau - width / 2)
-      hi <- min(1, tau + width / 2)
-      masses <- c(lo, hi - lo, 1 - hi)
-      keep <- masses > 1e-12
-      list(b = masses[keep] / sum(masses[keep]), middle = sum(keep[1:2]))
-    })
-    m <- 3L
-  }
-
-  run <- function(y, b, w) {
-    sinkhorn_forward_cpp(mat, a, y, b, w, eps, power, tol, max_iter, squash, threads)
-  }
-  grid <- function(m) if (m == 1L) 0.5 else seq(0, 1, length.out = m)
-
-  if (kind == "quantile") {
-    fits <- lapply(levels, function(l) {
-      fit <- run(grid(length(l$b)), l$b, NULL)
-      fit$y <- grid(length(l$b))
-      fit$b <- l$b
-      fit
-    })
-    value <- do.call(rbind, lapply(seq_along(fits), function(i) {
-      fits[[i]]$value[levels[[i]]$middle, , drop = FALSE]
-    }))
-    iterations <- Reduce(`+`, lapply(fits, `[[`, "iterations"))
-    error <- do.call(pmax, lapply(fits, `[[`, "error"))
-    converged <- Reduce(`&`, lapply(fits, `[[`, "converged"))
-  } else {
-    y <- grid(m)
-    fit <- run(y, b, w)
-    value <- fit$value
-    # rounding can put a CDF value an ulp above 1
-    if (kind %in% c("rank", "cdf")) value <- pmin(value, 1)
-    if (kind == "rank") value <- value * n
-    iterations <- fit$iterations
-    error <- fit$error
-    converged <- fit$converged
-  }
-
-  # shape of the value
-  row_kind <- kind %in% c("rank", "cdf", "normalize", "topk")
-  shape <- function(out) {
-    if (row_kind) {
-      dimnames(out) <- dimnames(mat)
-      if (vector_x) out <- stats::setNames(as.vector(out), rownames(mat))
-    } else {
-      rownames(out) <- if (kind == "quantile") {
-        paste0(format(100 * probs, trim = TRUE, digits = 7), "%")
-      } else NULL
-      colnames(out) <- colnames(mat)
-      if (vector_x) out <- stats::setNames(as.vector(out), rownames(out))
-    }
-    out
-  }
-  value <- shape(value)
-  attr(value, "iterations") <- as.integer(iterations)
-  attr(value, "error") <- error
-  attr(value, "converged") <- converged
-  if (!all(converged)) {
-    warning(sprintf(paste0("Sinkhorn did not converge for %d of %d column(s) within %d ",
-                           "iterations (marginal error %.3g > tol = %.3g); increase `max_iter` ",
-                           "or `eps`, or loosen `tol`."),
-                    sum(!converged), length(converged), max_iter, max(error), tol),
-            call. = FALSE)
-  }
-
-  out_rows <- if (row_kind) n else if (kind == "quantile") length(probs) else m
-  vjp <- function(v, wrt = c("x", "target_weights", "target", "all")) {
-    wrt <- match.arg(wrt)
-    if (missing(v)) abort("`v` is missing: give the vector to multiply the Jacobian with.")
-    v <- sinkhorn_cotangent(v, out_rows, ncol(mat))
-    if (kind == "quantile") {
-      gx <- matrix(0, n, ncol(mat))
-      for (i in seq_along(fits)) {
-        vi <- matrix(0, length(levels[[i]]$b), ncol(mat))
-        vi[levels[[i]]$middle, ] <- v[i, ]
-        g <- sinkhorn_vjp_cpp(mat, a, fits[[i]]$y, fits[[i]]$b, NULL, eps, power, squash,
-                              fits[[i]]$f, fits[[i]]$g, vi, threads)
-        gx <- gx + g$x
-      }
-      grads <- list(x = gx, target_weights = NULL, target = NULL)
-    } else {
-      if (kind == "rank") v <- v * n
-      g <- sinkhorn_vjp_cpp(mat, a, y, b, w, eps, power, squash, fit$f, fit$g, v, threads)
-      bbar <- g$b
-      if (kind %in% c("rank", "cdf")) {
-        # w = cumsum(b): d/db_l = sum over j >= l of d/dw_j
-        bbar <- bbar + apply(g$w, 2L, function(col) rev(cumsum(rev(col))))
-      }
-      bsum <- rowSums(bbar)
-      raw <- if (is.null(user_tw)) rep(1, m) else as.double(user_tw)
-      # b = raw / sum(raw); gauge constants of b's gradient cancel here
-      tw <- (bsum - sum(b * bsum)) / sum(raw)
-      tgrad <- NULL
-      if (kind == "normalize") {
-        tgrad <- rowSums(g$w)
-        if (!is.null(t_order)) tgrad[t_order] <- tgrad
-      }
-      if (kind == "topk") tw <- NULL
-      grads <- list(x = g$x, target_weights = tw, target = tgrad)
-    }
-    dimnames(grads$x) <- dimnames(mat)
-    if (vector_x) grads$x <- stats::setNames(as.vector(grads$x), rownames(mat))
-    if (wrt == "all") return(grads)
-    if (is.null(grads[[wrt]])) {
-      abort("No derivative with respect to `%s` for the Sinkhorn %s.", wrt, kind)
-    }
-    grads[[wrt]]
-  }
-  structure(
-    list(value = value, vjp = vjp),
-    class = "sinkhorn_operator",
-    info = list(kind = kind, eps = eps, m = m, n = n,
-                what = if (vector_x) sprintf("a vector of length %d", n)
-                       else sprintf("a %d x %d matrix, column by column", n, ncol(mat)))
-  )
+  if (eps < 1e-10) abort("`eps` must be at least 1e-10,
+  not %s; use rank() or sort() for the hard operators.", format(eps))
+  list(mat = mat, shape = input_shape(x, mat), a = sinkhorn_weights(weights, n, "weights"),
+       threads = check_threads(threads),
+       options = list(eps = eps, power = check_number(power, "power", lower = 1),
+                      tol = check_number(tol, "tol", lower = 0, allow_lower = FALSE),
+                      max_iter = check_whole(max_iter, "max_iter"),
+                      scale = match_choice(scale, c("squash", "none"), "scale")))
 }
 
-sinkhorn_cotangent <- function(v, rows, cols) {
-  if (!(is.numeric(v) || is.logical(v)) || (is.object(v) && !is.matrix(v))) {
-    abort("`v` must be numeric, not %s.", describe(v))
+# The transport problems of an operator: one per quantile level for
+# sinkhorn_quantile(), else one, with targets on a grid of [0, 1].
+# Each is list(y, b, w, cumsum, row), as src/sinkhorn.cpp reads it.
+sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL, target = NULL,
+                              probs = NULL, width = NULL, k = NULL, threads = 1L) {
+  n <- nrow(mat)
+  grid <- function(m) if (m == 1L) 0.5 else seq(0, 1, length.out = m)
+  problem <- function(b, w = NULL, cumsum = FALSE, row = -1L) {
+    list(y = grid(length(b)), b = b, w = w, cumsum = cumsum, row = as.integer(row))
   }
-  if (is.null(dim(v))) {
-    if (cols != 1L || length(v) != rows) {
-      abort("`v` must have the shape of the operator's value (%d x %d), not %s.", rows, cols,
-            describe(v))
-    }
-  } else if (!identical(as.integer(dim(v)), c(as.integer(rows), as.integer(cols)))) {
-    abort("`v` must have the shape of the operator's value (%d x %d), not %s.", rows, cols,
-          describe(v))
+  switch(kind,
+    rank = , cdf = , sort = {
+      m <- if (is.null(n_targets)) default_targets(n) else check_whole(n_targets, "n_targets")
+      b <- sinkhorn_weights(target_weights, m, "target_weights")
+      list(problem(b, cumsum = kind != "sort"))
+    },
+    normalize = {
+      t <- sinkhorn_target(target, mat, threads)
+      b <- sinkhorn_weights(target_weights, length(t$values), "target_weights")
+      structure(list(problem(b, w = t$values)), order = t$order)
+    },
+    topk = {
+      if (is.null(k)) abort("`k` is missing: give the number of values to select.")
+      k <- check_number(k, "k", lower = 0, upper = n, allow_lower = FALSE)
+      if (k >= n) abort("`k` must be below the number of values (%d), not %s.", n, format(k))
+      list(problem(c(1 - k / n, k / n), w = c(0, 1)))
+    },
+    quantile = {
+      if (is.null(probs) || !is.numeric(probs) || is.object(probs) || length(probs) == 0L ||
+          anyNA(probs) || any(probs < 0) || any(probs > 1)) {
+        abort("`probs` must be a numeric vector of levels in [0, 1], not %s.", describe(probs))
+      }
+      width <- check_number(width, "width", lower = 0, upper = 1, allow_lower = FALSE)
+      problems <- lapply(as.double(probs), function(tau) {
+        lo <- max(0, tau - width / 2)
+        hi <- min(1, tau + width / 2)
+        masses <- c(lo, hi - lo, 1 - hi)
+        keep <- masses > 0
+        # the output is the value averaged into the middle target
+        problem(masses[keep] / sum(masses[keep]), row = sum(keep[1:2]) - 1L)
+      })
+      structure(problems, probs = as.double(probs))
+    })
+}
+
+# Number of targets of the rank, CDF and sort operators when n_targets is not
+# given: n (the exact limit as eps -> 0) up to 256 values, then 256 quantile
+# levels, which keeps the cost of an iteration linear in n.
+default_targets <- function(n) min(n, 256L)
+
+# The target values of sinkhorn_normalize(), sorted, and the order that
+# sorted the user's target (NULL when it needed none).
+sinkhorn_target <- function(target, mat, threads) {
+  if (is.null(target)) return(list(values = compress_target(qn_fit_target(mat, threads))))
+  if (inherits(target, "quantile_target")) return(list(values = target_values(target)))
+  if (!is.numeric(target) || is.object(target) || !is.null(dim(target)) ||
+      length(target) == 0L) {
+    abort("`target` must be NULL, a numeric vector or a quantile_target, not %s.",
+          describe(target))
   }
-  v <- matrix(as.double(v), rows, cols)
-  if (anyNA(v) || any(is.infinite(v))) abort("`v` must contain only finite values.")
-  v
+  if (anyNA(target) || any(is.infinite(target))) {
+    abort("`target` must contain only finite values.")
+  }
+  ord <- order(target)
+  list(values = as.double(target)[ord], order = ord)
+}
+
+# The mean-quantile target of a long column, at most 256 values: its values at
+# 256 evenly spaced quantile levels (equal masses), so that the cost of an
+# iteration stays linear in the number of features.
+compress_target <- function(values, m = 256L) {
+  n <- length(values)
+  if (n <= m) return(values)
+  stats::approx(seq(0, 1, length.out = n), values, xout = (seq_len(m) - 0.5) / m)$y
+}
+
+# Runs the forward pass of a Sinkhorn operator and builds its
+# diffrank_operator: `decreasing` ranks (or sorts) -x and flips back. (The
+# first argument is not called `kind`, which `k` of soft_topk() would match
+# partially.)
+sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash", power = 2,
+                              tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
+                              decreasing = FALSE, ...) {
+  kind <- operator
+  args <- sinkhorn_args(kind, x, eps, weights, scale, power, tol, max_iter, threads)
+  decreasing <- check_flag(decreasing, "decreasing")
+  problems <- sinkhorn_problems(kind, args$mat, ..., threads = args$threads)
+  mat <- if (decreasing && kind != "sort") -args$mat else args$mat
+  fit <- sinkhorn_forward_cpp(mat, args$a, kind, problems, args$options, args$threads)
+  value <- fit$value
+  if (decreasing && kind == "sort") value <- value[nrow(value):1L, , drop = FALSE]
+  value <- sinkhorn_shape(value, kind, args, problems)
+  attr(value, "iterations") <- fit$iterations
+  attr(value, "error") <- fit$error
+  attr(value, "converged") <- fit$converged
+  warn_not_converged(fit$converged, fit$error, args$options)
+  new_operator(
+    value = value, input = args$shape,
+    vjp_impl = sinkhorn_vjp_impl(kind, fit$state, args, problems, decreasing, list(...)),
+    wrt = c("x", switch(kind, rank = , cdf = , sort = , normalize = "target_weights"),
+            if (kind == "normalize") "target"),
+    label = sprintf("sinkhorn_%s", kind),
+    settings = c(args$options[c("eps", "scale")], list(targets = length(problems[[1L]]$b))),
+    details = sprintf("iterations %s; max marginal error %.3g; %s",
+                      paste(unique(range(fit$iterations)), collapse = "-"), max(fit$error),
+                      if (all(fit$converged)) "converged" else "NOT converged"))
+}
+
+sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
+  raw <- extra$target_weights
+  raw_sum <- if (is.null(raw)) 1 else sum(as.double(raw) / max(raw)) * max(raw)
+  force(state)
+  function(v, wrt) {
+    v <- matrix(v, ncol = args$shape$ncol)
+    if (decreasing && kind == "sort") v <- v[nrow(v):1L, , drop = FALSE]
+    g <- sinkhorn_vjp_cpp(state, v, raw_sum, args$threads)
+    x_grad <- if (decreasing && kind != "sort") -g$x else g$x
+    target <- g$target
+    ord <- attr(problems, "order")
+    if (!is.null(ord)) target[ord] <- target
+    grads <- list(x = shape_like_input(x_grad, args$shape),
+                  target_weights = if (kind %in% c("rank", "cdf", "sort", "normalize")) {
+                    g$target_weights
+                  },
+                  target = if (kind == "normalize") target)
+    grads[!vapply(grads, is.null, TRUE)]
+  }
+}
+
+# The value in the shape of x: one row per value of x for ranks, CDFs,
+# normalized values and top-k masks; one per target or quantile level else.
+sinkhorn_shape <- function(value, kind, args, problems) {
+  if (kind %in% c("rank", "cdf", "normalize", "topk")) {
+    return(shape_like_input(value, args$shape))
+  }
+  rownames(value) <- if (kind == "quantile") {
+    paste0(format(100 * attr(problems, "probs"), trim = TRUE, digits = 7), "%")
+  }
+  out <- shape_like_input(value, args$shape, row_names = FALSE)
+  if (args$shape$vector && kind == "quantile") names(out) <- rownames(value)
+  if (!args$shape$vector && kind == "quantile") rownames(out) <- rownames(value)
+  out
+}
+
+warn_not_converged <- function(converged, error, options) {
+  if (all(converged)) return(invisible())
+  warning(sprintf(paste0("Sinkhorn did not converge for %d of %d column(s) within %d ",
+                         "iterations (marginal error %.3g > tol = %.3g); increase `max_iter` ",
+                         "or `eps`, or loosen `tol`."),
+                  sum(!converged), length(converged), options$max_iter, max(error),
+                  options$tol), call. = FALSE)
 }

@@ -64,82 +64,58 @@ BEGIN_RCPP
 END_RCPP
 }
 // sinkhorn_forward_cpp
-Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, double tol, int max_iter, bool squash, int threads, bool banded, bool warm_start);
-RcppExport SEXP _diffrank_sinkhorn_forward_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP squashSEXP, SEXP threadsSEXP, SEXP bandedSEXP, SEXP warm_startSEXP) {
+Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, std::string kind, Rcpp::List problems, Rcpp::List options, int threads);
+RcppExport SEXP _diffrank_sinkhorn_forward_cpp(SEXP xSEXP, SEXP aSEXP, SEXP kindSEXP, SEXP problemsSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
-    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type w(wSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
-    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
-    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
-    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
+    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type problems(problemsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    Rcpp::traits::input_parameter< bool >::type banded(bandedSEXP);
-    Rcpp::traits::input_parameter< bool >::type warm_start(warm_startSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinkhorn_forward_cpp(x, a, y, b, w, eps, power, tol, max_iter, squash, threads, banded, warm_start));
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_forward_cpp(x, a, kind, problems, options, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // sinkhorn_vjp_cpp
-Rcpp::List sinkhorn_vjp_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, bool squash, Rcpp::NumericMatrix f, Rcpp::NumericMatrix g, Rcpp::NumericMatrix v, int threads);
-RcppExport SEXP _diffrank_sinkhorn_vjp_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP squashSEXP, SEXP fSEXP, SEXP gSEXP, SEXP vSEXP, SEXP threadsSEXP) {
+Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, int threads);
+RcppExport SEXP _diffrank_sinkhorn_vjp_cpp(SEXP stateSEXP, SEXP vSEXP, SEXP raw_sumSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
-    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type w(wSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
-    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type f(fSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type g(gSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type v(vSEXP);
+    Rcpp::traits::input_parameter< double >::type raw_sum(raw_sumSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinkhorn_vjp_cpp(x, a, y, b, w, eps, power, squash, f, g, v, threads));
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_vjp_cpp(state, v, raw_sum, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // sinkhorn_unrolled_cpp
-Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, Rcpp::Nullable<Rcpp::NumericVector> w, double eps, double power, bool squash, int iterations, Rcpp::NumericVector v);
-RcppExport SEXP _diffrank_sinkhorn_unrolled_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP wSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP squashSEXP, SEXP iterationsSEXP, SEXP vSEXP) {
+Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::List problem, Rcpp::List options, int iterations, Rcpp::NumericVector v);
+RcppExport SEXP _diffrank_sinkhorn_unrolled_cpp(SEXP xSEXP, SEXP aSEXP, SEXP problemSEXP, SEXP optionsSEXP, SEXP iterationsSEXP, SEXP vSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
-    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type w(wSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
-    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type problem(problemSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
     Rcpp::traits::input_parameter< int >::type iterations(iterationsSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type v(vSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinkhorn_unrolled_cpp(x, a, y, b, w, eps, power, squash, iterations, v));
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_unrolled_cpp(x, a, problem, options, iterations, v));
     return rcpp_result_gen;
 END_RCPP
 }
 // sinkhorn_plan_cpp
-Rcpp::NumericMatrix sinkhorn_plan_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::NumericVector y, Rcpp::NumericVector b, double eps, double power, double tol, int max_iter, bool squash);
-RcppExport SEXP _diffrank_sinkhorn_plan_cpp(SEXP xSEXP, SEXP aSEXP, SEXP ySEXP, SEXP bSEXP, SEXP epsSEXP, SEXP powerSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP squashSEXP) {
+Rcpp::NumericMatrix sinkhorn_plan_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::List problem, Rcpp::List options);
+RcppExport SEXP _diffrank_sinkhorn_plan_cpp(SEXP xSEXP, SEXP aSEXP, SEXP problemSEXP, SEXP optionsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
-    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
-    Rcpp::traits::input_parameter< double >::type power(powerSEXP);
-    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
-    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
-    Rcpp::traits::input_parameter< bool >::type squash(squashSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinkhorn_plan_cpp(x, a, y, b, eps, power, tol, max_iter, squash));
+    Rcpp::traits::input_parameter< Rcpp::List >::type problem(problemSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_plan_cpp(x, a, problem, options));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -299,10 +275,10 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
-    {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 13},
-    {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 12},
-    {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 10},
-    {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 9},
+    {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 6},
+    {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 4},
+    {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 6},
+    {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 4},
     {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},
     {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 4},
     {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 5},
