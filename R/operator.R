@@ -27,7 +27,10 @@
 #'   for small inputs: a matrix for a vector `x`, an array
 #'   `rows of value x rows of x x columns` when `x` is a matrix whose columns
 #'   are independent problems;
-#' * `op$wrt`, `op$has_jvp`: what the operator offers.
+#' * `op$wrt`, `op$has_jvp`: what the operator offers;
+#' * `op$diagnostics`: a list of the family's own figures, for example
+#'   `n_blocks` (the isotonic blocks of each column) for the soft sorts, and
+#'   `iterations`, `error` and `converged` for the Sinkhorn operators.
 #'
 #' Printing an operator shows what it computes, its settings and its
 #' diagnostics. The derivative state lives in C++ memory: an operator saved
@@ -109,10 +112,11 @@ value_dim <- function(value) {
 # * jacobian_impl(): optional; else the Jacobian with respect to x is built
 #   from vjp_impl with unit cotangents, one output row at a time, for every
 #   column at once when the columns are independent problems.
-# * label, settings, details: for print().
+# * label, settings, details: for print(); diagnostics: the family's own
+#   figures (isotonic blocks, Sinkhorn iterations, ...), as a list.
 new_operator <- function(value, input, vjp_impl, wrt = "x", jvp_impl = NULL,
                          jacobian_impl = NULL, label, settings = list(), details = character(),
-                         columnwise = TRUE) {
+                         diagnostics = list(), columnwise = TRUE) {
   vdim <- value_dim(value)
   xdim <- if (input$vector) input$nrow else c(input$nrow, input$ncol)
   available <- wrt
@@ -143,7 +147,7 @@ new_operator <- function(value, input, vjp_impl, wrt = "x", jvp_impl = NULL,
   }
   structure(
     list(value = value, vjp = vjp, jvp = jvp, jacobian = jacobian, wrt = wrt,
-         has_jvp = !is.null(jvp_impl)),
+         has_jvp = !is.null(jvp_impl), diagnostics = diagnostics),
     class = "diffrank_operator",
     info = list(label = label, input = input, settings = settings, details = details)
   )

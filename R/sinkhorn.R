@@ -587,7 +587,8 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
     settings = c(args$options[c("eps", "scale")], list(targets = length(problems[[1L]]$b))),
     details = sprintf("iterations %s; max marginal error %.3g; %s",
                       paste(unique(range(fit$iterations)), collapse = "-"), max(fit$error),
-                      if (all(fit$converged)) "converged" else "NOT converged"))
+                      if (all(fit$converged)) "converged" else "NOT converged"),
+    diagnostics = fit[c("iterations", "error", "converged")])
 }
 
 sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {

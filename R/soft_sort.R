@@ -35,9 +35,10 @@
 #' for uniform data). So `soft_rank(x)` (`eps = 1`) stays close to `rank(x)`,
 #' mixing only neighbours closer than about a third of a typical gap, whatever
 #' the scale of `x` or its length, and `eps = 10` mixes a few dozen neighbours.
-#' For sorts the roles are reversed (see below), hence the smaller default
-#' `eps = 0.1` of `soft_sort()`, which pools gaps wider than about four typical
-#' gaps, that is, mostly in the tails. A warning is given when all the values
+#' For sorts the roles are reversed (see below): `soft_sort()` pools the gaps
+#' *wider* than `1 / eps` units, hence its smaller default `eps = 0.01`, which
+#' pools only gaps wider than about 40 typical gaps, in the far tails of
+#' skewed data. A warning is given when all the values
 #' of a vector were pooled into one block (the output is then close to its
 #' constant limit).
 #'
@@ -116,7 +117,7 @@ soft_rank <- function(x, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
 
 #' @rdname soft_rank
 #' @export
-soft_sort <- function(x, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
+soft_sort <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
                       scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
   soft_forward("sort", x, eps, reg, decreasing, scale, threads)
 }
@@ -159,8 +160,8 @@ soft_sort <- function(x, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
 #'   * `jacobian()`: the n x n Jacobian `J[i, j] = d value[i] / d x[j]` (an
 #'     n x n x ncol array for a matrix `x`).
 #'
-#'   Printing it shows the number of isotonic blocks of each vector (n blocks
-#'   means the hard operator).
+#'   Its `diagnostics$n_blocks` gives the number of isotonic blocks of each
+#'   vector (n blocks means the hard operator).
 #'
 #'   `soft_rank_vjp()` and `soft_sort_vjp()` return the gradient, shaped like
 #'   `x` with its names or dimnames.
@@ -184,7 +185,7 @@ soft_rank_fn <- function(x, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
 
 #' @rdname soft_rank_fn
 #' @export
-soft_sort_fn <- function(x, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
+soft_sort_fn <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
   soft_fn("sort", x, eps, reg, decreasing, scale, threads)
 }
@@ -198,7 +199,7 @@ soft_rank_vjp <- function(x, v, eps = 1, reg = c("l2", "kl"), decreasing = FALSE
 
 #' @rdname soft_rank_fn
 #' @export
-soft_sort_vjp <- function(x, v, eps = 0.1, reg = c("l2", "kl"), decreasing = FALSE,
+soft_sort_vjp <- function(x, v, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
                           scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
   soft_vjp("sort", x, v, eps, reg, decreasing, scale, threads)
 }
@@ -515,15 +516,15 @@ soft_fn <- function(kind, x, eps, reg, decreasing, scale, threads) {
     jacobian_impl = jacobian,
     label = sprintf("soft_%s", kind),
     settings = a$options[c("eps", "reg", "decreasing", "scale")],
-    details = block_summary(n_blocks, shape$nrow)
+    details = block_summary(n_blocks, shape$nrow),
+    diagnostics = list(n_blocks = n_blocks)
   )
 }
 
 block_summary <- function(blocks, n) {
   if (length(blocks) == 0L) return(character())
   if (min(blocks) == max(blocks)) {
-    return(sprintf("%d isotonic block(s) per column of %d values (%d blocks: the hard operator)",
-                   blocks[1L], n, n))
+    return(sprintf("%d isotonic block(s) per column of %d values", blocks[1L], n))
   }
   sprintf("%d to %d isotonic blocks per column of %d values", min(blocks), max(blocks), n)
 }

@@ -1,6 +1,35 @@
 # Soft sort and soft rank (Blondel et al. 2020), isotonic regression and the
 # Spearman loss, against brute-force references written here.
 
+# The references below work in the units of x, so these tests call the
+# operators with scale = "none" unless they test the scaling itself (the
+# package's default, scale = "spacing", is tested at the end of the file).
+# Many use an eps that pools every value on purpose: the warning that says so
+# is tested on its own, and muffled here.
+unpooled <- function(expr) {
+  withCallingHandlers(expr, warning = function(w) {
+    if (grepl("pooled all values", conditionMessage(w))) invokeRestart("muffleWarning")
+  })
+}
+soft_rank <- function(x, eps = 1, reg = "l2", decreasing = FALSE, scale = "none", ...) {
+  unpooled(diffrank::soft_rank(x, eps, reg, decreasing, scale, ...))
+}
+soft_sort <- function(x, eps = 1, reg = "l2", decreasing = FALSE, scale = "none", ...) {
+  unpooled(diffrank::soft_sort(x, eps, reg, decreasing, scale, ...))
+}
+soft_rank_fn <- function(x, eps = 1, reg = "l2", decreasing = FALSE, scale = "none", ...) {
+  unpooled(diffrank::soft_rank_fn(x, eps, reg, decreasing, scale, ...))
+}
+soft_sort_fn <- function(x, eps = 1, reg = "l2", decreasing = FALSE, scale = "none", ...) {
+  unpooled(diffrank::soft_sort_fn(x, eps, reg, decreasing, scale, ...))
+}
+soft_rank_vjp <- function(x, v, eps = 1, reg = "l2", decreasing = FALSE, scale = "none", ...) {
+  diffrank::soft_rank_vjp(x, v, eps, reg, decreasing, scale, ...)
+}
+soft_sort_vjp <- function(x, v, eps = 1, reg = "l2", decreasing = FALSE, scale = "none", ...) {
+  diffrank::soft_sort_vjp(x, v, eps, reg, decreasing, scale, ...)
+}
+
 # --- references -------------------------------------------------------------
 
 # All permutations of 1:n (rows).
@@ -52,8 +81,8 @@ kl_iso_reference <- function(s, w) {
 
 # Soft rank and soft sort from section 3 of the spec, with stats::isoreg for
 # the L2 isotonic step and kl_iso_reference for the KL one.
-ref_rank <- function(x, eps, reg = "l2", direction = "ascending") {
-  if (direction == "descending") x <- -x
+ref_rank <- function(x, eps, reg = "l2", decreasing = FALSE) {
+  if (decreasing) x <- -x
   n <- length(x)
   o <- order(x, decreasing = TRUE)
   s <- x[o] / eps
@@ -68,8 +97,8 @@ ref_rank <- function(x, eps, reg = "l2", direction = "ascending") {
   }
   out
 }
-ref_sort <- function(x, eps, reg = "l2", direction = "ascending") {
-  sgn <- if (direction == "ascending") -1 else 1
+ref_sort <- function(x, eps, reg = "l2", decreasing = FALSE) {
+  sgn <- if (!decreasing) -1 else 1
   n <- length(x)
   w <- sort(sgn * x, decreasing = TRUE)
   s <- (n:1) / eps
@@ -104,7 +133,7 @@ fd_jacobian <- function(f, x, h) {
 }
 
 grid <- expand.grid(kind = c("rank", "sort"), reg = c("l2", "kl"),
-                    direction = c("ascending", "descending"), stringsAsFactors = FALSE)
+                    decreasing = c(FALSE, TRUE), stringsAsFactors = FALSE)
 soft_op <- function(kind) if (kind == "rank") soft_rank else soft_sort
 soft_op_fn <- function(kind) if (kind == "rank") soft_rank_fn else soft_sort_fn
 ref_op <- function(kind) if (kind == "rank") ref_rank else ref_sort
@@ -139,8 +168,8 @@ test_that("soft ranks and sorts match the isotonic-regression reference", {
     for (eps in c(1e-3, 0.1, 1, 10, 100)) {
       x <- rnorm(9)
       x[4] <- x[2] + eps / 5   # a near-tie
-      got <- soft_op(g$kind)(x, eps = eps, reg = g$reg, direction = g$direction)
-      expect_equal(got, ref_op(g$kind)(x, eps, g$reg, g$direction), tolerance = 1e-10,
+      got <- soft_op(g$kind)(x, eps = eps, reg = g$reg, decreasing = g$decreasing)
+      expect_equal(got, ref_op(g$kind)(x, eps, g$reg, g$decreasing), tolerance = 1e-10,
                    info = paste(g, collapse = " "))
     }
   }
@@ -157,7 +186,7 @@ test_that("soft ranks and sorts are the projections onto the permutahedron (vert
       cert <- projection_certificate(p, x / eps, w, reg)
       expect_gt(cert$worst, -1e-9)
       expect_lt(cert$sum_gap, 1e-12)
-      s <- soft_sort(x, eps = eps, reg = reg, direction = "descending")
+      s <- soft_sort(x, eps = eps, reg = reg, decreasing = TRUE)
       cert <- projection_certificate(s, (5:1) / eps, x, reg)
       expect_gt(cert$worst, -1e-9)
       # any w, any order, through project_permutahedron()
@@ -173,27 +202,30 @@ test_that("soft ranks and sorts are the projections onto the permutahedron (vert
 test_that("eps = 0 and small eps give the hard operators; huge eps the centroid", {
   set.seed(4)
   x <- c(round(rnorm(30), 1), 0.3, 0.3, 0.3)   # ties
-  for (direction in c("ascending", "descending")) {
-    hard_rank <- rank(if (direction == "ascending") x else -x)
+  for (decreasing in c(FALSE, TRUE)) {
+    hard_rank <- rank(if (!decreasing) x else -x)
     for (reg in c("l2", "kl")) {
-      expect_identical(soft_rank(x, 0, reg, direction), hard_rank)
-      expect_identical(soft_sort(x, 0, reg, direction),
-                       sort(x, decreasing = direction == "descending"))
+      expect_identical(soft_rank(x, 0, reg, decreasing), hard_rank)
+      expect_identical(soft_sort(x, 0, reg, decreasing),
+                       sort(x, decreasing = decreasing))
       # below the smallest gap the L2 operators are exactly hard
-      expect_equal(soft_rank(x, 1e-3, reg, direction), hard_rank, tolerance = 1e-10)
-      expect_equal(soft_sort(x, 1e-3, reg, direction),
-                   sort(x, decreasing = direction == "descending"), tolerance = 1e-10)
-      expect_equal(soft_rank(x, 1e9, reg, direction), rep((length(x) + 1) / 2, length(x)),
-                   tolerance = 1e-8)
+      expect_equal(soft_rank(x, 1e-3, reg, decreasing), hard_rank, tolerance = 1e-10)
+      expect_equal(soft_sort(x, 1e-3, reg, decreasing),
+                   sort(x, decreasing = decreasing), tolerance = 1e-10)
+      # the pooled limit, with the warning that says so
+      expect_warning(pooled <- diffrank::soft_rank(x, 1e9, reg, decreasing, "none"),
+                     "pooled all values")
+      expect_equal(pooled, rep((length(x) + 1) / 2, length(x)), tolerance = 1e-8)
     }
-    expect_equal(soft_sort(x, 1e12, "l2", direction), rep(mean(x), length(x)),
-                 tolerance = 1e-9)
+    expect_warning(pooled <- diffrank::soft_sort(x, 1e12, "l2", decreasing, "none"),
+                   "pooled all values")
+    expect_equal(pooled, rep(mean(x), length(x)), tolerance = 1e-9)
   }
   # the KL soft sort pools to a log-mean-exp
-  expect_equal(soft_sort(x, 1e12, "kl", "descending"), rep(log(mean(exp(x))), length(x)),
-               tolerance = 1e-9)
-  expect_equal(soft_sort(x, 1e12, "kl", "ascending"), rep(-log(mean(exp(-x))), length(x)),
-               tolerance = 1e-9)
+  expect_warning(pooled <- diffrank::soft_sort(x, 1e12, "kl", TRUE, "none"), "pooled all values")
+  expect_equal(pooled, rep(log(mean(exp(x))), length(x)), tolerance = 1e-9)
+  expect_warning(pooled <- diffrank::soft_sort(x, 1e12, "kl", FALSE, "none"), "pooled all values")
+  expect_equal(pooled, rep(-log(mean(exp(-x))), length(x)), tolerance = 1e-9)
 })
 
 test_that("sums, monotonicity and exact ties hold for every eps", {
@@ -204,18 +236,18 @@ test_that("sums, monotonicity and exact ties hold for every eps", {
   for (k in seq_len(nrow(grid))) {
     g <- grid[k, ]
     for (eps in c(1e-3, 0.1, 1, 10, 100)) {
-      out <- soft_op(g$kind)(x, eps = eps, reg = g$reg, direction = g$direction)
+      out <- soft_op(g$kind)(x, eps = eps, reg = g$reg, decreasing = g$decreasing)
       info <- paste(c(g, eps), collapse = " ")
       if (g$kind == "rank") {
         expect_equal(sum(out), n * (n + 1) / 2, tolerance = 1e-12, info = info)
         expect_identical(length(unique(out[c(3, 8, 17, 30)])), 1L)
-        o <- order(if (g$direction == "ascending") x else -x)
+        o <- order(if (!g$decreasing) x else -x)
         expect_true(all(diff(out[o]) >= -1e-12), info = info)
         expect_true(all(out > 0))
       } else {
         if (g$reg == "l2") expect_equal(sum(out), sum(x), tolerance = 1e-12, info = info)
         d <- diff(out)
-        expect_true(all(if (g$direction == "ascending") d >= -1e-12 else d <= 1e-12),
+        expect_true(all(if (!g$decreasing) d >= -1e-12 else d <= 1e-12),
                     info = info)
       }
     }
@@ -241,24 +273,24 @@ test_that("scale = \"sd\" makes the operators scale-free", {
 test_that("extreme values neither overflow nor give NaN (KL with eps = 1e-8, |x| = 1e300)", {
   x <- c(3, -1, 2.5, 7, 2.5 + 1e-9)
   for (reg in c("l2", "kl")) {
-    for (direction in c("ascending", "descending")) {
-      r <- soft_rank(x, 1e-8, reg, direction)
+    for (decreasing in c(FALSE, TRUE)) {
+      r <- soft_rank(x, 1e-8, reg, decreasing)
       expect_true(all(is.finite(r)))
       # the R reference loses digits in exp(s - v) with s near 7e8
-      expect_equal(r, ref_rank(x, 1e-8, reg, direction), tolerance = 1e-7)
+      expect_equal(r, ref_rank(x, 1e-8, reg, decreasing), tolerance = 1e-7)
       expect_equal(sum(r), 15, tolerance = 1e-14)
-      s <- soft_sort(x, 1e-8, reg, direction)
-      expect_equal(s, sort(x, decreasing = direction == "descending"), tolerance = 1e-12)
-      op <- soft_rank_fn(x, 1e-8, reg, direction)
+      s <- soft_sort(x, 1e-8, reg, decreasing)
+      expect_equal(s, sort(x, decreasing = decreasing), tolerance = 1e-12)
+      op <- soft_rank_fn(x, 1e-8, reg, decreasing)
       expect_true(all(is.finite(op$jacobian())))
       big <- c(1e300, -1e300, 5e299, 0, -2e299)
       for (eps in c(1e-8, 1, 1e300)) {
-        expect_true(all(is.finite(soft_rank(big, eps, reg, direction))))
-        expect_true(all(is.finite(soft_sort(big, eps, reg, direction))))
-        expect_true(all(is.finite(soft_sort_fn(big, eps, reg, direction)$jacobian())))
+        expect_true(all(is.finite(soft_rank(big, eps, reg, decreasing))))
+        expect_true(all(is.finite(soft_sort(big, eps, reg, decreasing))))
+        expect_true(all(is.finite(soft_sort_fn(big, eps, reg, decreasing)$jacobian())))
       }
-      expect_equal(soft_rank(big, 1, reg, direction),
-                   rank(if (direction == "ascending") big else -big))
+      expect_equal(soft_rank(big, 1, reg, decreasing),
+                   rank(if (!decreasing) big else -big))
     }
   }
   expect_equal(soft_sort(c(1e300, -1e300, 5e299), 1e10), rep(5e299 / 3, 3), tolerance = 1e-6)
@@ -279,8 +311,8 @@ test_that("JVP, VJP and Jacobian equal central finite differences", {
         x[5] <- x[2] + eps / 7      # closer than eps
         x[7] <- x[3] - eps / 3
         info <- paste(c(g, scale, eps), collapse = " ")
-        f <- function(x) soft_op(g$kind)(x, eps, g$reg, g$direction, scale)
-        op <- soft_op_fn(g$kind)(x, eps, g$reg, g$direction, scale)
+        f <- function(x) soft_op(g$kind)(x, eps, g$reg, g$decreasing, scale)
+        op <- soft_op_fn(g$kind)(x, eps, g$reg, g$decreasing, scale)
         J <- op$jacobian()
         Jfd <- fd_jacobian(f, x, 1e-5 * min(eps, 1))
         tol <- 1e-6 * max(1, abs(J))   # 1e-6 relative to the Jacobian's size
@@ -289,7 +321,7 @@ test_that("JVP, VJP and Jacobian equal central finite differences", {
         expect_equal(op$jvp(u), drop(J %*% u), tolerance = 1e-12, info = info)
         expect_equal(unname(op$vjp(u)), drop(crossprod(J, u)), tolerance = 1e-12, info = info)
         vjp_fun <- if (g$kind == "rank") soft_rank_vjp else soft_sort_vjp
-        expect_equal(vjp_fun(x, u, eps, g$reg, g$direction, scale), op$vjp(u), tolerance = 1e-14)
+        expect_equal(vjp_fun(x, u, eps, g$reg, g$decreasing, scale), op$vjp(u), tolerance = 1e-14)
         expect_identical(op$value, f(x))
       }
     }
@@ -305,15 +337,15 @@ test_that("derivatives hold at large eps where PAV blocks are long", {
     # sorts pool neighbours once 1 / eps is below their gap, ranks once eps
     # is above it: large eps means long blocks for both
     for (eps in if (g$kind == "rank") c(10, 100) else c(1000, 1e4)) {
-      op <- soft_op_fn(g$kind)(x, eps, g$reg, g$direction)
-      expect_lt(op$n_blocks, 10)   # few long blocks
+      op <- soft_op_fn(g$kind)(x, eps, g$reg, g$decreasing)
+      expect_lt(op$diagnostics$n_blocks, 10)   # few long blocks
       J <- op$jacobian()
-      Jfd <- fd_jacobian(function(x) soft_op(g$kind)(x, eps, g$reg, g$direction), x,
+      Jfd <- fd_jacobian(function(x) soft_op(g$kind)(x, eps, g$reg, g$decreasing), x,
                          1e-5)
       expect_lt(max(abs(J - Jfd)), 1e-6 * max(1, abs(J)), label = paste(c(g, eps), collapse = " "))
     }
   }
-  expect_identical(soft_rank_fn(x, 1000)$n_blocks, 1L)
+  expect_identical(soft_rank_fn(x, 1000)$diagnostics$n_blocks, 1L)
 })
 
 test_that("hard operators have the hard derivatives", {
@@ -326,8 +358,8 @@ test_that("hard operators have the hard derivatives", {
 
 test_that("the KL soft sort derivative is a softmax over sorted x inside a block", {
   x <- c(0.2, 0.1, 0.15)
-  op <- soft_sort_fn(x, eps = 1000, reg = "kl", direction = "descending")
-  expect_identical(op$n_blocks, 1L)
+  op <- soft_sort_fn(x, eps = 1000, reg = "kl", decreasing = TRUE)
+  expect_identical(op$diagnostics$n_blocks, 1L)
   p <- exp(x) / sum(exp(x))
   expect_equal(op$jacobian(), matrix(p, 3, 3, byrow = TRUE), tolerance = 1e-3)
 })
@@ -340,23 +372,23 @@ test_that("matrices are processed column by column, with dimnames", {
   v <- matrix(rnorm(60), 12, 5)
   for (k in seq_len(nrow(grid))) {
     g <- grid[k, ]
-    out <- soft_op(g$kind)(m, 0.3, g$reg, g$direction)
-    byc <- vapply(1:5, function(j) soft_op(g$kind)(m[, j], 0.3, g$reg, g$direction),
+    out <- soft_op(g$kind)(m, 0.3, g$reg, g$decreasing)
+    byc <- vapply(1:5, function(j) soft_op(g$kind)(m[, j], 0.3, g$reg, g$decreasing),
                   numeric(12))
     expect_equal(unname(out), unname(byc), tolerance = 0)
     expect_identical(colnames(out), colnames(m))
     expect_identical(rownames(out), if (g$kind == "rank") rownames(m) else NULL)
     vjp_fun <- if (g$kind == "rank") soft_rank_vjp else soft_sort_vjp
-    gr <- vjp_fun(m, v, 0.3, g$reg, g$direction)
+    gr <- vjp_fun(m, v, 0.3, g$reg, g$decreasing)
     expect_identical(dimnames(gr), dimnames(m))
-    byc <- vapply(1:5, function(j) vjp_fun(m[, j], v[, j], 0.3, g$reg, g$direction),
+    byc <- vapply(1:5, function(j) vjp_fun(m[, j], v[, j], 0.3, g$reg, g$decreasing),
                   numeric(12))
     expect_equal(unname(gr), unname(byc), tolerance = 0)
-    op <- soft_op_fn(g$kind)(m, 0.3, g$reg, g$direction)
+    op <- soft_op_fn(g$kind)(m, 0.3, g$reg, g$decreasing)
     jac <- op$jacobian()
     expect_identical(dim(jac), c(12L, 12L, 5L))
     expect_equal(unname(jac[, , 2]), unname(soft_op_fn(g$kind)(m[, 2], 0.3, g$reg,
-                                                                 g$direction)$jacobian()))
+                                                                 g$decreasing)$jacobian()))
     expect_equal(unname(op$jvp(v)[, 4]), unname(drop(jac[, , 4] %*% v[, 4])), tolerance = 1e-12)
   }
   df <- as.data.frame(m)
@@ -374,14 +406,14 @@ test_that("results are identical for 1 and 2 threads", {
     g <- grid[k, ]
     f <- soft_op(g$kind)
     vjp_fun <- if (g$kind == "rank") soft_rank_vjp else soft_sort_vjp
-    expect_identical(f(m, 0.2, g$reg, g$direction, threads = 1),
-                     f(m, 0.2, g$reg, g$direction, threads = 2))
-    expect_identical(vjp_fun(m, v, 0.2, g$reg, g$direction, "sd", threads = 1),
-                     vjp_fun(m, v, 0.2, g$reg, g$direction, "sd", threads = 2))
-    expect_identical(f(big, 0.01, g$reg, g$direction, threads = 1),
-                     f(big, 0.01, g$reg, g$direction, threads = 2))
-    op1 <- soft_op_fn(g$kind)(m, 0.2, g$reg, g$direction, threads = 1)
-    op2 <- soft_op_fn(g$kind)(m, 0.2, g$reg, g$direction, threads = 2)
+    expect_identical(f(m, 0.2, g$reg, g$decreasing, threads = 1),
+                     f(m, 0.2, g$reg, g$decreasing, threads = 2))
+    expect_identical(vjp_fun(m, v, 0.2, g$reg, g$decreasing, "sd", threads = 1),
+                     vjp_fun(m, v, 0.2, g$reg, g$decreasing, "sd", threads = 2))
+    expect_identical(f(big, 0.01, g$reg, g$decreasing, threads = 1),
+                     f(big, 0.01, g$reg, g$decreasing, threads = 2))
+    op1 <- soft_op_fn(g$kind)(m, 0.2, g$reg, g$decreasing, threads = 1)
+    op2 <- soft_op_fn(g$kind)(m, 0.2, g$reg, g$decreasing, threads = 2)
     expect_identical(op1$jvp(v), op2$jvp(v))
   }
 })
@@ -392,16 +424,16 @@ test_that("long vectors (radix sort path) match the reference, ties included", {
   # of the key is exercised by values that differ only there
   y <- c(rnorm(20000), 1 + (1:5000) * 2^-50, 1 + (5000:1) * 2^-51)
   o <- order(-y)
-  expect_identical(soft_rank(y, 0, direction = "descending"), rank(-y))
+  expect_identical(soft_rank(y, 0, decreasing = TRUE), rank(-y))
   expect_identical(soft_sort(y, 0), sort(y))
   x <- round(rnorm(40000), 2)   # many ties
   expect_identical(soft_rank(x, 0), rank(x))
   expect_equal(soft_rank(x, 0.01), ref_rank(x, 0.01), tolerance = 1e-10)
   # stats::isoreg works with cumulative sums of values near n / eps, so the
   # reference itself is only good to about 1e-7 here
-  expect_equal(soft_sort(x, 1, direction = "descending"),
-               ref_sort(x, 1, direction = "descending"), tolerance = 1e-6)
-  expect_equal(soft_sort(x, 0.01, direction = "descending"), sort(x, decreasing = TRUE),
+  expect_equal(soft_sort(x, 1, decreasing = TRUE),
+               ref_sort(x, 1, decreasing = TRUE), tolerance = 1e-6)
+  expect_equal(soft_sort(x, 0.01, decreasing = TRUE), sort(x, decreasing = TRUE),
                tolerance = 1e-14)
   expect_identical(soft_sort(x, 1e-3), sort(x))
   r <- soft_rank(x, 0.05, reg = "kl")
@@ -412,7 +444,7 @@ test_that("long vectors (radix sort path) match the reference, ties included", {
   for (z in list(c(1e300, rnorm(3000), -1e300), exp(20 * rnorm(3000)),
                  c(rep(1, 500), 1 + (1:500) * 2^-52, rnorm(20)))) {
     expect_identical(soft_rank(z, 0), rank(z))
-    expect_identical(soft_sort(z, 0, direction = "descending"), sort(z, decreasing = TRUE))
+    expect_identical(soft_sort(z, 0, decreasing = TRUE), sort(z, decreasing = TRUE))
   }
 })
 
@@ -444,7 +476,7 @@ test_that("bad input gives clear errors and never modifies x", {
   expect_error(soft_sort(c(1, NaN)), "`x` must not contain missing values")
   expect_error(soft_rank(c(1, Inf)), "`x` must not contain infinite values")
   expect_error(soft_rank("a"), "`x` must be a numeric vector, matrix or data frame")
-  expect_error(soft_rank(x, reg = "l1"), "'arg' should be one of")
+  expect_error(soft_rank(x, reg = "l1"), "`reg` must be one of \"l2\", \"kl\"")
   expect_error(soft_rank(x, threads = 0), "`threads` must be a whole number")
   expect_error(soft_rank_vjp(x, 1:2), "`v` must have the shape of `x` \\(a vector of length 3\\)")
   expect_error(soft_rank_vjp(matrix(1:6, 3), 1:6), "`v` must have the shape of `x`")
@@ -464,7 +496,7 @@ test_that("bad input gives clear errors and never modifies x", {
   op2 <- readRDS(f)
   expect_identical(op2$value, op$value)
   expect_error(op2$vjp(c(1, 0, 0)), "saved and reloaded")
-  expect_output(print(op), "soft rank \\(l2, ascending, eps = 0.5\\)")
+  expect_output(print(op), "soft_rank of a vector of length 3")
 })
 
 # --- projection, path plot ------------------------------------------------------
@@ -476,24 +508,24 @@ test_that("project_permutahedron() reproduces the soft operators and checks inpu
   expect_equal(exp(project_permutahedron(x / 0.4, log(1:6), "kl")), soft_rank(x, 0.4, "kl"),
                tolerance = 1e-12)
   expect_equal(project_permutahedron((6:1) / 0.4, sample(x)),
-               soft_sort(x, 0.4, direction = "descending"), tolerance = 1e-12)
+               soft_sort(x, 0.4, decreasing = TRUE), tolerance = 1e-12)
   expect_error(project_permutahedron(1:3, 1:2), "same length")
   expect_error(project_permutahedron(c(1, NA), 1:2), "`z` must contain only finite values")
 })
 
 test_that("plot_soft_path() runs from hard to pooled", {
   x <- c(a = 0.1, b = 0.5, c = 0.52, d = 2)
-  path <- plot_soft_path(x, plot = FALSE)
+  path <- plot_soft_path(x, scale = "none", plot = FALSE)
   expect_identical(dim(path$values), c(100L, 4L))
   expect_identical(colnames(path$values), names(x))
   expect_equal(path$values[1, ], rank(x))
   expect_lt(max(abs(path$values[100, ] - 2.5)), 1)
-  spath <- plot_soft_path(x, type = "sort", plot = FALSE)
+  spath <- plot_soft_path(x, operator = "sort", scale = "none", plot = FALSE)
   expect_equal(spath$values[1, ], sort(unname(x)), tolerance = 1e-12)
   expect_lt(max(abs(spath$values[100, ] - mean(x))), 0.1)
   pdf(NULL)
   on.exit(grDevices::dev.off())
-  expect_invisible(plot_soft_path(x, type = "sort", reg = "kl"))
+  expect_invisible(plot_soft_path(x, operator = "sort", scale = "none", reg = "kl"))
   expect_error(plot_soft_path(x, eps = c(1, -1)), "`eps` must be a vector of positive")
 })
 
@@ -504,19 +536,20 @@ test_that("spearman_loss() has the right value and gradient", {
   pred <- rnorm(15)
   target <- pred + rnorm(15)
   for (reg in c("l2", "kl")) {
-    for (scale in c("none", "sd")) {
-      l <- spearman_loss(pred, target, eps = 0.3, reg = reg, scale = scale)
-      r <- soft_rank(pred, 0.3, reg, scale = scale)
+    for (scale in c("none", "sd", "spacing")) {
+      eps <- c(none = 0.1, sd = 0.05, spacing = 3)[[scale]]
+      l <- spearman_loss(pred, target, eps = eps, reg = reg, scale = scale, threads = 1)
+      r <- soft_rank(pred, eps, reg, scale = scale)
       expect_equal(l$value, 1 - cor(r, rank(target)), tolerance = 1e-12)
-      gfd <- fd_jacobian(function(p) spearman_loss(p, target, 0.3, reg, scale)$value, pred, 1e-6)
+      gfd <- fd_jacobian(function(p) spearman_loss(p, target, eps, reg, scale)$value, pred, 1e-6)
       expect_equal(l$gradient, drop(gfd), tolerance = 1e-6)
     }
   }
   # tends to 1 - Spearman's correlation
-  expect_equal(spearman_loss(pred, target, eps = 1e-6)$value,
+  expect_equal(spearman_loss(pred, target, eps = 1e-6, scale = "none")$value,
                1 - cor(pred, target, method = "spearman"), tolerance = 1e-10)
   expect_error(spearman_loss(rep(1, 3), 1:3), "constant")
-  expect_error(spearman_loss(1:3, rep(1, 3)), "`target` must not be constant")
+  expect_error(spearman_loss(1:3, rep(1, 3)), "`response` must not be constant")
   expect_error(spearman_loss(1:3, 1:4), "same length")
 })
 
@@ -541,4 +574,49 @@ test_that("a linear model fitted with the Spearman loss ranks the targets well",
   # with this seed: 0.995 against 0.943 for least squares
   expect_gt(spearman_test, 0.98)
   expect_gt(spearman_test, spearman_ols + 0.03)
+})
+
+# --- the scale-free default ------------------------------------------------------
+
+test_that("with the defaults, soft ranks and sorts stay close to the hard ones at any scale", {
+  set.seed(21)
+  for (x in list(runif(5000), 1e-6 * rnorm(300), 1e6 * rexp(1000), rnorm(20))) {
+    n <- length(x)
+    r <- diffrank::soft_rank(x)
+    expect_gt(cor(r, rank(x)), 0.999)
+    expect_lt(mean(abs(r - rank(x))), 2)
+    s <- diffrank::soft_sort(x)
+    expect_gt(cor(s, sort(x)), 0.99)
+  }
+  # no unit: multiplying or shifting x does not change ranks, and scales sorts
+  x <- rnorm(200)
+  expect_equal(diffrank::soft_rank(1e5 * x + 3), diffrank::soft_rank(x), tolerance = 1e-9)
+  expect_equal(diffrank::soft_sort(1e5 * x), 1e5 * diffrank::soft_sort(x), tolerance = 1e-9)
+  # "spacing" is "sd" with x divided by sd(x) / n: eps / n for ranks, eps * n for sorts (L2)
+  expect_equal(diffrank::soft_rank(x, eps = 2), diffrank::soft_rank(x, 2 / 200, scale = "sd"),
+               tolerance = 1e-10)
+  expect_equal(diffrank::soft_sort(x, eps = 0.01), diffrank::soft_sort(x, 2, scale = "sd"),
+               tolerance = 1e-10)
+  # and its derivative includes the dependence of the scale on x
+  op <- diffrank::soft_rank_fn(x[1:12], eps = 3)
+  jfd <- fd_jacobian(function(z) diffrank::soft_rank(z, eps = 3), x[1:12], 1e-6)
+  expect_equal(op$jacobian(), jfd, tolerance = 1e-6, ignore_attr = TRUE)
+  # the Spearman loss with its defaults is close to 1 - Spearman's correlation
+  pred <- rnorm(500)
+  response <- pred + rnorm(500)
+  expect_equal(spearman_loss(pred, response)$value,
+               1 - cor(pred, response, method = "spearman"), tolerance = 1e-3)
+  expect_equal(spearman_loss(1e-4 * pred, response)$value, spearman_loss(pred, response)$value,
+               tolerance = 1e-10)
+})
+
+test_that("a warning says when all values were pooled into one block", {
+  expect_warning(diffrank::soft_rank(runif(50), eps = 1e4),
+                 "pooled all values into one block in 1 of 1")
+  m <- cbind(rnorm(10), rnorm(10), 1)
+  expect_warning(diffrank::soft_sort(m, eps = 1e6), "in 2 of 3 column")
+  # constant vectors and pairs are not pooled by the choice of eps: no warning
+  expect_silent(diffrank::soft_rank(rep(2, 5), eps = 1e4))
+  expect_silent(diffrank::soft_rank(c(1, 2), eps = 1e4))
+  expect_silent(diffrank::soft_rank(rnorm(100)))
 })
