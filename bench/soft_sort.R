@@ -39,11 +39,11 @@ for (kind in c("rank", "sort")) {
     for (eps in c(0.01, 1)) {
       f <- if (kind == "rank") soft_rank_vjp else soft_sort_vjp
       show(sprintf("soft_%s_vjp(reg = \"%s\", eps = %s)", kind, reg, format(eps)),
-           timing(f(x, v, eps = eps, reg = reg, threads = 1), 9))
+           timing(f(x, v, eps = eps, reg = reg, scale = "none", threads = 1), 9))
     }
   }
 }
-show("soft_rank() forward only, eps = 1", timing(soft_rank(x, eps = 1, threads = 1), 9))
+show("soft_rank() forward only, eps = 1", timing(soft_rank(x, eps = 1, scale = "none", threads = 1), 9))
 
 # Caution: these figures depend on glibc's malloc state. Each call returns a
 # fresh 200 KB vector; in a fresh session malloc maps it afresh (its page
@@ -68,9 +68,9 @@ reps <- 100
 for (kind in c("rank", "sort")) {
   for (reg in c("l2", "kl")) {
     f <- if (kind == "rank") soft_rank_vjp else soft_sort_vjp
-    t1 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, threads = 1), 5) / reps
-    t2 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, threads = 2), 5) / reps
-    t3 <- median_call(f(m, g, eps = 0.1, reg = reg, threads = 1))
+    t1 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, scale = "none", threads = 1), 5) / reps
+    t2 <- timing(for (i in seq_len(reps)) f(m, g, eps = 0.1, reg = reg, scale = "none", threads = 2), 5) / reps
+    t3 <- median_call(f(m, g, eps = 0.1, reg = reg, scale = "none", threads = 1))
     cat(sprintf("soft_%s_vjp(reg = \"%s\"): %.2f us per vector on 1 thread (%.2f us cpu); %.2f us on 2 threads; median call %.2f us per vector on 1 thread\n",
                 kind, reg, 1e6 * t1[1] / 256, 1e6 * t1[2] / 256, 1e6 * t2[1] / 256, 1e6 * t3 / 256))
   }
