@@ -410,3 +410,24 @@ test_that("least quantile regression beats least squares with 30% gross outliers
   expect_lt(sum((fit$par - beta)^2), sum((ls - beta)^2) / 10)
   expect_lt(max(abs(fit$par - beta)), 0.2)
 })
+
+test_that("the default number of targets keeps long columns linear in n", {
+  set.seed(30)
+  x <- rnorm(1000)
+  op <- sinkhorn_rank_fn(x)
+  expect_identical(op$diagnostics$targets, 128L)
+  # ranks on 128 quantile levels, smoothed by eps = 0.01: close to the hard ranks,
+  # and as close as with one target per value
+  full <- sinkhorn_rank(x, n_targets = 1000)
+  expect_gt(cor(op$value, rank(x)), 0.999)
+  expect_lt(mean(abs(op$value - rank(x))), 1.2 * mean(abs(full - rank(x))))
+  expect_identical(sinkhorn_rank_fn(x[1:50])$diagnostics$targets, 50L)
+  expect_identical(sinkhorn_rank_fn(x, n_targets = 1000)$diagnostics$targets, 1000L)
+  # the default target of a long matrix is the mean quantiles at 128 levels
+  m <- matrix(rnorm(3000), 1000, 3)
+  op <- sinkhorn_normalize_fn(m)
+  expect_identical(op$diagnostics$targets, 128L)
+  hard <- normalize_quantiles(m)
+  expect_lt(mean(abs(op$value - hard)), 0.05)
+  expect_identical(op$value, sinkhorn_normalize(m))
+})
