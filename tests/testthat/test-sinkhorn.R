@@ -431,3 +431,16 @@ test_that("the default number of targets keeps long columns linear in n", {
   expect_lt(mean(abs(op$value - hard)), 0.05)
   expect_identical(op$value, sinkhorn_normalize(m))
 })
+
+test_that("extreme levels and extreme weights give the right values", {
+  x <- c(1, 5, 2, 8, 3, 9, 4)
+  q <- sinkhorn_quantile(x, probs = c(0, 1), width = 1e-12, eps = 1e-4)
+  expect_equal(as.vector(q), c(1, 9), tolerance = 1e-6)
+  expect_identical(names(q), c("0%", "100%"))
+  expect_equal(as.vector(sinkhorn_quantile(x, probs = 0, eps = 1e-4)), 1, tolerance = 1e-3)
+  # weights near the largest double are normalized without overflow
+  expect_equal(as.vector(sinkhorn_rank(1:5, weights = rep(1e308, 5), eps = 1e-3)),
+               as.vector(sinkhorn_rank(1:5, eps = 1e-3)))
+  expect_equal(as.vector(sinkhorn_rank(1:5, target_weights = rep(1e308, 5), eps = 1e-3)),
+               as.vector(sinkhorn_rank(1:5, eps = 1e-3)))
+})
