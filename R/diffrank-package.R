@@ -12,8 +12,35 @@
 #' `options(diffrank.threads = parallel::detectCores())`. Results are
 #' identical for any number of threads.
 #'
+#' @section Vocabulary:
+#' One set of argument names runs through the package: `x` (features in
+#' rows, samples in columns), `eps` (regularization), `scale` (how `eps` is
+#' made unit-free), `decreasing` (sort order, as in [sort()]), `weights`
+#' (masses of the values), `target` and `target_weights` (a reference
+#' distribution and its masses), `response` (observed values of a loss),
+#' `threads`, and `assay.type` for `SummarizedExperiment` inputs. Every
+#' differentiable operator has the forms `<op>()`, `<op>_fn()` (a
+#' [diffrank_operator]) and `<op>_vjp(x, v, ...)`.
+#'
+#' @evalRd export_table_rd()
+#'
 #' @keywords internal
 #' @useDynLib diffrank, .registration = TRUE
 #' @importFrom Rcpp sourceCpp
 #' @importFrom RcppParallel RcppParallelLibs
 "_PACKAGE"
+
+# The table of the package-level help page: every exported function with its
+# arguments, built from the namespace when the documentation is generated.
+export_table_rd <- function() {
+  ns <- asNamespace("diffrank")
+  exports <- sort(getNamespaceExports("diffrank"))
+  exports <- exports[vapply(exports, function(f) is.function(get(f, ns)), TRUE)]
+  rows <- vapply(exports, function(f) {
+    args <- names(formals(get(f, ns)))
+    sprintf("\\code{\\link{%s}} \\tab %s \\cr", f,
+            gsub("_", "\\_", paste(args, collapse = ", "), fixed = TRUE))
+  }, "")
+  paste(c("\\section{Exported functions and their arguments}{", "\\tabular{ll}{",
+          "\\strong{function} \\tab \\strong{arguments} \\cr", rows, "}}"), collapse = "\n")
+}
