@@ -2,7 +2,7 @@
 // checked in R/kendall.R.
 #include <Rcpp.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdint>
 #include <diffrank/kendall.hpp>
 #include <string>
@@ -190,36 +190,18 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
     }
   };
 
-  // Chunks of about a quarter of a second of Kendall work on one thread:
-  // interrupts are checked and progress shown between chunks, and each chunk
-  // ends by joining the threads, which costs more when they are short.
+  // Batches of about a quarter of a second of Kendall work on one thread:
+  // interrupts are checked and progress shown between batches, and each batch
+  // ends by joining the threads, which costs more when they are short. Ranges
+  // of at least a sixteenth of a batch per thread, so that threads share a
+  // batch evenly.
   const double per_item = static_cast<double>(n) + 16.0;
-  const std::size_t chunk = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
+  const std::size_t batch = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
                                                   static_cast<std::size_t>(1.6e7 / per_item));
-  const auto start = std::chrono::steady_clock::now();
-  bool shown = false;
-  for (std::size_t done = 0; done < total; done += chunk) {
-    const std::size_t len = std::min(chunk, total - done);
-    // Pieces of a few pairs each, so that two threads share a chunk evenly.
-    const std::size_t piece =
-        std::max<std::size_t>(1, len / (16 * static_cast<std::size_t>(threads)));
-    const std::size_t pieces = (len + piece - 1) / piece;
-    diffrank_glue::parallel_for(pieces, threads, [&](std::size_t b, std::size_t e) {
-      for (std::size_t k = b; k < e; ++k) {
-        body_range(done + k * piece, done + std::min(len, (k + 1) * piece));
-      }
-    });
-    Rcpp::checkUserInterrupt();
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (progress && elapsed > 2.0) {
-      REprintf("\rrank kernel: %3.0f%% of %.0f pairs",
-               100.0 * static_cast<double>(done + len) / static_cast<double>(total),
-               static_cast<double>(total));
-      shown = true;
-    }
-  }
-  if (shown) REprintf("\n");
+  const std::size_t grain = std::max<std::size_t>(
+      1, std::min(batch, total) / (16 * static_cast<std::size_t>(threads)));
+  diffrank_glue::ProgressLine show(progress, "rank kernel", "pairs", total);
+  diffrank_glue::parallel_batches(total, threads, grain, batch, body_range, show);
   return out;
 }
 
