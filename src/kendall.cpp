@@ -112,15 +112,20 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
                                        Rcpp::NumericVector u, int threads, bool progress) {
   const Spec spec = parse_spec(kernel, lambda, normalized, u.begin());
   const bool symmetric = y.isNull();
-  const Profiles px = rank_columns(x, threads);
-  Profiles py_store;
-  if (!symmetric) py_store = rank_columns(Rcpp::NumericMatrix(y.get()), threads);
-  const Profiles& py = symmetric ? px : py_store;
-  const std::size_t n = px.n, nx = px.count, ny = py.count;
+  const std::size_t n = x.nrow(), nx = x.ncol();
   if (static_cast<std::size_t>(u.size()) < n && spec.kernel == Kernel::weighted &&
       spec.weights != diffrank::WeightKind::average) {
     Rcpp::stop("`u` must have one weight per feature.");
   }
+  Rcpp::NumericMatrix ym = symmetric ? x : Rcpp::NumericMatrix(y.get());
+  const std::size_t ny = ym.ncol();
+  // The output is allocated before any C++ buffer: when R cannot allocate it,
+  // its error jumps over this frame, and destructors would not run.
+  Rcpp::NumericMatrix out(Rcpp::no_init(nx, ny));
+  const Profiles px = rank_columns(x, threads);
+  Profiles py_store;
+  if (!symmetric) py_store = rank_columns(ym, threads);
+  const Profiles& py = symmetric ? px : py_store;
 
   // Weighted kernels of complete profiles with themselves, for normalizing.
   std::vector<double> self_x(nx, 0.0), self_y(ny, 0.0);
@@ -141,7 +146,6 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
   }
   const std::vector<double>& sy = symmetric ? self_x : self_y;
 
-  Rcpp::NumericMatrix out(Rcpp::no_init(nx, ny));
   double* o = out.begin();
   const std::size_t total = symmetric ? nx * (nx + 1) / 2 : nx * ny;
   // Upper triangle row by row: row i starts at offset i nx - i (i - 1) / 2.
@@ -209,17 +213,19 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVector y) {
   const std::size_t n = x.size();
+  Rcpp::NumericVector out(7);
+  out.attr("names") =
+      Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
   std::vector<std::uint32_t> ox(n), rx(n), oy(n), ry(n);
   const diffrank::RankedProfile a = diffrank::rank_profile(x.begin(), n, ox.data(), rx.data());
   const diffrank::RankedProfile b = diffrank::rank_profile(y.begin(), n, oy.data(), ry.data());
   diffrank::KendallScratch s;
   s.reserve(n);
   const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
-  Rcpp::NumericVector out = {static_cast<double>(c.n),          static_cast<double>(c.n0),
-                             static_cast<double>(c.concordant), static_cast<double>(c.discordant),
-                             static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
-                             static_cast<double>(c.tied_xy)};
-  out.attr("names") =
-      Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
+  const double counts[] = {static_cast<double>(c.n),          static_cast<double>(c.n0),
+                           static_cast<double>(c.concordant), static_cast<double>(c.discordant),
+                           static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
+                           static_cast<double>(c.tied_xy)};
+  std::copy(counts, counts + 7, out.begin());
   return out;
 }
