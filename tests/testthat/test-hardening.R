@@ -31,3 +31,12 @@ test_that("a kernel matrix too large to allocate fails cleanly and keeps no memo
   for (f in calls) for (k in 1:2) try(f(), silent = TRUE)
   expect_lt(resident_mb() - before, 16)
 })
+
+test_that("soft ranks of a subnormal spread are defined (bucket sort)", {
+  # used to convert an infinite bucket position to an integer (undefined
+  # behaviour seen by -fsanitize=float-cast-overflow, see `make sanitize`)
+  expect_identical(soft_rank(c(0, 1e-323), eps = 0), c(1, 2))
+  expect_identical(soft_rank(c(1e-323, 0, 5e-324), eps = 0), c(3, 1, 2))
+  expect_identical(soft_sort(c(1e-323, 0), eps = 0), c(0, 1e-323))
+  expect_identical(soft_rank(c(0, 1e-323), eps = 0, direction = "descending"), c(2, 1))
+})
