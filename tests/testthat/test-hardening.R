@@ -40,3 +40,16 @@ test_that("soft ranks of a subnormal spread are defined (bucket sort)", {
   expect_identical(soft_sort(c(1e-323, 0), eps = 0), c(0, 1e-323))
   expect_identical(soft_rank(c(0, 1e-323), eps = 0, direction = "descending"), c(2, 1))
 })
+
+test_that("isotonic regression pools means of opposite signs near the largest double", {
+  expect_identical(isotonic_regression(c(1.5e308, -1.5e308)), c(0, 0))
+  expect_identical(isotonic_regression(c(-1.5e308, 1.5e308), decreasing = TRUE), c(0, 0))
+  expect_equal(isotonic_regression(c(1.7e308, -1.7e308, 0)), c(0, 0, 0))
+  # weights whose sum overflows
+  expect_identical(isotonic_regression(c(2, 1), weights = c(1e308, 1e308)), c(1.5, 1.5))
+  expect_equal(isotonic_regression(c(3, 1), weights = c(1.5e308, 0.5e308)), c(2.5, 2.5))
+  # ordinary data: stats::isoreg
+  set.seed(3)
+  y <- rnorm(50)
+  expect_equal(isotonic_regression(y), stats::isoreg(y)$yf, tolerance = 1e-14)
+})
