@@ -53,3 +53,14 @@ test_that("isotonic regression pools means of opposite signs near the largest do
   y <- rnorm(50)
   expect_equal(isotonic_regression(y), stats::isoreg(y)$yf, tolerance = 1e-14)
 })
+
+test_that("quantile normalization interpolates targets near the largest double", {
+  expect_identical(normalize_quantiles(matrix(1:3), target = c(-1.5e308, 1.5e308)),
+                   matrix(c(-1.5e308, 0, 1.5e308)))
+  big <- c(1.5e308, 1.6e308, 1.7e308)
+  expect_equal(normalize_quantiles(matrix(c(1, 1, 1)), target = big, ties = "average"),
+               matrix(rep(1.6e308, 3)), tolerance = 1e-15)
+  out <- normalize_quantiles(matrix(c(2, 1, 2, 3)), target = c(-1.7e308, 1.7e308))
+  expect_true(all(is.finite(out)))
+  expect_identical(order(out[, 1], c(2, 1, 3, 4)), order(c(2, 1, 2, 3), c(2, 1, 3, 4)))
+})
