@@ -64,3 +64,28 @@ test_that("quantile normalization interpolates targets near the largest double",
   expect_true(all(is.finite(out)))
   expect_identical(order(out[, 1], c(2, 1, 3, 4)), order(c(2, 1, 2, 3), c(2, 1, 3, 4)))
 })
+
+test_that("normalized weighted Kendall kernels do not depend on the scale of u", {
+  set.seed(4)
+  km <- matrix(rnorm(40), 10)
+  u <- exp(-(1:10) / 3)
+  reference <- weighted_kendall_kernel(km, weights = "mult", u = u)
+  expect_no_warning(tiny <- weighted_kendall_kernel(km, weights = "mult", u = u * 1e-200))
+  expect_equal(tiny, reference, tolerance = 1e-12)
+  expect_equal(weighted_kendall_kernel(km, weights = "mult", u = u * 1e200), reference,
+               tolerance = 1e-12)
+  expect_equal(weighted_kendall_kernel(km, weights = "add", u = u * 1e-300),
+               weighted_kendall_kernel(km, weights = "add", u = u), tolerance = 1e-12)
+  # constant weights of any size: the unweighted count of concordant pairs
+  ones <- weighted_kendall_kernel(km, weights = "mult", u = rep(1, 10))
+  expect_no_warning(small <- weighted_kendall_kernel(km, weights = "mult", u = rep(1e-200, 10)))
+  expect_equal(small, ones, tolerance = 1e-14)
+  expect_false(anyNA(small))
+  # the raw sums keep the scale of u
+  raw <- weighted_kendall_kernel(km, weights = "add", u = u, normalized = FALSE)
+  expect_equal(weighted_kendall_kernel(km, weights = "add", u = 2 * u, normalized = FALSE),
+               4 * raw)
+  # the kernlab function too
+  f <- weighted_kendall_kernel_fn(weights = "mult", u = rep(1e-200, 10))
+  expect_equal(f(km[, 1], km[, 2]), ones[1, 2])
+})
