@@ -32,10 +32,13 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf,
   as.double(x)
 }
 
-check_whole <- function(x, arg, lower = 1) {
+# A whole number from lower to upper, as an integer; the default upper bound is
+# the largest R integer, so that the conversion never gives NA.
+check_whole <- function(x, arg, lower = 1, upper = .Machine$integer.max) {
   if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < lower ||
-      x != round(x)) {
-    abort("`%s` must be a whole number, at least %d, not %s.", arg, lower, describe(x))
+      x > upper || x != round(x)) {
+    abort("`%s` must be a whole number from %s to %s, not %s.", arg, format(lower),
+          format(upper, scientific = FALSE), describe(x))
   }
   as.integer(x)
 }

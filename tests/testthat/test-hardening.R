@@ -89,3 +89,25 @@ test_that("normalized weighted Kendall kernels do not depend on the scale of u",
   f <- weighted_kendall_kernel_fn(weights = "mult", u = rep(1e-200, 10))
   expect_equal(f(km[, 1], km[, 2]), ones[1, 2])
 })
+
+test_that("whole-number arguments at or above 2^31 are rejected or capped, never NA", {
+  x <- c(0.3, -1.2, 2.5, 0.9)
+  expect_error(sinkhorn_rank(x, max_iter = 2^31),
+               "`max_iter` must be a whole number from 1 to 2147483647, not 2147483648")
+  expect_error(sinkhorn_rank(x, n_targets = 2^31), "`n_targets` must be a whole number from 1")
+  expect_error(sinkhorn_rank(x, n_targets = 1e300), "`n_targets`")
+  data <- simulate_suquan(20, p = 20, seed = 5)
+  expect_error(suquan(data$x, data$y, max_iter = 2^31), "`max_iter` must be a whole number")
+  expect_error(cv_suquan(data$x, data$y, nfolds = 2^31), "`nfolds`")
+  expect_identical(sinkhorn_rank(x, max_iter = 2^31 - 1), sinkhorn_rank(x))
+  # threads: capped at 1024, results unchanged
+  m <- matrix(rnorm(60), 10)
+  for (threads in c(1000, 1024, 2^31, 1e10)) {
+    expect_no_warning(out <- normalize_quantiles(m, threads = threads))
+    expect_identical(out, normalize_quantiles(m, threads = 1))
+  }
+  expect_identical(kendall_kernel(m, threads = 2^31), kendall_kernel(m, threads = 1))
+  withr::local_options(diffrank.threads = 5e9)
+  expect_identical(diffrank_threads(), 1024L)
+  expect_error(normalize_quantiles(m, threads = Inf), "`threads` must be a whole number")
+})
