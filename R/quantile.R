@@ -152,6 +152,7 @@ quantile_target.SummarizedExperiment <- function(x, threads = diffrank_threads()
 predict.quantile_target <- function(object, newdata, ties = c("midrank", "average", "first"),
                                     threads = diffrank_threads(), ...) {
   if (missing(newdata)) abort("`newdata` is missing: give the samples to normalize.")
+  check_quantile_target(object)
   normalize_quantiles(newdata, target = object, ties = ties, threads = threads, ...)
 }
 
@@ -200,7 +201,8 @@ check_expression_matrix <- function(x, arg = "x") {
 # The sorted target values from NULL, a numeric vector or a quantile_target.
 target_values <- function(target) {
   if (is.null(target)) return(NULL)
-  if (inherits(target, "quantile_target")) return(target$target)
+  if (inherits(target, "quantile_target")) return(check_quantile_target(target))
+
   if (!is.numeric(target) || is.object(target) || length(target) == 0L) {
     abort("`target` must be NULL, a numeric vector or a quantile_target, not %s.",
           describe(target))
@@ -209,6 +211,29 @@ target_values <- function(target) {
     abort("`target` must contain only finite values.")
   }
   sort(as.double(target))
+}
+
+# The target values of a quantile_target object, checked: objects can be
+# edited or restored from files written by other versions.
+check_quantile_target <- function(object) {
+  values <- if (is.list(object)) object[["target"]] else NULL
+  problem <- if (!(is.numeric(values) || is.logical(values)) || is.object(values) ||
+                   !is.null(dim(values))) {
+    sprintf("its `target` is %s, not a numeric vector", describe(values))
+  } else if (length(values) == 0L) {
+    "its `target` is empty"
+  } else if (anyNA(values)) {
+    "its `target` contains missing values"
+  } else if (any(is.infinite(values))) {
+    "its `target` contains infinite values"
+  } else if (is.unsorted(values)) {
+    "its `target` is not sorted in increasing order"
+  }
+  if (!is.null(problem)) {
+    abort("`target` is not a valid quantile_target: %s; fit it again with quantile_target().",
+          problem)
+  }
+  as.double(values)
 }
 
 # Gives the normalized matrix the shape of the user's input: a vector for a

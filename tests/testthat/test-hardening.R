@@ -111,3 +111,31 @@ test_that("whole-number arguments at or above 2^31 are rejected or capped, never
   expect_identical(diffrank_threads(), 1024L)
   expect_error(normalize_quantiles(m, threads = Inf), "`threads` must be a whole number")
 })
+
+test_that("a damaged quantile_target is rejected with a clear message", {
+  set.seed(6)
+  train <- matrix(rexp(40), 10)
+  new <- matrix(rexp(20), 10)
+  ref <- quantile_target(train)
+  damage <- list(
+    unsorted = function(r) { r$target <- rev(r$target); r },
+    missing = function(r) { r$target[3] <- NA; r },
+    infinite = function(r) { r$target[10] <- Inf; r },
+    null = function(r) { r$target <- NULL; r },
+    character = function(r) { r$target <- as.character(r$target); r },
+    empty = function(r) { r$target <- numeric(0); r },
+    matrix = function(r) { r$target <- matrix(r$target); r }
+  )
+  for (name in names(damage)) {
+    bad <- damage[[name]](ref)
+    expect_error(predict(bad, new), "not a valid quantile_target", label = name)
+    expect_error(normalize_quantiles(new, target = bad), "not a valid quantile_target",
+                 label = name)
+  }
+  expect_error(predict(damage$unsorted(ref), new), "not sorted")
+  expect_error(predict(damage$character(ref), new), "character")
+  # an integer target is fine
+  int_ref <- ref
+  int_ref$target <- seq_len(10)
+  expect_identical(predict(int_ref, new), normalize_quantiles(new, target = as.double(1:10)))
+})
