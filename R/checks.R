@@ -8,8 +8,13 @@ abort <- function(fmt, ...) {
 describe <- function(x) {
   if (is.null(x)) return("NULL")
   if (is.data.frame(x)) return(sprintf("a data frame with %d columns", ncol(x)))
-  if (is.matrix(x)) return(sprintf("a %s matrix (%d x %d)", typeof(x), nrow(x), ncol(x)))
   if (is.factor(x)) return("a factor")
+  # Objects (Date, POSIXct, difftime, ts, ...) are described by their class,
+  # not by the vector they are stored in.
+  if (is.object(x)) {
+    return(sprintf("an object of class \"%s\"", paste(class(x), collapse = "/")))
+  }
+  if (is.matrix(x)) return(sprintf("a %s matrix (%d x %d)", typeof(x), nrow(x), ncol(x)))
   if (is.atomic(x) && length(x) == 1L) {
     return(if (is.character(x)) sprintf("\"%s\"", x) else format(x))
   }
@@ -62,10 +67,14 @@ check_flag <- function(x, arg) {
   x
 }
 
-# Coerces a numeric vector, matrix or all-numeric data frame to a double
-# matrix, keeping dimnames; R copies only when the storage mode changes, so
+# Coerces a numeric vector, matrix, time series or all-numeric data frame to a
+# double matrix, keeping dimnames; R copies only when the storage mode changes, so
 # the caller's object is never modified.
 as_numeric_matrix <- function(x, arg = "x") {
+  if (stats::is.ts(x) && (is.numeric(x) || is.logical(x))) {
+    # a time series is taken as its values (one column per series)
+    x <- if (is.matrix(x)) matrix(as.vector(x), nrow(x), dimnames = dimnames(x)) else as.vector(x)
+  }
   if (is.data.frame(x)) {
     numeric_cols <- vapply(x, function(col) is.numeric(col) || is.logical(col), logical(1))
     if (!all(numeric_cols)) {

@@ -139,3 +139,20 @@ test_that("a damaged quantile_target is rejected with a clear message", {
   int_ref$target <- seq_len(10)
   expect_identical(predict(int_ref, new), normalize_quantiles(new, target = as.double(1:10)))
 })
+
+test_that("time series are taken as numbers; dates are rejected by class", {
+  values <- c(5, 2, 3, 4, 1, 4, 2, 8)
+  series <- stats::ts(matrix(values, 4), start = 2000)
+  plain <- matrix(values, 4, dimnames = list(NULL, colnames(series)))
+  expect_identical(normalize_quantiles(series), normalize_quantiles(plain))
+  expect_identical(kendall_kernel(series), kendall_kernel(plain))
+  one <- stats::ts(values, frequency = 4)
+  expect_identical(normalize_quantiles(one, target = 1:8),
+                   normalize_quantiles(values, target = 1:8))
+  dates <- as.Date("2024-01-01") + c(3, 1, 2, 0)
+  expect_error(normalize_quantiles(dates), "`x` must be a numeric .* not an object of class \"Date\"")
+  expect_error(kendall_kernel(dates, dates), "class \"Date\"")
+  expect_error(kendall_kernel(matrix(1:4, 2), as.POSIXct(dates)), "`y` .*POSIXct")
+  expect_error(normalize_quantiles(matrix(1:4, 2), target = dates), "`target` .*Date")
+  expect_error(normalize_quantiles(factor(1:3)), "a factor")
+})
