@@ -50,7 +50,8 @@
 #' `scaled = FALSE`.
 #'
 #' @param x A numeric matrix or data frame with features in rows and samples
-#'   in columns, or a numeric vector (one sample).
+#'   in columns, or a numeric vector (one sample). A time series (`ts`) is
+#'   taken as its values; other classed vectors (dates, times) are errors.
 #' @param y `NULL` for the kernel between the samples of `x`, or a second set
 #'   of samples with the same features (rows) in the same order: the result is
 #'   then the cross-kernel, `ncol(x)` x `ncol(y)`.

@@ -30,10 +30,13 @@
 #' @param x A numeric (double or integer) matrix or numeric data frame with
 #'   features in rows and samples in columns, a numeric vector (one sample; then
 #'   `target` is needed for anything but the identity), or a
-#'   `SummarizedExperiment`.
+#'   `SummarizedExperiment`. A time series (`ts`) is taken as its values;
+#'   other classed vectors (dates, times) are errors.
 #' @param target `NULL` to use the mean quantiles of `x`; a numeric vector of
 #'   target values of any length (sorted, then interpolated onto `nrow(x)`
-#'   levels); or a [quantile_target()] fitted on other samples.
+#'   levels); or a [quantile_target()] fitted on other samples (checked: an
+#'   edited object whose target is not a sorted vector of finite numbers is
+#'   an error).
 #' @param ties How tied values are treated: `"midrank"` (the default,
 #'   Bioconductor's rule), `"average"` or `"first"`. See the section Ties.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
