@@ -9,6 +9,10 @@ kendall_pair_counts <- function(x, y) {
     .Call(`_diffrank_kendall_pair_counts`, x, y)
 }
 
+parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
+    .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
+}
+
 qn_fit_target <- function(x, threads) {
     .Call(`_diffrank_qn_fit_target`, x, threads)
 }

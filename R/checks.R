@@ -31,8 +31,13 @@ match_choice <- function(x, choices, arg) {
 describe <- function(x) {
   if (is.null(x)) return("NULL")
   if (is.data.frame(x)) return(sprintf("a data frame with %d columns", ncol(x)))
-  if (is.matrix(x)) return(sprintf("a %s matrix (%d x %d)", typeof(x), nrow(x), ncol(x)))
   if (is.factor(x)) return("a factor")
+  # Objects (Date, POSIXct, difftime, ts, ...) are described by their class,
+  # not by the vector they are stored in.
+  if (is.object(x)) {
+    return(sprintf("an object of class \"%s\"", paste(class(x), collapse = "/")))
+  }
+  if (is.matrix(x)) return(sprintf("a %s matrix (%d x %d)", typeof(x), nrow(x), ncol(x)))
   if (is.atomic(x) && length(x) == 1L) {
     return(if (is.character(x)) sprintf("\"%s\"", x) else format(x))
   }
@@ -55,10 +60,13 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf,
   as.double(x)
 }
 
-check_whole <- function(x, arg, lower = 1) {
+# A whole number from lower to upper, as an integer; the default upper bound is
+# the largest R integer, so that the conversion never gives NA.
+check_whole <- function(x, arg, lower = 1, upper = .Machine$integer.max) {
   if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x < lower ||
-      x != round(x)) {
-    abort("`%s` must be a whole number, at least %d, not %s.", arg, lower, describe(x))
+      x > upper || x != round(x)) {
+    abort("`%s` must be a whole number from %s to %s, not %s.", arg, format(lower),
+          format(upper, scientific = FALSE), describe(x))
   }
   as.integer(x)
 }
@@ -82,10 +90,14 @@ check_flag <- function(x, arg) {
   x
 }
 
-# Coerces a numeric vector, matrix or all-numeric data frame to a double
-# matrix, keeping dimnames; R copies only when the storage mode changes, so
+# Coerces a numeric vector, matrix, time series or all-numeric data frame to a
+# double matrix, keeping dimnames; R copies only when the storage mode changes, so
 # the caller's object is never modified.
 as_numeric_matrix <- function(x, arg = "x") {
+  if (stats::is.ts(x) && (is.numeric(x) || is.logical(x))) {
+    # a time series is taken as its values (one column per series)
+    x <- if (is.matrix(x)) matrix(as.vector(x), nrow(x), dimnames = dimnames(x)) else as.vector(x)
+  }
   if (is.data.frame(x)) {
     numeric_cols <- vapply(x, function(col) is.numeric(col) || is.logical(col), logical(1))
     if (!all(numeric_cols)) {

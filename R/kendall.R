@@ -50,7 +50,8 @@
 #' `scaled = FALSE`.
 #'
 #' @param x A numeric matrix or data frame with features in rows and samples
-#'   in columns, or a numeric vector (one sample).
+#'   in columns, or a numeric vector (one sample). A time series (`ts`) is
+#'   taken as its values; other classed vectors (dates, times) are errors.
 #' @param y `NULL` for the kernel between the samples of `x`, or a second set
 #'   of samples with the same features (rows) in the same order: the result is
 #'   then the cross-kernel, `ncol(x)` x `ncol(y)`.
@@ -180,7 +181,9 @@ mallows_kernel <- function(x, y = NULL, lambda = 1, normalized = TRUE,
 #'   from 2 to the number of features (required).
 #' @param u For `"add"` and `"mult"`, the weights of the positions from the
 #'   top, a finite numeric vector with one value per feature; `NULL` for the
-#'   hyperbolic weights 1 / (t + 1).
+#'   hyperbolic weights 1 / (t + 1). The normalized kernel depends only on
+#'   the relative sizes of the weights (`u` and `1e-200 * u` give the same
+#'   kernel); the raw sums (`normalized = FALSE`) scale with them.
 #' @param normalized Whether to return K(x, x') / sqrt(K(x, x) K(x', x')), a
 #'   kernel with unit diagonal (`NA`, with a warning, for a sample whose
 #'   kernel with itself is 0, e.g. a constant sample), or the raw sums.
@@ -209,7 +212,7 @@ weighted_kendall_kernel <- function(x, y = NULL, weights = c("top", "add", "mult
   normalized <- check_flag(normalized, "normalized")
   na <- match.arg(na)
   p <- if (is.null(dim(x))) length(x) else nrow(x)
-  spec <- weight_spec(weights, k, u, p)
+  spec <- weight_spec(weights, k, u, p, normalized)
   rank_kernel(x, y, kernel = spec$kernel, normalized = normalized, u = spec$u, na = na,
               threads = threads, progress = progress)
 }
@@ -316,7 +319,7 @@ weighted_kendall_kernel_fn <- function(weights = c("top", "add", "mult", "averag
     kernel = c(top = "product", add = "additive", mult = "product", average = "average")[[weights]],
     normalized = normalized,
     position_weights = function(p) {
-      if (is.null(spec) || spec$p != p) spec <<- c(weight_spec(weights, k, u, p), p = p)
+      if (is.null(spec) || spec$p != p) spec <<- c(weight_spec(weights, k, u, p, normalized), p = p)
       spec$u
     },
     kpar = list(weights = weights, k = k, u = u, normalized = normalized)
@@ -352,8 +355,11 @@ make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
 }
 
 # The C++ kernel name and position weights of a weighted Kendall kernel for p
-# features; with p = NULL, only the checks that do not need p.
-weight_spec <- function(weights, k, u, p) {
+# features; with p = NULL, only the checks that do not need p. For a
+# normalized kernel, which does not depend on the scale of u, u is scaled by a
+# power of two (exactly) to a largest absolute value in [1, 2), so that the
+# products and sums of weights neither underflow nor overflow.
+weight_spec <- function(weights, k, u, p, normalized = TRUE) {
   p_max <- if (is.null(p)) if (is.null(u)) Inf else length(u) else p
   if (weights == "top") {
     if (is.null(k)) {
@@ -379,10 +385,18 @@ weight_spec <- function(weights, k, u, p) {
     }
   }
   if (is.null(p)) return(NULL)
+  if (!is.null(u)) {
+    u <- as.double(u)
+    largest <- max(abs(u))
+    if (normalized && largest > 0) {
+      e <- -floor(log2(largest))
+      u <- u * 2^(e %/% 2) * 2^(e - e %/% 2)  # two factors: 2^1074 overflows
+    }
+  }
   switch(weights,
     top = list(kernel = "product", u = rep(c(1, 0), c(k, p - k))),
-    add = list(kernel = "additive", u = if (is.null(u)) 1 / (seq_len(p) + 1) else as.double(u)),
-    mult = list(kernel = "product", u = if (is.null(u)) 1 / (seq_len(p) + 1) else as.double(u)),
+    add = list(kernel = "additive", u = if (is.null(u)) 1 / (seq_len(p) + 1) else u),
+    mult = list(kernel = "product", u = if (is.null(u)) 1 / (seq_len(p) + 1) else u),
     average = list(kernel = "average", u = double(0))
   )
 }

@@ -30,10 +30,13 @@
 #' @param x A numeric (double or integer) matrix or numeric data frame with
 #'   features in rows and samples in columns, a numeric vector (one sample; then
 #'   `target` is needed for anything but the identity), or a
-#'   `SummarizedExperiment`.
+#'   `SummarizedExperiment`. A time series (`ts`) is taken as its values;
+#'   other classed vectors (dates, times) are errors.
 #' @param target `NULL` to use the mean quantiles of `x`; a numeric vector of
 #'   target values of any length (sorted, then interpolated onto `nrow(x)`
-#'   levels); or a [quantile_target()] fitted on other samples.
+#'   levels); or a [quantile_target()] fitted on other samples (checked: an
+#'   edited object whose target is not a sorted vector of finite numbers is
+#'   an error).
 #' @param ties How tied values are treated: `"midrank"` (the default,
 #'   Bioconductor's rule), `"average"` or `"first"`. See the section Ties.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
@@ -143,6 +146,7 @@ quantile_target.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
 predict.quantile_target <- function(object, newdata, ties = c("midrank", "average", "first"),
                                     threads = diffrank_threads(), ...) {
   if (missing(newdata)) abort("`newdata` is missing: give the samples to normalize.")
+  check_quantile_target(object)
   normalize_quantiles(newdata, target = object, ties = ties, threads = threads, ...)
 }
 
@@ -191,7 +195,8 @@ check_expression_matrix <- function(x, arg = "x") {
 # The sorted target values from NULL, a numeric vector or a quantile_target.
 target_values <- function(target) {
   if (is.null(target)) return(NULL)
-  if (inherits(target, "quantile_target")) return(target$target)
+  if (inherits(target, "quantile_target")) return(check_quantile_target(target))
+
   if (!is.numeric(target) || is.object(target) || length(target) == 0L) {
     abort("`target` must be NULL, a numeric vector or a quantile_target, not %s.",
           describe(target))
@@ -200,4 +205,27 @@ target_values <- function(target) {
     abort("`target` must contain only finite values.")
   }
   sort(as.double(target))
+}
+
+# The target values of a quantile_target object, checked: objects can be
+# edited or restored from files written by other versions.
+check_quantile_target <- function(object) {
+  values <- if (is.list(object)) object[["target"]] else NULL
+  problem <- if (!(is.numeric(values) || is.logical(values)) || is.object(values) ||
+                   !is.null(dim(values))) {
+    sprintf("its `target` is %s, not a numeric vector", describe(values))
+  } else if (length(values) == 0L) {
+    "its `target` is empty"
+  } else if (anyNA(values)) {
+    "its `target` contains missing values"
+  } else if (any(is.infinite(values))) {
+    "its `target` contains infinite values"
+  } else if (is.unsorted(values)) {
+    "its `target` is not sorted in increasing order"
+  }
+  if (!is.null(problem)) {
+    abort("`target` is not a valid quantile_target: %s; fit it again with quantile_target().",
+          problem)
+  }
+  as.double(values)
 }

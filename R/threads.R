@@ -4,7 +4,12 @@
 #' argument is not given: the option `diffrank.threads`, or 2 when it is not
 #' set. Results never depend on the number of threads.
 #'
-#' @return An integer, at least 1.
+#' A `threads` argument (or the option) is a whole number of at least 1;
+#' larger numbers than 1024 are taken as 1024, and no call runs more threads
+#' than the machine has cores, whatever it is given. Set
+#' `options(diffrank.threads = parallel::detectCores())` to use every core.
+#'
+#' @return An integer from 1 to 1024.
 #' @export
 #' @examples
 #' diffrank_threads()
@@ -16,11 +21,14 @@ diffrank_threads <- function() {
   check_threads(threads, "getOption(\"diffrank.threads\")")
 }
 
+# The most threads a call starts (src/parallel.h caps them at the same value).
+max_threads <- 1024L
+
 check_threads <- function(threads, arg = "threads") {
-  if (!is.numeric(threads) || length(threads) != 1L || is.na(threads) ||
-      threads < 1 || threads != round(threads) || !is.finite(threads)) {
+  if (!is.numeric(threads) || is.object(threads) || length(threads) != 1L || is.na(threads) ||
+      threads < 1 || !is.finite(threads) || threads != round(threads)) {
     abort("`%s` must be a whole number of threads, at least 1, not %s.",
           arg, describe(threads))
   }
-  as.integer(threads)
+  as.integer(min(threads, max_threads))
 }

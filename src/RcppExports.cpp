@@ -39,6 +39,21 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// parallel_check_cpp
+Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int throw_at, std::string what);
+RcppExport SEXP _diffrank_parallel_check_cpp(SEXP nSEXP, SEXP threadsSEXP, SEXP grainSEXP, SEXP batchSEXP, SEXP throw_atSEXP, SEXP whatSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< int >::type n(nSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    Rcpp::traits::input_parameter< int >::type grain(grainSEXP);
+    Rcpp::traits::input_parameter< int >::type batch(batchSEXP);
+    Rcpp::traits::input_parameter< int >::type throw_at(throw_atSEXP);
+    Rcpp::traits::input_parameter< std::string >::type what(whatSEXP);
+    rcpp_result_gen = Rcpp::wrap(parallel_check_cpp(n, threads, grain, batch, throw_at, what));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_fit_target
 Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads);
 RcppExport SEXP _diffrank_qn_fit_target(SEXP xSEXP, SEXP threadsSEXP) {
@@ -273,6 +288,7 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
+    {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 6},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
     {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 6},

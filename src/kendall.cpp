@@ -2,7 +2,7 @@
 // checked in R/kendall.R.
 #include <Rcpp.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdint>
 #include <diffrank/kendall.hpp>
 #include <string>
@@ -112,15 +112,20 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
                                        Rcpp::NumericVector u, int threads, bool progress) {
   const Spec spec = parse_spec(kernel, lambda, normalized, u.begin());
   const bool symmetric = y.isNull();
-  const Profiles px = rank_columns(x, threads);
-  Profiles py_store;
-  if (!symmetric) py_store = rank_columns(Rcpp::NumericMatrix(y.get()), threads);
-  const Profiles& py = symmetric ? px : py_store;
-  const std::size_t n = px.n, nx = px.count, ny = py.count;
+  const std::size_t n = x.nrow(), nx = x.ncol();
   if (static_cast<std::size_t>(u.size()) < n && spec.kernel == Kernel::weighted &&
       spec.weights != diffrank::WeightKind::average) {
     Rcpp::stop("`u` must have one weight per feature.");
   }
+  Rcpp::NumericMatrix ym = symmetric ? x : Rcpp::NumericMatrix(y.get());
+  const std::size_t ny = ym.ncol();
+  // The output is allocated before any C++ buffer: when R cannot allocate it,
+  // its error jumps over this frame, and destructors would not run.
+  Rcpp::NumericMatrix out(Rcpp::no_init(nx, ny));
+  const Profiles px = rank_columns(x, threads);
+  Profiles py_store;
+  if (!symmetric) py_store = rank_columns(ym, threads);
+  const Profiles& py = symmetric ? px : py_store;
 
   // Weighted kernels of complete profiles with themselves, for normalizing.
   std::vector<double> self_x(nx, 0.0), self_y(ny, 0.0);
@@ -141,7 +146,6 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
   }
   const std::vector<double>& sy = symmetric ? self_x : self_y;
 
-  Rcpp::NumericMatrix out(Rcpp::no_init(nx, ny));
   double* o = out.begin();
   const std::size_t total = symmetric ? nx * (nx + 1) / 2 : nx * ny;
   // Upper triangle row by row: row i starts at offset i nx - i (i - 1) / 2.
@@ -190,36 +194,18 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
     }
   };
 
-  // Chunks of about a quarter of a second of Kendall work on one thread:
-  // interrupts are checked and progress shown between chunks, and each chunk
-  // ends by joining the threads, which costs more when they are short.
+  // Batches of about a quarter of a second of Kendall work on one thread:
+  // interrupts are checked and progress shown between batches, and each batch
+  // ends by joining the threads, which costs more when they are short. Ranges
+  // of at least a sixteenth of a batch per thread, so that threads share a
+  // batch evenly.
   const double per_item = static_cast<double>(n) + 16.0;
-  const std::size_t chunk = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
+  const std::size_t batch = std::max<std::size_t>(4 * static_cast<std::size_t>(threads),
                                                   static_cast<std::size_t>(1.6e7 / per_item));
-  const auto start = std::chrono::steady_clock::now();
-  bool shown = false;
-  for (std::size_t done = 0; done < total; done += chunk) {
-    const std::size_t len = std::min(chunk, total - done);
-    // Pieces of a few pairs each, so that two threads share a chunk evenly.
-    const std::size_t piece =
-        std::max<std::size_t>(1, len / (16 * static_cast<std::size_t>(threads)));
-    const std::size_t pieces = (len + piece - 1) / piece;
-    diffrank_glue::parallel_for(pieces, threads, [&](std::size_t b, std::size_t e) {
-      for (std::size_t k = b; k < e; ++k) {
-        body_range(done + k * piece, done + std::min(len, (k + 1) * piece));
-      }
-    });
-    Rcpp::checkUserInterrupt();
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (progress && elapsed > 2.0) {
-      REprintf("\rrank kernel: %3.0f%% of %.0f pairs",
-               100.0 * static_cast<double>(done + len) / static_cast<double>(total),
-               static_cast<double>(total));
-      shown = true;
-    }
-  }
-  if (shown) REprintf("\n");
+  const std::size_t grain = std::max<std::size_t>(
+      1, std::min(batch, total) / (16 * static_cast<std::size_t>(threads)));
+  diffrank_glue::ProgressLine show(progress, "rank kernel", "pairs", total);
+  diffrank_glue::parallel_batches(total, threads, grain, batch, body_range, show);
   return out;
 }
 
@@ -227,17 +213,19 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVector y) {
   const std::size_t n = x.size();
+  Rcpp::NumericVector out(7);
+  out.attr("names") =
+      Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
   std::vector<std::uint32_t> ox(n), rx(n), oy(n), ry(n);
   const diffrank::RankedProfile a = diffrank::rank_profile(x.begin(), n, ox.data(), rx.data());
   const diffrank::RankedProfile b = diffrank::rank_profile(y.begin(), n, oy.data(), ry.data());
   diffrank::KendallScratch s;
   s.reserve(n);
   const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
-  Rcpp::NumericVector out = {static_cast<double>(c.n),          static_cast<double>(c.n0),
-                             static_cast<double>(c.concordant), static_cast<double>(c.discordant),
-                             static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
-                             static_cast<double>(c.tied_xy)};
-  out.attr("names") =
-      Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
+  const double counts[] = {static_cast<double>(c.n),          static_cast<double>(c.n0),
+                           static_cast<double>(c.concordant), static_cast<double>(c.discordant),
+                           static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
+                           static_cast<double>(c.tied_xy)};
+  std::copy(counts, counts + 7, out.begin());
   return out;
 }

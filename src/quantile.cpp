@@ -17,10 +17,10 @@ diffrank::Ties parse_ties(const std::string& ties) {
   Rcpp::stop("`ties` must be one of \"midrank\", \"average\" or \"first\", not \"%s\".", ties);
 }
 
-// Mean over the columns of the p x n matrix s: each row is summed in column
-// order in long double (as R's rowMeans), whatever the split over threads.
-std::vector<double> row_means(const double* s, std::size_t p, std::size_t n, int threads) {
-  std::vector<double> means(p);
+// Mean over the columns of the p x n matrix s, written to means[0..p): each
+// row is summed in column order in long double (as R's rowMeans), whatever the
+// split over threads.
+void row_means(const double* s, std::size_t p, std::size_t n, int threads, double* means) {
   const std::size_t block = 256;
   const std::size_t n_blocks = (p + block - 1) / block;
   diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
@@ -37,7 +37,6 @@ std::vector<double> row_means(const double* s, std::size_t p, std::size_t n, int
       }
     }
   });
-  return means;
 }
 
 // Sorts every column of x (p x n): order (p x n) gets each column's sorting
@@ -61,12 +60,14 @@ void sort_columns(const double* x, std::size_t p, std::size_t n, int threads,
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads) {
   const std::size_t p = x.nrow(), n = x.ncol();
+  // R objects first: an R allocation error would jump over C++ destructors.
+  Rcpp::NumericVector target(Rcpp::no_init(p));
   std::vector<std::uint32_t> order(p * n);
   std::vector<std::size_t> observed(n);
   std::vector<double> quantiles(p * n);
   sort_columns(x.begin(), p, n, threads, order.data(), observed.data(), quantiles.data());
-  const std::vector<double> target = row_means(quantiles.data(), p, n, threads);
-  return Rcpp::NumericVector(target.begin(), target.end());
+  row_means(quantiles.data(), p, n, threads, target.begin());
+  return target;
 }
 
 // Normalizes the columns of x to `target` (increasing values, resampled to
@@ -85,7 +86,8 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
     std::vector<std::uint32_t> order(p * n);
     std::vector<std::size_t> observed(n);
     sort_columns(xp, p, n, threads, order.data(), observed.data(), outp);
-    const std::vector<double> fitted = row_means(outp, p, n, threads);
+    std::vector<double> fitted(p);
+    row_means(outp, p, n, threads, fitted.data());
     diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
       for (std::size_t j = j0; j < j1; ++j) {
         diffrank::normalize_sorted_column(xp + j * p, order.data() + j * p, observed[j], p,

@@ -2,7 +2,10 @@
 // in R/suquan.R.
 #include <RcppEigen.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 #include <diffrank/quantile.hpp>
 #include <diffrank/suquan.hpp>
 #include <string>
@@ -11,6 +14,74 @@
 #include "parallel.h"
 
 namespace sq = diffrank::suquan;
+
+namespace {
+
+const char* step_label(char kind) {
+  return kind == 'w' ? "linear model" : (kind == 'f' ? "quantiles" : "svd");
+}
+
+SEXP doubles(const double* v, std::size_t n) {
+  SEXP out = Rf_allocVector(REALSXP, static_cast<R_xlen_t>(n));
+  std::copy(v, v + n, REAL(out));
+  return out;
+}
+
+SEXP named_list(std::initializer_list<std::pair<const char*, SEXP>> items) {
+  // The items are protected by the caller.
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, static_cast<R_xlen_t>(items.size())));
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, static_cast<R_xlen_t>(items.size())));
+  R_xlen_t k = 0;
+  for (const auto& item : items) {
+    SET_VECTOR_ELT(out, k, item.second);
+    SET_STRING_ELT(names, k, Rf_mkChar(item.first));
+    ++k;
+  }
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(2);
+  return out;
+}
+
+// The R list of a fit, with the R API alone (for Rcpp::unwindProtect: no
+// C++ object with a destructor lives in this frame).
+SEXP fit_to_r(void* data) {
+  const sq::Fit& fit = *static_cast<const sq::Fit*>(data);
+  const std::size_t steps = fit.history.size();
+  SEXP iteration = PROTECT(Rf_allocVector(INTSXP, static_cast<R_xlen_t>(steps)));
+  SEXP kind = PROTECT(Rf_allocVector(STRSXP, static_cast<R_xlen_t>(steps)));
+  SEXP objective = PROTECT(Rf_allocVector(REALSXP, static_cast<R_xlen_t>(steps)));
+  SEXP change = PROTECT(Rf_allocVector(REALSXP, static_cast<R_xlen_t>(steps)));
+  for (std::size_t k = 0; k < steps; ++k) {
+    INTEGER(iteration)[k] = fit.history[k].iteration;
+    SET_STRING_ELT(kind, static_cast<R_xlen_t>(k), Rf_mkChar(step_label(fit.history[k].kind)));
+    REAL(objective)[k] = fit.history[k].objective;
+    REAL(change)[k] = fit.history[k].change;
+  }
+  SEXP history = PROTECT(named_list({{"iteration", iteration},
+                                     {"step", kind},
+                                     {"objective", objective},
+                                     {"change_f", change}}));
+  SEXP row_names = PROTECT(Rf_allocVector(INTSXP, 2));
+  INTEGER(row_names)[0] = NA_INTEGER;
+  INTEGER(row_names)[1] = -static_cast<int>(steps);
+  Rf_setAttrib(history, R_RowNamesSymbol, row_names);
+  Rf_setAttrib(history, R_ClassSymbol, Rf_mkString("data.frame"));
+  SEXP f = PROTECT(doubles(fit.f.data(), static_cast<std::size_t>(fit.f.size())));
+  SEXP w = PROTECT(doubles(fit.model.w.data(), static_cast<std::size_t>(fit.model.w.size())));
+  SEXP b = PROTECT(Rf_ScalarReal(fit.model.b));
+  SEXP converged = PROTECT(Rf_ScalarLogical(fit.converged ? TRUE : FALSE));
+  SEXP iterations = PROTECT(Rf_ScalarInteger(fit.iterations));
+  SEXP out = named_list({{"f", f},
+                         {"w", w},
+                         {"b", b},
+                         {"history", history},
+                         {"converged", converged},
+                         {"iterations", iterations}});
+  UNPROTECT(11);
+  return out;
+}
+
+}  // namespace
 
 // Each feature's fractional position in a target of length nrow(x), by the
 // midrank rule; the middle of the target for a missing value.
@@ -56,25 +127,10 @@ Rcpp::List suquan_fit_cpp(Rcpp::NumericMatrix position, Rcpp::NumericVector y,
       : method == "fixed" ? sq::fit_fixed(positions, labels, start, options, monitor)
                           : sq::fit_bnd(positions, labels, start, options, monitor);
 
-  const std::size_t steps = fit.history.size();
-  Rcpp::IntegerVector iteration(steps);
-  Rcpp::CharacterVector kind(steps);
-  Rcpp::NumericVector objective(steps), change(steps);
-  for (std::size_t k = 0; k < steps; ++k) {
-    iteration[k] = fit.history[k].iteration;
-    kind[k] = fit.history[k].kind == 'w' ? "linear model" : (fit.history[k].kind == 'f' ? "quantiles" : "svd");
-    objective[k] = fit.history[k].objective;
-    change[k] = fit.history[k].change;
-  }
-  return Rcpp::List::create(
-      Rcpp::Named("f") = Rcpp::NumericVector(fit.f.data(), fit.f.data() + fit.f.size()),
-      Rcpp::Named("w") = Rcpp::NumericVector(fit.model.w.data(), fit.model.w.data() + fit.model.w.size()),
-      Rcpp::Named("b") = fit.model.b,
-      Rcpp::Named("history") = Rcpp::DataFrame::create(
-          Rcpp::Named("iteration") = iteration, Rcpp::Named("step") = kind,
-          Rcpp::Named("objective") = objective, Rcpp::Named("change_f") = change,
-          Rcpp::Named("stringsAsFactors") = false),
-      Rcpp::Named("converged") = fit.converged, Rcpp::Named("iterations") = fit.iterations);
+  // The fit's C++ buffers are alive while its R copy is made: an R
+  // allocation error there is caught and rethrown as a C++ exception, so
+  // that they are freed before R's error continues.
+  return Rcpp::List(Rcpp::unwindProtect(&fit_to_r, const_cast<sq::Fit*>(&fit)));
 }
 
 // The link w' Psi_f(x) + b of every sample, from its positions.
@@ -85,6 +141,8 @@ Rcpp::NumericVector suquan_link(Rcpp::NumericMatrix position, Rcpp::NumericVecto
                                                     position.ncol());
   const Eigen::Map<const Eigen::VectorXd> target(f.begin(), f.size());
   const Eigen::Map<const Eigen::VectorXd> weights(w.begin(), w.size());
-  const Eigen::VectorXd eta = (sq::normalize_to(positions, target).transpose() * weights).array() + b;
-  return Rcpp::NumericVector(eta.data(), eta.data() + eta.size());
+  Rcpp::NumericVector out(Rcpp::no_init(position.ncol()));
+  Eigen::Map<Eigen::VectorXd> eta(out.begin(), out.size());
+  eta = (sq::normalize_to(positions, target).transpose() * weights).array() + b;
+  return out;
 }

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace diffrank {
@@ -29,6 +30,16 @@ inline double log_add_exp(double a, double b) {
   return hi + std::log1p(std::exp(lo - hi));
 }
 
+// The mean of two blocks of means a and b and weights in the ratio
+// (1 - r) : r, as a + r (b - a); when b - a overflows (means of opposite signs
+// near the largest double), as the convex combination a (1 - r) + b r, which
+// cannot. Identical to the first form whenever that one is finite.
+inline double pool_means(double a, double b, double r) {
+  const double gap = b - a;
+  if (std::isfinite(gap)) return a + gap * r;
+  return a * (1.0 - r) + b * r;
+}
+
 // L2 problem with a decreasing chain: v = argmin 0.5 ||v - y||^2 subject to
 // v_1 >= v_2 >= ... >= v_n. Writes the block boundaries to bounds[0..nb] and
 // the block means to mean[0..nb), returns nb. bounds needs n + 1 entries,
@@ -36,8 +47,8 @@ inline double log_add_exp(double a, double b) {
 // Equal neighbouring means are pooled, so exact ties of the sorted input end
 // up in one block.
 //
-// Means are stored (not sums) and pooled as a convex combination, which
-// cannot overflow for finite y.
+// Means are stored (not sums) and pooled by pool_means, which cannot overflow
+// for finite y.
 inline std::size_t isotonic_l2_decreasing(const double* y, std::size_t n, std::uint32_t* bounds,
                                           double* mean) {
   std::size_t nb = 0;
@@ -48,7 +59,7 @@ inline std::size_t isotonic_l2_decreasing(const double* y, std::size_t n, std::u
     while (nb > 1 && mean[nb - 2] <= mean[nb - 1]) {
       const double c1 = static_cast<double>(bounds[nb - 1] - bounds[nb - 2]);
       const double c2 = static_cast<double>(i + 1 - bounds[nb - 1]);
-      mean[nb - 2] += (mean[nb - 1] - mean[nb - 2]) * (c2 / (c1 + c2));
+      mean[nb - 2] = pool_means(mean[nb - 2], mean[nb - 1], c2 / (c1 + c2));
       --nb;
     }
   }
@@ -122,21 +133,34 @@ inline std::size_t isotonic_kl_decreasing_log_rho(const double* s, std::size_t n
 // Weighted least-squares projection onto non-decreasing sequences:
 //   out = argmin sum_i weight_i (out_i - y_i)^2,  out_1 <= ... <= out_n,
 // weight == nullptr meaning unit weights (then out equals stats::isoreg's
-// fitted values). Weights must be positive. `bounds` (n + 1 entries) and
-// `scratch` (2 n entries) are the caller's; returns the number of blocks.
+// fitted values). Weights must be positive and finite. `bounds` (n + 1
+// entries) and `scratch` (2 n entries) are the caller's; returns the number of
+// blocks.
 inline std::size_t isotonic_increasing(const double* y, const double* weight, std::size_t n,
                                        double* out, std::uint32_t* bounds, double* scratch) {
   double* mean = scratch;
   double* total = scratch + n;
+  // Weights so large that their sum could overflow are scaled by a power of
+  // two, which leaves every ratio of weights, and so the result, unchanged.
+  double scale = 1.0;
+  if (weight) {
+    double largest = 0.0;
+    for (std::size_t i = 0; i < n; ++i) largest = std::max(largest, weight[i]);
+    if (largest > std::numeric_limits<double>::max() / static_cast<double>(2 * n)) {
+      scale = std::ldexp(1.0, -std::ilogb(largest));
+    }
+  }
   std::size_t nb = 0;
   for (std::size_t i = 0; i < n; ++i) {
     bounds[nb] = static_cast<std::uint32_t>(i);
     mean[nb] = y[i];
-    total[nb] = weight ? weight[i] : 1.0;
+    total[nb] = weight ? weight[i] * scale : 1.0;
     ++nb;
     while (nb > 1 && mean[nb - 2] >= mean[nb - 1]) {
       const double t = total[nb - 2] + total[nb - 1];
-      mean[nb - 2] += (mean[nb - 1] - mean[nb - 2]) * (total[nb - 1] / t);
+      // t == 0 only for two weights scaled below the smallest double
+      const double r = t > 0.0 ? total[nb - 1] / t : 0.5;
+      mean[nb - 2] = pool_means(mean[nb - 2], mean[nb - 1], r);
       total[nb - 2] = t;
       --nb;
     }

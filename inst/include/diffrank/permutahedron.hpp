@@ -196,12 +196,15 @@ class DecreasingOrder {
     }
     // halves, so that hi - lo cannot overflow
     const double half_width = 0.5 * hi - 0.5 * lo;
+    // A subnormal spread makes scale infinite (t is then NaN at lo and
+    // infinite above it): t is compared with the last bucket before any
+    // conversion, which is only defined for values that fit.
     const double scale = half_width > 0.0 ? 0.5 * static_cast<double>(n - 1) / half_width : 0.0;
+    const double last = static_cast<double>(n - 1);
     std::fill(start_.data(), start_.data() + n + 1, 0u);
     for (std::size_t i = 0; i < n; ++i) {
       const double t = (0.5 * value(i) - 0.5 * lo) * scale;
-      std::size_t b = t > 0.0 ? static_cast<std::size_t>(t) : 0;
-      if (b >= n) b = n - 1;
+      const std::size_t b = t >= last ? n - 1 : (t > 0.0 ? static_cast<std::size_t>(t) : 0);
       bucket_[i] = static_cast<std::uint32_t>(b);
       ++start_[b + 1];
     }

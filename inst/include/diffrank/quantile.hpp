@@ -75,8 +75,12 @@ inline double interpolate_at(const double* v, std::size_t n, double h) {
   const double frac = h - lo_floor;
   if (frac == 0.0) return v[lo];
   // a + f (b - a), capped at b, keeps interpolated values non-decreasing in h
-  // to the last bit (equal neighbours give exactly their value).
-  return std::min(v[lo] + frac * (v[lo + 1] - v[lo]), v[lo + 1]);
+  // to the last bit (equal neighbours give exactly their value). When b - a
+  // overflows (neighbours of opposite signs near the largest double), the
+  // convex combination a (1 - f) + b f cannot, and stays within [a, b].
+  const double a = v[lo], b = v[lo + 1], gap = b - a;
+  if (std::isfinite(gap)) return std::min(a + frac * gap, b);
+  return std::min(std::max(a * (1.0 - frac) + b * frac, a), b);
 }
 
 // Position in a target of length p of the level (k / (q - 1)), k 0-based,
@@ -136,11 +140,20 @@ inline void normalize_sorted_column(const double* x, const std::uint32_t* order,
   for_each_tie_block(x, order, q, ties == Ties::first, [&](std::size_t start, std::size_t end) {
     double value;
     if (ties == Ties::average && end - start > 1) {
+      const double count = static_cast<double>(end - start);
       double sum = 0.0;
       for (std::size_t k = start; k < end; ++k) {
         sum += interpolate_at(target, p, target_position(2.0 * k, q, p));
       }
-      value = sum / static_cast<double>(end - start);
+      value = sum / count;
+      if (!std::isfinite(value)) {
+        // the sum overflowed (values near the largest double): a mean of
+        // scaled terms instead, only in that case
+        value = 0.0;
+        for (std::size_t k = start; k < end; ++k) {
+          value += interpolate_at(target, p, target_position(2.0 * k, q, p)) / count;
+        }
+      }
     } else {
       const double twice_mean_rank = static_cast<double>(start + end - 1);
       value = interpolate_at(target, p, target_position(twice_mean_rank, q, p));

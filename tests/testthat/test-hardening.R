@@ -1,0 +1,158 @@
+# Regression tests for the findings of the hardening review: memory kept after
+# an error, undefined behaviour, overflow at the extremes of the doubles,
+# arguments that became NA, unvalidated objects and unclear errors.
+
+# Resident memory of this R process in MB (Linux), after a full collection.
+resident_mb <- function() {
+  invisible(gc())
+  status <- readLines("/proc/self/status")
+  as.numeric(gsub("[^0-9]", "", grep("^VmRSS:", status, value = TRUE))) / 1024
+}
+
+skip_unless_rss <- function() {
+  skip_if_not(file.exists("/proc/self/status"), "no /proc/self/status")
+  # AddressSanitizer keeps freed memory in quarantine: RSS says nothing there
+  skip_if(nzchar(Sys.getenv("ASAN_OPTIONS")), "running under AddressSanitizer")
+}
+
+test_that("a kernel matrix too large to allocate fails cleanly and keeps no memory", {
+  # 2 features x 1e6 samples: the 1e6 x 1e6 result (8 TB) cannot be
+  # allocated. The rank tables (32 MB) used to be built first and kept, R's
+  # error jumping over their destructors.
+  x <- matrix(rep(c(1, 2), 1e6), 2)
+  calls <- list(
+    function() kendall_kernel(x, threads = 1),
+    function() mallows_kernel(x, threads = 1),
+    function() weighted_kendall_kernel(x, weights = "add", threads = 1)
+  )
+  for (f in calls) expect_error(f(), "cannot allocate")
+  skip_unless_rss()
+  before <- resident_mb()
+  for (f in calls) for (k in 1:2) try(f(), silent = TRUE)
+  expect_lt(resident_mb() - before, 16)
+})
+
+test_that("soft ranks of a subnormal spread are defined (bucket sort)", {
+  # used to convert an infinite bucket position to an integer (undefined
+  # behaviour seen by -fsanitize=float-cast-overflow, see `make sanitize`)
+  expect_identical(soft_rank(c(0, 1e-323), eps = 0), c(1, 2))
+  expect_identical(soft_rank(c(1e-323, 0, 5e-324), eps = 0), c(3, 1, 2))
+  expect_identical(soft_sort(c(1e-323, 0), eps = 0), c(0, 1e-323))
+  expect_identical(soft_rank(c(0, 1e-323), eps = 0, direction = "descending"), c(2, 1))
+})
+
+test_that("isotonic regression pools means of opposite signs near the largest double", {
+  expect_identical(isotonic_regression(c(1.5e308, -1.5e308)), c(0, 0))
+  expect_identical(isotonic_regression(c(-1.5e308, 1.5e308), decreasing = TRUE), c(0, 0))
+  expect_equal(isotonic_regression(c(1.7e308, -1.7e308, 0)), c(0, 0, 0))
+  # weights whose sum overflows
+  expect_identical(isotonic_regression(c(2, 1), weights = c(1e308, 1e308)), c(1.5, 1.5))
+  expect_equal(isotonic_regression(c(3, 1), weights = c(1.5e308, 0.5e308)), c(2.5, 2.5))
+  # ordinary data: stats::isoreg
+  set.seed(3)
+  y <- rnorm(50)
+  expect_equal(isotonic_regression(y), stats::isoreg(y)$yf, tolerance = 1e-14)
+})
+
+test_that("quantile normalization interpolates targets near the largest double", {
+  expect_identical(normalize_quantiles(matrix(1:3), target = c(-1.5e308, 1.5e308)),
+                   matrix(c(-1.5e308, 0, 1.5e308)))
+  big <- c(1.5e308, 1.6e308, 1.7e308)
+  expect_equal(normalize_quantiles(matrix(c(1, 1, 1)), target = big, ties = "average"),
+               matrix(rep(1.6e308, 3)), tolerance = 1e-15)
+  out <- normalize_quantiles(matrix(c(2, 1, 2, 3)), target = c(-1.7e308, 1.7e308))
+  expect_true(all(is.finite(out)))
+  expect_identical(order(out[, 1], c(2, 1, 3, 4)), order(c(2, 1, 2, 3), c(2, 1, 3, 4)))
+})
+
+test_that("normalized weighted Kendall kernels do not depend on the scale of u", {
+  set.seed(4)
+  km <- matrix(rnorm(40), 10)
+  u <- exp(-(1:10) / 3)
+  reference <- weighted_kendall_kernel(km, weights = "mult", u = u)
+  expect_no_warning(tiny <- weighted_kendall_kernel(km, weights = "mult", u = u * 1e-200))
+  expect_equal(tiny, reference, tolerance = 1e-12)
+  expect_equal(weighted_kendall_kernel(km, weights = "mult", u = u * 1e200), reference,
+               tolerance = 1e-12)
+  expect_equal(weighted_kendall_kernel(km, weights = "add", u = u * 1e-300),
+               weighted_kendall_kernel(km, weights = "add", u = u), tolerance = 1e-12)
+  # constant weights of any size: the unweighted count of concordant pairs
+  ones <- weighted_kendall_kernel(km, weights = "mult", u = rep(1, 10))
+  expect_no_warning(small <- weighted_kendall_kernel(km, weights = "mult", u = rep(1e-200, 10)))
+  expect_equal(small, ones, tolerance = 1e-14)
+  expect_false(anyNA(small))
+  # the raw sums keep the scale of u
+  raw <- weighted_kendall_kernel(km, weights = "add", u = u, normalized = FALSE)
+  expect_equal(weighted_kendall_kernel(km, weights = "add", u = 2 * u, normalized = FALSE),
+               4 * raw)
+  # the kernlab function too
+  f <- weighted_kendall_kernel_fn(weights = "mult", u = rep(1e-200, 10))
+  expect_equal(f(km[, 1], km[, 2]), ones[1, 2])
+})
+
+test_that("whole-number arguments at or above 2^31 are rejected or capped, never NA", {
+  x <- c(0.3, -1.2, 2.5, 0.9)
+  expect_error(sinkhorn_rank(x, max_iter = 2^31),
+               "`max_iter` must be a whole number from 1 to 2147483647, not 2147483648")
+  expect_error(sinkhorn_rank(x, n_targets = 2^31), "`n_targets` must be a whole number from 1")
+  expect_error(sinkhorn_rank(x, n_targets = 1e300), "`n_targets`")
+  data <- simulate_suquan(20, p = 20, seed = 5)
+  expect_error(suquan(data$x, data$y, max_iter = 2^31), "`max_iter` must be a whole number")
+  expect_error(cv_suquan(data$x, data$y, nfolds = 2^31), "`nfolds`")
+  expect_identical(sinkhorn_rank(x, max_iter = 2^31 - 1), sinkhorn_rank(x))
+  # threads: capped at 1024, results unchanged
+  m <- matrix(rnorm(60), 10)
+  for (threads in c(1000, 1024, 2^31, 1e10)) {
+    expect_no_warning(out <- normalize_quantiles(m, threads = threads))
+    expect_identical(out, normalize_quantiles(m, threads = 1))
+  }
+  expect_identical(kendall_kernel(m, threads = 2^31), kendall_kernel(m, threads = 1))
+  withr::local_options(diffrank.threads = 5e9)
+  expect_identical(diffrank_threads(), 1024L)
+  expect_error(normalize_quantiles(m, threads = Inf), "`threads` must be a whole number")
+})
+
+test_that("a damaged quantile_target is rejected with a clear message", {
+  set.seed(6)
+  train <- matrix(rexp(40), 10)
+  new <- matrix(rexp(20), 10)
+  ref <- quantile_target(train)
+  damage <- list(
+    unsorted = function(r) { r$target <- rev(r$target); r },
+    missing = function(r) { r$target[3] <- NA; r },
+    infinite = function(r) { r$target[10] <- Inf; r },
+    null = function(r) { r$target <- NULL; r },
+    character = function(r) { r$target <- as.character(r$target); r },
+    empty = function(r) { r$target <- numeric(0); r },
+    matrix = function(r) { r$target <- matrix(r$target); r }
+  )
+  for (name in names(damage)) {
+    bad <- damage[[name]](ref)
+    expect_error(predict(bad, new), "not a valid quantile_target", label = name)
+    expect_error(normalize_quantiles(new, target = bad), "not a valid quantile_target",
+                 label = name)
+  }
+  expect_error(predict(damage$unsorted(ref), new), "not sorted")
+  expect_error(predict(damage$character(ref), new), "character")
+  # an integer target is fine
+  int_ref <- ref
+  int_ref$target <- seq_len(10)
+  expect_identical(predict(int_ref, new), normalize_quantiles(new, target = as.double(1:10)))
+})
+
+test_that("time series are taken as numbers; dates are rejected by class", {
+  values <- c(5, 2, 3, 4, 1, 4, 2, 8)
+  series <- stats::ts(matrix(values, 4), start = 2000)
+  plain <- matrix(values, 4, dimnames = list(NULL, colnames(series)))
+  expect_identical(normalize_quantiles(series), normalize_quantiles(plain))
+  expect_identical(kendall_kernel(series), kendall_kernel(plain))
+  one <- stats::ts(values, frequency = 4)
+  expect_identical(normalize_quantiles(one, target = 1:8),
+                   normalize_quantiles(values, target = 1:8))
+  dates <- as.Date("2024-01-01") + c(3, 1, 2, 0)
+  expect_error(normalize_quantiles(dates), "`x` must be a numeric .* not an object of class \"Date\"")
+  expect_error(kendall_kernel(dates, dates), "class \"Date\"")
+  expect_error(kendall_kernel(matrix(1:4, 2), as.POSIXct(dates)), "`y` .*POSIXct")
+  expect_error(normalize_quantiles(matrix(1:4, 2), target = dates), "`target` .*Date")
+  expect_error(normalize_quantiles(factor(1:3)), "a factor")
+})
