@@ -38,7 +38,7 @@ test_that("soft ranks of a subnormal spread are defined (bucket sort)", {
   expect_identical(soft_rank(c(0, 1e-323), eps = 0), c(1, 2))
   expect_identical(soft_rank(c(1e-323, 0, 5e-324), eps = 0), c(3, 1, 2))
   expect_identical(soft_sort(c(1e-323, 0), eps = 0), c(0, 1e-323))
-  expect_identical(soft_rank(c(0, 1e-323), eps = 0, direction = "descending"), c(2, 1))
+  expect_identical(soft_rank(c(0, 1e-323), eps = 0, decreasing = TRUE), c(2, 1))
 })
 
 test_that("isotonic regression pools means of opposite signs near the largest double", {

@@ -179,15 +179,15 @@ test_that("the SummarizedExperiment method adds a normalized assay", {
   expect_s4_class(out, "SummarizedExperiment")
   expect_equal(SummarizedExperiment::assayNames(out), c("counts", "other", "qnorm"))
   expect_equal(SummarizedExperiment::assay(out, "qnorm"), normalize_quantiles(x))
-  out2 <- normalize_quantiles(se, assay = "other", name = "normalized", ties = "first")
+  out2 <- normalize_quantiles(se, assay.type = "other", name = "normalized", ties = "first")
   expect_equal(SummarizedExperiment::assay(out2, "normalized"),
                normalize_quantiles(x * 2, ties = "first"))
-  fit <- quantile_target(se, assay = 2)
+  fit <- quantile_target(se, assay.type = 2)
   expect_equal(fit$target, quantile_target(x * 2)$target)
   expect_equal(SummarizedExperiment::assay(predict(fit, se, name = "ref"), "ref"),
                normalize_quantiles(x, target = fit))
-  expect_error(normalize_quantiles(se, assay = "missing"), "`assay` must name one of")
-  expect_error(normalize_quantiles(se, assay = 3), "`assay` must name one of")
+  expect_error(normalize_quantiles(se, assay.type = "missing"), "`assay.type` must name one of")
+  expect_error(normalize_quantiles(se, assay.type = 3), "`assay.type` must name one of")
   expect_error(normalize_quantiles(se, name = NA_character_), "`name` must be")
 })
 
