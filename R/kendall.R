@@ -9,17 +9,19 @@
 #' semidefinite (Jiao and Vert 2015), so the matrix can be used directly in a
 #' kernel method such as [kernlab::ksvm()].
 #'
-#' * `"tau_b"`: (n_c - n_d) / sqrt((n0 - t_x)(n0 - t_y)), with n0 = p(p - 1)/2
+#' * `variant = "tau_b"`: (n_c - n_d) / sqrt((n0 - t_x)(n0 - t_y)), with n0 = p(p - 1)/2
 #'   pairs and t_x, t_y the pairs tied in each sample; the same as
 #'   `stats::cor(x, method = "kendall")` and `pcaPP::cor.fk(x)`. Undefined
 #'   (`NA`, with a warning) for a constant sample.
-#' * `"tau_a"`: (n_c - n_d) / n0; tied pairs count as neither.
+#' * `variant = "tau_a"`: (n_c - n_d) / n0; tied pairs count as neither.
 #'
 #' @section Orientation:
 #' `x` and `y` have features (genes) in rows and samples in columns, as
 #' `cor()` and `pcaPP::cor.fk()` take them and as Bioconductor stores
 #' expression data; the result is samples x samples. kernlab's functions take
-#' samples in rows: see [kendall_kernel_fn()] for kernel functions that do.
+#' samples in rows: see [kendall_kernlab()] for kernel functions that do. A
+#' `SummarizedExperiment` (samples in columns too) is used through its assay
+#' `assay.type`.
 #'
 #' @section Missing values:
 #' With `na = "fail"` (the default) any `NA` or `NaN` is an error. With
@@ -35,27 +37,34 @@
 #'
 #' @section Use with kernlab:
 #' The matrix is a kernlab `kernelMatrix` when kernlab is installed, so it can
-#' be passed to `kernlab::ksvm()` as it is. To predict new samples, compute
-#' the cross-kernel between the new samples and the support vectors, in the
-#' order of `kernlab::SVindex()`, and pass it as a `kernelMatrix`:
+#' be passed to `kernlab::ksvm()` as it is. To predict new samples, kernlab
+#' needs the kernel between the new samples and the fit's *support vectors*
+#' only, in their order: [support_kernel()] computes it with the same kernel
+#' and settings, so that
 #' ```
-#' K <- kendall_kernel(train)                    # genes x samples
+#' K <- kendall_kernel(train)     # or mallows_kernel(), weighted_kendall_kernel()
 #' fit <- kernlab::ksvm(K, labels, type = "C-svc")
-#' K_new <- kendall_kernel(test, train[, kernlab::SVindex(fit), drop = FALSE])
-#. kernlab::predict(fit, K_new)
+#' # the same kernel function and settings as for K:
+#' predict(fit, support_kernel(fit, test, train, kernel = kendall_kernel))
 #' ```
-#' `ksvm()` called on a data matrix (samples in rows) with a kernel function
-#' such as [kendall_kernel_fn()] scales every column by default
-#' (`scaled = TRUE`), which changes each sample's ranking of the genes: pass
-#' `scaled = FALSE`.
+#' predicts `test`. (Passing the kernel against *all* training samples runs
+#' without an error but gives wrong predictions.) `ksvm()` called on a data
+#' matrix (samples in rows) with a kernel function such as [kendall_kernlab()]
+#' scales every column by default (`scaled = TRUE`), which changes each
+#' sample's ranking of the genes: pass `scaled = FALSE`.
 #'
 #' @param x A numeric matrix or data frame with features in rows and samples
-#'   in columns, or a numeric vector (one sample). A time series (`ts`) is
-#'   taken as its values; other classed vectors (dates, times) are errors.
+#'   in columns, a numeric vector (one sample), or a `SummarizedExperiment`.
+#'   A time series (`ts`) is taken as its values; other classed vectors
+#'   (dates, times) are errors.
 #' @param y `NULL` for the kernel between the samples of `x`, or a second set
 #'   of samples with the same features (rows) in the same order: the result is
 #'   then the cross-kernel, `ncol(x)` x `ncol(y)`.
-#' @param type `"tau_b"` (the default) or `"tau_a"`.
+#' @param variant `"tau_b"` (the default) or `"tau_a"`.
+#' @param assay.type For a `SummarizedExperiment` `x` (and `y`), the assay to
+#'   use (a name or an index), as in Bioconductor's scuttle and scran.
+#' @param ... For the `SummarizedExperiment` method, the arguments of the
+#'   default method; must be empty otherwise.
 #' @param na `"fail"` (the default) or `"pairwise"`; see the section Missing
 #'   values.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
@@ -75,7 +84,7 @@
 #' *IEEE Transactions on Pattern Analysis and Machine Intelligence* 40(7),
 #' 1755-1769 (ICML 2015).
 #' @seealso [mallows_kernel()], [weighted_kendall_kernel()],
-#'   [kendall_counts()], [kendall_kernel_fn()].
+#'   [kendall_counts()], [kendall_kernlab()], [support_kernel()].
 #' @export
 #' @examples
 #' set.seed(1)
@@ -85,12 +94,25 @@
 #' # K[, ] is the plain matrix inside a kernlab kernelMatrix
 #' all.equal(kendall_kernel(x)[, ], cor(x, method = "kendall"))
 #' kendall_kernel(x[, 1], x[, 2])
-kendall_kernel <- function(x, y = NULL, type = c("tau_b", "tau_a"),
-                           na = c("fail", "pairwise"), threads = diffrank_threads(),
-                           progress = interactive()) {
-  type <- match.arg(type)
-  na <- match.arg(na)
-  rank_kernel(x, y, kernel = type, na = na, threads = threads, progress = progress)
+kendall_kernel <- function(x, ...) {
+  UseMethod("kendall_kernel")
+}
+
+#' @rdname kendall_kernel
+#' @export
+kendall_kernel.default <- function(x, y = NULL, variant = c("tau_b", "tau_a"),
+                                   na = c("fail", "pairwise"), threads = diffrank_threads(),
+                                   progress = interactive(), ...) {
+  check_dots_empty(...)
+  variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
+  rank_kernel(x, y, kernel = variant, na = match_choice(na, c("fail", "pairwise"), "na"),
+              threads = threads, progress = progress)
+}
+
+#' @rdname kendall_kernel
+#' @export
+kendall_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
+  kernel_on_assays(kendall_kernel.default, x, y, assay.type, ...)
 }
 
 #' Mallows kernel between expression profiles
@@ -134,14 +156,27 @@ kendall_kernel <- function(x, y = NULL, type = c("tau_b", "tau_a"),
 #' # without ties: exp(-lambda * discordant pairs / all pairs)
 #' counts <- kendall_counts(x[, 1], x[, 2])
 #' exp(-2 * counts[["discordant"]] / counts[["n0"]])
-mallows_kernel <- function(x, y = NULL, lambda = 1, normalized = TRUE,
-                           na = c("fail", "pairwise"), threads = diffrank_threads(),
-                           progress = interactive()) {
+mallows_kernel <- function(x, ...) {
+  UseMethod("mallows_kernel")
+}
+
+#' @rdname mallows_kernel
+#' @export
+mallows_kernel.default <- function(x, y = NULL, lambda = 1, normalized = TRUE,
+                                   na = c("fail", "pairwise"), threads = diffrank_threads(),
+                                   progress = interactive(), ...) {
+  check_dots_empty(...)
   lambda <- check_number(lambda, "lambda", lower = 0)
   normalized <- check_flag(normalized, "normalized")
-  na <- match.arg(na)
-  rank_kernel(x, y, kernel = "mallows", lambda = lambda, normalized = normalized, na = na,
-              threads = threads, progress = progress)
+  rank_kernel(x, y, kernel = "mallows", lambda = lambda, normalized = normalized,
+              na = match_choice(na, c("fail", "pairwise"), "na"), threads = threads,
+              progress = progress)
+}
+
+#' @rdname mallows_kernel
+#' @export
+mallows_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
+  kernel_on_assays(mallows_kernel.default, x, y, assay.type, ...)
 }
 
 #' Weighted Kendall kernels between expression profiles
@@ -155,14 +190,15 @@ mallows_kernel <- function(x, y = NULL, lambda = 1, normalized = TRUE,
 #' and w' likewise in x'. Computed in O(p log p) per pair of samples with a
 #' Fenwick tree; positive semidefinite.
 #'
+#' * `weighting = "multiplicative"` (the default): w = u_a u_b for the
+#'   positions a and b of the two features.
+#' * `"additive"`: w = u_a + u_b.
 #' * `"top"`: w = 1 when both features are among the `k` top positions, else 0.
-#' * `"mult"`: w = u_a u_b for the positions a and b of the two features.
-#' * `"add"`: w = u_a + u_b.
 #' * `"average"`: the mean of the `"top"` kernels over k = 1, ..., p.
 #'
 #' The position weights u default to the hyperbolic weights
-#' u_t = 1 / (t + 1); give your own with `u`. With `u` = 1 everywhere `"mult"`
-#' counts the concordant pairs.
+#' u_t = 1 / (t + 1); give your own with `u`. With `u` = 1 everywhere
+#' `"multiplicative"` counts the concordant pairs.
 #'
 #' @section Ties:
 #' A block of m tied values in a sample occupies m consecutive positions
@@ -176,10 +212,11 @@ mallows_kernel <- function(x, y = NULL, lambda = 1, normalized = TRUE,
 #' @inheritParams kendall_kernel
 #' @inheritSection kendall_kernel Orientation
 #' @inheritSection kendall_kernel Use with kernlab
-#' @param weights `"top"`, `"add"`, `"mult"` or `"average"`.
-#' @param k For `weights = "top"`, the number of top positions, a whole number
+#' @param weighting How pairs of positions are weighted: `"multiplicative"`,
+#'   `"additive"`, `"top"` or `"average"`.
+#' @param k For `weighting = "top"`, the number of top positions, a whole number
 #'   from 2 to the number of features (required).
-#' @param u For `"add"` and `"mult"`, the weights of the positions from the
+#' @param u For `"additive"` and `"multiplicative"`, the weights of the positions from the
 #'   top, a finite numeric vector with one value per feature; `NULL` for the
 #'   hyperbolic weights 1 / (t + 1). The normalized kernel depends only on
 #'   the relative sizes of the weights (`u` and `1e-200 * u` give the same
@@ -200,21 +237,44 @@ mallows_kernel <- function(x, y = NULL, lambda = 1, normalized = TRUE,
 #' @examples
 #' set.seed(1)
 #' x <- matrix(rnorm(200), nrow = 50, dimnames = list(NULL, paste0("s", 1:4)))
-#' weighted_kendall_kernel(x, weights = "top", k = 10)
-#' weighted_kendall_kernel(x, weights = "add")
+#' weighted_kendall_kernel(x)                     # hyperbolic weights from the top
+#' weighted_kendall_kernel(x, weighting = "top", k = 10)
+#' weighted_kendall_kernel(x, weighting = "additive")
 #' # your own position weights, e.g. exponential decay from the top
-#' weighted_kendall_kernel(x, weights = "mult", u = exp(-(1:50) / 10))
-weighted_kendall_kernel <- function(x, y = NULL, weights = c("top", "add", "mult", "average"),
-                                    k = NULL, u = NULL, normalized = TRUE,
-                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
-                                    progress = interactive()) {
-  weights <- match.arg(weights)
+#' weighted_kendall_kernel(x, u = exp(-(1:50) / 10))
+weighted_kendall_kernel <- function(x, ...) {
+  UseMethod("weighted_kendall_kernel")
+}
+
+#' @rdname weighted_kendall_kernel
+#' @export
+weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings, k = NULL,
+                                            u = NULL, normalized = TRUE,
+                                            na = c("fail", "pairwise"),
+                                            threads = diffrank_threads(),
+                                            progress = interactive(), ...) {
+  check_dots_empty(...)
+  weighting <- match_choice(weighting, weightings, "weighting")
   normalized <- check_flag(normalized, "normalized")
-  na <- match.arg(na)
   p <- if (is.null(dim(x))) length(x) else nrow(x)
-  spec <- weight_spec(weights, k, u, p, normalized)
-  rank_kernel(x, y, kernel = spec$kernel, normalized = normalized, u = spec$u, na = na,
-              threads = threads, progress = progress)
+  spec <- weight_spec(weighting, k, u, p, normalized)
+  rank_kernel(x, y, kernel = spec$kernel, normalized = normalized, u = spec$u,
+              na = match_choice(na, c("fail", "pairwise"), "na"), threads = threads,
+              progress = progress)
+}
+
+#' @rdname weighted_kendall_kernel
+#' @export
+weighted_kendall_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
+  kernel_on_assays(weighted_kendall_kernel.default, x, y, assay.type, ...)
+}
+
+weightings <- c("multiplicative", "additive", "top", "average")
+
+# A kernel of the assays of SummarizedExperiments (y may also be a matrix).
+kernel_on_assays <- function(kernel, x, y, assay.type, ...) {
+  if (methods::is(y, "SummarizedExperiment")) y <- se_assay(y, assay.type)
+  kernel(se_assay(x, assay.type), y, ...)
 }
 
 #' Pair counts of Kendall's tau
@@ -259,8 +319,9 @@ kendall_counts <- function(x, y) {
 #'
 #' kernlab evaluates such a function once per pair of samples from R; for
 #' large data, precompute the matrix with [kendall_kernel()] instead (see its
-#' section Use with kernlab). Pass `scaled = FALSE` to `ksvm()`: its default
-#' scales every gene across samples, which changes each sample's ranking.
+#' section Use with kernlab, and [support_kernel()]). Pass `scaled = FALSE`
+#' to `ksvm()`: its default scales every gene across samples, which changes
+#' each sample's ranking.
 #'
 #' @inheritParams kendall_kernel
 #' @inheritParams mallows_kernel
@@ -275,21 +336,21 @@ kendall_counts <- function(x, y) {
 #'   labels <- factor(rep(c("a", "b"), each = 15))
 #'   data <- matrix(rnorm(30 * 40), nrow = 30)
 #'   data[labels == "b", 1:10] <- data[labels == "b", 1:10] + 1.5
-#'   fit <- kernlab::ksvm(data, labels, kernel = kendall_kernel_fn(),
+#'   fit <- kernlab::ksvm(data, labels, kernel = kendall_kernlab(),
 #'                        scaled = FALSE, C = 1)
 #'   mean(kernlab::predict(fit, data) == labels)
 #' }
-kendall_kernel_fn <- function(type = c("tau_b", "tau_a")) {
-  type <- match.arg(type)
+kendall_kernlab <- function(variant = c("tau_b", "tau_a")) {
+  variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
   make_kernel_fn(
-    function(x, y) kendall_kernel(x, y, type = type, threads = 1L, progress = FALSE),
-    kernel = type, kpar = list(type = type)
+    function(x, y) kendall_kernel(x, y, variant = variant, threads = 1L, progress = FALSE),
+    kernel = variant, kpar = list(variant = variant)
   )
 }
 
-#' @rdname kendall_kernel_fn
+#' @rdname kendall_kernlab
 #' @export
-mallows_kernel_fn <- function(lambda = 1, normalized = TRUE) {
+mallows_kernlab <- function(lambda = 1, normalized = TRUE) {
   lambda <- check_number(lambda, "lambda", lower = 0)
   normalized <- check_flag(normalized, "normalized")
   make_kernel_fn(
@@ -302,28 +363,80 @@ mallows_kernel_fn <- function(lambda = 1, normalized = TRUE) {
   )
 }
 
-#' @rdname kendall_kernel_fn
+#' @rdname kendall_kernlab
 #' @export
-weighted_kendall_kernel_fn <- function(weights = c("top", "add", "mult", "average"), k = NULL,
-                                       u = NULL, normalized = TRUE) {
-  weights <- match.arg(weights)
+weighted_kendall_kernlab <- function(weighting = weightings, k = NULL, u = NULL,
+                                     normalized = TRUE) {
+  weighting <- match_choice(weighting, weightings, "weighting")
   normalized <- check_flag(normalized, "normalized")
   # Checked now as far as possible without the data; fully when called.
-  weight_spec(weights, k, u, p = NULL)
+  weight_spec(weighting, k, u, p = NULL)
   spec <- NULL
   make_kernel_fn(
     function(x, y) {
-      weighted_kendall_kernel(x, y, weights = weights, k = k, u = u, normalized = normalized,
-                              threads = 1L, progress = FALSE)
+      weighted_kendall_kernel(x, y, weighting = weighting, k = k, u = u,
+                              normalized = normalized, threads = 1L, progress = FALSE)
     },
-    kernel = c(top = "product", add = "additive", mult = "product", average = "average")[[weights]],
+    kernel = c(top = "product", additive = "additive", multiplicative = "product",
+               average = "average")[[weighting]],
     normalized = normalized,
     position_weights = function(p) {
-      if (is.null(spec) || spec$p != p) spec <<- c(weight_spec(weights, k, u, p, normalized), p = p)
+      if (is.null(spec) || spec$p != p) {
+        spec <<- c(weight_spec(weighting, k, u, p, normalized), p = p)
+      }
       spec$u
     },
-    kpar = list(weights = weights, k = k, u = u, normalized = normalized)
+    kpar = list(weighting = weighting, k = k, u = u, normalized = normalized)
   )
+}
+
+#' Cross-kernel for predicting new samples with a kernlab SVM
+#'
+#' A kernlab SVM fitted on a precomputed kernel matrix predicts new samples
+#' from their kernel with its *support vectors* only, in the order of
+#' `kernlab::SVindex()`. `support_kernel()` computes that matrix with the
+#' kernel function and settings used for fitting, so that
+#' `predict(fit, support_kernel(fit, test, train, kernel = kernel))` is
+#' right.
+#'
+#' @param fit A `ksvm` fit from kernlab, fitted on `kernel(train, ...)`.
+#' @param newdata The new samples: features in rows, samples in columns (or a
+#'   `SummarizedExperiment`), with the features of `train` in the same order.
+#' @param train The training samples the kernel matrix of `fit` was computed
+#'   on, in the same orientation and order.
+#' @param kernel The kernel function: [kendall_kernel()], [mallows_kernel()]
+#'   or [weighted_kendall_kernel()] (named, after the settings).
+#' @param ... The kernel's settings (for example `lambda`, `weighting`, `k`,
+#'   `threads`), the same as for fitting.
+#' @return A kernlab `kernelMatrix`, new samples x support vectors.
+#' @export
+#' @examples
+#' if (requireNamespace("kernlab", quietly = TRUE)) {
+#'   set.seed(1)
+#'   x <- matrix(rnorm(40 * 60), 40)                  # 40 genes x 60 samples
+#'   labels <- factor(rep(c("a", "b"), each = 30))
+#'   x[1:8, labels == "b"] <- x[1:8, labels == "b"] + 1
+#'   train <- c(1:20, 31:50)
+#'   fit <- kernlab::ksvm(mallows_kernel(x[, train], lambda = 2), labels[train],
+#'                        type = "C-svc")
+#'   k_new <- support_kernel(fit, x[, -train], x[, train], lambda = 2,
+#'                           kernel = mallows_kernel)
+#'   mean(kernlab::predict(fit, k_new) == labels[-train])
+#' }
+support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel) {
+  if (!requireNamespace("kernlab", quietly = TRUE)) {
+    abort("The kernlab package is needed for support_kernel().")
+  }
+  if (!methods::is(fit, "ksvm")) abort("`fit` must be a kernlab ksvm fit, not %s.", describe(fit))
+  if (!is.function(kernel)) abort("`kernel` must be a kernel function, not %s.", describe(kernel))
+  if (methods::is(train, "SummarizedExperiment")) train <- se_assay(train, 1L)
+  train <- as_numeric_matrix(train, "train")
+  support <- kernlab::SVindex(fit)
+  if (length(support) == 0L || max(support) > ncol(train)) {
+    abort("`train` has %d samples, but the fit's support vectors go up to sample %d: give the training samples the fit was computed on.",
+          ncol(train), max(support, 0L))
+  }
+  kernel(newdata, train[, support, drop = FALSE], ...)
 }
 
 # A kernel function in kernlab's orientation (samples in rows) from a kernel
@@ -359,11 +472,11 @@ make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
 # normalized kernel, which does not depend on the scale of u, u is scaled by a
 # power of two (exactly) to a largest absolute value in [1, 2), so that the
 # products and sums of weights neither underflow nor overflow.
-weight_spec <- function(weights, k, u, p, normalized = TRUE) {
+weight_spec <- function(weighting, k, u, p, normalized = TRUE) {
   p_max <- if (is.null(p)) if (is.null(u)) Inf else length(u) else p
-  if (weights == "top") {
+  if (weighting == "top") {
     if (is.null(k)) {
-      abort("`k` must be given for weights = \"top\": the number of top positions, from 2 to %s.",
+      abort("`k` must be given for weighting = \"top\": the number of top positions, from 2 to %s.",
             format(p_max))
     }
     if (!is.numeric(k) || length(k) != 1L || is.na(k) || k != round(k) || k < 2 || k > p_max) {
@@ -371,11 +484,12 @@ weight_spec <- function(weights, k, u, p, normalized = TRUE) {
             format(p_max), describe(k))
     }
   } else if (!is.null(k)) {
-    abort("`k` is only used with weights = \"top\", not \"%s\".", weights)
+    abort("`k` is only used with weighting = \"top\", not \"%s\".", weighting)
   }
   if (!is.null(u)) {
-    if (!weights %in% c("add", "mult")) {
-      abort("`u` is only used with weights = \"add\" or \"mult\", not \"%s\".", weights)
+    if (!weighting %in% c("additive", "multiplicative")) {
+      abort("`u` is only used with weighting = \"additive\" or \"multiplicative\", not \"%s\".",
+            weighting)
     }
     if (!is.numeric(u) || !is.null(dim(u)) || is.object(u) || anyNA(u) || any(!is.finite(u))) {
       abort("`u` must be a vector of finite numbers, not %s.", describe(u))
@@ -393,10 +507,10 @@ weight_spec <- function(weights, k, u, p, normalized = TRUE) {
       u <- u * 2^(e %/% 2) * 2^(e - e %/% 2)  # two factors: 2^1074 overflows
     }
   }
-  switch(weights,
+  switch(weighting,
     top = list(kernel = "product", u = rep(c(1, 0), c(k, p - k))),
-    add = list(kernel = "additive", u = if (is.null(u)) 1 / (seq_len(p) + 1) else u),
-    mult = list(kernel = "product", u = if (is.null(u)) 1 / (seq_len(p) + 1) else u),
+    additive = list(kernel = "additive", u = if (is.null(u)) 1 / (seq_len(p) + 1) else u),
+    multiplicative = list(kernel = "product", u = if (is.null(u)) 1 / (seq_len(p) + 1) else u),
     average = list(kernel = "average", u = double(0))
   )
 }

@@ -44,7 +44,7 @@ cat(sprintf("  (2 threads: CPU time / elapsed = %.2f)\n",
             (st[["user.self"]] + st[["sys.self"]]) / st[["elapsed"]]))
 
 t_m <- timed(mallows_kernel(x, lambda = 1, threads = 1, progress = FALSE), reps = 1)
-t_w <- timed(weighted_kendall_kernel(x, weights = "add", threads = 1, progress = FALSE),
+t_w <- timed(weighted_kendall_kernel(x, weighting = "additive", threads = 1, progress = FALSE),
              reps = 1)
 cat(sprintf("  mallows_kernel, 1 thread     %7.2f s\n", t_m))
 cat(sprintf("  weighted (add), 1 thread     %7.2f s\n", t_w))

@@ -23,7 +23,7 @@ test_that("a kernel matrix too large to allocate fails cleanly and keeps no memo
   calls <- list(
     function() kendall_kernel(x, threads = 1),
     function() mallows_kernel(x, threads = 1),
-    function() weighted_kendall_kernel(x, weights = "add", threads = 1)
+    function() weighted_kendall_kernel(x, weighting = "additive", threads = 1)
   )
   for (f in calls) expect_error(f(), "cannot allocate")
   skip_unless_rss()
@@ -69,24 +69,24 @@ test_that("normalized weighted Kendall kernels do not depend on the scale of u",
   set.seed(4)
   km <- matrix(rnorm(40), 10)
   u <- exp(-(1:10) / 3)
-  reference <- weighted_kendall_kernel(km, weights = "mult", u = u)
-  expect_no_warning(tiny <- weighted_kendall_kernel(km, weights = "mult", u = u * 1e-200))
+  reference <- weighted_kendall_kernel(km, weighting = "multiplicative", u = u)
+  expect_no_warning(tiny <- weighted_kendall_kernel(km, weighting = "multiplicative", u = u * 1e-200))
   expect_equal(tiny, reference, tolerance = 1e-12)
-  expect_equal(weighted_kendall_kernel(km, weights = "mult", u = u * 1e200), reference,
+  expect_equal(weighted_kendall_kernel(km, weighting = "multiplicative", u = u * 1e200), reference,
                tolerance = 1e-12)
-  expect_equal(weighted_kendall_kernel(km, weights = "add", u = u * 1e-300),
-               weighted_kendall_kernel(km, weights = "add", u = u), tolerance = 1e-12)
+  expect_equal(weighted_kendall_kernel(km, weighting = "additive", u = u * 1e-300),
+               weighted_kendall_kernel(km, weighting = "additive", u = u), tolerance = 1e-12)
   # constant weights of any size: the unweighted count of concordant pairs
-  ones <- weighted_kendall_kernel(km, weights = "mult", u = rep(1, 10))
-  expect_no_warning(small <- weighted_kendall_kernel(km, weights = "mult", u = rep(1e-200, 10)))
+  ones <- weighted_kendall_kernel(km, weighting = "multiplicative", u = rep(1, 10))
+  expect_no_warning(small <- weighted_kendall_kernel(km, weighting = "multiplicative", u = rep(1e-200, 10)))
   expect_equal(small, ones, tolerance = 1e-14)
   expect_false(anyNA(small))
   # the raw sums keep the scale of u
-  raw <- weighted_kendall_kernel(km, weights = "add", u = u, normalized = FALSE)
-  expect_equal(weighted_kendall_kernel(km, weights = "add", u = 2 * u, normalized = FALSE),
+  raw <- weighted_kendall_kernel(km, weighting = "additive", u = u, normalized = FALSE)
+  expect_equal(weighted_kendall_kernel(km, weighting = "additive", u = 2 * u, normalized = FALSE),
                4 * raw)
   # the kernlab function too
-  f <- weighted_kendall_kernel_fn(weights = "mult", u = rep(1e-200, 10))
+  f <- weighted_kendall_kernlab(weighting = "multiplicative", u = rep(1e-200, 10))
   expect_equal(f(km[, 1], km[, 2]), ones[1, 2])
 })
 

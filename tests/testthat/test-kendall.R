@@ -48,13 +48,14 @@ bf_top <- function(x, y, k) {
 
 bf_average_raw <- function(x, y) mean(vapply(seq_along(x), function(k) bf_top(x, y, k), 0))
 
-bf_weighted <- function(x, y, weights, k = NULL, u = NULL, normalized = TRUE) {
+bf_weighted <- function(x, y, weighting, k = NULL, u = NULL, normalized = TRUE) {
   n <- length(x)
   if (is.null(u)) u <- 1 / (seq_len(n) + 1)
-  raw <- switch(weights,
+  raw <- switch(weighting,
     top = function(a, b) bf_top(a, b, k),
     average = bf_average_raw,
-    function(a, b) bf_weighted_raw(a, b, weights, u)
+    additive = function(a, b) bf_weighted_raw(a, b, "add", u),
+    multiplicative = function(a, b) bf_weighted_raw(a, b, "mult", u)
   )
   if (!normalized) return(raw(x, y))
   raw(x, y) / sqrt(raw(x, x) * raw(y, y))
@@ -115,10 +116,10 @@ test_that("pair counts and tau_a equal brute force", {
     counts <- kendall_counts(x, y)
     expect_equal(counts[names(bf_counts(x, y))], bf_counts(x, y))
     expect_equal(counts[["n"]], 80)
-    expect_equal(kendall_kernel(x, y, type = "tau_a"), bf_tau_a(x, y), tolerance = 1e-14)
+    expect_equal(kendall_kernel(x, y, variant = "tau_a"), bf_tau_a(x, y), tolerance = 1e-14)
   }
   x <- sim(30, 5, ties = TRUE)
-  expect_equal(plain(kendall_kernel(x, type = "tau_a")), bf_matrix(x, bf_tau_a),
+  expect_equal(plain(kendall_kernel(x, variant = "tau_a")), bf_matrix(x, bf_tau_a),
                tolerance = 1e-14, ignore_attr = TRUE)
 })
 
@@ -142,10 +143,10 @@ test_that("Mallows kernel equals brute force, with ties", {
 
 test_that("weighted kernels equal brute force for every weight type, with ties", {
   cases <- list(
-    list(weights = "top", k = 2), list(weights = "top", k = 7), list(weights = "top", k = 18),
-    list(weights = "add"), list(weights = "mult"), list(weights = "average"),
-    list(weights = "mult", u = seq(2, 0.1, length.out = 18)),
-    list(weights = "add", u = cos(1:18))
+    list(weighting = "top", k = 2), list(weighting = "top", k = 7), list(weighting = "top", k = 18),
+    list(weighting = "additive"), list(weighting = "multiplicative"), list(weighting = "average"),
+    list(weighting = "multiplicative", u = seq(2, 0.1, length.out = 18)),
+    list(weighting = "additive", u = cos(1:18))
   )
   for (ties in c(FALSE, TRUE)) {
     x <- sim(18, 4, ties = ties, seed = 5)
@@ -159,17 +160,17 @@ test_that("weighted kernels equal brute force for every weight type, with ties",
           do.call(bf_weighted, c(list(x = a, y = b, normalized = normalized), case))
         })
         expect_equal(got, want, tolerance = 1e-12, ignore_attr = TRUE,
-                     label = sprintf("%s ties=%s normalized=%s", case$weights, ties, normalized))
+                     label = sprintf("%s ties=%s normalized=%s", case$weighting, ties, normalized))
       }
     }
   }
   # a tie block straddling the top-k boundary gets a fractional weight
   a <- c(5, 4, 4, 4, 1, 0)
   b <- c(6, 5, 3, 4, 2, 1)
-  expect_equal(weighted_kendall_kernel(a, b, weights = "top", k = 3, normalized = FALSE),
+  expect_equal(weighted_kendall_kernel(a, b, weighting = "top", k = 3, normalized = FALSE),
                bf_top(a, b, 3), tolerance = 1e-14)
   # with u = 1, "mult" counts the concordant pairs
-  expect_equal(weighted_kendall_kernel(a, b, weights = "mult", u = rep(1, 6), normalized = FALSE),
+  expect_equal(weighted_kendall_kernel(a, b, weighting = "multiplicative", u = rep(1, 6), normalized = FALSE),
                kendall_counts(a, b)[["concordant"]])
 })
 
@@ -179,13 +180,13 @@ test_that("matrices are symmetric, unit-diagonal, right-invariant and PSD", {
     perm <- sample(nrow(x))
     kernels <- list(
       tau_b = function(m) kendall_kernel(m),
-      tau_a = function(m) kendall_kernel(m, type = "tau_a"),
+      tau_a = function(m) kendall_kernel(m, variant = "tau_a"),
       mallows = function(m) mallows_kernel(m, lambda = 5),
       mallows_raw = function(m) mallows_kernel(m, lambda = 0.05, normalized = FALSE),
-      top = function(m) weighted_kendall_kernel(m, weights = "top", k = 10),
-      add = function(m) weighted_kendall_kernel(m, weights = "add"),
-      mult = function(m) weighted_kendall_kernel(m, weights = "mult"),
-      average = function(m) weighted_kendall_kernel(m, weights = "average")
+      top = function(m) weighted_kendall_kernel(m, weighting = "top", k = 10),
+      add = function(m) weighted_kendall_kernel(m, weighting = "additive"),
+      mult = function(m) weighted_kendall_kernel(m, weighting = "multiplicative"),
+      average = function(m) weighted_kendall_kernel(m, weighting = "average")
     )
     for (name in names(kernels)) {
       k <- plain(kernels[[name]](x))
@@ -250,13 +251,13 @@ test_that("results are identical for 1 and 2 threads", {
   xna[sample(length(x), 40)] <- NA
   calls <- list(
     function(th) kendall_kernel(x, threads = th),
-    function(th) kendall_kernel(x, y, type = "tau_a", threads = th),
+    function(th) kendall_kernel(x, y, variant = "tau_a", threads = th),
     function(th) kendall_kernel(xna, na = "pairwise", threads = th),
     function(th) mallows_kernel(x, y, lambda = 2, threads = th),
-    function(th) weighted_kendall_kernel(x, weights = "top", k = 5, threads = th),
-    function(th) weighted_kendall_kernel(x, y, weights = "add", threads = th),
-    function(th) weighted_kendall_kernel(xna, weights = "mult", na = "pairwise", threads = th),
-    function(th) weighted_kendall_kernel(x, weights = "average", threads = th)
+    function(th) weighted_kendall_kernel(x, weighting = "top", k = 5, threads = th),
+    function(th) weighted_kendall_kernel(x, y, weighting = "additive", threads = th),
+    function(th) weighted_kendall_kernel(xna, weighting = "multiplicative", na = "pairwise", threads = th),
+    function(th) weighted_kendall_kernel(x, weighting = "average", threads = th)
   )
   for (f in calls) expect_identical(f(1), f(2))
 })
@@ -275,10 +276,10 @@ test_that("na = 'pairwise' compares each pair on the features observed in both",
   expect_equal(plain(mallows_kernel(x, lambda = 2, na = "pairwise")),
                bf_matrix(x, ok(function(a, b) bf_mallows(a, b, 2))), tolerance = 1e-13,
                ignore_attr = TRUE)
-  expect_equal(plain(weighted_kendall_kernel(x, weights = "add", na = "pairwise")),
-               bf_matrix(x, ok(function(a, b) bf_weighted(a, b, "add"))), tolerance = 1e-12,
+  expect_equal(plain(weighted_kendall_kernel(x, weighting = "additive", na = "pairwise")),
+               bf_matrix(x, ok(function(a, b) bf_weighted(a, b, "additive"))), tolerance = 1e-12,
                ignore_attr = TRUE)
-  expect_equal(plain(weighted_kendall_kernel(x, weights = "top", k = 8, na = "pairwise")),
+  expect_equal(plain(weighted_kendall_kernel(x, weighting = "top", k = 8, na = "pairwise")),
                bf_matrix(x, ok(function(a, b) bf_weighted(a, b, "top", k = 8))),
                tolerance = 1e-12, ignore_attr = TRUE)
   y <- sim(40, 3, seed = 13)
@@ -297,8 +298,8 @@ test_that("undefined values are NA with a warning", {
   x <- cbind(a = c(1, 2, 3, 4), flat = c(2, 2, 2, 2))
   expect_warning(k <- plain(kendall_kernel(x)), "2 kernel value|3 kernel value")
   expect_true(is.na(k[2, 2]) && is.na(k[1, 2]))
-  expect_equal(plain(kendall_kernel(x, type = "tau_a"))[2, 2], 0)
-  expect_warning(weighted_kendall_kernel(x, weights = "mult"), "undefined")
+  expect_equal(plain(kendall_kernel(x, variant = "tau_a"))[2, 2], 0)
+  expect_warning(weighted_kendall_kernel(x, weighting = "multiplicative"), "undefined")
   expect_equal(plain(mallows_kernel(x))[1, 2], exp(-0.5))
 })
 
@@ -308,8 +309,8 @@ test_that("infinite values are ordered like any other", {
   x[2, 2] <- -Inf
   x[3, 3] <- Inf
   expect_equal(plain(kendall_kernel(x)), unname(cor(x, method = "kendall")), tolerance = 1e-12)
-  expect_equal(plain(weighted_kendall_kernel(x, weights = "add")),
-               bf_matrix(x, function(a, b) bf_weighted(a, b, "add")), tolerance = 1e-12)
+  expect_equal(plain(weighted_kendall_kernel(x, weighting = "additive")),
+               bf_matrix(x, function(a, b) bf_weighted(a, b, "additive")), tolerance = 1e-12)
 })
 
 test_that("inputs: shapes, names, data frames, integers", {
@@ -343,17 +344,17 @@ test_that("clear errors for bad input", {
   expect_error(mallows_kernel(x, lambda = -1), "`lambda` must be")
   expect_error(mallows_kernel(x, lambda = NA), "`lambda` must be")
   expect_error(mallows_kernel(x, lambda = Inf), "`lambda` must be")
-  expect_error(weighted_kendall_kernel(x, weights = "top", k = 1), "`k` must be")
-  expect_error(weighted_kendall_kernel(x, weights = "top", k = 21), "`k` must be")
-  expect_error(weighted_kendall_kernel(x, weights = "top", k = 2.5), "`k` must be")
-  expect_error(weighted_kendall_kernel(x, weights = "top"), "`k` must be given")
-  expect_error(weighted_kendall_kernel(x, weights = "add", k = 3), "only used")
-  expect_error(weighted_kendall_kernel(x, weights = "mult", u = 1:3), "one weight per feature")
-  expect_error(weighted_kendall_kernel(x, weights = "mult", u = c(NA, 1:19)), "finite")
-  expect_error(weighted_kendall_kernel_fn("top", k = 0), "`k` must be")
+  expect_error(weighted_kendall_kernel(x, weighting = "top", k = 1), "`k` must be")
+  expect_error(weighted_kendall_kernel(x, weighting = "top", k = 21), "`k` must be")
+  expect_error(weighted_kendall_kernel(x, weighting = "top", k = 2.5), "`k` must be")
+  expect_error(weighted_kendall_kernel(x, weighting = "top"), "`k` must be given")
+  expect_error(weighted_kendall_kernel(x, weighting = "additive", k = 3), "only used")
+  expect_error(weighted_kendall_kernel(x, weighting = "multiplicative", u = 1:3), "one weight per feature")
+  expect_error(weighted_kendall_kernel(x, weighting = "multiplicative", u = c(NA, 1:19)), "finite")
+  expect_error(weighted_kendall_kernlab("top", k = 0), "`k` must be")
   expect_error(kendall_kernel(x, threads = 0), "`threads`")
   expect_error(kendall_kernel(x[1, , drop = FALSE]), "at least 2 features")
-  expect_error(kendall_kernel(x, type = "tau_c"))
+  expect_error(kendall_kernel(x, variant = "tau_c"), "`variant` must be one of")
   y <- x
   rownames(y) <- rev(rownames(x))
   expect_error(kendall_kernel(x, y), "same features")
@@ -363,21 +364,21 @@ test_that("clear errors for bad input", {
 test_that("kernel functions follow kernlab's orientation", {
   skip_if_not_installed("kernlab")
   x <- sim(30, 5, ties = TRUE)
-  f <- kendall_kernel_fn()
+  f <- kendall_kernlab()
   expect_s4_class(f, "kernel")
   expect_equal(f(x[, 1], x[, 2]), cor(x[, 1], x[, 2], method = "kendall"), tolerance = 1e-12)
   # samples in rows
   expect_equal(plain(f(t(x), t(x[, 1:2]))), plain(kendall_kernel(x, x[, 1:2])))
-  expect_equal(plain(kernlab::kernelMatrix(mallows_kernel_fn(lambda = 2), t(x))),
+  expect_equal(plain(kernlab::kernelMatrix(mallows_kernlab(lambda = 2), t(x))),
                plain(mallows_kernel(x, lambda = 2)), ignore_attr = TRUE, tolerance = 1e-14)
-  g <- weighted_kendall_kernel_fn("top", k = 6)
-  expect_equal(g(x[, 1], x[, 3]), weighted_kendall_kernel(x[, 1], x[, 3], k = 6))
+  g <- weighted_kendall_kernlab("top", k = 6)
+  expect_equal(g(x[, 1], x[, 3]), weighted_kendall_kernel(x[, 1], x[, 3], "top", k = 6))
   expect_equal(kernlab::kpar(g)$k, 6)
-  expect_equal(weighted_kendall_kernel_fn("mult", u = 30:1)(x[, 1], x[, 2]),
-               weighted_kendall_kernel(x[, 1], x[, 2], weights = "mult", u = 30:1))
+  expect_equal(weighted_kendall_kernlab("multiplicative", u = 30:1)(x[, 1], x[, 2]),
+               weighted_kendall_kernel(x[, 1], x[, 2], weighting = "multiplicative", u = 30:1))
   # what the direct path does not take goes through the checked function
   expect_error(f(c(1, NA, 3), 1:3), "missing values")
-  expect_error(weighted_kendall_kernel_fn("top", k = 10)(1:5, 5:1), "`k` must be")
+  expect_error(weighted_kendall_kernlab("top", k = 10)(1:5, 5:1), "`k` must be")
   expect_error(f(1:3, 1:4), "same number of features")
   expect_warning(f(c(1, 1, 1), 1:3), "undefined")
 })
@@ -410,9 +411,53 @@ test_that("an SVM with the Kendall kernel predicts held-out samples", {
   train <- folds != 1
   fit_k <- kernlab::ksvm(kendall_kernel(x[, train]), labels[train], type = "C-svc", C = 1)
   fit_f <- kernlab::ksvm(t(x[, train]), labels[train], type = "C-svc", C = 1,
-                         kernel = kendall_kernel_fn(), scaled = FALSE)
+                         kernel = kendall_kernlab(), scaled = FALSE)
   sv <- which(train)[kernlab::SVindex(fit_k)]
   dec_k <- kernlab::predict(fit_k, kendall_kernel(x[, !train], x[, sv, drop = FALSE]), type = "decision")
   dec_f <- kernlab::predict(fit_f, t(x[, !train]), type = "decision")
   expect_equal(as.vector(dec_k), as.vector(dec_f), tolerance = 1e-8)
+})
+
+test_that("support_kernel() gives the cross-kernel that kernlab's predict() needs", {
+  skip_if_not_installed("kernlab")
+  set.seed(31)
+  x <- matrix(rnorm(40 * 60), 40, dimnames = list(paste0("g", 1:40), paste0("s", 1:60)))
+  labels <- factor(rep(c("a", "b"), each = 30))
+  x[1:8, labels == "b"] <- x[1:8, labels == "b"] + 2
+  train <- c(1:20, 31:50)
+  for (kernel in list(kendall_kernel, mallows_kernel)) {
+    fit <- kernlab::ksvm(kernel(x[, train]), labels[train], type = "C-svc", C = 1)
+    k_new <- support_kernel(fit, x[, -train], x[, train], kernel = kernel)
+    expect_identical(dim(k_new), c(20L, length(kernlab::SVindex(fit))))
+    # the same decision values as the kernel-function route of kernlab
+    sv <- train[kernlab::SVindex(fit)]
+    expect_equal(plain(k_new), plain(kernel(x[, -train], x[, sv])))
+    expect_gt(mean(kernlab::predict(fit, k_new) == labels[-train]), 0.8)
+  }
+  fit <- kernlab::ksvm(weighted_kendall_kernel(x[, train], weighting = "top", k = 10),
+                       labels[train], type = "C-svc")
+  expect_equal(plain(support_kernel(fit, x[, -train], x[, train], weighting = "top", k = 10,
+                                    kernel = weighted_kendall_kernel)),
+               plain(weighted_kendall_kernel(x[, -train], x[, train[kernlab::SVindex(fit)]],
+                                             weighting = "top", k = 10)))
+  expect_error(support_kernel(list(), x, x), "`fit` must be a kernlab ksvm fit")
+  expect_error(support_kernel(fit, x[, -train], x[, 1:2]), "support vectors go up to")
+})
+
+test_that("the kernels take SummarizedExperiments, defaults run, and unknown arguments fail", {
+  skip_if_not_installed("SummarizedExperiment")
+  x <- sim(25, 6, ties = TRUE, seed = 32)
+  colnames(x) <- paste0("s", 1:6)
+  se <- SummarizedExperiment::SummarizedExperiment(assays = list(raw = x, neg = -x))
+  expect_equal(plain(kendall_kernel(se)), plain(kendall_kernel(x)))
+  expect_identical(colnames(kendall_kernel(se)), colnames(x))
+  expect_equal(plain(mallows_kernel(se, assay.type = "neg", lambda = 2)),
+               plain(mallows_kernel(-x, lambda = 2)))
+  expect_equal(plain(weighted_kendall_kernel(se, se[, 1:2])),
+               plain(weighted_kendall_kernel(x, x[, 1:2])))
+  expect_error(kendall_kernel(se, assay.type = "nope"), "`assay.type`")
+  # every kernel runs with its defaults
+  expect_equal(diag(plain(weighted_kendall_kernel(x))), rep(1, 6))
+  expect_error(kendall_kernel(x, type = "tau_a"), "Unknown argument `type`")
+  expect_error(weighted_kendall_kernel(x, weights = "top"), "Unknown argument `weights`")
 })

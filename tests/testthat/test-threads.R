@@ -36,20 +36,20 @@ test_that("rank kernels do not depend on the number of threads", {
   xna <- x
   xna[sample(length(xna), 100)] <- NA
   expect_thread_invariant(function(th) kendall_kernel(x, threads = th), "kendall_kernel")
-  expect_thread_invariant(function(th) kendall_kernel(x, y, type = "tau_a", threads = th),
+  expect_thread_invariant(function(th) kendall_kernel(x, y, variant = "tau_a", threads = th),
                           "kendall_kernel tau_a, x and y")
   expect_thread_invariant(function(th) kendall_kernel(xna, na = "pairwise", threads = th),
                           "kendall_kernel pairwise")
   expect_thread_invariant(function(th) mallows_kernel(x, lambda = 3, threads = th),
                           "mallows_kernel")
   expect_thread_invariant(function(th) mallows_kernel(x, y, threads = th), "mallows_kernel, x and y")
-  for (weights in c("add", "mult", "average")) {
+  for (weighting in c("additive", "multiplicative", "average")) {
     expect_thread_invariant(
-      function(th) weighted_kendall_kernel(x, weights = weights, threads = th),
-      paste("weighted_kendall_kernel", weights))
+      function(th) weighted_kendall_kernel(x, weighting = weighting, threads = th),
+      paste("weighted_kendall_kernel", weighting))
   }
   expect_thread_invariant(
-    function(th) weighted_kendall_kernel(x, y, weights = "top", k = 10, threads = th),
+    function(th) weighted_kendall_kernel(x, y, weighting = "top", k = 10, threads = th),
     "weighted_kendall_kernel top, x and y")
 })
 
