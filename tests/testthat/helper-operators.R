@@ -19,6 +19,14 @@ fd_gradient <- function(f, z, v, h = 1e-6) {
   }, numeric(1))
 }
 
+# Jacobian of f at z (length(f(z)) x length(z)) by central differences.
+fd_jacobian <- function(f, z, h = 1e-6) {
+  vapply(seq_along(z), function(j) {
+    e <- replace(numeric(length(z)), j, h)
+    (f(z + e) - f(z - e)) / (2 * h)
+  }, numeric(length(f(z))))
+}
+
 relative_error <- function(a, b) {
   max(abs(as.vector(a) - as.vector(b))) / max(1e-12, max(abs(as.vector(b))))
 }

@@ -1,18 +1,5 @@
 # Sinkhorn sorting operators (section 4 of the operator spec).
 
-# Central finite differences of sum(v * f(x)) with respect to x.
-fd_grad <- function(f, x, v, h = 1e-6) {
-  vapply(seq_along(x), function(i) {
-    xp <- x
-    xm <- x
-    xp[i] <- xp[i] + h
-    xm[i] <- xm[i] - h
-    (sum(v * f(xp)) - sum(v * f(xm))) / (2 * h)
-  }, numeric(1))
-}
-
-rel_err <- function(a, b) max(abs(a - b)) / max(abs(b))
-
 # Brute-force reference: dense log-domain Sinkhorn in plain R.
 dense_sinkhorn <- function(z, a, y, b, eps, iters = 5000, tol = 1e-13) {
   C <- outer(z, y, function(u, v) (u - v)^2)
@@ -170,8 +157,8 @@ test_that("VJPs equal central finite differences (1e-5 relative)", {
   for (nm in names(ops)) {
     op <- ops[[nm]](x)
     v <- rnorm(length(op$value))
-    fd <- fd_grad(function(z) ops[[nm]](z)$value, x, v)
-    expect_lt(rel_err(op$vjp(v), fd), 1e-5, label = nm)
+    fd <- fd_gradient(function(z) ops[[nm]](z)$value, x, v)
+    expect_lt(relative_error(op$vjp(v), fd), 1e-5, label = nm)
   }
   # the large-m (conjugate gradient) path of the implicit solver
   x <- rnorm(450)
@@ -207,11 +194,11 @@ test_that("implicit VJP equals the unrolled (differentiated iterations) referenc
     unr <- diffrank:::sinkhorn_unrolled_cpp(x, a, sinkhorn_problem(y, b, cs$w),
                                             sinkhorn_options(eps), 400L, v)
     expect_equal(as.vector(fit$value), unr$value, tolerance = 1e-10)
-    expect_lt(rel_err(as.vector(imp$x), unr$x), 1e-8)
+    expect_lt(relative_error(as.vector(imp$x), unr$x), 1e-8)
     # b's gradient is defined up to a constant (sum(b) = 1)
     proj <- function(g) g - sum(b * g)
-    expect_lt(rel_err(as.vector(imp$target_weights), proj(unr$b)), 1e-8)
-    if (!is.null(cs$w)) expect_lt(rel_err(as.vector(imp$target), unr$w), 1e-8)
+    expect_lt(relative_error(as.vector(imp$target_weights), proj(unr$b)), 1e-8)
+    if (!is.null(cs$w)) expect_lt(relative_error(as.vector(imp$target), unr$w), 1e-8)
   }
 })
 
@@ -273,15 +260,15 @@ test_that("derivatives with respect to target weights and target values", {
   f_tw <- function(w) sinkhorn_normalize(x, target = t0, target_weights = w, eps = 0.05,
                                          tol = 1e-13)
   op <- sinkhorn_normalize_fn(x, target = t0, target_weights = tw, eps = 0.05, tol = 1e-13)
-  expect_lt(rel_err(op$vjp(v, "target_weights"), fd_w(f_tw, tw)), 1e-5)
+  expect_lt(relative_error(op$vjp(v, "target_weights"), fd_w(f_tw, tw)), 1e-5)
   f_t <- function(t) sinkhorn_normalize(x, target = t, target_weights = tw, eps = 0.05,
                                         tol = 1e-13)
-  expect_lt(rel_err(op$vjp(v, "target"), fd_w(f_t, t0)), 1e-5)
+  expect_lt(relative_error(op$vjp(v, "target"), fd_w(f_t, t0)), 1e-5)
   # rank and sort: target weights
   f_rw <- function(w) sinkhorn_rank(x, n_targets = 5, target_weights = w, eps = 0.05,
                                     tol = 1e-13)
   op <- sinkhorn_rank_fn(x, n_targets = 5, target_weights = tw, eps = 0.05, tol = 1e-13)
-  expect_lt(rel_err(op$vjp(v, "target_weights"), fd_w(f_rw, tw)), 1e-5)
+  expect_lt(relative_error(op$vjp(v, "target_weights"), fd_w(f_rw, tw)), 1e-5)
   vs <- rnorm(5)
   f_sw <- function(w) sinkhorn_sort(x, n_targets = 5, target_weights = w, eps = 0.05,
                                     tol = 1e-13)
@@ -290,7 +277,7 @@ test_that("derivatives with respect to target weights and target values", {
     wp <- tw; wm <- tw; wp[i] <- wp[i] + h; wm[i] <- wm[i] - h
     (sum(vs * f_sw(wp)) - sum(vs * f_sw(wm))) / (2 * h)
   }, numeric(1))
-  expect_lt(rel_err(op$vjp(vs, "target_weights"), fd), 1e-5)
+  expect_lt(relative_error(op$vjp(vs, "target_weights"), fd), 1e-5)
   all <- op$vjp(vs, "all")
   expect_named(all, c("x", "target_weights"))
   expect_identical(op$wrt, c("x", "target_weights"))
@@ -404,7 +391,7 @@ test_that("least quantile regression beats least squares with 30% gross outliers
     bp <- b0; bm <- b0; bp[i] <- bp[i] + 1e-6; bm[i] <- bm[i] - 1e-6
     (loss(bp)$value - loss(bm)$value) / 2e-6
   }, numeric(1))
-  expect_lt(rel_err(drop(crossprod(X, loss(b0)$gradient)), fd), 1e-4)
+  expect_lt(relative_error(drop(crossprod(X, loss(b0)$gradient)), fd), 1e-4)
   fit <- optim(ls, function(b) as.numeric(loss(b)$value),
                function(b) drop(crossprod(X, loss(b)$gradient)), method = "BFGS")
   expect_lt(sum((fit$par - beta)^2), sum((ls - beta)^2) / 10)

@@ -124,14 +124,6 @@ wpav_reference <- function(y, w) {
   rep(unlist(val), unlist(len))
 }
 
-# Central finite-difference Jacobian of f at x.
-fd_jacobian <- function(f, x, h) {
-  vapply(seq_along(x), function(j) {
-    e <- replace(numeric(length(x)), j, h)
-    (f(x + e) - f(x - e)) / (2 * h)
-  }, numeric(length(f(x))))
-}
-
 grid <- expand.grid(kind = c("rank", "sort"), reg = c("l2", "kl"),
                     decreasing = c(FALSE, TRUE), stringsAsFactors = FALSE)
 soft_op <- function(kind) if (kind == "rank") soft_rank else soft_sort
