@@ -104,10 +104,11 @@
 #' op <- soft_argmax(c(a = 1, b = 0.5, c = -1))
 #' op                     # close to exp(x / 0.5) / sum(exp(x / 0.5))
 #' op$jacobian()
-#' # perturbed ranks, and the gradient of the rank of the first value
+#' # perturbed ranks: 1.2 and 1.25 share ranks 3 and 4; the gradient of the
+#' # second rank moves those two values only
 #' op <- perturbed_fn(c(0.3, 1.2, 1.25, -0.7), "rank", eps = 0.1, n_samples = 500)
 #' op$value
-#' op$vjp(c(1, 0, 0, 0))
+#' op$vjp(c(0, 1, 0, 0))
 #' # top 2, and a solver written in R (here the same one)
 #' perturbed_fn(c(0.3, 1.2, 1.25, -0.7), "topk", k = 2, eps = 0.1)$value
 #' top2 <- function(theta) as.numeric(rank(-theta) <= 2)

@@ -38,14 +38,14 @@
 #' @examples
 #' scores <- cbind(obs1 = c(a = 2, b = 1, c = 0), obs2 = c(a = 0, b = 1, c = 2))
 #' soft_topk_loss(scores, c("a", "a"), k = 1)   # obs2 ranks its class last
-#' soft_topk_loss(scores, c("a", "a"), k = 3 - 1)
+#' soft_topk_loss(scores, c("a", "a"), k = 2)    # obs1 is fine, obs2 is one too low
 #' # a linear classifier of iris trained with the top-1 loss
 #' x <- rbind(1, t(scale(iris[, 1:4])))            # 5 x 150
 #' loss <- function(w) soft_topk_loss(matrix(w, 3) %*% x, iris$Species, eps = 0.05)
 #' set.seed(1)
 #' fit <- optim(rnorm(15, sd = 0.1), function(w) loss(w)$value,
 #'              function(w) as.vector(loss(w)$gradient %*% t(x)), method = "BFGS",
-#'              control = list(maxit = 50))
+#'              control = list(maxit = 15))
 #' mean(max.col(t(matrix(fit$par, 3) %*% x)) == as.integer(iris$Species))
 soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, tol = 1e-6, max_iter = 1000L,
                            threads = diffrank_threads()) {
