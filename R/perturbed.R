@@ -311,7 +311,7 @@ perturbed_forward <- function(x, spec, z = NULL, arg = spec$arg) {
     abort("`k` must be at most the number of values (%d), not %d.", n, spec$k)
   }
   if (is.null(z)) z <- perturbed_draws(spec, n, ncol(m))
-  if (!is.finite(max(abs(m)) + spec$eps * max(abs(z)))) {
+  if (!is.finite(max(abs(m)) + spec$eps * max(abs(range(z))))) {
     abort("`%s` or `eps` is too large: the perturbed values overflow.", arg)
   }
   options <- list(solver = spec$solver, noise = spec$noise, eps = spec$eps, k = spec$k,

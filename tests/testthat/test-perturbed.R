@@ -191,6 +191,20 @@ test_that("a user R solver and the built-in solver give identical results for th
     expect_identical(builtin$jacobian(), r_solver$jacobian(), label = solver)
     if (solver != "sort") expect_identical(builtin$maximum, r_solver$maximum, label = solver)
   }
+  # long vectors (several merge passes of the sort) with exact ties, which a
+  # tiny eps keeps: ties go in order of appearance
+  x_long <- round(rnorm(997), 1)
+  first <- function(t) rank(t, ties.method = "first")
+  pairs <- list(list("rank", first), list("sort", sort),
+                list("topk", function(t) as.numeric(first(-t) <= 10)))
+  for (pair in pairs) {
+    k <- if (pair[[1]] == "topk") list(k = 10) else list()
+    set.seed(20)
+    builtin <- do.call(perturbed_fn, c(list(x_long, pair[[1]], eps = 1e-300, n_samples = 3), k))
+    set.seed(20)
+    r_solver <- perturbed_fn(x_long, pair[[2]], eps = 1e-300, n_samples = 3)
+    expect_identical(builtin$value, r_solver$value, label = pair[[1]])
+  }
   # and the Fenchel-Young loss
   set.seed(14)
   a <- fy_loss(x[, 1], 1:5, "rank", noise = "gumbel")
