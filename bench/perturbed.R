@@ -3,7 +3,7 @@
 # built-in C++ solver on 1 and 2 threads and through an R solver (base R's
 # rank(), called once per draw), in the same run.
 # Run by hand with the package installed:  Rscript bench/perturbed.R
-# Times are medians (and minima) over repetitions of one call of
+# Times are medians (and minima) over samples of repeated calls of
 #   op <- perturbed_fn(x, solver, n_samples = 1000); op$vjp(v)
 # which includes drawing the noise from R's generator (5e4 normal numbers,
 # antithetic pairs) and building the operator object. "cpu" is the user +
@@ -11,12 +11,14 @@
 # elapsed time to other work on the machine.
 suppressPackageStartupMessages(library(diffrank))
 
-timing <- function(expr, times) {
+# Seconds per call: `times` samples of `batch` calls each (system.time()
+# counts whole milliseconds).
+timing <- function(expr, times, batch) {
   f <- eval.parent(substitute(function() expr))
   f()  # warm-up
   t <- vapply(seq_len(times), function(i) {
-    s <- system.time(f(), gcFirst = FALSE)
-    c(elapsed = s[["elapsed"]], cpu = s[["user.self"]] + s[["sys.self"]])
+    s <- system.time(for (b in seq_len(batch)) f(), gcFirst = FALSE)
+    c(elapsed = s[["elapsed"]], cpu = s[["user.self"]] + s[["sys.self"]]) / batch
   }, numeric(2))
   c(median = stats::median(t["elapsed", ]), min = min(t["elapsed", ]),
     cpu = stats::median(t["cpu", ]))
@@ -45,10 +47,10 @@ r <- value_vjp(rank, 1)
 stopifnot(identical(a, b), identical(a, r))
 
 times <- list(
-  draws = timing(stats::rnorm(n * m / 2), 200),
-  builtin_1 = timing(value_vjp("rank", 1), 200),
-  builtin_2 = timing(value_vjp("rank", 2), 200),
-  r_solver = timing(value_vjp(rank, 1), 20)
+  draws = timing(stats::rnorm(n * m / 2), 25, 20),
+  builtin_1 = timing(value_vjp("rank", 1), 25, 20),
+  builtin_2 = timing(value_vjp("rank", 2), 25, 20),
+  r_solver = timing(value_vjp(rank, 1), 15, 2)
 )
 cat(sprintf("theta of length %d, n_samples = %d, rank solver: value + VJP\n", n, m))
 cat(sprintf("%-44s %10s %10s %10s\n", "", "median ms", "min ms", "cpu ms"))

@@ -1,20 +1,20 @@
 # References for the perturbed optimizers, written from the definitions with
 # base R only.
 
-softmax <- function(theta) {
+ref_softmax <- function(theta) {
   e <- exp(theta - max(theta))
   e / sum(e)
 }
 
-softmax_jacobian <- function(theta, eps) {
-  p <- softmax(theta / eps)
+ref_softmax_jacobian <- function(theta, eps) {
+  p <- ref_softmax(theta / eps)
   (diag(p) - tcrossprod(p)) / eps
 }
 
 # P(argmax(theta + eps Z) = i) for standard normal Z, by numerical
 # integration over the value z of the i-th noise:
 # integral of phi(z) prod_{j != i} Phi((theta_i - theta_j) / eps + z) dz.
-normal_argmax_reference <- function(theta, eps) {
+ref_normal_argmax <- function(theta, eps) {
   vapply(seq_along(theta), function(i) {
     others <- theta[-i]
     integrand <- function(z) {
@@ -26,7 +26,7 @@ normal_argmax_reference <- function(theta, eps) {
 }
 
 # Central finite differences of f at x: J[i, j] = d f_i / d x_j.
-finite_jacobian <- function(f, x, h = 1e-4) {
+ref_finite_jacobian <- function(f, x, h = 1e-4) {
   columns <- lapply(seq_along(x), function(j) {
     e <- replace(numeric(length(x)), j, h)
     (f(x + e) - f(x - e)) / (2 * h)
@@ -36,7 +36,7 @@ finite_jacobian <- function(f, x, h = 1e-4) {
 
 # n_rep estimates of the perturbed maximizer with n_samples draws each, as
 # the columns of a matrix, and their Jacobians summed.
-replicate_perturbed <- function(theta, solver, n_rep, n_samples, ...) {
+ref_replicate_perturbed <- function(theta, solver, n_rep, n_samples, ...) {
   values <- matrix(0, length(theta), n_rep)
   jacobian <- 0
   for (r in seq_len(n_rep)) {
@@ -49,7 +49,7 @@ replicate_perturbed <- function(theta, solver, n_rep, n_samples, ...) {
 
 # Label rankings from a planted affine model: scores W x + b plus normal
 # noise of standard deviation `sd`; rankings give 1 to the highest score.
-simulate_label_ranking <- function(n, w, b, sd, seed) {
+ref_label_ranking <- function(n, w, b, sd, seed) {
   set.seed(seed)
   x <- matrix(stats::rnorm(ncol(w) * n), ncol(w), n)
   scores <- w %*% x + b

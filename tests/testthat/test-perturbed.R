@@ -4,10 +4,10 @@
 
 theta4 <- c(a = 1, b = 0.5, c = -1, d = 0.2)
 
-test_that("Gumbel argmax converges to softmax(x / eps) at the Monte-Carlo rate", {
+test_that("Gumbel argmax converges to ref_softmax(x / eps) at the Monte-Carlo rate", {
   eps <- 0.5
-  p <- softmax(theta4 / eps)
-  jac <- softmax_jacobian(theta4, eps)
+  p <- ref_softmax(theta4 / eps)
+  jac <- ref_softmax_jacobian(theta4, eps)
   for (m in c(100, 1000, 10000)) {
     set.seed(1)
     op <- perturbed_fn(theta4, "argmax", eps = eps, n_samples = m, noise = "gumbel")
@@ -26,7 +26,7 @@ test_that("Gumbel argmax converges to softmax(x / eps) at the Monte-Carlo rate",
 
 test_that("the estimation error shrinks like 1 / sqrt(n_samples)", {
   eps <- 0.5
-  p <- softmax(theta4 / eps)
+  p <- ref_softmax(theta4 / eps)
   rmse <- vapply(c(100, 10000), function(m) {
     set.seed(3)
     errors <- replicate(20, sum((perturbed_fn(theta4, "argmax", eps = eps, n_samples = m,
@@ -45,18 +45,18 @@ test_that("normal argmax agrees with numerical integration in 2 and 3 dimensions
   set.seed(4)
   op <- perturbed_fn(theta2, "argmax", eps = eps, n_samples = m)
   p2 <- stats::pnorm((theta2[1] - theta2[2]) / (eps * sqrt(2)))
-  expect_equal(normal_argmax_reference(theta2, eps), c(p2, 1 - p2), tolerance = 1e-8)
+  expect_equal(ref_normal_argmax(theta2, eps), c(p2, 1 - p2), tolerance = 1e-8)
   expect_lte(max(abs(op$value - c(p2, 1 - p2))), 4 * 0.5 / sqrt(m))
 
   theta3 <- c(0.4, 0, -0.3)
-  reference <- normal_argmax_reference(theta3, eps)
+  reference <- ref_normal_argmax(theta3, eps)
   expect_equal(sum(reference), 1, tolerance = 1e-8)
   for (antithetic in c(TRUE, FALSE)) {
     set.seed(5)
     op <- perturbed_fn(theta3, "argmax", eps = eps, n_samples = m, antithetic = antithetic)
     expect_lte(max(abs(op$value - reference)), 4 * 0.5 / sqrt(m))
     # y_i Z_j / eps has sd <= 1 / eps
-    jac <- finite_jacobian(function(t) normal_argmax_reference(t, eps), theta3)
+    jac <- ref_finite_jacobian(function(t) ref_normal_argmax(t, eps), theta3)
     expect_lte(max(abs(op$jacobian() - jac)), 5 / (eps * sqrt(m)))
   }
 })
@@ -69,7 +69,7 @@ test_that("topk and rank estimates are unbiased, with few draws and odd numbers 
       args <- list(eps = eps, antithetic = antithetic)
       if (solver == "topk") args$k <- 2
       set.seed(6)
-      small <- do.call(replicate_perturbed,
+      small <- do.call(ref_replicate_perturbed,
                        c(list(theta, solver, n_rep = 400, n_samples = 3), args))
       set.seed(7)
       large <- do.call(perturbed_fn, c(list(theta, solver, n_samples = 40000), args))
@@ -333,7 +333,7 @@ test_that("soft_topk_loss() is J_k of the Sinkhorn soft rank of the true class, 
     expected <- mean(pmax(0, 5 - ranks[cbind(labels, 1:4)] - k + 1))
     expect_equal(loss$value, expected, tolerance = 1e-12)
     expect_identical(dimnames(loss$gradient), dimnames(scores))
-    numeric_gradient <- finite_jacobian(function(s) {
+    numeric_gradient <- ref_finite_jacobian(function(s) {
       soft_topk_loss(matrix(s, 5), labels, k = k, eps = 0.05, tol = 1e-12)$value
     }, as.vector(scores), h = 1e-5)
     expect_equal(as.vector(loss$gradient), as.vector(numeric_gradient), tolerance = 1e-5)
@@ -363,8 +363,8 @@ test_that("rank_regression() recovers a planted affine ranking model better than
   p <- 10
   w <- matrix(rnorm(d * p), d, p)
   b <- rnorm(d)
-  train <- simulate_label_ranking(500, w, b, sd = 1, seed = 22)
-  test <- simulate_label_ranking(1000, w, b, sd = 1, seed = 23)
+  train <- ref_label_ranking(500, w, b, sd = 1, seed = 22)
+  test <- ref_label_ranking(1000, w, b, sd = 1, seed = 23)
   set.seed(24)
   fy <- rank_regression(train$x, train$rankings, loss = "fy", eps = 1, n_samples = 100)
   squared <- rank_regression(train$x, train$rankings, loss = "squared")
@@ -384,7 +384,7 @@ test_that("rank_regression() recovers a planted affine ranking model better than
 test_that("rank_regression() methods: coef, predict, print, summary, and their checks", {
   set.seed(25)
   w <- matrix(rnorm(12), 3, 4)
-  data <- simulate_label_ranking(120, w, c(0, 0.5, -0.5), sd = 0.3, seed = 26)
+  data <- ref_label_ranking(120, w, c(0, 0.5, -0.5), sd = 0.3, seed = 26)
   x <- data$x
   dimnames(x) <- list(paste0("f", 1:4), paste0("s", 1:120))
   r <- data$rankings
