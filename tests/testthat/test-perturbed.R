@@ -4,7 +4,7 @@
 
 theta4 <- c(a = 1, b = 0.5, c = -1, d = 0.2)
 
-test_that("Gumbel argmax converges to ref_softmax(x / eps) at the Monte-Carlo rate", {
+test_that("Gumbel argmax converges to softmax(x / eps) at the Monte-Carlo rate", {
   eps <- 0.5
   p <- ref_softmax(theta4 / eps)
   jac <- ref_softmax_jacobian(theta4, eps)
