@@ -61,7 +61,7 @@
 #'
 #' @param x The scores \eqn{\theta}: a numeric vector, or a matrix (or data
 #'   frame) whose columns are independent problems. Missing and infinite
-#'   values are errors.
+#'   values are errors. For `print()`, a function made by `perturbed()`.
 #' @param solver `"argmax"`, `"topk"`, `"rank"`, `"sort"` or an R function;
 #'   see the section Solvers.
 #' @param eps Size of the perturbation, a positive number, in the units of
