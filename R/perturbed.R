@@ -179,8 +179,9 @@ print.diffrank_perturbed <- function(x, ...) {
 #' For [stats::optim()], call [set.seed()] at the start of the objective and
 #' of its gradient, so that both use the same draws at every step (common
 #' random numbers): the objective is then a fixed convex piecewise-linear
-#' function, and the gradient is its gradient. Otherwise every evaluation
-#' makes new draws, as stochastic gradient descent wants.
+#' function, and the gradient is its gradient (`withr::with_seed()` does the
+#' same without resetting the session's random stream). Otherwise every
+#' evaluation makes new draws, as stochastic gradient descent wants.
 #'
 #' @inheritParams perturbed
 #' @param pred The scores, a numeric vector, or a matrix with one problem per
