@@ -136,7 +136,7 @@ print.rank_regression <- function(x, ...) {
     cat(sprintf("; BFGS %s after %d evaluations",
                 if (x$optim$convergence == 0L) "converged" else "stopped", x$optim$counts[[1L]]))
   }
-  agreement <- rank_agreement(predict(x), x$rankings)
+  agreement <- rank_agreement(stats::predict(x), x$rankings)
   cat(sprintf("\n  training agreement: Spearman %.3f, Kendall %.3f\n",
               mean(agreement$spearman, na.rm = TRUE), mean(agreement$kendall, na.rm = TRUE)))
   invisible(x)
@@ -150,11 +150,11 @@ summary.rank_regression <- function(object, newdata = NULL, rankings = NULL, ...
     abort("Give both `newdata` and `rankings` (to evaluate on new samples), or neither.")
   }
   if (is.null(newdata)) {
-    predicted <- predict(object)
+    predicted <- stats::predict(object)
     observed <- object$rankings
     data <- "training"
   } else {
-    predicted <- predict(object, newdata)
+    predicted <- stats::predict(object, newdata)
     observed <- check_rankings(rankings, ncol(predicted))
     data <- "new"
   }
