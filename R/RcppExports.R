@@ -13,6 +13,26 @@ parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
     .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
 }
 
+perturbed_points_cpp <- function(theta, nrow, z, options) {
+    .Call(`_diffrank_perturbed_points_cpp`, theta, nrow, z, options)
+}
+
+perturbed_state_cpp <- function(theta, nrow, z, options, solutions, d, threads) {
+    .Call(`_diffrank_perturbed_state_cpp`, theta, nrow, z, options, solutions, d, threads)
+}
+
+perturbed_state_product_cpp <- function(state, u, transpose, threads) {
+    .Call(`_diffrank_perturbed_state_product_cpp`, state, u, transpose, threads)
+}
+
+perturbed_state_jacobian_cpp <- function(state, threads) {
+    .Call(`_diffrank_perturbed_state_jacobian_cpp`, state, threads)
+}
+
+perturbed_state_fy_cpp <- function(state, target, threads) {
+    .Call(`_diffrank_perturbed_state_fy_cpp`, state, target, threads)
+}
+
 qn_fit_target <- function(x, threads) {
     .Call(`_diffrank_qn_fit_target`, x, threads)
 }

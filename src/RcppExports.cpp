@@ -54,6 +54,71 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// perturbed_points_cpp
+Rcpp::NumericMatrix perturbed_points_cpp(Rcpp::NumericVector theta, int nrow, Rcpp::NumericVector z, Rcpp::List options);
+RcppExport SEXP _diffrank_perturbed_points_cpp(SEXP thetaSEXP, SEXP nrowSEXP, SEXP zSEXP, SEXP optionsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type theta(thetaSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type z(zSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
+    rcpp_result_gen = Rcpp::wrap(perturbed_points_cpp(theta, nrow, z, options));
+    return rcpp_result_gen;
+END_RCPP
+}
+// perturbed_state_cpp
+Rcpp::List perturbed_state_cpp(Rcpp::NumericVector theta, int nrow, Rcpp::NumericVector z, Rcpp::List options, Rcpp::Nullable<Rcpp::NumericVector> solutions, int d, int threads);
+RcppExport SEXP _diffrank_perturbed_state_cpp(SEXP thetaSEXP, SEXP nrowSEXP, SEXP zSEXP, SEXP optionsSEXP, SEXP solutionsSEXP, SEXP dSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type theta(thetaSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type z(zSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericVector> >::type solutions(solutionsSEXP);
+    Rcpp::traits::input_parameter< int >::type d(dSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(perturbed_state_cpp(theta, nrow, z, options, solutions, d, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// perturbed_state_product_cpp
+Rcpp::NumericVector perturbed_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose, int threads);
+RcppExport SEXP _diffrank_perturbed_state_product_cpp(SEXP stateSEXP, SEXP uSEXP, SEXP transposeSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
+    Rcpp::traits::input_parameter< bool >::type transpose(transposeSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(perturbed_state_product_cpp(state, u, transpose, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// perturbed_state_jacobian_cpp
+Rcpp::NumericVector perturbed_state_jacobian_cpp(SEXP state, int threads);
+RcppExport SEXP _diffrank_perturbed_state_jacobian_cpp(SEXP stateSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(perturbed_state_jacobian_cpp(state, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// perturbed_state_fy_cpp
+Rcpp::NumericVector perturbed_state_fy_cpp(SEXP state, Rcpp::NumericVector target, int threads);
+RcppExport SEXP _diffrank_perturbed_state_fy_cpp(SEXP stateSEXP, SEXP targetSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type target(targetSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(perturbed_state_fy_cpp(state, target, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_fit_target
 Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads);
 RcppExport SEXP _diffrank_qn_fit_target(SEXP xSEXP, SEXP threadsSEXP) {
@@ -289,6 +354,11 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 6},
+    {"_diffrank_perturbed_points_cpp", (DL_FUNC) &_diffrank_perturbed_points_cpp, 4},
+    {"_diffrank_perturbed_state_cpp", (DL_FUNC) &_diffrank_perturbed_state_cpp, 7},
+    {"_diffrank_perturbed_state_product_cpp", (DL_FUNC) &_diffrank_perturbed_state_product_cpp, 4},
+    {"_diffrank_perturbed_state_jacobian_cpp", (DL_FUNC) &_diffrank_perturbed_state_jacobian_cpp, 2},
+    {"_diffrank_perturbed_state_fy_cpp", (DL_FUNC) &_diffrank_perturbed_state_fy_cpp, 3},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
     {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 6},

@@ -1,0 +1,436 @@
+#' Perturbed optimizers: any discrete solver made differentiable
+#'
+#' A discrete solver \eqn{y^*(\theta) = \arg\max_{y \in C} \langle y, \theta
+#' \rangle} (the largest entry, the top k, the ranks, a shortest path, ...) is
+#' piecewise constant in \eqn{\theta}: its derivative is zero or undefined.
+#' Its *perturbed* version (Berthet et al. 2020) averages it over random
+#' perturbations of \eqn{\theta},
+#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}
+#' which is smooth in \eqn{\theta}, never locally constant, and tends to
+#' \eqn{y^*(\theta)} as `eps` goes to 0. Its Jacobian follows from an
+#' integration by parts, without differentiating the solver:
+#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}
+#' where \eqn{\nu} is the negative log-density of the noise
+#' (\eqn{\nabla\nu(z) = z} for the standard normal, \eqn{1 - e^{-z}} for the
+#' standard Gumbel). The perturbed maximum \eqn{F_\varepsilon(\theta) =
+#' E[\max_{y \in C} \langle y, \theta + \varepsilon Z \rangle]} is convex with
+#' gradient \eqn{y_\varepsilon(\theta)}; it gives the Fenchel-Young loss of
+#' [fy_loss()].
+#'
+#' `perturbed()` turns a solver into a differentiable function: it returns a
+#' function of `x` (the \eqn{\theta} above) that gives a [diffrank_operator].
+#' `perturbed_fn(x, solver, ...)` is the same operator in one call, and
+#' `perturbed_vjp(x, v, solver, ...)` the gradient of `sum(v * value)` with
+#' respect to `x`, as for the other families of the package.
+#'
+#' @section Estimates and draws:
+#' Expectations are Monte-Carlo averages over `n_samples` draws of the noise,
+#' made with R's random number generator on the main thread before any
+#' computation: [set.seed()] reproduces the results, whatever the number of
+#' threads. The same draws serve the value, `$maximum`, `$vjp()`, `$jvp()`
+#' and `$jacobian()`: the vector-Jacobian product is exactly `v` times the
+#' Jacobian estimate, and each call of the function returned by
+#' `perturbed()` makes new draws.
+#'
+#' With normal noise and `antithetic = TRUE` (the default) the draws come in
+#' pairs \eqn{(z, -z)}: the estimates keep the formulas above over all
+#' `n_samples` draws and stay unbiased, their variance is lower (the
+#' Jacobian estimate no longer carries the large term
+#' \eqn{y^*(\theta) Z^\top} whose mean is zero), and half as many random
+#' numbers are drawn. The Gumbel law is not symmetric: its draws are always
+#' independent. With Gumbel noise, the perturbed argmax is exactly
+#' `softmax(x / eps)`.
+#'
+#' @section Solvers:
+#' Built-in solvers, written in C++ and run over the draws in parallel:
+#' * `"argmax"`: the one-hot vector of the largest entry of `x`;
+#' * `"topk"`: the indicator of the `k` largest entries (give `k`);
+#' * `"rank"`: the ranks of `x`, 1 for the smallest (the vertex of the
+#'   permutahedron of `1:n` that maximizes \eqn{\langle y, x \rangle}); its
+#'   perturbed version is a soft rank, compare [soft_rank()];
+#' * `"sort"`: `sort(x)`. It is not the argmax of a linear objective, so it
+#'   has no perturbed maximum and no Fenchel-Young loss, but its perturbed
+#'   version and derivatives are valid.
+#'
+#' Any other solver is an R function `solver(theta, ...)` that takes a
+#' numeric vector like a column of `x` and returns a numeric vector of a
+#' fixed length (often that of `theta`): it is called once per draw (and per
+#' column) with the perturbed vector, and the extra arguments in `...`. For
+#' the perturbed maximum and the Fenchel-Young loss it must return the
+#' maximizer of `sum(y * theta)` over its set, of the length of `theta`.
+#'
+#' @param x The scores \eqn{\theta}: a numeric vector, or a matrix (or data
+#'   frame) whose columns are independent problems. Missing and infinite
+#'   values are errors. For `print()`, a function made by `perturbed()`.
+#' @param solver `"argmax"`, `"topk"`, `"rank"`, `"sort"` or an R function;
+#'   see the section Solvers.
+#' @param eps Size of the perturbation, a positive number, in the units of
+#'   `x`.
+#' @param n_samples Number of draws `M`, at least 1. The standard error of
+#'   the estimates decreases as `1 / sqrt(n_samples)`.
+#' @param noise `"normal"` (standard normal) or `"gumbel"` (standard Gumbel,
+#'   drawn as `-log(-log(runif()))`).
+#' @param antithetic Draw the normal noise in antithetic pairs; see the
+#'   section Estimates and draws. Ignored for Gumbel noise.
+#' @param ... For `"topk"`, `k`, the number of entries to select (a whole
+#'   number from 1 to `nrow(x)`); for an R solver, further arguments passed to
+#'   it; nothing for the other built-in solvers.
+#' @param threads Number of threads over the draws of built-in solvers; see
+#'   [diffrank_threads()]. The results do not depend on it.
+#' @return `perturbed()` returns a function of class `diffrank_perturbed`
+#'   whose only argument is `x` and which returns what `perturbed_fn()`
+#'   returns. `perturbed_fn()` returns a [diffrank_operator]:
+#'   * `value`: the perturbed maximizer, a vector (for a vector `x`) or a
+#'     matrix with one column per column of `x`; rows named after `x` unless
+#'     the solver is `"sort"` (or an R solver that names its own output);
+#'   * `maximum`: the perturbed maximum of each column (`NA` where it is not
+#'     defined);
+#'   * `vjp(v)`, `jvp(u)` and `jacobian()`: the derivative estimates (the
+#'     Jacobian is `length(value) x length(x)` for a vector, an array
+#'     `rows x rows of x x columns` for a matrix).
+#'
+#'   `perturbed_vjp()` returns the gradient, shaped like `x`.
+#' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
+#'   (2020). Learning with differentiable perturbed optimizers. *Advances in
+#'   Neural Information Processing Systems 33 (NeurIPS 2020)*.
+#'   <arXiv:2002.08676>
+#' @seealso [fy_loss()] to learn with a perturbed solver, [rank_regression()]
+#'   for label ranking, and [soft_rank()] and [sinkhorn_rank()] for
+#'   deterministic soft ranks.
+#' @export
+#' @examples
+#' set.seed(1)
+#' soft_argmax <- perturbed("argmax", eps = 0.5, n_samples = 1000, noise = "gumbel")
+#' op <- soft_argmax(c(a = 1, b = 0.5, c = -1))
+#' op                     # close to exp(x / 0.5) / sum(exp(x / 0.5))
+#' op$jacobian()
+#' # perturbed ranks: 1.2 and 1.25 share ranks 3 and 4; the gradient of the
+#' # second rank moves those two values only
+#' op <- perturbed_fn(c(0.3, 1.2, 1.25, -0.7), "rank", eps = 0.1, n_samples = 500)
+#' op$value
+#' op$vjp(c(0, 1, 0, 0))
+#' # top 2, and a solver written in R (here the same one)
+#' perturbed_fn(c(0.3, 1.2, 1.25, -0.7), "topk", k = 2, eps = 0.1)$value
+#' top2 <- function(theta) as.numeric(rank(-theta) <= 2)
+#' perturbed_fn(c(0.3, 1.2, 1.25, -0.7), top2, eps = 0.1)$value
+perturbed <- function(solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
+                      antithetic = TRUE, ..., threads = diffrank_threads()) {
+  spec <- perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...), threads)
+  structure(function(x) perturbed_operator(x, spec), class = c("diffrank_perturbed", "function"),
+            spec = spec)
+}
+
+#' @rdname perturbed
+#' @export
+perturbed_fn <- function(x, solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
+                         antithetic = TRUE, ..., threads = diffrank_threads()) {
+  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
+                                       threads))
+}
+
+#' @rdname perturbed
+#' @param v For `perturbed_vjp()`, the vector (or matrix) to multiply the
+#'   Jacobian with from the left, of the shape of the value.
+#' @export
+perturbed_vjp <- function(x, v, solver, eps = 1, n_samples = 100,
+                          noise = c("normal", "gumbel"), antithetic = TRUE, ...,
+                          threads = diffrank_threads()) {
+  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
+                                       threads))$vjp(v)
+}
+
+#' @rdname perturbed
+#' @export
+print.diffrank_perturbed <- function(x, ...) {
+  check_dots_empty(...)
+  spec <- attr(x, "spec")
+  cat(sprintf("<diffrank_perturbed> perturbed %s: a function of x giving a diffrank_operator\n",
+              spec$label))
+  settings <- perturbed_settings(spec)
+  cat("  ", paste(names(settings), vapply(settings, format_setting, ""), sep = " = ",
+                  collapse = ", "), "\n", sep = "")
+  invisible(x)
+}
+
+#' Perturbed Fenchel-Young loss
+#'
+#' The Fenchel-Young loss of a perturbed solver (Berthet et al. 2020), a
+#' convex loss for learning scores `pred` whose solution should be the
+#' observed `target` (a ranking, a one-hot label, a path, ...):
+#' \deqn{L(\theta; y) = F_\varepsilon(\theta) - \langle \theta, y \rangle -
+#' \varepsilon \langle y, E[Z] \rangle,}
+#' with \eqn{F_\varepsilon} the perturbed maximum of [perturbed()]. Its
+#' gradient is \eqn{y_\varepsilon(\theta) - y}, the perturbed maximizer minus
+#' the target: no derivative of the solver is needed.
+#'
+#' The expectations are estimated from `n_samples` draws \eqn{Z_m}, as the
+#' mean over the draws of \eqn{\max_{y' \in C} \langle y', \theta +
+#' \varepsilon Z_m \rangle - \langle y, \theta + \varepsilon Z_m \rangle}.
+#' For a target in the convex hull of the solver's set every term is
+#' non-negative, so the loss is non-negative; it is zero when the solver
+#' returns the target for every draw (scores far in the direction of the
+#' target), and its gradient, `$gradient`, is exactly the perturbed maximizer
+#' minus the target for the same draws. The last term of the formula is the
+#' constant that makes the loss zero at its minimum: zero for normal noise,
+#' \eqn{\varepsilon \gamma \sum_i y_i} (Euler's \eqn{\gamma}) for Gumbel noise.
+#' For the argmax with Gumbel noise the loss is the multinomial logistic loss
+#' `eps * log(sum(exp(pred / eps))) - sum(pred * target)`.
+#'
+#' For [stats::optim()], call [set.seed()] at the start of the objective and
+#' of its gradient, so that both use the same draws at every step (common
+#' random numbers): the objective is then a fixed convex piecewise-linear
+#' function, and the gradient is its gradient (`withr::with_seed()` does the
+#' same without resetting the session's random stream). Otherwise every
+#' evaluation makes new draws, as stochastic gradient descent wants.
+#'
+#' @inheritParams perturbed
+#' @param pred The scores, a numeric vector, or a matrix with one problem per
+#'   column (one observation per column).
+#' @param target The observed solutions, of the shape of `pred`: points of
+#'   the solver's set (for `"rank"`, ranks with 1 for the smallest; for
+#'   `"argmax"`, one-hot vectors) or of its convex hull.
+#' @param solver `"argmax"`, `"topk"`, `"rank"` or an R function returning
+#'   the maximizer of `sum(y * theta)` (of the length of `theta`).
+#' @return A list with `value`, the loss averaged over the columns of `pred`,
+#'   and `gradient`, its gradient with respect to `pred` (shaped like `pred`,
+#'   with its names): `(perturbed maximizer - target) / ncol(pred)`.
+#' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
+#'   (2020). Learning with differentiable perturbed optimizers. *NeurIPS
+#'   2020*. <arXiv:2002.08676>
+#'
+#'   Blondel M, Martins AFT, Niculae V (2020). Learning with Fenchel-Young
+#'   losses. *Journal of Machine Learning Research* 21(35), 1-69.
+#' @seealso [rank_regression()], which fits a linear model with this loss.
+#' @export
+#' @examples
+#' # learn scores whose ranks are the target ranks, by gradient descent
+#' target <- c(2, 4, 1, 3)
+#' theta <- rep(0, 4)
+#' set.seed(1)
+#' for (step in 1:50) theta <- theta - 0.5 * fy_loss(theta, target, "rank")$gradient
+#' rank(theta)
+#' # with optim and common random numbers
+#' loss <- function(theta) {
+#'   set.seed(42)
+#'   fy_loss(theta, target, "rank", eps = 0.5, n_samples = 200)
+#' }
+#' fit <- optim(rep(0, 4), function(t) loss(t)$value, function(t) loss(t)$gradient,
+#'              method = "BFGS")
+#' rank(fit$par)
+fy_loss <- function(pred, target, solver, eps = 1, n_samples = 100,
+                    noise = c("normal", "gumbel"), antithetic = TRUE, ...,
+                    threads = diffrank_threads()) {
+  spec <- perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...), threads,
+                         arg = "pred")
+  fw <- perturbed_forward(pred, spec, arg = "pred")
+  if (anyNA(fw$maximum)) {
+    abort("`solver` has no Fenchel-Young loss: it must maximize sum(y * theta) and return a vector of the length of `pred` (\"sort\" does not).")
+  }
+  like <- if (fw$shape$vector) fw$shape$nrow else c(fw$shape$nrow, fw$shape$ncol)
+  target <- check_direction(target, like, "target", "`pred`")
+  losses <- perturbed_state_fy_cpp(fw$state, target, spec$threads)
+  gradient <- (fw$value - as.vector(target)) / fw$shape$ncol
+  list(value = mean(losses), gradient = shape_like_input(gradient, fw$shape, TRUE))
+}
+
+# ---------------------------------------------------------------------------
+# helpers
+
+perturbed_solvers <- c("argmax", "topk", "rank", "sort")
+
+# The checked settings of a perturbed operator.
+perturbed_spec <- function(solver, eps, n_samples, noise, antithetic, dots, threads,
+                           arg = "x") {
+  noise <- match_choice(noise, c("normal", "gumbel"), "noise")
+  spec <- list(eps = check_number(eps, "eps", lower = 0, allow_lower = FALSE),
+               n_samples = check_whole(n_samples, "n_samples"), noise = noise,
+               antithetic = check_flag(antithetic, "antithetic") && noise == "normal",
+               threads = check_threads(threads), k = 1L, fun = NULL, args = list(), arg = arg)
+  if (is.function(solver)) {
+    spec$solver <- "user"
+    spec$label <- "user solver"
+    spec$fun <- solver
+    spec$args <- dots
+    return(spec)
+  }
+  if (!is.character(solver) || length(solver) != 1L || is.na(solver) ||
+      !(solver %in% perturbed_solvers)) {
+    abort("`solver` must be one of %s or an R function, not %s.",
+          paste0("\"", perturbed_solvers, "\"", collapse = ", "), describe(solver))
+  }
+  spec$solver <- solver
+  spec$label <- solver
+  allowed <- if (solver == "topk") "k" else character()
+  unknown <- setdiff(names(dots) %||% rep("", length(dots)), allowed)
+  if (length(unknown) > 0L) {
+    abort("Unknown argument %s for the \"%s\" solver: check its spelling.",
+          if (nzchar(unknown[1L])) sprintf("`%s`", unknown[1L]) else "an unnamed value", solver)
+  }
+  if (solver == "topk") {
+    if (is.null(dots$k)) abort("`k` is missing: give the number of entries the \"topk\" solver selects.")
+    spec$k <- check_whole(dots$k, "k")
+  }
+  spec
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+perturbed_settings <- function(spec) {
+  out <- list(solver = spec$label, eps = spec$eps, n_samples = spec$n_samples,
+              noise = spec$noise, antithetic = spec$antithetic)
+  if (spec$solver == "topk") out$k <- spec$k
+  out
+}
+
+# The base noise vectors of ncol problems of length n, from R's generator:
+# n x (draws per problem) x ncol, with ceil(M / 2) draws per problem when
+# they are paired.
+perturbed_draws <- function(spec, n, ncol) {
+  per_problem <- if (spec$antithetic) (spec$n_samples + 1L) %/% 2L else spec$n_samples
+  count <- as.double(n) * per_problem * ncol
+  if (count * (1 + spec$antithetic) > .Machine$integer.max) {
+    abort("`n_samples` = %d draws of %d x %d values are too many (at most 2^31 values).",
+          spec$n_samples, n, ncol)
+  }
+  if (spec$noise == "normal") stats::rnorm(count) else -log(-log(stats::runif(count)))
+}
+
+# The forward pass: checks x, draws the noise (unless `z` is given), solves
+# every draw and returns the value (a plain vector, d x ncol), the maxima,
+# the C++ state and the shapes.
+perturbed_forward <- function(x, spec, z = NULL, arg = spec$arg) {
+  m <- as_numeric_matrix(x, arg)
+  if (nrow(m) == 0L || ncol(m) == 0L) {
+    abort("`%s` must have at least one value (and one column), not %d x %d.", arg, nrow(m),
+          ncol(m))
+  }
+  if (anyNA(m)) abort("`%s` must not contain missing values (NA or NaN).", arg)
+  if (any(is.infinite(m))) abort("`%s` must not contain infinite values.", arg)
+  shape <- input_shape(x, m)
+  n <- nrow(m)
+  if (spec$solver == "topk" && spec$k > n) {
+    abort("`k` must be at most the number of values (%d), not %d.", n, spec$k)
+  }
+  if (is.null(z)) z <- perturbed_draws(spec, n, ncol(m))
+  if (!is.finite(max(abs(m)) + spec$eps * max(abs(range(z))))) {
+    abort("`%s` or `eps` is too large: the perturbed values overflow.", arg)
+  }
+  options <- list(solver = spec$solver, noise = spec$noise, eps = spec$eps, k = spec$k,
+                  n_samples = spec$n_samples, antithetic = spec$antithetic)
+  in_names <- if (shape$vector) shape$names else rownames(m)
+  if (spec$solver == "user") {
+    sol <- user_solutions(m, z, options, spec)
+    d <- sol$d
+    row_names <- sol$names %||% if (d == n) in_names else NULL
+    res <- perturbed_state_cpp(m, n, z, options, sol$y, d, spec$threads)
+  } else {
+    d <- n
+    row_names <- if (spec$solver == "sort") NULL else in_names
+    res <- perturbed_state_cpp(m, n, z, options, NULL, d, spec$threads)
+  }
+  maximum <- res$maximum
+  if (!shape$vector) names(maximum) <- colnames(m)
+  list(value = res$value, maximum = maximum, state = res$state, shape = shape, d = d,
+       row_names = row_names)
+}
+
+# Calls an R solver on every perturbed point and checks what it returns:
+# the solutions as a d x (n_samples * ncol) matrix, d and the names of the
+# first solution.
+user_solutions <- function(m, z, options, spec) {
+  points <- perturbed_points_cpp(m, nrow(m), z, options)
+  fun <- spec$fun
+  args <- spec$args
+  solve <- if (length(args) == 0L) fun else function(p) do.call(fun, c(list(p), args))
+  draws <- spec$n_samples
+  where <- function(t) {
+    if (ncol(m) == 1L) sprintf("draw %d", t)
+    else sprintf("draw %d of column %d", (t - 1L) %% draws + 1L, (t - 1L) %/% draws + 1L)
+  }
+  first <- solve(points[, 1L])
+  if (!(is.numeric(first) || is.logical(first)) || is.object(first) || length(first) == 0L) {
+    abort("`solver` must return a numeric vector, not %s (%s).", describe(first), where(1L))
+  }
+  d <- length(first)
+  y <- matrix(0, d, ncol(points))
+  y[, 1L] <- first
+  for (t in seq_len(ncol(points))[-1L]) {
+    out <- solve(points[, t])
+    if (!(is.numeric(out) || is.logical(out)) || length(out) != d) {
+      abort("`solver` must return a numeric vector of the same length for every draw: %d values for draw 1, %s for %s.",
+            d, describe(out), where(t))
+    }
+    y[, t] <- out
+  }
+  if (anyNA(y) || any(is.infinite(y))) {
+    t <- which(colSums(!is.finite(y)) > 0L)[1L]
+    abort("`solver` must return finite values; it returned NA, NaN or Inf for %s.", where(t))
+  }
+  list(y = y, d = d, names = names(first))
+}
+
+# A d x ncol result (a plain vector) in the shape of the value: a vector for
+# a vector x, else a matrix with the column names of x.
+perturbed_shape <- function(out, fw) {
+  if (fw$shape$vector) {
+    out <- as.vector(out)
+    names(out) <- fw$row_names
+    return(out)
+  }
+  dim(out) <- c(fw$d, fw$shape$ncol)
+  dn <- list(fw$row_names, fw$shape$dimnames[[2L]])
+  if (!all(vapply(dn, is.null, TRUE))) dimnames(out) <- dn
+  out
+}
+
+perturbed_operator <- function(x, spec) {
+  fw <- perturbed_forward(x, spec)
+  state <- fw$state
+  threads <- spec$threads
+  product <- function(direction, transpose) {
+    perturbed_state_product_cpp(state, direction, transpose, threads)
+  }
+  jacobian <- function() {
+    jac <- perturbed_state_jacobian_cpp(state, threads)
+    in_names <- if (fw$shape$vector) fw$shape$names else fw$shape$dimnames[[1L]]
+    if (fw$shape$vector) {
+      jac <- matrix(jac, fw$d, fw$shape$nrow)
+      if (!is.null(fw$row_names) || !is.null(in_names)) {
+        dimnames(jac) <- list(fw$row_names, in_names)
+      }
+      return(jac)
+    }
+    dn <- list(fw$row_names, in_names, fw$shape$dimnames[[2L]])
+    if (!all(vapply(dn, is.null, TRUE))) dimnames(jac) <- dn
+    jac
+  }
+  op <- new_operator(
+    value = perturbed_shape(fw$value, fw),
+    input = fw$shape,
+    vjp_impl = function(v, wrt) list(x = shape_like_input(product(v, TRUE), fw$shape, TRUE)),
+    jvp_impl = function(u) perturbed_shape(product(u, FALSE), fw),
+    jacobian_impl = jacobian,
+    label = sprintf("perturbed %s", spec$label),
+    settings = perturbed_settings(spec),
+    details = perturbed_details(fw, spec)
+  )
+  op$maximum <- fw$maximum
+  op
+}
+
+perturbed_details <- function(fw, spec) {
+  draws <- if (spec$antithetic) {
+    sprintf("%d draws of normal noise in antithetic pairs", spec$n_samples)
+  } else {
+    sprintf("%d independent draws of %s noise", spec$n_samples, spec$noise)
+  }
+  maximum <- if (anyNA(fw$maximum)) {
+    "no perturbed maximum: the solver is not an argmax of <y, x>"
+  } else if (length(fw$maximum) == 1L) {
+    sprintf("perturbed maximum %s", format(fw$maximum, digits = 6))
+  } else {
+    sprintf("perturbed maxima from %s to %s", format(min(fw$maximum), digits = 6),
+            format(max(fw$maximum), digits = 6))
+  }
+  c(draws, maximum)
+}

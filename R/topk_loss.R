@@ -1,0 +1,114 @@
+#' Soft top-k classification loss
+#'
+#' The top-k classification loss of Cuturi, Teboul and Vert (2019), built on
+#' the optimal-transport soft ranks of [sinkhorn_rank()]: for an observation
+#' with scores \eqn{\theta} over \eqn{L} classes and true class \eqn{l},
+#' \deqn{J_k(L - R_l(\theta)), \quad J_k(u) = \max(0, u - k + 1),}
+#' where \eqn{R_l} is the soft rank of the true class's score among the
+#' \eqn{L} scores (about \eqn{L} for the largest score, 1 for the smallest).
+#' The loss is zero when the true class is (softly) among the `k` best
+#' scores, and grows with the number of classes ranked above it otherwise;
+#' `k = 1` penalizes every class ranked above the true one. Its gradient comes
+#' from the vector-Jacobian product of [sinkhorn_rank_fn()].
+#'
+#' The scores of each observation are standardized and squashed before
+#' transport (the default of [sinkhorn_rank()]), so the loss does not change
+#' when an observation's scores are shifted or multiplied by a positive
+#' constant, and `eps` is unit-free; with scores all equal the soft ranks are
+#' all equal too.
+#'
+#' @param pred Class scores: a matrix with one row per class and one column
+#'   per observation (the orientation of the package: each column one
+#'   problem), or a vector for a single observation. Higher is better.
+#' @param labels The true class of each observation (column of `pred`): whole
+#'   numbers from 1 to `nrow(pred)`; class names (a character vector or a
+#'   factor) matched to the row names of `pred`; or, when `pred` has no row
+#'   names, a factor whose levels are the rows in order.
+#' @param k The loss is zero when the true class is among the `k` highest
+#'   scores: a whole number from 1 to `nrow(pred) - 1`.
+#' @inheritParams sinkhorn_rank
+#' @return A list with `value`, the loss averaged over the observations, and
+#'   `gradient`, its gradient with respect to `pred` (shaped like `pred`, with
+#'   its dimnames).
+#' @references Cuturi M, Teboul O, Vert JP (2019). Differentiable ranking and
+#'   sorting using optimal transport. *Advances in Neural Information
+#'   Processing Systems 32 (NeurIPS 2019)*. <arXiv:1905.11885>
+#' @seealso [fy_loss()] for the perturbed Fenchel-Young losses.
+#' @export
+#' @examples
+#' scores <- cbind(obs1 = c(a = 2, b = 1, c = 0), obs2 = c(a = 0, b = 1, c = 2))
+#' soft_topk_loss(scores, c("a", "a"), k = 1)   # obs2 ranks its class last
+#' soft_topk_loss(scores, c("a", "a"), k = 2)    # obs1 is fine, obs2 is one too low
+#' # a linear classifier of iris trained with the top-1 loss
+#' x <- rbind(1, t(scale(iris[, 1:4])))            # 5 x 150
+#' loss <- function(w) soft_topk_loss(matrix(w, 3) %*% x, iris$Species, eps = 0.05)
+#' set.seed(1)
+#' fit <- optim(rnorm(15, sd = 0.1), function(w) loss(w)$value,
+#'              function(w) as.vector(loss(w)$gradient %*% t(x)), method = "BFGS",
+#'              control = list(maxit = 15))
+#' mean(max.col(t(matrix(fit$par, 3) %*% x)) == as.integer(iris$Species))
+soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, tol = 1e-6, max_iter = 1000L,
+                           threads = diffrank_threads()) {
+  m <- as_numeric_matrix(pred, "pred")
+  n_classes <- nrow(m)
+  n_obs <- ncol(m)
+  if (n_classes < 2L || n_obs < 1L) {
+    abort("`pred` must have at least 2 classes (rows) and 1 observation (column), not %d x %d.",
+          n_classes, n_obs)
+  }
+  if (anyNA(m) || any(is.infinite(m))) abort("`pred` must contain only finite values.")
+  class_index <- topk_labels(labels, m)
+  k <- check_whole(k, "k")
+  if (k >= n_classes) {
+    abort("`k` must be below the number of classes (%d), not %d: the loss would always be zero.",
+          n_classes, k)
+  }
+  op <- sinkhorn_rank_fn(m, eps = eps, tol = tol, max_iter = max_iter, threads = threads)
+  cells <- cbind(class_index, seq_len(n_obs))
+  excess <- n_classes - op$value[cells] - (k - 1)
+  active <- excess > 0
+  v <- matrix(0, n_classes, n_obs)
+  v[cells[active, , drop = FALSE]] <- -1 / n_obs
+  gradient <- op$vjp(v)
+  gradient <- if (is.null(dim(pred)) && !is.data.frame(pred)) {
+    stats::setNames(as.vector(gradient), names(pred))
+  } else {
+    matrix(gradient, n_classes, n_obs, dimnames = dimnames(m))
+  }
+  list(value = sum(excess[active]) / n_obs, gradient = gradient)
+}
+
+# The row of each observation's true class.
+topk_labels <- function(labels, m) {
+  n_obs <- ncol(m)
+  if (is.null(labels) || length(labels) != n_obs || !is.null(dim(labels))) {
+    abort("`labels` must have one class per observation (column of `pred`): %d, not %s.",
+          n_obs, describe(labels))
+  }
+  if (anyNA(labels)) abort("`labels` must not contain missing values.")
+  if (is.factor(labels) && is.null(rownames(m))) {
+    if (nlevels(labels) != nrow(m)) {
+      abort("`labels` has %d levels but `pred` has %d rows (classes); give `pred` row names to match them by name.",
+            nlevels(labels), nrow(m))
+    }
+    return(as.integer(labels))
+  }
+  if (is.factor(labels) || is.character(labels)) {
+    classes <- rownames(m)
+    if (is.null(classes)) {
+      abort("`labels` gives class names, so `pred` must have row names (the classes).")
+    }
+    index <- match(as.character(labels), classes)
+    if (anyNA(index)) {
+      abort("`labels` has classes that are not row names of `pred`, for example \"%s\".",
+            as.character(labels)[is.na(index)][1L])
+    }
+    return(index)
+  }
+  if (!is.numeric(labels) || any(labels != round(labels)) || any(labels < 1) ||
+      any(labels > nrow(m))) {
+    abort("`labels` must be whole numbers from 1 to %d (rows of `pred`) or class names, not %s.",
+          nrow(m), describe(labels))
+  }
+  as.integer(labels)
+}
