@@ -94,3 +94,19 @@ test_that("an operator's state does not survive saveRDS()", {
   saveRDS(op, path)
   expect_error(readRDS(path)$vjp(c(1, 0, 0)), "saved and reloaded")
 })
+
+test_that("perturbed optimizers follow the operator contract", {
+  x <- c(0.3, -0.2, 1.1, 0.9, 0.4)
+  for (solver in c("argmax", "rank", "sort")) {
+    for (noise in c("normal", "gumbel")) {
+      seeded <- function(f) function(...) withr::with_seed(42, f(...))
+      expect_operator_contract(
+        seeded(function(z) perturbed_fn(z, solver, eps = 0.5, n_samples = 50, noise = noise)),
+        x, seeded(function(z) perturbed_fn(z, solver, eps = 0.5, n_samples = 50,
+                                          noise = noise)$value),
+        seeded(function(z, v) perturbed_vjp(z, v, solver, eps = 0.5, n_samples = 50,
+                                           noise = noise)),
+        finite_differences = FALSE, label = paste("perturbed", solver, noise))
+    }
+  }
+})
