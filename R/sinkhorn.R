@@ -46,7 +46,8 @@
 #' [sinkhorn_normalize()]'s default target is the mean quantiles at 128
 #' levels). Give `n_targets` to change it; the permutahedron operators of
 #' [soft_rank()] cost O(n log n) whatever `n`. Columns run in parallel over
-#' `threads`; an interrupt is noticed between batches of columns.
+#' `threads`; an interrupt is noticed between batches of columns, sized to
+#' take a fraction of a second, and a progress line is shown on long work.
 #'
 #' @section Convergence:
 #' The Sinkhorn iterations run in the log domain from the dual potentials of
@@ -84,6 +85,9 @@
 #' @param max_iter Maximum number of Sinkhorn iterations.
 #' @param threads Number of threads over columns; see [diffrank_threads()].
 #'   Results do not depend on it.
+#' @param progress Whether to show progress on work that takes more than a
+#'   couple of seconds (interrupts are checked in any case, every fraction of
+#'   a second).
 #' @return A vector (or a matrix with one column per column of `x`): of the
 #'   length of `x` for ranks, CDF values and top-k masks, with its names; of
 #'   length `n_targets` for sorts and `length(probs)` for quantiles. Attributes
@@ -107,30 +111,36 @@
 #' soft_topk(x, k = 2, eps = 1e-3)
 sinkhorn_rank <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
                           decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                          max_iter = 1000L, threads = diffrank_threads()) {
+                          max_iter = 1000L, threads = diffrank_threads(),
+                          progress = interactive()) {
   sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$value
 }
 
 #' @rdname sinkhorn_rank
 #' @export
 sinkhorn_cdf <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
                          decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                         max_iter = 1000L, threads = diffrank_threads()) {
+                         max_iter = 1000L, threads = diffrank_threads(),
+                         progress = interactive()) {
   sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$value
 }
 
 #' @rdname sinkhorn_rank
 #' @export
 sinkhorn_sort <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
                           decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                          max_iter = 1000L, threads = diffrank_threads()) {
+                          max_iter = 1000L, threads = diffrank_threads(),
+                          progress = interactive()) {
   sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$value
 }
 
 #' @rdname sinkhorn_rank
@@ -140,19 +150,23 @@ sinkhorn_sort <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, targe
 #' @export
 sinkhorn_quantile <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
                               scale = c("squash", "none"), power = 2, tol = 1e-6, max_iter = 1000L,
-                              threads = diffrank_threads()) {
+                              threads = diffrank_threads(),
+                              progress = interactive()) {
   sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
   scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$value
 }
 
 #' @rdname sinkhorn_rank
 #' @param k Number of top values to select, in `(0, n)` (need not be whole).
 #' @export
 soft_topk <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "none"), power = 2,
-                      tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+                      tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
+                      progress = interactive()) {
   sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$value
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$value
 }
 
 #' Soft quantile normalization by optimal transport
@@ -199,11 +213,13 @@ sinkhorn_normalize <- function(x, ...) {
 sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = NULL,
                                        target_weights = NULL, scale = c("squash", "none"),
                                        power = 2, tol = 1e-6, max_iter = 1000L,
-                                       threads = diffrank_threads(), ...) {
+                                       threads = diffrank_threads(),
+                                       progress = interactive(), ...) {
   check_dots_empty(...)
   sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
                     target_weights = target_weights, scale = scale, power = power, tol = tol,
-                    max_iter = max_iter, threads = threads)$value
+                    max_iter = max_iter, threads = threads,
+                    progress = progress)$value
 }
 
 #' @rdname sinkhorn_normalize
@@ -265,30 +281,36 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' op$vjp(rep(1, 4), wrt = "target")
 sinkhorn_rank_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
                              decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                             max_iter = 1000L, threads = diffrank_threads()) {
+                             max_iter = 1000L, threads = diffrank_threads(),
+                             progress = interactive()) {
   sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
 sinkhorn_cdf_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                            max_iter = 1000L, threads = diffrank_threads()) {
+                            max_iter = 1000L, threads = diffrank_threads(),
+                            progress = interactive()) {
   sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
 sinkhorn_sort_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
                              decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                             max_iter = 1000L, threads = diffrank_threads()) {
+                             max_iter = 1000L, threads = diffrank_threads(),
+                             progress = interactive()) {
   sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -297,19 +319,23 @@ sinkhorn_sort_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, ta
 sinkhorn_quantile_fn <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
                                  scale = c("squash", "none"), power = 2, tol = 1e-6,
                                  max_iter = 1000L,
-                                 threads = diffrank_threads()) {
+                                 threads = diffrank_threads(),
+                                 progress = interactive()) {
   sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
   scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @inheritParams soft_topk
 #' @export
 soft_topk_fn <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "none"), power = 2,
-                         tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+                         tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
+                         progress = interactive()) {
   sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -318,10 +344,12 @@ sinkhorn_normalize_fn <- function(x, target = NULL, eps = 0.01, weights = NULL,
                                   target_weights = NULL,
                                   scale = c("squash", "none"), power = 2, tol = 1e-6,
                                   max_iter = 1000L,
-                                  threads = diffrank_threads()) {
+                                  threads = diffrank_threads(),
+                                  progress = interactive()) {
   sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
                     target_weights = target_weights, scale = scale, power = power, tol = tol,
-                    max_iter = max_iter, threads = threads)
+                    max_iter = max_iter, threads = threads,
+                    progress = progress)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -330,10 +358,12 @@ sinkhorn_rank_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL
                               target_weights = NULL,
                               decreasing = FALSE, scale = c("squash", "none"), power = 2,
                               tol = 1e-6,
-                              max_iter = 1000L, threads = diffrank_threads()) {
+                              max_iter = 1000L, threads = diffrank_threads(),
+                              progress = interactive()) {
   sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$vjp(v)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -341,10 +371,12 @@ sinkhorn_rank_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL
 sinkhorn_cdf_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
                              target_weights = NULL,
                              decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                             max_iter = 1000L, threads = diffrank_threads()) {
+                             max_iter = 1000L, threads = diffrank_threads(),
+                             progress = interactive()) {
   sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$vjp(v)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -353,10 +385,12 @@ sinkhorn_sort_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL
                               target_weights = NULL,
                               decreasing = FALSE, scale = c("squash", "none"), power = 2,
                               tol = 1e-6,
-                              max_iter = 1000L, threads = diffrank_threads()) {
+                              max_iter = 1000L, threads = diffrank_threads(),
+                              progress = interactive()) {
   sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
                     target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$vjp(v)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -364,19 +398,23 @@ sinkhorn_sort_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL
 sinkhorn_quantile_vjp <- function(x, v, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
                                   scale = c("squash", "none"), power = 2, tol = 1e-6,
                                   max_iter = 1000L,
-                                  threads = diffrank_threads()) {
+                                  threads = diffrank_threads(),
+                                  progress = interactive()) {
   sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
   scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$vjp(v)
 }
 
 #' @rdname sinkhorn_rank_fn
 #' @export
 soft_topk_vjp <- function(x, v, k, eps = 0.01, weights = NULL, scale = c("squash", "none"),
                           power = 2,
-                          tol = 1e-6, max_iter = 1000L, threads = diffrank_threads()) {
+                          tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
+                          progress = interactive()) {
   sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads)$vjp(v)
+                    power = power, tol = tol, max_iter = max_iter, threads = threads,
+                    progress = progress)$vjp(v)
 }
 
 #' @rdname sinkhorn_rank_fn
@@ -385,10 +423,12 @@ sinkhorn_normalize_vjp <- function(x, v, target = NULL, eps = 0.01, weights = NU
                                    target_weights = NULL,
                                    scale = c("squash", "none"), power = 2, tol = 1e-6,
                                    max_iter = 1000L,
-                                   threads = diffrank_threads()) {
+                                   threads = diffrank_threads(),
+                                   progress = interactive()) {
   sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
                     target_weights = target_weights, scale = scale, power = power, tol = tol,
-                    max_iter = max_iter, threads = threads)$vjp(v)
+                    max_iter = max_iter, threads = threads,
+                    progress = progress)$vjp(v)
 }
 
 #' Soft quantile loss for least quantile regression
@@ -566,9 +606,10 @@ compress_target <- function(values, m = max_default_targets) {
 # partially.)
 sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash", power = 2,
                               tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
-                              decreasing = FALSE, ...) {
+                              decreasing = FALSE, progress = FALSE, ...) {
   kind <- operator
   args <- sinkhorn_args(kind, x, eps, weights, scale, power, tol, max_iter, threads)
+  args$options$progress <- check_flag(progress, "progress")
   decreasing <- check_flag(decreasing, "decreasing")
   problems <- sinkhorn_problems(kind, args$mat, ..., threads = args$threads)
   mat <- if (decreasing && kind != "sort") -args$mat else args$mat

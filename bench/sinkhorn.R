@@ -31,6 +31,7 @@ forward_cpp <- function(x, eps, max_iter, banded = TRUE) {
     matrix(x), rep(1 / n, n), "rank",
     list(list(y = seq(0, 1, length.out = n), b = b, w = NULL, cumsum = TRUE, row = -1L)),
     list(eps = eps, power = 2, tol = 1e-6, max_iter = as.integer(max_iter), scale = "squash",
+         progress = FALSE,
          banded = banded), 1L)
 }
 

@@ -70,8 +70,8 @@ std::vector<double> as_vector(SEXP x) {
   return std::vector<double>(v.begin(), v.end());
 }
 
-// The options list of R/sinkhorn.R: eps, power, tol, max_iter, scale (and,
-// optionally, banded and warm_start).
+// The options list of R/sinkhorn.R: eps, power, tol, max_iter, scale,
+// progress (and, optionally, banded and warm_start).
 void read_options(const Rcpp::List& options, SinkhornState& st) {
   using diffrank_glue::option;
   st.opt.eps = option<double>(options, "eps");
@@ -228,7 +228,19 @@ void vjp_one(const SinkhornState& st, std::size_t p, std::size_t j, const double
   for (std::size_t k = 0; k < q; ++k) xbar[obs.idx[k]] += obs.xbar[k];
 }
 
-constexpr std::size_t kColumnsPerInterruptCheck = 64;
+// Columns per batch: the main thread checks for an interrupt (and updates the
+// progress line) between batches, so a batch is kept to about 1e7 kernel
+// entries per iteration (a fraction of a second), between one column per
+// thread and 64 columns.
+std::size_t columns_per_batch(const SinkhornState& st, int threads) {
+  double entries = 0.0;
+  for (const Problem& pr : st.problems) {
+    entries += static_cast<double>(st.n) * static_cast<double>(pr.y.size());
+  }
+  const double fit = 1e7 / std::max(entries, 1.0);
+  const double columns = std::min(64.0, std::max(static_cast<double>(threads), fit));
+  return static_cast<std::size_t>(columns);
+}
 
 }  // namespace
 
@@ -260,8 +272,10 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   std::fill(value.begin(), value.end(), NA_REAL);
   double* vp = value.begin();
   std::vector<diffrank::SinkhornStatus> status(st.columns);
-  diffrank_glue::parallel_for(
-      st.columns, threads,
+  diffrank_glue::ProgressLine progress(diffrank_glue::option<bool>(options, "progress"),
+                                       "Sinkhorn", "columns", st.columns);
+  diffrank_glue::parallel_batches(
+      st.columns, threads, 1, columns_per_batch(st, threads),
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SinkhornColumn col;
         Observed obs;
@@ -281,7 +295,7 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
           finish_column(st, vp + j * st.rows_out);
         }
       },
-      1, kColumnsPerInterruptCheck);
+      progress);
 
   Rcpp::IntegerVector iterations(st.columns);
   Rcpp::NumericVector error(st.columns), entries(st.columns);
@@ -313,8 +327,8 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
   std::vector<double> bbar(m * columns, 0.0), wbar(m * columns, 0.0);
   const double* vp = v.begin();
   double* xb = xbar.begin();
-  diffrank_glue::parallel_for(
-      columns, threads,
+  diffrank_glue::parallel_batches(
+      columns, threads, 1, columns_per_batch(st, threads),
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SinkhornColumn col;
         Observed obs;
@@ -333,8 +347,7 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
             vjp_one(st, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb);
           }
         }
-      },
-      1, kColumnsPerInterruptCheck);
+      });
 
   const Problem& first = st.problems[0];
   Rcpp::NumericVector b_sum(m, 0.0), w_sum(m, 0.0);

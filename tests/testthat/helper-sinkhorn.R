@@ -7,7 +7,7 @@ sinkhorn_problem <- function(y, b, w = NULL) {
 
 sinkhorn_options <- function(eps, tol = 1e-9, max_iter = 1000L, squash = TRUE, ...) {
   list(eps = eps, power = 2, tol = tol, max_iter = as.integer(max_iter),
-       scale = if (squash) "squash" else "none", ...)
+       scale = if (squash) "squash" else "none", progress = FALSE, ...)
 }
 
 plan_cpp <- function(x, a, y, b, eps, tol = 1e-9, max_iter = 1000L) {
