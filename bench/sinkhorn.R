@@ -1,4 +1,4 @@
-# Benchmarks of the Sinkhorn operators (issue 4, Speed section).
+# Benchmarks of the Sinkhorn operators.
 # Run by hand with the package installed:  Rscript bench/sinkhorn.R
 # Prints seconds, iterations, nanoseconds per kernel entry per iteration, the
 # speed-up of the banded kernel, the ratio to a plain dense log-domain

@@ -1,4 +1,5 @@
-# Sinkhorn sorting operators (section 4 of the operator spec).
+# Sinkhorn sorting operators: values against brute-force references,
+# derivatives against finite differences and the unrolled reference.
 
 # Central finite differences of sum(v * f(x)) with respect to x.
 fd_grad <- function(f, x, v, h = 1e-6) {

@@ -188,8 +188,8 @@ struct KendallScratch {
   std::vector<std::uint32_t> seq, buf, yblock;
   PrefixCounts<std::uint16_t> counts16;
   PrefixCounts<std::uint32_t> counts32;
-  std::vector<double> ux, uy;
-  std::vector<std::uint32_t> xfirst, xsize, yfirst, ysize;
+  std::vector<double> uy;
+  std::vector<std::uint32_t> yfirst, ysize;
   std::vector<double> tree;
   void reserve(std::size_t n) {
     seq.resize(n);
@@ -198,11 +198,7 @@ struct KendallScratch {
   }
   void reserve_weighted(std::size_t n) {
     reserve(n);
-    yblock.resize(n);
-    ux.resize(n);
     uy.resize(n);
-    xfirst.resize(n);
-    xsize.resize(n);
     yfirst.resize(n);
     ysize.resize(n);
   }

@@ -563,9 +563,7 @@ class SoftOperator {
     }
   }
 
-  std::size_t size() const { return n_; }
   std::size_t n_blocks() const { return n_ == 0 ? 0 : nb_; }
-  const std::uint32_t* block_bounds() const { return bounds_.data(); }
 
  private:
   // Standard deviation (n - 1 denominator), with x divided by max |x| first

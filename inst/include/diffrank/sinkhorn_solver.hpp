@@ -29,14 +29,10 @@ struct SinkhornOptions {
   double power = 2.0;           // cost |x - y|^power
   double tol = 1e-6;            // stop when ||P^T 1 - b||_1 <= tol
   int max_iter = 1000;          // Sinkhorn iterations (one f and one g update each)
-  bool scaling = false;         // eps scaling: eps_start * factor^k down to eps
-  double eps_start = 1.0;
-  double scaling_factor = 0.5;
+  bool scaling = false;         // eps scaling from zero potentials (without warm_start):
+                                // eps = kScalingStart * kScalingFactor^k down to eps
   bool warm_start = true;       // start from the dual potentials of the hard sort
   bool banded = true;           // skip kernel entries that cannot matter
-  double relaxation = 1.0;      // over-relaxation of the g update, in [1, 2)
-  int anderson = 8;             // depth of Anderson acceleration of g (0: none)
-  bool newton = true;           // switch to Newton steps when Sinkhorn is slow
 };
 
 struct SinkhornStatus {
@@ -50,6 +46,9 @@ namespace sinkhorn_detail {
 
 constexpr std::size_t kBlock = 32;
 constexpr std::size_t kDenseSchur = 400;  // larger Schur complements use conjugate gradients
+constexpr int kAndersonDepth = 8;         // iterates combined by Anderson acceleration
+constexpr double kScalingStart = 1.0;     // first eps of eps scaling
+constexpr double kScalingFactor = 0.5;    // eps scaling: eps_{k+1} = max(eps, factor eps_k)
 
 // Symmetric positive definite solve by Cholesky, in place (a is k x k,
 // column-major); a pivot that is not positive (a direction the plan does not
@@ -87,7 +86,7 @@ inline void cholesky_solve(std::vector<double>& a, std::size_t k, double* rhs) {
 // the plan stay exact because f is always recomputed from the accelerated g.
 class Anderson {
  public:
-  Anderson(std::size_t m, int depth) : m_(m), depth_(std::max(depth, 0)) {}
+  Anderson(std::size_t m, int depth) : m_(m), depth_(depth) {}
   void reset() {
     dx_.clear();
     dr_.clear();
@@ -95,7 +94,6 @@ class Anderson {
   }
   // x: current iterate, tx: T(x) on entry, the next iterate on exit.
   void step(const double* x, double* tx) {
-    if (depth_ == 0) return;
     std::vector<double> r(m_);
     for (std::size_t j = 0; j < m_; ++j) r[j] = tx[j] - x[j];
     if (have_prev_) {
@@ -189,7 +187,6 @@ class Sinkhorn1D {
 
   std::size_t size(int side) const { return np_[side]; }
   const double* potential(int side) const { return pot_[side].data(); }
-  double eps() const { return opt_.eps; }
 
   void set_potentials(const double* f, const double* g) {
     std::copy(f, f + np_[0], pot_[0].begin());
@@ -207,10 +204,10 @@ class Sinkhorn1D {
     } else {
       std::fill(pot_[0].begin(), pot_[0].end(), 0.0);
       std::fill(pot_[1].begin(), pot_[1].end(), 0.0);
-      eps_cur_ = opt_.scaling ? std::max(opt_.eps, opt_.eps_start) : opt_.eps;
+      eps_cur_ = opt_.scaling ? std::max(opt_.eps, sinkhorn_detail::kScalingStart) : opt_.eps;
     }
     std::vector<double> next(np_[1]);
-    sinkhorn_detail::Anderson aa(np_[1], opt_.anderson);
+    sinkhorn_detail::Anderson aa(np_[1], sinkhorn_detail::kAndersonDepth);
     double best_err = std::numeric_limits<double>::infinity();
     std::vector<double> best_g(pot_[1]);
     int at_target = 0;
@@ -226,32 +223,27 @@ class Sinkhorn1D {
       if (eps_cur_ <= opt_.eps) {
         ++at_target;
         const int newton_after = np_[1] <= sinkhorn_detail::kDenseSchur ? 10 : 50;
-        if (opt_.newton && at_target > newton_after && newton_step(next)) {
+        if (at_target > newton_after && newton_step(next)) {
           aa.reset();
           best_err = std::numeric_limits<double>::infinity();
           continue;
         }
-        if (opt_.anderson > 0) {
-          // safeguard: an extrapolation that made things much worse (or
-          // non-finite) is dropped and the iteration restarts from the best g
-          if (!(err <= 10.0 * best_err)) {
-            aa.reset();
-            std::copy(best_g.begin(), best_g.end(), next.begin());
-          } else {
-            if (err < best_err) {
-              best_err = err;
-              best_g = pot_[1];
-            }
-            aa.step(pot_[1].data(), next.data());
+        // safeguard: an extrapolation that made things much worse (or
+        // non-finite) is dropped and the iteration restarts from the best g
+        if (!(err <= 10.0 * best_err)) {
+          aa.reset();
+          std::copy(best_g.begin(), best_g.end(), next.begin());
+        } else {
+          if (err < best_err) {
+            best_err = err;
+            best_g = pot_[1];
           }
-        } else if (opt_.relaxation != 1.0) {
-          const double w = opt_.relaxation;
-          for (std::size_t j = 0; j < np_[1]; ++j) next[j] = (1.0 - w) * pot_[1][j] + w * next[j];
+          aa.step(pot_[1].data(), next.data());
         }
       }
       pot_[1].swap(next);
       prepared_[1] = false;
-      eps_cur_ = std::max(opt_.eps, eps_cur_ * opt_.scaling_factor);
+      eps_cur_ = std::max(opt_.eps, eps_cur_ * sinkhorn_detail::kScalingFactor);
       sweep(0, pot_[0].data(), nullptr);
     }
     if (!st.converged) {

@@ -38,7 +38,6 @@ class SinkhornUnrolled {
         P_[i + j * n] = std::exp((f_[K_ + 1][i] + g_[K_][j] - C_[i + j * n]) / eps_);
   }
 
-  const double* potential(int side) const { return side == 0 ? f_[K_ + 1].data() : g_[K_].data(); }
   std::size_t size(int side) const { return side == 0 ? n_ : m_; }
 
   void apply(int dst, const double* v, double* out) const {
