@@ -34,6 +34,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "common.hpp"
 #include "isotonic.hpp"
 
 namespace diffrank {
@@ -566,23 +567,6 @@ class SoftOperator {
   std::size_t n_blocks() const { return n_ == 0 ? 0 : nb_; }
 
  private:
-  // Standard deviation (n - 1 denominator), with x divided by max |x| first
-  // so that squares cannot overflow.
-  static double standard_deviation(const double* x, std::size_t n) {
-    double big = 0.0;
-    for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::abs(x[i]));
-    if (!(big > 0.0) || !std::isfinite(big)) return 0.0;
-    double mean = 0.0;
-    for (std::size_t i = 0; i < n; ++i) mean += x[i] / big;
-    mean /= static_cast<double>(n);
-    double ss = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const double d = x[i] / big - mean;
-      ss += d * d;
-    }
-    return big * std::sqrt(ss / static_cast<double>(n - 1));
-  }
-
   // d c / d x_j for c = k sd(x) and x = c xs.
   double scale_gradient(std::size_t j) const {
     return k_ * k_ * (xs_[j] - mean_xs_) / static_cast<double>(n_ - 1);

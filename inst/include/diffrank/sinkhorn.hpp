@@ -19,8 +19,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
+#include "common.hpp"
 #include "sinkhorn_solver.hpp"
 #include "sinkhorn_unrolled.hpp"
 
@@ -83,37 +85,41 @@ void sinkhorn_col_average_vjp(E& e, const double* u, const double* v, double* zb
 }
 
 // The squashing map applied before transport: z = logistic((x - mean) / sd),
-// so that eps means the same whatever the scale of x (sd = 1 when x is
-// constant or has one value).
+// so that eps means the same whatever the scale of x. The moments are those
+// of x / max|x| (scaled_moments), so that no sum or square overflows or
+// underflows, for x of any magnitude. A constant x (or a single value) maps
+// to z = 1/2, with the derivative of logistic(x - mean).
 struct Squash {
-  double mean = 0.0, sd = 1.0;
   void fit(const double* x, std::size_t n) {
-    double s = 0.0;
-    for (std::size_t i = 0; i < n; ++i) s += x[i];
-    mean = s / static_cast<double>(n);
-    double ss = 0.0;
-    for (std::size_t i = 0; i < n; ++i) ss += (x[i] - mean) * (x[i] - mean);
-    sd = n > 1 ? std::sqrt(ss / static_cast<double>(n - 1)) : 0.0;
-    if (!(sd > 0.0)) sd = 1.0;
-    constant = !(n > 1 && ss > 0.0);
+    m_ = scaled_moments(x, n);
+    constant = !(m_.sd > 0.0);
+    sd_x_ = constant ? 1.0 : m_.scale * m_.sd;
   }
-  double operator()(double x) const { return 1.0 / (1.0 + std::exp(-(x - mean) / sd)); }
+  // (x - mean) / sd, 0 when x is constant.
+  double standardized(double x) const {
+    return constant ? 0.0 : (x / m_.scale - m_.mean) / m_.sd;
+  }
+  double operator()(double x) const { return 1.0 / (1.0 + std::exp(-standardized(x))); }
   // xbar += J^T zbar (mean and sd depend on x too)
   void vjp(const double* x, const double* zbar, std::size_t n, double* xbar) const {
     std::vector<double> wv(n), uv(n);
     double sw = 0.0, swu = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
-      const double z = (*this)(x[i]);
-      uv[i] = (x[i] - mean) / sd;
+      uv[i] = standardized(x[i]);
+      const double z = 1.0 / (1.0 + std::exp(-uv[i]));
       wv[i] = zbar[i] * z * (1.0 - z);
       sw += wv[i];
       swu += wv[i] * uv[i];
     }
     const double mw = sw / static_cast<double>(n);
     const double k = constant ? 0.0 : swu / static_cast<double>(n - 1);
-    for (std::size_t i = 0; i < n; ++i) xbar[i] += (wv[i] - mw) / sd - k * uv[i] / sd;
+    for (std::size_t i = 0; i < n; ++i) xbar[i] += (wv[i] - mw) / sd_x_ - k * uv[i] / sd_x_;
   }
   bool constant = true;
+
+ private:
+  ScaledMoments m_;
+  double sd_x_ = 1.0;  // sd in the units of x (1 when x is constant)
 };
 
 // One column: sorts x, squashes it if asked, solves the transport to the
@@ -186,17 +192,16 @@ class SinkhornColumn {
   }
 
  private:
+  // x must have no missing value (gather the observed ones first:
+  // ObservedValues in common.hpp).
   void setup(const SinkhornTask& task, const double* x, const double* a, std::size_t n) {
     order_.resize(n);
-    for (std::size_t i = 0; i < n; ++i) order_[i] = i;
-    std::stable_sort(order_.begin(), order_.end(),
-                     [x](std::size_t i, std::size_t j) { return x[i] < x[j]; });
     xs_.resize(n);
     zs_.resize(n);
     as_.resize(n);
+    sort_observed(x, n, scratch_, order_.data(), xs_.data());
     if (task.squash) squash_.fit(x, n);
     for (std::size_t k = 0; k < n; ++k) {
-      xs_[k] = x[order_[k]];
       as_[k] = a[order_[k]];
       zs_[k] = task.squash ? squash_(xs_[k]) : xs_[k];
     }
@@ -237,7 +242,8 @@ class SinkhornColumn {
     for (std::size_t i = 0; i < n; ++i) xbar[i] += xb[i];
   }
 
-  std::vector<std::size_t> order_;
+  std::vector<IndexedValue> scratch_;
+  std::vector<std::uint32_t> order_;
   std::vector<double> xs_, zs_, as_;
   Squash squash_;
 };
