@@ -23,13 +23,20 @@ DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdo
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
-.PHONY: demo test cpp-test bench deps-run deps-test deps-dev install document
-
-# Build folder of the C++ tests (git-ignored; tests/cpp is left out of the R build).
-CPP_BUILD := tests/cpp/build
+.PHONY: demo test bench deps-run deps-test deps-dev install document
 
 demo: deps-run install
 	$(RSCRIPT) demo/diffrank.R
+
+# The headers of inst/include/diffrank tested without R (tests/cpp):
+# configure, build and run with CMake, GoogleTest and CTest, in a build folder
+# that is git-ignored (tests/cpp is left out of the R build).
+.PHONY: cpp-test
+CPP_BUILD := tests/cpp/build
+cpp-test:
+	cmake -S tests/cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(CPP_BUILD) --parallel 2
+	ctest --test-dir $(CPP_BUILD) --output-on-failure --parallel 2
 
 test: deps-test
 	$(MAKE) --no-print-directory cpp-test
@@ -37,13 +44,6 @@ test: deps-test
 	$(R) CMD build .
 	MAKEFLAGS=-j2 _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \
 	  status=$$?; sh tools/check-summary.sh diffrank.Rcheck || status=1; exit $$status
-
-# The headers of inst/include/diffrank tested without R (tests/cpp):
-# configure, build and run with CMake, GoogleTest and CTest.
-cpp-test:
-	cmake -S tests/cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release
-	cmake --build $(CPP_BUILD) --parallel 2
-	ctest --test-dir $(CPP_BUILD) --output-on-failure --parallel 2
 
 bench: deps-test install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
