@@ -2,7 +2,9 @@
 # from Debian's packages first (through sudo when not root), so they work on a
 # fresh Debian 12 machine with R.
 #   make demo   install dependencies and diffrank, run the demo on the embedded data
-#   make test   install test dependencies, build the package and run R CMD check
+#   make test   install test dependencies, run the C++ tests of the core, build the
+#               package and run R CMD check
+#   make cpp-test  the standalone C++ tests of the core alone (CMake, GoogleTest)
 #   make bench  install test dependencies and diffrank, run the scripts in bench/
 
 R ?= R
@@ -14,7 +16,9 @@ TARBALL := diffrank_$(VERSION).tar.gz
 # Debian packages: the build toolchain, the package's dependencies, and the
 # packages the tests, vignettes and benchmarks compare diffrank with.
 DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
-DEPS_TEST := $(DEPS_RUN) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
+# The C++ tests of the core (make cpp-test) need CMake and GoogleTest.
+DEPS_CPP := cmake libgtest-dev
+DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
   r-cran-igraph r-cran-mlbench
@@ -25,7 +29,18 @@ DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 demo: deps-run install
 	$(RSCRIPT) demo/diffrank.R
 
+# The headers of inst/include/diffrank tested without R (tests/cpp):
+# configure, build and run with CMake, GoogleTest and CTest, in a build folder
+# that is git-ignored (tests/cpp is left out of the R build).
+.PHONY: cpp-test
+CPP_BUILD := tests/cpp/build
+cpp-test:
+	cmake -S tests/cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(CPP_BUILD) --parallel 2
+	ctest --test-dir $(CPP_BUILD) --output-on-failure --parallel 2
+
 test: deps-test
+	$(MAKE) --no-print-directory cpp-test
 	rm -rf diffrank.Rcheck $(TARBALL)
 	$(R) CMD build .
 	MAKEFLAGS=-j2 _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \

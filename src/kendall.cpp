@@ -101,6 +101,89 @@ double evaluate(const Spec& spec, const diffrank::RankedProfile& a, bool a_compl
   return raw / diffrank::geometric_mean(self_a, self_b);
 }
 
+// Weighted kernels of the complete profiles of p with themselves, for
+// normalizing (0 for the others, and for every profile when the kernel is not
+// a normalized weighted one).
+std::vector<double> self_kernels(const Spec& spec, const Profiles& p, int threads) {
+  std::vector<double> out(p.count, 0.0);
+  if (spec.kernel != Kernel::weighted || !spec.normalized) return out;
+  diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
+    diffrank::KendallScratch s;
+    s.reserve_weighted(p.n);
+    for (std::size_t j = j0; j < j1; ++j) {
+      if (!p.complete(j)) continue;
+      const diffrank::RankedProfile r = p.at(j);
+      out[j] = diffrank::weighted_kendall(r, r, r, spec.weights, spec.u, s);
+    }
+  });
+  return out;
+}
+
+// The pairs (i, j) of profiles of px and py numbered t = 0, 1, ...: for a
+// symmetric matrix (py is px) the upper triangle row by row, else column by
+// column; operator()(t0, t1) writes the kernels of pairs t0..t1-1 into the
+// column-major matrix o (both triangles when symmetric).
+struct PairRange {
+  const Spec& spec;
+  const Profiles &px, &py;
+  const std::vector<double>&self_x, &self_y;
+  bool symmetric;
+  double* o;
+
+  // Row i of the upper triangle starts at pair i nx - i (i - 1) / 2.
+  std::size_t row_start(std::size_t i) const { return i * px.count - i * (i - 1) / 2; }
+
+  // The pair numbered t.
+  void pair_at(std::size_t t, std::size_t& i, std::size_t& j) const {
+    const std::size_t nx = px.count;
+    if (!symmetric) {
+      i = t % nx;
+      j = t / nx;
+      return;
+    }
+    // Largest i with row_start(i) <= t.
+    std::size_t lo = 0, hi = nx;
+    while (hi - lo > 1) {
+      const std::size_t mid = (lo + hi) / 2;
+      if (row_start(mid) <= t)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    i = lo;
+    j = i + (t - row_start(i));
+  }
+
+  // One scratch per thread would need thread ids; one per range of pairs is
+  // cheap next to a range's work, so each call owns its scratch.
+  void operator()(std::size_t t0, std::size_t t1) const {
+    const std::size_t nx = px.count;
+    diffrank::KendallScratch s;
+    if (spec.kernel == Kernel::weighted) {
+      s.reserve_weighted(px.n);
+    } else {
+      s.reserve(px.n);
+    }
+    std::size_t i, j;
+    pair_at(t0, i, j);
+    for (std::size_t t = t0; t < t1; ++t) {
+      const double value = evaluate(spec, px.at(i), px.complete(i), self_x[i], py.at(j),
+                                    py.complete(j), self_y[j], s);
+      o[i + j * nx] = value;
+      if (symmetric) {
+        o[j + i * nx] = value;
+        if (++j == nx) {
+          ++i;
+          j = i;
+        }
+      } else if (++i == nx) {
+        i = 0;
+        ++j;
+      }
+    }
+  }
+};
+
 }  // namespace
 
 // Kernel matrix between the columns of x (and those of y when given).
@@ -128,71 +211,15 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
   const Profiles& py = symmetric ? px : py_store;
 
   // Weighted kernels of complete profiles with themselves, for normalizing.
-  std::vector<double> self_x(nx, 0.0), self_y(ny, 0.0);
-  if (spec.kernel == Kernel::weighted && spec.normalized) {
-    auto self_of = [&](const Profiles& p, std::vector<double>& out) {
-      diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
-        diffrank::KendallScratch s;
-        s.reserve_weighted(n);
-        for (std::size_t j = j0; j < j1; ++j) {
-          if (!p.complete(j)) continue;
-          const diffrank::RankedProfile r = p.at(j);
-          out[j] = diffrank::weighted_kendall(r, r, r, spec.weights, spec.u, s);
-        }
-      });
-    };
-    self_of(px, self_x);
-    if (!symmetric) self_of(py, self_y);
-  }
+  const std::vector<double> self_x = self_kernels(spec, px, threads);
+  const std::vector<double> self_y =
+      symmetric ? std::vector<double>() : self_kernels(spec, py, threads);
   const std::vector<double>& sy = symmetric ? self_x : self_y;
 
   double* o = out.begin();
   const std::size_t total = symmetric ? nx * (nx + 1) / 2 : nx * ny;
-  // Upper triangle row by row: row i starts at offset i nx - i (i - 1) / 2.
-  auto row_start = [nx](std::size_t i) { return i * nx - i * (i - 1) / 2; };
-
-  // One scratch per thread would need thread ids; one per chunk of pairs is
-  // cheap next to a chunk's work, so each call of the body owns its scratch.
-  auto body_range = [&](std::size_t t0, std::size_t t1) {
-    diffrank::KendallScratch s;
-    if (spec.kernel == Kernel::weighted) {
-      s.reserve_weighted(n);
-    } else {
-      s.reserve(n);
-    }
-    std::size_t i, j;
-    if (symmetric) {
-      // Largest i with row_start(i) <= t0.
-      std::size_t lo = 0, hi = nx;
-      while (hi - lo > 1) {
-        const std::size_t mid = (lo + hi) / 2;
-        if (row_start(mid) <= t0)
-          lo = mid;
-        else
-          hi = mid;
-      }
-      i = lo;
-      j = i + (t0 - row_start(i));
-    } else {
-      i = t0 % nx;
-      j = t0 / nx;
-    }
-    for (std::size_t t = t0; t < t1; ++t) {
-      const double value =
-          evaluate(spec, px.at(i), px.complete(i), self_x[i], py.at(j), py.complete(j), sy[j], s);
-      o[i + j * nx] = value;
-      if (symmetric) {
-        o[j + i * nx] = value;
-        if (++j == nx) {
-          ++i;
-          j = i;
-        }
-      } else if (++i == nx) {
-        i = 0;
-        ++j;
-      }
-    }
-  };
+  const PairRange pairs{spec, px, py, self_x, sy, symmetric, o};
+  auto body_range = [&](std::size_t t0, std::size_t t1) { pairs(t0, t1); };
 
   // Batches of about a quarter of a second of Kendall work on one thread:
   // interrupts are checked and progress shown between batches, and each batch

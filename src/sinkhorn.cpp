@@ -117,27 +117,10 @@ std::size_t output_rows(const SinkhornState& st) {
 }
 
 // A column with missing values (NaN, which includes NA) is solved on its
-// observed values only, their weights renormalized.
-struct Observed {
-  std::vector<std::size_t> idx;
-  std::vector<double> x, a, f, v, out, xbar;
-  // Returns false when the column has no missing value (then nothing is copied).
-  bool gather(const double* x_col, const double* a_all, std::size_t n) {
-    idx.clear();
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!std::isnan(x_col[i])) idx.push_back(i);
-    }
-    if (idx.size() == n) return false;
-    x.resize(idx.size());
-    a.resize(idx.size());
-    double total = 0.0;
-    for (std::size_t k = 0; k < idx.size(); ++k) total += a_all[idx[k]];
-    for (std::size_t k = 0; k < idx.size(); ++k) {
-      x[k] = x_col[idx[k]];
-      a[k] = a_all[idx[k]] / total;
-    }
-    return true;
-  }
+// observed values only, their weights renormalized (gather); the other
+// buffers carry potentials, cotangents and results between the two orders.
+struct Observed : diffrank::ObservedValues {
+  std::vector<double> f, v, out, xbar;
 };
 
 // Forward pass of problem p on column j: writes the operator's output rows

@@ -123,13 +123,6 @@ inline std::size_t isotonic_kl_decreasing_log_rho(const double* s, std::size_t n
   return nb;
 }
 
-// The same with its own scratch.
-inline std::size_t isotonic_kl_decreasing_log_rho(const double* s, std::size_t n,
-                                                  std::uint32_t* bounds, double* lse_s) {
-  std::vector<double> lse_rho(n);
-  return isotonic_kl_decreasing_log_rho(s, n, bounds, lse_s, lse_rho.data());
-}
-
 // Weighted least-squares projection onto non-decreasing sequences:
 //   out = argmin sum_i weight_i (out_i - y_i)^2,  out_1 <= ... <= out_n,
 // weight == nullptr meaning unit weights (then out equals stats::isoreg's

@@ -35,6 +35,8 @@
 #include <utility>
 #include <vector>
 
+#include "common.hpp"
+
 namespace diffrank {
 
 constexpr std::uint32_t kMissingRank = std::numeric_limits<std::uint32_t>::max();
@@ -53,17 +55,13 @@ struct RankedProfile {
 // Ranks x[0..n) into order[0..q) and rank[0..n) (see RankedProfile).
 inline RankedProfile rank_profile(const double* x, std::size_t n, std::uint32_t* order,
                                   std::uint32_t* rank) {
-  std::size_t q = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    rank[i] = kMissingRank;
-    if (!std::isnan(x[i])) order[q++] = static_cast<std::uint32_t>(i);
-  }
-  std::sort(order, order + q, [x](std::uint32_t a, std::uint32_t b) {
-    return x[a] < x[b] || (x[a] == x[b] && a < b);
-  });
+  std::vector<IndexedValue> scratch;
+  scratch.reserve(n);
+  const std::size_t q = sort_observed(x, n, scratch, order, nullptr);
+  std::fill(rank, rank + n, kMissingRank);
   std::uint32_t r = 0;
   for (std::size_t k = 0; k < q; ++k) {
-    if (k > 0 && x[order[k]] != x[order[k - 1]]) ++r;
+    if (k > 0 && scratch[k].value != scratch[k - 1].value) ++r;
     rank[order[k]] = r;
   }
   return {order, rank, q, q > 0 ? static_cast<std::size_t>(r) + 1 : 0};
@@ -188,8 +186,8 @@ struct KendallScratch {
   std::vector<std::uint32_t> seq, buf, yblock;
   PrefixCounts<std::uint16_t> counts16;
   PrefixCounts<std::uint32_t> counts32;
-  std::vector<double> ux, uy;
-  std::vector<std::uint32_t> xfirst, xsize, yfirst, ysize;
+  std::vector<double> uy;
+  std::vector<std::uint32_t> yfirst, ysize;
   std::vector<double> tree;
   void reserve(std::size_t n) {
     seq.resize(n);
@@ -198,11 +196,7 @@ struct KendallScratch {
   }
   void reserve_weighted(std::size_t n) {
     reserve(n);
-    yblock.resize(n);
-    ux.resize(n);
     uy.resize(n);
-    xfirst.resize(n);
-    xsize.resize(n);
     yfirst.resize(n);
     ysize.resize(n);
   }

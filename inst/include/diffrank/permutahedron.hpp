@@ -34,6 +34,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "common.hpp"
 #include "isotonic.hpp"
 
 namespace diffrank {
@@ -373,150 +374,19 @@ class SoftOperator {
     value_.resize(n);
     const bool rank = settings.kind == SoftKind::rank;
     sign_ = rank ? (settings.descending ? -1.0 : 1.0) : (settings.descending ? 1.0 : -1.0);
-
-    const double* xin = x;
-    scaled_ = false;
-    c_ = 1.0;
-    k_ = settings.scale == SoftScale::spacing ? 1.0 / static_cast<double>(n) : 1.0;
-    if (settings.scale != SoftScale::none && !hard_ && n >= 2) {
-      const double c = k_ * standard_deviation(x, n);
-      if (c > 0.0 && std::isfinite(c)) {
-        scaled_ = true;
-        c_ = c;
-        xs_.resize(n);
-        double total = 0.0;
-        for (std::size_t i = 0; i < n; ++i) {
-          xs_[i] = x[i] / c;
-          total += xs_[i];
-        }
-        mean_xs_ = total / static_cast<double>(n);
-        xin = xs_.data();
-      }
-    }
+    const double* xin = scale_input(x);
     s_.resize(n);
     t_.resize(n);
     order_(xin, sign_, n, perm_.data(), s_.data());  // s_ = sign * xin, sorted decreasingly
-    const double dn = static_cast<double>(n);
-
     if (hard_) {
       if (rank) {
-        std::size_t nb = 0, lo = 0;
-        while (lo < n) {
-          std::size_t hi = lo + 1;
-          while (hi < n && s_[hi] == s_[lo]) ++hi;
-          bounds_[nb++] = static_cast<std::uint32_t>(lo);
-          const double r = dn - 0.5 * static_cast<double>(lo + hi - 1);
-          for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = r;
-          lo = hi;
-        }
-        bounds_[nb] = static_cast<std::uint32_t>(n);
-        nb_ = nb;
+        hard_rank();
       } else {
-        for (std::size_t i = 0; i < n; ++i) {
-          value_[i] = xin[perm_[i]];
-          bounds_[i] = static_cast<std::uint32_t>(i);
-        }
-        bounds_[n] = static_cast<std::uint32_t>(n);
-        nb_ = n;
-        set_.reg = Regularization::l2;  // singleton blocks: the Jacobian is the permutation
-      }
-      write_output(out);
-      return true;
-    }
-
-    const double eps = settings.eps;
-    if (set_.reg == Regularization::kl) weight_.resize(n);
-    if (rank) {
-      for (std::size_t i = 0; i < n; ++i) s_[i] /= eps;
-      // Any finite x / eps works: PAV only pools values within about n of
-      // each other, so no difference or block sum can overflow.
-      if (!(std::isfinite(s_[0]) && std::isfinite(s_[n - 1]))) return false;
-      if (set_.reg == Regularization::l2) {
-        for (std::size_t i = 0; i < n; ++i) t_[i] = s_[i] - (dn - static_cast<double>(i));
-        nb_ = isotonic_l2_decreasing(t_.data(), n, bounds_.data(), t_.data());  // in place
-        for (std::size_t b = 0; b < nb_; ++b) {
-          const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
-          const double s0 = s_[lo];
-          double ds = 0.0;
-          for (std::size_t i = lo; i < hi; ++i) ds += s_[i] - s0;
-          ds /= static_cast<double>(hi - lo);
-          const double mean_rho = dn - 0.5 * static_cast<double>(lo + hi - 1);
-          for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = (s_[i] - s0 - ds) + mean_rho;
-        }
-      } else {
-        // weight_ serves as the solver's scratch before it receives the weights
-        nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data(),
-                                             weight_.data());
-        for (std::size_t b = 0; b < nb_; ++b) {
-          const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
-          if (hi - lo == 1) {  // the hard rank, without exp
-            weight_[lo] = 1.0;
-            value_[perm_[lo]] = dn - static_cast<double>(lo);
-            continue;
-          }
-          const double s0 = s_[lo];  // the block maximum: s is decreasing
-          double z = 0.0;
-          for (std::size_t i = lo; i < hi; ++i) {
-            weight_[i] = std::exp(s_[i] - s0);
-            z += weight_[i];
-          }
-          const double m = static_cast<double>(hi - lo);
-          const double rho_sum = m * (dn - 0.5 * static_cast<double>(lo + hi - 1));
-          for (std::size_t i = lo; i < hi; ++i) {
-            weight_[i] /= z;
-            value_[perm_[i]] = weight_[i] * rho_sum;
-          }
-        }
+        hard_sort(xin);
       }
     } else {
-      if (!(dn / eps <= soft_max_magnitude)) return false;
-      s_.swap(t_);  // t_: the sorted values
-      for (std::size_t i = 0; i < n; ++i) s_[i] = (dn - static_cast<double>(i)) / eps;
-      if (!(std::abs(t_[0]) <= soft_max_magnitude && std::abs(t_[n - 1]) <= soft_max_magnitude)) {
-        return false;
-      }
-      if (set_.reg == Regularization::l2) {
-        for (std::size_t i = 0; i < n; ++i) s_[i] -= t_[i];
-        nb_ = isotonic_l2_decreasing(s_.data(), n, bounds_.data(), s_.data());  // in place
-        for (std::size_t b = 0; b < nb_; ++b) {
-          const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
-          const double m = static_cast<double>(hi - lo), w0 = t_[lo];
-          double dw = 0.0;
-          for (std::size_t i = lo; i < hi; ++i) dw += (t_[i] - w0) / m;
-          const double centre = 0.5 * static_cast<double>(lo + hi - 1);
-          for (std::size_t i = lo; i < hi; ++i) {
-            value_[i] = (centre - static_cast<double>(i)) / eps + (w0 + dw);
-          }
-        }
-      } else {
-        // the log-sum-exps of s_ overwrite s_ (not needed afterwards): one
-        // buffer of n values less to allocate and fault in
-        work_.resize(n);
-        nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), s_.data(),
-                                     work_.data());
-        const double log_one_minus_q = std::log(-std::expm1(-1.0 / eps));
-        for (std::size_t b = 0; b < nb_; ++b) {
-          const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
-          if (hi - lo == 1) {  // the hard sort, without exp
-            weight_[lo] = 1.0;
-            value_[lo] = t_[lo];
-            continue;
-          }
-          const double w0 = t_[lo];  // the block maximum
-          double z = 0.0;
-          for (std::size_t i = lo; i < hi; ++i) {
-            weight_[i] = std::exp(t_[i] - w0);
-            z += weight_[i];
-          }
-          const double lse_w = w0 + std::log(z);
-          const double log_zs = log_geometric_sum(hi - lo, eps, log_one_minus_q);
-          for (std::size_t i = lo; i < hi; ++i) {
-            weight_[i] /= z;
-            value_[i] = (-static_cast<double>(i - lo) / eps - log_zs) + lse_w;
-          }
-        }
-      }
-      for (std::size_t i = 0; i < n; ++i) value_[i] *= sign_;
+      if (set_.reg == Regularization::kl) weight_.resize(n);
+      if (!(rank ? soft_rank() : soft_sort())) return false;
     }
     write_output(out);
     return true;
@@ -566,26 +436,192 @@ class SoftOperator {
     }
   }
 
-  std::size_t size() const { return n_; }
   std::size_t n_blocks() const { return n_ == 0 ? 0 : nb_; }
-  const std::uint32_t* block_bounds() const { return bounds_.data(); }
 
  private:
-  // Standard deviation (n - 1 denominator), with x divided by max |x| first
-  // so that squares cannot overflow.
-  static double standard_deviation(const double* x, std::size_t n) {
-    double big = 0.0;
-    for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::abs(x[i]));
-    if (!(big > 0.0) || !std::isfinite(big)) return 0.0;
-    double mean = 0.0;
-    for (std::size_t i = 0; i < n; ++i) mean += x[i] / big;
-    mean /= static_cast<double>(n);
-    double ss = 0.0;
+  // The input the operator works on: x itself, or x divided by c = k sd(x)
+  // (settings.scale) into xs_, which sets scaled_, c_, k_ and mean_xs_.
+  const double* scale_input(const double* x) {
+    const std::size_t n = n_;
+    scaled_ = false;
+    c_ = 1.0;
+    k_ = set_.scale == SoftScale::spacing ? 1.0 / static_cast<double>(n) : 1.0;
+    if (set_.scale == SoftScale::none || hard_ || n < 2) return x;
+    const double c = k_ * standard_deviation(x, n);
+    if (!(c > 0.0 && std::isfinite(c))) return x;
+    scaled_ = true;
+    c_ = c;
+    xs_.resize(n);
+    double total = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
-      const double d = x[i] / big - mean;
-      ss += d * d;
+      xs_[i] = x[i] / c;
+      total += xs_[i];
     }
-    return big * std::sqrt(ss / static_cast<double>(n - 1));
+    mean_xs_ = total / static_cast<double>(n);
+    return xs_.data();
+  }
+
+  // eps = 0, ranks: average ranks of the tie blocks of s_ (the blocks of the
+  // Jacobian, which is zero).
+  void hard_rank() {
+    const std::size_t n = n_;
+    const double dn = static_cast<double>(n);
+    std::size_t nb = 0, lo = 0;
+    while (lo < n) {
+      std::size_t hi = lo + 1;
+      while (hi < n && s_[hi] == s_[lo]) ++hi;
+      bounds_[nb++] = static_cast<std::uint32_t>(lo);
+      const double r = dn - 0.5 * static_cast<double>(lo + hi - 1);
+      for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = r;
+      lo = hi;
+    }
+    bounds_[nb] = static_cast<std::uint32_t>(n);
+    nb_ = nb;
+  }
+
+  // eps = 0, sorts: the sorted values, in singleton blocks.
+  void hard_sort(const double* xin) {
+    const std::size_t n = n_;
+    for (std::size_t i = 0; i < n; ++i) {
+      value_[i] = xin[perm_[i]];
+      bounds_[i] = static_cast<std::uint32_t>(i);
+    }
+    bounds_[n] = static_cast<std::uint32_t>(n);
+    nb_ = n;
+    set_.reg = Regularization::l2;  // singleton blocks: the Jacobian is the permutation
+  }
+
+  // Soft ranks from s_ (sign * xin sorted decreasingly), divided by eps in
+  // place; false when that overflows.
+  bool soft_rank() {
+    const std::size_t n = n_;
+    const double eps = set_.eps;
+    for (std::size_t i = 0; i < n; ++i) s_[i] /= eps;
+    // Any finite x / eps works: PAV only pools values within about n of
+    // each other, so no difference or block sum can overflow.
+    if (!(std::isfinite(s_[0]) && std::isfinite(s_[n - 1]))) return false;
+    if (set_.reg == Regularization::l2) {
+      soft_rank_l2();
+    } else {
+      soft_rank_kl();
+    }
+    return true;
+  }
+
+  // L2 soft ranks: P_Q(s, rho), block by block.
+  void soft_rank_l2() {
+    const std::size_t n = n_;
+    const double dn = static_cast<double>(n);
+    for (std::size_t i = 0; i < n; ++i) t_[i] = s_[i] - (dn - static_cast<double>(i));
+    nb_ = isotonic_l2_decreasing(t_.data(), n, bounds_.data(), t_.data());  // in place
+    for (std::size_t b = 0; b < nb_; ++b) {
+      const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
+      const double s0 = s_[lo];
+      double ds = 0.0;
+      for (std::size_t i = lo; i < hi; ++i) ds += s_[i] - s0;
+      ds /= static_cast<double>(hi - lo);
+      const double mean_rho = dn - 0.5 * static_cast<double>(lo + hi - 1);
+      for (std::size_t i = lo; i < hi; ++i) value_[perm_[i]] = (s_[i] - s0 - ds) + mean_rho;
+    }
+  }
+
+  // KL soft ranks: exp(P_E(s, log rho)), with the softmax weights of s_
+  // inside each block kept in weight_ for the derivatives.
+  void soft_rank_kl() {
+    const std::size_t n = n_;
+    const double dn = static_cast<double>(n);
+    // weight_ serves as the solver's scratch before it receives the weights
+    nb_ = isotonic_kl_decreasing_log_rho(s_.data(), n, bounds_.data(), t_.data(), weight_.data());
+    for (std::size_t b = 0; b < nb_; ++b) {
+      const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
+      if (hi - lo == 1) {  // the hard rank, without exp
+        weight_[lo] = 1.0;
+        value_[perm_[lo]] = dn - static_cast<double>(lo);
+        continue;
+      }
+      const double s0 = s_[lo];  // the block maximum: s is decreasing
+      double z = 0.0;
+      for (std::size_t i = lo; i < hi; ++i) {
+        weight_[i] = std::exp(s_[i] - s0);
+        z += weight_[i];
+      }
+      const double m = static_cast<double>(hi - lo);
+      const double rho_sum = m * (dn - 0.5 * static_cast<double>(lo + hi - 1));
+      for (std::size_t i = lo; i < hi; ++i) {
+        weight_[i] /= z;
+        value_[perm_[i]] = weight_[i] * rho_sum;
+      }
+    }
+  }
+
+  // Soft sorts: the sorted values move to t_ and s_ receives rho / eps; false
+  // when n / eps or the values exceed soft_max_magnitude.
+  bool soft_sort() {
+    const std::size_t n = n_;
+    const double dn = static_cast<double>(n), eps = set_.eps;
+    if (!(dn / eps <= soft_max_magnitude)) return false;
+    s_.swap(t_);  // t_: the sorted values
+    for (std::size_t i = 0; i < n; ++i) s_[i] = (dn - static_cast<double>(i)) / eps;
+    if (!(std::abs(t_[0]) <= soft_max_magnitude && std::abs(t_[n - 1]) <= soft_max_magnitude)) {
+      return false;
+    }
+    if (set_.reg == Regularization::l2) {
+      soft_sort_l2();
+    } else {
+      soft_sort_kl();
+    }
+    for (std::size_t i = 0; i < n; ++i) value_[i] *= sign_;
+    return true;
+  }
+
+  // L2 soft sort: P_Q(rho / eps, sorted values), block by block.
+  void soft_sort_l2() {
+    const std::size_t n = n_;
+    const double eps = set_.eps;
+    for (std::size_t i = 0; i < n; ++i) s_[i] -= t_[i];
+    nb_ = isotonic_l2_decreasing(s_.data(), n, bounds_.data(), s_.data());  // in place
+    for (std::size_t b = 0; b < nb_; ++b) {
+      const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
+      const double m = static_cast<double>(hi - lo), w0 = t_[lo];
+      double dw = 0.0;
+      for (std::size_t i = lo; i < hi; ++i) dw += (t_[i] - w0) / m;
+      const double centre = 0.5 * static_cast<double>(lo + hi - 1);
+      for (std::size_t i = lo; i < hi; ++i) {
+        value_[i] = (centre - static_cast<double>(i)) / eps + (w0 + dw);
+      }
+    }
+  }
+
+  // KL soft sort: P_E(rho / eps, sorted values), with the softmax weights of
+  // the sorted values inside each block kept in weight_.
+  void soft_sort_kl() {
+    const std::size_t n = n_;
+    const double eps = set_.eps;
+    // the log-sum-exps of s_ overwrite s_ (not needed afterwards): one
+    // buffer of n values less to allocate and fault in
+    work_.resize(n);
+    nb_ = isotonic_kl_decreasing(s_.data(), t_.data(), n, bounds_.data(), s_.data(), work_.data());
+    const double log_one_minus_q = std::log(-std::expm1(-1.0 / eps));
+    for (std::size_t b = 0; b < nb_; ++b) {
+      const std::size_t lo = bounds_[b], hi = bounds_[b + 1];
+      if (hi - lo == 1) {  // the hard sort, without exp
+        weight_[lo] = 1.0;
+        value_[lo] = t_[lo];
+        continue;
+      }
+      const double w0 = t_[lo];  // the block maximum
+      double z = 0.0;
+      for (std::size_t i = lo; i < hi; ++i) {
+        weight_[i] = std::exp(t_[i] - w0);
+        z += weight_[i];
+      }
+      const double lse_w = w0 + std::log(z);
+      const double log_zs = log_geometric_sum(hi - lo, eps, log_one_minus_q);
+      for (std::size_t i = lo; i < hi; ++i) {
+        weight_[i] /= z;
+        value_[i] = (-static_cast<double>(i - lo) / eps - log_zs) + lse_w;
+      }
+    }
   }
 
   // d c / d x_j for c = k sd(x) and x = c xs.

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common.hpp"
+
 namespace diffrank {
 
 enum class Ties {
@@ -26,30 +28,6 @@ enum class Ties {
   average,  // a tied block takes the mean of the target over its ranks
   first     // ties are broken by position in the column
 };
-
-struct IndexedValue {
-  double value;
-  std::uint32_t index;
-};
-
-// Writes to order[0..q) the positions of the q observed values of x[0..p),
-// sorted by value and then by position, and to sorted_values[0..q) the values
-// in that order; returns q. `scratch` is the caller's, to avoid allocations.
-inline std::size_t sort_observed(const double* x, std::size_t p, std::vector<IndexedValue>& scratch,
-                                 std::uint32_t* order, double* sorted_values) {
-  scratch.clear();
-  for (std::size_t i = 0; i < p; ++i) {
-    if (!std::isnan(x[i])) scratch.push_back({x[i], static_cast<std::uint32_t>(i)});
-  }
-  std::sort(scratch.begin(), scratch.end(), [](const IndexedValue& a, const IndexedValue& b) {
-    return a.value < b.value || (a.value == b.value && a.index < b.index);
-  });
-  for (std::size_t k = 0; k < scratch.size(); ++k) {
-    order[k] = scratch[k].index;
-    sorted_values[k] = scratch[k].value;
-  }
-  return scratch.size();
-}
 
 // Buffers for sorting the columns of a matrix one after another, reused so
 // that a thread allocates them once.

@@ -1,0 +1,111 @@
+// Small helpers shared by the families of the core: one overflow-safe mean
+// and standard deviation (the scale-free eps of soft sorts and the squashing
+// of Sinkhorn operators), one argsort of the observed values of a vector
+// (quantile normalization, Kendall ranks, Sinkhorn), and one gathering of the
+// observed values of a column with their weights renormalized (operators that
+// solve a column with missing values on its observed values).
+//
+// Missing values are NaN (which includes R's NA) throughout.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace diffrank {
+
+// Mean and standard deviation (n - 1 denominator) of x[0..n) divided by
+// scale = max |x| first, so that neither the sum nor the squares overflow or
+// underflow, whatever the magnitude of x (1e200 or 1e-200 alike): the moments
+// of x are scale * mean and scale * sd. scale is 0 (and so are mean and sd)
+// when x is empty, all zero or has a non-finite value; sd is 0 when n < 2.
+struct ScaledMoments {
+  double scale = 0.0;
+  double mean = 0.0;
+  double sd = 0.0;
+};
+
+inline ScaledMoments scaled_moments(const double* x, std::size_t n) {
+  ScaledMoments m;
+  double big = 0.0;
+  for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::abs(x[i]));
+  if (!(big > 0.0) || !std::isfinite(big)) return m;
+  m.scale = big;
+  double mean = 0.0;
+  for (std::size_t i = 0; i < n; ++i) mean += x[i] / big;
+  mean /= static_cast<double>(n);
+  m.mean = mean;
+  if (n < 2) return m;
+  double ss = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double d = x[i] / big - mean;
+    ss += d * d;
+  }
+  m.sd = std::sqrt(ss / static_cast<double>(n - 1));
+  return m;
+}
+
+// Standard deviation of x[0..n) (n - 1 denominator) without overflow; 0 in
+// the cases where scaled_moments gives scale 0.
+inline double standard_deviation(const double* x, std::size_t n) {
+  const ScaledMoments m = scaled_moments(x, n);
+  return m.scale * m.sd;
+}
+
+struct IndexedValue {
+  double value;
+  std::uint32_t index;
+};
+
+// The argsort of the core: writes to order[0..q) the positions of the q
+// observed values of x[0..p), sorted by value and then by position (a stable
+// sort; -0 and +0 tie), and to sorted_values[0..q), unless it is null, the
+// values in that order; returns q. Sorting (value, position) pairs keeps the
+// comparisons in cache, about twice as fast as sorting positions through x.
+// `scratch` is the caller's, to avoid allocations. (Soft sorts, whose sort is
+// most of their cost, use the radix sort DecreasingOrder of permutahedron.hpp.)
+inline std::size_t sort_observed(const double* x, std::size_t p, std::vector<IndexedValue>& scratch,
+                                 std::uint32_t* order, double* sorted_values) {
+  scratch.clear();
+  for (std::size_t i = 0; i < p; ++i) {
+    if (!std::isnan(x[i])) scratch.push_back({x[i], static_cast<std::uint32_t>(i)});
+  }
+  std::sort(scratch.begin(), scratch.end(), [](const IndexedValue& a, const IndexedValue& b) {
+    return a.value < b.value || (a.value == b.value && a.index < b.index);
+  });
+  for (std::size_t k = 0; k < scratch.size(); ++k) order[k] = scratch[k].index;
+  if (sorted_values) {
+    for (std::size_t k = 0; k < scratch.size(); ++k) sorted_values[k] = scratch[k].value;
+  }
+  return scratch.size();
+}
+
+// The observed values of a column x[0..n) and their weights a renormalized to
+// sum 1, for an operator that solves a column with missing values on its
+// observed values alone; idx maps them back to the column.
+struct ObservedValues {
+  std::vector<std::size_t> idx;
+  std::vector<double> x, a;
+  // Returns false when the column has no missing value (then nothing is
+  // copied and the column can be used as it is).
+  bool gather(const double* x_col, const double* a_all, std::size_t n) {
+    idx.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!std::isnan(x_col[i])) idx.push_back(i);
+    }
+    if (idx.size() == n) return false;
+    x.resize(idx.size());
+    a.resize(idx.size());
+    double total = 0.0;
+    for (std::size_t k = 0; k < idx.size(); ++k) total += a_all[idx[k]];
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      x[k] = x_col[idx[k]];
+      a[k] = a_all[idx[k]] / total;
+    }
+    return true;
+  }
+};
+
+}  // namespace diffrank

@@ -1,0 +1,647 @@
+// The entropic optimal transport solver in one dimension behind the Sinkhorn
+// sorting operators (sinkhorn.hpp), after Cuturi, Teboul and Vert 2019,
+// "Differentiable ranking and sorting using optimal transport", NeurIPS.
+//
+// The solver works on sorted values, where the Gibbs kernel exp(-c / eps) is
+// numerically banded around the monotone matching: each row visits only the
+// entries that can change a result at double precision, found with a bound
+// that proves the rest negligible, so smaller eps costs less per iteration,
+// and memory stays O(n + m). Iterations start from the dual potentials of the
+// hard sort (or use eps scaling), are Anderson-accelerated (Walker and Ni
+// 2011), and switch to Newton steps on the semi-dual when Sinkhorn's linear
+// rate degrades at small eps. Derivatives come from differentiating the
+// fixed-point conditions once (implicit function theorem), not the
+// iterations.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+#include "sinkhorn_kernels.hpp"
+
+namespace diffrank {
+
+struct SinkhornOptions {
+  double eps = 1e-2;            // entropic regularization, in units of the cost
+  double power = 2.0;           // cost |x - y|^power
+  double tol = 1e-6;            // stop when ||P^T 1 - b||_1 <= tol
+  int max_iter = 1000;          // Sinkhorn iterations (one f and one g update each)
+  bool scaling = false;         // eps scaling from zero potentials (without warm_start):
+                                // eps = kScalingStart * kScalingFactor^k down to eps
+  bool warm_start = true;       // start from the dual potentials of the hard sort
+  bool banded = true;           // skip kernel entries that cannot matter
+};
+
+struct SinkhornStatus {
+  int iterations = 0;
+  double error = std::numeric_limits<double>::infinity();
+  bool converged = false;
+  double entries = 0.0;  // kernel entries evaluated by the iterations (for benchmarks)
+};
+
+namespace sinkhorn_detail {
+
+constexpr std::size_t kBlock = 32;
+constexpr std::size_t kDenseSchur = 400;  // larger Schur complements use conjugate gradients
+constexpr int kAndersonDepth = 8;         // iterates combined by Anderson acceleration
+constexpr double kScalingStart = 1.0;     // first eps of eps scaling
+constexpr double kScalingFactor = 0.5;    // eps scaling: eps_{k+1} = max(eps, factor eps_k)
+
+// Symmetric positive definite solve by Cholesky, in place (a is k x k,
+// column-major); a pivot that is not positive (a direction the plan does not
+// determine) gets a zero solution component.
+inline void cholesky_solve(std::vector<double>& a, std::size_t k, double* rhs) {
+  const double tiny = 1e-300;
+  for (std::size_t j = 0; j < k; ++j) {
+    double d = a[j + j * k];
+    for (std::size_t p = 0; p < j; ++p) d -= a[j + p * k] * a[j + p * k];
+    const bool ok = d > tiny;
+    d = ok ? std::sqrt(d) : 0.0;
+    a[j + j * k] = d;
+    for (std::size_t i = j + 1; i < k; ++i) {
+      double v = a[i + j * k];
+      for (std::size_t p = 0; p < j; ++p) v -= a[i + p * k] * a[j + p * k];
+      a[i + j * k] = ok ? v / d : 0.0;
+    }
+  }
+  for (std::size_t j = 0; j < k; ++j) {
+    double v = rhs[j];
+    for (std::size_t p = 0; p < j; ++p) v -= a[j + p * k] * rhs[p];
+    rhs[j] = a[j + j * k] > 0.0 ? v / a[j + j * k] : 0.0;
+  }
+  for (std::size_t j = k; j-- > 0;) {
+    double v = rhs[j];
+    for (std::size_t p = j + 1; p < k; ++p) v -= a[p + j * k] * rhs[p];
+    rhs[j] = a[j + j * k] > 0.0 ? v / a[j + j * k] : 0.0;
+  }
+}
+
+// Anderson acceleration (type II) of the fixed-point map g -> T(g) of one
+// Sinkhorn iteration: the next g combines the last `depth` images so that the
+// combined residual T(g) - g is smallest (Walker and Ni 2011). Sinkhorn's
+// linear rate degrades as eps decreases; this recovers much of it. Rows of
+// the plan stay exact because f is always recomputed from the accelerated g.
+class Anderson {
+ public:
+  Anderson(std::size_t m, int depth) : m_(m), depth_(depth) {}
+  void reset() {
+    dx_.clear();
+    dr_.clear();
+    have_prev_ = false;
+  }
+  // x: current iterate, tx: T(x) on entry, the next iterate on exit.
+  void step(const double* x, double* tx) {
+    std::vector<double> r(m_);
+    for (std::size_t j = 0; j < m_; ++j) r[j] = tx[j] - x[j];
+    if (have_prev_) {
+      std::vector<double> dt(m_), dr(m_);
+      for (std::size_t j = 0; j < m_; ++j) {
+        dt[j] = tx[j] - prev_tx_[j];
+        dr[j] = r[j] - prev_r_[j];
+      }
+      dx_.push_back(std::move(dt));
+      dr_.push_back(std::move(dr));
+      if (static_cast<int>(dx_.size()) > depth_) {
+        dx_.erase(dx_.begin());
+        dr_.erase(dr_.begin());
+      }
+    }
+    prev_tx_.assign(tx, tx + m_);
+    prev_r_ = r;
+    have_prev_ = true;
+    const std::size_t k = dr_.size();
+    if (k == 0) return;
+    std::vector<double> A(k * k), rhs(k);
+    double trace = 0.0;
+    for (std::size_t p = 0; p < k; ++p) {
+      for (std::size_t q = 0; q <= p; ++q) {
+        double v = 0.0;
+        for (std::size_t j = 0; j < m_; ++j) v += dr_[p][j] * dr_[q][j];
+        A[p + q * k] = v;
+        A[q + p * k] = v;
+      }
+      trace += A[p + p * k];
+      double v = 0.0;
+      for (std::size_t j = 0; j < m_; ++j) v += dr_[p][j] * r[j];
+      rhs[p] = v;
+    }
+    if (!(trace > 0.0)) return;
+    for (std::size_t p = 0; p < k; ++p) A[p + p * k] += 1e-10 * trace;
+    cholesky_solve(A, k, rhs.data());
+    for (std::size_t p = 0; p < k; ++p) {
+      for (std::size_t j = 0; j < m_; ++j) tx[j] -= rhs[p] * dx_[p][j];
+    }
+  }
+
+ private:
+  std::size_t m_;
+  int depth_;
+  std::vector<std::vector<double>> dx_, dr_;
+  std::vector<double> prev_tx_, prev_r_;
+  bool have_prev_ = false;
+};
+
+inline double cost(double u, double power) {
+  return power == 2.0 ? u * u : std::pow(std::fabs(u), power);
+}
+
+// d cost(z - y) / dz
+inline double cost_deriv(double u, double power) {
+  if (power == 2.0) return 2.0 * u;
+  if (u == 0.0) return 0.0;
+  return power * std::pow(std::fabs(u), power - 1.0) * (u > 0.0 ? 1.0 : -1.0);
+}
+
+}  // namespace sinkhorn_detail
+
+// Entropic transport between n sorted points z with weights a and m sorted
+// targets y with weights b (both summing to 1), cost |z - y|^power, in the log
+// domain. Side 0 is the points (potential f), side 1 the targets (g). Only
+// O(n + m) memory: kernel rows are recomputed when needed.
+class Sinkhorn1D {
+ public:
+  Sinkhorn1D(const double* z, const double* a, std::size_t n, const double* y, const double* b,
+             std::size_t m, const SinkhornOptions& opt)
+      : opt_(opt) {
+    pts_[0] = z;
+    pts_[1] = y;
+    np_[0] = n;
+    np_[1] = m;
+    for (int s = 0; s < 2; ++s) {
+      const double* w = s == 0 ? a : b;
+      logw_[s].resize(np_[s]);
+      w_[s] = w;
+      for (std::size_t k = 0; k < np_[s]; ++k) logw_[s][k] = std::log(w[k]);
+      pot_[s].assign(np_[s], 0.0);
+      hint_[s].assign(np_[s], 0);
+      // a skipped entry is below e^-T_s times the largest one of its row, so
+      // all skipped entries together stay below e^-35 (6e-16) of the row sum
+      threshold_[s] = 35.0 + std::log(static_cast<double>(np_[s]) + 1.0);
+    }
+    buf_.resize(std::max(n, m) + 4);
+    eps_cur_ = opt_.eps;
+  }
+
+  std::size_t size(int side) const { return np_[side]; }
+  const double* potential(int side) const { return pot_[side].data(); }
+
+  void set_potentials(const double* f, const double* g) {
+    std::copy(f, f + np_[0], pot_[0].begin());
+    std::copy(g, g + np_[1], pot_[1].begin());
+    eps_cur_ = opt_.eps;
+    prepared_[0] = prepared_[1] = false;
+  }
+
+  SinkhornStatus solve() {
+    SinkhornStatus st;
+    entries_ = 0.0;
+    if (opt_.warm_start) {
+      hard_potentials();
+      eps_cur_ = opt_.eps;
+    } else {
+      std::fill(pot_[0].begin(), pot_[0].end(), 0.0);
+      std::fill(pot_[1].begin(), pot_[1].end(), 0.0);
+      eps_cur_ = opt_.scaling ? std::max(opt_.eps, sinkhorn_detail::kScalingStart) : opt_.eps;
+    }
+    std::vector<double> next(np_[1]);
+    sinkhorn_detail::Anderson aa(np_[1], sinkhorn_detail::kAndersonDepth);
+    double best_err = std::numeric_limits<double>::infinity();
+    std::vector<double> best_g(pot_[1]);
+    int at_target = 0;
+    sweep(0, pot_[0].data(), nullptr);
+    double err = std::numeric_limits<double>::infinity();
+    while (st.iterations < opt_.max_iter) {
+      ++st.iterations;
+      err = sweep(1, next.data(), pot_[1].data());
+      if (eps_cur_ <= opt_.eps && err <= opt_.tol) {
+        st.converged = true;
+        break;
+      }
+      if (eps_cur_ <= opt_.eps) {
+        ++at_target;
+        const int newton_after = np_[1] <= sinkhorn_detail::kDenseSchur ? 10 : 50;
+        if (at_target > newton_after && newton_step(next)) {
+          aa.reset();
+          best_err = std::numeric_limits<double>::infinity();
+          continue;
+        }
+        // safeguard: an extrapolation that made things much worse (or
+        // non-finite) is dropped and the iteration restarts from the best g
+        if (!(err <= 10.0 * best_err)) {
+          aa.reset();
+          std::copy(best_g.begin(), best_g.end(), next.begin());
+        } else {
+          if (err < best_err) {
+            best_err = err;
+            best_g = pot_[1];
+          }
+          aa.step(pot_[1].data(), next.data());
+        }
+      }
+      pot_[1].swap(next);
+      prepared_[1] = false;
+      eps_cur_ = std::max(opt_.eps, eps_cur_ * sinkhorn_detail::kScalingFactor);
+      sweep(0, pot_[0].data(), nullptr);
+    }
+    if (!st.converged) {
+      eps_cur_ = opt_.eps;
+      err = sweep(1, next.data(), pot_[1].data());
+      st.converged = err <= opt_.tol;
+    }
+    st.error = err;
+    st.entries = entries_;
+    eps_cur_ = opt_.eps;
+    return st;
+  }
+
+  // out[k] = sum_l P_kl v[l] for every k of side `dst` (v lives on the other
+  // side); with v == nullptr, the marginal sum_l P_kl.
+  void apply(int dst, const double* v, double* out) {
+    const int src = 1 - dst;
+    prepare(src);
+    Cache cache;
+    const double inv_eps = 1.0 / opt_.eps;
+    for (std::size_t k = 0; k < np_[dst]; ++k) {
+      const Range r = band(dst, k, cache);
+      double* t = buf_.data() + r.lo;
+      const double total = sinkhorn_kernels::exp_shift_sum(t, r.hi - r.lo, pot_[dst][k] * inv_eps);
+      if (v == nullptr) {
+        out[k] = total;
+      } else {
+        double acc = 0.0;
+        for (std::size_t l = r.lo; l < r.hi; ++l) acc += buf_[l] * v[l];
+        out[k] = acc;
+      }
+    }
+  }
+
+  // The plan P (n x m, column-major); for small problems and tests only.
+  void dense_plan(double* out) {
+    const std::size_t n = np_[0], m = np_[1];
+    std::fill(out, out + n * m, 0.0);
+    prepare(1);
+    Cache cache;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Range r = band(0, i, cache);
+      sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[0][i] / opt_.eps);
+      for (std::size_t j = r.lo; j < r.hi; ++j) out[i + j * n] = buf_[j];
+    }
+  }
+
+  // Vector-Jacobian product through the plan at the fixed point. The caller's
+  // loss depends on P through sum_ij G_ij P_ij with G = sum_r u_r w_r^T (u_r on
+  // the points, w_r on the targets); this adds d loss / dz to zbar and
+  // d loss / db to bbar (defined up to a constant, since sum(b) = 1). The
+  // optimality conditions are differentiated once; the adjoint system is
+  // solved through its Schur complement on the smaller side with the gauge
+  // fixed (first unknown = 0): densely when that side is small, else by
+  // conjugate gradients with O(band) matrix-vector products.
+  void vjp_plan(std::size_t rank, const double* const* u, const double* const* w, double* zbar,
+                double* bbar) {
+    const std::size_t n = np_[0], m = np_[1];
+    std::vector<double> marg[2], rhs[2];
+    for (int s = 0; s < 2; ++s) {
+      marg[s].assign(np_[s], 0.0);
+      rhs[s].assign(np_[s], 0.0);
+    }
+    std::vector<double> tmp_n(n), tmp_m(m);
+    apply(0, nullptr, marg[0].data());
+    apply(1, nullptr, marg[1].data());
+    for (std::size_t r = 0; r < rank; ++r) {
+      apply(0, w[r], tmp_n.data());
+      for (std::size_t i = 0; i < n; ++i) rhs[0][i] += u[r][i] * tmp_n[i];
+      apply(1, u[r], tmp_m.data());
+      for (std::size_t j = 0; j < m; ++j) rhs[1][j] += w[r][j] * tmp_m[j];
+    }
+    std::vector<double> sol[2];
+    const int s = m <= n ? 1 : 0;
+    schur_solve(s, marg, rhs, sol);
+    // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (lambda_i + mu_j - G_ij)
+    prepare(1);
+    Cache cache;
+    const double inv_eps = 1.0 / opt_.eps;
+    const double* z = pts_[0];
+    const double* y = pts_[1];
+    for (std::size_t i = 0; i < n; ++i) {
+      const Range r = band(0, i, cache);
+      sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[0][i] * inv_eps);
+      double acc = 0.0;
+      for (std::size_t j = r.lo; j < r.hi; ++j) {
+        double gij = 0.0;
+        for (std::size_t q = 0; q < rank; ++q) gij += u[q][i] * w[q][j];
+        acc += buf_[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
+               (sol[0][i] + sol[1][j] - gij);
+      }
+      zbar[i] += acc * inv_eps;
+    }
+    for (std::size_t j = 0; j < m; ++j) bbar[j] += sol[1][j];
+  }
+
+ private:
+  struct Range {
+    std::size_t lo, hi;
+    double max;
+  };
+  struct Cache {
+    bool valid = false;
+    double d = 0.0;
+    std::size_t lo = 0, hi = 0;
+  };
+
+  // Block maxima of the potential of side `src`, with prefix and suffix
+  // maxima over blocks: they bound every term of a block from above.
+  void prepare(int src) {
+    if (prepared_[src]) return;
+    const std::size_t ns = np_[src], nb = (ns + sinkhorn_detail::kBlock - 1) / sinkhorn_detail::kBlock;
+    bmax_[src].assign(nb, -std::numeric_limits<double>::infinity());
+    for (std::size_t l = 0; l < ns; ++l) {
+      double& b = bmax_[src][l / sinkhorn_detail::kBlock];
+      b = std::max(b, pot_[src][l]);
+    }
+    pre_[src] = bmax_[src];
+    suf_[src] = bmax_[src];
+    for (std::size_t b = 1; b < nb; ++b) pre_[src][b] = std::max(pre_[src][b], pre_[src][b - 1]);
+    for (std::size_t b = nb - 1; b-- > 0;) suf_[src][b] = std::max(suf_[src][b], suf_[src][b + 1]);
+    prepared_[src] = true;
+  }
+
+  // Fills buf_[lo, hi) with (pot_src[l] - c(d - s[l])) / eps for the band of
+  // sources l whose terms can matter for destination k of side dst, and
+  // returns the band and the largest term. Sources outside the band have
+  // pot - c below (a lower bound of the maximum) - T eps: the block bound
+  // max(pot over block) - min(c over block) proves it, and the scan stops
+  // on a side once the suffix (prefix) maximum of the potential, minus the
+  // cost that only grows from there, is below the same level.
+  Range band(int dst, std::size_t k, Cache& cache) {
+    const int src = 1 - dst;
+    const double* s = pts_[src];
+    const std::size_t ns = np_[src];
+    const double* q = pot_[src].data();
+    const double d = pts_[dst][k];
+    const double power = opt_.power;
+    std::size_t lo = 0, hi = ns;
+    const std::size_t B = sinkhorn_detail::kBlock;
+    if (opt_.banded && ns > B) {
+      if (cache.valid && cache.d == d) {
+        lo = cache.lo;
+        hi = cache.hi;
+      } else {
+        const std::size_t h = std::min(hint_[dst][k], ns - 1);
+        const double thr = q[h] - sinkhorn_detail::cost(d - s[h], power) - threshold_[src] * eps_cur_;
+        const std::size_t nb = bmax_[src].size(), bh = h / B;
+        std::size_t blo = bh, bhi = bh;
+        for (std::size_t bb = bh + 1; bb < nb; ++bb) {
+          const double first = s[bb * B], last = s[std::min(ns, bb * B + B) - 1];
+          const double cmin = d < first ? sinkhorn_detail::cost(first - d, power)
+                              : d > last ? sinkhorn_detail::cost(d - last, power) : 0.0;
+          if (d <= first && suf_[src][bb] - cmin < thr) break;
+          if (bmax_[src][bb] - cmin >= thr) bhi = bb;
+        }
+        for (std::size_t bb = bh; bb-- > 0;) {
+          const double first = s[bb * B], last = s[std::min(ns, bb * B + B) - 1];
+          const double cmin = d < first ? sinkhorn_detail::cost(first - d, power)
+                              : d > last ? sinkhorn_detail::cost(d - last, power) : 0.0;
+          if (d >= last && pre_[src][bb] - cmin < thr) break;
+          if (bmax_[src][bb] - cmin >= thr) blo = bb;
+        }
+        lo = blo * B;
+        hi = std::min(ns, bhi * B + B);
+        cache.valid = true;
+        cache.d = d;
+        cache.lo = lo;
+        cache.hi = hi;
+      }
+    }
+    const double inv_eps = 1.0 / eps_cur_;
+    double* out = buf_.data() + lo;
+    const double mx = power == 2.0
+                          ? sinkhorn_kernels::terms_sq(d, s + lo, q + lo, hi - lo, inv_eps, out)
+                          : sinkhorn_kernels::terms_pow(d, s + lo, q + lo, hi - lo, inv_eps, power, out);
+    // the next lower bound of the maximum: a local maximum near the old hint
+    std::size_t h = std::min(std::max(hint_[dst][k], lo), hi - 1);
+    while (h + 1 < hi && buf_[h + 1] > buf_[h]) ++h;
+    while (h > lo && buf_[h - 1] > buf_[h]) --h;
+    hint_[dst][k] = h;
+    entries_ += static_cast<double>(hi - lo);
+    return {lo, hi, mx};
+  }
+
+  // Log-domain update of the potential of side dst, written to out. With
+  // old != nullptr (the g update) returns ||P^T 1 - b||_1 for the plan built
+  // from the current f and the old g: its column sums are b_j exp((g_old_j -
+  // g_new_j) / eps), so the error costs no extra pass.
+  double sweep(int dst, double* out, const double* old) {
+    const int src = 1 - dst;
+    prepare(src);
+    Cache cache;
+    double err = 0.0;
+    for (std::size_t k = 0; k < np_[dst]; ++k) {
+      const Range r = band(dst, k, cache);
+      const double total = sinkhorn_kernels::exp_shift_total(buf_.data() + r.lo, r.hi - r.lo, -r.max);
+      out[k] = eps_cur_ * (logw_[dst][k] - r.max - std::log(total));
+      if (old != nullptr) err += w_[dst][k] * std::fabs(std::expm1((old[k] - out[k]) / eps_cur_));
+    }
+    prepared_[dst] = false;
+    return err;
+  }
+
+  // One damped Newton step on the semi-dual J(g) = <a, f(g)> + <b, g>, f(g)
+  // the exact f update (so rows stay exact): its gradient is b - P^T 1 and
+  // its Hessian -S / eps, S the Schur complement of the adjoint system, so
+  // the direction is eps S^{-1} (b - c), gauge fixed. Sinkhorn's linear rate
+  // collapses at small eps; Newton's does not. `next` holds G(f) on entry
+  // (it gives the column sums for free). Returns false, leaving the state
+  // unchanged, when no step length increases J.
+  bool newton_step(const std::vector<double>& next) {
+    const std::size_t n = np_[0], m = np_[1];
+    std::vector<double> marg[2], rhs[2], sol[2];
+    marg[0].assign(w_[0], w_[0] + n);
+    marg[1].resize(m);
+    rhs[0].assign(n, 0.0);
+    rhs[1].resize(m);
+    for (std::size_t j = 0; j < m; ++j) {
+      marg[1][j] = w_[1][j] * std::exp((pot_[1][j] - next[j]) / opt_.eps);
+      rhs[1][j] = opt_.eps * (w_[1][j] - marg[1][j]);
+    }
+    cg_max_ = 200;
+    cg_tol_ = 1e-8;
+    schur_solve(1, marg, rhs, sol);
+    cg_max_ = 0;
+    cg_tol_ = 1e-12;
+    const std::vector<double> f0(pot_[0]), g0(pot_[1]);
+    auto objective = [&]() {
+      double j = 0.0;
+      for (std::size_t i = 0; i < n; ++i) j += w_[0][i] * pot_[0][i];
+      for (std::size_t k = 0; k < m; ++k) j += w_[1][k] * pot_[1][k];
+      return j;
+    };
+    const double j0 = objective();
+    double step = 1.0;
+    for (int t = 0; t < 12; ++t, step *= 0.5) {
+      for (std::size_t k = 0; k < m; ++k) pot_[1][k] = g0[k] + step * sol[1][k];
+      prepared_[1] = false;
+      sweep(0, pot_[0].data(), nullptr);
+      const double j1 = objective();
+      if (std::isfinite(j1) && j1 >= j0 - 1e-15 * (std::fabs(j0) + opt_.eps)) return true;
+    }
+    pot_[0] = f0;
+    pot_[1] = g0;
+    prepared_[0] = prepared_[1] = false;
+    return false;
+  }
+
+  // Dual potentials of the unregularized problem (the hard sort): the
+  // north-west corner rule gives the monotone plan, and f_i + g_j = c_ij on
+  // its support.
+  void hard_potentials() {
+    const std::size_t n = np_[0], m = np_[1];
+    const double* z = pts_[0];
+    const double* y = pts_[1];
+    std::vector<double>& f = pot_[0];
+    std::vector<double>& g = pot_[1];
+    std::size_t i = 0, j = 0;
+    double ra = w_[0][0], rb = w_[1][0];
+    f[0] = 0.0;
+    g[0] = sinkhorn_detail::cost(z[0] - y[0], opt_.power);
+    while (true) {
+      if (ra < rb) {
+        rb -= ra;
+        if (++i == n) break;
+        ra = w_[0][i];
+        f[i] = sinkhorn_detail::cost(z[i] - y[j], opt_.power) - g[j];
+      } else {
+        ra -= rb;
+        if (++j == m) break;
+        rb = w_[1][j];
+        g[j] = sinkhorn_detail::cost(z[i] - y[j], opt_.power) - f[i];
+      }
+    }
+    for (++i; i < n; ++i) f[i] = sinkhorn_detail::cost(z[i] - y[m - 1], opt_.power) - g[m - 1];
+    for (++j; j < m; ++j) g[j] = sinkhorn_detail::cost(z[n - 1] - y[j], opt_.power) - f[n - 1];
+    prepared_[0] = prepared_[1] = false;
+  }
+
+  // Solves [[D0, P], [P^T, D1]] (sol0, sol1) = (rhs0, rhs1), D the marginals,
+  // by eliminating the side 1 - s and fixing sol_s[0] = 0.
+  void schur_solve(int s, std::vector<double>* marg, std::vector<double>* rhs,
+                   std::vector<double>* sol) {
+    const int o = 1 - s;
+    const std::size_t ks = np_[s], ko = np_[o];
+    std::vector<double> t(ko), b(ks);
+    for (std::size_t k = 0; k < ko; ++k) t[k] = rhs[o][k] / marg[o][k];
+    apply(s, t.data(), b.data());
+    for (std::size_t k = 0; k < ks; ++k) b[k] = rhs[s][k] - b[k];
+    sol[s].assign(ks, 0.0);
+    if (ks > 1) {
+      const std::size_t kr = ks - 1;
+      if (ks <= sinkhorn_detail::kDenseSchur) {
+        std::vector<double> S(kr * kr, 0.0);
+        prepare(s);
+        Cache cache;
+        for (std::size_t k = 0; k < ko; ++k) {
+          const Range r = band(o, k, cache);
+          sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
+          const double inv = 1.0 / marg[o][k];
+          const std::size_t l0 = std::max<std::size_t>(r.lo, 1);
+          for (std::size_t l2 = l0; l2 < r.hi; ++l2) {
+            const double p2 = buf_[l2] * inv;
+            double* col = S.data() + (l2 - 1) * kr - 1;
+            for (std::size_t l1 = l2; l1 < r.hi; ++l1) col[l1] -= buf_[l1] * p2;
+          }
+        }
+        for (std::size_t l = 1; l < ks; ++l) S[(l - 1) + (l - 1) * kr] += marg[s][l];
+        std::vector<double> x(b.begin() + 1, b.end());
+        sinkhorn_detail::cholesky_solve(S, kr, x.data());
+        std::copy(x.begin(), x.end(), sol[s].begin() + 1);
+      } else {
+        conjugate_gradients(s, marg, b, sol[s]);
+      }
+    }
+    std::vector<double> ps(ko);
+    apply(o, sol[s].data(), ps.data());
+    sol[o].resize(ko);
+    for (std::size_t k = 0; k < ko; ++k) sol[o][k] = (rhs[o][k] - ps[k]) / marg[o][k];
+  }
+
+  // Preconditioned conjugate gradients on the Schur complement of side s,
+  // x[0] = 0, Jacobi preconditioner.
+  void conjugate_gradients(int s, std::vector<double>* marg, const std::vector<double>& b,
+                           std::vector<double>& x) {
+    const int o = 1 - s;
+    const std::size_t ks = np_[s], ko = np_[o];
+    std::vector<double> diag(marg[s]);
+    {
+      prepare(s);
+      Cache cache;
+      for (std::size_t k = 0; k < ko; ++k) {
+        const Range r = band(o, k, cache);
+        sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
+        for (std::size_t l = r.lo; l < r.hi; ++l) diag[l] -= buf_[l] * buf_[l] / marg[o][k];
+      }
+      for (std::size_t l = 0; l < ks; ++l) {
+        if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
+      }
+    }
+    std::vector<double> t(ko);
+    auto op = [&](const std::vector<double>& v, std::vector<double>& out) {
+      apply(o, v.data(), t.data());
+      for (std::size_t k = 0; k < ko; ++k) t[k] /= marg[o][k];
+      apply(s, t.data(), out.data());
+      for (std::size_t l = 0; l < ks; ++l) out[l] = marg[s][l] * v[l] - out[l];
+      out[0] = 0.0;
+    };
+    std::vector<double> r(b), zv(ks), p(ks), ap(ks);
+    r[0] = 0.0;
+    x.assign(ks, 0.0);
+    double bnorm = 0.0;
+    for (double v : r) bnorm += v * v;
+    bnorm = std::sqrt(bnorm);
+    if (bnorm == 0.0) return;
+    for (std::size_t l = 0; l < ks; ++l) zv[l] = r[l] / diag[l];
+    p = zv;
+    double rz = 0.0;
+    for (std::size_t l = 0; l < ks; ++l) rz += r[l] * zv[l];
+    const int max_cg = cg_max_ > 0 ? cg_max_ : static_cast<int>(std::min<std::size_t>(5000, 4 * ks + 100));
+    for (int it = 0; it < max_cg; ++it) {
+      op(p, ap);
+      double pap = 0.0;
+      for (std::size_t l = 0; l < ks; ++l) pap += p[l] * ap[l];
+      if (!(pap > 0.0)) break;
+      const double alpha = rz / pap;
+      double rn = 0.0;
+      for (std::size_t l = 0; l < ks; ++l) {
+        x[l] += alpha * p[l];
+        r[l] -= alpha * ap[l];
+        rn += r[l] * r[l];
+      }
+      if (std::sqrt(rn) <= cg_tol_ * bnorm) break;
+      double rz_new = 0.0;
+      for (std::size_t l = 0; l < ks; ++l) {
+        zv[l] = r[l] / diag[l];
+        rz_new += r[l] * zv[l];
+      }
+      const double beta = rz_new / rz;
+      rz = rz_new;
+      for (std::size_t l = 0; l < ks; ++l) p[l] = zv[l] + beta * p[l];
+    }
+  }
+
+  SinkhornOptions opt_;
+  const double* pts_[2];
+  const double* w_[2];
+  std::size_t np_[2];
+  std::vector<double> logw_[2], pot_[2], bmax_[2], pre_[2], suf_[2];
+  std::vector<std::size_t> hint_[2];
+  double threshold_[2];
+  bool prepared_[2] = {false, false};
+  std::vector<double> buf_;
+  double eps_cur_;
+  double entries_ = 0.0;
+  int cg_max_ = 0;
+  double cg_tol_ = 1e-12;
+};
+
+}  // namespace diffrank
