@@ -41,6 +41,30 @@ qn_normalize <- function(x, target, ties, threads) {
     .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 
+qn_column_quantiles <- function(x, in_subset, n_levels, threads) {
+    .Call(`_diffrank_qn_column_quantiles`, x, in_subset, n_levels, threads)
+}
+
+qn_summarize_levels <- function(qf, weights, trim, geometric, threads) {
+    .Call(`_diffrank_qn_summarize_levels`, qf, weights, trim, geometric, threads)
+}
+
+qn_extreme_weights <- function(x, rule, n_remove) {
+    .Call(`_diffrank_qn_extreme_weights`, x, rule, n_remove)
+}
+
+qn_normalize_columns <- function(x, targets, ties, threads) {
+    .Call(`_diffrank_qn_normalize_columns`, x, targets, ties, threads)
+}
+
+qn_normalize_subset <- function(x, in_subset, target, ties, threads) {
+    .Call(`_diffrank_qn_normalize_subset`, x, in_subset, target, ties, threads)
+}
+
+qn_normalize_blocks <- function(x, rows, starts, ties, threads) {
+    .Call(`_diffrank_qn_normalize_blocks`, x, rows, starts, ties, threads)
+}
+
 sinkhorn_forward_cpp <- function(x, a, kind, problems, options, threads) {
     .Call(`_diffrank_sinkhorn_forward_cpp`, x, a, kind, problems, options, threads)
 }

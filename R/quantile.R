@@ -70,11 +70,19 @@ normalize_quantiles <- function(x, ...) {
 #' @export
 normalize_quantiles.default <- function(x, target = NULL,
                                         ties = c("midrank", "average", "first"),
-                                        threads = diffrank_threads(), ...) {
+                                        threads = diffrank_threads(), subset = NULL,
+                                        blocks = NULL, ...) {
   check_dots_empty(...)
   ties <- match.arg(ties)
   threads <- check_threads(threads)
   m <- check_expression_matrix(x)
+  warn_feature_mismatch(target, m)
+  if (is.null(subset) && inherits(target, "quantile_target") && !is.null(target$subset)) {
+    subset <- fitted_subset(target, m)
+  }
+  if (!is.null(subset) || !is.null(blocks)) {
+    return(restore_shape(normalize_variant(m, target, subset, blocks, ties, threads), x, m))
+  }
   target <- target_values(target)
   out <- qn_normalize(m, target, ties, threads)
   restore_shape(out, x, m)
@@ -100,12 +108,15 @@ normalize_quantiles.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' @inheritParams normalize_quantiles
 #' @param object,x A `quantile_target` (for the methods).
 #' @param newdata New samples: a matrix, data frame or vector as `x` of
-#'   [normalize_quantiles()], or a `SummarizedExperiment`. Its number of
-#'   features may differ from the training data: the target is interpolated.
+#'   [normalize_quantiles()], or a `SummarizedExperiment`. Its features may
+#'   differ from the training data's: a warning says how many differ, and the
+#'   target is interpolated (see the section Feature names).
 #' @return `quantile_target()` returns an object of class `quantile_target`, a
 #'   list with `target` (the sorted target values), `n_samples` and
-#'   `n_features` of the training data and `n_missing`, its number of missing
-#'   values. `predict()` returns what [normalize_quantiles()] returns.
+#'   `n_features` of the training data, `n_missing`, its number of missing
+#'   values, `features`, its row names (or `NULL`), `subset` and `weights`
+#'   (`NULL` unless given) and `summary`, how the samples' quantiles were
+#'   averaged. `predict()` returns what [normalize_quantiles()] returns.
 #' @seealso [normalize_quantiles()] for the missing-value and tie rules.
 #' @export
 #' @examples
@@ -124,15 +135,12 @@ quantile_target <- function(x, ...) {
 
 #' @rdname quantile_target
 #' @export
-quantile_target.default <- function(x, threads = diffrank_threads(), ...) {
+quantile_target.default <- function(x, threads = diffrank_threads(), weights = NULL, trim = 0,
+                                    geometric = FALSE, subset = NULL, target_length = NULL, ...) {
   check_dots_empty(...)
   threads <- check_threads(threads)
   m <- check_expression_matrix(x)
-  structure(
-    list(target = qn_fit_target(m, threads), n_samples = ncol(m), n_features = nrow(m),
-         n_missing = sum(is.na(m))),
-    class = "quantile_target"
-  )
+  new_quantile_target(m, weights, trim, geometric, subset, target_length, threads)
 }
 
 #' @rdname quantile_target
@@ -159,6 +167,7 @@ print.quantile_target <- function(x, ...) {
   cat("\n")
   q <- stats::quantile(x$target, c(0, 0.25, 0.5, 0.75, 1), names = FALSE, type = 7)
   cat(sprintf("  min %.4g  Q1 %.4g  median %.4g  Q3 %.4g  max %.4g\n", q[1], q[2], q[3], q[4], q[5]))
+  print_target_variant(x)
   invisible(x)
 }
 

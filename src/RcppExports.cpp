@@ -143,6 +143,86 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// qn_column_quantiles
+Rcpp::NumericMatrix qn_column_quantiles(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::IntegerVector> in_subset, int n_levels, int threads);
+RcppExport SEXP _diffrank_qn_column_quantiles(SEXP xSEXP, SEXP in_subsetSEXP, SEXP n_levelsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::IntegerVector> >::type in_subset(in_subsetSEXP);
+    Rcpp::traits::input_parameter< int >::type n_levels(n_levelsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_column_quantiles(x, in_subset, n_levels, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_summarize_levels
+Rcpp::NumericVector qn_summarize_levels(Rcpp::NumericMatrix qf, Rcpp::NumericVector weights, double trim, bool geometric, int threads);
+RcppExport SEXP _diffrank_qn_summarize_levels(SEXP qfSEXP, SEXP weightsSEXP, SEXP trimSEXP, SEXP geometricSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type qf(qfSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< double >::type trim(trimSEXP);
+    Rcpp::traits::input_parameter< bool >::type geometric(geometricSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_summarize_levels(qf, weights, trim, geometric, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_extreme_weights
+Rcpp::NumericVector qn_extreme_weights(Rcpp::NumericMatrix x, std::string rule, int n_remove);
+RcppExport SEXP _diffrank_qn_extreme_weights(SEXP xSEXP, SEXP ruleSEXP, SEXP n_removeSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< std::string >::type rule(ruleSEXP);
+    Rcpp::traits::input_parameter< int >::type n_remove(n_removeSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_extreme_weights(x, rule, n_remove));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_normalize_columns
+Rcpp::NumericMatrix qn_normalize_columns(Rcpp::NumericMatrix x, Rcpp::NumericMatrix targets, std::string ties, int threads);
+RcppExport SEXP _diffrank_qn_normalize_columns(SEXP xSEXP, SEXP targetsSEXP, SEXP tiesSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type targets(targetsSEXP);
+    Rcpp::traits::input_parameter< std::string >::type ties(tiesSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_normalize_columns(x, targets, ties, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_normalize_subset
+Rcpp::NumericMatrix qn_normalize_subset(Rcpp::NumericMatrix x, Rcpp::IntegerVector in_subset, Rcpp::NumericVector target, std::string ties, int threads);
+RcppExport SEXP _diffrank_qn_normalize_subset(SEXP xSEXP, SEXP in_subsetSEXP, SEXP targetSEXP, SEXP tiesSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type in_subset(in_subsetSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type target(targetSEXP);
+    Rcpp::traits::input_parameter< std::string >::type ties(tiesSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_normalize_subset(x, in_subset, target, ties, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_normalize_blocks
+Rcpp::NumericMatrix qn_normalize_blocks(Rcpp::NumericMatrix x, Rcpp::IntegerVector rows, Rcpp::IntegerVector starts, std::string ties, int threads);
+RcppExport SEXP _diffrank_qn_normalize_blocks(SEXP xSEXP, SEXP rowsSEXP, SEXP startsSEXP, SEXP tiesSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type rows(rowsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type starts(startsSEXP);
+    Rcpp::traits::input_parameter< std::string >::type ties(tiesSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_normalize_blocks(x, rows, starts, ties, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // sinkhorn_forward_cpp
 Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, std::string kind, Rcpp::List problems, Rcpp::List options, int threads);
 RcppExport SEXP _diffrank_sinkhorn_forward_cpp(SEXP xSEXP, SEXP aSEXP, SEXP kindSEXP, SEXP problemsSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
@@ -361,6 +441,12 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_perturbed_state_fy_cpp", (DL_FUNC) &_diffrank_perturbed_state_fy_cpp, 3},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
+    {"_diffrank_qn_column_quantiles", (DL_FUNC) &_diffrank_qn_column_quantiles, 4},
+    {"_diffrank_qn_summarize_levels", (DL_FUNC) &_diffrank_qn_summarize_levels, 5},
+    {"_diffrank_qn_extreme_weights", (DL_FUNC) &_diffrank_qn_extreme_weights, 3},
+    {"_diffrank_qn_normalize_columns", (DL_FUNC) &_diffrank_qn_normalize_columns, 4},
+    {"_diffrank_qn_normalize_subset", (DL_FUNC) &_diffrank_qn_normalize_subset, 5},
+    {"_diffrank_qn_normalize_blocks", (DL_FUNC) &_diffrank_qn_normalize_blocks, 5},
     {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 6},
     {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 4},
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 6},

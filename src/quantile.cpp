@@ -70,8 +70,8 @@ Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads) {
   return target;
 }
 
-// Normalizes the columns of x to `target` (increasing values, resampled to
-// nrow(x) levels), or to the mean quantiles of x itself when target is NULL.
+// Normalizes the columns of x to `target` (increasing values of any length),
+// or to the mean quantiles of x itself when target is NULL.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericVector> target,
                                  std::string ties, int threads) {
@@ -97,15 +97,19 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
     return out;
   }
 
+  // A given target keeps its own length: each value takes the target's
+  // quantile function at its level (preprocessCore's rule).
   Rcpp::NumericVector given(target.get());
-  std::vector<double> resampled(p);
-  diffrank::resample_sorted(given.begin(), given.size(), p, resampled.data());
+  const double* gp = given.begin();
+  const std::size_t t = given.size();
   diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
     diffrank::ColumnSorter sort;
     for (std::size_t j = j0; j < j1; ++j) {
       const std::size_t q = sort(xp + j * p, p);
-      diffrank::normalize_sorted_column(xp + j * p, sort.order.data(), q, p, resampled.data(), rule,
-                                        outp + j * p);
+      for (std::size_t i = 0; i < p && q < p; ++i) {
+        if (std::isnan(xp[j * p + i])) outp[j * p + i] = xp[j * p + i];
+      }
+      diffrank::map_sorted_to_target(xp + j * p, sort.order.data(), q, gp, t, rule, outp + j * p);
     }
   });
   return out;

@@ -1,5 +1,6 @@
 # Brute-force quantile normalization, written for clarity with base R only:
 # type-7 quantile functions, approx() for every interpolation, rank() for ties.
+# A given target is used at its own length (preprocessCore's rule).
 reference_normalize <- function(x, target = NULL, ties = "midrank") {
   p <- nrow(x)
   levels_p <- (seq_len(p) - 1) / (p - 1)
@@ -12,9 +13,13 @@ reference_normalize <- function(x, target = NULL, ties = "midrank") {
     quantiles <- apply(x, 2, function(col) resample(sort(col[!is.na(col)]), levels_p))
     target <- rowMeans(quantiles)
   } else {
-    target <- resample(sort(target), levels_p)
+    target <- sort(target)
   }
-  target_at <- function(level) stats::approx(levels_p, target, level)$y
+  # the target's own quantile function, linear between its values
+  target_at <- function(level) {
+    if (length(target) == 1L) return(rep(target, length(level)))
+    stats::approx((seq_along(target) - 1) / (length(target) - 1), target, level)$y
+  }
   out <- apply(x, 2, function(col) {
     observed <- !is.na(col)
     q <- sum(observed)

@@ -153,3 +153,46 @@ inline void midrank_positions(const double* x, const std::uint32_t* order, std::
 }
 
 }  // namespace diffrank
+
+namespace diffrank {
+
+// Mean of the target (t values) at the quantile levels of the ranks
+// start..end-1 of q observed values; scaled terms if the plain sum overflows.
+inline double target_mean_over_ranks(const double* target, std::size_t t, std::size_t q,
+                                     std::size_t start, std::size_t end) {
+  const double count = static_cast<double>(end - start);
+  double sum = 0.0;
+  for (std::size_t k = start; k < end; ++k) {
+    sum += interpolate_at(target, t, target_position(2.0 * k, q, t));
+  }
+  double value = sum / count;
+  if (!std::isfinite(value)) {
+    value = 0.0;
+    for (std::size_t k = start; k < end; ++k) {
+      value += interpolate_at(target, t, target_position(2.0 * k, q, t)) / count;
+    }
+  }
+  return value;
+}
+
+// Writes to out[order[k]], k < q, the normalized values of the q observed
+// entries of x (visited in increasing order through order[0..q), from
+// sort_observed) against a target of any length t: the entry of rank k takes
+// the target's quantile function (linear between its t values at the levels
+// i / (t - 1)) at the level k / (q - 1), tied blocks as `ties` says. Missing
+// entries are not written. For t equal to the column's length this is
+// normalize_sorted_column; for other lengths it is preprocessCore's
+// normalize.quantiles.use.target rule (the target is never resampled first).
+inline void map_sorted_to_target(const double* x, const std::uint32_t* order, std::size_t q,
+                                 const double* target, std::size_t t, Ties ties, double* out) {
+  for_each_tie_block(x, order, q, ties == Ties::first, [&](std::size_t start, std::size_t end) {
+    const double value =
+        (ties == Ties::average && end - start > 1)
+            ? target_mean_over_ranks(target, t, q, start, end)
+            : interpolate_at(target, t,
+                             target_position(static_cast<double>(start + end - 1), q, t));
+    for (std::size_t k = start; k < end; ++k) out[order[k]] = value;
+  });
+}
+
+}  // namespace diffrank

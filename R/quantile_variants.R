@@ -1,0 +1,589 @@
+# Variants of quantile normalization: robust targets, subsets of features
+# (control probes), blocks of features, and group-aware normalization
+# (qsmooth). The numerical work is in inst/include/diffrank/quantile_variants.hpp.
+
+#' @rdname normalize_quantiles
+#' @name normalize_quantiles
+#' @param subset `NULL`, or the features that define the normalization (for
+#'   example control probes): a logical vector with one value per feature,
+#'   feature indices or row names. See the section Subsets of features.
+#' @param blocks `NULL`, or a vector with one value per feature (a factor,
+#'   character or integer vector) saying which block each feature belongs to:
+#'   every block is quantile-normalized on its own, to the mean quantiles of
+#'   its values, as `preprocessCore::normalize.quantiles.in.blocks()` does (for
+#'   example perfect-match and mismatch probes, or probes of different types).
+#'   It cannot be combined with `target` or `subset`.
+#' @section Targets of another length:
+#' A target given as a vector (or a [quantile_target()] fitted on another
+#' number of features) keeps its own length: it is a quantile function, linear
+#' between its values at the levels `(i - 1) / (length - 1)`, and the value of
+#' rank k among q observed values takes it at the level `(k - 1) / (q - 1)`
+#' (for a tied block, at the level of the block's mean rank with `"midrank"`).
+#' This is the rule of `preprocessCore::normalize.quantiles.use.target()`, and
+#' the results are identical to it.
+#' @section Subsets of features:
+#' With `subset`, the features of the subset define the normalization: in each
+#' column they are quantile-normalized as a column of their own (the tie and
+#' missing-value rules above), to `target`, or when `target` is `NULL` to the
+#' mean quantiles of the subset, `quantile_target(x, subset = subset)`. Every
+#' other feature is placed by its value among the subset's values of its
+#' column: linear interpolation of their quantile levels (the mean rank of
+#' tied values), the subset's lowest or highest level beyond its range; it
+#' then takes the target at that level. These are the results of
+#' `preprocessCore::normalize.quantiles.use.target(x, target, subset = )`,
+#' with the target of `preprocessCore::normalize.quantiles.determine.target()`.
+#' Every column needs at least one observed value in the subset. A target
+#' fitted with a subset remembers it: it normalizes new data through the same
+#' features (matched by row name, or by position when there are none) unless
+#' another `subset` is given.
+NULL
+
+#' @rdname quantile_target
+#' @name quantile_target
+#' @param weights `NULL` (every sample counts the same), or one non-negative
+#'   weight per sample: the target is the weighted mean of the samples'
+#'   quantile functions; samples of weight 0 are left out. See
+#'   [robust_weights()] to leave out the most extreme samples.
+#' @param trim A number in `[0, 0.5]`: at each quantile level, the fraction of
+#'   the samples' values dropped at each end before averaging, as
+#'   `mean(trim = )`; `0.5` gives the median. Samples of weight 0 are left out;
+#'   with `trim > 0` the other weights must be equal.
+#' @param geometric If `TRUE`, the samples' quantiles are averaged on the log2
+#'   scale and transformed back (a geometric mean; preprocessCore's
+#'   `use.log2`). Needs positive values.
+#' @param subset `NULL`, or the features the target is computed from (for
+#'   example control probes): a logical vector with one value per feature,
+#'   feature indices or row names. Each sample's quantile function is that of
+#'   its observed values in the subset, as in
+#'   `preprocessCore::normalize.quantiles.determine.target(subset = )`.
+#' @param target_length The number of target values, by default the number of
+#'   features; the target is interpolated onto that many levels
+#'   (preprocessCore's `target.length`).
+#' @section Feature names:
+#' The object keeps the row names of the data it was fitted on (`$features`).
+#' When it normalizes data with another set of features (other names, or
+#' another number of features), a warning says how many features differ;
+#' the target is then interpolated as [normalize_quantiles()] documents in the
+#' section Targets of another length. The order of the features does not
+#' matter.
+NULL
+
+# The fitted target values of a features x samples matrix `m`.
+fit_target_values <- function(m, weights, trim, geometric, mask, target_length, threads) {
+  plain <- is.null(weights) && trim == 0 && !geometric && is.null(mask)
+  values <- if (plain) {
+    qn_fit_target(m, threads)
+  } else {
+    if (is.null(weights)) weights <- rep(1, ncol(m))
+    quantiles <- qn_column_quantiles(m, mask, nrow(m), threads)
+    qn_summarize_levels(quantiles, weights, trim, geometric, threads)
+  }
+  if (target_length != length(values)) {
+    values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, target_length, 1L)[, 1L]
+  }
+  values
+}
+
+# A quantile_target object fitted on the matrix `m` with the arguments of
+# quantile_target().
+new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, subset = NULL,
+                                target_length = NULL, threads = 1L) {
+  weights <- check_sample_weights(weights, m)
+  trim <- check_number(trim, "trim", lower = 0, upper = 0.5)
+  geometric <- check_flag(geometric, "geometric")
+  if (trim > 0 && !is.null(weights) && length(unique(weights[weights > 0])) > 1L) {
+    abort("With `trim` > 0 the samples kept count the same: `weights` must be 0 or one common value.")
+  }
+  mask <- if (is.null(subset)) NULL else feature_mask(subset, m)
+  if (!is.null(mask)) check_subset_observed(m, mask)
+  if (geometric) check_positive_quantiles(m, weights, mask)
+  target_length <- if (is.null(target_length)) nrow(m) else check_whole(target_length, "target_length")
+  values <- fit_target_values(m, weights, trim, geometric, mask, target_length, threads)
+  summary <- if (trim >= 0.5) "median" else if (trim > 0) sprintf("mean trimmed by %g", trim)
+             else if (!is.null(weights)) "weighted mean" else "mean"
+  structure(
+    list(target = values, n_samples = ncol(m), n_features = nrow(m), n_missing = sum(is.na(m)),
+         features = rownames(m),
+         subset = if (is.null(mask)) NULL else stats::setNames(mask == 1L, rownames(m)),
+         weights = if (is.null(weights)) NULL else stats::setNames(weights, colnames(m)),
+         summary = paste0(if (geometric) "geometric " else "", summary)),
+    class = "quantile_target"
+  )
+}
+
+# Extra lines of print.quantile_target() for the variants.
+print_target_variant <- function(x) {
+  if (!is.null(x$summary) && x$summary != "mean") {
+    cat(sprintf("  %s of the samples' quantiles", x$summary))
+    if (!is.null(x$weights)) cat(sprintf(" (%d of %d samples kept)", sum(x$weights > 0),
+                                         length(x$weights)))
+    cat("\n")
+  }
+  if (!is.null(x$subset)) {
+    cat(sprintf("  from a subset of %d of the %d features\n", sum(x$subset), length(x$subset)))
+  }
+}
+
+# Normalization with `subset` or `blocks` (see normalize_quantiles()).
+normalize_variant <- function(m, target, subset, blocks, ties, threads) {
+  if (!is.null(blocks)) {
+    if (!is.null(target) || !is.null(subset)) {
+      abort("`blocks` normalizes each block to its own mean quantiles: it cannot be combined with `target` or `subset`.")
+    }
+    b <- check_blocks(blocks, m)
+    return(qn_normalize_blocks(m, b$rows, b$starts, ties, threads))
+  }
+  mask <- feature_mask(subset, m)
+  check_subset_observed(m, mask)
+  values <- if (is.null(target)) {
+    fit_target_values(m, NULL, 0, FALSE, mask, nrow(m), threads)
+  } else {
+    target_values(target)
+  }
+  qn_normalize_subset(m, mask, values, ties, threads)
+}
+
+# The subset a fitted target remembers, for the features of `m`.
+fitted_subset <- function(target, m) {
+  chosen <- target$subset
+  if (!is.null(target$features) && !is.null(rownames(m))) {
+    found <- rownames(m) %in% target$features[chosen]
+    if (!any(found)) {
+      abort("The target was fitted on a subset of features, none of which is in the new data; give `subset`.")
+    }
+    return(found)
+  }
+  if (length(chosen) != nrow(m)) {
+    abort("The target was fitted on a subset of %d features, but the new data have %d features and no row names to find them; give `subset`.",
+          length(chosen), nrow(m))
+  }
+  unname(chosen)
+}
+
+# A warning when `m` has another set of features than a fitted target.
+warn_feature_mismatch <- function(target, m) {
+  if (!inherits(target, "quantile_target")) return(invisible())
+  fitted <- target$features
+  n_fitted <- target$n_features
+  if (!is.numeric(n_fitted) || length(n_fitted) != 1L) return(invisible())
+  new <- rownames(m)
+  detail <- NULL
+  if (is.character(fitted) && !is.null(new)) {
+    absent <- sum(!fitted %in% new)
+    added <- sum(!new %in% fitted)
+    if (absent > 0L || added > 0L) {
+      detail <- sprintf("%s of its %s features are absent from the new data, and %s of the new data's %s features were not in the fit",
+                        big(absent), big(n_fitted), big(added), big(nrow(m)))
+    }
+  }
+  if (is.null(detail) && nrow(m) != n_fitted) {
+    detail <- sprintf("it was fitted on %s features and the new data have %s (%s %s)", big(n_fitted),
+                      big(nrow(m)), big(abs(nrow(m) - n_fitted)),
+                      if (nrow(m) < n_fitted) "fewer" else "more")
+  }
+  if (!is.null(detail)) {
+    warning(simpleWarning(sprintf(
+      "The new data do not have the features of the quantile target: %s. The target is interpolated onto the new data's quantile levels (see ?quantile_target).",
+      detail), call = exported_caller()))
+  }
+  invisible()
+}
+
+big <- function(n) format(n, big.mark = ",", scientific = FALSE, trim = TRUE)
+
+# `subset` as an integer 0/1 vector over the rows of `m`.
+feature_mask <- function(subset, m, arg = "subset") {
+  p <- nrow(m)
+  if (is.logical(subset) && is.null(dim(subset))) {
+    if (length(subset) != p || anyNA(subset)) {
+      abort("A logical `%s` must have one TRUE or FALSE per feature (%d), not %s.", arg, p,
+            describe(subset))
+    }
+    mask <- subset
+  } else if (is.character(subset) && is.null(dim(subset))) {
+    if (is.null(rownames(m))) abort("`%s` gives feature names, but `x` has no row names.", arg)
+    unknown <- setdiff(subset, rownames(m))
+    if (length(unknown) > 0L) {
+      abort("`%s` names %d feature(s) that `x` does not have (the first is \"%s\").", arg,
+            length(unknown), unknown[1L])
+    }
+    mask <- rownames(m) %in% subset
+  } else if (is.numeric(subset) && is.null(dim(subset)) && !is.object(subset)) {
+    if (anyNA(subset) || any(subset < 1 | subset > p | subset != round(subset))) {
+      abort("Feature indices in `%s` must be whole numbers between 1 and %d.", arg, p)
+    }
+    mask <- seq_len(p) %in% subset
+  } else {
+    abort("`%s` must be a logical vector, feature indices or feature names, not %s.", arg,
+          describe(subset))
+  }
+  if (!any(mask)) abort("`%s` selects no feature.", arg)
+  as.integer(mask)
+}
+
+check_subset_observed <- function(m, mask) {
+  observed <- colSums(!is.na(m[mask == 1L, , drop = FALSE]))
+  if (any(observed == 0L)) {
+    empty <- which(observed == 0L)[1L]
+    abort("Column %s of `x` has no observed value among the features of `subset`.",
+          if (!is.null(colnames(m))) colnames(m)[empty] else empty)
+  }
+}
+
+# `blocks` as the rows of each block one after another (0-based) and the
+# start of each block.
+check_blocks <- function(blocks, m) {
+  if (!(is.factor(blocks) || is.character(blocks) || is.numeric(blocks) || is.logical(blocks)) ||
+      !is.null(dim(blocks)) || length(blocks) != nrow(m)) {
+    abort("`blocks` must be a vector with one value per feature (%d), not %s.", nrow(m),
+          describe(blocks))
+  }
+  if (anyNA(blocks)) abort("`blocks` must not contain missing values.")
+  index <- as.integer(factor(blocks))
+  rows <- order(index, seq_along(index)) - 1L
+  sizes <- tabulate(index)
+  observed <- rowsum(1L * !is.na(m), index, reorder = TRUE)
+  if (any(observed == 0L)) {
+    where <- which(observed == 0L, arr.ind = TRUE)[1L, ]
+    abort("Block \"%s\" has no observed value in column %s of `x`.",
+          levels(factor(blocks))[where[1L]],
+          if (!is.null(colnames(m))) colnames(m)[where[2L]] else where[2L])
+  }
+  list(rows = as.integer(rows), starts = as.integer(c(0L, cumsum(sizes))))
+}
+
+check_sample_weights <- function(weights, m) {
+  if (is.null(weights)) return(NULL)
+  if (!is.numeric(weights) || is.object(weights) || !is.null(dim(weights)) ||
+      length(weights) != ncol(m)) {
+    abort("`weights` must be a numeric vector with one weight per sample (%d), not %s.", ncol(m),
+          describe(weights))
+  }
+  if (anyNA(weights) || any(!is.finite(weights)) || any(weights < 0)) {
+    abort("`weights` must be finite and non-negative.")
+  }
+  if (!any(weights > 0)) abort("`weights` must keep at least one sample (a positive weight).")
+  unname(as.double(weights))
+}
+
+check_positive_quantiles <- function(m, weights, mask) {
+  kept <- if (is.null(weights)) seq_len(ncol(m)) else which(weights > 0)
+  rows <- if (is.null(mask)) seq_len(nrow(m)) else which(mask == 1L)
+  values <- m[rows, kept, drop = FALSE]
+  if (any(values <= 0, na.rm = TRUE)) {
+    abort("`geometric = TRUE` averages log2 values: the values of the samples kept must be positive.")
+  }
+}
+
+# Groups of samples as a factor without unused levels.
+check_groups <- function(groups, m) {
+  if (!(is.factor(groups) || is.character(groups) || is.numeric(groups) || is.logical(groups)) ||
+      !is.null(dim(groups)) || length(groups) != ncol(m)) {
+    abort("`groups` must be a vector with one value per sample (%d), not %s.", ncol(m),
+          describe(groups))
+  }
+  if (anyNA(groups)) abort("`groups` must not contain missing values.")
+  droplevels(as.factor(groups))
+}
+
+# A colData column named by a single string, for the SummarizedExperiment
+# methods; any other value as it is.
+se_column <- function(x, value, arg) {
+  if (is.character(value) && length(value) == 1L && ncol(x) != 1L) {
+    data <- SummarizedExperiment::colData(x)
+    if (!value %in% names(data)) {
+      abort("`%s` names no column of colData(x) (%s).", arg, paste(names(data), collapse = ", "))
+    }
+    return(data[[value]])
+  }
+  value
+}
+
+#' Robust quantile normalization
+#'
+#' Quantile normalization to a robust target, as
+#' `preprocessCore::normalize.quantiles.robust()`: the target leaves out the
+#' most extreme samples (by default the one whose variance differs most from
+#' the others'), or weighs the samples, or takes a trimmed mean or the median
+#' of the samples' quantiles instead of their mean. Every sample, including
+#' those left out of the target, is then normalized to it.
+#'
+#' @inheritParams normalize_quantiles
+#' @inheritParams quantile_target
+#' @param weights `NULL` to choose the samples with `remove_extreme` and
+#'   `n_remove`, or one non-negative weight per sample (then `remove_extreme`
+#'   and `n_remove` must not be given).
+#' @param remove_extreme,n_remove Which samples leave the target, see
+#'   [robust_weights()]: the `n_remove` samples whose `"variance"` (the
+#'   default), `"mean"` or `"both"` are the most extreme, or `"none"`.
+#' @return What [normalize_quantiles()] returns.
+#' @section Comparison with preprocessCore:
+#' The results are those of `preprocessCore::normalize.quantiles.robust()`
+#' with the same `weights`, `remove.extreme` and `n.remove` (`trim = 0`),
+#' with `use.log2 = TRUE` (`geometric = TRUE`), and with `use.median = TRUE`
+#' and `remove.extreme = "none"` (`trim = 0.5`). preprocessCore's median
+#' ignores the weights, diffrank's leaves out the samples of weight 0.
+#' preprocessCore has no rule for missing values here; diffrank applies that
+#' of [normalize_quantiles()]. Its `weights = "huber"` is not offered.
+#' @references Bolstad BM (2001-2021). preprocessCore: a collection of
+#'   pre-processing functions. Bioconductor package.
+#' @seealso [quantile_target()] to keep the robust target for new samples.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(400), 100)
+#' x[, 4] <- 3 * x[, 4]             # one sample with a much larger spread
+#' robust_weights(x)
+#' normalized <- normalize_quantiles_robust(x)
+#' # the median of the samples' quantiles, with every sample
+#' normalize_quantiles_robust(x, remove_extreme = "none", trim = 0.5)[1:3, ]
+normalize_quantiles_robust <- function(x, ...) {
+  UseMethod("normalize_quantiles_robust")
+}
+
+#' @rdname normalize_quantiles_robust
+#' @export
+normalize_quantiles_robust.default <- function(x, weights = NULL,
+                                               remove_extreme = c("variance", "mean", "both", "none"),
+                                               n_remove = 1, trim = 0, geometric = FALSE,
+                                               ties = c("midrank", "average", "first"),
+                                               threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
+  threads <- check_threads(threads)
+  m <- check_expression_matrix(x)
+  if (is.null(weights)) {
+    weights <- extreme_weights(m, remove_extreme, n_remove)
+  } else if (!missing(remove_extreme) || !missing(n_remove)) {
+    abort("Give either `weights` or `remove_extreme` and `n_remove`, which choose the weights.")
+  }
+  fit <- new_quantile_target(m, weights = weights, trim = trim, geometric = geometric,
+                             threads = threads)
+  restore_shape(qn_normalize(m, fit$target, ties, threads), x, m)
+}
+
+#' @rdname normalize_quantiles_robust
+#' @export
+normalize_quantiles_robust.SummarizedExperiment <- function(x, ..., assay.type = 1L,
+                                                            name = "qnorm_robust") {
+  se_add_assay(x, name, normalize_quantiles_robust.default(se_assay(x, assay.type), ...))
+}
+
+#' Samples left out of a robust quantile normalization target
+#'
+#' Weights 1 for the samples kept and 0 for the `n_remove` samples whose
+#' spread or level is the most extreme, chosen as preprocessCore's
+#' `normalize.quantiles.robust()` chooses them. With `"variance"` a sample's
+#' score is the sum over the other samples of `v_j / v_k + v_k / v_j` (`v` the
+#' variances); with `"mean"` it is `|sum over the other samples of
+#' (m_k - m_j)|` (`m` the means); the largest scores are removed. `"both"`
+#' removes `ceiling(n_remove / 2)` samples by variance, then
+#' `floor(n_remove / 2)` by mean among the others. Missing values are left out
+#' of the means and variances.
+#'
+#' @inheritParams normalize_quantiles
+#' @param remove_extreme `"variance"`, `"mean"`, `"both"` or `"none"`.
+#' @param n_remove The number of samples to leave out, fewer than the samples.
+#' @return A numeric vector of 0 and 1, one per sample, named by the columns.
+#' @seealso [normalize_quantiles_robust()], and `weights` of [quantile_target()].
+#' @export
+#' @examples
+#' x <- cbind(a = 1:10, b = 2:11, c = (1:10) * 5)
+#' robust_weights(x)
+#' robust_weights(x, "mean")
+robust_weights <- function(x, ...) {
+  UseMethod("robust_weights")
+}
+
+#' @rdname robust_weights
+#' @export
+robust_weights.default <- function(x, remove_extreme = c("variance", "mean", "both", "none"),
+                                   n_remove = 1, ...) {
+  check_dots_empty(...)
+  m <- check_expression_matrix(x)
+  stats::setNames(extreme_weights(m, remove_extreme, n_remove), colnames(m))
+}
+
+#' @rdname robust_weights
+#' @export
+robust_weights.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
+  robust_weights.default(se_assay(x, assay.type), ...)
+}
+
+extreme_weights <- function(m, remove_extreme, n_remove) {
+  rule <- match_choice(remove_extreme, c("variance", "mean", "both", "none"), "remove_extreme")
+  if (rule == "none") return(rep(1, ncol(m)))
+  n_remove <- check_whole(n_remove, "n_remove")
+  if (n_remove >= ncol(m)) {
+    abort("`n_remove` must be smaller than the number of samples (%d), not %d.", ncol(m), n_remove)
+  }
+  if (rule %in% c("variance", "both")) {
+    observed <- colSums(!is.na(m))
+    spread <- apply(m, 2L, function(col) {
+      values <- col[!is.na(col)]
+      length(values) > 1L && any(values != values[1L])
+    })
+    if (!all(spread)) {
+      bad <- which(!spread)[1L]
+      abort("Column %s of `x` is constant: variances cannot choose the extreme samples.",
+            if (!is.null(colnames(m))) colnames(m)[bad] else bad)
+    }
+  }
+  qn_extreme_weights(m, rule, n_remove)
+}
+
+#' Group-aware quantile normalization (qsmooth)
+#'
+#' Quantile normalization that keeps differences between biological groups.
+#' With `weight = 0` every group is quantile-normalized on its own (each to
+#' the mean quantiles of its samples); with `weight = 1` all samples are
+#' normalized to one target, as [normalize_quantiles()]; by default the
+#' weight is estimated at each quantile level as in smooth quantile
+#' normalization (qsmooth, Hicks et al. 2018), see [qsmooth_weights()], so
+#' that quantiles where the groups differ keep their group's reference and
+#' the others are normalized globally.
+#'
+#' At quantile level u the reference of a sample of group g is
+#' `w(u) * F(u) + (1 - w(u)) * F_g(u)`, where `F` is the mean of all samples'
+#' quantile functions, `F_g` that of the samples of group g, and `w(u)` the
+#' weight. The sample's value of rank k then takes its reference at level
+#' `(k - 1) / (q - 1)`, with the tie and missing-value rules of
+#' [normalize_quantiles()].
+#'
+#' @inheritParams normalize_quantiles
+#' @param groups The biological group of each sample (a factor, character or
+#'   integer vector with one value per column); for a `SummarizedExperiment`
+#'   also the name of a column of its `colData`.
+#' @param weight `NULL` to estimate the weights with [qsmooth_weights()], or
+#'   a number in `[0, 1]`, or one number per quantile level (one per feature,
+#'   from the lowest level to the highest): the weight of the global target.
+#' @param window The width of the running median that smooths the weights, as
+#'   a fraction of the number of features (qsmooth's default, 0.05); `0` for
+#'   no smoothing. Used only when `weight` is `NULL`.
+#' @return What [normalize_quantiles()] returns.
+#' @references Hicks SC, Okrah K, Paulson JN, Quackenbush J, Irizarry RA,
+#'   Bravo HC (2018). Smooth quantile normalization. *Biostatistics* 19(2),
+#'   185-198.
+#' @export
+#' @examples
+#' set.seed(1)
+#' groups <- rep(c("A", "B"), each = 3)
+#' x <- cbind(matrix(rnorm(600), 200), matrix(rnorm(600, mean = 2, sd = 2), 200))
+#' smooth <- normalize_quantiles_groups(x, groups)
+#' # group B keeps its own distribution
+#' tapply(colMeans(smooth), groups, mean)
+#' tapply(colMeans(normalize_quantiles(x)), groups, mean)
+normalize_quantiles_groups <- function(x, ...) {
+  UseMethod("normalize_quantiles_groups")
+}
+
+#' @rdname normalize_quantiles_groups
+#' @export
+normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window = 0.05,
+                                               ties = c("midrank", "average", "first"),
+                                               threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
+  threads <- check_threads(threads)
+  m <- check_expression_matrix(x)
+  groups <- check_groups(groups, m)
+  quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
+  refs <- group_references(quantiles, groups)
+  if (is.null(weight)) {
+    weight <- qsmooth_from_quantiles(quantiles, groups, refs, check_window(window))
+  } else {
+    weight <- check_mixture_weight(weight, nrow(m))
+  }
+  targets <- weight * refs$global + (1 - weight) * refs$groups[, as.integer(groups), drop = FALSE]
+  restore_shape(qn_normalize_columns(m, targets, ties, threads), x, m)
+}
+
+#' @rdname normalize_quantiles_groups
+#' @export
+normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assay.type = 1L,
+                                                            name = "qsmooth") {
+  groups <- se_column(x, groups, "groups")
+  se_add_assay(x, name, normalize_quantiles_groups.default(se_assay(x, assay.type), groups, ...))
+}
+
+#' Weights of smooth quantile normalization (qsmooth)
+#'
+#' The weight of the global target at each quantile level in
+#' [normalize_quantiles_groups()], as in smooth quantile normalization (Hicks
+#' et al. 2018). At each level, the samples' quantiles are split into the
+#' variation between the groups (`SSB`, the sum over groups of the group size
+#' times the squared difference between the group mean and the overall mean)
+#' and the total (`SST`); the rough weight is `1 - SSB / SST` (1 where all
+#' samples agree), then a running median of width `window` smooths it
+#' ([stats::runmed()], ends by medians). A weight near 0 means the groups
+#' differ at that level, so each keeps its own reference; near 1, they do not.
+#'
+#' @inheritParams normalize_quantiles_groups
+#' @return A numeric vector with one weight in `[0, 1]` per quantile level
+#'   (one per feature), from the lowest level to the highest.
+#' @references Hicks SC, Okrah K, Paulson JN, Quackenbush J, Irizarry RA,
+#'   Bravo HC (2018). Smooth quantile normalization. *Biostatistics* 19(2),
+#'   185-198.
+#' @export
+#' @examples
+#' set.seed(1)
+#' groups <- rep(c("A", "B"), each = 3)
+#' x <- cbind(matrix(rnorm(600), 200), matrix(rnorm(600, mean = 2, sd = 2), 200))
+#' w <- qsmooth_weights(x, groups)
+#' plot(seq(0, 1, length.out = length(w)), w, type = "l", ylim = c(0, 1),
+#'      xlab = "Quantile level", ylab = "Weight of the global target")
+qsmooth_weights <- function(x, ...) {
+  UseMethod("qsmooth_weights")
+}
+
+#' @rdname qsmooth_weights
+#' @export
+qsmooth_weights.default <- function(x, groups, window = 0.05, threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  threads <- check_threads(threads)
+  m <- check_expression_matrix(x)
+  groups <- check_groups(groups, m)
+  quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
+  qsmooth_from_quantiles(quantiles, groups, group_references(quantiles, groups), check_window(window))
+}
+
+#' @rdname qsmooth_weights
+#' @export
+qsmooth_weights.SummarizedExperiment <- function(x, groups, ..., assay.type = 1L) {
+  qsmooth_weights.default(se_assay(x, assay.type), se_column(x, groups, "groups"), ...)
+}
+
+# The mean quantile function of all samples and of each group (columns in
+# the order of the levels), from the samples' quantile functions.
+group_references <- function(quantiles, groups) {
+  by_group <- vapply(seq_len(nlevels(groups)), function(g) {
+    rowMeans(quantiles[, as.integer(groups) == g, drop = FALSE])
+  }, numeric(nrow(quantiles)))
+  list(global = rowMeans(quantiles), groups = matrix(by_group, nrow = nrow(quantiles)))
+}
+
+qsmooth_from_quantiles <- function(quantiles, groups, refs, window) {
+  sst <- rowSums((quantiles - refs$global)^2)
+  sizes <- tabulate(as.integer(groups), nlevels(groups))
+  ssb <- rowSums(sweep((refs$groups - refs$global)^2, 2L, sizes, `*`))
+  rough <- ifelse(sst > 0, 1 - ssb / sst, 1)
+  rough <- pmin(pmax(rough, 0), 1)
+  k <- floor(window * length(rough))
+  if (k %% 2 == 0) k <- k + 1
+  k <- min(k, length(rough) - (length(rough) + 1) %% 2)
+  if (k < 3) return(rough)
+  as.vector(stats::runmed(rough, k, endrule = "median"))
+}
+
+check_window <- function(window) {
+  check_number(window, "window", lower = 0, upper = 1)
+}
+
+check_mixture_weight <- function(weight, p) {
+  if (!is.numeric(weight) || is.object(weight) || !is.null(dim(weight)) ||
+      !(length(weight) %in% c(1L, p)) || anyNA(weight) || any(weight < 0 | weight > 1)) {
+    abort("`weight` must be NULL, a number in [0, 1] or one such number per feature (%d), not %s.",
+          p, describe(weight))
+  }
+  as.double(weight)
+}
