@@ -9,6 +9,14 @@ kendall_pair_counts <- function(x, y) {
     .Call(`_diffrank_kendall_pair_counts`, x, y)
 }
 
+qmf_rows_cpp <- function(x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads) {
+    .Call(`_diffrank_qmf_rows_cpp`, x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads)
+}
+
+qmf_quantiles_cpp <- function(theta, center, scale, positive) {
+    .Call(`_diffrank_qmf_quantiles_cpp`, theta, center, scale, positive)
+}
+
 qn_fit_target <- function(x, threads) {
     .Call(`_diffrank_qn_fit_target`, x, threads)
 }
