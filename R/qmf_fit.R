@@ -77,19 +77,40 @@ qmf_check_init <- function(init, prob, k) {
 # row's standardized units, with increments of at least 0.01 (tied values
 # would otherwise need an infinitely negative parameter).
 qmf_init_theta <- function(prob, factors, m) {
-  levels <- (seq_len(m) - 0.5) / m
+  x <- prob$x
+  seen <- !is.na(x)
   z <- factors$U %*% factors$V
-  theta <- matrix(0, m, prob$d)
-  for (r in seq_len(prob$d)) {
-    x <- prob$x[r, ]
-    seen <- !is.na(x)
-    rho <- suppressWarnings(stats::cor(x[seen], z[r, seen]))
-    rho <- if (is.na(rho)) 0.05 else min(max(rho, 0.05), 1)
-    quantiles <- stats::quantile(x, levels, na.rm = TRUE, names = FALSE)
-    quantiles <- mean(x, na.rm = TRUE) + rho * (quantiles - mean(x, na.rm = TRUE))
-    theta[, r] <- qmf_theta((quantiles - prob$center[r]) / prob$scale[r], prob$positive)
+  z[!seen] <- NA
+  means <- rowMeans(x, na.rm = TRUE)
+  xc <- x - means
+  zc <- z - rowMeans(z, na.rm = TRUE)
+  rho <- rowSums(xc * zc, na.rm = TRUE) /
+    sqrt(rowSums(xc^2, na.rm = TRUE) * rowSums(zc^2, na.rm = TRUE))
+  rho[is.na(rho)] <- 0.05
+  rho <- pmin(pmax(rho, 0.05), 1)
+  quantiles <- qmf_row_quantiles(x, (seq_len(m) - 0.5) / m)
+  quantiles <- means + rho * (quantiles - means)
+  standardized <- (quantiles - prob$center) / prob$scale
+  vapply(seq_len(prob$d), function(r) qmf_theta(standardized[r, ], prob$positive), numeric(m))
+}
+
+# Type-7 quantiles (as stats::quantile) of each row of x at `levels`, d x
+# length(levels); rows with missing values one at a time.
+qmf_row_quantiles <- function(x, levels) {
+  out <- matrix(NA_real_, nrow(x), length(levels))
+  complete <- rowSums(is.na(x)) == 0L
+  if (any(complete)) {
+    sorted <- t(apply(x[complete, , drop = FALSE], 1L, sort))
+    h <- (ncol(x) - 1) * levels + 1
+    lo <- floor(h)
+    hi <- pmin(lo + 1, ncol(x))
+    frac <- rep(h - lo, each = sum(complete))
+    out[complete, ] <- sorted[, lo, drop = FALSE] * (1 - frac) + sorted[, hi, drop = FALSE] * frac
   }
-  theta
+  for (r in which(!complete)) {
+    out[r, ] <- stats::quantile(x[r, ], levels, na.rm = TRUE, names = FALSE)
+  }
+  out
 }
 
 # theta from target values in standardized units (the inverse of
