@@ -16,7 +16,8 @@ TARBALL := diffrank_$(VERSION).tar.gz
 DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
 DEPS_TEST := $(DEPS_RUN) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
-  r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet
+  r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
+  r-cran-rcppml r-cran-nmf
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
 .PHONY: demo test bench deps-run deps-test deps-dev install document
