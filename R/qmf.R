@@ -46,7 +46,10 @@
 #' epoch is one evaluation of the objective and its gradient). A fit stops
 #' when the objective of an epoch changes by less than `tol` relative to the
 #' previous one (for Adam, the objective summed over the batches of the
-#' epoch), or after `max_epochs` epochs with a warning. Rows of a batch run
+#' epoch), or after `max_epochs` epochs with a warning. Adam's step size is
+#' halved after an epoch that raised the objective. Adam suits matrices with
+#' many rows (an epoch makes `d / batch_size` steps); with fewer rows than a
+#' few batches, L-BFGS needs fewer passes. Rows of a batch run
 #' in parallel over `threads`; the gradient of `V` is summed in a fixed
 #' order, so a fit is identical for any number of threads, and `set.seed()`
 #' before the call reproduces it (the order of the rows, and the NMF start,
@@ -62,8 +65,18 @@
 #' row's mean, each row of `U` then divided by the row's coefficient of
 #' variation so that the rows of `U V` have about unit spread, as with the
 #' SVD start. The targets start from the row's empirical quantiles at levels
-#' `(j - 1/2) / m`. Give `control = list(init = list(U = , V = ))` to start
-#' from your own factors.
+#' `(j - 1/2) / m`, shrunk towards the row's mean by the correlation between
+#' the row and its starting row of `U V` (the best affine prediction shrinks
+#' as much; mapping a partial fit onto the row's full distribution would
+#' overshoot), so that the first objective is close to the SVD's. Give
+#' `control = list(init = list(U = , V = ))` to start from your own factors.
+#'
+#' @section Cost:
+#' An epoch solves and differentiates one transport of `n` values to `m`
+#' targets per row: about the cost of one pass of [sinkhorn_normalize_fn()]
+#' and its `$vjp()` over the rows of `U V`; memory stays linear in the data.
+#' On the 12,625 x 128 ALL data at rank 10, an epoch takes about 5 s of CPU
+#' time and the default fit about 20 epochs.
 #'
 #' @section Missing values:
 #' Missing entries (`NA`, `NaN`) are left out of the loss; every row and
@@ -132,7 +145,8 @@
 #' set.seed(1)
 #' signal <- matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2)
 #' x <- exp(signal)                      # a monotone distortion of rank 2
-#' fit <- qmf(x, rank = 2, max_epochs = 20, verbose = FALSE)
+#' # a quick fit for the example; few rows: full-batch L-BFGS suits them best
+#' fit <- qmf(x, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
 #' fit
 #' head(coef(fit)$q[, 1:4])
 qmf <- function(x, ...) {

@@ -97,7 +97,7 @@ qmf_warn <- function(fit) {
 #' @examples
 #' set.seed(1)
 #' x <- exp(matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2))
-#' fit <- qmf(x[, 1:30], rank = 2, max_epochs = 20, verbose = FALSE)
+#' fit <- qmf(x[, 1:30], rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
 #' summary(fit)
 #' dim(predict(fit, x[, 31:40]))
 #' plot(fit)
@@ -290,7 +290,7 @@ qmf_predict_start <- function(object, xnew) {
 #' @examples
 #' set.seed(1)
 #' x <- exp(matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2))
-#' fit <- qmf(x, rank = 2, max_epochs = 20, verbose = FALSE)
+#' fit <- qmf(x, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
 #' head(sample_coordinates(fit))
 sample_coordinates <- function(object, ...) {
   UseMethod("sample_coordinates")
