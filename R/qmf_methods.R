@@ -300,7 +300,7 @@ sample_coordinates <- function(object, ...) {
 #' @export
 sample_coordinates.qmf <- function(object, newdata = NULL, threads = diffrank_threads(), ...) {
   check_dots_empty(...)
-  t(if (is.null(newdata)) object$V else predict(object, newdata, threads = threads))
+  t(if (is.null(newdata)) object$V else stats::predict(object, newdata, threads = threads))
 }
 
 #' @rdname qmf-methods
