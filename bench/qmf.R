@@ -78,8 +78,8 @@ for (threads in 1:2) {
   ep <- epoch_time(threads)
   cat(sprintf("2. %d thread(s): Sinkhorn forward + VJP over all rows %.2f s (%.2f s CPU);\n",
               threads, fl$elapsed, fl$cpu))
-  cat(sprintf("   the gradients of one epoch (197 batches) %.2f s (%.2f s CPU): ratio %.2f (CPU %.2f)\n",
-              ep$elapsed, ep$cpu, ep$elapsed / fl$elapsed, ep$cpu / fl$cpu))
+  cat(sprintf("   the gradients of one epoch (%d batches) %.2f s (%.2f s CPU): ratio %.2f (CPU %.2f)\n",
+              ceiling(nrow(x) / 64), ep$elapsed, ep$cpu, ep$elapsed / fl$elapsed, ep$cpu / fl$cpu))
 }
 cat(sprintf("   an epoch with the Adam updates: %.2f s median (section 1, 2 threads)\n\n",
             stats::median(diff(c(0, fit$history$seconds)))))
