@@ -21,7 +21,7 @@ DEPS_CPP := cmake libgtest-dev
 DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
-  r-cran-igraph r-cran-mlbench
+  r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
 .PHONY: demo test bench deps-run deps-test deps-dev install document

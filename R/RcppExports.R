@@ -33,6 +33,14 @@ perturbed_state_fy_cpp <- function(state, target, threads) {
     .Call(`_diffrank_perturbed_state_fy_cpp`, state, target, threads)
 }
 
+qmf_rows_cpp <- function(x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads) {
+    .Call(`_diffrank_qmf_rows_cpp`, x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads)
+}
+
+qmf_quantiles_cpp <- function(theta, center, scale, positive) {
+    .Call(`_diffrank_qmf_quantiles_cpp`, theta, center, scale, positive)
+}
+
 qn_fit_target <- function(x, threads) {
     .Call(`_diffrank_qn_fit_target`, x, threads)
 }

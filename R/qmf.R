@@ -1,0 +1,319 @@
+#' Quantile matrix factorization (QMF)
+#'
+#' Low-rank approximation of a features x samples matrix through learned
+#' monotone maps, one per feature (Cuturi, Teboul, Niles-Weed and Vert 2020):
+#' \deqn{X \approx T(U V),}
+#' with `U` (features x `rank`), `V` (`rank` x samples), and `T` applying to
+#' each row `r` of `U V` its own soft quantile normalization onto `m =
+#' n_quantiles` learned increasing target values `q_r` (with target weights
+#' `b_r`, equal unless `learn_weights = TRUE`). A row whose values are a
+#' strongly non-linear (exponential, cubic, step-like) but increasing function
+#' of a low-rank signal is then reconstructed at the rank of the signal, where
+#' a truncated SVD or an NMF needs many more components.
+#'
+#' @section Model:
+#' Row `r` of `U V`, `z = t(V) %*% U[r, ]`, is transported to the grid
+#' `y = (0, 1/(m - 1), ..., 1)` with weights `b_r` by entropic optimal
+#' transport (see [sinkhorn_normalize()]; cost `(z - y)^2`, regularization
+#' `eps`, no squashing), and each value is replaced by the mean target value
+#' of the mass it sends: `xhat_r = (P q_r) / a`, `a = 1/n`. The plan does not
+#' change when `z` is shifted; the spread of `z` against `sqrt(eps)` sets how
+#' sharp the map is (a large spread gives a hard quantile normalization, a
+#' small one an almost affine map), and the penalty on `U` and `V` keeps it
+#' finite. The targets are `q_r = center_r + scale_r * cumsum(c(t_1,
+#' softplus(t_2), ..., softplus(t_m)))` from free parameters `t` (with
+#' `softplus(t_1)` for the KL loss, so that every fitted value is positive)
+#' and `b_r = softmax(beta_r)`; `center_r` and `scale_r` are the row's mean
+#' and standard deviation (squared loss) or 0 and its mean (KL loss).
+#'
+#' The objective is
+#' \deqn{\frac{1}{c\,|\Omega|}\sum_{(r,i)\in\Omega} \ell(x_{ri}, \hat x_{ri})
+#'   + \lambda\left(\frac{\|U\|_F^2}{d} + \frac{\|V\|_F^2}{n}\right)}
+#' over the observed entries `Omega`, with `l(x, xhat) = (x - xhat)^2` and `c`
+#' the mean variance of the rows (`loss = "squared"`, so that the data term
+#' reads as a fraction of the variance), or the generalized Kullback-Leibler
+#' divergence `x log(x / xhat) - x + xhat` and `c` the mean of `x` (`loss =
+#' "kl"`, for non-negative data; `U` and `V` are then kept non-negative, as
+#' in NMF).
+#'
+#' @section Fitting:
+#' Gradients with respect to `U`, `V`, the targets and the weights go through
+#' the implicit derivative of each row's transport (an `m x m` Schur
+#' complement, cheap for small `m`). `optimizer = "adam"` visits the rows in
+#' random mini-batches of `batch_size` (an epoch is one pass over all rows;
+#' each batch updates its rows of `U`, their targets and weights, and `V`);
+#' `"lbfgs"` runs [stats::optim()]'s `"L-BFGS-B"` on the full objective (an
+#' epoch is one evaluation of the objective and its gradient). A fit stops
+#' when the objective of an epoch changes by less than `tol` relative to the
+#' previous one (for Adam, the objective summed over the batches of the
+#' epoch), or after `max_epochs` epochs with a warning. Adam's step size is
+#' halved after an epoch that raised the objective. Adam suits matrices with
+#' many rows (an epoch makes `d / batch_size` steps); with fewer rows than a
+#' few batches, L-BFGS needs fewer passes. Rows of a batch run
+#' in parallel over `threads`; the gradient of `V` is summed in a fixed
+#' order, so a fit is identical for any number of threads, and `set.seed()`
+#' before the call reproduces it (the order of the rows, and the NMF start,
+#' come from R's random number generator).
+#'
+#' @section Initialization:
+#' For the squared loss, `U` and `V` start from the truncated SVD of the
+#' row-standardized data (each row centred and divided by its standard
+#' deviation, missing entries set to 0), split as `U = A S^(1/2) s`, `V =
+#' S^(1/2) B' / s` with the scale `s = (d/n)^(1/4)` that minimizes the
+#' penalty. For the KL loss they start from an NMF (multiplicative updates
+#' for the KL divergence, from a random start) of the data divided by each
+#' row's mean, each row of `U` then divided by the row's coefficient of
+#' variation so that the rows of `U V` have about unit spread, as with the
+#' SVD start. The targets start from the row's empirical quantiles at levels
+#' `(j - 1/2) / m`, shrunk towards the row's mean by the correlation between
+#' the row and its starting row of `U V` (the best affine prediction shrinks
+#' as much; mapping a partial fit onto the row's full distribution would
+#' overshoot), so that the first objective is close to the SVD's. Give
+#' `control = list(init = list(U = , V = ))` to start from your own factors.
+#'
+#' @section Cost:
+#' An epoch solves and differentiates one transport of `n` values to `m`
+#' targets per row: about the cost of one pass of [sinkhorn_normalize_fn()]
+#' and its `$vjp()` over the rows of `U V`; memory stays linear in the data.
+#' On the 12,625 x 128 ALL data at rank 10, an epoch takes about 5 s of CPU
+#' time and the default fit about 20 epochs.
+#'
+#' @section Missing values:
+#' Missing entries (`NA`, `NaN`) are left out of the loss; every row and
+#' every column needs at least one observed value. The transport of a row
+#' still covers all samples, so `fitted()` predicts the missing entries.
+#'
+#' @section Not provided:
+#' QMFQ, the paper's second model (a learned monotone map applied to `X` as
+#' well), is not provided: it changes the data being fitted with the
+#' parameters, which the objective above, its normalization and `predict()`
+#' do not allow for.
+#'
+#' @param x A numeric matrix or data frame (features in rows, samples in
+#'   columns), or a `SummarizedExperiment`. Missing values are allowed (see
+#'   Missing values); infinite ones are not.
+#' @param rank The rank `k`, a whole number from 1 to `min(dim(x)) - 1`.
+#' @param n_quantiles The number `m` of target values per row, at least 2.
+#' @param eps The entropic regularization of every row's transport, in
+#'   squared units of `U V` (whose rows start with about unit spread): larger
+#'   values give smoother, more nearly affine maps.
+#' @param loss `"squared"` (default) or `"kl"` (generalized Kullback-Leibler
+#'   divergence, for non-negative data, with non-negative `U` and `V`).
+#' @param lambda The L2 penalty on `U` and `V`, a number `>= 0`.
+#' @param learn_weights If `TRUE`, learn the target weights `b_r` of each row
+#'   (through a softmax) as well; else they are `1/m`.
+#' @param batch_size The number of rows per mini-batch of the Adam optimizer.
+#' @param max_epochs The largest number of epochs (passes over the rows); for
+#'   `"lbfgs"`, of iterations, each of which evaluates the objective once or
+#'   more (every evaluation is an epoch of the history).
+#' @param tol Stop when the objective of an epoch changes by less than `tol`
+#'   relative to the previous one.
+#' @param optimizer `"adam"` (mini-batches of rows) or `"lbfgs"` (full batch).
+#' @param threads Number of threads over rows; see [diffrank_threads()].
+#'   Results do not depend on it.
+#' @param verbose If `TRUE`, report progress: a progress bar with the current
+#'   objective when `progress` is `TRUE` (cli shows it after two seconds),
+#'   else one line per epoch. `FALSE` prints nothing.
+#' @param progress Show a progress bar (when `verbose`).
+#' @param control A list of further settings: `learning_rate` (Adam's step,
+#'   0.01), `sinkhorn_tol` (1e-8) and `sinkhorn_max_iter` (1000) for every
+#'   row's transport, `init` (`"svd"`, `"nmf"`, or a list with matrices `U`
+#'   and `V`; by default `"svd"` for the squared loss and `"nmf"` for KL) and
+#'   `init_iter` (iterations of the NMF start, 100).
+#' @param assay.type For a `SummarizedExperiment`, the assay to factorize (a
+#'   name or an index).
+#' @param ... For the `SummarizedExperiment` method, the arguments of the
+#'   default method; otherwise must be empty.
+#' @return An object of class `qmf`, a list with `U` (features x `rank`), `V`
+#'   (`rank` x samples), `q` and `b` (features x `m`: targets and weights),
+#'   `fitted` (`T(U V)`), `objective` and `relative_error` (`||X -
+#'   T(UV)||_F / ||X||_F` over the observed entries), `history` (a data frame
+#'   with one row per epoch: objective, relative change, seconds), the
+#'   convergence report `iterations` (epochs), `change` (last relative
+#'   change) and `converged`, `sinkhorn` (rows whose transport did not
+#'   converge in the final pass, and the largest marginal error), the
+#'   training data and the settings. Methods: `print()`, `summary()`,
+#'   `coef()`, `fitted()`, `residuals()`, `predict()`, `plot()` and
+#'   [sample_coordinates()].
+#' @references Cuturi M, Teboul O, Niles-Weed J, Vert JP (2020). Supervised
+#'   quantile normalization for low-rank matrix approximation. *ICML 2020*.
+#'   <arXiv:2002.03229>
+#' @seealso [predict.qmf()] for new samples, [sinkhorn_normalize()] for the
+#'   row maps.
+#' @export
+#' @examples
+#' set.seed(1)
+#' signal <- matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2)
+#' x <- exp(signal)                      # a monotone distortion of rank 2
+#' # a quick fit for the example; few rows: full-batch L-BFGS suits them best
+#' fit <- qmf(x, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
+#' fit
+#' head(coef(fit)$q[, 1:4])
+qmf <- function(x, ...) {
+  UseMethod("qmf")
+}
+
+#' @rdname qmf
+#' @export
+qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.05, loss = c("squared", "kl"),
+                        lambda = 1e-3, learn_weights = FALSE, batch_size = 64L,
+                        max_epochs = 100L, tol = 1e-3, optimizer = c("adam", "lbfgs"),
+                        threads = diffrank_threads(), verbose = interactive(),
+                        progress = verbose, control = list(), ...) {
+  check_dots_empty(...)
+  loss <- match_choice(loss, c("squared", "kl"), "loss")
+  x <- qmf_data(x, loss)
+  if (missing(rank)) abort("`rank` is missing: give the rank of the factorization.")
+  settings <- qmf_settings(dim(x), rank, n_quantiles, eps, loss, lambda, learn_weights,
+                           batch_size, max_epochs, tol, optimizer, threads, verbose, progress,
+                           control)
+  prob <- qmf_problem(x, settings)
+  par <- qmf_init(prob, settings)
+  started <- proc.time()[["elapsed"]]
+  optimize <- if (settings$optimizer == "adam") qmf_adam else qmf_lbfgs
+  run <- optimize(prob, par, settings)
+  fit <- qmf_result(prob, run, settings, proc.time()[["elapsed"]] - started)
+  fit$call <- match.call()
+  qmf_warn(fit)
+  fit
+}
+
+#' @rdname qmf
+#' @export
+qmf.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
+  qmf.default(qmf_assay(x, assay.type), ...)
+}
+
+# ---------------------------------------------------------------------------
+# helpers: data, settings, problem
+
+# The data as a double matrix with its dimnames, checked for the loss.
+qmf_data <- function(x, loss, arg = "x") {
+  m <- as_numeric_matrix(x, arg)
+  if (any(is.infinite(m))) {
+    abort("`%s` must not contain infinite values; use NA for values that are missing.", arg)
+  }
+  observed <- !is.na(m)
+  for (side in 1:2) {
+    empty <- which(if (side == 1L) rowSums(observed) == 0L else colSums(observed) == 0L)
+    if (length(empty) > 0L) {
+      what <- c("row", "column")[side]
+      labels <- dimnames(m)[[side]]
+      abort("`%s` has %d %s(s) with no observed value (the first is %s); drop them first.",
+            arg, length(empty), what, if (!is.null(labels)) labels[empty[1L]] else empty[1L])
+    }
+  }
+  if (loss == "kl" && any(m < 0, na.rm = TRUE)) {
+    abort("`%s` must be non-negative for `loss = \"kl\"`; its smallest value is %s.", arg,
+          format(min(m, na.rm = TRUE)))
+  }
+  m
+}
+
+qmf_assay <- function(x, assay.type) {
+  if (!requireNamespace("SummarizedExperiment", quietly = TRUE)) {
+    abort("The SummarizedExperiment package is needed for this method.")
+  }
+  names <- SummarizedExperiment::assayNames(x)
+  n <- length(SummarizedExperiment::assays(x))
+  ok <- length(assay.type) == 1L && !is.na(assay.type) &&
+    ((is.character(assay.type) && assay.type %in% names) ||
+       (is.numeric(assay.type) && assay.type >= 1 && assay.type <= n &&
+          assay.type == round(assay.type)))
+  if (!ok) {
+    abort("`assay.type` must name one of the object's %d assays (%s), not %s.", n,
+          paste(names, collapse = ", "), describe(assay.type))
+  }
+  as.matrix(SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE))
+}
+
+# The checked settings of a fit of data of dimensions `dims`.
+qmf_settings <- function(dims, rank, n_quantiles = 16L, eps = 0.05, loss = "squared",
+                         lambda = 1e-3, learn_weights = FALSE, batch_size = 64L,
+                         max_epochs = 100L, tol = 1e-3, optimizer = "adam", threads = 1L,
+                         verbose = FALSE, progress = FALSE, control = list()) {
+  rank <- check_whole(rank, "rank")
+  if (rank >= min(dims)) {
+    abort("`rank` must be below min(nrow(x), ncol(x)) = %d, not %d.", min(dims), rank)
+  }
+  list(
+    rank = rank, n_quantiles = check_whole(n_quantiles, "n_quantiles", lower = 2),
+    eps = check_number(eps, "eps", lower = 1e-10), loss = loss,
+    lambda = check_number(lambda, "lambda", lower = 0),
+    learn_weights = check_flag(learn_weights, "learn_weights"),
+    batch_size = min(check_whole(batch_size, "batch_size"), dims[1L]),
+    max_epochs = check_whole(max_epochs, "max_epochs"),
+    tol = check_number(tol, "tol", lower = 0),
+    optimizer = match_choice(optimizer, c("adam", "lbfgs"), "optimizer"),
+    threads = check_threads(threads), verbose = check_flag(verbose, "verbose"),
+    progress = check_flag(progress, "progress"), control = qmf_control(control)
+  )
+}
+
+qmf_control <- function(control) {
+  defaults <- list(learning_rate = 0.03, sinkhorn_tol = 1e-6, sinkhorn_max_iter = 1000L,
+                   init = NULL, init_iter = 100L)
+  if (!is.list(control) || (length(control) > 0L && is.null(names(control)))) {
+    abort("`control` must be a named list, not %s.", describe(control))
+  }
+  unknown <- setdiff(names(control), names(defaults))
+  if (length(unknown) > 0L) {
+    abort("`control` has unknown element(s) %s; known: %s.",
+          paste0("`", unknown, "`", collapse = ", "), paste(names(defaults), collapse = ", "))
+  }
+  out <- utils::modifyList(defaults, control)
+  out$learning_rate <- check_number(out$learning_rate, "control$learning_rate", lower = 0,
+                                    allow_lower = FALSE)
+  out$sinkhorn_tol <- check_number(out$sinkhorn_tol, "control$sinkhorn_tol", lower = 0,
+                                   allow_lower = FALSE)
+  out$sinkhorn_max_iter <- check_whole(out$sinkhorn_max_iter, "control$sinkhorn_max_iter")
+  out$init_iter <- check_whole(out$init_iter, "control$init_iter", lower = 0)
+  out
+}
+
+# Everything the objective needs besides the parameters: the data, the fixed
+# row centres and scales, the normalization of the loss and the core's options.
+qmf_problem <- function(x, settings) {
+  observed <- !is.na(x)
+  if (settings$loss == "squared") {
+    center <- rowMeans(x, na.rm = TRUE)
+    scale <- sqrt(rowSums((x - center)^2, na.rm = TRUE) / pmax(rowSums(observed) - 1, 1))
+    scale[!(scale > 0)] <- 1
+    norm <- mean(scale^2)
+  } else {
+    scale <- rowMeans(x, na.rm = TRUE)
+    scale[!(scale > 0)] <- 1
+    center <- numeric(nrow(x))
+    norm <- mean(x, na.rm = TRUE)
+    if (!(norm > 0)) norm <- 1
+  }
+  list(x = x, d = nrow(x), n = ncol(x), center = center, scale = scale,
+       norm = norm * sum(observed), lambda = settings$lambda, threads = settings$threads,
+       positive = settings$loss == "kl", learn_weights = settings$learn_weights,
+       options = list(loss = settings$loss, eps = settings$eps,
+                      learn_weights = settings$learn_weights,
+                      sinkhorn_tol = settings$control$sinkhorn_tol,
+                      sinkhorn_max_iter = settings$control$sinkhorn_max_iter))
+}
+
+# The objective (or, for a subset of rows, its unbiased estimate: the data
+# term of the rows scaled by d / length(rows)) and its gradient.
+qmf_evaluate <- function(prob, par, rows = NULL, gradient = TRUE) {
+  all_rows <- is.null(rows)
+  if (all_rows) rows <- seq_len(prob$d)
+  raw <- qmf_rows_cpp(prob$x, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
+                      rows, prob$options, gradient, FALSE, prob$threads)
+  factor <- prob$d / length(rows) / prob$norm
+  u <- if (all_rows) par$U else par$U[rows, , drop = FALSE]
+  lambda <- prob$lambda
+  value <- factor * sum(raw$loss) + lambda * (sum(u^2) / length(rows) + sum(par$V^2) / prob$n)
+  out <- list(value = value, data = sum(raw$loss), status = raw[c("unconverged", "error")])
+  if (!gradient) return(out)
+  out$U <- factor * raw$u + 2 * lambda * u / length(rows)
+  out$V <- factor * raw$v + 2 * lambda * par$V / prob$n
+  out$theta <- factor * raw$theta
+  if (!is.null(par$beta)) out$beta <- factor * raw$beta
+  out$q <- factor * raw$q
+  out$b <- factor * raw$b
+  out
+}

@@ -1,0 +1,290 @@
+# Starting values and optimizers of qmf(). Parameters are a list with U
+# (d x k), V (k x n), theta and beta (m x d, one column per row of x; beta is
+# NULL unless the weights are learned).
+
+softplus_inv <- function(y) y + log(-expm1(-y))
+
+qmf_init <- function(prob, settings) {
+  k <- settings$rank
+  init <- settings$control$init
+  if (is.null(init)) init <- if (prob$positive) "nmf" else "svd"
+  factors <- if (is.list(init)) {
+    qmf_check_init(init, prob, k)
+  } else {
+    init <- match_choice(init, c("svd", "nmf"), "control$init")
+    if (init == "svd") qmf_init_svd(prob, k) else qmf_init_nmf(prob, k, settings$control$init_iter)
+  }
+  m <- settings$n_quantiles
+  list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
+       beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL)
+}
+
+# U = A S^(1/2) s and V = S^(1/2) B' / s with s = (d/n)^(1/4): of all the ways
+# to split the product, the one with the smallest penalty ||U||^2/d + ||V||^2/n.
+qmf_balance <- function(left, right, d, n) {
+  s <- (d / n)^0.25
+  list(U = left * s, V = right / s)
+}
+
+qmf_init_svd <- function(prob, k) {
+  xs <- (prob$x - prob$center) / prob$scale
+  xs[is.na(xs)] <- 0
+  s <- svd(xs, nu = k, nv = k)
+  root <- sqrt(s$d[seq_len(k)])
+  qmf_balance(s$u %*% diag(root, k), diag(root, k) %*% t(s$v), prob$d, prob$n)
+}
+
+# KL-divergence NMF by multiplicative updates (Lee and Seung 2001) of the
+# data divided by each row's mean; each row of W is then divided by the row's
+# coefficient of variation, so that rows of U V have about unit spread.
+qmf_init_nmf <- function(prob, k, iterations) {
+  xs <- prob$x / prob$scale
+  xs[is.na(xs)] <- 1
+  d <- nrow(xs)
+  n <- ncol(xs)
+  w <- matrix(stats::runif(d * k, 0.5, 1.5), d, k)
+  h <- matrix(stats::runif(k * n, 0.5, 1.5), k, n)
+  tiny <- 1e-12
+  for (it in seq_len(iterations)) {
+    ratio <- xs / pmax(w %*% h, tiny)
+    h <- h * crossprod(w, ratio) / pmax(colSums(w), tiny)
+    ratio <- xs / pmax(w %*% h, tiny)
+    w <- w * tcrossprod(ratio, h) / rep(pmax(rowSums(h), tiny), each = d)
+  }
+  spread <- apply(xs, 1L, stats::sd)
+  spread[!(spread > 0)] <- 1
+  qmf_balance(w / spread, h, d, n)
+}
+
+qmf_check_init <- function(init, prob, k) {
+  ok <- function(a, r, c) {
+    is.matrix(a) && is.numeric(a) && all(dim(a) == c(r, c)) && all(is.finite(a))
+  }
+  if (!ok(init$U, prob$d, k) || !ok(init$V, k, prob$n)) {
+    abort("`control$init` must be a list with finite matrices U (%d x %d) and V (%d x %d).",
+          prob$d, k, k, prob$n)
+  }
+  if (prob$positive && (any(init$U < 0) || any(init$V < 0))) {
+    abort("`control$init` must have non-negative U and V for `loss = \"kl\"`.")
+  }
+  list(U = unname(init$U) + 0, V = unname(init$V) + 0)
+}
+
+# theta (m x d) from each row's quantiles at levels (j - 1/2) / m, shrunk
+# towards the row's mean by the correlation between the row and its start
+# U V (a map onto the row's full distribution would spread a partial fit
+# too widely: the best affine prediction shrinks by that correlation), in the
+# row's standardized units, with increments of at least 0.01 (tied values
+# would otherwise need an infinitely negative parameter).
+qmf_init_theta <- function(prob, factors, m) {
+  x <- prob$x
+  seen <- !is.na(x)
+  z <- factors$U %*% factors$V
+  z[!seen] <- NA
+  means <- rowMeans(x, na.rm = TRUE)
+  xc <- x - means
+  zc <- z - rowMeans(z, na.rm = TRUE)
+  rho <- rowSums(xc * zc, na.rm = TRUE) /
+    sqrt(rowSums(xc^2, na.rm = TRUE) * rowSums(zc^2, na.rm = TRUE))
+  rho[is.na(rho)] <- 0.05
+  rho <- pmin(pmax(rho, 0.05), 1)
+  quantiles <- qmf_row_quantiles(x, (seq_len(m) - 0.5) / m)
+  quantiles <- means + rho * (quantiles - means)
+  standardized <- (quantiles - prob$center) / prob$scale
+  vapply(seq_len(prob$d), function(r) qmf_theta(standardized[r, ], prob$positive), numeric(m))
+}
+
+# Type-7 quantiles (as stats::quantile) of each row of x at `levels`, d x
+# length(levels); rows with missing values one at a time.
+qmf_row_quantiles <- function(x, levels) {
+  out <- matrix(NA_real_, nrow(x), length(levels))
+  complete <- rowSums(is.na(x)) == 0L
+  if (any(complete)) {
+    sorted <- t(apply(x[complete, , drop = FALSE], 1L, sort))
+    h <- (ncol(x) - 1) * levels + 1
+    lo <- floor(h)
+    hi <- pmin(lo + 1, ncol(x))
+    frac <- rep(h - lo, each = sum(complete))
+    out[complete, ] <- sorted[, lo, drop = FALSE] * (1 - frac) + sorted[, hi, drop = FALSE] * frac
+  }
+  for (r in which(!complete)) {
+    out[r, ] <- stats::quantile(x[r, ], levels, na.rm = TRUE, names = FALSE)
+  }
+  out
+}
+
+# theta from target values in standardized units (the inverse of
+# qmf_quantiles_cpp), with increments of at least `floor`.
+qmf_theta <- function(qt, positive, floor = 0.01) {
+  first <- if (positive) softplus_inv(max(qt[1L], 1e-3)) else qt[1L]
+  c(first, softplus_inv(pmax(diff(qt), floor)))
+}
+
+# ---------------------------------------------------------------------------
+# Adam over mini-batches of rows (Kingma and Ba 2015). Rows of U, theta and
+# beta are updated only when their row is in the batch, with bias
+# corrections counted per row; V at every batch. For the KL loss U and V are
+# projected onto the non-negative orthant after each step. The step size is
+# halved after every epoch whose objective is higher than the previous one:
+# a constant step keeps the iterates oscillating, so the objective would
+# never settle to the relative tolerance.
+
+qmf_adam <- function(prob, par, settings) {
+  state <- qmf_adam_state(par, prob$d)
+  report <- qmf_reporter(settings, environment())
+  history <- qmf_history(settings$max_epochs)
+  previous <- NA_real_
+  converged <- FALSE
+  started <- proc.time()[["elapsed"]]
+  size <- settings$batch_size
+  lr <- settings$control$learning_rate
+  for (epoch in seq_len(settings$max_epochs)) {
+    order <- sample.int(prob$d)
+    data <- 0
+    for (start in seq(1L, prob$d, by = size)) {
+      rows <- order[start:min(prob$d, start + size - 1L)]
+      ev <- qmf_evaluate(prob, par, rows)
+      data <- data + ev$data
+      step <- qmf_adam_step(par, state, ev, rows, lr, prob$positive)
+      par <- step$par
+      state <- step$state
+    }
+    objective <- data / prob$norm +
+      prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
+    change <- abs(objective - previous) / abs(previous)
+    history[epoch, ] <- c(epoch, objective, change, proc.time()[["elapsed"]] - started)
+    report(epoch, objective, change)
+    if (!is.na(change) && change < settings$tol) {
+      converged <- TRUE
+      break
+    }
+    if (!is.na(previous) && objective > previous) lr <- lr / 2
+    previous <- objective
+  }
+  list(par = par, history = history[seq_len(epoch), , drop = FALSE], converged = converged)
+}
+
+qmf_adam_state <- function(par, d) {
+  zero <- function(a) if (is.null(a)) NULL else a * 0
+  list(m = lapply(par, zero), s = lapply(par, zero), t_rows = integer(d), t_v = 0L)
+}
+
+qmf_adam_step <- function(par, state, grad, rows, lr, positive) {
+  b1 <- 0.9
+  b2 <- 0.999
+  update <- function(p, m, s, g, t) {
+    m <- b1 * m + (1 - b1) * g
+    s <- b2 * s + (1 - b2) * g^2
+    list(p = p - lr * (m / (1 - b1^t)) / (sqrt(s / (1 - b2^t)) + 1e-8), m = m, s = s)
+  }
+  state$t_rows[rows] <- state$t_rows[rows] + 1L
+  state$t_v <- state$t_v + 1L
+  t_r <- state$t_rows[rows]
+  up <- update(par$U[rows, , drop = FALSE], state$m$U[rows, , drop = FALSE],
+               state$s$U[rows, , drop = FALSE], grad$U, t_r)
+  par$U[rows, ] <- if (positive) pmax(up$p, 0) else up$p
+  state$m$U[rows, ] <- up$m
+  state$s$U[rows, ] <- up$s
+  up <- update(par$V, state$m$V, state$s$V, grad$V, state$t_v)
+  par$V <- if (positive) pmax(up$p, 0) else up$p
+  state$m$V <- up$m
+  state$s$V <- up$s
+  for (name in intersect(c("theta", "beta"), names(Filter(Negate(is.null), par)))) {
+    t_c <- rep(t_r, each = nrow(par[[name]]))
+    up <- update(par[[name]][, rows, drop = FALSE], state$m[[name]][, rows, drop = FALSE],
+                 state$s[[name]][, rows, drop = FALSE], grad[[name]], t_c)
+    par[[name]][, rows] <- up$p
+    state$m[[name]][, rows] <- up$m
+    state$s[[name]][, rows] <- up$s
+  }
+  list(par = par, state = state)
+}
+
+# ---------------------------------------------------------------------------
+# Full-batch L-BFGS through stats::optim("L-BFGS-B"); one epoch is one
+# evaluation of the objective and its gradient. For the KL loss, U and V
+# have the lower bound 0.
+
+qmf_pack <- function(par) c(par$U, par$V, par$theta, par$beta)
+
+qmf_unpack <- function(v, like) {
+  at <- 0L
+  lapply(like, function(a) {
+    if (is.null(a)) return(NULL)
+    out <- v[at + seq_along(a)]
+    dim(out) <- dim(a)
+    at <<- at + length(a)
+    out
+  })
+}
+
+qmf_lbfgs <- function(prob, par, settings) {
+  report <- qmf_reporter(settings, environment())
+  history <- qmf_history(settings$max_epochs + 50L)
+  cache <- new.env(parent = emptyenv())
+  cache$epoch <- 0L
+  started <- proc.time()[["elapsed"]]
+  evaluate <- function(v) {
+    if (!identical(v, cache$v)) {
+      cache$v <- v
+      cache$ev <- qmf_evaluate(prob, qmf_unpack(v, par))
+      epoch <- cache$epoch <- cache$epoch + 1L
+      best <- min(c(history[seq_len(epoch - 1L), "objective"], cache$ev$value))
+      previous <- if (epoch > 1L) history[epoch - 1L, "objective"] else NA_real_
+      change <- abs(best - previous) / abs(previous)
+      if (epoch > nrow(history)) history <<- rbind(history, qmf_history(50L))
+      history[epoch, ] <<- c(epoch, best, change, proc.time()[["elapsed"]] - started)
+      report(epoch, best, change)
+    }
+    cache$ev
+  }
+  lower <- if (prob$positive) {
+    c(rep(0, length(par$U) + length(par$V)), rep(-Inf, length(par$theta) + length(par$beta)))
+  } else -Inf
+  start <- qmf_pack(par)
+  opt <- stats::optim(start, function(v) evaluate(v)$value,
+                      function(v) qmf_pack(evaluate(v)[c("U", "V", "theta", "beta")]),
+                      method = "L-BFGS-B", lower = lower,
+                      control = qmf_lbfgs_control(evaluate(start)$value, settings$max_epochs,
+                                                  settings$tol))
+  history <- history[seq_len(cache$epoch), , drop = FALSE]
+  last <- history[nrow(history), "change"]
+  converged <- opt$convergence == 0L ||
+    (opt$convergence %in% c(51L, 52L) && !is.na(last) && last < settings$tol)
+  list(par = qmf_unpack(opt$par, par), history = history, converged = converged,
+       message = opt$message)
+}
+
+# L-BFGS-B stops when the objective falls by less than factr * epsmch *
+# max(|f|, 1): scaling f well above 1 makes the rule relative, as `tol` is.
+qmf_lbfgs_control <- function(f0, maxit, tol) {
+  list(maxit = maxit, lmm = 10L, pgtol = 0, factr = tol / .Machine$double.eps,
+       fnscale = 1e-8 * max(abs(f0), 1e-300))
+}
+
+qmf_history <- function(rows) {
+  matrix(NA_real_, rows, 4L, dimnames = list(NULL, c("epoch", "objective", "change", "seconds")))
+}
+
+# A function(epoch, objective, change) that reports progress: a cli progress
+# bar (shown by cli once the fit has run for two seconds) with the objective,
+# or one line per epoch, or nothing. The bar belongs to the optimizer's frame
+# `env` and closes with it.
+qmf_reporter <- function(settings, env) {
+  if (!settings$verbose) return(function(epoch, objective, change) invisible())
+  if (!settings$progress) {
+    return(function(epoch, objective, change) {
+      message(sprintf("epoch %d: objective %.6g, relative change %.3g", epoch, objective, change))
+    })
+  }
+  env$qmf_loss <- "?"
+  id <- cli::cli_progress_bar(
+    "QMF", total = settings$max_epochs, .envir = env, clear = TRUE, auto_terminate = FALSE,
+    format = paste("QMF {cli::pb_bar} epoch {cli::pb_current}/{cli::pb_total}",
+                   "| objective {qmf_loss} | {cli::pb_eta}")
+  )
+  function(epoch, objective, change) {
+    env$qmf_loss <- format(signif(objective, 5))
+    cli::cli_progress_update(id = id, set = min(epoch, settings$max_epochs), .envir = env)
+  }
+}

@@ -1,0 +1,356 @@
+# The qmf object and its methods.
+
+qmf_result <- function(prob, run, settings, seconds) {
+  par <- run$par
+  final <- qmf_rows_cpp(prob$x, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
+                        seq_len(prob$d), prob$options, FALSE, TRUE, prob$threads)
+  x <- prob$x
+  features <- rownames(x)
+  factors <- paste0("factor", seq_len(settings$rank))
+  m <- settings$n_quantiles
+  levels <- paste0("q", seq_len(m))
+  q <- t(qmf_quantiles_cpp(par$theta, prob$center, prob$scale, prob$positive))
+  b <- if (is.null(par$beta)) matrix(1 / m, prob$d, m) else t(apply(par$beta, 2L, softmax))
+  dimnames(q) <- dimnames(b) <- list(features, levels)
+  fitted <- final$fitted
+  dimnames(fitted) <- dimnames(x)
+  history <- as.data.frame(run$history)
+  history$epoch <- as.integer(history$epoch)
+  objective <- sum(final$loss) / prob$norm +
+    prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
+  structure(list(
+    U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
+    V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
+    q = q, b = b, fitted = fitted, objective = objective,
+    relative_error = sqrt(sum((x - fitted)^2, na.rm = TRUE) / sum(x^2, na.rm = TRUE)),
+    history = history, iterations = nrow(history),
+    change = history$change[nrow(history)], converged = run$converged,
+    seconds = seconds, optimizer_message = run$message,
+    sinkhorn = list(unconverged = final$unconverged, error = final$error),
+    x = x, par = par, problem = prob[setdiff(names(prob), "x")],
+    settings = settings[setdiff(names(settings), c("verbose", "progress"))]
+  ), class = "qmf")
+}
+
+softmax <- function(v) {
+  e <- exp(v - max(v))
+  e / sum(e)
+}
+
+qmf_warn <- function(fit) {
+  s <- fit$settings
+  if (!fit$converged) {
+    warning(sprintf(paste0("QMF did not converge within %d epochs (last relative change %.3g, ",
+                           "tol = %.3g); increase `max_epochs` or loosen `tol`."),
+                    fit$iterations, fit$change, s$tol), call. = FALSE)
+  }
+  if (fit$sinkhorn$unconverged > 0L) {
+    warning(sprintf(paste0("The transport of %d of %d rows did not converge within %d ",
+                           "iterations (marginal error %.3g); increase ",
+                           "`control$sinkhorn_max_iter` or `eps`."),
+                    fit$sinkhorn$unconverged, nrow(fit$x), s$control$sinkhorn_max_iter,
+                    fit$sinkhorn$error), call. = FALSE)
+  }
+}
+
+#' Methods for quantile matrix factorizations
+#'
+#' `coef()` gives the factors and the row maps, `fitted()` the reconstruction
+#' `T(U V)` and `residuals()` the data minus it (features x samples, with the
+#' data's dimnames), `predict()` places new samples in the factorization,
+#' [sample_coordinates()] gives the samples' coordinates, and `plot()` shows
+#' the objective across epochs and the learned quantile functions of chosen
+#' rows against the rows' empirical quantiles.
+#'
+#' @section Prediction:
+#' New samples are fitted with `U`, the targets, the weights and the
+#' training samples' `V` fixed: `predict()` minimizes the objective of
+#' [qmf()] over the training and new samples together, over the new columns
+#' of `V` only (L-BFGS-B, from a ridge regression of the training `V` on the
+#' standardized data). Each row's map is the soft quantile normalization of
+#' the pooled row, so the model does not change, a single new sample can be
+#' predicted, and the new samples influence one another only through their
+#' share of the pooled rows. On the training samples it reproduces `V` up to
+#' the tolerances of the two fits: `V` is a stationary point of this problem
+#' when the fit has converged.
+#'
+#' @param object,x A `qmf` fit.
+#' @param newdata New samples: features x samples, the same features as in
+#'   fitting (matched by row name when both have row names, else by
+#'   position). Missing values are left out of the loss.
+#' @param type `"coordinates"` (the new columns of `V`, `rank` x new samples)
+#'   or `"fitted"` (their reconstruction `T(U V)`, features x new samples).
+#' @param tol,max_iter Relative tolerance on the objective and largest number
+#'   of iterations of the fit of the new samples.
+#' @param threads Number of threads over rows; see [diffrank_threads()].
+#' @param which What to plot: `"loss"` (the objective by epoch) and/or
+#'   `"quantiles"` (the learned target values `q` of `rows` at the levels of
+#'   their weights, with the rows' empirical quantiles at the same levels).
+#' @param rows The rows whose quantile functions are plotted (names or
+#'   indices); by default the four with the largest variance.
+#' @param ... Must be empty.
+#' @return `coef()`: a list with `U`, `V`, `q` and `b`. `fitted()`,
+#'   `residuals()`: matrices of the data's shape. `predict()`: a matrix, with
+#'   the attributes `iterations` and `converged`. `summary()`: an object whose
+#'   print method reports the fit. `plot()`: `x`, invisibly.
+#' @name qmf-methods
+#' @examples
+#' set.seed(1)
+#' x <- exp(matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2))
+#' fit <- qmf(x[, 1:30], rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
+#' summary(fit)
+#' dim(predict(fit, x[, 31:40]))
+#' plot(fit)
+NULL
+
+#' @rdname qmf-methods
+#' @export
+coef.qmf <- function(object, ...) {
+  check_dots_empty(...)
+  object[c("U", "V", "q", "b")]
+}
+
+#' @rdname qmf-methods
+#' @export
+fitted.qmf <- function(object, ...) {
+  check_dots_empty(...)
+  object$fitted
+}
+
+#' @rdname qmf-methods
+#' @export
+residuals.qmf <- function(object, ...) {
+  check_dots_empty(...)
+  object$x - object$fitted
+}
+
+#' @rdname qmf-methods
+#' @export
+print.qmf <- function(x, ...) {
+  check_dots_empty(...)
+  s <- x$settings
+  cat(sprintf("<qmf> rank %d factorization of a %d x %d matrix, %d learned quantiles per row\n",
+              s$rank, nrow(x$x), ncol(x$x), s$n_quantiles))
+  cat(sprintf("  loss \"%s\", eps = %s, lambda = %s, %s weights, optimizer \"%s\"%s\n", s$loss,
+              format(s$eps), format(s$lambda), if (s$learn_weights) "learned" else "equal",
+              s$optimizer,
+              if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else ""))
+  cat(sprintf("  %s after %d epoch(s) (last relative change %.3g, tol = %s), %.1f s\n",
+              if (x$converged) "converged" else "NOT converged", x$iterations, x$change,
+              format(s$tol), x$seconds))
+  cat(sprintf("  objective %.6g; relative error ||X - T(UV)|| / ||X|| = %.4g\n", x$objective,
+              x$relative_error))
+  invisible(x)
+}
+
+#' @rdname qmf-methods
+#' @export
+summary.qmf <- function(object, ...) {
+  check_dots_empty(...)
+  res <- object$x - object$fitted
+  row_error <- sqrt(rowMeans(res^2, na.rm = TRUE))
+  centred <- object$x - rowMeans(object$x, na.rm = TRUE)
+  structure(list(
+    fit = object,
+    explained = 1 - sum(res^2, na.rm = TRUE) / sum(centred^2, na.rm = TRUE),
+    row_error = stats::quantile(row_error, c(0, 0.25, 0.5, 0.75, 1)),
+    factor_norms = sqrt(colSums(object$U^2)) * sqrt(rowSums(object$V^2)),
+    missing = sum(is.na(object$x))
+  ), class = "summary.qmf")
+}
+
+#' @export
+print.summary.qmf <- function(x, ...) {
+  check_dots_empty(...)
+  print(x$fit)
+  cat(sprintf("  variance explained (of the row-centred data): %.4f\n", x$explained))
+  if (x$missing > 0L) cat(sprintf("  %d missing entries left out of the loss\n", x$missing))
+  cat("  root mean squared error of the rows (quantiles):\n")
+  print(signif(x$row_error, 4))
+  cat("  norms of the factors, ||U[, j]|| ||V[j, ]||:\n")
+  print(signif(x$factor_norms, 4))
+  cat("  objective by epoch (last rows):\n")
+  print(utils::tail(x$fit$history, 5L), row.names = FALSE, digits = 6)
+  invisible(x)
+}
+
+#' @rdname qmf-methods
+#' @export
+predict.qmf <- function(object, newdata, type = c("coordinates", "fitted"), tol = 1e-8,
+                        max_iter = 500L, threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  type <- match_choice(type, c("coordinates", "fitted"), "type")
+  if (missing(newdata)) {
+    return(if (type == "coordinates") object$V else object$fitted)
+  }
+  xnew <- qmf_match_features(qmf_data(newdata, object$settings$loss, "newdata"), object)
+  solved <- qmf_predict_solve(object, xnew, check_number(tol, "tol", lower = 0),
+                              check_whole(max_iter, "max_iter"), check_threads(threads))
+  if (!solved$converged) {
+    warning(sprintf(paste0("The fit of the new samples did not converge within %d ",
+                           "iterations; increase `max_iter` or loosen `tol`."), max_iter),
+            call. = FALSE)
+  }
+  out <- if (type == "coordinates") solved$V else solved$fitted
+  attr(out, "iterations") <- solved$iterations
+  attr(out, "converged") <- solved$converged
+  out
+}
+
+qmf_match_features <- function(xnew, object) {
+  d <- nrow(object$x)
+  features <- rownames(object$x)
+  if (!is.null(features) && !is.null(rownames(xnew))) {
+    missing <- setdiff(features, rownames(xnew))
+    if (length(missing) > 0L) {
+      abort("`newdata` lacks %d of the fit's features (the first is %s).", length(missing),
+            missing[1L])
+    }
+    return(xnew[features, , drop = FALSE])
+  }
+  if (nrow(xnew) != d) {
+    abort("`newdata` must have the fit's %d features in rows, not %d.", d, nrow(xnew))
+  }
+  xnew
+}
+
+# Minimizes the objective of the training and new samples together over the
+# new columns of V, everything else fixed.
+qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRUE) {
+  prob <- object$problem
+  n <- ncol(object$x)
+  pool <- cbind(object$x, xnew)
+  prob$norm <- prob$norm / sum(!is.na(object$x)) * sum(!is.na(pool))
+  prob$x <- pool
+  prob$n <- ncol(pool)
+  prob$threads <- threads
+  par <- object$par
+  k <- nrow(par$V)
+  new <- n + seq_len(ncol(xnew))
+  cache <- new.env(parent = emptyenv())
+  evaluate <- function(v) {
+    if (!identical(v, cache$v)) {
+      cache$v <- v
+      par$V <- cbind(object$par$V, matrix(v, k))
+      cache$ev <- qmf_evaluate(prob, par)
+    }
+    cache$ev
+  }
+  start <- qmf_predict_start(object, xnew)
+  opt <- stats::optim(start, function(v) evaluate(v)$value,
+                      function(v) as.vector(evaluate(v)$V[, new, drop = FALSE]),
+                      method = "L-BFGS-B", lower = if (prob$positive) 0 else -Inf,
+                      control = qmf_lbfgs_control(evaluate(start)$value, max_iter, tol))
+  V <- matrix(opt$par, k, dimnames = list(rownames(object$V), colnames(xnew)))
+  out <- list(V = V, iterations = unname(opt$counts[["function"]]),
+              converged = opt$convergence != 1L)
+  if (fitted) {
+    par$V <- cbind(object$par$V, V)
+    rows <- qmf_rows_cpp(pool, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
+                         seq_len(nrow(pool)), prob$options, FALSE, TRUE, threads)
+    out$fitted <- rows$fitted[, new, drop = FALSE]
+    dimnames(out$fitted) <- dimnames(xnew)
+  }
+  out
+}
+
+# The new columns of V by ridge regression of the training V on the
+# standardized data (a linear kernel between samples).
+qmf_predict_start <- function(object, xnew) {
+  x <- object$x
+  center <- rowMeans(x, na.rm = TRUE)
+  scale <- apply(x, 1L, stats::sd, na.rm = TRUE)
+  scale[!(scale > 0) | is.na(scale)] <- 1
+  standardize <- function(a) {
+    a <- (a - center) / scale
+    a[is.na(a)] <- 0
+    a
+  }
+  xs <- standardize(x)
+  kernel <- crossprod(xs)
+  ridge <- 1e-6 * mean(diag(kernel)) + 1e-12
+  start <- object$par$V %*% solve(kernel + diag(ridge, ncol(x)), crossprod(xs, standardize(xnew)))
+  if (object$problem$positive) start <- pmax(start, 0)
+  as.vector(start)
+}
+
+#' Sample coordinates of a factorization
+#'
+#' The low-dimensional coordinates of the samples: for a [qmf()] fit, the
+#' columns of `V`, one row per sample (as `prcomp()$x` or `reducedDim()`
+#' expect), for the training samples or for new ones (see [predict.qmf()]).
+#'
+#' @param object A fit, for example from [qmf()].
+#' @param newdata `NULL` for the training samples, or new samples (features x
+#'   samples) to place in the factorization.
+#' @param threads Number of threads; see [diffrank_threads()].
+#' @param ... Must be empty.
+#' @return A samples x `rank` matrix with the samples' names.
+#' @export
+#' @examples
+#' set.seed(1)
+#' x <- exp(matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2))
+#' fit <- qmf(x, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
+#' head(sample_coordinates(fit))
+sample_coordinates <- function(object, ...) {
+  UseMethod("sample_coordinates")
+}
+
+#' @rdname sample_coordinates
+#' @export
+sample_coordinates.qmf <- function(object, newdata = NULL, threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
+  t(if (is.null(newdata)) object$V else stats::predict(object, newdata, threads = threads))
+}
+
+#' @rdname qmf-methods
+#' @export
+plot.qmf <- function(x, which = c("loss", "quantiles"), rows = NULL, ...) {
+  check_dots_empty(...)
+  if (!is.character(which) || length(which) == 0L || !all(which %in% c("loss", "quantiles"))) {
+    abort("`which` must be \"loss\", \"quantiles\" or both, not %s.", describe(which))
+  }
+  rows <- qmf_plot_rows(x, rows)
+  if (length(which) == 2L) {
+    old <- graphics::par(mfrow = c(1L, 2L))
+    on.exit(graphics::par(old))
+  }
+  if ("loss" %in% which) {
+    h <- x$history
+    graphics::plot(h$epoch, h$objective, type = "o", pch = 20, log = "y", xlab = "Epoch",
+                   ylab = "Objective", main = sprintf("QMF, rank %d", x$settings$rank))
+  }
+  if ("quantiles" %in% which) qmf_plot_quantiles(x, rows)
+  invisible(x)
+}
+
+qmf_plot_rows <- function(x, rows) {
+  d <- nrow(x$x)
+  if (is.null(rows)) {
+    spread <- apply(x$x, 1L, stats::var, na.rm = TRUE)
+    return(order(spread, decreasing = TRUE)[seq_len(min(4L, d))])
+  }
+  index <- if (is.character(rows)) match(rows, rownames(x$x)) else rows
+  if (!is.numeric(index) || length(index) == 0L || anyNA(index) || any(index < 1) ||
+      any(index > d) || any(index != round(index))) {
+    abort("`rows` must be names or indices of rows of the data (1 to %d), not %s.", d,
+          describe(rows))
+  }
+  as.integer(index)
+}
+
+qmf_plot_quantiles <- function(x, rows) {
+  levels <- t(apply(x$b[rows, , drop = FALSE], 1L, function(b) cumsum(b) - b / 2))
+  learned <- x$q[rows, , drop = FALSE]
+  empirical <- t(vapply(seq_along(rows), function(i) {
+    stats::quantile(x$x[rows[i], ], levels[i, ], na.rm = TRUE, names = FALSE)
+  }, numeric(ncol(levels))))
+  colours <- rep_len(c("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"),
+                     length(rows))
+  graphics::matplot(t(levels), t(learned), type = "l", lty = 1, lwd = 2, col = colours,
+                    xlab = "Quantile level", ylab = "Value", ylim = range(learned, empirical),
+                    main = "Learned (lines) and empirical (points) quantiles")
+  graphics::matpoints(t(levels), t(empirical), pch = 1, col = colours)
+  labels <- if (!is.null(rownames(x$x))) rownames(x$x)[rows] else paste("row", rows)
+  graphics::legend("topleft", labels, col = colours, lty = 1, lwd = 2, bty = "n", cex = 0.8)
+}

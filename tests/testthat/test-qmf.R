@@ -1,0 +1,327 @@
+# Quantile matrix factorization (Cuturi, Teboul, Niles-Weed and Vert 2020).
+
+# A rank-k signal, each row standardized, mapped row by row through strongly
+# non-linear increasing maps, plus a little noise.
+qmf_maps <- list(exp = exp, cube = function(v) v^3, step = function(v) 3 * stats::plogis(6 * v))
+
+qmf_simulate <- function(d = 30, n = 50, k = 2, noise = 0.01, seed = 2) {
+  set.seed(seed)
+  z <- matrix(rnorm(d * k), d) %*% matrix(rnorm(k * n), k)
+  z <- z / apply(z, 1L, stats::sd)
+  kind <- rep_len(names(qmf_maps), d)
+  x <- t(vapply(seq_len(d), function(r) qmf_maps[[kind[r]]](z[r, ]), numeric(n)))
+  x <- x + noise * matrix(rnorm(d * n), d)
+  dimnames(x) <- list(paste0("g", seq_len(d)), paste0("s", seq_len(n)))
+  list(x = x, z = z, kind = kind)
+}
+
+qmf_rel_error <- function(x, approx) sqrt(sum((x - approx)^2) / sum(x^2))
+
+# theta (m x d) of target values q (d x m), and the objective as a function
+# of the natural parameters: U, V, q and the target weights b (d x m).
+qmf_theta_of <- function(prob, q) {
+  vapply(seq_len(prob$d), function(r) {
+    qmf_theta((q[r, ] - prob$center[r]) / prob$scale[r], prob$positive, floor = 0)
+  }, numeric(ncol(q)))
+}
+
+qmf_objective_at <- function(prob, U, V, q, b) {
+  qmf_evaluate(prob, list(U = U, V = V, theta = qmf_theta_of(prob, q), beta = t(log(b))))
+}
+
+qmf_fd <- function(f, at, h = 1e-5) {
+  out <- at
+  for (i in seq_along(at)) {
+    up <- at
+    down <- at
+    up[i] <- up[i] + h
+    down[i] <- down[i] - h
+    out[i] <- (f(up) - f(down)) / (2 * h)
+  }
+  out
+}
+
+qmf_rel <- function(a, b) max(abs(a - b)) / max(abs(b))
+
+test_that("the gradient of the objective matches central differences, both losses", {
+  set.seed(3)
+  x <- exp(matrix(rnorm(10), 5) %*% matrix(rnorm(16), 2))
+  x[2, 3] <- NA
+  for (loss in c("squared", "kl")) {
+    settings <- qmf_settings(dim(x), 2, n_quantiles = 4, eps = 0.05, loss = loss,
+                             lambda = 0.01, learn_weights = TRUE,
+                             control = list(sinkhorn_tol = 1e-13))
+    prob <- qmf_problem(x, settings)
+    par <- qmf_init(prob, settings)
+    U <- par$U
+    V <- par$V
+    q <- t(qmf_quantiles_cpp(par$theta + rnorm(length(par$theta), sd = 0.1), prob$center,
+                             prob$scale, prob$positive))
+    b <- matrix(runif(length(q), 0.5, 1.5), nrow(q))
+    b <- b / rowSums(b)
+    at <- qmf_objective_at(prob, U, V, q, b)
+    value <- function(...) qmf_objective_at(prob, ...)$value
+    expect_lt(qmf_rel(at$U, qmf_fd(function(p) value(p, V, q, b), U)), 1e-5)
+    expect_lt(qmf_rel(at$V, qmf_fd(function(p) value(U, p, q, b), V)), 1e-5)
+    expect_lt(qmf_rel(t(at$q), qmf_fd(function(p) value(U, V, p, b), q)), 1e-5)
+    expect_lt(qmf_rel(t(at$b), qmf_fd(function(p) value(U, V, q, p), b)), 1e-5)
+    # and with respect to the optimizer's unconstrained parameters
+    par <- list(U = U, V = V, theta = qmf_theta_of(prob, q), beta = t(log(b)))
+    free <- function(name) {
+      function(p) {
+        par[[name]] <- p
+        qmf_evaluate(prob, par)$value
+      }
+    }
+    ev <- qmf_evaluate(prob, par)
+    expect_lt(qmf_rel(ev$theta, qmf_fd(free("theta"), par$theta)), 1e-5)
+    expect_lt(qmf_rel(ev$beta, qmf_fd(free("beta"), par$beta)), 1e-5)
+  }
+})
+
+test_that("fitted values are the Sinkhorn quantile normalization of each row of U V", {
+  set.seed(4)
+  x <- matrix(rexp(12 * 15), 12, dimnames = list(paste0("g", 1:12), paste0("s", 1:15)))
+  fit <- suppressWarnings(qmf(x, rank = 2, n_quantiles = 5, learn_weights = TRUE, max_epochs = 5,
+                              verbose = FALSE, control = list(sinkhorn_tol = 1e-12)))
+  z <- fit$U %*% fit$V
+  for (r in c(1, 7, 12)) {
+    ref <- sinkhorn_normalize(z[r, ], target = fit$q[r, ], target_weights = fit$b[r, ],
+                              eps = fit$settings$eps, squash = FALSE, tol = 1e-12)
+    expect_equal(unname(fitted(fit)[r, ]), as.vector(ref), tolerance = 1e-8)
+  }
+  expect_equal(dimnames(fitted(fit)), dimnames(x))
+  expect_equal(residuals(fit), x - fitted(fit))
+  expect_equal(rowSums(fit$b), rep(1, 12), ignore_attr = TRUE)
+  expect_true(all(apply(fit$q, 1L, function(q) all(diff(q) > 0))))
+})
+
+test_that("a monotonically distorted low-rank matrix is recovered far better than by SVD or NMF", {
+  has_rcppml <- requireNamespace("RcppML", quietly = TRUE)
+  if (!has_rcppml) skip_if_not_installed("NMF")
+  s <- qmf_simulate(seed = 2)
+  x <- s$x
+  k <- 2
+  sv <- svd(x, k, k)
+  err_svd <- qmf_rel_error(x, sv$u %*% diag(sv$d[1:k]) %*% t(sv$v))
+  shift <- min(x)  # NMF needs non-negative data
+  nmf_fit <- if (has_rcppml) {
+    nm <- RcppML::nmf(x - shift, k, seed = 1, verbose = FALSE, tol = 1e-8, maxit = 5000)
+    nm$w %*% diag(nm$d) %*% nm$h
+  } else {
+    nm <- NMF::nmf(x - shift, k, method = "lee", seed = 1)
+    NMF::basis(nm) %*% NMF::coef(nm)
+  }
+  err_nmf <- qmf_rel_error(x, nmf_fit + shift)
+  set.seed(1)
+  fit <- suppressWarnings(qmf(x, rank = k, eps = 0.01, max_epochs = 300, tol = 1e-4,
+                              verbose = FALSE))
+  # at least 3 times lower (observed: about 6 times)
+  expect_lt(fit$relative_error, err_svd / 3)
+  expect_lt(fit$relative_error, err_nmf / 3)
+  set.seed(1)
+  weighted <- qmf(x, rank = k, eps = 0.01, learn_weights = TRUE, max_epochs = 300, tol = 1e-4,
+                  verbose = FALSE)
+  expect_lt(weighted$relative_error, err_svd / 10)  # observed: about 40 times lower
+  # The learned targets follow the true quantile function of each row (of
+  # the noiseless values, at the levels (j - 1/2) / m). The blur of the soft
+  # map pulls the extreme targets of heavy-tailed rows (exp and cube of a
+  # Gaussian signal) outwards, so those correlate above 0.98 only (observed:
+  # 0.986); the bounded (step-like) rows, and the median row, above 0.99
+  # (observed: 0.9995 and 0.998).
+  levels <- (seq_len(16) - 0.5) / 16
+  correlation <- vapply(seq_len(nrow(x)), function(r) {
+    stats::cor(weighted$q[r, ], stats::quantile(qmf_maps[[s$kind[r]]](s$z[r, ]), levels))
+  }, numeric(1))
+  expect_gt(min(correlation[s$kind == "step"]), 0.99)
+  expect_gt(stats::median(correlation), 0.99)
+  expect_gt(min(correlation), 0.98)
+})
+
+test_that("with an almost affine map (large eps), QMF is no worse than a truncated SVD", {
+  set.seed(5)
+  x <- matrix(rnorm(30 * 3), 30) %*% matrix(rnorm(3 * 40), 3) +
+    matrix(rnorm(30 * 40, sd = 0.5), 30) + 5
+  # the SVD of the row-centred data plus the row means: a rank-3 fit with the
+  # per-row intercepts that the targets give QMF (better than the plain SVD)
+  centred <- x - rowMeans(x)
+  sv <- svd(centred, 3, 3)
+  err_svd <- qmf_rel_error(x, sv$u %*% diag(sv$d[1:3]) %*% t(sv$v) + rowMeans(x))
+  set.seed(1)
+  fit <- suppressWarnings(qmf(x, rank = 3, eps = 10, lambda = 0, optimizer = "lbfgs",
+                              max_epochs = 300, tol = 1e-8, verbose = FALSE))
+  expect_lt(fit$relative_error, err_svd * 1.01)
+})
+
+test_that("predict() on the training samples reproduces V, and places new samples", {
+  set.seed(5)
+  x <- exp(matrix(rnorm(40), 20) %*% matrix(rnorm(50), 2) / 2 + matrix(rnorm(500, sd = 0.1), 20))
+  dimnames(x) <- list(paste0("g", 1:20), paste0("s", 1:25))
+  set.seed(1)
+  fit <- suppressWarnings(qmf(x, rank = 2, optimizer = "lbfgs", max_epochs = 500, tol = 1e-10,
+                              verbose = FALSE, control = list(sinkhorn_tol = 1e-10)))
+  # the fit's gradient is about 1e-4 after 500 iterations: V within 1 %
+  again <- predict(fit, x, tol = 1e-12, max_iter = 1000)
+  expect_lt(max(abs(again - coef(fit)$V)) / max(abs(coef(fit)$V)), 0.01)
+  expect_equal(dimnames(again), dimnames(coef(fit)$V))
+  expect_true(attr(again, "converged"))
+  # new samples: rows matched by name, the model unchanged
+  before <- coef(fit)
+  new <- x[rev(rownames(x)), 1:4] * 1.1
+  colnames(new) <- paste0("new", 1:4)
+  v_new <- predict(fit, new)
+  expect_equal(dim(v_new), c(2L, 4L))
+  expect_equal(colnames(v_new), colnames(new))
+  expect_identical(coef(fit), before)
+  rec <- predict(fit, new, type = "fitted")
+  expect_equal(dimnames(rec), list(rownames(x), colnames(new)))
+  expect_lt(qmf_rel_error(new[rownames(x), ], rec), 0.2)
+  expect_equal(sample_coordinates(fit, new), t(v_new), ignore_attr = TRUE)
+  expect_identical(predict(fit), coef(fit)$V)
+})
+
+test_that("fits are identical with 1 and 2 threads and reproducible with set.seed", {
+  s <- qmf_simulate(d = 40, n = 30, seed = 7)
+  run <- function(threads, optimizer) {
+    set.seed(11)
+    fit <- suppressWarnings(qmf(s$x, rank = 2, batch_size = 8, max_epochs = 4,
+                                learn_weights = TRUE, optimizer = optimizer,
+                                threads = threads, verbose = FALSE))
+    c(coef(fit), list(fitted = fitted(fit), objective = fit$history$objective))
+  }
+  for (optimizer in c("adam", "lbfgs")) {
+    expect_identical(run(1, optimizer), run(2, optimizer))
+  }
+  expect_identical(run(2, "adam"), run(2, "adam"))
+})
+
+test_that("the KL loss keeps U and V non-negative and fits positive values", {
+  set.seed(8)
+  x <- matrix(rpois(25 * 20, 5 * exp(matrix(runif(50), 25) %*% matrix(runif(40), 2))), 25)
+  fit <- suppressWarnings(qmf(x, rank = 2, loss = "kl", max_epochs = 30, verbose = FALSE))
+  expect_true(all(fit$U >= 0) && all(fit$V >= 0))
+  expect_true(all(fitted(fit) > 0))
+  expect_true(all(fit$q[, 1] > 0))
+  expect_lt(fit$history$objective[fit$iterations], fit$history$objective[1])
+  fit_lbfgs <- suppressWarnings(qmf(x, rank = 2, loss = "kl", optimizer = "lbfgs",
+                                    max_epochs = 30, verbose = FALSE))
+  expect_true(all(fit_lbfgs$U >= 0) && all(fit_lbfgs$V >= 0))
+  expect_error(qmf(x - 10, rank = 2, loss = "kl"), "non-negative")
+})
+
+test_that("missing values are left out of the loss and predicted by fitted()", {
+  s <- qmf_simulate(d = 20, n = 25, seed = 9)
+  x <- s$x
+  hidden <- cbind(c(1, 4, 9, 15), c(2, 10, 7, 20))
+  x[hidden] <- NA
+  set.seed(1)
+  fit <- suppressWarnings(qmf(x, rank = 2, max_epochs = 30, verbose = FALSE))
+  expect_true(all(is.finite(fitted(fit))))
+  expect_true(all(is.na(residuals(fit)[hidden])))
+  expect_equal(summary(fit)$missing, 4L)
+  # the held-out entries are predicted about as well as the observed ones
+  err_hidden <- sqrt(mean((fitted(fit)[hidden] - s$x[hidden])^2))
+  expect_lt(err_hidden, 3 * stats::sd(s$x))
+  x[1, ] <- NA
+  expect_error(qmf(x, rank = 2), "row\\(s\\) with no observed value \\(the first is g1\\)")
+})
+
+test_that("bad arguments give errors that name them", {
+  x <- qmf_simulate(d = 10, n = 12, seed = 1)$x
+  expect_error(qmf(x, rank = 0), "`rank` must be a whole number, at least 1")
+  expect_error(qmf(x, rank = 10), "`rank` must be below min\\(nrow\\(x\\), ncol\\(x\\)\\) = 10")
+  expect_error(qmf(x), "`rank` is missing")
+  expect_error(qmf(x, rank = 2, n_quantiles = 1),
+               "`n_quantiles` must be a whole number, at least 2")
+  expect_error(qmf(x, rank = 2, eps = -1), "`eps` must be")
+  expect_error(qmf(x, rank = 2, lambda = -1), "`lambda` must be")
+  expect_error(qmf(x, rank = 2, loss = "l1"), "`loss` must be one of")
+  expect_error(qmf(x, rank = 2, optimizer = "sgd"), "`optimizer` must be one of")
+  expect_error(qmf(x, rank = 2, threads = 0), "`threads`")
+  expect_error(qmf(x, rank = 2, control = list(speed = 1)), "unknown element\\(s\\) `speed`")
+  expect_error(qmf(x, rank = 2, rnak = 3), "Unknown argument `rnak`")
+  bad <- x
+  bad[1, 1] <- Inf
+  expect_error(qmf(bad, rank = 2), "infinite")
+  expect_error(qmf(matrix(letters[1:20], 4), rank = 1), "`x` must be a numeric")
+  df <- as.data.frame(x)
+  df$label <- "a"
+  expect_error(qmf(df, rank = 2), "only numeric columns")
+  fit <- qmf(x, rank = 2, max_epochs = 2, verbose = FALSE, tol = 0) |> suppressWarnings()
+  expect_error(print(fit, digits = 3), "Unknown argument `digits`")
+  expect_error(summary(fit, 1), "Unknown argument an unnamed value")
+  expect_error(coef(fit, type = 1), "Unknown argument `type`")
+  expect_error(fitted(fit, a = 1), "Unknown argument `a`")
+  expect_error(residuals(fit, a = 1), "Unknown argument `a`")
+  expect_error(plot(fit, col = "red"), "Unknown argument `col`")
+  expect_error(predict(fit, x, a = 1), "Unknown argument `a`")
+  expect_error(sample_coordinates(fit, a = 1), "Unknown argument `a`")
+  expect_error(predict(fit, x[1:5, ]),
+               "`newdata` lacks 5 of the fit's features \\(the first is g6\\)")
+  expect_error(predict(fit, unname(x[1:5, ])), "`newdata` must have the fit's 10 features")
+  expect_error(predict(fit, x, type = "link"), "`type` must be one of")
+  expect_error(plot(fit, which = "bars"), "`which` must be")
+  expect_error(plot(fit, which = "quantiles", rows = 11), "`rows` must be names or indices")
+})
+
+test_that("convergence is reported, with a warning when the budget ran out", {
+  x <- qmf_simulate(d = 20, n = 25, seed = 3)$x
+  expect_warning(fit <- qmf(x, rank = 2, max_epochs = 3, tol = 1e-12, verbose = FALSE),
+                 "did not converge within 3 epochs")
+  expect_false(fit$converged)
+  expect_identical(fit$iterations, 3L)
+  expect_equal(nrow(fit$history), 3L)
+  expect_true(is.finite(fit$change))
+  set.seed(1)
+  done <- qmf(x, rank = 2, tol = 0.05, verbose = FALSE)
+  expect_true(done$converged)
+  expect_lt(done$change, 0.05)
+  expect_output(print(done), "converged after")
+  expect_output(print(fit), "NOT converged after 3 epoch")
+})
+
+test_that("verbose = FALSE prints nothing; verbose reports every epoch", {
+  x <- qmf_simulate(d = 12, n = 15, seed = 3)$x
+  expect_silent(qmf(x, rank = 2, max_epochs = 3, tol = 0.5, verbose = FALSE))
+  messages <- capture_messages(suppressWarnings(
+    qmf(x, rank = 2, max_epochs = 2, tol = 0, verbose = TRUE, progress = FALSE)
+  ))
+  expect_match(messages, "^epoch 2: objective [0-9.]+, relative change", all = FALSE)
+  expect_length(messages, 2L)
+  expect_silent(qmf(x, rank = 2, max_epochs = 3, tol = 0.5, verbose = TRUE, progress = TRUE))
+})
+
+test_that("methods: coef, summary, plot, sample coordinates, data frames", {
+  s <- qmf_simulate(d = 15, n = 20, seed = 4)
+  set.seed(1)
+  fit <- suppressWarnings(qmf(s$x, rank = 2, n_quantiles = 6, max_epochs = 5, verbose = FALSE))
+  cf <- coef(fit)
+  expect_named(cf, c("U", "V", "q", "b"))
+  expect_equal(dimnames(cf$U), list(rownames(s$x), c("factor1", "factor2")))
+  expect_equal(dimnames(cf$V), list(c("factor1", "factor2"), colnames(s$x)))
+  expect_equal(dim(cf$q), c(15L, 6L))
+  expect_equal(rownames(cf$b), rownames(s$x))
+  expect_equal(sample_coordinates(fit), t(cf$V))
+  expect_output(print(summary(fit)), "variance explained")
+  grDevices::pdf(NULL)
+  on.exit(grDevices::dev.off(), add = TRUE)
+  expect_identical(plot(fit), fit)
+  expect_identical(plot(fit, which = "quantiles", rows = c("g1", "g2")), fit)
+  set.seed(1)
+  from_df <- suppressWarnings(qmf(as.data.frame(s$x), rank = 2, n_quantiles = 6,
+                                  max_epochs = 5, verbose = FALSE))
+  expect_identical(coef(from_df), cf)
+})
+
+test_that("SummarizedExperiment input uses assay.type and keeps the names", {
+  skip_if_not_installed("SummarizedExperiment")
+  s <- qmf_simulate(d = 15, n = 20, seed = 4)
+  se <- SummarizedExperiment::SummarizedExperiment(list(counts = s$x * 0, logcounts = s$x))
+  set.seed(1)
+  a <- suppressWarnings(qmf(se, rank = 2, max_epochs = 3, verbose = FALSE,
+                            assay.type = "logcounts"))
+  set.seed(1)
+  b <- suppressWarnings(qmf(s$x, rank = 2, max_epochs = 3, verbose = FALSE))
+  expect_identical(coef(a), coef(b))
+  expect_error(qmf(se, rank = 2, assay.type = "exprs"), "`assay.type` must name one of")
+})
