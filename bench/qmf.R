@@ -1,4 +1,4 @@
-# Benchmark of quantile matrix factorization (issue 11, Speed section).
+# Benchmark of quantile matrix factorization.
 # Run by hand with the package installed:  Rscript bench/qmf.R
 # On the full ALL data (12,625 probe sets x 128 samples, Bioconductor package
 # ALL) at rank 10 with m = 16 target values per row, prints

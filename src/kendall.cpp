@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <diffrank/kendall.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "glue.h"
 #include "parallel.h"
 
 namespace {
@@ -58,24 +60,19 @@ Spec parse_spec(const std::string& kernel, double lambda, bool normalized, const
   s.lambda = lambda;
   s.normalized = normalized;
   s.u = u;
-  if (kernel == "tau_a") {
-    s.kernel = Kernel::tau_a;
-  } else if (kernel == "tau_b") {
-    s.kernel = Kernel::tau_b;
-  } else if (kernel == "mallows") {
-    s.kernel = Kernel::mallows;
-  } else {
-    s.kernel = Kernel::weighted;
-    if (kernel == "product") {
-      s.weights = diffrank::WeightKind::product;
-    } else if (kernel == "additive") {
-      s.weights = diffrank::WeightKind::additive;
-    } else if (kernel == "average") {
-      s.weights = diffrank::WeightKind::average;
-    } else {
-      Rcpp::stop("unknown kernel \"%s\".", kernel);
-    }
-  }
+  using diffrank::WeightKind;
+  // The weighted kernels are named by their weighting of a pair of positions.
+  const std::pair<Kernel, WeightKind> choice =
+      diffrank_glue::parse_choice<std::pair<Kernel, WeightKind>>(
+          kernel, "kernel",
+          {{"tau_a", {Kernel::tau_a, WeightKind::product}},
+           {"tau_b", {Kernel::tau_b, WeightKind::product}},
+           {"mallows", {Kernel::mallows, WeightKind::product}},
+           {"product", {Kernel::weighted, WeightKind::product}},
+           {"additive", {Kernel::weighted, WeightKind::additive}},
+           {"average", {Kernel::weighted, WeightKind::average}}});
+  s.kernel = choice.first;
+  s.weights = choice.second;
   return s;
 }
 

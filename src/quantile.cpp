@@ -6,15 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "glue.h"
 #include "parallel.h"
 
 namespace {
 
 diffrank::Ties parse_ties(const std::string& ties) {
-  if (ties == "midrank") return diffrank::Ties::midrank;
-  if (ties == "average") return diffrank::Ties::average;
-  if (ties == "first") return diffrank::Ties::first;
-  Rcpp::stop("`ties` must be one of \"midrank\", \"average\" or \"first\", not \"%s\".", ties);
+  return diffrank_glue::parse_choice<diffrank::Ties>(ties, "ties",
+                                                     {{"midrank", diffrank::Ties::midrank},
+                                                      {"average", diffrank::Ties::average},
+                                                      {"first", diffrank::Ties::first}});
 }
 
 // Mean over the columns of the p x n matrix s, written to means[0..p): each
