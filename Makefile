@@ -4,22 +4,29 @@
 #   make demo   install dependencies and diffrank, run the demo on the embedded data
 #   make test   install test dependencies, build the package and run R CMD check
 #   make bench  install test dependencies and diffrank, run the scripts in bench/
+#   make sanitize  build diffrank with AddressSanitizer and UndefinedBehaviorSanitizer
+#               into sanitize-lib/ and run the tests, examples and vignettes against it
+#               (tools/sanitize.sh); fails on any sanitizer report
 
 R ?= R
 RSCRIPT ?= Rscript
+# parallel compile jobs of test, sanitize and install (make test JOBS=1)
+JOBS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION := $(shell sed -n 's/^Version: *//p' DESCRIPTION)
 TARBALL := diffrank_$(VERSION).tar.gz
 
-# Debian packages: the build toolchain, the package's dependencies, and the
-# packages the tests, vignettes and benchmarks compare diffrank with.
+# Debian packages: the build toolchain, the package's dependencies, the
+# packages the tests, vignettes and benchmarks compare diffrank with, and gcc's
+# sanitizer runtimes for make sanitize.
 DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
 DEPS_TEST := $(DEPS_RUN) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
-  r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet
+  r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
+  libasan8 libubsan1
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
-.PHONY: demo test bench deps-run deps-test deps-dev install document
+.PHONY: demo test sanitize bench deps-run deps-test deps-dev install document
 
 demo: deps-run install
 	$(RSCRIPT) demo/diffrank.R
@@ -27,8 +34,12 @@ demo: deps-run install
 test: deps-test
 	rm -rf diffrank.Rcheck $(TARBALL)
 	$(R) CMD build .
-	MAKEFLAGS=-j2 _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \
+	MAKEFLAGS=-j$(JOBS) _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \
 	  status=$$?; sh tools/check-summary.sh diffrank.Rcheck || status=1; exit $$status
+
+# Takes about as long as make test; see tools/sanitize.sh for what it runs.
+sanitize: deps-test
+	MAKEFLAGS=-j$(JOBS) sh tools/sanitize.sh
 
 bench: deps-test install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
@@ -46,7 +57,7 @@ deps-dev:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEPS_DEV)
 
 install:
-	MAKEFLAGS=-j2 $(R) CMD INSTALL --preclean --no-multiarch .
+	MAKEFLAGS=-j$(JOBS) $(R) CMD INSTALL --preclean --no-multiarch .
 
 # Regenerate NAMESPACE, man/ and the Rcpp exports after changing R/ or src/.
 # roxygen2 compiles src/ without optimization: remove those objects so that no
