@@ -1,32 +1,44 @@
 # The two commands of README.md's quick start. Each installs what it needs
 # from Debian's packages first (through sudo when not root), so they work on a
 # fresh Debian 12 machine with R.
-#   make demo   install dependencies and diffrank, run the demo on the embedded data
+#   make demo   install dependencies, build diffrank with its vignettes and install it,
+#               run the demo on the embedded data
 #   make test   install test dependencies, run the C++ tests of the core, build the
 #               package and run R CMD check
 #   make cpp-test  the standalone C++ tests of the core alone (CMake, GoogleTest)
 #   make bench  install test dependencies and diffrank, run the scripts in bench/
+#   make sanitize  build diffrank with AddressSanitizer and UndefinedBehaviorSanitizer
+#               into sanitize-lib/ and run the tests, examples and vignettes against it
+#               (tools/sanitize.sh); fails on any sanitizer report
 
 R ?= R
 RSCRIPT ?= Rscript
+# parallel compile jobs of test, sanitize and install (make test JOBS=1)
+JOBS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION := $(shell sed -n 's/^Version: *//p' DESCRIPTION)
 TARBALL := diffrank_$(VERSION).tar.gz
 
-# Debian packages: the build toolchain, the package's dependencies, and the
-# packages the tests, vignettes and benchmarks compare diffrank with.
+# Debian packages: the build toolchain, the package's dependencies, the
+# packages the tests, vignettes and benchmarks compare diffrank with, and gcc's
+# sanitizer runtimes for make sanitize.
 DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
 # The C++ tests of the core (make cpp-test) need CMake and GoogleTest.
 DEPS_CPP := cmake libgtest-dev
 DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
-  r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf
+  r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf libasan8 libubsan1
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
-.PHONY: demo test bench deps-run deps-test deps-dev install document
+.PHONY: demo test sanitize bench deps-run deps-test deps-dev install document
 
-demo: deps-run install
+# The demo installs the built tarball, so that the vignettes are installed
+# too (vignette(package = "diffrank")); building them needs the test packages.
+demo: deps-test
+	rm -f $(TARBALL)
+	$(R) CMD build .
+	MAKEFLAGS=-j$(JOBS) $(R) CMD INSTALL --no-multiarch $(TARBALL)
 	$(RSCRIPT) demo/diffrank.R
 
 # The headers of inst/include/diffrank tested without R (tests/cpp):
@@ -43,8 +55,12 @@ test: deps-test
 	$(MAKE) --no-print-directory cpp-test
 	rm -rf diffrank.Rcheck $(TARBALL)
 	$(R) CMD build .
-	MAKEFLAGS=-j2 _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \
+	MAKEFLAGS=-j$(JOBS) _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \
 	  status=$$?; sh tools/check-summary.sh diffrank.Rcheck || status=1; exit $$status
+
+# Takes about as long as make test; see tools/sanitize.sh for what it runs.
+sanitize: deps-test
+	MAKEFLAGS=-j$(JOBS) sh tools/sanitize.sh
 
 bench: deps-test install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
@@ -62,7 +78,7 @@ deps-dev:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEPS_DEV)
 
 install:
-	MAKEFLAGS=-j2 $(R) CMD INSTALL --preclean --no-multiarch .
+	MAKEFLAGS=-j$(JOBS) $(R) CMD INSTALL --preclean --no-multiarch .
 
 # Regenerate NAMESPACE, man/ and the Rcpp exports after changing R/ or src/.
 # roxygen2 compiles src/ without optimization: remove those objects so that no

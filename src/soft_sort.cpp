@@ -246,6 +246,9 @@ Rcpp::IntegerVector soft_state_blocks_cpp(SEXP state) {
 Rcpp::NumericVector isotonic_cpp(Rcpp::NumericVector y, Rcpp::Nullable<Rcpp::NumericVector> weights,
                                  bool decreasing) {
   const std::size_t n = y.size();
+  // The R result first: if R cannot allocate it, its error jumps over this
+  // frame before any C++ buffer exists.
+  Rcpp::NumericVector out(n);
   std::vector<double> yy(y.begin(), y.end());
   if (decreasing) {
     for (auto& v : yy) v = -v;
@@ -255,7 +258,6 @@ Rcpp::NumericVector isotonic_cpp(Rcpp::NumericVector y, Rcpp::Nullable<Rcpp::Num
     Rcpp::NumericVector wv(weights.get());
     w.assign(wv.begin(), wv.end());
   }
-  Rcpp::NumericVector out(n);
   std::vector<std::uint32_t> bounds(n + 1);
   std::vector<double> scratch(2 * n);
   diffrank::isotonic_increasing(yy.data(), w.empty() ? nullptr : w.data(), n, out.begin(),
