@@ -91,7 +91,10 @@
 #' @return A vector (or a matrix with one column per column of `x`): of the
 #'   length of `x` for ranks, CDF values and top-k masks, with its names; of
 #'   length `n_targets` for sorts and `length(probs)` for quantiles. Attributes
-#'   `iterations`, `error` and `converged` give the convergence of each column.
+#'   `iterations`, `error` and `converged` give the convergence of each column
+#'   (`attr(r, "iterations")`); the result prints as its values followed by one
+#'   line of these diagnostics (class `sinkhorn_result`, which arithmetic and
+#'   `as.vector()` drop).
 #' @references Cuturi M, Teboul O, Vert JP (2019). Differentiable ranking and
 #'   sorting using optimal transport. *NeurIPS 2019*. <arXiv:1905.11885>
 #'
@@ -620,6 +623,7 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   attr(value, "iterations") <- fit$iterations
   attr(value, "error") <- fit$error
   attr(value, "converged") <- fit$converged
+  oldClass(value) <- "sinkhorn_result"
   warn_not_converged(fit$converged, fit$error, args$options)
   new_operator(
     value = value, input = args$shape,
@@ -669,6 +673,25 @@ sinkhorn_shape <- function(value, kind, args, problems) {
   if (args$shape$vector && kind == "quantile") names(out) <- rownames(value)
   if (!args$shape$vector && kind == "quantile") rownames(out) <- rownames(value)
   out
+}
+
+#' @rdname sinkhorn_rank
+#' @param ... For `print()`, passed to [print.default()] (for example
+#'   `digits`).
+#' @export
+print.sinkhorn_result <- function(x, ...) {
+  values <- x
+  for (name in c("iterations", "error", "converged")) attr(values, name) <- NULL
+  oldClass(values) <- NULL
+  print(values, ...)
+  it <- range(attr(x, "iterations"))
+  converged <- attr(x, "converged")
+  cat(sprintf("<Sinkhorn: %s iterations, marginal error at most %.2g, %s>\n",
+              if (it[1L] == it[2L]) it[1L] else paste(it, collapse = " to "),
+              max(attr(x, "error")),
+              if (all(converged)) "converged" else
+                sprintf("%d of %d column(s) NOT converged", sum(!converged), length(converged))))
+  invisible(x)
 }
 
 warn_not_converged <- function(converged, error, options) {

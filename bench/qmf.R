@@ -60,7 +60,7 @@ z <- t(fit$U %*% fit$V)
 target <- seq(-1, 1, length.out = m)
 floor_time <- function(threads) {
   timed({
-    op <- sinkhorn_normalize_fn(z, target = target, eps = fit$settings$eps, squash = FALSE,
+    op <- sinkhorn_normalize_fn(z, target = target, eps = fit$settings$eps, scale = "none",
                                 tol = fit$settings$control$sinkhorn_tol, threads = threads)
     op$vjp(z, wrt = "all")
   })

@@ -288,7 +288,7 @@ test_that("bad arguments and bad solvers give clear errors", {
   expect_error(perturbed_fn(x, "rank", eps = -1), "`eps` must be")
   expect_error(perturbed_fn(x, "rank", eps = NA), "`eps` must be")
   expect_error(perturbed("rank", eps = 0), "`eps` must be")
-  expect_error(perturbed_fn(x, "rank", n_samples = 0), "`n_samples` must be a whole number, at least 1")
+  expect_error(perturbed_fn(x, "rank", n_samples = 0), "`n_samples` must be a whole number from 1 to")
   expect_error(perturbed_fn(x, "rank", n_samples = 2.5), "`n_samples` must be a whole number")
   expect_error(perturbed_fn(c(1, NA, 3), "rank"), "`x` must not contain missing values")
   expect_error(perturbed_fn(c(1, Inf, 3), "rank"), "`x` must not contain infinite values")

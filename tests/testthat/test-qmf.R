@@ -87,7 +87,7 @@ test_that("fitted values are the Sinkhorn quantile normalization of each row of 
   z <- fit$U %*% fit$V
   for (r in c(1, 7, 12)) {
     ref <- sinkhorn_normalize(z[r, ], target = fit$q[r, ], target_weights = fit$b[r, ],
-                              eps = fit$settings$eps, squash = FALSE, tol = 1e-12)
+                              eps = fit$settings$eps, scale = "none", tol = 1e-12)
     expect_equal(unname(fitted(fit)[r, ]), as.vector(ref), tolerance = 1e-8)
   }
   expect_equal(dimnames(fitted(fit)), dimnames(x))
@@ -228,11 +228,11 @@ test_that("missing values are left out of the loss and predicted by fitted()", {
 
 test_that("bad arguments give errors that name them", {
   x <- qmf_simulate(d = 10, n = 12, seed = 1)$x
-  expect_error(qmf(x, rank = 0), "`rank` must be a whole number, at least 1")
+  expect_error(qmf(x, rank = 0), "`rank` must be a whole number from 1 to")
   expect_error(qmf(x, rank = 10), "`rank` must be below min\\(nrow\\(x\\), ncol\\(x\\)\\) = 10")
   expect_error(qmf(x), "`rank` is missing")
   expect_error(qmf(x, rank = 2, n_quantiles = 1),
-               "`n_quantiles` must be a whole number, at least 2")
+               "`n_quantiles` must be a whole number from 2 to")
   expect_error(qmf(x, rank = 2, eps = -1), "`eps` must be")
   expect_error(qmf(x, rank = 2, lambda = -1), "`lambda` must be")
   expect_error(qmf(x, rank = 2, loss = "l1"), "`loss` must be one of")

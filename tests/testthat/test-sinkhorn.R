@@ -432,3 +432,19 @@ test_that("extreme levels and extreme weights give the right values", {
   expect_equal(as.vector(sinkhorn_rank(1:5, target_weights = rep(1e308, 5), eps = 1e-3)),
                as.vector(sinkhorn_rank(1:5, eps = 1e-3)))
 })
+
+test_that("results print compactly, with their diagnostics accessible", {
+  r <- sinkhorn_rank(c(a = 0.3, b = 1.2, c = 1.25, d = -0.7), eps = 1e-3)
+  out <- capture.output(print(r))
+  expect_false(any(grepl("attr(,", out, fixed = TRUE)))
+  expect_match(out[length(out)], "<Sinkhorn: [0-9]+ iterations, marginal error at most .*, converged>")
+  expect_identical(names(r), c("a", "b", "c", "d"))
+  expect_true(attr(r, "converged"))
+  expect_type(attr(r, "iterations"), "integer")
+  m <- sinkhorn_normalize(matrix(rnorm(40), 10), eps = 0.05)
+  printed <- capture.output(print(m))
+  expect_length(printed, 12)          # column header, 10 rows, diagnostics
+  expect_match(printed[12], "<Sinkhorn:")
+  expect_true(is.matrix(m))
+  expect_null(attributes(as.vector(r)))
+})
