@@ -181,7 +181,7 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.05, loss = c("square
 #' @rdname qmf
 #' @export
 qmf.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  qmf.default(qmf_assay(x, assay.type), ...)
+  qmf.default(se_assay(x, assay.type), ...)
 }
 
 # ---------------------------------------------------------------------------
@@ -208,23 +208,6 @@ qmf_data <- function(x, loss, arg = "x") {
           format(min(m, na.rm = TRUE)))
   }
   m
-}
-
-qmf_assay <- function(x, assay.type) {
-  if (!requireNamespace("SummarizedExperiment", quietly = TRUE)) {
-    abort("The SummarizedExperiment package is needed for this method.")
-  }
-  names <- SummarizedExperiment::assayNames(x)
-  n <- length(SummarizedExperiment::assays(x))
-  ok <- length(assay.type) == 1L && !is.na(assay.type) &&
-    ((is.character(assay.type) && assay.type %in% names) ||
-       (is.numeric(assay.type) && assay.type >= 1 && assay.type <= n &&
-          assay.type == round(assay.type)))
-  if (!ok) {
-    abort("`assay.type` must name one of the object's %d assays (%s), not %s.", n,
-          paste(names, collapse = ", "), describe(assay.type))
-  }
-  as.matrix(SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE))
 }
 
 # The checked settings of a fit of data of dimensions `dims`.

@@ -7,16 +7,10 @@
 #include <vector>
 
 #include "glue.h"
+#include "ties.h"
 #include "parallel.h"
 
 namespace {
-
-diffrank::Ties parse_ties(const std::string& ties) {
-  return diffrank_glue::parse_choice<diffrank::Ties>(ties, "ties",
-                                                     {{"midrank", diffrank::Ties::midrank},
-                                                      {"average", diffrank::Ties::average},
-                                                      {"first", diffrank::Ties::first}});
-}
 
 // Mean over the columns of the p x n matrix s, written to means[0..p): each
 // row is summed in column order in long double (as R's rowMeans), whatever the
@@ -77,7 +71,7 @@ Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads) {
 Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericVector> target,
                                  std::string ties, int threads) {
   const std::size_t p = x.nrow(), n = x.ncol();
-  const diffrank::Ties rule = parse_ties(ties);
+  const diffrank::Ties rule = diffrank_glue::parse_ties(ties);
   Rcpp::NumericMatrix out(Rcpp::no_init(p, n));
   const double* xp = x.begin();
   double* outp = out.begin();

@@ -9,16 +9,10 @@
 #include <vector>
 
 #include "glue.h"
+#include "ties.h"
 #include "parallel.h"
 
 namespace {
-
-diffrank::Ties ties_choice(const std::string& ties) {
-  return diffrank_glue::parse_choice<diffrank::Ties>(ties, "ties",
-                                                     {{"midrank", diffrank::Ties::midrank},
-                                                      {"average", diffrank::Ties::average},
-                                                      {"first", diffrank::Ties::first}});
-}
 
 // The rows of the blocks one after another: rows[starts[b]..starts[b + 1]).
 struct Blocks {
@@ -114,7 +108,7 @@ Rcpp::NumericVector qn_extreme_weights(Rcpp::NumericMatrix x, std::string rule, 
 Rcpp::NumericMatrix qn_normalize_columns(Rcpp::NumericMatrix x, Rcpp::NumericMatrix targets,
                                          std::string ties, int threads) {
   const std::size_t p = x.nrow(), n = x.ncol(), t = targets.nrow();
-  const diffrank::Ties rule = ties_choice(ties);
+  const diffrank::Ties rule = diffrank_glue::parse_ties(ties);
   Rcpp::NumericMatrix out(Rcpp::no_init(p, n));
   const double* xp = x.begin();
   const double* tp = targets.begin();
@@ -140,7 +134,7 @@ Rcpp::NumericMatrix qn_normalize_columns(Rcpp::NumericMatrix x, Rcpp::NumericMat
 Rcpp::NumericMatrix qn_normalize_subset(Rcpp::NumericMatrix x, Rcpp::IntegerVector in_subset,
                                         Rcpp::NumericVector target, std::string ties, int threads) {
   const std::size_t p = x.nrow(), n = x.ncol(), t = target.size();
-  const diffrank::Ties rule = ties_choice(ties);
+  const diffrank::Ties rule = diffrank_glue::parse_ties(ties);
   Rcpp::NumericMatrix out(Rcpp::no_init(p, n));
   const double* xp = x.begin();
   const int* mask = in_subset.begin();
@@ -162,7 +156,7 @@ Rcpp::NumericMatrix qn_normalize_subset(Rcpp::NumericMatrix x, Rcpp::IntegerVect
 Rcpp::NumericMatrix qn_normalize_blocks(Rcpp::NumericMatrix x, Rcpp::IntegerVector rows,
                                         Rcpp::IntegerVector starts, std::string ties, int threads) {
   const std::size_t p = x.nrow(), n = x.ncol();
-  const diffrank::Ties rule = ties_choice(ties);
+  const diffrank::Ties rule = diffrank_glue::parse_ties(ties);
   const Blocks blocks{rows.begin(), starts.begin(), static_cast<std::size_t>(starts.size() - 1)};
   Rcpp::NumericMatrix out(Rcpp::no_init(p, n));
   const double* xp = x.begin();
