@@ -94,7 +94,9 @@ calls <- list(
   # perturbed optimizers
   perturbed = entry(function(x, ...) perturbed("rank", n_samples = 10, ...)(x)),
   perturbed_fn = entry(function(x, ...) perturbed_fn(x, "rank", n_samples = 10, ...)),
-  perturbed_vjp = entry(function(x, ...) perturbed_vjp(x, ones_like(x), "rank", n_samples = 10, ...)),
+  perturbed_vjp = entry(function(x, ...) {
+    perturbed_vjp(x, ones_like(x), "rank", n_samples = 10, ...)
+  }),
   fy_loss = entry(function(x, ...) fy_loss(x, rank(seq_len(NROW(x))), "rank", n_samples = 10, ...),
                   arg = "pred"),
   rank_regression = entry(function(x, ...) {
@@ -238,7 +240,8 @@ check_case <- function(name, arg, case_name, value) {
   key <- paste(arg, case_name, sep = ".")
   label <- sprintf("%s(%s = <%s>)", name, if (arg == "x") e$arg else arg, case_name)
   call_it <- function() {
-    if (arg == "x") e$fun(value) else do.call(e$fun, stats::setNames(list(e$data, value), c("", arg)))
+    if (arg == "x") return(e$fun(value))
+    do.call(e$fun, stats::setNames(list(e$data, value), c("", arg)))
   }
   kind <- lookup(documented_values, name, key)
   err <- lookup(documented_errors, name, key)
@@ -280,7 +283,9 @@ test_that("bad `eps` and `threads` give an error naming the argument, or their d
   for (name in names(calls)) {
     for (arg in c("eps", "threads")) {
       if (!has_arg(name, arg)) next
-      for (case_name in names(cases[[arg]])) check_case(name, arg, case_name, cases[[arg]][[case_name]])
+      for (case_name in names(cases[[arg]])) {
+        check_case(name, arg, case_name, cases[[arg]][[case_name]])
+      }
     }
   }
 })
