@@ -470,6 +470,7 @@ soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.
     abort("`pred` and `response` must have the same length, not %d and %d.", length(pred),
           length(response))
   }
+  if (length(pred) == 0L) abort("`pred` must have at least one value.")
   tau <- check_number(tau, "tau", lower = 0, upper = 1, allow_lower = FALSE)
   if (tau >= 1) abort("`tau` must be below 1, not %s.", format(tau))
   r <- response - pred

@@ -193,9 +193,7 @@ documented_errors <- list(
 # BUG: soft_quantile_loss(numeric(0), numeric(0)) says "`x` must have at least one
 # value" -- the argument is `pred` (the check is in sinkhorn_args, via
 # sinkhorn_quantile_fn).
-known_bugs <- list(
-  soft_quantile_loss = c(x.empty = "`x` must have at least one value")
-)
+known_bugs <- list()
 
 # threads: larger numbers than 1024 are documented to be taken as 1024.
 for (name in names(calls)) {
