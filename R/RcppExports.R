@@ -129,11 +129,27 @@ suquan_positions <- function(x, threads) {
     .Call(`_diffrank_suquan_positions`, x, threads)
 }
 
-suquan_fit_cpp <- function(position, y, f_init, family, method, lambda, max_iter, tol, verbose) {
-    .Call(`_diffrank_suquan_fit_cpp`, position, y, f_init, family, method, lambda, max_iter, tol, verbose)
+suquan_fit_cpp <- function(position, y, f_start, family, options, verbose, threads) {
+    .Call(`_diffrank_suquan_fit_cpp`, position, y, f_start, family, options, verbose, threads)
 }
 
-suquan_link <- function(position, f, w, b) {
-    .Call(`_diffrank_suquan_link`, position, f, w, b)
+suquan_path_cpp <- function(position, y, f_start, lambda, family, options, test_position, threads) {
+    .Call(`_diffrank_suquan_path_cpp`, position, y, f_start, lambda, family, options, test_position, threads)
+}
+
+suquan_link <- function(position, f, w, b, threads) {
+    .Call(`_diffrank_suquan_link`, position, f, w, b, threads)
+}
+
+suquan_lambda_max <- function(position, y, f_start, alpha, threads) {
+    .Call(`_diffrank_suquan_lambda_max`, position, y, f_start, alpha, threads)
+}
+
+suquan_svd_times <- function(position, c, v) {
+    .Call(`_diffrank_suquan_svd_times`, position, c, v)
+}
+
+suquan_svd_times_transpose <- function(position, c, t) {
+    .Call(`_diffrank_suquan_svd_times_transpose`, position, c, t)
 }
 

@@ -433,33 +433,87 @@ BEGIN_RCPP
 END_RCPP
 }
 // suquan_fit_cpp
-Rcpp::List suquan_fit_cpp(Rcpp::NumericMatrix position, Rcpp::NumericVector y, Rcpp::NumericVector f_init, std::string family, std::string method, double lambda, int max_iter, double tol, bool verbose);
-RcppExport SEXP _diffrank_suquan_fit_cpp(SEXP positionSEXP, SEXP ySEXP, SEXP f_initSEXP, SEXP familySEXP, SEXP methodSEXP, SEXP lambdaSEXP, SEXP max_iterSEXP, SEXP tolSEXP, SEXP verboseSEXP) {
+Rcpp::List suquan_fit_cpp(Rcpp::NumericMatrix position, Rcpp::NumericMatrix y, Rcpp::NumericVector f_start, std::string family, Rcpp::List options, bool verbose, int threads);
+RcppExport SEXP _diffrank_suquan_fit_cpp(SEXP positionSEXP, SEXP ySEXP, SEXP f_startSEXP, SEXP familySEXP, SEXP optionsSEXP, SEXP verboseSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f_init(f_initSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f_start(f_startSEXP);
     Rcpp::traits::input_parameter< std::string >::type family(familySEXP);
-    Rcpp::traits::input_parameter< std::string >::type method(methodSEXP);
-    Rcpp::traits::input_parameter< double >::type lambda(lambdaSEXP);
-    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
-    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
     Rcpp::traits::input_parameter< bool >::type verbose(verboseSEXP);
-    rcpp_result_gen = Rcpp::wrap(suquan_fit_cpp(position, y, f_init, family, method, lambda, max_iter, tol, verbose));
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_fit_cpp(position, y, f_start, family, options, verbose, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// suquan_path_cpp
+Rcpp::NumericVector suquan_path_cpp(Rcpp::NumericMatrix position, Rcpp::NumericMatrix y, Rcpp::NumericVector f_start, Rcpp::NumericVector lambda, std::string family, Rcpp::List options, Rcpp::NumericMatrix test_position, int threads);
+RcppExport SEXP _diffrank_suquan_path_cpp(SEXP positionSEXP, SEXP ySEXP, SEXP f_startSEXP, SEXP lambdaSEXP, SEXP familySEXP, SEXP optionsSEXP, SEXP test_positionSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f_start(f_startSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type lambda(lambdaSEXP);
+    Rcpp::traits::input_parameter< std::string >::type family(familySEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type test_position(test_positionSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_path_cpp(position, y, f_start, lambda, family, options, test_position, threads));
     return rcpp_result_gen;
 END_RCPP
 }
 // suquan_link
-Rcpp::NumericVector suquan_link(Rcpp::NumericMatrix position, Rcpp::NumericVector f, Rcpp::NumericVector w, double b);
-RcppExport SEXP _diffrank_suquan_link(SEXP positionSEXP, SEXP fSEXP, SEXP wSEXP, SEXP bSEXP) {
+Rcpp::NumericMatrix suquan_link(Rcpp::NumericMatrix position, Rcpp::NumericVector f, Rcpp::NumericMatrix w, Rcpp::NumericVector b, int threads);
+RcppExport SEXP _diffrank_suquan_link(SEXP positionSEXP, SEXP fSEXP, SEXP wSEXP, SEXP bSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f(fSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type w(wSEXP);
-    Rcpp::traits::input_parameter< double >::type b(bSEXP);
-    rcpp_result_gen = Rcpp::wrap(suquan_link(position, f, w, b));
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type w(wSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type b(bSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_link(position, f, w, b, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// suquan_lambda_max
+double suquan_lambda_max(Rcpp::NumericMatrix position, Rcpp::NumericMatrix y, Rcpp::NumericVector f_start, double alpha, int threads);
+RcppExport SEXP _diffrank_suquan_lambda_max(SEXP positionSEXP, SEXP ySEXP, SEXP f_startSEXP, SEXP alphaSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type f_start(f_startSEXP);
+    Rcpp::traits::input_parameter< double >::type alpha(alphaSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_lambda_max(position, y, f_start, alpha, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// suquan_svd_times
+Rcpp::NumericVector suquan_svd_times(Rcpp::NumericMatrix position, Rcpp::NumericMatrix c, Rcpp::NumericVector v);
+RcppExport SEXP _diffrank_suquan_svd_times(SEXP positionSEXP, SEXP cSEXP, SEXP vSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type c(cSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type v(vSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_svd_times(position, c, v));
+    return rcpp_result_gen;
+END_RCPP
+}
+// suquan_svd_times_transpose
+Rcpp::NumericVector suquan_svd_times_transpose(Rcpp::NumericMatrix position, Rcpp::NumericMatrix c, Rcpp::NumericVector t);
+RcppExport SEXP _diffrank_suquan_svd_times_transpose(SEXP positionSEXP, SEXP cSEXP, SEXP tSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type position(positionSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type c(cSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type t(tSEXP);
+    rcpp_result_gen = Rcpp::wrap(suquan_svd_times_transpose(position, c, t));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -497,8 +551,12 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_isotonic_cpp", (DL_FUNC) &_diffrank_isotonic_cpp, 3},
     {"_diffrank_project_permutahedron_cpp", (DL_FUNC) &_diffrank_project_permutahedron_cpp, 3},
     {"_diffrank_suquan_positions", (DL_FUNC) &_diffrank_suquan_positions, 2},
-    {"_diffrank_suquan_fit_cpp", (DL_FUNC) &_diffrank_suquan_fit_cpp, 9},
-    {"_diffrank_suquan_link", (DL_FUNC) &_diffrank_suquan_link, 4},
+    {"_diffrank_suquan_fit_cpp", (DL_FUNC) &_diffrank_suquan_fit_cpp, 7},
+    {"_diffrank_suquan_path_cpp", (DL_FUNC) &_diffrank_suquan_path_cpp, 8},
+    {"_diffrank_suquan_link", (DL_FUNC) &_diffrank_suquan_link, 5},
+    {"_diffrank_suquan_lambda_max", (DL_FUNC) &_diffrank_suquan_lambda_max, 5},
+    {"_diffrank_suquan_svd_times", (DL_FUNC) &_diffrank_suquan_svd_times, 3},
+    {"_diffrank_suquan_svd_times_transpose", (DL_FUNC) &_diffrank_suquan_svd_times_transpose, 3},
     {NULL, NULL, 0}
 };
 
