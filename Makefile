@@ -13,10 +13,12 @@ TARBALL := diffrank_$(VERSION).tar.gz
 
 # Debian packages: the build toolchain, the package's dependencies, and the
 # packages the tests, vignettes and benchmarks compare diffrank with.
-DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
+DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli \
+  r-cran-rspectra
 DEPS_TEST := $(DEPS_RUN) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
-  r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet
+  r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
+  r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
 .PHONY: demo test bench deps-run deps-test deps-dev install document
