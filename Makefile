@@ -22,13 +22,15 @@ TARBALL := diffrank_$(VERSION).tar.gz
 # Debian packages: the build toolchain, the package's dependencies, the
 # packages the tests, vignettes and benchmarks compare diffrank with, and gcc's
 # sanitizer runtimes for make sanitize.
-DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli
+DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli \
+  r-cran-rspectra
 # The C++ tests of the core (make cpp-test) need CMake and GoogleTest.
 DEPS_CPP := cmake libgtest-dev
 DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
-  r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf libasan8 libubsan1
+  r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf libasan8 libubsan1 \
+  r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
 .PHONY: demo test sanitize bench deps-run deps-test deps-dev install document

@@ -21,12 +21,13 @@
 #' share). The starting target `f_init` is standardized in the same way (mean
 #' 0, mean square 1). So every normalized sample has mean 0 and variance at
 #' most 1, and the fit depends on the data only through the ranks within each
-#' sample: multiplying `x` by 10 or adding 5 to it gives the same fit, and a
-#' value of `lambda` means the same thing on any data set. The scale of
-#' `lambda` itself depends on the data's size and on the labels; `lambda_max`
-#' (stored in the fit) is the smallest penalty at which every weight of the
-#' lasso is zero, computed as glmnet does, and [cv_suquan()] searches a path
-#' of values from `lambda_max` down.
+#' sample: multiplying `x` by 10 or adding 5 to it gives the same fit, and
+#' `lambda` does not depend on the units of the data. The useful range of
+#' `lambda` still depends on the numbers of features and samples and on the
+#' labels; `lambda_max` (stored in the fit) is the smallest penalty at which
+#' every weight of the lasso is zero, computed as glmnet does (divided by
+#' `max(alpha, 0.001)`), and [cv_suquan()] searches a path of values from
+#' `lambda_max` down.
 #'
 #' @section Methods:
 #' * `"bnd"` alternates two convex problems, in rounds. Round 0 fits the
@@ -37,7 +38,9 @@
 #'   descent on iteratively reweighted least squares (Friedman et al. 2010).
 #'   The f step is solved by accelerated projected gradient (the projection
 #'   is isotonic regression by pool adjacent violators, then a rescaling into
-#'   the ball; with `smooth > 0` the proximal step is solved by ADMM). Each
+#'   the ball), on the blocks of equal values that the projection creates
+#'   (an active-set scheme that costs a fraction of the full problem); with
+#'   `smooth > 0` the proximal step is solved by ADMM on all p values. Each
 #'   step is warm-started and kept only if it does not raise the objective,
 #'   so the objective recorded in `history` never increases. The fit stops
 #'   after `rounds` rounds, when f or the objective changes by less than `tol`
@@ -92,7 +95,9 @@
 #'   weight vector per class, one target f shared by all classes).
 #' @param method `"bnd"`, `"svd"` or `"fixed"`; see the section Methods.
 #' @param lambda Penalty on W, a positive number, or `NULL` (the default)
-#'   for `lambda_max / 100`; choose it with [cv_suquan()].
+#'   for `lambda_max / 1000` with the ridge penalty and `lambda_max / 10`
+#'   otherwise (typical choices of [cv_suquan()] on gene expression data);
+#'   choose it with [cv_suquan()].
 #' @param alpha Elastic net mixing of the penalty on W, from 0 (ridge, the
 #'   default) to 1 (lasso, which selects features).
 #' @param rounds Number of rounds of `"bnd"` (a new f, after a new model from
@@ -178,7 +183,7 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
   labels <- suquan_labels(y, family, ncol(m))
   prep <- suquan_prepare(m, labels, f_init, threads)
   lambda_max <- suquan_lambda_max(prep$position, labels$Y, prep$f0, alpha, threads)
-  lambda <- if (is.null(lambda)) lambda_max / 100 else
+  lambda <- if (is.null(lambda)) lambda_max * if (alpha == 0) 1e-3 else 0.1 else
     check_number(lambda, "lambda", lower = 0, allow_lower = FALSE)
 
   svd <- NULL
@@ -363,8 +368,9 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #'   default) for the path built from the data.
 #' @param nlambda Length of the path.
 #' @param lambda_min_ratio Ratio of the smallest to the largest value of the
-#'   path; `NULL` for 1e-3 with the ridge penalty (whose `lambda_max` uses
-#'   `max(alpha, 0.001)`, as glmnet does) and 1e-2 otherwise.
+#'   path; `NULL` for 1e-4 with the ridge penalty (whose `lambda_max` uses
+#'   `max(alpha, 0.001)`, as glmnet does) and otherwise, as glmnet, 1e-2 when
+#'   there are fewer samples than features and 1e-4 when there are not.
 #' @param rounds Candidate numbers of rounds of `"bnd"` (whole numbers from 0,
 #'   or `Inf` for running to convergence); ignored for `"svd"` and `"fixed"`.
 #' @param smooth Candidate roughness penalties (at least 0).
@@ -401,7 +407,7 @@ cv_suquan <- function(x, ...) {
 #' @rdname cv_suquan
 #' @export
 cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial"),
-                              method = c("bnd", "svd", "fixed"), lambda = NULL, nlambda = 15L,
+                              method = c("bnd", "svd", "fixed"), lambda = NULL, nlambda = 20L,
                               lambda_min_ratio = NULL, alpha = 0, rounds = 0:3, smooth = 0,
                               f_init = "mean", nfolds = 5L, folds = NULL,
                               measure = c("deviance", "class", "mse"), max_iter = 50L, tol = 1e-3,
@@ -434,7 +440,9 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   lambda_max <- suquan_lambda_max(prep$position, labels$Y, prep$f0, alpha, threads)
   if (is.null(lambda)) {
     nlambda <- check_whole(nlambda, "nlambda")
-    if (is.null(lambda_min_ratio)) lambda_min_ratio <- if (alpha == 0) 1e-3 else 1e-2
+    if (is.null(lambda_min_ratio)) {
+      lambda_min_ratio <- if (alpha == 0 || ncol(m) >= nrow(m)) 1e-4 else 1e-2
+    }
     lambda_min_ratio <- check_number(lambda_min_ratio, "lambda_min_ratio", lower = 0,
                                      upper = 1, allow_lower = FALSE)
     lambda <- lambda_max * lambda_min_ratio^seq(0, 1, length.out = nlambda)

@@ -71,8 +71,14 @@ test_that("the lambda path starts at lambda_max, computed as glmnet does, for ev
       expect_equal(cv$lambda[1], reference_lambda_max(z, Y, alpha), tolerance = 1e-10,
                    info = paste(family, alpha))
       expect_equal(cv$fit$lambda_max, cv$lambda[1])
-      expect_equal(cv$lambda[4] / cv$lambda[1], if (alpha == 0) 1e-3 else 1e-2)
+      # as glmnet: 1e-4 for ridge or when there are at least as many samples as
+      # features, 1e-2 otherwise
+      expect_equal(cv$lambda[4] / cv$lambda[1], 1e-4)
     }
+    set.seed(6)
+    wide <- cv_suquan(data$x[, 1:20], data$y[1:20], family = family, alpha = 1, nlambda = 4,
+                      rounds = 0, nfolds = 2, progress = FALSE)
+    expect_equal(wide$lambda[4] / wide$lambda[1], 1e-2)
     # the lasso: every weight is zero at lambda_max, not below it
     lmax <- reference_lambda_max(z, Y, 1)
     at_max <- suquan(data$x, data$y, family = family, method = "fixed", alpha = 1,
