@@ -110,3 +110,8 @@ test_that("perturbed optimizers follow the operator contract", {
     }
   }
 })
+
+test_that("a Sinkhorn value can serve as a direction", {
+  op <- sinkhorn_rank_fn(c(0.3, 1.2, 1.25, -0.7), eps = 0.05)
+  expect_equal(op$vjp(op$value), op$vjp(as.vector(op$value)))
+})
