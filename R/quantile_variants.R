@@ -233,12 +233,7 @@ check_subset_observed <- function(m, mask) {
 # `blocks` as the rows of each block one after another (0-based) and the
 # start of each block.
 check_blocks <- function(blocks, m) {
-  if (!(is.factor(blocks) || is.character(blocks) || is.numeric(blocks) || is.logical(blocks)) ||
-      !is.null(dim(blocks)) || length(blocks) != nrow(m)) {
-    abort("`blocks` must be a vector with one value per feature (%d), not %s.", nrow(m),
-          describe(blocks))
-  }
-  if (anyNA(blocks)) abort("`blocks` must not contain missing values.")
+  check_labels(blocks, nrow(m), "blocks", "feature")
   index <- as.integer(factor(blocks))
   rows <- order(index, seq_along(index)) - 1L
   sizes <- tabulate(index)
@@ -275,14 +270,19 @@ check_positive_quantiles <- function(m, weights, mask) {
   }
 }
 
+# A vector of labels, one per feature or sample, without missing values.
+check_labels <- function(labels, n, arg, per) {
+  if (!(is.factor(labels) || is.character(labels) || is.numeric(labels) ||
+        is.logical(labels)) || !is.null(dim(labels)) || length(labels) != n) {
+    abort("`%s` must be a vector with one value per %s (%d), not %s.", arg, per, n,
+          describe(labels))
+  }
+  if (anyNA(labels)) abort("`%s` must not contain missing values.", arg)
+}
+
 # Groups of samples as a factor without unused levels.
 check_groups <- function(groups, m) {
-  if (!(is.factor(groups) || is.character(groups) || is.numeric(groups) || is.logical(groups)) ||
-      !is.null(dim(groups)) || length(groups) != ncol(m)) {
-    abort("`groups` must be a vector with one value per sample (%d), not %s.", ncol(m),
-          describe(groups))
-  }
-  if (anyNA(groups)) abort("`groups` must not contain missing values.")
+  check_labels(groups, ncol(m), "groups", "sample")
   droplevels(as.factor(groups))
 }
 
