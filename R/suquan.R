@@ -58,8 +58,10 @@
 #'   then the model is fitted with f fixed. The two leading singular values
 #'   are kept in the fit: when they are close (a small relative gap), the
 #'   singular vector, and so f, is poorly determined. A warning is given
-#'   when the Lanczos method does not converge. One SVD costs about as much
-#'   as a few rounds of `"bnd"`; it is usually less accurate.
+#'   when the Lanczos method does not converge. It is not faster than
+#'   `"bnd"`: on the full ALL data (12,625 probe sets x 128 samples) the SVD
+#'   takes about as long as `"bnd"` run to convergence, several times longer
+#'   than one round; and it is usually less accurate.
 #' * `"fixed"` keeps f = `f_init` and fits the model only: plain quantile
 #'   normalization to `f_init` followed by penalized regression, the baseline
 #'   that SUQUAN improves on (the same as `rounds = 0`).
