@@ -122,7 +122,8 @@
 #' @param assay.type For a `SummarizedExperiment`, the assay to use (a name
 #'   or an index), as in Bioconductor's scuttle and scran.
 #' @param ... For the generic, passed on to the methods; for the
-#'   `SummarizedExperiment` method, passed on to the default method;
+#'   `SummarizedExperiment` method, passed on to the default method; for
+#'   `plot()`, graphical parameters passed on to [graphics::matplot()];
 #'   otherwise unused (an error names any argument given there).
 #' @return An object of class `suquan`: a list with `f` (the learned target,
 #'   length `nrow(x)`, standardized as described above), `w` (named weights;
@@ -328,8 +329,6 @@ print.summary.suquan <- function(x, ...) {
 
 #' @rdname suquan
 #' @param main Plot title.
-#' @param ... For `plot()`, graphical parameters passed on to
-#'   [graphics::matplot()] (or [graphics::plot()]).
 #' @export
 plot.suquan <- function(x, main = "Learned quantile function", ...) {
   p <- length(x$f)
@@ -384,8 +383,11 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #'   squared error, gaussian).
 #' @param progress Show a progress bar (when the work takes more than a few
 #'   seconds).
+#' @param x Features x samples, as for [suquan()]; for `print()` and
+#'   `plot()`, a `cv_suquan` object.
 #' @param ... For the generic, passed on to the methods; for the
-#'   `SummarizedExperiment` method, passed on to the default method;
+#'   `SummarizedExperiment` method, passed on to the default method; for
+#'   `plot()`, graphical parameters passed on to [graphics::plot()];
 #'   otherwise unused (an error names any argument given there).
 #' @return An object of class `cv_suquan`: `lambda` (the path), `rounds`,
 #'   `smooth` (the candidates), `cvm` (the mean measure over folds, an array
@@ -569,13 +571,12 @@ print.summary.cv_suquan <- function(x, ...) {
 }
 
 #' @rdname cv_suquan
-#' @param x A `cv_suquan` object (for `print()` and `plot()`).
-#' @param ... For `plot()`, graphical parameters passed on to
-#'   [graphics::plot()].
 #' @export
 plot.cv_suquan <- function(x, ...) {
   combos <- expand.grid(r = seq_along(x$rounds), s = seq_along(x$smooth))
-  colours <- grDevices::hcl.colors(max(nrow(combos), 2L), "Dark 3")
+  palette <- c("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+               "#666666")
+  colours <- rep_len(palette, nrow(combos))
   lo <- x$cvm - x$cvsd
   hi <- x$cvm + x$cvsd
   log_lambda <- log10(x$lambda)
@@ -595,7 +596,7 @@ plot.cv_suquan <- function(x, ...) {
   graphics::abline(v = log10(x$lambda_min), lty = 2)
   labels <- sprintf("rounds %s", format(x$rounds[combos$r]))
   if (length(x$smooth) > 1L) labels <- paste0(labels, sprintf(", smooth %g", x$smooth[combos$s]))
-  graphics::legend("topleft", labels, col = colours[seq_len(nrow(combos))], lty = 1, pch = 19,
+  graphics::legend("topleft", labels, col = colours, lty = 1, pch = 19,
                    bty = "n", cex = 0.8)
   invisible(x)
 }
