@@ -60,8 +60,9 @@
 #'   singular vector, and so f, is poorly determined. A warning is given
 #'   when the Lanczos method does not converge. It is not faster than
 #'   `"bnd"`: on the full ALL data (12,625 probe sets x 128 samples) the SVD
-#'   takes about as long as `"bnd"` run to convergence, several times longer
-#'   than one round; and it is usually less accurate.
+#'   takes longer than `"bnd"` run to convergence and several times longer
+#'   than one round (2.2 s, 1.3 s and 0.3 s); and it is usually less
+#'   accurate.
 #' * `"fixed"` keeps f = `f_init` and fits the model only: plain quantile
 #'   normalization to `f_init` followed by penalized regression, the baseline
 #'   that SUQUAN improves on (the same as `rounds = 0`).
