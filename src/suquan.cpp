@@ -33,11 +33,10 @@ VectorMap map(const Rcpp::NumericVector& v) { return VectorMap(v.begin(), v.size
 sq::Options parse_options(const std::string& family, const Rcpp::List& options) {
   using diffrank_glue::option;
   sq::Options opt;
-  opt.family = diffrank_glue::parse_choice<sq::Family>(
-      family, "family",
-      {{"gaussian", sq::Family::gaussian},
-       {"binomial", sq::Family::binomial},
-       {"multinomial", sq::Family::multinomial}});
+  opt.family = diffrank_glue::parse_choice<sq::Family>(family, "family",
+                                                       {{"gaussian", sq::Family::gaussian},
+                                                        {"binomial", sq::Family::binomial},
+                                                        {"multinomial", sq::Family::multinomial}});
   opt.lambda = option<double>(options, "lambda");
   opt.alpha = option<double>(options, "alpha");
   opt.smooth = option<double>(options, "smooth");
@@ -141,8 +140,8 @@ Rcpp::NumericVector suquan_path_cpp(Rcpp::NumericMatrix position, Rcpp::NumericM
                   out.begin() + (l + lambdas.size() * static_cast<std::size_t>(r)) * block);
       },
       [](const sq::Step&) { Rcpp::checkUserInterrupt(); });
-  out.attr("dim") = Rcpp::IntegerVector::create(n_test, K, static_cast<int>(lambdas.size()),
-                                                last_round + 1);
+  out.attr("dim") =
+      Rcpp::IntegerVector::create(n_test, K, static_cast<int>(lambdas.size()), last_round + 1);
   return out;
 }
 
@@ -172,7 +171,7 @@ Rcpp::NumericVector suquan_svd_times(Rcpp::NumericMatrix position, Rcpp::Numeric
 }
 
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericVector suquan_svd_times_transpose(Rcpp::NumericMatrix position,
-                                               Rcpp::NumericMatrix c, Rcpp::NumericVector t) {
+Rcpp::NumericVector suquan_svd_times_transpose(Rcpp::NumericMatrix position, Rcpp::NumericMatrix c,
+                                               Rcpp::NumericVector t) {
   return as_r_vector(sq::svd_times_transpose(map(position), map(c), map(t)));
 }

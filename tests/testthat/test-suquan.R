@@ -454,6 +454,13 @@ test_that("cv_suquan draws folds with R's RNG and labels its measure", {
                         measure = "mse", progress = FALSE)
   expect_identical(dim(gaussian$cvm), c(3L, 2L, 1L))
   expect_output(print(gaussian), "mean squared error")
+  # methods "svd" and "fixed" have no rounds to choose
+  for (method in c("svd", "fixed")) {
+    other <- cv_suquan(data$x, data$y, method = method, nlambda = 3, nfolds = 3,
+                       progress = FALSE)
+    expect_identical(other$rounds, 0)
+    expect_identical(other$fit$method, method)
+  }
 })
 
 test_that("SummarizedExperiment input and newdata use assay.type", {

@@ -195,9 +195,10 @@ inline Model zero_model(Index p, Index K) { return {Matrix::Zero(p, K), Vector::
 template <class Exec = Serial>
 void links(const Matrix& z, const Model& model, Matrix& eta, const Exec& exec = {}) {
   eta.resize(z.cols(), model.w.cols());
-  for_chunks(exec, z.cols(), 16, static_cast<double>(z.rows() * model.w.cols()), [&](Index i0, Index len) {
-    eta.middleRows(i0, len).noalias() = z.middleCols(i0, len).transpose() * model.w;
-  });
+  for_chunks(exec, z.cols(), 16, static_cast<double>(z.rows() * model.w.cols()),
+             [&](Index i0, Index len) {
+               eta.middleRows(i0, len).noalias() = z.middleCols(i0, len).transpose() * model.w;
+             });
   eta.rowwise() += model.b.transpose();
 }
 
@@ -205,9 +206,9 @@ void links(const Matrix& z, const Model& model, Matrix& eta, const Exec& exec = 
 template <class Exec = Serial>
 Matrix times(const Matrix& z, const Matrix& a, const Exec& exec = {}) {
   Matrix out(z.rows(), a.cols());
-  for_chunks(exec, z.rows(), 256, static_cast<double>(z.cols() * a.cols()), [&](Index j0, Index len) {
-    out.middleRows(j0, len).noalias() = z.middleRows(j0, len) * a;
-  });
+  for_chunks(
+      exec, z.rows(), 256, static_cast<double>(z.cols() * a.cols()),
+      [&](Index j0, Index len) { out.middleRows(j0, len).noalias() = z.middleRows(j0, len) * a; });
   return out;
 }
 
@@ -313,8 +314,7 @@ class RoughnessProx {
   RoughnessProx(Index p, double weight, double radius)
       : p_(p), weight_(weight), project_(p, radius), d_(p), l1_(p), l2_(p) {}
 
-  void operator()(const Vector& a, double L, Vector& out, int max_iter = 2000,
-                  double tol = 1e-9) {
+  void operator()(const Vector& a, double L, Vector& out, int max_iter = 2000, double tol = 1e-9) {
     const double curvature_max = L + 32.0 * weight_;
     const double rho = std::sqrt(L * curvature_max);
     if (L != factored_L_) {
@@ -459,8 +459,10 @@ inline void newton_ridge(Family family, const Matrix& Y, double lambda, const Ma
           for (Index i = 0; i < n; ++i) {
             d[i] = prob(i, k) * ((k == l ? 1.0 : 0.0) - prob(i, l)) / static_cast<double>(n);
           }
-          hessian.block(k * q, l * q, q, q).noalias() = design.transpose() * d.asDiagonal() * design;
-          if (l != k) hessian.block(l * q, k * q, q, q) = hessian.block(k * q, l * q, q, q).transpose();
+          hessian.block(k * q, l * q, q, q).noalias() =
+              design.transpose() * d.asDiagonal() * design;
+          if (l != k)
+            hessian.block(l * q, k * q, q, q) = hessian.block(k * q, l * q, q, q).transpose();
         }
       }
     } else {
@@ -610,7 +612,10 @@ template <class Exec>
 class FullSpace {
  public:
   FullSpace(const Matrix& u, double radius, double smooth, const Exec& exec)
-      : u_(u), exec_(exec), smooth_(smooth), project_(u.rows(), radius),
+      : u_(u),
+        exec_(exec),
+        smooth_(smooth),
+        project_(u.rows(), radius),
         prox_(u.rows(), smooth, radius) {}
   Index size() const { return u_.rows(); }
   const Vector* weights() const { return nullptr; }
@@ -747,7 +752,8 @@ void fista(Space& space, Family family, const Matrix& Y, Vector& v, Vector& b, d
       space.links(out.v, out.b, out.eta);
       out_loss = mean_loss(family, Y, out.eta);
       const Vector dv = out.v - from.v, db = out.b - from.b;
-      const double bound = fx + gv.dot(dv) + gb.dot(db) + 0.5 * L * (sq_norm(dv) + db.squaredNorm());
+      const double bound =
+          fx + gv.dot(dv) + gb.dot(db) + 0.5 * L * (sq_norm(dv) + db.squaredNorm());
       if (out_loss <= bound + 1e-15 * std::abs(fx)) return;
       L *= 2.0;
     }
@@ -766,8 +772,10 @@ void fista(Space& space, Family family, const Matrix& Y, Vector& v, Vector& b, d
       momentum = 1.0;
       look = next;
     } else if (d ? (look.v - next.v).dot(d->cwiseProduct(next.v - x.v)) +
-                       (look.b - next.b).dot(next.b - x.b) > 0.0
-                 : (look.v - next.v).dot(next.v - x.v) + (look.b - next.b).dot(next.b - x.b) > 0.0) {
+                           (look.b - next.b).dot(next.b - x.b) >
+                       0.0
+                 : (look.v - next.v).dot(next.v - x.v) + (look.b - next.b).dot(next.b - x.b) >
+                       0.0) {
       momentum = 1.0;
       look = next;
     } else {
@@ -805,7 +813,8 @@ void fit_quantiles(Family family, const Matrix& Y, const Matrix& u, double radiu
   double current = mean_loss(family, Y, eta) + full.penalty(f);
   // A first estimate of L from below: the mean curvature of the loss times the
   // mean squared norm of the columns of u, over n (the backtracking doubles it).
-  const double curvature = family == Family::gaussian ? 1.0 : (family == Family::binomial ? 0.25 : 0.5);
+  const double curvature =
+      family == Family::gaussian ? 1.0 : (family == Family::binomial ? 0.25 : 0.5);
   double L = std::max(curvature * (u.colwise().squaredNorm().mean() + 1.0) / static_cast<double>(n),
                       1e-12);
   if (smooth > 0.0) {
@@ -925,8 +934,8 @@ Fit alternate(const Positions& position, const Matrix& Y, const Vector& f0, cons
       break;
     }
   }
-  fit.budget = !fit.converged && fit.rounds == opt.max_iter &&
-               (opt.rounds < 0 || opt.rounds > opt.max_iter);
+  fit.budget =
+      !fit.converged && fit.rounds == opt.max_iter && (opt.rounds < 0 || opt.rounds > opt.max_iter);
   fit.model = model;
   return fit;
 }
@@ -934,8 +943,9 @@ Fit alternate(const Positions& position, const Matrix& Y, const Vector& f0, cons
 template <class Exec, class Monitor>
 Fit fit_bnd(const Positions& position, const Matrix& Y, const Vector& f0, const Options& opt,
             const Exec& exec, Monitor&& monitor) {
-  return alternate(position, Y, f0, opt, zero_model(position.rows(), Y.cols()), nullptr, exec,
-                   [](int, const Vector&, const Model&) {}, monitor);
+  return alternate(
+      position, Y, f0, opt, zero_model(position.rows(), Y.cols()), nullptr, exec,
+      [](int, const Vector&, const Model&) {}, monitor);
 }
 
 // The rounds 0..opt.rounds for every lambda of a decreasing sequence, each
