@@ -95,9 +95,16 @@ check_direction <- function(v, like_dim, arg = "v", what = "the operator's value
           if (length(like_dim) == 1L) sprintf("a vector of length %d", like_dim)
           else sprintf("%d x %d", like_dim[1L], like_dim[2L]), describe(v))
   }
-  v <- as.double(v)
-  if (length(like_dim) == 2L) dim(v) <- like_dim
-  if (anyNA(v) || any(is.infinite(v))) abort("`%s` must contain only finite values.", arg)
+  # A double vector or matrix is passed on as it is: as.double() and
+  # is.infinite() would each copy it, which costs as much as a soft rank.
+  attrs <- attributes(v)
+  if (!is.double(v) || !(is.null(attrs) || identical(names(attrs), "dim"))) v <- as.double(v)
+  if (length(like_dim) == 2L) {
+    if (!identical(dim(v), as.integer(like_dim))) dim(v) <- like_dim
+  } else if (!is.null(dim(v))) {
+    dim(v) <- NULL
+  }
+  if (nonfinite_kind_cpp(v) != 0L) abort("`%s` must contain only finite values.", arg)
   v
 }
 
