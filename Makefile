@@ -10,6 +10,10 @@
 #   make sanitize  build diffrank with AddressSanitizer and UndefinedBehaviorSanitizer
 #               into sanitize-lib/ and run the tests, examples and vignettes against it
 #               (tools/sanitize.sh); fails on any sanitizer report
+#   make release-checks  with diffrank installed: valgrind on every family
+#               (tools/valgrind.sh), 2,000 calls of each main function with the
+#               resident memory sampled (tools/memory_loop.R), and SIGINT during a
+#               long call of each family (tools/interrupts.R)
 
 R ?= R
 RSCRIPT ?= Rscript
@@ -33,7 +37,7 @@ DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdo
   r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
-.PHONY: demo test sanitize bench deps-run deps-test deps-dev install document
+.PHONY: demo test sanitize bench deps-run deps-test deps-dev install document release-checks
 
 # The demo installs the built tarball, so that the vignettes are installed
 # too (vignette(package = "diffrank")); building them needs the test packages.
@@ -63,6 +67,13 @@ test: deps-test
 # Takes about as long as make test; see tools/sanitize.sh for what it runs.
 sanitize: deps-test
 	MAKEFLAGS=-j$(JOBS) sh tools/sanitize.sh
+
+# Before a release, not in CI (about 20 minutes): see README.md.
+release-checks: deps-test install
+	$(SUDO) apt-get install -y -qq --no-install-recommends valgrind
+	sh tools/valgrind.sh
+	$(RSCRIPT) tools/memory_loop.R
+	$(RSCRIPT) tools/interrupts.R
 
 bench: deps-test install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done

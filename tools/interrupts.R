@@ -1,0 +1,87 @@
+# Interrupt check before a release (make release-checks): a long call of
+# each family runs in its own Rscript process, gets SIGINT (Ctrl-C) once it
+# has run for `delay` seconds, and must return to R within a second, after
+# which the same process must still compute. Prints one line per family and
+# exits with status 1 if any call ignores the interrupt for longer.
+#   Rscript tools/interrupts.R          (diffrank installed; Linux or macOS)
+delay <- 1.5     # seconds of work before the interrupt
+limit <- 1       # seconds allowed between SIGINT and the return to R
+give_up <- 120   # seconds after which a call that ignores SIGINT is killed
+
+# Each case: data set-up (not timed), then one call that would run for far
+# longer than `delay` uninterrupted (minutes for most of them).
+cases <- list(
+  kendall_kernel = c("x <- matrix(rnorm(20000 * 1500), 20000)",
+                     "kendall_kernel(x, threads = 2, progress = FALSE)"),
+  weighted_kendall_kernel = c("x <- matrix(rnorm(20000 * 1500), 20000)",
+                              "weighted_kendall_kernel(x, threads = 2, progress = FALSE)"),
+  mallows_kernel = c("x <- matrix(rnorm(20000 * 1500), 20000)",
+                     "mallows_kernel(x, threads = 2, progress = FALSE)"),
+  sinkhorn_rank_many_columns = c("x <- matrix(rnorm(2000 * 2000), 2000)",
+                                 "sinkhorn_rank(x, eps = 1e-4, n_targets = 2000, threads = 2, progress = FALSE)"),
+  sinkhorn_rank_one_long_column = c("x <- rnorm(50000)",
+                                    "sinkhorn_rank(x, eps = 1e-3, n_targets = 50000, threads = 2, progress = FALSE)"),
+  sinkhorn_normalize = c("x <- matrix(rnorm(50000 * 400), 50000)",
+                         "sinkhorn_normalize(x, threads = 2, progress = FALSE)"),
+  soft_rank = c("x <- matrix(rnorm(2e8), 1e4)", "soft_rank(x, threads = 2)"),
+  normalize_quantiles = c("x <- matrix(rnorm(2e8), 1e5)", "normalize_quantiles(x, threads = 2)"),
+  perturbed = c("theta <- rnorm(1e4)",
+                "perturbed_fn(theta, \"rank\", n_samples = 1e5, threads = 2)"),
+  suquan = c(paste("x <- matrix(rnorm(5000 * 400), 5000); y <- rep(0:1, 200);",
+                   "x[, y == 1] <- x[, y == 1] + rnorm(5000, sd = 0.2)"),
+             "suquan(x, y, lambda = 1e-3, rounds = 1000, max_iter = 1000L, tol = 0, threads = 2)"),
+  qmf = c("x <- matrix(rnorm(20000 * 100), 20000)",
+          "qmf(x, rank = 10, max_epochs = 10000L, tol = 0, threads = 2, verbose = FALSE)")
+)
+
+run_case <- function(name, setup, call) {
+  dir <- tempfile(paste0("interrupt-", name, "-"))
+  dir.create(dir)
+  flag <- file.path(dir, "started")
+  result <- file.path(dir, "result")
+  child <- file.path(dir, "child.R")
+  writeLines(c(
+    "suppressPackageStartupMessages(library(diffrank))",
+    "set.seed(1)",
+    setup,
+    sprintf("writeLines('go', '%s')", flag),
+    sprintf("outcome <- tryCatch({ %s; 'finished' },", call),
+    "  interrupt = function(e) 'interrupted',",
+    "  error = function(e) paste('error:', conditionMessage(e)))",
+    "returned <- as.numeric(Sys.time())",
+    "usable <- tryCatch(identical(soft_rank(c(3, 1, 2), eps = 1e-3, scale = 'none'), c(3, 1, 2)),",
+    "  error = function(e) FALSE)",
+    sprintf("writeLines(c(outcome, format(returned, digits = 17), usable), '%s')", result)
+  ), child)
+  pid <- as.integer(system(sprintf("Rscript '%s' > '%s' 2>&1 & echo $!", child,
+                                   file.path(dir, "log")), intern = TRUE))
+  while (!file.exists(flag) && !file.exists(result)) Sys.sleep(0.05)
+  Sys.sleep(delay)
+  signalled <- as.numeric(Sys.time())
+  tools::pskill(pid, tools::SIGINT)
+  while (!file.exists(result) && as.numeric(Sys.time()) - signalled < give_up) Sys.sleep(0.02)
+  if (!file.exists(result)) {
+    tools::pskill(pid, tools::SIGKILL)
+    return(data.frame(family = name, outcome = "ignored SIGINT (killed)", seconds = NA,
+                      usable = NA))
+  }
+  Sys.sleep(0.1)  # let the child finish writing
+  out <- readLines(result)
+  data.frame(family = name, outcome = out[1], seconds = as.numeric(out[2]) - signalled,
+             usable = out[3] == "TRUE")
+}
+
+rows <- do.call(rbind, lapply(names(cases), function(name) {
+  row <- run_case(name, cases[[name]][1], cases[[name]][2])
+  cat(sprintf("%-32s %-12s %6s s  R usable after: %s\n", row$family, row$outcome,
+              format(round(row$seconds, 3), nsmall = 3), row$usable))
+  row
+}))
+ok <- rows$outcome == "interrupted" & !is.na(rows$seconds) & rows$seconds < limit &
+  rows$usable %in% TRUE
+cat(sprintf("\n%d of %d families stop within %g s of SIGINT and leave R usable\n", sum(ok),
+            nrow(rows), limit))
+if (!all(ok)) {
+  cat("not met:", paste(rows$family[!ok], collapse = ", "), "\n")
+  quit(status = 1)
+}
