@@ -2,10 +2,13 @@
 // in R/suquan.R.
 #include <RcppEigen.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <diffrank/quantile.hpp>
 #include <diffrank/suquan.hpp>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "glue.h"
@@ -46,14 +49,73 @@ sq::Options parse_options(const std::string& family, const Rcpp::List& options) 
   return opt;
 }
 
-Rcpp::NumericMatrix as_r_matrix(const Eigen::MatrixXd& m) {
-  Rcpp::NumericMatrix out(m.rows(), m.cols());
-  std::copy(m.data(), m.data() + m.size(), out.begin());
+// The R API alone from here to fit_to_r(), for Rcpp::unwindProtect: no C++
+// object with a destructor lives in these frames, so an R allocation error
+// cannot skip one.
+SEXP r_doubles(const double* v, R_xlen_t n) {
+  SEXP out = Rf_allocVector(REALSXP, n);
+  std::copy(v, v + n, REAL(out));
   return out;
 }
 
-Rcpp::NumericVector as_r_vector(const Eigen::VectorXd& v) {
-  return Rcpp::NumericVector(v.data(), v.data() + v.size());
+// A named list of the items, which the caller protects.
+SEXP r_named_list(std::initializer_list<std::pair<const char*, SEXP>> items) {
+  const R_xlen_t n = static_cast<R_xlen_t>(items.size());
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, n));
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, n));
+  R_xlen_t k = 0;
+  for (const auto& item : items) {
+    SET_VECTOR_ELT(out, k, item.second);
+    SET_STRING_ELT(names, k, Rf_mkChar(item.first));
+    ++k;
+  }
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(2);
+  return out;
+}
+
+// The R list of a fit: f, w (p x K), b, history (a data frame), converged,
+// budget and rounds.
+SEXP fit_to_r(void* data) {
+  const sq::Fit& fit = *static_cast<const sq::Fit*>(data);
+  const R_xlen_t steps = static_cast<R_xlen_t>(fit.history.size());
+  SEXP round = PROTECT(Rf_allocVector(INTSXP, steps));
+  SEXP kind = PROTECT(Rf_allocVector(STRSXP, steps));
+  SEXP objective = PROTECT(Rf_allocVector(REALSXP, steps));
+  SEXP change = PROTECT(Rf_allocVector(REALSXP, steps));
+  for (R_xlen_t k = 0; k < steps; ++k) {
+    const sq::Step& step = fit.history[static_cast<std::size_t>(k)];
+    INTEGER(round)[k] = step.round;
+    SET_STRING_ELT(kind, k, Rf_mkChar(step.kind == 'w' ? "linear model" : "quantiles"));
+    REAL(objective)[k] = step.objective;
+    REAL(change)[k] = step.change;
+  }
+  SEXP history = PROTECT(r_named_list(
+      {{"round", round}, {"step", kind}, {"objective", objective}, {"change_f", change}}));
+  SEXP row_names = PROTECT(Rf_allocVector(INTSXP, 2));
+  INTEGER(row_names)[0] = NA_INTEGER;
+  INTEGER(row_names)[1] = -static_cast<int>(steps);
+  Rf_setAttrib(history, R_RowNamesSymbol, row_names);
+  Rf_setAttrib(history, R_ClassSymbol, Rf_mkString("data.frame"));
+  SEXP f = PROTECT(r_doubles(fit.f.data(), fit.f.size()));
+  SEXP w = PROTECT(r_doubles(fit.model.w.data(), fit.model.w.size()));
+  SEXP dim = PROTECT(Rf_allocVector(INTSXP, 2));
+  INTEGER(dim)[0] = static_cast<int>(fit.model.w.rows());
+  INTEGER(dim)[1] = static_cast<int>(fit.model.w.cols());
+  Rf_setAttrib(w, R_DimSymbol, dim);
+  SEXP b = PROTECT(r_doubles(fit.model.b.data(), fit.model.b.size()));
+  SEXP converged = PROTECT(Rf_ScalarLogical(fit.converged ? TRUE : FALSE));
+  SEXP budget = PROTECT(Rf_ScalarLogical(fit.budget ? TRUE : FALSE));
+  SEXP rounds = PROTECT(Rf_ScalarInteger(fit.rounds));
+  SEXP out = r_named_list({{"f", f},
+                           {"w", w},
+                           {"b", b},
+                           {"history", history},
+                           {"converged", converged},
+                           {"budget", budget},
+                           {"rounds", rounds}});
+  UNPROTECT(13);
+  return out;
 }
 
 }  // namespace
@@ -92,26 +154,10 @@ Rcpp::List suquan_fit_cpp(Rcpp::NumericMatrix position, Rcpp::NumericMatrix y,
   };
   const Eigen::VectorXd start = map(f_start);
   const sq::Fit fit = sq::fit_bnd(map(position), map(y), start, opt, Threads{threads}, monitor);
-
-  const std::size_t steps = fit.history.size();
-  Rcpp::IntegerVector round(steps);
-  Rcpp::CharacterVector kind(steps);
-  Rcpp::NumericVector objective(steps), change(steps);
-  for (std::size_t k = 0; k < steps; ++k) {
-    round[k] = fit.history[k].round;
-    kind[k] = fit.history[k].kind == 'w' ? "linear model" : "quantiles";
-    objective[k] = fit.history[k].objective;
-    change[k] = fit.history[k].change;
-  }
-  return Rcpp::List::create(
-      Rcpp::Named("f") = as_r_vector(fit.f), Rcpp::Named("w") = as_r_matrix(fit.model.w),
-      Rcpp::Named("b") = as_r_vector(fit.model.b),
-      Rcpp::Named("history") = Rcpp::DataFrame::create(
-          Rcpp::Named("round") = round, Rcpp::Named("step") = kind,
-          Rcpp::Named("objective") = objective, Rcpp::Named("change_f") = change,
-          Rcpp::Named("stringsAsFactors") = false),
-      Rcpp::Named("converged") = fit.converged, Rcpp::Named("budget") = fit.budget,
-      Rcpp::Named("rounds") = fit.rounds);
+  // The fit's C++ buffers are alive while its R copy is made: an R
+  // allocation error there comes back as a C++ exception, so that they are
+  // freed before R's error goes on.
+  return Rcpp::List(Rcpp::unwindProtect(&fit_to_r, const_cast<sq::Fit*>(&fit)));
 }
 
 // The links of the test samples for every lambda (decreasing) and every round
@@ -149,12 +195,15 @@ Rcpp::NumericVector suquan_path_cpp(Rcpp::NumericMatrix position, Rcpp::NumericM
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericMatrix suquan_link(Rcpp::NumericMatrix position, Rcpp::NumericVector f,
                                 Rcpp::NumericMatrix w, Rcpp::NumericVector b, int threads) {
+  // The result first: no C++ buffer is alive if R cannot allocate it.
+  Rcpp::NumericMatrix out(Rcpp::no_init(position.ncol(), w.ncol()));
   const Threads exec{threads};
   Eigen::MatrixXd z, eta;
   sq::normalize_to(map(position), map(f), z, exec);
   const sq::Model model{map(w), map(b)};
   sq::links(z, model, eta, exec);
-  return as_r_matrix(eta);
+  std::copy(eta.data(), eta.data() + eta.size(), out.begin());
+  return out;
 }
 
 // [[Rcpp::export(rng = false)]]
@@ -167,11 +216,16 @@ double suquan_lambda_max(Rcpp::NumericMatrix position, Rcpp::NumericMatrix y,
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector suquan_svd_times(Rcpp::NumericMatrix position, Rcpp::NumericMatrix c,
                                      Rcpp::NumericVector v) {
-  return as_r_vector(sq::svd_times(map(position), map(c), map(v)));
+  Rcpp::NumericVector out(Rcpp::no_init(position.nrow()));
+  Eigen::Map<Eigen::VectorXd>(out.begin(), out.size()) = sq::svd_times(map(position), map(c), map(v));
+  return out;
 }
 
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector suquan_svd_times_transpose(Rcpp::NumericMatrix position, Rcpp::NumericMatrix c,
                                                Rcpp::NumericVector t) {
-  return as_r_vector(sq::svd_times_transpose(map(position), map(c), map(t)));
+  Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(position.nrow()) * c.ncol()));
+  Eigen::Map<Eigen::VectorXd>(out.begin(), out.size()) =
+      sq::svd_times_transpose(map(position), map(c), map(t));
+  return out;
 }
