@@ -11,7 +11,7 @@
 #               into sanitize-lib/ and run the tests, examples and vignettes against it
 #               (tools/sanitize.sh); fails on any sanitizer report
 #   make release-checks  with diffrank installed: valgrind on every family
-#               (tools/valgrind.sh), 2,000 calls of each main function with the
+#               (tools/valgrind.sh), rounds of 2,000 calls of each main function with the
 #               resident memory sampled (tools/memory_loop.R), and SIGINT during a
 #               long call of each family (tools/interrupts.R)
 

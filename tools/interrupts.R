@@ -29,7 +29,7 @@ cases <- list(
                 "perturbed_fn(theta, \"rank\", n_samples = 1e5, threads = 2)"),
   suquan = c(paste("x <- matrix(rnorm(5000 * 400), 5000); y <- rep(0:1, 200);",
                    "x[, y == 1] <- x[, y == 1] + rnorm(5000, sd = 0.2)"),
-             "suquan(x, y, lambda = 1e-3, rounds = 1000, max_iter = 1000L, tol = 0, threads = 2)"),
+             "suquan(x, y, lambda = 1e-3, rounds = 1000, max_iter = 1000L, tol = 1e-12, threads = 2)"),
   qmf = c("x <- matrix(rnorm(20000 * 100), 20000)",
           "qmf(x, rank = 10, max_epochs = 10000L, tol = 0, threads = 2, verbose = FALSE)")
 )
