@@ -46,8 +46,8 @@
 #' [sinkhorn_normalize()]'s default target is the mean quantiles at 128
 #' levels). Give `n_targets` to change it; the permutahedron operators of
 #' [soft_rank()] cost O(n log n) whatever `n`. Columns run in parallel over
-#' `threads`; an interrupt is noticed between batches of columns, sized to
-#' take a fraction of a second, and a progress line is shown on long work.
+#' `threads`; an interrupt (Ctrl-C) is noticed within a fraction of a second,
+#' also inside one long column, and a progress line is shown on long work.
 #'
 #' @section Convergence:
 #' The Sinkhorn iterations run in the log domain from the dual potentials of

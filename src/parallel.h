@@ -25,9 +25,11 @@
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 namespace diffrank_glue {
 
@@ -149,6 +151,43 @@ void parallel_for(std::size_t n, int threads, Body body, std::size_t grain = 1,
                   std::size_t batch = 0) {
   parallel_batches(n, threads, grain, batch, body);
 }
+
+// A poll for user interrupts from inside one long problem (the `poll` of
+// the core's settings), callable from any thread: on the main R thread it
+// checks for an interrupt at most every 0.1 s; once one is seen, every call
+// on any thread throws Rcpp::internal::InterruptedException, which the
+// parallel helpers carry back to the main thread and Rcpp turns into the R
+// interrupt. Columns are checked between batches by parallel_batches; this
+// covers a single column that runs for seconds.
+class InterruptPoll {
+ public:
+  InterruptPoll() : main_(std::this_thread::get_id()), last_(std::chrono::steady_clock::now()) {}
+  InterruptPoll(const InterruptPoll&) = delete;
+  InterruptPoll& operator=(const InterruptPoll&) = delete;
+
+  void operator()() {
+    if (seen_.load(std::memory_order_relaxed)) throw Rcpp::internal::InterruptedException();
+    if (std::this_thread::get_id() != main_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    if (R_ToplevelExec(check, nullptr) == FALSE) {
+      seen_.store(true, std::memory_order_relaxed);
+      throw Rcpp::internal::InterruptedException();
+    }
+  }
+
+  // A std::function for the core's settings, valid while this object lives.
+  std::function<void()> callback() {
+    return [this] { (*this)(); };
+  }
+
+ private:
+  static void check(void*) { R_CheckUserInterrupt(); }
+  std::thread::id main_;
+  std::chrono::steady_clock::time_point last_;  // main thread only
+  std::atomic<bool> seen_{false};
+};
 
 // A progress line on stderr ("\r<label>: 42% of 1000 <unit>") for a long
 // loop, shown once the work has taken more than `delay` seconds; a callback

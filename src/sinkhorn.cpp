@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <diffrank/sinkhorn.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -128,9 +129,11 @@ struct Observed : diffrank::ObservedValues {
 // potentials.
 diffrank::SinkhornStatus forward_one(SinkhornState& st, std::size_t p, std::size_t j,
                                      diffrank::SinkhornColumn& col, Observed& obs,
-                                     std::vector<double>& buffer, double* out) {
+                                     std::vector<double>& buffer, double* out,
+                                     const std::function<void()>& poll) {
   const Problem& pr = st.problems[p];
-  const diffrank::SinkhornTask task = pr.task(st.opt, st.squash);
+  diffrank::SinkhornTask task = pr.task(st.opt, st.squash);
+  task.opt.poll = poll;
   const std::size_t n = st.n, m = pr.y.size();
   const double* xj = st.x.data() + j * n;
   double* f = st.f.data() + (p * st.columns + j) * n;
@@ -174,9 +177,10 @@ void finish_column(const SinkhornState& st, double* out) {
 // writes the gradients of the problem's b and w into bbar and wbar.
 void vjp_one(const SinkhornState& st, std::size_t p, std::size_t j, const double* v,
              diffrank::SinkhornColumn& col, Observed& obs, std::vector<double>& cot, double* xbar,
-             double* bbar, double* wbar) {
+             double* bbar, double* wbar, const std::function<void()>& poll) {
   const Problem& pr = st.problems[p];
-  const diffrank::SinkhornTask task = pr.task(st.opt, st.squash);
+  diffrank::SinkhornTask task = pr.task(st.opt, st.squash);
+  task.opt.poll = poll;
   const std::size_t n = st.n, m = pr.y.size();
   const bool row = task.kind == diffrank::SinkhornKind::row;
   const double* xj = st.x.data() + j * n;
@@ -257,6 +261,8 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   std::vector<diffrank::SinkhornStatus> status(st.columns);
   diffrank_glue::ProgressLine progress(diffrank_glue::option<bool>(options, "progress"),
                                        "Sinkhorn", "columns", st.columns);
+  diffrank_glue::InterruptPoll interrupt;
+  const std::function<void()> poll = interrupt.callback();
   diffrank_glue::parallel_batches(
       st.columns, threads, 1, columns_per_batch(st, threads),
       [&](std::size_t j0, std::size_t j1) {
@@ -269,7 +275,7 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
           s.error = 0.0;
           for (std::size_t p = 0; p < st.problems.size(); ++p) {
             const diffrank::SinkhornStatus one =
-                forward_one(st, p, j, col, obs, buffer, vp + j * st.rows_out);
+                forward_one(st, p, j, col, obs, buffer, vp + j * st.rows_out, poll);
             s.iterations += one.iterations;
             s.error = std::max(s.error, one.error);
             s.converged = s.converged && one.converged;
@@ -310,6 +316,8 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
   std::vector<double> bbar(m * columns, 0.0), wbar(m * columns, 0.0);
   const double* vp = v.begin();
   double* xb = xbar.begin();
+  diffrank_glue::InterruptPoll interrupt;
+  const std::function<void()> poll = interrupt.callback();
   diffrank_glue::parallel_batches(
       columns, threads, 1, columns_per_batch(st, threads),
       [&](std::size_t j0, std::size_t j1) {
@@ -327,7 +335,7 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
               bb = scratch_b.data();
               wb = scratch_w.data();
             }
-            vjp_one(st, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb);
+            vjp_one(st, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb, poll);
           }
         }
       });

@@ -136,6 +136,34 @@ TEST(Sinkhorn1D, MarginalsOfTheSolvedPlan) {
   }
 }
 
+// The poll of the options is called during long work and its exception
+// leaves the solver (how the R glue stops a long column on an interrupt);
+// polling alone changes nothing.
+TEST(Sinkhorn1D, PollIsCalledAndMayAbandonTheSolve) {
+  std::mt19937_64 rng(35);
+  const std::size_t n = 1500, m = 1500;
+  const Problem p = problem(n, m, rng);
+  diffrank::SinkhornOptions opt;
+  opt.eps = 1e-2;
+  opt.tol = 1e-9;
+  diffrank::Sinkhorn1D plain(p.z.data(), p.a.data(), n, p.y.data(), p.b.data(), m, opt);
+  const diffrank::SinkhornStatus expected = plain.solve();
+  int calls = 0;
+  opt.poll = [&calls] { ++calls; };
+  diffrank::Sinkhorn1D polled(p.z.data(), p.a.data(), n, p.y.data(), p.b.data(), m, opt);
+  const diffrank::SinkhornStatus st = polled.solve();
+  EXPECT_EQ(st.iterations, expected.iterations);
+  EXPECT_GE(calls, st.iterations * 3);  // each iteration and each 1024 rows of its sweeps
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(polled.potential(0)[i], plain.potential(0)[i]);
+  struct Stop {};
+  int left = 5;
+  opt.poll = [&left] {
+    if (--left == 0) throw Stop();
+  };
+  diffrank::Sinkhorn1D stopped(p.z.data(), p.a.data(), n, p.y.data(), p.b.data(), m, opt);
+  EXPECT_THROW(stopped.solve(), Stop);
+}
+
 // Known failure: from zero potentials with eps scaling (warm_start false,
 // which no R function uses) and few targets (m = 3) at small eps, the Newton
 // steps let the potentials drift (to about 1e9) and the solver stops

@@ -21,7 +21,10 @@
 //
 // Objects are reused across columns to avoid allocations, hold no global
 // state and touch nothing outside their arguments, so the glue may run one
-// object per thread. The settings are a plain struct of the family
+// object per thread. A problem that can run for long on its own (one
+// Sinkhorn transport of a long column) calls the settings' `poll` callback
+// between iterations and every few hundred rows of a pass; the glue's poll
+// throws on a user interrupt, so the core only has to be exception-safe. The settings are a plain struct of the family
 // (SoftSettings, SinkhornOptions, ...), filled by the glue from the options
 // list the R wrapper builds; enums are parsed in one place
 // (src/glue.h: parse_choice).

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct SinkhornOptions {
                                 // eps = kScalingStart * kScalingFactor^k down to eps
   bool warm_start = true;       // start from the dual potentials of the hard sort
   bool banded = true;           // skip kernel entries that cannot matter
+  // Called between iterations and every kPollRows kernel rows, from the
+  // thread that runs the problem; it may throw to abandon the work (the R
+  // glue throws when the user interrupts). Empty: never called.
+  std::function<void()> poll;
 };
 
 struct SinkhornStatus {
@@ -45,6 +50,7 @@ struct SinkhornStatus {
 namespace sinkhorn_detail {
 
 constexpr std::size_t kBlock = 32;
+constexpr std::size_t kPollRows = 1024;   // kernel rows between two polls
 constexpr std::size_t kDenseSchur = 400;  // larger Schur complements use conjugate gradients
 constexpr int kAndersonDepth = 8;         // iterates combined by Anderson acceleration
 constexpr double kScalingStart = 1.0;     // first eps of eps scaling
@@ -214,6 +220,7 @@ class Sinkhorn1D {
     sweep(0, pot_[0].data(), nullptr);
     double err = std::numeric_limits<double>::infinity();
     while (st.iterations < opt_.max_iter) {
+      poll();
       ++st.iterations;
       err = sweep(1, next.data(), pot_[1].data());
       if (eps_cur_ <= opt_.eps && err <= opt_.tol) {
@@ -265,6 +272,7 @@ class Sinkhorn1D {
     Cache cache;
     const double inv_eps = 1.0 / opt_.eps;
     for (std::size_t k = 0; k < np_[dst]; ++k) {
+      if (k % sinkhorn_detail::kPollRows == sinkhorn_detail::kPollRows - 1) poll();
       const Range r = band(dst, k, cache);
       double* t = buf_.data() + r.lo;
       const double total = sinkhorn_kernels::exp_shift_sum(t, r.hi - r.lo, pot_[dst][k] * inv_eps);
@@ -341,6 +349,10 @@ class Sinkhorn1D {
   }
 
  private:
+  void poll() const {
+    if (opt_.poll) opt_.poll();
+  }
+
   struct Range {
     std::size_t lo, hi;
     double max;
@@ -439,6 +451,7 @@ class Sinkhorn1D {
     Cache cache;
     double err = 0.0;
     for (std::size_t k = 0; k < np_[dst]; ++k) {
+      if (k % sinkhorn_detail::kPollRows == sinkhorn_detail::kPollRows - 1) poll();
       const Range r = band(dst, k, cache);
       const double total = sinkhorn_kernels::exp_shift_total(buf_.data() + r.lo, r.hi - r.lo, -r.max);
       out[k] = eps_cur_ * (logw_[dst][k] - r.max - std::log(total));
@@ -606,6 +619,7 @@ class Sinkhorn1D {
     for (std::size_t l = 0; l < ks; ++l) rz += r[l] * zv[l];
     const int max_cg = cg_max_ > 0 ? cg_max_ : static_cast<int>(std::min<std::size_t>(5000, 4 * ks + 100));
     for (int it = 0; it < max_cg; ++it) {
+      poll();
       op(p, ap);
       double pap = 0.0;
       for (std::size_t l = 0; l < ks; ++l) pap += p[l] * ap[l];
