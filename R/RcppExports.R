@@ -13,6 +13,10 @@ parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
     .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
 }
 
+check_interrupt_cpp <- function() {
+    invisible(.Call(`_diffrank_check_interrupt_cpp`))
+}
+
 perturbed_points_cpp <- function(theta, nrow, z, options) {
     .Call(`_diffrank_perturbed_points_cpp`, theta, nrow, z, options)
 }

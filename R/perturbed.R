@@ -292,7 +292,18 @@ perturbed_draws <- function(spec, n, ncol) {
     abort("`n_samples` = %d draws of %d x %d values are too many (at most 2^31 values).",
           spec$n_samples, n, ncol)
   }
-  if (spec$noise == "normal") stats::rnorm(count) else -log(-log(stats::runif(count)))
+  draw <- function(k) if (spec$noise == "normal") stats::rnorm(k) else -log(-log(stats::runif(k)))
+  # Drawn in chunks (the same stream as one call) with an interrupt check in
+  # between: R's generators do not check, and 1e9 draws take a minute.
+  chunk <- 2^22
+  if (count <= chunk) return(draw(count))
+  out <- numeric(count)
+  for (start in seq(1, count, by = chunk)) {
+    end <- min(count, start + chunk - 1)
+    out[start:end] <- draw(end - start + 1)
+    check_interrupt_cpp()
+  }
+  out
 }
 
 # The forward pass: checks x, draws the noise (unless `z` is given), solves

@@ -54,6 +54,14 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// check_interrupt_cpp
+void check_interrupt_cpp();
+RcppExport SEXP _diffrank_check_interrupt_cpp() {
+BEGIN_RCPP
+    check_interrupt_cpp();
+    return R_NilValue;
+END_RCPP
+}
 // perturbed_points_cpp
 Rcpp::NumericMatrix perturbed_points_cpp(Rcpp::NumericVector theta, int nrow, Rcpp::NumericVector z, Rcpp::List options);
 RcppExport SEXP _diffrank_perturbed_points_cpp(SEXP thetaSEXP, SEXP nrowSEXP, SEXP zSEXP, SEXP optionsSEXP) {
@@ -522,6 +530,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 6},
+    {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},
     {"_diffrank_perturbed_points_cpp", (DL_FUNC) &_diffrank_perturbed_points_cpp, 4},
     {"_diffrank_perturbed_state_cpp", (DL_FUNC) &_diffrank_perturbed_state_cpp, 7},
     {"_diffrank_perturbed_state_product_cpp", (DL_FUNC) &_diffrank_perturbed_state_product_cpp, 4},

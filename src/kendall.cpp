@@ -41,7 +41,7 @@ Profiles rank_columns(const Rcpp::NumericMatrix& x, int threads) {
       p.q[j] = r.q;
       p.distinct[j] = r.distinct;
     }
-  });
+  }, 1, diffrank_glue::timed_batches);
   return p;
 }
 
@@ -112,7 +112,7 @@ std::vector<double> self_kernels(const Spec& spec, const Profiles& p, int thread
       const diffrank::RankedProfile r = p.at(j);
       out[j] = diffrank::weighted_kendall(r, r, r, spec.weights, spec.u, s);
     }
-  });
+  }, 1, diffrank_glue::timed_batches);
   return out;
 }
 

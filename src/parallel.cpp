@@ -37,3 +37,10 @@ Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int thro
   return Rcpp::List::create(Rcpp::Named("visits") = visits,
                             Rcpp::Named("progress") = Rcpp::wrap(progress));
 }
+
+// An interrupt check for long loops written in R (noise drawn in chunks):
+// the pending interrupt, if any, is raised as an R interrupt.
+// [[Rcpp::export(rng = false)]]
+void check_interrupt_cpp() {
+  Rcpp::checkUserInterrupt();
+}

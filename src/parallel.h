@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -118,23 +119,41 @@ void run_range(std::size_t n, int threads, std::size_t grain, Body& body) {
   error.rethrow();
 }
 
-// Runs body(begin, end) over [0, n) with `threads` threads, cut into
-// batches of `batch` indices (all of [0, n) when 0): between two batches the
-// main thread calls between(done) with the number of indices done so far and
-// then checks for a user interrupt. Each index must be processed independently
-// of the others, so the result does not depend on the number of threads nor
-// on how the batches are split into ranges of at least `grain` indices.
+// Runs body(begin, end) over [0, n) with `threads` threads, in batches
+// (all of [0, n) at once when batch is 0): between two batches the main
+// thread calls between(done) with the number of indices done so far and
+// then checks for a user interrupt. The first batch has `threads * grain`
+// indices (at most `batch`); each next one is sized from the time the last
+// one took, to last about a tenth of a second (at most four times larger or
+// smaller), so that an interrupt is noticed within a fraction of a second
+// however long an index takes, and short indices are not held up by many
+// joins. Each index must be processed independently of the others, so the
+// result depends neither on the number of threads nor on the batches and
+// ranges (of at least `grain` indices) that the work is cut into.
+// The batch argument for timed batches from the first one on (a loop over
+// columns that may be long, such as sorting every column of a large matrix).
+constexpr std::size_t timed_batches = std::numeric_limits<std::size_t>::max();
+
 template <class Body, class Between>
 void parallel_batches(std::size_t n, int threads, std::size_t grain, std::size_t batch, Body body,
                       Between&& between) {
   if (n == 0) return;
-  if (batch == 0) batch = n;
-  for (std::size_t start = 0; start < n; start += batch) {
-    const std::size_t stop = std::min(n, start + batch);
+  grain = std::max<std::size_t>(grain, 1);
+  std::size_t size = batch == 0 ? n
+                                : std::min(batch, static_cast<std::size_t>(std::max(threads, 1)) * grain);
+  constexpr double target_seconds = 0.1;
+  for (std::size_t start = 0; start < n;) {
+    const std::size_t stop = std::min(n, start + size);
     auto shifted = [&](std::size_t b, std::size_t e) { body(start + b, start + e); };
+    const auto began = std::chrono::steady_clock::now();
     run_range(stop - start, threads, grain, shifted);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     between(stop);
     if (stop < n) Rcpp::checkUserInterrupt();
+    const double factor = std::min(4.0, std::max(0.25, target_seconds / std::max(seconds, 1e-6)));
+    size = std::max<std::size_t>(1, static_cast<std::size_t>(static_cast<double>(stop - start) * factor));
+    start = stop;
   }
 }
 

@@ -39,14 +39,17 @@ void row_means(const double* s, std::size_t p, std::size_t n, int threads, doubl
 // (p x n) the column's quantiles at the p target levels.
 void sort_columns(const double* x, std::size_t p, std::size_t n, int threads,
                   std::uint32_t* order, std::size_t* observed, double* quantiles) {
-  diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
-    std::vector<diffrank::IndexedValue> scratch;
-    std::vector<double> sorted(p);
-    for (std::size_t j = j0; j < j1; ++j) {
-      observed[j] = diffrank::sort_observed(x + j * p, p, scratch, order + j * p, sorted.data());
-      diffrank::resample_sorted(sorted.data(), observed[j], p, quantiles + j * p);
-    }
-  });
+  diffrank_glue::parallel_for(
+      n, threads,
+      [&](std::size_t j0, std::size_t j1) {
+        std::vector<diffrank::IndexedValue> scratch;
+        std::vector<double> sorted(p);
+        for (std::size_t j = j0; j < j1; ++j) {
+          observed[j] = diffrank::sort_observed(x + j * p, p, scratch, order + j * p, sorted.data());
+          diffrank::resample_sorted(sorted.data(), observed[j], p, quantiles + j * p);
+        }
+      },
+      1, diffrank_glue::timed_batches);
 }
 
 }  // namespace
@@ -83,12 +86,15 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
     sort_columns(xp, p, n, threads, order.data(), observed.data(), outp);
     std::vector<double> fitted(p);
     row_means(outp, p, n, threads, fitted.data());
-    diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
-      for (std::size_t j = j0; j < j1; ++j) {
-        diffrank::normalize_sorted_column(xp + j * p, order.data() + j * p, observed[j], p,
-                                          fitted.data(), rule, outp + j * p);
-      }
-    });
+    diffrank_glue::parallel_for(
+        n, threads,
+        [&](std::size_t j0, std::size_t j1) {
+          for (std::size_t j = j0; j < j1; ++j) {
+            diffrank::normalize_sorted_column(xp + j * p, order.data() + j * p, observed[j], p,
+                                              fitted.data(), rule, outp + j * p);
+          }
+        },
+        1, diffrank_glue::timed_batches);
     return out;
   }
 
@@ -97,15 +103,19 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
   Rcpp::NumericVector given(target.get());
   const double* gp = given.begin();
   const std::size_t t = given.size();
-  diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
-    diffrank::ColumnSorter sort;
-    for (std::size_t j = j0; j < j1; ++j) {
-      const std::size_t q = sort(xp + j * p, p);
-      for (std::size_t i = 0; i < p && q < p; ++i) {
-        if (std::isnan(xp[j * p + i])) outp[j * p + i] = xp[j * p + i];
-      }
-      diffrank::map_sorted_to_target(xp + j * p, sort.order.data(), q, gp, t, rule, outp + j * p);
-    }
-  });
+  diffrank_glue::parallel_for(
+      n, threads,
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::ColumnSorter sort;
+        for (std::size_t j = j0; j < j1; ++j) {
+          const std::size_t q = sort(xp + j * p, p);
+          for (std::size_t i = 0; i < p && q < p; ++i) {
+            if (std::isnan(xp[j * p + i])) outp[j * p + i] = xp[j * p + i];
+          }
+          diffrank::map_sorted_to_target(xp + j * p, sort.order.data(), q, gp, t, rule,
+                                         outp + j * p);
+        }
+      },
+      1, diffrank_glue::timed_batches);
   return out;
 }

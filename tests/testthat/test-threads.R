@@ -93,11 +93,17 @@ test_that("SUQUAN does not depend on the number of threads", {
   expect_thread_invariant(function(th) predict(fit, data$x, threads = th), "predict.suquan")
 })
 
-test_that("the thread pool visits every index once, in batches, with progress", {
+test_that("the thread pool visits every index once, in timed batches, with progress", {
   for (threads in thread_counts) {
     out <- parallel_check_cpp(1000L, threads, 7L, 300L, -1L, "")
     expect_identical(out$visits, rep(1L, 1000L))
-    expect_identical(out$progress, c(300, 600, 900, 1000))
+    # the first batch has threads * grain indices (at most `batch`), the next
+    # ones are sized by time, at most 4 times the one before
+    sizes <- diff(c(0, out$progress))
+    expect_identical(sizes[1], min(300, threads * 7))
+    expect_true(all(sizes > 0))
+    expect_identical(sum(sizes), 1000)
+    if (length(sizes) > 2L) expect_true(all(head(sizes[-1], -1) <= 4 * head(sizes, -2)))
   }
   # no batches: one call of the progress callback at the end
   expect_identical(parallel_check_cpp(10L, 2L, 1L, 0L, -1L, "")$progress, 10)
