@@ -31,10 +31,15 @@
 #'   features in rows and samples in columns, a numeric vector (one sample; then
 #'   `target` is needed for anything but the identity), or a
 #'   `SummarizedExperiment`. A time series (`ts`) is taken as its values;
-#'   other classed vectors (dates, times) are errors. A `DelayedMatrix` (for
-#'   example an `HDF5Matrix`) or a sparse matrix of the Matrix package is
-#'   processed in column blocks, never whole (see [diffrank_blocks]); `subset`
-#'   and `blocks` need an ordinary matrix.
+#'   other classed vectors (dates, times) are errors.
+#' @section Large data:
+#' A `DelayedMatrix` `x` (for example an HDF5-backed `HDF5Matrix`, or the
+#' assay of a `SummarizedExperiment`) or a sparse matrix of the Matrix
+#' package is processed in column blocks, never whole, with identical results:
+#' see [diffrank_blocks] and the arguments `BPPARAM` and `filepath`. `subset`
+#' and `blocks` need an ordinary matrix. This holds for `normalize_quantiles()`,
+#' `quantile_target()` (without `weights`, `trim`, `geometric` or `subset`)
+#' and `predict()` of a target, not for the other variants.
 #' @param target `NULL` to use the mean quantiles of `x`; a numeric vector of
 #'   target values of any length (sorted, then interpolated onto `nrow(x)`
 #'   levels); or a [quantile_target()] fitted on other samples (checked: an
