@@ -34,7 +34,8 @@ DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdo
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
   r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf libasan8 libubsan1 \
-  r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch
+  r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch \
+  r-bioc-delayedarray r-bioc-hdf5array r-bioc-biocparallel r-cran-matrix
 DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
 
 .PHONY: demo test sanitize bench deps-run deps-test deps-dev install document release-checks

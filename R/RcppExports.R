@@ -53,6 +53,18 @@ qn_normalize <- function(x, target, ties, threads) {
     .Call(`_diffrank_qn_normalize`, x, target, ties, threads)
 }
 
+qn_accumulate_sums <- function(sums, quantiles, threads) {
+    .Call(`_diffrank_qn_accumulate_sums`, sums, quantiles, threads)
+}
+
+qn_target_from_sums <- function(sums, n) {
+    .Call(`_diffrank_qn_target_from_sums`, sums, n)
+}
+
+qn_normalize_fitted <- function(x, fitted, ties, threads) {
+    .Call(`_diffrank_qn_normalize_fitted`, x, fitted, ties, threads)
+}
+
 qn_column_quantiles <- function(x, in_subset, n_levels, threads) {
     .Call(`_diffrank_qn_column_quantiles`, x, in_subset, n_levels, threads)
 }

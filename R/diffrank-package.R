@@ -10,7 +10,10 @@
 #' default is [diffrank_threads()], i.e. the option `diffrank.threads` (2 when
 #' unset, the limit CRAN allows during checks). Raise it for a session with
 #' `options(diffrank.threads = parallel::detectCores())`. Results are
-#' identical for any number of threads.
+#' identical for any number of threads. `threads` are threads inside one R
+#' process; processes and cluster nodes are BiocParallel's, through the
+#' `BPPARAM` argument of the functions that process data in blocks (see
+#' [diffrank_blocks]).
 #'
 #' @section Vocabulary:
 #' One set of argument names runs through the package: `x` (features in
@@ -18,7 +21,9 @@
 #' made unit-free), `decreasing` (sort order, as in [sort()]), `weights`
 #' (masses of the values), `target` and `target_weights` (a reference
 #' distribution and its masses), `response` (observed values of a loss),
-#' `threads`, and `assay.type` for `SummarizedExperiment` inputs. Every
+#' `threads`, `assay.type` for `SummarizedExperiment` inputs, and `BPPARAM`
+#' (BiocParallel workers) and `filepath` (an HDF5 file for the result) for
+#' data processed in blocks ([diffrank_blocks]). Every
 #' differentiable operator has the forms `<op>()`, `<op>_fn()` (a
 #' [diffrank_operator]) and `<op>_vjp(x, v, ...)`.
 #'

@@ -56,7 +56,9 @@
 #' @param x A numeric matrix or data frame with features in rows and samples
 #'   in columns, a numeric vector (one sample), or a `SummarizedExperiment`.
 #'   A time series (`ts`) is taken as its values; other classed vectors
-#'   (dates, times) are errors.
+#'   (dates, times) are errors. A `DelayedMatrix` (for example an
+#'   `HDF5Matrix`) or a sparse matrix is read in column blocks and the kernel
+#'   computed in tiles (see [diffrank_blocks]).
 #' @param y `NULL` for the kernel between the samples of `x`, or a second set
 #'   of samples with the same features (rows) in the same order: the result is
 #'   then the cross-kernel, `ncol(x)` x `ncol(y)`.
@@ -69,6 +71,13 @@
 #'   values.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
+#' @param BPPARAM For a `DelayedMatrix` or sparse `x` or `y` (for example an
+#'   HDF5-backed assay): `NULL` (the default) to compute the tiles of the
+#'   kernel matrix one after another in this process, or a BiocParallel
+#'   back-end (`BiocParallel::SerialParam()`, `MulticoreParam()`,
+#'   `SnowParam()`, `BatchtoolsParam()`) over whose workers the tiles are
+#'   spread; the result does not depend on it. Ignored for ordinary matrices,
+#'   which use `threads`. See [diffrank_blocks].
 #' @param progress Whether to show progress for matrices that take more than
 #'   a couple of seconds. Interrupts are checked in any case.
 #' @return A `ncol(x)` x `ncol(y)` kernel matrix (a kernlab `kernelMatrix`
@@ -102,11 +111,11 @@ kendall_kernel <- function(x, ...) {
 #' @export
 kendall_kernel.default <- function(x, y = NULL, variant = c("tau_b", "tau_a"),
                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
-                                   progress = interactive(), ...) {
+                                   progress = interactive(), BPPARAM = NULL, ...) {
   check_dots_empty(...)
   variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
   rank_kernel(x, y, kernel = variant, na = match_choice(na, c("fail", "pairwise"), "na"),
-              threads = threads, progress = progress)
+              threads = threads, progress = progress, BPPARAM = BPPARAM)
 }
 
 #' @rdname kendall_kernel
@@ -164,13 +173,13 @@ mallows_kernel <- function(x, ...) {
 #' @export
 mallows_kernel.default <- function(x, y = NULL, lambda = 1, normalized = TRUE,
                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
-                                   progress = interactive(), ...) {
+                                   progress = interactive(), BPPARAM = NULL, ...) {
   check_dots_empty(...)
   lambda <- check_number(lambda, "lambda", lower = 0)
   normalized <- check_flag(normalized, "normalized")
   rank_kernel(x, y, kernel = "mallows", lambda = lambda, normalized = normalized,
               na = match_choice(na, c("fail", "pairwise"), "na"), threads = threads,
-              progress = progress)
+              progress = progress, BPPARAM = BPPARAM)
 }
 
 #' @rdname mallows_kernel
@@ -252,7 +261,7 @@ weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings,
                                             u = NULL, normalized = TRUE,
                                             na = c("fail", "pairwise"),
                                             threads = diffrank_threads(),
-                                            progress = interactive(), ...) {
+                                            progress = interactive(), BPPARAM = NULL, ...) {
   check_dots_empty(...)
   weighting <- match_choice(weighting, weightings, "weighting")
   normalized <- check_flag(normalized, "normalized")
@@ -260,7 +269,7 @@ weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings,
   spec <- weight_spec(weighting, k, u, p, normalized)
   rank_kernel(x, y, kernel = spec$kernel, normalized = normalized, u = spec$u,
               na = match_choice(na, c("fail", "pairwise"), "na"), threads = threads,
-              progress = progress)
+              progress = progress, BPPARAM = BPPARAM)
 }
 
 #' @rdname weighted_kendall_kernel
@@ -273,8 +282,8 @@ weightings <- c("multiplicative", "additive", "top", "average")
 
 # A kernel of the assays of SummarizedExperiments (y may also be a matrix).
 kernel_on_assays <- function(kernel, x, y, assay.type, ...) {
-  if (methods::is(y, "SummarizedExperiment")) y <- se_assay(y, assay.type)
-  kernel(se_assay(x, assay.type), y, ...)
+  if (methods::is(y, "SummarizedExperiment")) y <- se_assay(y, assay.type, blocks = TRUE)
+  kernel(se_assay(x, assay.type, blocks = TRUE), y, ...)
 }
 
 #' Pair counts of Kendall's tau
@@ -532,9 +541,14 @@ rank_input <- function(x, arg, na) {
 }
 
 rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(0), na,
-                        threads, progress) {
+                        threads, progress, BPPARAM = NULL) {
   threads <- check_threads(threads)
   progress <- check_flag(progress, "progress")
+  if (is_block_input(x) || is_block_input(y)) {
+    return(rank_kernel_blocks(x, y, kernel, lambda, normalized, u, na, threads, progress,
+                              BPPARAM))
+  }
+  check_block_args(BPPARAM)
   scalar <- !is.null(y) && is.null(dim(x)) && is.null(dim(y)) &&
     !is.data.frame(x) && !is.data.frame(y)
   mx <- rank_input(x, "x", na)
@@ -553,6 +567,12 @@ rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(
     abort("`u` must have one weight per feature (%d), not %d.", nrow(mx), length(u))
   }
   out <- rank_kernel_matrix(mx, my, kernel, lambda, normalized, u, threads, progress)
+  finish_kernel(out, colnames(mx), if (is.null(my)) colnames(mx) else colnames(my), scalar)
+}
+
+# The kernel matrix with undefined values as NA (and a warning), its
+# dimnames and class (a number for two vectors).
+finish_kernel <- function(out, names_x, names_y, scalar) {
   undefined <- is.nan(out)
   if (any(undefined)) {
     out[undefined] <- NA_real_
@@ -562,7 +582,7 @@ rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(
       sum(undefined)), call. = FALSE)
   }
   if (scalar) return(out[1L, 1L])
-  dimnames(out) <- list(colnames(mx), if (is.null(my)) colnames(mx) else colnames(my))
+  dimnames(out) <- list(names_x, names_y)
   as_kernel_matrix(out)
 }
 

@@ -77,7 +77,9 @@ qmf_warn <- function(fit) {
 #' @param object,x A `qmf` fit.
 #' @param newdata New samples: features x samples, the same features as in
 #'   fitting (matched by row name when both have row names, else by
-#'   position). Missing values are left out of the loss.
+#'   position). Missing values are left out of the loss. A `DelayedMatrix` or
+#'   sparse matrix is realized in memory (the new samples are fitted jointly
+#'   with the training samples), within the limit of [diffrank_blocks].
 #' @param type `"coordinates"` (the new columns of `V`, `rank` x new samples)
 #'   or `"fitted"` (their reconstruction `T(U V)`, features x new samples).
 #' @param tol,max_iter Relative tolerance on the objective and largest number
@@ -183,6 +185,9 @@ predict.qmf <- function(object, newdata, type = c("coordinates", "fitted"), tol 
   if (missing(newdata)) {
     return(if (type == "coordinates") object$V else object$fitted)
   }
+  newdata <- realize_block_input(newdata, "newdata", paste0(
+    "the new samples are fitted jointly with the training samples, all in memory ",
+    "(see ?diffrank_blocks)."))
   xnew <- qmf_match_features(qmf_data(newdata, object$settings$loss, "newdata"), object)
   solved <- qmf_predict_solve(object, xnew, check_number(tol, "tol", lower = 0),
                               check_whole(max_iter, "max_iter"), check_threads(threads))

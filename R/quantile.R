@@ -32,6 +32,14 @@
 #'   `target` is needed for anything but the identity), or a
 #'   `SummarizedExperiment`. A time series (`ts`) is taken as its values;
 #'   other classed vectors (dates, times) are errors.
+#' @section Large data:
+#' A `DelayedMatrix` `x` (for example an HDF5-backed `HDF5Matrix`, or the
+#' assay of a `SummarizedExperiment`) or a sparse matrix of the Matrix
+#' package is processed in column blocks, never whole, with identical results:
+#' see [diffrank_blocks] and the arguments `BPPARAM` and `filepath`. `subset`
+#' and `blocks` need an ordinary matrix. This holds for `normalize_quantiles()`,
+#' `quantile_target()` (without `weights`, `trim`, `geometric` or `subset`)
+#' and `predict()` of a target, not for the other variants.
 #' @param target `NULL` to use the mean quantiles of `x`; a numeric vector of
 #'   target values of any length (sorted, then interpolated onto `nrow(x)`
 #'   levels); or a [quantile_target()] fitted on other samples (checked: an
@@ -45,10 +53,23 @@
 #'   or an index), as in Bioconductor's scuttle and scran.
 #' @param name For a `SummarizedExperiment`, the name of the assay the
 #'   normalized values are stored in.
+#' @param BPPARAM For a `DelayedMatrix` or sparse `x` (for example an
+#'   HDF5-backed assay): `NULL` (the default) to process its column blocks one
+#'   after another in this process, or a BiocParallel back-end
+#'   (`BiocParallel::SerialParam()`, `MulticoreParam()`, `SnowParam()`,
+#'   `BatchtoolsParam()`) over whose workers the blocks are spread; the result
+#'   does not depend on it. Ignored for ordinary matrices, which use `threads`.
+#'   See [diffrank_blocks].
+#' @param filepath For a `DelayedMatrix` or sparse `x`: `NULL`, or the HDF5
+#'   file the normalized values are written to. By default they go to an HDF5
+#'   file of HDF5Array's dump directory when `x` is stored on disk, else to
+#'   memory; see [diffrank_blocks].
 #' @param ... Passed on to the default method.
 #' @return A double matrix of the shape of `x` with its dimnames (a vector for
 #'   a vector `x`); for a `SummarizedExperiment`, the object with one more
-#'   assay, `name`. `x` itself is never modified.
+#'   assay, `name`. For a `DelayedMatrix` or sparse `x`, a `DelayedMatrix`
+#'   (on disk or in memory, see [diffrank_blocks]) with identical values. `x`
+#'   itself is never modified.
 #' @references Bolstad BM, Irizarry RA, Astrand M, Speed TP (2003). A
 #'   comparison of normalization methods for high density oligonucleotide
 #'   array data based on variance and bias. *Bioinformatics* 19(2), 185-193.
@@ -71,10 +92,15 @@ normalize_quantiles <- function(x, ...) {
 normalize_quantiles.default <- function(x, target = NULL,
                                         ties = c("midrank", "average", "first"),
                                         threads = diffrank_threads(), subset = NULL,
-                                        blocks = NULL, ...) {
+                                        blocks = NULL, BPPARAM = NULL, filepath = NULL, ...) {
   check_dots_empty(...)
   ties <- match.arg(ties)
   threads <- check_threads(threads)
+  if (is_block_input(x)) {
+    return(normalize_quantiles_blocks(x, target, ties, threads, subset, blocks, filepath,
+                                      BPPARAM))
+  }
+  check_block_args(BPPARAM, filepath)
   m <- check_expression_matrix(x)
   warn_feature_mismatch(target, m)
   if (is.null(subset) && inherits(target, "quantile_target") && !is.null(target$subset)) {
@@ -92,7 +118,7 @@ normalize_quantiles.default <- function(x, target = NULL,
 #' @export
 normalize_quantiles.SummarizedExperiment <- function(x, ..., assay.type = 1L,
                                                      name = "qnorm") {
-  se_add_assay(x, name, normalize_quantiles.default(se_assay(x, assay.type), ...))
+  se_add_assay(x, name, normalize_quantiles.default(se_assay(x, assay.type, blocks = TRUE), ...))
 }
 
 #' Fit a quantile normalization target
@@ -108,7 +134,8 @@ normalize_quantiles.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' @inheritParams normalize_quantiles
 #' @param object,x A `quantile_target` (for the methods).
 #' @param newdata New samples: a matrix, data frame or vector as `x` of
-#'   [normalize_quantiles()], or a `SummarizedExperiment`. Its features may
+#'   [normalize_quantiles()] (a `DelayedMatrix` too: then `BPPARAM` and
+#'   `filepath` may be given), or a `SummarizedExperiment`. Its features may
 #'   differ from the training data's: a warning says how many differ, and the
 #'   target is interpolated (see the section Feature names).
 #' @return `quantile_target()` returns an object of class `quantile_target`, a
@@ -136,9 +163,15 @@ quantile_target <- function(x, ...) {
 #' @rdname quantile_target
 #' @export
 quantile_target.default <- function(x, threads = diffrank_threads(), weights = NULL, trim = 0,
-                                    geometric = FALSE, subset = NULL, target_length = NULL, ...) {
+                                    geometric = FALSE, subset = NULL, target_length = NULL,
+                                    BPPARAM = NULL, ...) {
   check_dots_empty(...)
   threads <- check_threads(threads)
+  if (is_block_input(x)) {
+    return(quantile_target_blocks(x, threads, weights, trim, geometric, subset, target_length,
+                                  BPPARAM))
+  }
+  check_block_args(BPPARAM)
   m <- check_expression_matrix(x)
   new_quantile_target(m, weights, trim, geometric, subset, target_length, threads)
 }
@@ -146,7 +179,7 @@ quantile_target.default <- function(x, threads = diffrank_threads(), weights = N
 #' @rdname quantile_target
 #' @export
 quantile_target.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  quantile_target.default(se_assay(x, assay.type), ...)
+  quantile_target.default(se_assay(x, assay.type, blocks = TRUE), ...)
 }
 
 #' @rdname quantile_target

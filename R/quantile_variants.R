@@ -101,12 +101,20 @@ new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, 
   values <- fit_target_values(m, weights, trim, geometric, mask, target_length, threads)
   summary <- if (trim >= 0.5) "median" else if (trim > 0) sprintf("mean trimmed by %g", trim)
              else if (!is.null(weights)) "weighted mean" else "mean"
+  quantile_target_object(
+    values, ncol(m), nrow(m), sum(is.na(m)), rownames(m),
+    subset = if (is.null(mask)) NULL else stats::setNames(mask == 1L, rownames(m)),
+    weights = if (is.null(weights)) NULL else stats::setNames(weights, colnames(m)),
+    summary = paste0(if (geometric) "geometric " else "", summary))
+}
+
+# The quantile_target object (also built block by block, R/blocks.R).
+quantile_target_object <- function(values, n_samples, n_features, n_missing, features,
+                                   subset = NULL, weights = NULL, summary = "mean") {
   structure(
-    list(target = values, n_samples = ncol(m), n_features = nrow(m), n_missing = sum(is.na(m)),
-         features = rownames(m),
-         subset = if (is.null(mask)) NULL else stats::setNames(mask == 1L, rownames(m)),
-         weights = if (is.null(weights)) NULL else stats::setNames(weights, colnames(m)),
-         summary = paste0(if (geometric) "geometric " else "", summary)),
+    list(target = values, n_samples = n_samples, n_features = n_features,
+         n_missing = n_missing, features = features, subset = subset, weights = weights,
+         summary = summary),
     class = "quantile_target"
   )
 }

@@ -37,8 +37,11 @@ restore_shape <- function(out, x, m) {
   shape_like_input(out, input_shape(x, m))
 }
 
-# The assay `assay.type` of a SummarizedExperiment as a matrix with dimnames.
-se_assay <- function(x, assay.type) {
+# The assay `assay.type` of a SummarizedExperiment as a matrix with dimnames;
+# with `blocks`, a DelayedMatrix or sparse assay as it is, for the functions
+# that process it block by block (R/blocks.R), and else realized only within
+# the memory limit of ?diffrank_blocks.
+se_assay <- function(x, assay.type, blocks = FALSE) {
   if (!requireNamespace("SummarizedExperiment", quietly = TRUE)) {
     abort("The SummarizedExperiment package is needed for this method.")
   }
@@ -52,7 +55,12 @@ se_assay <- function(x, assay.type) {
     abort("`assay.type` must name one of the object's %d assays (%s), not %s.", n,
           paste(names, collapse = ", "), describe(assay.type))
   }
-  as.matrix(SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE))
+  a <- SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE)
+  if (is_block_input(a)) {
+    if (blocks) return(a)
+    return(realize_block_input(a, "x", "this function needs the whole assay in memory."))
+  }
+  as.matrix(a)
 }
 
 # x with one more assay, `name`, holding `values` (a matrix of x's shape).

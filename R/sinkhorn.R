@@ -186,16 +186,30 @@ soft_topk <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "non
 #'   Missing values (`NA`, `NaN`) are allowed: each column is normalized on its
 #'   observed values (their `weights` renormalized), missing values stay
 #'   missing and get a zero gradient, and the default target is computed as in
-#'   [normalize_quantiles()].
+#'   [normalize_quantiles()]. A `DelayedMatrix` (for example an `HDF5Matrix`)
+#'   or a sparse matrix is processed in column blocks (see [diffrank_blocks]).
 #' @param target `NULL` for the mean quantiles of `x` (the target of
 #'   [normalize_quantiles()], at 128 quantile levels when `x` has more rows,
 #'   so that the cost stays linear in the number of rows), a numeric vector of
 #'   target values (of any length `m`; sorted), or a [quantile_target()].
 #' @param target_weights `NULL` (equal) or `m` positive weights of the target
 #'   values, normalized to sum 1.
+#' @param BPPARAM For a `DelayedMatrix` or sparse `x` (for example an
+#'   HDF5-backed assay): `NULL` (the default) to process its column blocks one
+#'   after another in this process, or a BiocParallel back-end
+#'   (`BiocParallel::SerialParam()`, `MulticoreParam()`, `SnowParam()`,
+#'   `BatchtoolsParam()`) over whose workers the blocks are spread; the result
+#'   does not depend on it. Ignored for ordinary matrices, which use `threads`.
+#'   See [diffrank_blocks].
+#' @param filepath For a `DelayedMatrix` or sparse `x`: `NULL`, or the HDF5
+#'   file the normalized values are written to. By default they go to an HDF5
+#'   file of HDF5Array's dump directory when `x` is stored on disk, else to
+#'   memory; see [diffrank_blocks].
 #' @return A matrix (or vector) of the shape of `x` with its dimnames, with the
 #'   attributes `iterations`, `error` and `converged` (one value per column);
-#'   for a `SummarizedExperiment`, the object with one more assay, `name`.
+#'   for a `SummarizedExperiment`, the object with one more assay, `name`. For
+#'   a `DelayedMatrix` or sparse `x`, a `DelayedMatrix` with identical values
+#'   and no attributes (a warning says when columns did not converge).
 #' @seealso [sinkhorn_normalize_fn()] for derivatives with respect to `x`,
 #'   `target` and `target_weights`.
 #' @export
@@ -217,8 +231,16 @@ sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = N
                                        target_weights = NULL, scale = c("squash", "none"),
                                        power = 2, tol = 1e-6, max_iter = 1000L,
                                        threads = diffrank_threads(),
-                                       progress = interactive(), ...) {
+                                       progress = interactive(), BPPARAM = NULL,
+                                       filepath = NULL, ...) {
   check_dots_empty(...)
+  if (is_block_input(x)) {
+    return(sinkhorn_normalize_blocks(
+      x, target, list(eps = eps, weights = weights, target_weights = target_weights,
+                      scale = scale, power = power, tol = tol, max_iter = max_iter,
+                      threads = threads, progress = progress), filepath, BPPARAM))
+  }
+  check_block_args(BPPARAM, filepath)
   sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
                     target_weights = target_weights, scale = scale, power = power, tol = tol,
                     max_iter = max_iter, threads = threads,
@@ -234,7 +256,7 @@ sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = N
 #' @export
 sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
                                                     name = "sinkhorn") {
-  se_add_assay(x, name, sinkhorn_normalize.default(se_assay(x, assay.type), ...))
+  se_add_assay(x, name, sinkhorn_normalize.default(se_assay(x, assay.type, blocks = TRUE), ...))
 }
 
 #' Derivatives of the Sinkhorn operators

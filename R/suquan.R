@@ -88,7 +88,9 @@
 #' row names must be unique and not missing (or absent altogether).
 #'
 #' @param x Features x samples: a numeric matrix or data frame (at least two
-#'   features), or a `SummarizedExperiment` (see `assay.type`).
+#'   features), or a `SummarizedExperiment` (see `assay.type`). A
+#'   `DelayedMatrix` (for example an `HDF5Matrix`) or a sparse matrix is
+#'   ranked in column blocks (see [diffrank_blocks]).
 #' @param y One label per sample (column of `x`). For `"binomial"`: a factor
 #'   with two levels, a logical, or numbers 0 and 1 (the second level, `TRUE`
 #'   or 1 is the positive class). For `"multinomial"`: a factor (or character
@@ -117,6 +119,13 @@
 #'   that stops there before converging or reaching `rounds` gives a
 #'   warning); for `"svd"`, the most restarts of the Lanczos method.
 #' @param tol Relative tolerance of the stopping rule.
+#' @param BPPARAM For a `DelayedMatrix` or sparse `x` (for example an
+#'   HDF5-backed assay): `NULL` (the default) to process its column blocks one
+#'   after another in this process, or a BiocParallel back-end
+#'   (`BiocParallel::SerialParam()`, `MulticoreParam()`, `SnowParam()`,
+#'   `BatchtoolsParam()`) over whose workers the blocks are spread; the result
+#'   does not depend on it. Ignored for ordinary matrices, which use `threads`.
+#'   See [diffrank_blocks].
 #' @param verbose Print the objective after every step.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
@@ -172,8 +181,9 @@ suquan <- function(x, ...) {
 suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial"),
                            method = c("bnd", "svd", "fixed"), lambda = NULL, alpha = 0,
                            rounds = 1, smooth = 0, f_init = "mean", max_iter = 50L, tol = 1e-3,
-                           verbose = FALSE, threads = diffrank_threads(), ...) {
+                           verbose = FALSE, threads = diffrank_threads(), BPPARAM = NULL, ...) {
   check_dots_empty(...)
+  BPPARAM <- check_bpparam(BPPARAM)
   family <- match_choice(family, c("binomial", "gaussian", "multinomial"), "family")
   method <- match_choice(method, c("bnd", "svd", "fixed"), "method")
   alpha <- check_number(alpha, "alpha", lower = 0, upper = 1)
@@ -183,9 +193,11 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
   verbose <- check_flag(verbose, "verbose")
   threads <- check_threads(threads)
-  m <- suquan_matrix(x)
+  blocks <- is_block_input(x)
+  m <- if (blocks) suquan_block_matrix(x) else suquan_matrix(x)
   labels <- suquan_labels(y, family, ncol(m))
-  prep <- suquan_prepare(m, labels, f_init, threads)
+  prep <- if (blocks) suquan_blocks_prepare(m, f_init, threads, BPPARAM) else
+    suquan_prepare(m, labels, f_init, threads)
   lambda_max <- suquan_lambda_max(prep$position, labels$Y, prep$f0, alpha, threads)
   lambda <- if (is.null(lambda)) lambda_max * if (alpha == 0) 1e-3 else 0.1 else
     check_number(lambda, "lambda", lower = 0, allow_lower = FALSE)
@@ -228,32 +240,41 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
 #' @rdname suquan
 #' @export
 suquan.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  suquan.default(se_assay(x, assay.type), ...)
+  suquan.default(se_assay(x, assay.type, blocks = TRUE), ...)
 }
 
 #' @rdname suquan
 #' @param object A `suquan` fit.
 #' @param newdata New samples: features x samples (a matrix, data frame or
 #'   `SummarizedExperiment`) with the features of the training data, matched
-#'   by row name when both have row names, by position otherwise. Missing:
-#'   the training samples.
+#'   by row name when both have row names, by position otherwise (a
+#'   `DelayedMatrix` or sparse matrix is processed in column blocks, see
+#'   [diffrank_blocks]). Missing: the training samples.
 #' @param type `"link"` (g(x); a samples x classes matrix for
 #'   `"multinomial"`), `"response"` (the probability of the second class for
 #'   `"binomial"`, of each class for `"multinomial"`, g(x) for `"gaussian"`)
 #'   or `"class"` (the predicted class, not for `"gaussian"`).
 #' @export
 predict.suquan <- function(object, newdata, type = c("link", "response", "class"),
-                           threads = diffrank_threads(), assay.type = 1L, ...) {
+                           threads = diffrank_threads(), assay.type = 1L, BPPARAM = NULL, ...) {
   check_dots_empty(...)
   type <- match_choice(type, c("link", "response", "class"), "type")
   threads <- check_threads(threads)
+  BPPARAM <- check_bpparam(BPPARAM)
   if (missing(newdata)) {
     eta <- object$fitted
   } else {
-    if (methods::is(newdata, "SummarizedExperiment")) newdata <- se_assay(newdata, assay.type)
-    m <- match_features(suquan_matrix(newdata, "newdata"), object)
+    if (methods::is(newdata, "SummarizedExperiment")) {
+      newdata <- se_assay(newdata, assay.type, blocks = TRUE)
+    }
     w <- if (is.matrix(object$w)) object$w else matrix(object$w)
-    eta <- suquan_link(suquan_positions(m, threads), object$f, w, as.double(object$b), threads)
+    if (is_block_input(newdata)) {
+      m <- match_features(suquan_block_matrix(newdata, "newdata"), object)
+      eta <- suquan_blocks_link(m, object$f, w, as.double(object$b), threads, BPPARAM)
+    } else {
+      m <- match_features(suquan_matrix(newdata, "newdata"), object)
+      eta <- suquan_link(suquan_positions(m, threads), object$f, w, as.double(object$b), threads)
+    }
     eta <- suquan_shape_link(eta, colnames(m), list(levels = object$levels,
                                                     K = length(object$b)), object$family)
   }
@@ -467,7 +488,8 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   for (s in seq_along(smooth)) {
     for (k in seq_len(nfolds)) {
       train <- folds != k
-      f0 <- suquan_start(f_init, m[, train, drop = FALSE], threads)$f0
+      f0 <- suquan_start(f_init, nrow(m), threads,
+                         qn_fit_target(m[, train, drop = FALSE], threads))$f0
       f_start <- if (method == "svd") {
         suquan_svd_target(prep$position[, train, drop = FALSE], labels$Y[train, , drop = FALSE],
                           f0, max_iter)$f
@@ -608,6 +630,16 @@ plot.cv_suquan <- function(x, ...) {
 # unique and not missing (features are matched by name in predict()).
 suquan_matrix <- function(x, arg = "x") {
   m <- check_expression_matrix(x, arg)
+  check_feature_names(m, arg)
+}
+
+# A block input (R/blocks.R) with the checks of suquan_matrix() that do not
+# need its values (the values are checked block by block).
+suquan_block_matrix <- function(x, arg = "x") {
+  check_feature_names(block_input(x, arg), arg)
+}
+
+check_feature_names <- function(m, arg) {
   names <- rownames(m)
   if (!is.null(names)) {
     if (anyNA(names)) {
@@ -672,14 +704,17 @@ suquan_labels <- function(y, family, n) {
 # Positions (ranks) of every sample, the mean target and the standardized
 # starting target.
 suquan_prepare <- function(m, labels, f_init, threads) {
-  start <- suquan_start(f_init, m, threads)
+  check_two_features(nrow(m))
+  start <- suquan_start(f_init, nrow(m), threads, qn_fit_target(m, threads))
   c(start, list(position = suquan_positions(m, threads)))
 }
 
-suquan_start <- function(f_init, m, threads) {
-  p <- nrow(m)
+check_two_features <- function(p) {
   if (p < 2L) abort("`x` must have at least two features (rows), not %d.", p)
-  mean_target <- qn_fit_target(m, threads)
+}
+
+# The standardized starting target for p features and the mean target.
+suquan_start <- function(f_init, p, threads, mean_target) {
   if (is.character(f_init) && length(f_init) == 1L && f_init %in% c("mean", "normal")) {
     start <- if (f_init == "mean") mean_target else stats::qnorm(stats::ppoints(p))
   } else if (is.numeric(f_init) && length(f_init) >= 1L && all(is.finite(f_init))) {

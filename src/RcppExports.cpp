@@ -185,6 +185,42 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// qn_accumulate_sums
+Rcpp::RawVector qn_accumulate_sums(Rcpp::Nullable<Rcpp::RawVector> sums, Rcpp::NumericMatrix quantiles, int threads);
+RcppExport SEXP _diffrank_qn_accumulate_sums(SEXP sumsSEXP, SEXP quantilesSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::RawVector> >::type sums(sumsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type quantiles(quantilesSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_accumulate_sums(sums, quantiles, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_target_from_sums
+Rcpp::NumericVector qn_target_from_sums(Rcpp::RawVector sums, double n);
+RcppExport SEXP _diffrank_qn_target_from_sums(SEXP sumsSEXP, SEXP nSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::RawVector >::type sums(sumsSEXP);
+    Rcpp::traits::input_parameter< double >::type n(nSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_target_from_sums(sums, n));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_normalize_fitted
+Rcpp::NumericMatrix qn_normalize_fitted(Rcpp::NumericMatrix x, Rcpp::NumericVector fitted, std::string ties, int threads);
+RcppExport SEXP _diffrank_qn_normalize_fitted(SEXP xSEXP, SEXP fittedSEXP, SEXP tiesSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type fitted(fittedSEXP);
+    Rcpp::traits::input_parameter< std::string >::type ties(tiesSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_normalize_fitted(x, fitted, ties, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_column_quantiles
 Rcpp::NumericMatrix qn_column_quantiles(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::IntegerVector> in_subset, int n_levels, int threads);
 RcppExport SEXP _diffrank_qn_column_quantiles(SEXP xSEXP, SEXP in_subsetSEXP, SEXP n_levelsSEXP, SEXP threadsSEXP) {
@@ -540,6 +576,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qmf_quantiles_cpp", (DL_FUNC) &_diffrank_qmf_quantiles_cpp, 4},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
+    {"_diffrank_qn_accumulate_sums", (DL_FUNC) &_diffrank_qn_accumulate_sums, 3},
+    {"_diffrank_qn_target_from_sums", (DL_FUNC) &_diffrank_qn_target_from_sums, 2},
+    {"_diffrank_qn_normalize_fitted", (DL_FUNC) &_diffrank_qn_normalize_fitted, 4},
     {"_diffrank_qn_column_quantiles", (DL_FUNC) &_diffrank_qn_column_quantiles, 4},
     {"_diffrank_qn_summarize_levels", (DL_FUNC) &_diffrank_qn_summarize_levels, 5},
     {"_diffrank_qn_extreme_weights", (DL_FUNC) &_diffrank_qn_extreme_weights, 3},

@@ -2,6 +2,7 @@
 #include <Rcpp.h>
 
 #include <cstdint>
+#include <cstring>
 #include <diffrank/quantile.hpp>
 #include <string>
 #include <vector>
@@ -117,5 +118,78 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
         }
       },
       1, diffrank_glue::timed_batches);
+  return out;
+}
+
+// Block processing of matrices kept outside R's memory (R/blocks.R): the
+// mean target is accumulated over column blocks in the long double row sums
+// of qn_fit_target(), kept between calls as the raw bytes of p long doubles,
+// so that the target of a matrix read block by block is that of the whole
+// matrix to the last bit. sums is NULL for the first block.
+// [[Rcpp::export(rng = false)]]
+Rcpp::RawVector qn_accumulate_sums(Rcpp::Nullable<Rcpp::RawVector> sums,
+                                   Rcpp::NumericMatrix quantiles, int threads) {
+  const std::size_t p = quantiles.nrow(), n = quantiles.ncol();
+  const std::size_t bytes = p * sizeof(long double);
+  Rcpp::RawVector out(bytes);
+  std::vector<long double> acc(p, 0.0L);
+  if (sums.isNotNull()) {
+    Rcpp::RawVector given(sums.get());
+    if (static_cast<std::size_t>(given.size()) != bytes) {
+      Rcpp::stop("The running sums do not match the number of features.");
+    }
+    std::memcpy(acc.data(), given.begin(), bytes);
+  }
+  const double* q = quantiles.begin();
+  const std::size_t block = 256;
+  const std::size_t n_blocks = (p + block - 1) / block;
+  diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t i0 = b * block, i1 = std::min(p, i0 + block);
+      for (std::size_t j = 0; j < n; ++j) {
+        const double* col = q + j * p;
+        for (std::size_t i = i0; i < i1; ++i) acc[i] += col[i];
+      }
+    }
+  });
+  std::memcpy(out.begin(), acc.data(), bytes);
+  return out;
+}
+
+// The mean target from the sums of qn_accumulate_sums() over n columns.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector qn_target_from_sums(Rcpp::RawVector sums, double n) {
+  const std::size_t p = sums.size() / sizeof(long double);
+  Rcpp::NumericVector target(Rcpp::no_init(p));
+  std::vector<long double> acc(p);
+  std::memcpy(acc.data(), sums.begin(), p * sizeof(long double));
+  for (std::size_t i = 0; i < p; ++i) {
+    target[i] = static_cast<double>(acc[i] / static_cast<long double>(n));
+  }
+  return target;
+}
+
+// Normalizes the columns of x to a fitted target of nrow(x) values, as
+// qn_normalize() does when it fits the target itself.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericMatrix qn_normalize_fitted(Rcpp::NumericMatrix x, Rcpp::NumericVector fitted,
+                                        std::string ties, int threads) {
+  const std::size_t p = x.nrow(), n = x.ncol();
+  if (static_cast<std::size_t>(fitted.size()) != p) {
+    Rcpp::stop("The fitted target must have one value per feature.");
+  }
+  const diffrank::Ties rule = diffrank_glue::parse_ties(ties);
+  Rcpp::NumericMatrix out(Rcpp::no_init(p, n));
+  const double* xp = x.begin();
+  const double* fp = fitted.begin();
+  double* outp = out.begin();
+  diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
+    diffrank::ColumnSorter sort;
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::size_t q = sort(xp + j * p, p);
+      diffrank::normalize_sorted_column(xp + j * p, sort.order.data(), q, p, fp, rule,
+                                        outp + j * p);
+    }
+  });
   return out;
 }

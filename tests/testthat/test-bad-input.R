@@ -324,3 +324,24 @@ test_that("callers' objects are never modified", {
     }
   }
 })
+
+# Issue 13: the arguments of block processing (R/blocks.R) are checked on any
+# input, so that a wrong value is an error even for an ordinary matrix.
+test_that("bad `BPPARAM` and `filepath` give an error naming the argument", {
+  bad <- list(
+    BPPARAM = list(number = 2, string = "serial", list = list()),
+    filepath = list(number = 1, two = c("a.h5", "b.h5"), na = NA_character_, empty = "")
+  )
+  with_block_args <- 0L
+  for (name in names(calls)) {
+    for (arg in names(bad)) {
+      if (!has_arg(name, arg)) next
+      if (arg == "BPPARAM") skip_if_not_installed("BiocParallel")
+      with_block_args <- with_block_args + 1L
+      for (case_name in names(bad[[arg]])) check_case(name, arg, case_name, bad[[arg]][[case_name]])
+    }
+  }
+  # normalize_quantiles, quantile_target, sinkhorn_normalize, the three
+  # kernels and suquan take BPPARAM; the two normalizers take filepath
+  expect_identical(with_block_args, 9L)
+})

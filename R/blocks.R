@@ -1,0 +1,620 @@
+# Block processing of data that live outside ordinary R matrices: a
+# DelayedMatrix (in memory or on disk, e.g. an HDF5Matrix) or a sparse Matrix
+# is read in column blocks of DelayedArray's block grid, each block goes
+# through the same C++ entry points as an in-memory matrix, and results are
+# written block by block to a realization sink. Blocks (and kernel tiles) can
+# be spread over the workers of a BiocParallel back-end. Ordinary matrices
+# never come here: their path is unchanged.
+
+#' Large data: DelayedArray, HDF5 files, sparse matrices and BiocParallel
+#'
+#' Data too large for memory, kept in an HDF5 file (an `HDF5Matrix` of
+#' HDF5Array, or a `SummarizedExperiment` whose assay is one) or in any other
+#' `DelayedMatrix`, are processed in column blocks: they are never realized
+#' whole in memory. The functions that accept them are [normalize_quantiles()],
+#' [quantile_target()] and its [predict()] method, [sinkhorn_normalize()],
+#' [kendall_kernel()], [mallows_kernel()], [weighted_kendall_kernel()],
+#' [suquan()] and its [predict()] method, and [predict()] of a [qmf()] fit.
+#' The results are identical (`identical()`) to those of the same functions on
+#' the data as an ordinary matrix, missing values and ties included, for any
+#' block size and any `BPPARAM`.
+#'
+#' @section Blocks:
+#' The blocks are groups of whole columns (samples), as many as fit in
+#' `DelayedArray::getAutoBlockSize()` bytes as doubles (100 MB by default;
+#' change it with `DelayedArray::setAutoBlockSize()`), on
+#' `DelayedArray::colAutoGrid()`. The number of columns is rounded down to
+#' whole chunks of the data's storage when a block holds at least one chunk
+#' of columns (so that no chunk is read twice), else to a multiple of 16.
+#' HDF5 results are written in chunks of whole columns, one block wide. Peak
+#' memory is a few blocks per process, plus what the result needs:
+#' * [normalize_quantiles()] reads the data twice: a first pass sorts every
+#'   block and adds its quantiles to the mean target (in the order of the
+#'   columns and in the same long double sums as the in-memory function, so
+#'   that the target is identical to the last bit); a second pass normalizes
+#'   each block to the target and writes it. [quantile_target()] needs the
+#'   first pass only, `predict()` of a target and a given `target` the second
+#'   only. [sinkhorn_normalize()] does the same with its Sinkhorn solver on each
+#'   block; its result has no convergence attributes (a warning says when some
+#'   columns did not converge).
+#' * The kernels are computed in tiles: the kernel matrix between the columns
+#'   of block I and those of block J (J >= I for a symmetric matrix), each
+#'   tile reading and ranking its two blocks. The kernel matrix itself (samples
+#'   x samples) is in memory.
+#' * [suquan()] computes the positions (ranks) of the samples block by block;
+#'   the fit then holds them in memory (as many values as the data), as the
+#'   in-memory fit does. `predict()` of a fit computes positions and links
+#'   block by block.
+#' * `predict()` of a [qmf()] fit solves the new samples jointly with the
+#'   training samples (each row's quantiles pool all of them): the new data
+#'   are realized in memory, within the limit below.
+#'
+#' @section Where results go:
+#' The normalizers return a `DelayedMatrix` for a block input (and a
+#' `SummarizedExperiment` method adds it as the new assay), written to
+#' * the HDF5 file `filepath` when it is given (the dataset gets a new name
+#'   from `HDF5Array::getHDF5DumpName()`);
+#' * else the realization backend set with
+#'   `DelayedArray::setAutoRealizationBackend()`, when one is set;
+#' * else, when the input is stored on disk, an HDF5 file in HDF5Array's dump
+#'   directory (`HDF5Array::getHDF5DumpFile()`);
+#' * else memory (an in-memory `DelayedMatrix`).
+#'
+#' @section Workers (BPPARAM):
+#' `BPPARAM` is a BiocParallel back-end (`BiocParallel::SerialParam()`,
+#' `MulticoreParam()`, `SnowParam()`, `BatchtoolsParam()` for cluster
+#' schedulers) over whose workers the blocks or tiles are spread, one batch
+#' of as many blocks as workers at a time, so that at most one block per
+#' worker is held at once. The default, `NULL`, runs the blocks one after
+#' another in this process without BiocParallel: it starts no process, holds
+#' one block at a time, and does not multiply with `threads` (each worker runs
+#' `threads` threads, so `workers x threads` should not exceed the cores).
+#' Unlike `BiocParallel::bpparam()`, which may start as many processes as the
+#' machine has cores, it is safe on shared machines and in package checks.
+#' Results do not depend on `BPPARAM`: writes and the sums of the target
+#' happen in this process, in the order of the columns. On-disk data are read
+#' by the workers themselves (only the small `DelayedMatrix` object is sent);
+#' an in-memory `DelayedMatrix` is sent block by block to workers that do not
+#' share memory (SnowParam, BatchtoolsParam). Workers of a SnowParam or
+#' BatchtoolsParam load diffrank from their library paths. `BPPARAM` has no
+#' effect on ordinary matrices, which use `threads` only; wrap one in
+#' `DelayedArray::DelayedArray()` to spread it over processes.
+#'
+#' @section Sparse matrices:
+#' A sparse matrix of the Matrix package (for example a `dgCMatrix` of
+#' single-cell counts) is processed in column blocks as a `DelayedMatrix`:
+#' one block at a time is made dense, and its zeros are ties, handled exactly
+#' by the tie rules of each function (the results are identical to those of
+#' the dense matrix). The normalized values are not sparse (all zeros of a
+#' column take one target value), so the normalizers return a `DelayedMatrix`
+#' written as above. A result that would be kept in memory and is larger
+#' than the limit below is an error naming its size, never a silent dense
+#' copy: give `filepath` (or set a realization backend) to write it to disk.
+#'
+#' @section Memory limit:
+#' Where a whole block input must be in memory (the new data of
+#' `predict()` of a [qmf()] fit, the in-memory result of a normalizer), its
+#' size as a dense double matrix may not exceed the option
+#' `diffrank.dense_limit`, in bytes (4e9, 4 GB, when unset).
+#'
+#' @section Packages:
+#' DelayedArray is needed for block inputs, HDF5Array for HDF5 files and
+#' BiocParallel for `BPPARAM`; they are suggested, not required, and a clear
+#' error names the one that is missing.
+#'
+#' @name diffrank_blocks
+#' @aliases large-data
+#' @examples
+#' if (requireNamespace("DelayedArray", quietly = TRUE)) {
+#'   x <- matrix(rnorm(2000), 200, dimnames = list(NULL, paste0("s", 1:10)))
+#'   delayed <- DelayedArray::DelayedArray(x)
+#'   old <- DelayedArray::setAutoBlockSize(200 * 8 * 4)  # 4 columns per block
+#'   normalized <- normalize_quantiles(delayed)
+#'   identical(as.matrix(normalized), normalize_quantiles(x))
+#'   k <- kendall_kernel(delayed)
+#'   identical(unclass(k), unclass(kendall_kernel(x)))
+#'   DelayedArray::setAutoBlockSize(old)
+#' }
+NULL
+
+# TRUE for the inputs of the block path: a DelayedMatrix or a sparse Matrix
+# (S4 objects only, so that ordinary matrices cost one isS4()).
+is_block_input <- function(x) {
+  isS4(x) && (methods::is(x, "DelayedArray") || methods::is(x, "sparseMatrix"))
+}
+
+need_package <- function(pkg, what) {
+  if (!requireNamespace(pkg, quietly = TRUE)) {
+    abort("The %s package is needed for %s; install it with BiocManager::install(\"%s\").",
+          pkg, what, pkg)
+  }
+}
+
+# A block input as a numeric DelayedMatrix (a sparse matrix is wrapped),
+# checked for shape and type.
+block_input <- function(x, arg = "x") {
+  need_package("DelayedArray", sprintf("`%s`, %s", arg, describe(x)))
+  if (!methods::is(x, "DelayedArray")) x <- DelayedArray::DelayedArray(x)
+  if (length(dim(x)) != 2L) {
+    abort("`%s` must have two dimensions, not %d.", arg, length(dim(x)))
+  }
+  if (!DelayedArray::type(x) %in% c("double", "integer", "logical")) {
+    abort("`%s` must hold numbers, not values of type \"%s\".", arg, DelayedArray::type(x))
+  }
+  if (nrow(x) == 0L || ncol(x) == 0L) {
+    abort("`%s` must have at least one row and one column, not %d x %d.", arg, nrow(x), ncol(x))
+  }
+  x
+}
+
+# The number of columns of a block: as many doubles as the automatic block
+# size holds (at least one column), rounded down to whole chunks of columns
+# when x is stored in chunks and a block holds at least one (so that no chunk
+# is read twice), else to a multiple of 16 beyond 16 columns (blocks then
+# start on the column boundaries of the chunks of the C++ cores).
+block_width <- function(x) {
+  bytes <- DelayedArray::getAutoBlockSize()
+  width <- max(1, floor(bytes / (8 * max(nrow(x), 1L))))
+  chunk <- DelayedArray::chunkdim(x)
+  if (!is.null(chunk) && chunk[2L] > 1L && width >= chunk[2L]) {
+    width <- chunk[2L] * floor(width / chunk[2L])
+  } else if (width > 16) {
+    width <- 16 * floor(width / 16)
+  }
+  as.integer(min(width, ncol(x)))
+}
+
+# The column blocks of x: DelayedArray's grid, with the columns of each block.
+block_plan <- function(x, width = block_width(x)) {
+  grid <- DelayedArray::colAutoGrid(x, ncol = width)
+  n <- length(grid)
+  starts <- seq(1L, ncol(x), by = width)
+  cols <- lapply(seq_len(n), function(b) starts[b]:min(ncol(x), starts[b] + width - 1L))
+  list(x = x, grid = grid, n = n, width = width, cols = cols, labels = colnames(x),
+       on_disk = block_on_disk(x))
+}
+
+# TRUE when a seed of x is not an in-memory array (an HDF5 file, ...).
+block_on_disk <- function(x) {
+  in_memory <- function(seed) {
+    is.array(seed) || is.data.frame(seed) || methods::is(seed, "Matrix") ||
+      methods::is(seed, "SparseArraySeed") || methods::is(seed, "ConstantArraySeed") ||
+      methods::is(seed, "RleArraySeed") || methods::is(seed, "DataFrame")
+  }
+  !all(unlist(DelayedArray::seedApply(x, in_memory)))
+}
+
+# One block of `plan` as a double matrix whose column names are those of x
+# (or the columns' numbers), so that error messages name the right column.
+block_read <- function(x, spec) {
+  m <- as.matrix(DelayedArray::read_block(x, spec$viewport))
+  if (storage.mode(m) != "double") storage.mode(m) <- "double"
+  dimnames(m) <- list(NULL, spec$labels)
+  m
+}
+
+# Loads the packages of the classes of x and of its seeds (HDF5Array for an
+# HDF5Matrix), whose methods read the blocks.
+load_seed_packages <- function(x) {
+  package_of <- function(object) attr(class(object), "package")
+  packages <- unique(c(package_of(x),
+                       unlist(DelayedArray::seedApply(x, package_of), use.names = FALSE)))
+  for (pkg in packages) {
+    if (!isNamespaceLoaded(pkg)) requireNamespace(pkg, quietly = TRUE)
+  }
+}
+
+block_spec <- function(plan, b, source = "x") {
+  b <- as.integer(b)
+  cols <- plan$cols[[b]]
+  list(source = source, viewport = plan$grid[[b]], cols = cols,
+       labels = if (is.null(plan$labels)) as.character(cols) else plan$labels[cols])
+}
+
+# Runs on a worker (or in this process): reads the blocks of `item` from
+# their matrices in `sources` (or takes those sent with it) and calls
+# task(block, ..., args). Errors come back as values, so that they are raised
+# here with their own message.
+block_worker <- function(item, sources, task, args) {
+  tryCatch({
+    # a fresh worker process loads the packages that read the matrices
+    for (source in sources) load_seed_packages(source)
+    blocks <- lapply(item, function(spec) {
+      if (!is.null(spec$data)) spec$data else block_read(sources[[spec$source]], spec)
+    })
+    do.call(task, c(unname(blocks), args))
+  }, error = function(e) {
+    structure(list(message = conditionMessage(e)), class = "diffrank_block_error")
+  })
+}
+
+# Calls task on every item (a list of block specs) of `items`, spread over
+# the workers of BPPARAM in batches of one item per worker, and consume(i,
+# value) here, in the order of the items. `plans` holds the plans the specs
+# come from, by name. With `progress`, a progress bar (cli's, shown when the
+# work takes more than a few seconds) counts the items.
+run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progress = FALSE,
+                       label = "blocks") {
+  if (progress) {
+    bar <- cli::cli_progress_bar(label, total = length(items), .envir = environment())
+  }
+  done <- function(i, value) {
+    if (inherits(value, "diffrank_block_error")) abort("%s", value$message)
+    consume(i, value)
+    if (progress) cli::cli_progress_update(id = bar)
+  }
+  sources <- lapply(plans, `[[`, "x")
+  if (is.null(BPPARAM)) {
+    for (i in seq_along(items)) done(i, block_worker(items[[i]], sources, task, args))
+    return(invisible())
+  }
+  workers <- as.integer(BiocParallel::bpnworkers(BPPARAM))
+  if (!BiocParallel::bpisup(BPPARAM)) {
+    BiocParallel::bpstart(BPPARAM)
+    on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  }
+  # Workers that do not share this process's memory get the blocks of an
+  # in-memory matrix, not the whole matrix with every batch.
+  send <- !all(vapply(plans, `[[`, TRUE, "on_disk")) &&
+    !methods::is(BPPARAM, "SerialParam") && !methods::is(BPPARAM, "MulticoreParam")
+  for (first in seq(1L, length(items), by = workers)) {
+    batch <- as.integer(first:min(length(items), first + workers - 1L))
+    batch_items <- items[batch]
+    if (send) {
+      batch_items <- lapply(batch_items, function(item) {
+        lapply(item, function(spec) c(spec, list(data = block_read(sources[[spec$source]], spec))))
+      })
+    }
+    values <- BiocParallel::bplapply(batch_items, block_worker,
+                                     sources = if (send) NULL else sources,
+                                     task = task, args = args, BPPARAM = BPPARAM)
+    for (k in seq_along(batch)) done(batch[k], values[[k]])
+  }
+  invisible()
+}
+
+# Starts the workers of BPPARAM when they are not running, so that the
+# passes of one call share them; TRUE when the caller must stop them.
+start_workers <- function(BPPARAM) {
+  if (is.null(BPPARAM) || BiocParallel::bpisup(BPPARAM)) return(FALSE)
+  BiocParallel::bpstart(BPPARAM)
+  TRUE
+}
+
+check_bpparam <- function(BPPARAM) {
+  if (is.null(BPPARAM)) return(NULL)
+  need_package("BiocParallel", "`BPPARAM`")
+  if (!methods::is(BPPARAM, "BiocParallelParam")) {
+    abort("`BPPARAM` must be NULL or a BiocParallel back-end such as BiocParallel::SerialParam(), not %s.",
+          describe(BPPARAM))
+  }
+  BPPARAM
+}
+
+check_filepath <- function(filepath) {
+  if (is.null(filepath)) return(NULL)
+  if (!is.character(filepath) || length(filepath) != 1L || is.na(filepath) || !nzchar(filepath)) {
+    abort("`filepath` must be NULL or the path of an HDF5 file, not %s.", describe(filepath))
+  }
+  need_package("HDF5Array", "`filepath`")
+  filepath
+}
+
+# Arguments that only block inputs use, on an ordinary input: checked, so
+# that a wrong value is an error whatever the input.
+check_block_args <- function(BPPARAM, filepath = NULL) {
+  check_bpparam(BPPARAM)
+  check_filepath(filepath)
+  invisible()
+}
+
+dense_limit <- function() {
+  limit <- getOption("diffrank.dense_limit", 4e9)
+  check_number(limit, "getOption(\"diffrank.dense_limit\")", lower = 0, allow_inf = TRUE)
+}
+
+format_bytes <- function(bytes) {
+  units <- c("bytes", "KB", "MB", "GB", "TB")
+  k <- max(0, min(4, floor(log(max(bytes, 1), 1000))))
+  sprintf("%.3g %s", bytes / 1000^k, units[k + 1L])
+}
+
+# An error when x as a dense double matrix is larger than the limit.
+check_dense_size <- function(x, arg, what) {
+  bytes <- 8 * as.double(nrow(x)) * as.double(ncol(x))
+  if (bytes > dense_limit()) {
+    abort("`%s` (%s x %s) would take %s as a dense matrix, more than the limit of %s (option diffrank.dense_limit): %s",
+          arg, big(nrow(x)), big(ncol(x)), format_bytes(bytes), format_bytes(dense_limit()), what)
+  }
+}
+
+# A block input realized as an ordinary matrix, for a function that needs
+# all of it at once (within the memory limit); other inputs as they are.
+realize_block_input <- function(x, arg, why) {
+  if (!is_block_input(x)) return(x)
+  x <- block_input(x, arg)
+  check_dense_size(x, arg, why)
+  m <- as.matrix(x)
+  if (storage.mode(m) != "double") storage.mode(m) <- "double"
+  m
+}
+
+# A realization sink for a double matrix shaped like x (see ?diffrank_blocks,
+# section Where results go).
+# HDF5 files are written in chunks of whole columns, one block wide, so that
+# every block is written once, whole chunks at a time.
+block_sink <- function(x, filepath, width = block_width(x)) {
+  dims <- dim(x)
+  dn <- dimnames(x)
+  chunk <- as.integer(c(nrow(x), max(1, min(width, floor(2^31 / (8 * nrow(x)))))))
+  if (!is.null(filepath)) {
+    return(HDF5Array::HDF5RealizationSink(dims, dn, "double", filepath = filepath,
+                                          name = new_dataset_name(filepath), chunkdim = chunk))
+  }
+  if (!is.null(DelayedArray::getAutoRealizationBackend())) {
+    return(DelayedArray::AutoRealizationSink(dims, dn, "double"))
+  }
+  if (block_on_disk(x)) {
+    need_package("HDF5Array", "writing the result of an on-disk input")
+    return(HDF5Array::HDF5RealizationSink(dims, dn, "double", chunkdim = chunk))
+  }
+  check_dense_size(x, "x", paste0("the result would be kept in memory; give `filepath` to write ",
+                                  "it to an HDF5 file (see ?diffrank_blocks)."))
+  DelayedArray::AutoRealizationSink(dims, dn, "double")
+}
+
+# A name from HDF5Array's automatic names that the HDF5 file `filepath` (when
+# it exists) does not use yet.
+new_dataset_name <- function(filepath) {
+  used <- character(0)
+  if (file.exists(filepath)) {
+    listing <- HDF5Array::h5ls(filepath)
+    used <- sub("^/+", "/", paste0(listing$group, "/", listing$name))
+  }
+  repeat {
+    name <- HDF5Array::getHDF5DumpName(for.use = TRUE)
+    if (!sub("^/*", "/", name) %in% used) return(name)
+  }
+}
+
+finish_sink <- function(sink) {
+  DelayedArray::close(sink)
+  methods::as(sink, "DelayedArray")
+}
+
+# Items of one block each, for the passes over the columns.
+column_items <- function(plan) lapply(seq_len(plan$n), function(b) list(block_spec(plan, b)))
+
+# ---------------------------------------------------------------------------
+# quantile normalization
+
+# Pass one on a block: its checks, its columns' quantiles at nrow levels and
+# its number of missing values.
+qn_quantiles_task <- function(block, threads) {
+  check_expression_matrix(block)
+  list(quantiles = qn_column_quantiles(block, NULL, nrow(block), threads),
+       n_missing = sum(is.na(block)))
+}
+
+# The mean target of a block input, identical to qn_fit_target() of the
+# whole matrix: the quantiles of the columns are added in column order to
+# long double sums kept between blocks (src/quantile.cpp).
+block_fit_target <- function(plan, threads, BPPARAM) {
+  sums <- NULL
+  n_missing <- 0L
+  run_blocks(list(x = plan), column_items(plan), qn_quantiles_task, list(threads = threads),
+             function(i, value) {
+               sums <<- qn_accumulate_sums(sums, value$quantiles, threads)
+               n_missing <<- n_missing + value$n_missing
+             }, BPPARAM)
+  list(values = qn_target_from_sums(sums, ncol(plan$x)), n_missing = n_missing)
+}
+
+qn_normalize_task <- function(block, target, fitted, ties, threads) {
+  check_expression_matrix(block)
+  if (fitted) qn_normalize_fitted(block, target, ties, threads) else
+    qn_normalize(block, target, ties, threads)
+}
+
+# Writes each block of plan, through task(block, ...), to `sink` (from
+# block_sink()), and returns the result as a DelayedMatrix.
+block_write <- function(plan, task, args, sink, BPPARAM) {
+  run_blocks(list(x = plan), column_items(plan), task, args, function(i, value) {
+    DelayedArray::write_block(sink, plan$grid[[i]], unname(value))
+  }, BPPARAM)
+  finish_sink(sink)
+}
+
+normalize_quantiles_blocks <- function(x, target, ties, threads, subset, blocks, filepath,
+                                       BPPARAM) {
+  if (!is.null(subset) || !is.null(blocks) ||
+        (inherits(target, "quantile_target") && !is.null(target$subset))) {
+    abort("`subset` and `blocks` are not available block by block: for %s, realize `x` with as.matrix() first.",
+          describe(x))
+  }
+  x <- block_input(x)
+  filepath <- check_filepath(filepath)
+  BPPARAM <- check_bpparam(BPPARAM)
+  warn_feature_mismatch(target, x)
+  plan <- block_plan(x)
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  fitted <- is.null(target)
+  if (!fitted) target <- target_values(target)
+  # the sink first: a result that cannot be written fails before any pass
+  sink <- block_sink(plan$x, filepath, plan$width)
+  if (fitted) target <- block_fit_target(plan, threads, BPPARAM)$values
+  block_write(plan, qn_normalize_task,
+              list(target = target, fitted = fitted, ties = ties, threads = threads),
+              sink, BPPARAM)
+}
+
+quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset, target_length,
+                                   BPPARAM) {
+  plain_trim <- is.numeric(trim) && length(trim) == 1L && !is.na(trim) && trim == 0
+  if (!is.null(weights) || !plain_trim || !isFALSE(geometric) || !is.null(subset)) {
+    abort("`weights`, `trim`, `geometric` and `subset` are not available block by block: for %s, realize `x` with as.matrix() first.",
+          describe(x))
+  }
+  x <- block_input(x)
+  BPPARAM <- check_bpparam(BPPARAM)
+  target_length <- if (is.null(target_length)) nrow(x) else
+    check_whole(target_length, "target_length")
+  fit <- block_fit_target(block_plan(x), threads, BPPARAM)
+  values <- fit$values
+  if (target_length != length(values)) {
+    values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, target_length, 1L)[, 1L]
+  }
+  quantile_target_object(values, ncol(x), nrow(x), fit$n_missing, rownames(x))
+}
+
+# ---------------------------------------------------------------------------
+# Sinkhorn normalization
+
+sinkhorn_block_task <- function(block, target, args) {
+  value <- suppressWarnings(do.call(sinkhorn_normalize.default,
+                                    c(list(block, target = target), args)))
+  out <- unclass(value)
+  attributes(out) <- list(dim = dim(value))
+  list(value = out, converged = attr(value, "converged"), error = attr(value, "error"))
+}
+
+sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
+  x <- block_input(x)
+  filepath <- check_filepath(filepath)
+  BPPARAM <- check_bpparam(BPPARAM)
+  # the checks of the in-memory function that do not need the data, before
+  # any pass over it
+  sinkhorn_args("normalize", matrix(as.double(seq_len(nrow(x)))), args$eps, args$weights,
+                args$scale, args$power, args$tol, args$max_iter, args$threads)
+  progress <- check_flag(args$progress, "progress")
+  plan <- block_plan(x)
+  sink <- block_sink(plan$x, filepath, plan$width)
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  if (is.null(target)) {
+    target <- compress_target(block_fit_target(plan, check_threads(args$threads), BPPARAM)$values)
+  }
+  args$progress <- FALSE
+  converged <- logical(0)
+  error <- double(0)
+  run_blocks(list(x = plan), column_items(plan), sinkhorn_block_task,
+             list(target = target, args = args),
+             function(i, value) {
+               DelayedArray::write_block(sink, plan$grid[[i]], unname(value$value))
+               converged <<- c(converged, value$converged)
+               error <<- c(error, value$error)
+             }, BPPARAM, progress, "Sinkhorn blocks")
+  warn_not_converged(converged, error, list(max_iter = args$max_iter, tol = args$tol))
+  finish_sink(sink)
+}
+
+# ---------------------------------------------------------------------------
+# rank kernels
+
+kernel_tile_task <- function(a, b = NULL, kernel, lambda, normalized, u, na, arg_b, threads) {
+  ma <- rank_input(a, "x", na)
+  mb <- if (is.null(b)) NULL else rank_input(b, arg_b, na)
+  rank_kernel_matrix(ma, mb, kernel, lambda, normalized, u, threads, FALSE)
+}
+
+# The kernel matrix of block inputs in tiles: for a symmetric kernel the tiles
+# (I, J), J >= I, of the column blocks, each entry computed as the in-memory
+# kernel computes it (the pair in the same order), so that the matrix is
+# identical; with y, every tile of x's blocks by y's blocks.
+rank_kernel_blocks <- function(x, y, kernel, lambda, normalized, u, na, threads, progress,
+                               BPPARAM) {
+  BPPARAM <- check_bpparam(BPPARAM)
+  as_block <- function(v, arg) {
+    if (is_block_input(v)) return(block_input(v, arg))
+    need_package("DelayedArray", sprintf("`%s` with a block input", arg))
+    DelayedArray::DelayedArray(rank_input(v, arg, na))
+  }
+  if (is.null(x)) abort("`x` must be a numeric vector, matrix or data frame, not NULL.")
+  bx <- as_block(x, "x")
+  by <- if (is.null(y)) NULL else as_block(y, "y")
+  for (arg in c("x", if (!is.null(by)) "y")) {
+    m <- if (arg == "x") bx else by
+    if (nrow(m) < 2L) {
+      abort("`%s` must have at least 2 features (rows) to rank, not %d.", arg, nrow(m))
+    }
+    if (nrow(m) >= 2^32 - 1) abort("`%s` has too many features (at most 2^32 - 2).", arg)
+  }
+  if (!is.null(by)) {
+    if (nrow(by) != nrow(bx)) {
+      abort("`x` and `y` must have the same number of features (rows), not %d and %d.",
+            nrow(bx), nrow(by))
+    }
+    if (!is.null(rownames(bx)) && !is.null(rownames(by)) &&
+          !identical(rownames(bx), rownames(by))) {
+      abort("`x` and `y` must have the same features in the same order; their row names differ.")
+    }
+  }
+  if (length(u) > 0L && length(u) != nrow(bx)) {
+    abort("`u` must have one weight per feature (%d), not %d.", nrow(bx), length(u))
+  }
+  # Tiles narrow enough that every worker gets some.
+  workers <- if (is.null(BPPARAM)) 1L else BiocParallel::bpnworkers(BPPARAM)
+  width <- function(m) {
+    w <- block_width(m)
+    if (workers > 1L) w <- min(w, max(1L, ceiling(ncol(m) / (2L * workers))))
+    as.integer(w)
+  }
+  px <- block_plan(bx, width(bx))
+  py <- if (is.null(by)) px else block_plan(by, width(by))
+  pairs <- if (is.null(by)) {
+    do.call(rbind, lapply(seq_len(px$n), function(i) cbind(i, i:px$n)))
+  } else {
+    as.matrix(expand.grid(i = seq_len(px$n), j = seq_len(py$n)))
+  }
+  items <- lapply(seq_len(nrow(pairs)), function(t) {
+    i <- pairs[t, 1L]
+    j <- pairs[t, 2L]
+    if (is.null(by) && i == j) list(block_spec(px, i)) else
+      list(block_spec(px, i), block_spec(py, j, if (is.null(by)) "x" else "y"))
+  })
+  out <- matrix(0, ncol(bx), if (is.null(by)) ncol(bx) else ncol(by))
+  run_blocks(if (is.null(by)) list(x = px) else list(x = px, y = py), items, kernel_tile_task,
+             list(kernel = kernel, lambda = lambda, normalized = normalized, u = u, na = na,
+                  arg_b = if (is.null(by)) "x" else "y", threads = threads),
+             function(t, value) {
+               rows <- px$cols[[pairs[t, 1L]]]
+               cols <- py$cols[[pairs[t, 2L]]]
+               out[rows, cols] <<- value
+               if (is.null(by) && pairs[t, 1L] != pairs[t, 2L]) out[cols, rows] <<- t(value)
+             }, BPPARAM, progress, "rank kernel tiles")
+  finish_kernel(out, colnames(bx), if (is.null(by)) colnames(bx) else colnames(by), FALSE)
+}
+
+# ---------------------------------------------------------------------------
+# SUQUAN
+
+suquan_positions_task <- function(block, threads) {
+  check_expression_matrix(block)
+  suquan_positions(block, threads)
+}
+
+# The mean target and the positions of every sample of a block input.
+suquan_blocks_prepare <- function(x, f_init, threads, BPPARAM) {
+  check_two_features(nrow(x))
+  plan <- block_plan(x)
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  mean_target <- block_fit_target(plan, threads, BPPARAM)$values
+  position <- matrix(0, nrow(x), ncol(x))
+  run_blocks(list(x = plan), column_items(plan), suquan_positions_task, list(threads = threads),
+             function(i, value) position[, plan$cols[[i]]] <<- value, BPPARAM)
+  c(suquan_start(f_init, nrow(x), threads, mean_target), list(position = position))
+}
+
+suquan_link_task <- function(block, f, w, b, threads) {
+  check_expression_matrix(block, "newdata")
+  suquan_link(suquan_positions(block, threads), f, w, b, threads)
+}
+
+# The links of the samples of a block input, block by block.
+suquan_blocks_link <- function(m, f, w, b, threads, BPPARAM) {
+  plan <- block_plan(m)
+  eta <- matrix(0, ncol(m), ncol(w))
+  run_blocks(list(x = plan), column_items(plan), suquan_link_task,
+             list(f = f, w = w, b = b, threads = threads),
+             function(i, value) eta[plan$cols[[i]], ] <<- value, BPPARAM)
+  eta
+}

@@ -1,0 +1,190 @@
+# Block processing of HDF5-backed matrices (issue 13), in one run:
+# * normalize_quantiles() of a 50,000 x 1,000 HDF5Matrix: time and peak
+#   resident memory (VmHWM of /proc/self/status, in MB) against the dense
+#   matrix's size; time against the I/O floor (reading the matrix block by
+#   block and writing it back once with DelayedArray, doing nothing else);
+#   the in-memory function on the same matrix; SnowParam(2) against serial
+#   blocks (and the workers' own peak memory);
+# * kendall_kernel() of a 20,000 x 500 HDF5Matrix, in tiles, serially and on
+#   2 workers.
+# Every case runs in a fresh Rscript process, so that its peak memory is its
+# own. Run after installing diffrank: Rscript bench/blocks.R (about 10
+# minutes on 2 cores). DIFFRANK_BENCH_SCALE=0.1 shrinks every matrix for a
+# quick check.
+suppressPackageStartupMessages(library(diffrank))
+for (pkg in c("DelayedArray", "HDF5Array", "BiocParallel")) {
+  if (!requireNamespace(pkg, quietly = TRUE)) stop("bench/blocks.R needs ", pkg)
+}
+if (file.exists("/proc/loadavg")) {
+  cat("Load average before the run:", readLines("/proc/loadavg"), "\n")
+}
+cat(sprintf("Cores: %d\n", parallel::detectCores()))
+
+scale <- as.numeric(Sys.getenv("DIFFRANK_BENCH_SCALE", "1"))
+p <- round(50000 * scale)
+n <- round(1000 * scale)
+p_kernel <- round(20000 * scale)
+n_kernel <- round(500 * scale)
+# Blocks of 10 MB (16 columns of 50,000 doubles): peak memory is a few blocks.
+block_size <- 1e7
+dir <- tempfile("diffrank-blocks-")
+dir.create(dir)
+on.exit(unlink(dir, recursive = TRUE), add = TRUE)
+
+# Runs `code` in a fresh Rscript and returns the numbers it prints on lines
+# "RESULT name value". Every case loads the same packages, then records the
+# peak memory so far (the baseline), does its work, and records it again.
+run_case <- function(code) {
+  prelude <- sprintf('
+suppressPackageStartupMessages({library(diffrank); library(HDF5Array); library(BiocParallel)})
+# kernlab (which the kernels load for their class) is in the baseline too
+invisible(requireNamespace("kernlab", quietly = TRUE))
+hwm <- function() {
+  status <- readLines("/proc/self/status")
+  as.numeric(gsub("[^0-9]", "", grep("^VmHWM", status, value = TRUE))) / 1024
+}
+report <- function(name, value) cat(sprintf("RESULT %%s %%.6g\\n", name, value))
+invisible(suppressMessages(DelayedArray::setAutoBlockSize(%.0f)))
+invisible(gc())
+report("baseline_mb", hwm())
+', block_size)
+  file <- tempfile(fileext = ".R", tmpdir = dir)
+  writeLines(c(prelude, code, 'report("peak_mb", hwm())'), file)
+  out <- system2(file.path(R.home("bin"), "Rscript"), file, stdout = TRUE, stderr = TRUE)
+  lines <- grep("^RESULT ", out, value = TRUE)
+  if (!is.null(attr(out, "status")) || !any(grepl("^RESULT peak_mb", lines))) {
+    stop("case failed:\n", paste(out, collapse = "\n"))
+  }
+  parts <- strsplit(lines, " ")
+  stats::setNames(as.numeric(vapply(parts, `[`, "", 3L)), vapply(parts, `[`, "", 2L))
+}
+
+# The matrices, written once: log-normal values rounded to 2 decimals (ties),
+# a few missing values (none for the kernel), HDF5Array's default compression (level 6) and chunks
+# of whole columns, as sample-wise access wants.
+write_matrix <- function(file, rows, cols, seed, missing) {
+  code <- sprintf('
+set.seed(%d)
+sink <- HDF5Array::HDF5RealizationSink(c(%dL, %dL), type = "double", filepath = "%s", name = "x",
+                                      chunkdim = c(%dL, 16L))
+grid <- DelayedArray::RegularArrayGrid(c(%dL, %dL), c(%dL, 16L))
+for (b in seq_along(grid)) {
+  d <- dim(grid[[b]])
+  block <- round(matrix(rnorm(prod(d), mean = 7, sd = 2), d[1L]) + rnorm(d[2L], sd = 0.5)[col(matrix(0, d[1L], d[2L]))], 2)
+  block[sample(length(block), %d)] <- NA
+  DelayedArray::write_block(sink, grid[[b]], block)
+}
+DelayedArray::close(sink)
+', seed, rows, cols, file, rows, rows, cols, rows, missing)
+  run_case(code)
+}
+h5_qn <- file.path(dir, "qn.h5")
+h5_kernel <- file.path(dir, "kernel.h5")
+cat(sprintf("Writing the %s x %s and %s x %s HDF5 matrices...\n", format(p, big.mark = ","),
+            format(n, big.mark = ","), format(p_kernel, big.mark = ","), n_kernel))
+invisible(write_matrix(h5_qn, p, n, 1, missing = 10L))
+invisible(write_matrix(h5_kernel, p_kernel, n_kernel, 2, missing = 0L))
+dense_mb <- 8 * p * n / 2^20
+cat(sprintf("HDF5 file %.0f MB on disk; the dense matrix is %.0f MB\n",
+            file.size(h5_qn) / 2^20, dense_mb))
+
+open_x <- function(file) sprintf('x <- HDF5Array::HDF5Array("%s", "x")', file)
+out_file <- function(name) file.path(dir, paste0(name, ".h5"))
+
+# I/O floor: read every block and write it back once, with the same grid and
+# the same kind of sink (chunks, compression) as diffrank.
+floor_case <- run_case(c(open_x(h5_qn), sprintf('
+t <- system.time({
+  plan <- diffrank:::block_plan(x)
+  sink <- diffrank:::block_sink(x, "%s", plan$width)
+  for (b in seq_len(plan$n)) {
+    block <- DelayedArray::read_block(x, plan$grid[[b]])
+    DelayedArray::write_block(sink, plan$grid[[b]], block)
+  }
+  y <- diffrank:::finish_sink(sink)
+})[["elapsed"]]
+report("seconds", t)
+report("blocks", plan$n)
+', out_file("floor"))))
+
+serial_case <- run_case(c(open_x(h5_qn), sprintf('
+t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
+report("seconds", t)
+saveRDS(y, "%s")
+', out_file("serial"), file.path(dir, "serial.rds"))))
+
+snow_case <- run_case(c(open_x(h5_qn), sprintf('
+bp <- SnowParam(2)
+bpstart(bp)
+t <- system.time(y <- normalize_quantiles(x, filepath = "%s", BPPARAM = bp,
+                                         threads = 1L))[["elapsed"]]
+report("seconds", t)
+workers <- unlist(bplapply(1:2, function(i) {
+  status <- readLines("/proc/self/status")
+  as.numeric(gsub("[^0-9]", "", grep("^VmHWM", status, value = TRUE))) / 1024
+}, BPPARAM = bp))
+report("worker_max_mb", max(workers))
+report("worker_sum_mb", sum(workers))
+bpstop(bp)
+', out_file("snow"))))
+
+memory_case <- run_case(c(open_x(h5_qn), sprintf('
+t_read <- system.time(m <- as.matrix(x))[["elapsed"]]
+t <- system.time(y <- normalize_quantiles(m))[["elapsed"]]
+report("read_seconds", t_read)
+report("seconds", t)
+report("peak_mb", hwm())
+report("identical", identical(as.matrix(readRDS("%s")), y))
+', file.path(dir, "serial.rds"))))
+
+cat(sprintf("\nnormalize_quantiles, %s x %s HDF5Matrix, blocks of %d columns (%d blocks)\n",
+            format(p, big.mark = ","), format(n, big.mark = ","), as.integer(n / floor_case[["blocks"]] + 0.5),
+            as.integer(floor_case[["blocks"]])))
+row <- function(label, case) {
+  cat(sprintf("  %-34s %7.1f s   peak %6.0f MB (baseline %4.0f, +%4.0f MB)\n", label,
+              case[["seconds"]], case[["peak_mb"]], case[["baseline_mb"]],
+              case[["peak_mb"]] - case[["baseline_mb"]]))
+}
+row("I/O floor (read + write once)", floor_case)
+row("blocks, serial, 2 threads", serial_case)
+row("blocks, SnowParam(2), 1 thread each", snow_case)
+cat(sprintf("  %-34s %7.1f s   workers' peaks: largest %.0f MB, sum %.0f MB\n", "",
+            snow_case[["seconds"]], snow_case[["worker_max_mb"]], snow_case[["worker_sum_mb"]]))
+row("in memory (normalize only)", memory_case)
+cat(sprintf("  %-34s %7.1f s   (reading the HDF5 file whole)\n", "", memory_case[["read_seconds"]]))
+cat(sprintf("serial blocks / I/O floor:              %.2fx (goal <= 2)\n",
+            serial_case[["seconds"]] / floor_case[["seconds"]]))
+cat(sprintf("serial / SnowParam(2):                  %.2fx\n",
+            serial_case[["seconds"]] / snow_case[["seconds"]]))
+cat(sprintf("peak memory of the serial run / dense:  %.0f%% (goal < 25%%); above its baseline: %.0f%%\n",
+            100 * serial_case[["peak_mb"]] / dense_mb,
+            100 * (serial_case[["peak_mb"]] - serial_case[["baseline_mb"]]) / dense_mb))
+cat(sprintf("in-memory peak / dense:                 %.0f%%\n",
+            100 * memory_case[["peak_mb"]] / dense_mb))
+cat(sprintf("blocks identical to in memory:          %s\n",
+            if (memory_case[["identical"]] == 1) "yes" else "NO"))
+
+# Kendall kernel in tiles.
+kernel_code <- function(bp) c(open_x(h5_kernel), sprintf('
+%s
+t <- system.time(k <- kendall_kernel(x, threads = 1L, progress = FALSE, BPPARAM = bp))[["elapsed"]]
+report("seconds", t)
+saveRDS(unclass(k), "%s")
+', bp, file.path(dir, paste0("kernel-", substr(bp, 7, 10), ".rds"))))
+kernel_serial <- run_case(kernel_code("bp <- NULL"))
+kernel_multicore <- run_case(kernel_code("bp <- MulticoreParam(2)"))
+kernel_snow <- run_case(kernel_code("bp <- SnowParam(2)"))
+same <- identical(readRDS(file.path(dir, "kernel-NULL.rds")),
+                  readRDS(file.path(dir, "kernel-Mult.rds"))) &&
+  identical(readRDS(file.path(dir, "kernel-NULL.rds")), readRDS(file.path(dir, "kernel-Snow.rds")))
+cat(sprintf("\nkendall_kernel, %s x %s HDF5Matrix (%s pairs), 1 thread per process\n",
+            format(p_kernel, big.mark = ","), n_kernel,
+            format(n_kernel * (n_kernel + 1) / 2, big.mark = ",")))
+row("tiles, serial (BPPARAM = NULL)", kernel_serial)
+row("tiles, MulticoreParam(2)", kernel_multicore)
+row("tiles, SnowParam(2)", kernel_snow)
+cat(sprintf("serial / MulticoreParam(2):             %.2fx\n",
+            kernel_serial[["seconds"]] / kernel_multicore[["seconds"]]))
+cat(sprintf("serial / SnowParam(2):                  %.2fx\n",
+            kernel_serial[["seconds"]] / kernel_snow[["seconds"]]))
+cat(sprintf("kernels identical:                      %s\n", if (same) "yes" else "NO"))
