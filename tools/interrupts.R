@@ -26,7 +26,7 @@ cases <- list(
   soft_rank = c("x <- matrix(rnorm(2e8), 1e4)", "soft_rank(x, threads = 2)"),
   normalize_quantiles = c("x <- matrix(rnorm(2e8), 1e5)", "normalize_quantiles(x, threads = 2)"),
   perturbed = c("theta <- rnorm(1e4)",
-                "perturbed_fn(theta, \"rank\", n_samples = 1e5, threads = 2)"),
+                "perturbed_fn(theta, \"rank\", n_samples = 2e4, threads = 2)"),
   suquan = c(paste("x <- matrix(rnorm(5000 * 400), 5000); y <- rep(0:1, 200);",
                    "x[, y == 1] <- x[, y == 1] + rnorm(5000, sd = 0.2)"),
              "suquan(x, y, lambda = 1e-3, rounds = 1000, max_iter = 1000L, tol = 1e-12, threads = 2)"),
