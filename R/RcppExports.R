@@ -93,6 +93,10 @@ nonfinite_kind_cpp <- function(x) {
     .Call(`_diffrank_nonfinite_kind_cpp`, x)
 }
 
+soft_forward_quick_cpp <- function(kind, x, eps, reg, decreasing, scale, threads) {
+    .Call(`_diffrank_soft_forward_quick_cpp`, kind, x, eps, reg, decreasing, scale, threads)
+}
+
 soft_forward_cpp <- function(x, nrow, options, threads) {
     .Call(`_diffrank_soft_forward_cpp`, x, nrow, options, threads)
 }

@@ -323,6 +323,22 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// soft_forward_quick_cpp
+SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasing, SEXP scale, SEXP threads);
+RcppExport SEXP _diffrank_soft_forward_quick_cpp(SEXP kindSEXP, SEXP xSEXP, SEXP epsSEXP, SEXP regSEXP, SEXP decreasingSEXP, SEXP scaleSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type reg(regSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type decreasing(decreasingSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_forward_quick_cpp(kind, x, eps, reg, decreasing, scale, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // soft_forward_cpp
 Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, int threads);
 RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
@@ -542,6 +558,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 6},
     {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 4},
     {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},
+    {"_diffrank_soft_forward_quick_cpp", (DL_FUNC) &_diffrank_soft_forward_quick_cpp, 7},
     {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 4},
     {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 5},
     {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 4},
