@@ -9,6 +9,10 @@ kendall_pair_counts <- function(x, y) {
     .Call(`_diffrank_kendall_pair_counts`, x, y)
 }
 
+rank_kernel_pair_cpp <- function(x, y, kernel, lambda, normalized) {
+    .Call(`_diffrank_rank_kernel_pair_cpp`, x, y, kernel, lambda, normalized)
+}
+
 parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
     .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
 }
