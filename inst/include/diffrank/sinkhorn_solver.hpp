@@ -238,6 +238,7 @@ class Sinkhorn1D {
       for (std::size_t k = 0; k < np_[s]; ++k) logw_[s][k] = std::log(w[k]);
       pot_[s].assign(np_[s], 0.0);
       hint_[s].assign(np_[s], 0);
+      width_[s].assign(np_[s], 1);
       // a skipped entry is below e^-T_s times the largest one of its row, so
       // all skipped entries together stay below e^-35 (6e-16) of the row sum
       threshold_[s] = 35.0 + std::log(static_cast<double>(np_[s]) + 1.0);
@@ -465,12 +466,23 @@ class Sinkhorn1D {
       return;
     }
     while (bufs_.size() < parts) bufs_.emplace_back(bufs_[0].size());
+    // equal shares of the band widths of the last pass over these rows (the
+    // work of a row; the bands change little from one pass to the next)
+    const std::size_t* width = width_[dst].data();
+    double total = 0.0;
+    for (std::size_t k = 0; k < rows; ++k) total += static_cast<double>(width[k]);
     std::vector<std::size_t> start(parts + 1, rows);
     start[0] = 0;
     const double* d = pts_[dst];
+    std::size_t k = 0;
+    double done = 0.0;
     for (std::size_t p = 1; p < parts; ++p) {
-      std::size_t k = std::max(start[p - 1], rows * p / parts);
-      while (k > 0 && k < rows && d[k] == d[k - 1]) ++k;
+      const double share = total * static_cast<double>(p) / static_cast<double>(parts);
+      while (k < rows && done + static_cast<double>(width[k]) <= share) {
+        done += static_cast<double>(width[k]);
+        ++k;
+      }
+      while (k > 0 && k < rows && d[k] == d[k - 1]) done += static_cast<double>(width[k++]);
       start[p] = k;
     }
     std::vector<Cache> caches(parts);
@@ -556,6 +568,7 @@ class Sinkhorn1D {
     while (h + 1 < hi && buf[h + 1] > buf[h]) ++h;
     while (h > lo && buf[h - 1] > buf[h]) --h;
     hint_[dst][k] = h;
+    width_[dst][k] = hi - lo;
     cache.entries += static_cast<double>(hi - lo);
     return {lo, hi, mx};
   }
@@ -779,6 +792,7 @@ class Sinkhorn1D {
   std::size_t np_[2];
   std::vector<double> logw_[2], pot_[2], bmax_[2], pre_[2], suf_[2];
   std::vector<std::size_t> hint_[2];
+  std::vector<std::size_t> width_[2];  // band width of each row at its last visit
   double threshold_[2];
   bool prepared_[2] = {false, false};
   // kDotRows row buffers of stride_ values for each range of rows
