@@ -256,7 +256,9 @@ Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVect
 double rank_kernel_pair_cpp(Rcpp::NumericVector x, Rcpp::NumericVector y, std::string kernel,
                             double lambda, bool normalized) {
   const Spec spec = parse_spec(kernel, lambda, normalized, nullptr);
-  if (spec.kernel == Kernel::weighted) Rcpp::stop("internal: weighted kernel in rank_kernel_pair_cpp");
+  if (spec.kernel == Kernel::weighted) {
+    Rcpp::stop("internal: weighted kernel in rank_kernel_pair_cpp");
+  }
   if (x.size() != y.size()) Rcpp::stop("internal: vectors of different lengths");
   const diffrank::KendallCounts c = diffrank::PairCounts()(x.begin(), y.begin(), x.size());
   if (spec.kernel == Kernel::tau_a) return diffrank::tau_a(c);

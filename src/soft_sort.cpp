@@ -3,13 +3,13 @@
 #include <Rcpp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
-#include <climits>
 #include <cstring>
-#include <initializer_list>
 #include <diffrank/isotonic.hpp>
 #include <diffrank/permutahedron.hpp>
+#include <initializer_list>
 #include <string>
 #include <vector>
 

@@ -372,8 +372,9 @@ TEST(SinkhornColumn, RowsSharedByThreadsGiveIdenticalResults) {
     double eps;
     bool row, ties;
   };
-  for (const Setting& c : {Setting{1500, 1500, 1e-2, true, true}, Setting{1200, 900, 1e-3, true, false},
-                           Setting{2000, 600, 1e-2, false, true}}) {
+  for (const Setting& c :
+       {Setting{1500, 1500, 1e-2, true, true}, Setting{1200, 900, 1e-3, true, false},
+        Setting{2000, 600, 1e-2, false, true}}) {
     std::vector<double> x = normals(c.n, rng);
     if (c.ties) {
       for (double& v : x) v = std::round(v * 20.0) / 20.0;
@@ -394,8 +395,8 @@ TEST(SinkhornColumn, RowsSharedByThreadsGiveIdenticalResults) {
       f.assign(c.n, 0.0);
       xbar.assign(c.n, 0.0);
       st = col.forward(task, x.data(), a.data(), c.n, value.data(), f.data(), g.data());
-      col.vjp(task, x.data(), a.data(), c.n, f.data(), g.data(), v.data(), xbar.data(),
-              bbar.data(), wbar.data());
+      col.vjp(task, x.data(), a.data(), c.n, f.data(), g.data(), v.data(), xbar.data(), bbar.data(),
+              wbar.data());
       for (double e : g) f.push_back(e);
       for (double e : bbar) xbar.push_back(e);
     };
