@@ -9,6 +9,10 @@ kendall_pair_counts <- function(x, y) {
     .Call(`_diffrank_kendall_pair_counts`, x, y)
 }
 
+rank_kernel_pair_cpp <- function(x, y, kernel, lambda, normalized) {
+    .Call(`_diffrank_rank_kernel_pair_cpp`, x, y, kernel, lambda, normalized)
+}
+
 parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
     .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
 }
@@ -107,6 +111,10 @@ sinkhorn_plan_cpp <- function(x, a, problem, options) {
 
 nonfinite_kind_cpp <- function(x) {
     .Call(`_diffrank_nonfinite_kind_cpp`, x)
+}
+
+soft_forward_quick_cpp <- function(kind, x, eps, reg, decreasing, scale, threads) {
+    .Call(`_diffrank_soft_forward_quick_cpp`, kind, x, eps, reg, decreasing, scale, threads)
 }
 
 soft_forward_cpp <- function(x, nrow, options, threads) {

@@ -551,6 +551,21 @@ rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(
   check_block_args(BPPARAM)
   scalar <- !is.null(y) && is.null(dim(x)) && is.null(dim(y)) &&
     !is.data.frame(x) && !is.data.frame(y)
+  if (scalar && kernel %in% c("tau_a", "tau_b", "mallows") && is.double(x) && is.double(y) &&
+        !is.object(x) && !is.object(y) && length(x) == length(y) && length(x) >= 2L &&
+        length(x) < 2^32 - 1 && (na == "pairwise" || !anyNA(x) && !anyNA(y)) &&
+        (is.null(names(x)) || is.null(names(y)) || identical(names(x), names(y)))) {
+    # Two plain double vectors that pass every check below: counted directly,
+    # without the set-up of a kernel matrix (the same value).
+    out <- rank_kernel_pair_cpp(x, y, kernel, lambda, normalized)
+    if (is.nan(out)) {
+      warning(paste0(
+        "1 kernel value(s) are undefined and set to NA: a sample is constant on the ",
+        "features compared, or a pair of samples shares fewer than 2 features."), call. = FALSE)
+      out <- NA_real_
+    }
+    return(out)
+  }
   mx <- rank_input(x, "x", na)
   my <- if (is.null(y)) NULL else rank_input(y, "y", na)
   if (!is.null(my)) {

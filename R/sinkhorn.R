@@ -46,8 +46,11 @@
 #' [sinkhorn_normalize()]'s default target is the mean quantiles at 128
 #' levels). Give `n_targets` to change it; the permutahedron operators of
 #' [soft_rank()] cost O(n log n) whatever `n`. Columns run in parallel over
-#' `threads`; an interrupt (Ctrl-C) is noticed within a fraction of a second,
-#' also inside one long column, and a progress line is shown on long work.
+#' `threads`; with fewer columns than threads (one long vector, say), the
+#' threads share the rows of each iteration of a column instead, with the
+#' same results. An interrupt (Ctrl-C) is noticed within a fraction of a
+#' second, also inside one long column, and a progress line is shown on long
+#' work.
 #'
 #' @section Convergence:
 #' The Sinkhorn iterations run in the log domain from the dual potentials of
@@ -83,7 +86,8 @@
 #' @param power The cost is `|x - y|^power`, `power >= 1` (2 by default).
 #' @param tol Convergence tolerance on the L1 error of the target marginal.
 #' @param max_iter Maximum number of Sinkhorn iterations.
-#' @param threads Number of threads over columns; see [diffrank_threads()].
+#' @param threads Number of threads, over the columns (or inside a column
+#'   when there are fewer columns than threads); see [diffrank_threads()].
 #'   Results do not depend on it.
 #' @param progress Whether to show progress on work that takes more than a
 #'   couple of seconds (interrupts are checked in any case, every fraction of

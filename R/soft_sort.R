@@ -530,6 +530,12 @@ block_summary <- function(blocks, n) {
 }
 
 soft_forward <- function(kind, x, eps, reg, decreasing, scale, threads) {
+  # The common call (plain double x of finite values, well-formed options) is
+  # checked and computed in one C++ call (src/soft_sort.cpp): R-level checks
+  # cost more than the soft rank of a short vector. Anything else gives NULL
+  # there and takes the full path below, whose checks name the argument.
+  out <- .Call(`_diffrank_soft_forward_quick_cpp`, kind, x, eps, reg, decreasing, scale, threads)
+  if (!is.null(out)) return(out)
   a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
   out <- soft_forward_cpp(a$m, a$shape$nrow, a$options, a$threads)
   shape_like_input(warn_pooled(out, a), a$shape, kind == "rank")

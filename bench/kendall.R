@@ -17,6 +17,43 @@ if (file.exists("/proc/loadavg")) {
 }
 cat(sprintf("Cores: %d\n", parallel::detectCores()))
 
+# Median seconds of one call over `iterations` runs (bench::mark when
+# installed, which leaves out the runs with a garbage collection; else
+# system.time).
+median_time <- function(expr, iterations = 20) {
+  f <- eval.parent(substitute(function() expr))
+  if (requireNamespace("bench", quietly = TRUE)) {
+    t <- bench::mark(f(), iterations = iterations, check = FALSE, filter_gc = TRUE)$time[[1]]
+    return(stats::median(as.numeric(t)))
+  }
+  stats::median(vapply(seq_len(iterations), function(i) system.time(f())[["elapsed"]], 0))
+}
+
+# Kendall's tau of two long vectors, one thread: diffrank against
+# pcaPP::cor.fk (Knight's algorithm in C), values checked identical first.
+cat("Kendall's tau of two vectors (kendall_kernel(x, y), 1 thread) against pcaPP::cor.fk(x, y)\n")
+cat(sprintf("  %8s %12s %12s %8s   %s\n", "n", "cor.fk ms", "diffrank ms", "ratio",
+            "(cor.fk time / diffrank time; goal >= 1)"))
+set.seed(2)
+for (nv in c(1e4, 1e5, 1e6)) {
+  for (ties in c(FALSE, TRUE)) {
+    xv <- rnorm(nv)
+    yv <- xv + rnorm(nv)
+    if (ties) {
+      xv <- round(xv, 1)
+      yv <- round(yv, 1)
+    }
+    stopifnot(isTRUE(all.equal(kendall_kernel(xv, yv, threads = 1), pcaPP::cor.fk(xv, yv),
+                               tolerance = 1e-12)))
+    reps <- if (nv >= 1e6) 10 else 30
+    t_fk <- median_time(pcaPP::cor.fk(xv, yv), reps)
+    t_dr <- median_time(kendall_kernel(xv, yv, threads = 1), reps)
+    cat(sprintf("  %8.0e %12.2f %12.2f %8.2f   %s\n", nv, 1e3 * t_fk, 1e3 * t_dr, t_fk / t_dr,
+                if (ties) "rounded to 0.1: many ties" else "no ties"))
+  }
+}
+cat("\n")
+
 set.seed(1)
 p <- 20000
 n <- 100

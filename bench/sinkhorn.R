@@ -163,3 +163,41 @@ cat(sprintf("   mean |soft - hard| / sd(hard): %.3g (eps = 0.01 smooths; 128 tar
             mean(abs(out - hard)) / sd(hard)))
 t_rank50 <- timeit(sinkhorn_rank(big[, 1], threads = 1), reps = 1L)
 cat(sprintf("   sinkhorn_rank() of one column of 50,000 values: %.2f s\n", t_rank50))
+
+# ---------------------------------------------------------------------------
+# 7. One long column on 1 and 2 threads: the rows of each potential update
+#    (and of the products of the VJP) are shared by the threads; results are
+#    identical for any number of threads
+cat("\n7. One column, n = m = 5000, eps = 0.01: sinkhorn_rank_vjp() (forward + VJP), 1 and 2 threads\n")
+set.seed(7)
+x5 <- rnorm(5000)
+v5 <- rnorm(5000)
+g1 <- sinkhorn_rank_vjp(x5, v5, n_targets = 5000, threads = 1)
+g2 <- sinkhorn_rank_vjp(x5, v5, n_targets = 5000, threads = 2)
+stopifnot(identical(g1, g2))
+t1 <- timeit(sinkhorn_rank_vjp(x5, v5, n_targets = 5000, threads = 1), reps = 3L)
+t2 <- timeit(sinkhorn_rank_vjp(x5, v5, n_targets = 5000, threads = 2), reps = 3L)
+cat(sprintf("   1 thread %.2f s, 2 threads %.2f s (CPU %.2f s): %.2fx faster on 2 threads (goal >= 1.7); identical results\n",
+            t1, t2, attr(t2, "cpu"), t1 / t2))
+# many short columns keep one column per thread
+xs <- matrix(rnorm(200 * 400), 200, 400)
+vs <- matrix(rnorm(200 * 400), 200, 400)
+stopifnot(identical(sinkhorn_rank_vjp(xs, vs, threads = 1), sinkhorn_rank_vjp(xs, vs, threads = 2)))
+t1 <- timeit(sinkhorn_rank_vjp(xs, vs, threads = 1), reps = 3L)
+t2 <- timeit(sinkhorn_rank_vjp(xs, vs, threads = 2), reps = 3L)
+cat(sprintf("   400 columns of 200 values (128 targets): 1 thread %.2f s, 2 threads %.2f s: %.2fx faster on 2 threads\n",
+            t1, t2, t1 / t2))
+
+# ---------------------------------------------------------------------------
+# 8. Cost of the implicit VJP against the forward pass, n = m = 2000, 1 thread
+cat("\n8. VJP against its forward pass, n = m = 2000, 1 thread (goal: VJP <= 1.5x forward)\n")
+set.seed(8)
+x2 <- rnorm(2000)
+v2 <- rnorm(2000)
+for (eps in c(1e-2, 1e-3)) {
+  op <- sinkhorn_rank_fn(x2, eps = eps, n_targets = 2000, threads = 1)
+  t_f <- timeit(sinkhorn_rank_fn(x2, eps = eps, n_targets = 2000, threads = 1), reps = 5L)
+  t_v <- timeit(op$vjp(v2), reps = 5L)
+  cat(sprintf("   eps = %-6g forward %.3f s (%d iterations), VJP %.3f s: VJP / forward = %.2f\n",
+              eps, t_f, op$diagnostics$iterations, t_v, t_v / t_f))
+}

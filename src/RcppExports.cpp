@@ -39,6 +39,20 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// rank_kernel_pair_cpp
+double rank_kernel_pair_cpp(Rcpp::NumericVector x, Rcpp::NumericVector y, std::string kernel, double lambda, bool normalized);
+RcppExport SEXP _diffrank_rank_kernel_pair_cpp(SEXP xSEXP, SEXP ySEXP, SEXP kernelSEXP, SEXP lambdaSEXP, SEXP normalizedSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< std::string >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< double >::type lambda(lambdaSEXP);
+    Rcpp::traits::input_parameter< bool >::type normalized(normalizedSEXP);
+    rcpp_result_gen = Rcpp::wrap(rank_kernel_pair_cpp(x, y, kernel, lambda, normalized));
+    return rcpp_result_gen;
+END_RCPP
+}
 // parallel_check_cpp
 Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int throw_at, std::string what);
 RcppExport SEXP _diffrank_parallel_check_cpp(SEXP nSEXP, SEXP threadsSEXP, SEXP grainSEXP, SEXP batchSEXP, SEXP throw_atSEXP, SEXP whatSEXP) {
@@ -367,6 +381,22 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// soft_forward_quick_cpp
+SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasing, SEXP scale, SEXP threads);
+RcppExport SEXP _diffrank_soft_forward_quick_cpp(SEXP kindSEXP, SEXP xSEXP, SEXP epsSEXP, SEXP regSEXP, SEXP decreasingSEXP, SEXP scaleSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type reg(regSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type decreasing(decreasingSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(soft_forward_quick_cpp(kind, x, eps, reg, decreasing, scale, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // soft_forward_cpp
 Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, int threads);
 RcppExport SEXP _diffrank_soft_forward_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
@@ -565,6 +595,7 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
+    {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 6},
     {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},
     {"_diffrank_perturbed_points_cpp", (DL_FUNC) &_diffrank_perturbed_points_cpp, 4},
@@ -590,6 +621,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 6},
     {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 4},
     {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},
+    {"_diffrank_soft_forward_quick_cpp", (DL_FUNC) &_diffrank_soft_forward_quick_cpp, 7},
     {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 4},
     {"_diffrank_soft_vjp_cpp", (DL_FUNC) &_diffrank_soft_vjp_cpp, 5},
     {"_diffrank_soft_state_cpp", (DL_FUNC) &_diffrank_soft_state_cpp, 4},

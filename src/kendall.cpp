@@ -35,9 +35,10 @@ Profiles rank_columns(const Rcpp::NumericMatrix& x, int threads) {
   p.distinct.resize(p.count);
   const double* xp = x.begin();
   diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
+    diffrank::RankScratch scratch;
     for (std::size_t j = j0; j < j1; ++j) {
       const diffrank::RankedProfile r = diffrank::rank_profile(
-          xp + j * p.n, p.n, p.order.data() + j * p.n, p.rank.data() + j * p.n);
+          xp + j * p.n, p.n, p.order.data() + j * p.n, p.rank.data() + j * p.n, scratch);
       p.q[j] = r.q;
       p.distinct[j] = r.distinct;
     }
@@ -236,20 +237,31 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
 // Pair counts of Kendall's tau between two vectors, NaN dropped pairwise.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector kendall_pair_counts(Rcpp::NumericVector x, Rcpp::NumericVector y) {
-  const std::size_t n = x.size();
   Rcpp::NumericVector out(7);
   out.attr("names") =
       Rcpp::CharacterVector{"n", "n0", "concordant", "discordant", "tied_x", "tied_y", "tied_xy"};
-  std::vector<std::uint32_t> ox(n), rx(n), oy(n), ry(n);
-  const diffrank::RankedProfile a = diffrank::rank_profile(x.begin(), n, ox.data(), rx.data());
-  const diffrank::RankedProfile b = diffrank::rank_profile(y.begin(), n, oy.data(), ry.data());
-  diffrank::KendallScratch s;
-  s.reserve(n);
-  const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
+  const diffrank::KendallCounts c = diffrank::PairCounts()(x.begin(), y.begin(), x.size());
   const double counts[] = {static_cast<double>(c.n),          static_cast<double>(c.n0),
                            static_cast<double>(c.concordant), static_cast<double>(c.discordant),
                            static_cast<double>(c.tied_x),     static_cast<double>(c.tied_y),
                            static_cast<double>(c.tied_xy)};
   std::copy(counts, counts + 7, out.begin());
   return out;
+}
+
+// The kernel "tau_a", "tau_b" or "mallows" between two vectors of the same
+// length (NaN dropped pairwise): rank_kernel_matrix of two one-column
+// matrices, without their set-up (the same counts, so the same value).
+// [[Rcpp::export(rng = false)]]
+double rank_kernel_pair_cpp(Rcpp::NumericVector x, Rcpp::NumericVector y, std::string kernel,
+                            double lambda, bool normalized) {
+  const Spec spec = parse_spec(kernel, lambda, normalized, nullptr);
+  if (spec.kernel == Kernel::weighted) {
+    Rcpp::stop("internal: weighted kernel in rank_kernel_pair_cpp");
+  }
+  if (x.size() != y.size()) Rcpp::stop("internal: vectors of different lengths");
+  const diffrank::KendallCounts c = diffrank::PairCounts()(x.begin(), y.begin(), x.size());
+  if (spec.kernel == Kernel::tau_a) return diffrank::tau_a(c);
+  if (spec.kernel == Kernel::tau_b) return diffrank::tau_b(c);
+  return diffrank::mallows(c, spec.lambda, spec.normalized);
 }

@@ -81,20 +81,32 @@ struct RangeWorker : public RcppParallel::Worker {
 };
 #endif
 
+// The threads a call asking for `threads` actually runs: from 1 to
+// max_threads, and no more than TBB may run (the machine's cores; TBB says so
+// on stderr when asked for more).
+inline int usable_threads(int threads) {
+  threads = std::min(std::max(threads, 1), max_threads);
+#if RCPP_PARALLEL_USE_TBB
+  threads = std::min(threads, std::max(1, tbb::this_task_arena::max_concurrency()));
+#endif
+  return threads;
+}
+
 // Runs body(begin, end) over [0, n) with `threads` threads and ranges of at
 // least `grain` indices (the last one may be shorter), and rethrows on the
 // calling thread the first exception a body threw.
 template <class Body>
 void run_range(std::size_t n, int threads, std::size_t grain, Body& body) {
   if (n == 0) return;
-  threads = std::min(std::max(threads, 1), max_threads);
-#if RCPP_PARALLEL_USE_TBB
-  // TBB never runs more threads than the machine has (and says so on stderr
-  // when asked to): ask for no more.
-  threads = std::min(threads, std::max(1, tbb::this_task_arena::max_concurrency()));
-#endif
+  if (n <= 1) {
+    body(std::size_t(0), n);
+    return;
+  }
+  threads = usable_threads(threads);
   grain = std::max<std::size_t>(grain, 1);
-  if (threads == 1 || n <= 1) {
+  // One range (n <= grain) would run on one thread anyway: without entering
+  // the arena, whose start costs more than a short body.
+  if (threads == 1 || n <= grain) {
     body(std::size_t(0), n);
     return;
   }

@@ -1,5 +1,7 @@
 // Glue for the Sinkhorn sorting operators; arguments are checked in
-// R/sinkhorn.R. Columns of x are independent problems spread over threads.
+// R/sinkhorn.R. Columns of x are independent problems spread over threads;
+// with fewer columns than threads, the threads share the rows of each problem
+// instead (SinkhornOptions::run_parts), with the same results.
 // Every operator is a set of transport problems per column (one, or one per
 // quantile level), described by the R wrapper and kept, with the potentials
 // of the forward pass, in one state behind a handle for the VJP.
@@ -65,6 +67,22 @@ Output parse_output(const std::string& kind) {
                                               {"normalize", Output::normalize}});
 }
 
+// The options of one run: those of the state, with the rows of each problem
+// shared by `threads` threads when the columns are too few to keep them busy
+// (then the caller runs the columns on one thread). Returns whether it did.
+bool share_rows(diffrank::SinkhornOptions& opt, std::size_t columns, int threads) {
+  const int usable = diffrank_glue::usable_threads(threads);
+  if (usable <= 1 || columns >= static_cast<std::size_t>(usable)) return false;
+  opt.parts = static_cast<std::size_t>(usable);
+  opt.run_parts = [usable](std::size_t parts, const std::function<void(std::size_t)>& body) {
+    auto range = [&](std::size_t begin, std::size_t end) {
+      for (std::size_t p = begin; p < end; ++p) body(p);
+    };
+    diffrank_glue::run_range(parts, usable, 1, range);
+  };
+  return true;
+}
+
 std::vector<double> as_vector(SEXP x) {
   if (Rf_isNull(x)) return {};
   Rcpp::NumericVector v(x);
@@ -127,13 +145,11 @@ struct Observed : diffrank::ObservedValues {
 // Forward pass of problem p on column j: writes the operator's output rows
 // of that problem into out (the column of the value) and keeps the
 // potentials.
-diffrank::SinkhornStatus forward_one(SinkhornState& st, std::size_t p, std::size_t j,
-                                     diffrank::SinkhornColumn& col, Observed& obs,
-                                     std::vector<double>& buffer, double* out,
-                                     const std::function<void()>& poll) {
+diffrank::SinkhornStatus forward_one(SinkhornState& st, const diffrank::SinkhornOptions& opt,
+                                     std::size_t p, std::size_t j, diffrank::SinkhornColumn& col,
+                                     Observed& obs, std::vector<double>& buffer, double* out) {
   const Problem& pr = st.problems[p];
-  diffrank::SinkhornTask task = pr.task(st.opt, st.squash);
-  task.opt.poll = poll;
+  const diffrank::SinkhornTask task = pr.task(opt, st.squash);
   const std::size_t n = st.n, m = pr.y.size();
   const double* xj = st.x.data() + j * n;
   double* f = st.f.data() + (p * st.columns + j) * n;
@@ -175,12 +191,11 @@ void finish_column(const SinkhornState& st, double* out) {
 
 // VJP of problem p on column j for the cotangent column v: adds to xbar and
 // writes the gradients of the problem's b and w into bbar and wbar.
-void vjp_one(const SinkhornState& st, std::size_t p, std::size_t j, const double* v,
-             diffrank::SinkhornColumn& col, Observed& obs, std::vector<double>& cot, double* xbar,
-             double* bbar, double* wbar, const std::function<void()>& poll) {
+void vjp_one(const SinkhornState& st, const diffrank::SinkhornOptions& opt, std::size_t p,
+             std::size_t j, const double* v, diffrank::SinkhornColumn& col, Observed& obs,
+             std::vector<double>& cot, double* xbar, double* bbar, double* wbar) {
   const Problem& pr = st.problems[p];
-  diffrank::SinkhornTask task = pr.task(st.opt, st.squash);
-  task.opt.poll = poll;
+  const diffrank::SinkhornTask task = pr.task(opt, st.squash);
   const std::size_t n = st.n, m = pr.y.size();
   const bool row = task.kind == diffrank::SinkhornKind::row;
   const double* xj = st.x.data() + j * n;
@@ -262,9 +277,11 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   diffrank_glue::ProgressLine progress(diffrank_glue::option<bool>(options, "progress"),
                                        "Sinkhorn", "columns", st.columns);
   diffrank_glue::InterruptPoll interrupt;
-  const std::function<void()> poll = interrupt.callback();
+  diffrank::SinkhornOptions opt = st.opt;
+  opt.poll = interrupt.callback();
+  const int column_threads = share_rows(opt, st.columns, threads) ? 1 : threads;
   diffrank_glue::parallel_batches(
-      st.columns, threads, 1, columns_per_batch(st, threads),
+      st.columns, column_threads, 1, columns_per_batch(st, column_threads),
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SinkhornColumn col;
         Observed obs;
@@ -275,7 +292,7 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
           s.error = 0.0;
           for (std::size_t p = 0; p < st.problems.size(); ++p) {
             const diffrank::SinkhornStatus one =
-                forward_one(st, p, j, col, obs, buffer, vp + j * st.rows_out, poll);
+                forward_one(st, opt, p, j, col, obs, buffer, vp + j * st.rows_out);
             s.iterations += one.iterations;
             s.error = std::max(s.error, one.error);
             s.converged = s.converged && one.converged;
@@ -317,9 +334,11 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
   const double* vp = v.begin();
   double* xb = xbar.begin();
   diffrank_glue::InterruptPoll interrupt;
-  const std::function<void()> poll = interrupt.callback();
+  diffrank::SinkhornOptions opt = st.opt;
+  opt.poll = interrupt.callback();
+  const int column_threads = share_rows(opt, columns, threads) ? 1 : threads;
   diffrank_glue::parallel_batches(
-      columns, threads, 1, columns_per_batch(st, threads),
+      columns, column_threads, 1, columns_per_batch(st, column_threads),
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SinkhornColumn col;
         Observed obs;
@@ -335,7 +354,7 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
               bb = scratch_b.data();
               wb = scratch_w.data();
             }
-            vjp_one(st, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb, poll);
+            vjp_one(st, opt, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb);
           }
         }
       });

@@ -3,11 +3,13 @@
 #include <Rcpp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <diffrank/isotonic.hpp>
 #include <diffrank/permutahedron.hpp>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -105,6 +107,131 @@ int nonfinite_kind_cpp(Rcpp::NumericVector x) {
     if (std::isnan(p[i])) return 1;
   }
   return 2;
+}
+
+namespace {
+
+// The one string of a character vector of length 1 without attributes, else
+// null; `whole` (the default vector of choices, also without attributes)
+// gives its first element.
+const char* single_choice(SEXP value, std::initializer_list<const char*> choices) {
+  if (TYPEOF(value) != STRSXP || ATTRIB(value) != R_NilValue) return nullptr;
+  const R_xlen_t n = XLENGTH(value);
+  if (n == static_cast<R_xlen_t>(choices.size()) && n > 1) {
+    R_xlen_t k = 0;
+    for (const char* c : choices) {
+      if (STRING_ELT(value, k) == NA_STRING || std::strcmp(CHAR(STRING_ELT(value, k)), c) != 0) {
+        return nullptr;
+      }
+      ++k;
+    }
+    return *choices.begin();
+  }
+  if (n != 1 || STRING_ELT(value, 0) == NA_STRING) return nullptr;
+  const char* v = CHAR(STRING_ELT(value, 0));
+  for (const char* c : choices) {
+    if (std::strcmp(v, c) == 0) return c;
+  }
+  return nullptr;
+}
+
+// A single number that is not NA (integer or double, no class), as double.
+bool single_number(SEXP value, double& out) {
+  if (OBJECT(value) || XLENGTH(value) != 1) return false;
+  if (TYPEOF(value) == REALSXP) {
+    out = REAL(value)[0];
+    return !std::isnan(out);
+  }
+  if (TYPEOF(value) == INTSXP && INTEGER(value)[0] != NA_INTEGER) {
+    out = INTEGER(value)[0];
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// soft_rank() and soft_sort() in one call from R, for the common case: x a
+// plain double vector or matrix of finite values, eps a finite number >= 0,
+// reg and scale a valid choice (or the whole default vector), decreasing TRUE
+// or FALSE and threads a whole number >= 1; the result is shaped and named as
+// R/soft_sort.R shapes it. R-level checks cost more than the soft rank of a
+// short vector, so these checks run here, with the same rules. Returns NULL,
+// having computed nothing or thrown the result away, in every other case
+// (any argument that fails a check, non-finite x, an overflow, a column
+// pooled into one block): R/soft_sort.R then takes its full path, whose
+// checks and warnings name the argument.
+// [[Rcpp::export(rng = false)]]
+SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasing, SEXP scale,
+                            SEXP threads) {
+  diffrank::SoftSettings s;
+  const char* k = single_choice(kind, {"rank", "sort"});
+  const char* r = single_choice(reg, {"l2", "kl"});
+  const char* sc = single_choice(scale, {"spacing", "sd", "none"});
+  if (k == nullptr || r == nullptr || sc == nullptr) return R_NilValue;
+  s.kind = k[0] == 'r' ? diffrank::SoftKind::rank : diffrank::SoftKind::sort;
+  s.reg = r[0] == 'l' ? diffrank::Regularization::l2 : diffrank::Regularization::kl;
+  s.scale = sc[0] == 'n'   ? diffrank::SoftScale::none
+            : sc[1] == 'd' ? diffrank::SoftScale::sd
+                           : diffrank::SoftScale::spacing;
+  if (TYPEOF(decreasing) != LGLSXP || XLENGTH(decreasing) != 1 ||
+      LOGICAL(decreasing)[0] == NA_LOGICAL) {
+    return R_NilValue;
+  }
+  s.descending = LOGICAL(decreasing)[0] != 0;
+  double th = 0.0;
+  if (!single_number(eps, s.eps) || !(s.eps >= 0.0 && std::isfinite(s.eps))) return R_NilValue;
+  if (!single_number(threads, th) || !(th >= 1.0 && std::isfinite(th)) || th != std::round(th)) {
+    return R_NilValue;
+  }
+  const int nthreads = static_cast<int>(std::min(th, 1024.0));
+  if (TYPEOF(x) != REALSXP || OBJECT(x)) return R_NilValue;
+  const R_xlen_t len = XLENGTH(x);
+  SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+  const bool matrix = dim != R_NilValue;
+  if (matrix && (TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2)) return R_NilValue;
+  const R_xlen_t nrow = matrix ? INTEGER(dim)[0] : len;
+  if (len < 1 || len > INT_MAX || nrow < 1) return R_NilValue;
+  const double* xp = REAL(x);
+  if (nonfinite_kind_cpp(x) != 0) return R_NilValue;
+
+  const std::size_t n = static_cast<std::size_t>(nrow), m = static_cast<std::size_t>(len) / n;
+  Rcpp::NumericVector out(Rcpp::no_init(len));
+  double* op = out.begin();
+  std::vector<char> status(m, 0);
+  diffrank_glue::parallel_for(
+      m, nthreads,
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::SoftOperator soft;
+        for (std::size_t j = j0; j < j1; ++j) {
+          status[j] =
+              column_status(soft.forward(xp + j * n, n, s, op + j * n), soft, xp + j * n, n);
+        }
+      },
+      grain_size(n), batch_size(n));
+  if (std::find_if(status.begin(), status.end(), [](char c) { return c != column_ok; }) !=
+      status.end()) {
+    return R_NilValue;
+  }
+  const bool rank = s.kind == diffrank::SoftKind::rank;
+  if (!matrix) {
+    if (rank) {
+      SEXP names = Rf_getAttrib(x, R_NamesSymbol);
+      if (names != R_NilValue) out.attr("names") = names;
+    }
+    return out;
+  }
+  out.attr("dim") = dim;
+  SEXP dn = Rf_getAttrib(x, R_DimNamesSymbol);
+  if (dn != R_NilValue && !rank) {
+    if (VECTOR_ELT(dn, 1) == R_NilValue) return out;  // no column names: no dimnames
+    Rcpp::List sort_dn(Rf_shallow_duplicate(dn));
+    sort_dn[0] = R_NilValue;
+    out.attr("dimnames") = sort_dn;
+    return out;
+  }
+  if (dn != R_NilValue) out.attr("dimnames") = dn;
+  return out;
 }
 
 // Soft rank or soft sort of every column of x, an n x (length(x) / n) matrix

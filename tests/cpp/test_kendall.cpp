@@ -3,6 +3,7 @@
 // kernels against their O(n^2) definition.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <diffrank/kendall.hpp>
@@ -76,7 +77,7 @@ diffrank::KendallCounts counts_by_merge(const std::vector<double>& x, const std:
   c.n = static_cast<std::int64_t>(seq.size());
   c.n0 = diffrank::pairs_of(c.n);
   std::vector<std::uint32_t> scratch(seq.size());
-  return diffrank::kendall_counts_by_merge(seq.data(), xr.data(), seq.size(), scratch, c);
+  return diffrank::kendall_counts_by_merge(seq.data(), xr.data(), seq.size(), scratch.data(), c);
 }
 
 TEST(KendallCounts, MatchTheQuadraticCount) {
@@ -90,6 +91,7 @@ TEST(KendallCounts, MatchTheQuadraticCount) {
       const diffrank::KendallCounts expected = brute_counts(x, y);
       expect_counts_equal(counts(x, y), expected);
       expect_counts_equal(counts_by_merge(x, y), expected);
+      expect_counts_equal(diffrank::PairCounts()(x.data(), y.data(), n), expected);
       const diffrank::KendallCounts c = counts(x, y);
       EXPECT_EQ(c.concordant + c.discordant + c.tied_x + c.tied_y - c.tied_xy, c.n0);
     }
@@ -172,6 +174,77 @@ TEST(WeightedKendall, MatchesTheQuadraticDefinition) {
           << "n " << n << " kind " << static_cast<int>(kind);
     }
   }
+}
+
+// rank_profile (radix argsort above 32,768 values, bucket sort below)
+// against a stable comparison sort: same order, same dense ranks, with ties,
+// both zeros, infinities and missing values.
+TEST(RankProfile, MatchesAStableSort) {
+  std::mt19937_64 rng(45);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (std::size_t n : {1u, 2u, 17u, 1000u, 40000u}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<double> x = kind == 0 ? normals(n, rng) : integers(n, rng, kind == 1 ? 5 : 3000);
+      for (std::size_t i = 3; i < n; i += 97) x[i] = nan;
+      for (std::size_t i = 5; i < n; i += 101) x[i] = -0.0;
+      for (std::size_t i = 7; i < n; i += 103) x[i] = 0.0;
+      if (n > 20) {
+        x[11] = inf;
+        x[13] = -inf;
+      }
+      std::vector<std::uint32_t> expected;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!std::isnan(x[i])) expected.push_back(static_cast<std::uint32_t>(i));
+      }
+      std::stable_sort(expected.begin(), expected.end(),
+                       [&](std::uint32_t p, std::uint32_t q) { return x[p] < x[q]; });
+      const Ranked r(x);
+      ASSERT_EQ(r.profile.q, expected.size());
+      EXPECT_TRUE(std::equal(expected.begin(), expected.end(), r.order.begin()));
+      std::uint32_t rank = 0;
+      for (std::size_t k = 0; k < expected.size(); ++k) {
+        if (k > 0 && x[expected[k]] != x[expected[k - 1]]) ++rank;
+        EXPECT_EQ(r.rank[expected[k]], rank);
+      }
+      EXPECT_EQ(r.profile.distinct, expected.empty() ? 0u : rank + 1u);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (std::isnan(x[i])) {
+          EXPECT_EQ(r.rank[i], diffrank::kMissingRank);
+        }
+      }
+    }
+  }
+}
+
+// Two long vectors (the radix ranking and every counting path) against the
+// O(n^2) count.
+TEST(KendallCounts, LongVectorsMatchTheQuadraticCount) {
+  std::mt19937_64 rng(46);
+  const std::size_t n = 34000;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int levels : {40, 1 << 30}) {
+    std::vector<double> x = integers(n, rng, levels), y = integers(n, rng, levels);
+    for (std::size_t i = 0; i < n; i += 1009) y[i] = nan;
+    const diffrank::KendallCounts expected = brute_counts(x, y);
+    expect_counts_equal(counts(x, y), expected);
+    expect_counts_equal(counts_by_merge(x, y), expected);
+    diffrank::PairCounts pair;  // reused, as the glue does
+    expect_counts_equal(pair(x.data(), y.data(), n), expected);
+    expect_counts_equal(pair(y.data(), x.data(), n), brute_counts(y, x));
+  }
+}
+
+// The two-vector counts beyond 2^18 distinct values (the merge-sort path)
+// against the ranked profiles' counts.
+TEST(KendallCounts, PairCountsOfVeryLongVectors) {
+  std::mt19937_64 rng(47);
+  const std::size_t n = 300000;
+  std::vector<double> x = normals(n, rng), y = normals(n, rng);
+  for (std::size_t i = 0; i < n; ++i) y[i] += x[i];
+  for (std::size_t i = 0; i < n; i += 7) x[i] = std::round(x[i] * 100.0);
+  expect_counts_equal(diffrank::PairCounts()(x.data(), y.data(), n), counts(x, y));
+  expect_counts_equal(counts(x, y), counts_by_merge(x, y));
 }
 
 }  // namespace

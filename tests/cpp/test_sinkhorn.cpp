@@ -1,6 +1,7 @@
 // sinkhorn*.hpp: the vectorized kernels against std::exp, the marginals of
-// the solved plan, the banded against the dense kernel, and the implicit
-// derivatives against the unrolled reference and finite differences.
+// the solved plan, the banded against the dense kernel, the implicit
+// derivatives against the unrolled reference and finite differences, and
+// problems whose rows are shared by threads against one thread.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "helpers.hpp"
@@ -344,6 +346,105 @@ TEST(SinkhornColumn, PlanIsInTheCallersOrder) {
   const std::size_t hi = std::max_element(x.begin(), x.end()) - x.begin();
   EXPECT_GT(plan[lo], 0.5 * a[lo]);
   EXPECT_GT(plan[hi + (m - 1) * n], 0.5 * a[hi]);
+}
+
+// The interleaved products of dot_rows equal one loop per row, bit for bit,
+// for overlapping and disjoint ranges.
+TEST(SinkhornKernels, DotRowsEqualsOneLoopPerRow) {
+  std::mt19937_64 rng(38);
+  const std::size_t len = 300;
+  std::vector<std::vector<double>> rows(4);
+  for (auto& r : rows) r = normals(len, rng);
+  const std::vector<double> v = normals(len, rng);
+  double* row[4] = {rows[0].data(), rows[1].data(), rows[2].data(), rows[3].data()};
+  std::uniform_int_distribution<std::size_t> pick(0, len);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::size_t lo[4], hi[4];
+    for (int g = 0; g < 4; ++g) {
+      lo[g] = pick(rng);
+      hi[g] = pick(rng);
+      if (lo[g] > hi[g]) std::swap(lo[g], hi[g]);
+      if (trial % 2 == 0) {  // mostly overlapping bands, as in the solver
+        lo[g] /= 4;
+        hi[g] = len - (len - hi[g]) / 4;
+      }
+    }
+    double out[4];
+    diffrank::sinkhorn_detail::dot_rows(row, lo, hi, v.data(), out);
+    for (int g = 0; g < 4; ++g) {
+      double acc = 0.0;
+      for (std::size_t l = lo[g]; l < hi[g]; ++l) acc += row[g][l] * v[l];
+      EXPECT_EQ(out[g], acc) << "trial " << trial << " row " << g;
+    }
+  }
+}
+
+// A runner that executes the parts of one problem on std::threads.
+void use_threads(diffrank::SinkhornTask& task, std::size_t parts) {
+  task.opt.parts = parts;
+  task.opt.run_parts = [](std::size_t n, const std::function<void(std::size_t)>& body) {
+    std::vector<std::thread> threads;
+    for (std::size_t p = 1; p < n; ++p) threads.emplace_back(body, p);
+    body(0);
+    for (std::thread& t : threads) t.join();
+  };
+}
+
+// Rows shared by 2 or 3 threads give the forward value, potentials, status
+// and VJP of one thread, bit for bit, with ties in x (a run of equal points
+// must not be cut) and at a small eps where Newton steps run.
+TEST(SinkhornColumn, RowsSharedByThreadsGiveIdenticalResults) {
+  std::mt19937_64 rng(39);
+  struct Setting {
+    std::size_t n, m;
+    double eps;
+    bool row, ties;
+  };
+  for (const Setting& c :
+       {Setting{1500, 1500, 1e-2, true, true}, Setting{1200, 900, 1e-3, true, false},
+        Setting{2000, 600, 1e-2, false, true}}) {
+    std::vector<double> x = normals(c.n, rng);
+    if (c.ties) {
+      for (double& v : x) v = std::round(v * 20.0) / 20.0;
+    }
+    const std::vector<double> a(c.n, 1.0 / c.n), y = grid(c.m), b(c.m, 1.0 / c.m);
+    const std::vector<double> w = c.row ? cumsum(b) : std::vector<double>();
+    const std::size_t rows = c.row ? c.n : c.m;
+    const std::vector<double> v = normals(rows, rng);
+    auto run = [&](std::size_t parts, std::vector<double>& value, std::vector<double>& f,
+                   std::vector<double>& xbar, diffrank::SinkhornStatus& st) {
+      diffrank::SinkhornTask task = make_task(y, b, w, c.row, true, c.eps);
+      task.opt.tol = 1e-6;
+      task.opt.max_iter = 1000;
+      if (parts > 1) use_threads(task, parts);
+      diffrank::SinkhornColumn col;
+      std::vector<double> g(c.m), bbar(c.m, 0.0), wbar(c.m, 0.0);
+      value.assign(rows, 0.0);
+      f.assign(c.n, 0.0);
+      xbar.assign(c.n, 0.0);
+      st = col.forward(task, x.data(), a.data(), c.n, value.data(), f.data(), g.data());
+      col.vjp(task, x.data(), a.data(), c.n, f.data(), g.data(), v.data(), xbar.data(), bbar.data(),
+              wbar.data());
+      for (double e : g) f.push_back(e);
+      for (double e : bbar) xbar.push_back(e);
+    };
+    std::vector<double> value1, f1, xbar1;
+    diffrank::SinkhornStatus st1;
+    run(1, value1, f1, xbar1, st1);
+    EXPECT_TRUE(st1.converged);
+    for (std::size_t parts : {2u, 3u}) {
+      std::vector<double> value, f, xbar;
+      diffrank::SinkhornStatus st;
+      run(parts, value, f, xbar, st);
+      const std::string label = "n " + std::to_string(c.n) + " parts " + std::to_string(parts);
+      EXPECT_EQ(st.iterations, st1.iterations) << label;
+      EXPECT_EQ(st.error, st1.error) << label;
+      EXPECT_EQ(st.entries, st1.entries) << label;
+      EXPECT_TRUE(value == value1) << label;
+      EXPECT_TRUE(f == f1) << label;
+      EXPECT_TRUE(xbar == xbar1) << label;
+    }
+  }
 }
 
 }  // namespace

@@ -83,6 +83,18 @@ test_that("Sinkhorn operators do not depend on the number of threads", {
                           "sinkhorn_rank_vjp")
   expect_thread_invariant(function(th) sinkhorn_normalize(x, eps = 0.05, threads = th),
                           "sinkhorn_normalize")
+  # one long column (with ties): the threads share the rows of each update
+  x1 <- round(rnorm(700), 1)
+  v1 <- rnorm(700)
+  expect_thread_invariant(function(th) sinkhorn_rank(x1, n_targets = 600, threads = th),
+                          "sinkhorn_rank, one column")
+  expect_thread_invariant(
+    function(th) sinkhorn_rank_fn(x1, eps = 1e-3, n_targets = 600, threads = th)$vjp(v1),
+    "sinkhorn_rank_vjp, one column, eps = 1e-3")
+  v_sorted <- seq(-1, 1, length.out = 600)
+  expect_thread_invariant(
+    function(th) sinkhorn_sort_vjp(x1, v_sorted, n_targets = 600, threads = th),
+    "sinkhorn_sort_vjp, one column")
 })
 
 test_that("SUQUAN does not depend on the number of threads", {

@@ -12,6 +12,13 @@
 // rate degrades at small eps. Derivatives come from differentiating the
 // fixed-point conditions once (implicit function theorem), not the
 // iterations.
+//
+// One problem can use several threads: the rows of a potential update (and
+// of the plan products of the derivatives) are independent, so they are cut
+// into ranges that a runner given by the caller executes (the core knows no
+// threading library). Every row is computed exactly as in a serial run and
+// the marginal error is summed serially in row order, so the results do not
+// depend on the number of threads, nor on the cut.
 #pragma once
 
 #include <algorithm>
@@ -38,6 +45,11 @@ struct SinkhornOptions {
   // thread that runs the problem; it may throw to abandon the work (the R
   // glue throws when the user interrupts). Empty: never called.
   std::function<void()> poll;
+  // Threads inside one problem: run_parts(parts, body) must call body(p) once
+  // for every p < parts, in any order and on any threads; unset (or parts =
+  // 1) runs serially. Used for problems of at least kParallelRows rows.
+  std::size_t parts = 1;
+  std::function<void(std::size_t, const std::function<void(std::size_t)>&)> run_parts;
 };
 
 struct SinkhornStatus {
@@ -50,11 +62,59 @@ struct SinkhornStatus {
 namespace sinkhorn_detail {
 
 constexpr std::size_t kBlock = 32;
-constexpr std::size_t kPollRows = 1024;   // kernel rows between two polls
+constexpr std::size_t kPollRows = 1024;   // kernel rows between two polls (a multiple of kDotRows)
 constexpr std::size_t kDenseSchur = 400;  // larger Schur complements use conjugate gradients
 constexpr int kAndersonDepth = 8;         // iterates combined by Anderson acceleration
 constexpr double kScalingStart = 1.0;     // first eps of eps scaling
 constexpr double kScalingFactor = 0.5;    // eps scaling: eps_{k+1} = max(eps, factor eps_k)
+constexpr std::size_t kParallelRows = 512;  // fewer rows per update: one thread
+constexpr std::size_t kDotRows = 4;         // rows whose products with a vector run side by side
+
+// out[g] = sum of row[g][l] * v[l] over l in [lo[g], hi[g]), g < kDotRows,
+// each sum taken from 0 in increasing l: the same values as one loop per row.
+// One loop's additions form a chain, each waiting for the previous one; the
+// rows' chains are interleaved where their ranges overlap, so that they run
+// side by side in the pipeline.
+inline void dot_rows(double* const* row, const std::size_t* lo, const std::size_t* hi,
+                     const double* v, double* out) {
+  static_assert(kDotRows == 4, "dot_rows interleaves four rows");
+  std::size_t L = lo[0], H = hi[0];
+  for (std::size_t g = 1; g < kDotRows; ++g) {
+    L = std::max(L, lo[g]);
+    H = std::min(H, hi[g]);
+  }
+  if (L >= H) {  // no common part: one row at a time
+    for (std::size_t g = 0; g < kDotRows; ++g) {
+      double acc = 0.0;
+      for (std::size_t l = lo[g]; l < hi[g]; ++l) acc += row[g][l] * v[l];
+      out[g] = acc;
+    }
+    return;
+  }
+  // lo[g] <= L < H <= hi[g]: each row is summed over [lo, L), [L, H), [H, hi)
+  double acc[kDotRows];
+  for (std::size_t g = 0; g < kDotRows; ++g) {
+    acc[g] = 0.0;
+    for (std::size_t l = lo[g]; l < L; ++l) acc[g] += row[g][l] * v[l];
+  }
+  double a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  const double *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
+  for (std::size_t l = L; l < H; ++l) {
+    const double vl = v[l];
+    a0 += r0[l] * vl;
+    a1 += r1[l] * vl;
+    a2 += r2[l] * vl;
+    a3 += r3[l] * vl;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  for (std::size_t g = 0; g < kDotRows; ++g) {
+    for (std::size_t l = H; l < hi[g]; ++l) acc[g] += row[g][l] * v[l];
+    out[g] = acc[g];
+  }
+}
 
 // Symmetric positive definite solve by Cholesky, in place (a is k x k,
 // column-major); a pivot that is not positive (a direction the plan does not
@@ -183,11 +243,13 @@ class Sinkhorn1D {
       for (std::size_t k = 0; k < np_[s]; ++k) logw_[s][k] = std::log(w[k]);
       pot_[s].assign(np_[s], 0.0);
       hint_[s].assign(np_[s], 0);
+      width_[s].assign(np_[s], 1);
       // a skipped entry is below e^-T_s times the largest one of its row, so
       // all skipped entries together stay below e^-35 (6e-16) of the row sum
       threshold_[s] = 35.0 + std::log(static_cast<double>(np_[s]) + 1.0);
     }
-    buf_.resize(std::max(n, m) + 4);
+    stride_ = std::max(n, m) + 4;
+    bufs_.assign(1, std::vector<double>(sinkhorn_detail::kDotRows * stride_));
     eps_cur_ = opt_.eps;
   }
 
@@ -269,21 +331,37 @@ class Sinkhorn1D {
   void apply(int dst, const double* v, double* out) {
     const int src = 1 - dst;
     prepare(src);
-    Cache cache;
     const double inv_eps = 1.0 / opt_.eps;
-    for (std::size_t k = 0; k < np_[dst]; ++k) {
-      if (k % sinkhorn_detail::kPollRows == sinkhorn_detail::kPollRows - 1) poll();
-      const Range r = band(dst, k, cache);
-      double* t = buf_.data() + r.lo;
-      const double total = sinkhorn_kernels::exp_shift_sum(t, r.hi - r.lo, pot_[dst][k] * inv_eps);
-      if (v == nullptr) {
-        out[k] = total;
-      } else {
-        double acc = 0.0;
-        for (std::size_t l = r.lo; l < r.hi; ++l) acc += buf_[l] * v[l];
-        out[k] = acc;
+    constexpr std::size_t G = sinkhorn_detail::kDotRows;
+    for_rows(dst, [&](std::size_t k0, std::size_t k1, Cache& cache) {
+      double* row[G];
+      for (std::size_t g = 0; g < G; ++g) row[g] = cache.buf + g * stride_;
+      std::size_t lo[G], hi[G];
+      for (std::size_t k = k0; k < k1; k += G) {
+        // G rows' exponentials in G row buffers, then their products with v
+        const std::size_t rows = std::min(G, k1 - k);
+        for (std::size_t g = 0; g < rows; ++g) {
+          cache.buf = row[g];
+          const Range r = band(dst, k + g, cache);
+          const double total = sinkhorn_kernels::exp_shift_sum(row[g] + r.lo, r.hi - r.lo,
+                                                               pot_[dst][k + g] * inv_eps);
+          if (v == nullptr) out[k + g] = total;
+          lo[g] = r.lo;
+          hi[g] = r.hi;
+        }
+        if (v == nullptr) continue;
+        if (rows == G) {
+          sinkhorn_detail::dot_rows(row, lo, hi, v, out + k);
+        } else {
+          for (std::size_t g = 0; g < rows; ++g) {
+            double acc = 0.0;
+            for (std::size_t l = lo[g]; l < hi[g]; ++l) acc += row[g][l] * v[l];
+            out[k + g] = acc;
+          }
+        }
       }
-    }
+      cache.buf = row[0];
+    });
   }
 
   // The plan P (n x m, column-major); for small problems and tests only.
@@ -291,12 +369,14 @@ class Sinkhorn1D {
     const std::size_t n = np_[0], m = np_[1];
     std::fill(out, out + n * m, 0.0);
     prepare(1);
-    Cache cache;
+    Cache cache = serial_cache();
+    const double* buf = cache.buf;
     for (std::size_t i = 0; i < n; ++i) {
       const Range r = band(0, i, cache);
-      sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[0][i] / opt_.eps);
-      for (std::size_t j = r.lo; j < r.hi; ++j) out[i + j * n] = buf_[j];
+      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[0][i] / opt_.eps);
+      for (std::size_t j = r.lo; j < r.hi; ++j) out[i + j * n] = buf[j];
     }
+    entries_ += cache.entries;
   }
 
   // Vector-Jacobian product through the plan at the fixed point. The caller's
@@ -329,22 +409,24 @@ class Sinkhorn1D {
     schur_solve(s, marg, rhs, sol);
     // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (lambda_i + mu_j - G_ij)
     prepare(1);
-    Cache cache;
     const double inv_eps = 1.0 / opt_.eps;
     const double* z = pts_[0];
     const double* y = pts_[1];
-    for (std::size_t i = 0; i < n; ++i) {
-      const Range r = band(0, i, cache);
-      sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[0][i] * inv_eps);
-      double acc = 0.0;
-      for (std::size_t j = r.lo; j < r.hi; ++j) {
-        double gij = 0.0;
-        for (std::size_t q = 0; q < rank; ++q) gij += u[q][i] * w[q][j];
-        acc += buf_[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
-               (sol[0][i] + sol[1][j] - gij);
+    for_rows(0, [&](std::size_t i0, std::size_t i1, Cache& cache) {
+      const double* buf = cache.buf;
+      for (std::size_t i = i0; i < i1; ++i) {
+        const Range r = band(0, i, cache);
+        sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[0][i] * inv_eps);
+        double acc = 0.0;
+        for (std::size_t j = r.lo; j < r.hi; ++j) {
+          double gij = 0.0;
+          for (std::size_t q = 0; q < rank; ++q) gij += u[q][i] * w[q][j];
+          acc += buf[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
+                 (sol[0][i] + sol[1][j] - gij);
+        }
+        zbar[i] += acc * inv_eps;
       }
-      zbar[i] += acc * inv_eps;
-    }
+    });
     for (std::size_t j = 0; j < m; ++j) bbar[j] += sol[1][j];
   }
 
@@ -357,11 +439,77 @@ class Sinkhorn1D {
     std::size_t lo, hi;
     double max;
   };
+  // What band() keeps from row to row of one range of rows: the band of the
+  // last point (reused for an equal point), the row buffer of the range and
+  // the kernel entries it evaluated.
   struct Cache {
     bool valid = false;
     double d = 0.0;
     std::size_t lo = 0, hi = 0;
+    double* buf = nullptr;
+    double entries = 0.0;
   };
+
+  Cache serial_cache() {
+    Cache cache;
+    cache.buf = bufs_[0].data();
+    return cache;
+  }
+
+  // Runs body(k0, k1, cache) over the rows [0, rows) of side dst: in one range
+  // on this thread, or cut into opt_.parts ranges run by opt_.run_parts, each
+  // with its own Cache and row buffer. A range never starts inside a run of
+  // equal points (band() reuses the band of the previous row for an equal
+  // point), so every row is computed as in one serial pass. Entry counts are
+  // whole numbers, summed exactly. Each range is handed to body in pieces of
+  // kPollRows rows (a multiple of kDotRows) with a poll in between, the same
+  // Cache carried over: the rows are computed as in one piece.
+  template <class Body>
+  void for_rows(int dst, Body&& polled_body) {
+    auto body = [&](std::size_t k0, std::size_t k1, Cache& cache) {
+      for (std::size_t k = k0; k < k1; k += sinkhorn_detail::kPollRows) {
+        if (k > k0) poll();
+        polled_body(k, std::min(k1, k + sinkhorn_detail::kPollRows), cache);
+      }
+    };
+    const std::size_t rows = np_[dst];
+    std::size_t parts = 1;
+    if (opt_.parts > 1 && opt_.run_parts && rows >= sinkhorn_detail::kParallelRows) {
+      parts = std::min(opt_.parts, rows / (sinkhorn_detail::kParallelRows / 2));
+    }
+    if (parts <= 1) {
+      Cache cache = serial_cache();
+      body(std::size_t(0), rows, cache);
+      entries_ += cache.entries;
+      return;
+    }
+    while (bufs_.size() < parts) bufs_.emplace_back(bufs_[0].size());
+    // equal shares of the band widths of the last pass over these rows (the
+    // work of a row; the bands change little from one pass to the next)
+    const std::size_t* width = width_[dst].data();
+    double total = 0.0;
+    for (std::size_t k = 0; k < rows; ++k) total += static_cast<double>(width[k]);
+    std::vector<std::size_t> start(parts + 1, rows);
+    start[0] = 0;
+    const double* d = pts_[dst];
+    std::size_t k = 0;
+    double done = 0.0;
+    for (std::size_t p = 1; p < parts; ++p) {
+      const double share = total * static_cast<double>(p) / static_cast<double>(parts);
+      while (k < rows && done + static_cast<double>(width[k]) <= share) {
+        done += static_cast<double>(width[k]);
+        ++k;
+      }
+      while (k > 0 && k < rows && d[k] == d[k - 1]) done += static_cast<double>(width[k++]);
+      start[p] = k;
+    }
+    std::vector<Cache> caches(parts);
+    opt_.run_parts(parts, [&](std::size_t p) {
+      caches[p].buf = bufs_[p].data();
+      if (start[p] < start[p + 1]) body(start[p], start[p + 1], caches[p]);
+    });
+    for (const Cache& cache : caches) entries_ += cache.entries;
+  }
 
   // Block maxima of the potential of side `src`, with prefix and suffix
   // maxima over blocks: they bound every term of a block from above.
@@ -380,7 +528,7 @@ class Sinkhorn1D {
     prepared_[src] = true;
   }
 
-  // Fills buf_[lo, hi) with (pot_src[l] - c(d - s[l])) / eps for the band of
+  // Fills cache.buf[lo, hi) with (pot_src[l] - c(d - s[l])) / eps for the band of
   // sources l whose terms can matter for destination k of side dst, and
   // returns the band and the largest term. Sources outside the band have
   // pot - c below (a lower bound of the maximum) - T eps: the block bound
@@ -428,16 +576,18 @@ class Sinkhorn1D {
       }
     }
     const double inv_eps = 1.0 / eps_cur_;
-    double* out = buf_.data() + lo;
+    double* buf = cache.buf;
+    double* out = buf + lo;
     const double mx = power == 2.0
                           ? sinkhorn_kernels::terms_sq(d, s + lo, q + lo, hi - lo, inv_eps, out)
                           : sinkhorn_kernels::terms_pow(d, s + lo, q + lo, hi - lo, inv_eps, power, out);
     // the next lower bound of the maximum: a local maximum near the old hint
     std::size_t h = std::min(std::max(hint_[dst][k], lo), hi - 1);
-    while (h + 1 < hi && buf_[h + 1] > buf_[h]) ++h;
-    while (h > lo && buf_[h - 1] > buf_[h]) --h;
+    while (h + 1 < hi && buf[h + 1] > buf[h]) ++h;
+    while (h > lo && buf[h - 1] > buf[h]) --h;
     hint_[dst][k] = h;
-    entries_ += static_cast<double>(hi - lo);
+    width_[dst][k] = hi - lo;
+    cache.entries += static_cast<double>(hi - lo);
     return {lo, hi, mx};
   }
 
@@ -448,14 +598,22 @@ class Sinkhorn1D {
   double sweep(int dst, double* out, const double* old) {
     const int src = 1 - dst;
     prepare(src);
-    Cache cache;
+    if (old != nullptr) err_terms_.resize(np_[dst]);
+    for_rows(dst, [&](std::size_t k0, std::size_t k1, Cache& cache) {
+      for (std::size_t k = k0; k < k1; ++k) {
+        const Range r = band(dst, k, cache);
+        const double total =
+            sinkhorn_kernels::exp_shift_total(cache.buf + r.lo, r.hi - r.lo, -r.max);
+        out[k] = eps_cur_ * (logw_[dst][k] - r.max - std::log(total));
+        if (old != nullptr) {
+          err_terms_[k] = w_[dst][k] * std::fabs(std::expm1((old[k] - out[k]) / eps_cur_));
+        }
+      }
+    });
+    // summed in row order, whatever the threads
     double err = 0.0;
-    for (std::size_t k = 0; k < np_[dst]; ++k) {
-      if (k % sinkhorn_detail::kPollRows == sinkhorn_detail::kPollRows - 1) poll();
-      const Range r = band(dst, k, cache);
-      const double total = sinkhorn_kernels::exp_shift_total(buf_.data() + r.lo, r.hi - r.lo, -r.max);
-      out[k] = eps_cur_ * (logw_[dst][k] - r.max - std::log(total));
-      if (old != nullptr) err += w_[dst][k] * std::fabs(std::expm1((old[k] - out[k]) / eps_cur_));
+    if (old != nullptr) {
+      for (std::size_t k = 0; k < np_[dst]; ++k) err += err_terms_[k];
     }
     prepared_[dst] = false;
     return err;
@@ -553,18 +711,20 @@ class Sinkhorn1D {
       if (ks <= sinkhorn_detail::kDenseSchur) {
         std::vector<double> S(kr * kr, 0.0);
         prepare(s);
-        Cache cache;
+        Cache cache = serial_cache();
+        const double* buf = cache.buf;
         for (std::size_t k = 0; k < ko; ++k) {
           const Range r = band(o, k, cache);
-          sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
+          sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
           const double inv = 1.0 / marg[o][k];
           const std::size_t l0 = std::max<std::size_t>(r.lo, 1);
           for (std::size_t l2 = l0; l2 < r.hi; ++l2) {
-            const double p2 = buf_[l2] * inv;
+            const double p2 = buf[l2] * inv;
             double* col = S.data() + (l2 - 1) * kr - 1;
-            for (std::size_t l1 = l2; l1 < r.hi; ++l1) col[l1] -= buf_[l1] * p2;
+            for (std::size_t l1 = l2; l1 < r.hi; ++l1) col[l1] -= buf[l1] * p2;
           }
         }
+        entries_ += cache.entries;
         for (std::size_t l = 1; l < ks; ++l) S[(l - 1) + (l - 1) * kr] += marg[s][l];
         std::vector<double> x(b.begin() + 1, b.end());
         sinkhorn_detail::cholesky_solve(S, kr, x.data());
@@ -588,12 +748,14 @@ class Sinkhorn1D {
     std::vector<double> diag(marg[s]);
     {
       prepare(s);
-      Cache cache;
+      Cache cache = serial_cache();
+      const double* buf = cache.buf;
       for (std::size_t k = 0; k < ko; ++k) {
         const Range r = band(o, k, cache);
-        sinkhorn_kernels::exp_shift_sum(buf_.data() + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
-        for (std::size_t l = r.lo; l < r.hi; ++l) diag[l] -= buf_[l] * buf_[l] / marg[o][k];
+        sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
+        for (std::size_t l = r.lo; l < r.hi; ++l) diag[l] -= buf[l] * buf[l] / marg[o][k];
       }
+      entries_ += cache.entries;
       for (std::size_t l = 0; l < ks; ++l) {
         if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
       }
@@ -649,9 +811,13 @@ class Sinkhorn1D {
   std::size_t np_[2];
   std::vector<double> logw_[2], pot_[2], bmax_[2], pre_[2], suf_[2];
   std::vector<std::size_t> hint_[2];
+  std::vector<std::size_t> width_[2];  // band width of each row at its last visit
   double threshold_[2];
   bool prepared_[2] = {false, false};
-  std::vector<double> buf_;
+  // kDotRows row buffers of stride_ values for each range of rows
+  std::vector<std::vector<double>> bufs_;
+  std::size_t stride_ = 0;
+  std::vector<double> err_terms_;
   double eps_cur_;
   double entries_ = 0.0;
   int cg_max_ = 0;
