@@ -3,7 +3,8 @@
 # has run for `delay` seconds, and must return to R within a second, after
 # which the same process must still compute. Prints one line per family and
 # exits with status 1 if any call ignores the interrupt for longer.
-#   Rscript tools/interrupts.R          (diffrank installed; Linux or macOS)
+#   Rscript tools/interrupts.R          (from the source folder, diffrank
+#                                       installed; Linux or macOS)
 delay <- 1.5     # seconds of work before the interrupt
 limit <- 1       # seconds allowed between SIGINT and the return to R
 give_up <- 120   # seconds after which a call that ignores SIGINT is killed
@@ -34,41 +35,11 @@ cases <- list(
           "qmf(x, rank = 10, max_epochs = 10000L, tol = 0, threads = 2, verbose = FALSE)")
 )
 
+source("tests/testthat/helper-interrupts.R")  # interrupt_outcome()
+
 run_case <- function(name, setup, call) {
-  dir <- tempfile(paste0("interrupt-", name, "-"))
-  dir.create(dir)
-  flag <- file.path(dir, "started")
-  result <- file.path(dir, "result")
-  child <- file.path(dir, "child.R")
-  writeLines(c(
-    "suppressPackageStartupMessages(library(diffrank))",
-    "set.seed(1)",
-    setup,
-    sprintf("writeLines('go', '%s')", flag),
-    sprintf("outcome <- tryCatch({ %s; 'finished' },", call),
-    "  interrupt = function(e) 'interrupted',",
-    "  error = function(e) paste('error:', conditionMessage(e)))",
-    "returned <- as.numeric(Sys.time())",
-    "usable <- tryCatch(identical(soft_rank(c(3, 1, 2), eps = 1e-3, scale = 'none'), c(3, 1, 2)),",
-    "  error = function(e) FALSE)",
-    sprintf("writeLines(c(outcome, format(returned, digits = 17), usable), '%s')", result)
-  ), child)
-  pid <- as.integer(system(sprintf("Rscript '%s' > '%s' 2>&1 & echo $!", child,
-                                   file.path(dir, "log")), intern = TRUE))
-  while (!file.exists(flag) && !file.exists(result)) Sys.sleep(0.05)
-  Sys.sleep(delay)
-  signalled <- as.numeric(Sys.time())
-  tools::pskill(pid, tools::SIGINT)
-  while (!file.exists(result) && as.numeric(Sys.time()) - signalled < give_up) Sys.sleep(0.02)
-  if (!file.exists(result)) {
-    tools::pskill(pid, tools::SIGKILL)
-    return(data.frame(family = name, outcome = "ignored SIGINT (killed)", seconds = NA,
-                      usable = NA))
-  }
-  Sys.sleep(0.1)  # let the child finish writing
-  out <- readLines(result)
-  data.frame(family = name, outcome = out[1], seconds = as.numeric(out[2]) - signalled,
-             usable = out[3] == "TRUE")
+  out <- interrupt_outcome(setup, call, delay = delay, give_up = give_up)
+  data.frame(family = name, outcome = out$outcome, seconds = out$seconds, usable = out$usable)
 }
 
 rows <- do.call(rbind, lapply(names(cases), function(name) {
