@@ -1,4 +1,4 @@
-# Block processing of HDF5-backed matrices (issue 13), in one run:
+# Block processing of HDF5-backed matrices, in one run:
 # * normalize_quantiles() of a 50,000 x 1,000 HDF5Matrix: time and peak
 #   resident memory (VmHWM of /proc/self/status, in MB) against the dense
 #   matrix's size; time against the I/O floor (reading the matrix block by

@@ -83,8 +83,8 @@ cat(sprintf("base apply(m, 2, rank): %.2f us per vector (%.2f us cpu); median ca
 # Per-call cost of a short vector, and the soft rank forward at n = 1,000
 # against torchsort. torchsort cannot be installed on the machines this
 # package is benchmarked on (no PyTorch), so its figure is a recorded one:
-# issue 16 reports torchsort's CPU forward (float64) at n = 1,000 at parity
-# with diffrank's soft_rank() as of commit 3376e2c, whose median call
+# a side-by-side run found torchsort's CPU forward (float64) at n = 1,000 at
+# parity with diffrank's soft_rank() as of commit 3376e2c, whose median call
 # (median_call(), below) was 52.8 us on the 2-core benchmark machine (the
 # lowest of four runs on 2026-11-30; the machine was shared). The ratio below
 # is that reference over today's median, so it is only as good as the
