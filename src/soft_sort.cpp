@@ -65,6 +65,23 @@ char column_status(bool ok, const diffrank::SoftOperator& soft, const double* x,
   return *range.first < *range.second ? column_pooled : column_ok;
 }
 
+// The forward pass of every column of x (n x m, column-major) into out, and
+// each column's status.
+std::vector<char> forward_columns(const double* xp, std::size_t n, std::size_t m,
+                                  const diffrank::SoftSettings& s, int threads, double* op) {
+  std::vector<char> status(m, 0);
+  diffrank_glue::parallel_for(
+      m, threads,
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::SoftOperator soft;
+        for (std::size_t j = j0; j < j1; ++j) {
+          status[j] = column_status(soft.forward(xp + j * n, n, s, op + j * n), soft, xp + j * n, n);
+        }
+      },
+      grain_size(n), batch_size(n));
+  return status;
+}
+
 // Columns pooled into one block, for the warning of R/soft_sort.R.
 int count_pooled(const std::vector<char>& status) {
   return static_cast<int>(std::count(status.begin(), status.end(), column_pooled));
@@ -197,18 +214,7 @@ SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasi
 
   const std::size_t n = static_cast<std::size_t>(nrow), m = static_cast<std::size_t>(len) / n;
   Rcpp::NumericVector out(Rcpp::no_init(len));
-  double* op = out.begin();
-  std::vector<char> status(m, 0);
-  diffrank_glue::parallel_for(
-      m, nthreads,
-      [&](std::size_t j0, std::size_t j1) {
-        diffrank::SoftOperator soft;
-        for (std::size_t j = j0; j < j1; ++j) {
-          status[j] =
-              column_status(soft.forward(xp + j * n, n, s, op + j * n), soft, xp + j * n, n);
-        }
-      },
-      grain_size(n), batch_size(n));
+  const std::vector<char> status = forward_columns(xp, n, m, s, nthreads, out.begin());
   if (std::find_if(status.begin(), status.end(), [](char c) { return c != column_ok; }) !=
       status.end()) {
     return R_NilValue;
@@ -243,18 +249,7 @@ Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List
   const std::size_t n = nrow, m = n == 0 ? 0 : x.size() / n;
   const diffrank::SoftSettings s = make_settings(options);
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
-  const double* xp = x.begin();
-  double* op = out.begin();
-  std::vector<char> failed(m, 0);
-  diffrank_glue::parallel_for(
-      m, threads,
-      [&](std::size_t j0, std::size_t j1) {
-        diffrank::SoftOperator soft;
-        for (std::size_t j = j0; j < j1; ++j) {
-          failed[j] = column_status(soft.forward(xp + j * n, n, s, op + j * n), soft, xp + j * n, n);
-        }
-      },
-      grain_size(n), batch_size(n));
+  const std::vector<char> failed = forward_columns(x.begin(), n, m, s, threads, out.begin());
   stop_overflow(failed, s);
   out.attr("pooled") = count_pooled(failed);
   return out;
