@@ -126,6 +126,39 @@ namespace sinkhorn_kernels {
   }                                                                                   \
   return m;
 
+// sum_l x[l] y[l] in W lanes and two accumulators, summed in a fixed order
+// (the same value for the same row, whatever runs it).
+#define DIFFRANK_SK_DOT_BODY(V, W)                 \
+  V a0 = {}, a1 = {};                              \
+  std::size_t l = 0;                               \
+  for (; l + 2 * W <= len; l += 2 * W) {           \
+    V x0, y0, x1, y1;                              \
+    std::memcpy(&x0, x + l, sizeof(V));            \
+    std::memcpy(&y0, y + l, sizeof(V));            \
+    std::memcpy(&x1, x + l + W, sizeof(V));        \
+    std::memcpy(&y1, y + l + W, sizeof(V));        \
+    a0 += x0 * y0;                                 \
+    a1 += x1 * y1;                                 \
+  }                                                \
+  a0 += a1;                                        \
+  double sum = 0.0;                                \
+  for (int q = 0; q < W; ++q) sum += a0[q];        \
+  for (; l < len; ++l) sum += x[l] * y[l];         \
+  return sum;
+
+// y[l] += a x[l] (SQUARE: a x[l]^2)
+#define DIFFRANK_SK_AXPY_BODY(V, W, SQUARE)                          \
+  std::size_t l = 0;                                                 \
+  for (; l + W <= len; l += W) {                                     \
+    V xv, yv;                                                        \
+    std::memcpy(&xv, x + l, sizeof(V));                              \
+    std::memcpy(&yv, y + l, sizeof(V));                              \
+    if (SQUARE) xv = xv * xv;                                        \
+    yv += a * xv;                                                    \
+    std::memcpy(y + l, &yv, sizeof(V));                              \
+  }                                                                  \
+  for (; l < len; ++l) y[l] += a * (SQUARE ? x[l] * x[l] : x[l]);
+
 typedef double v2d __attribute__((vector_size(16)));
 typedef std::uint64_t v2u __attribute__((vector_size(16)));
 
@@ -140,6 +173,18 @@ inline double exp_shift_total_generic(double* t, std::size_t len, double shift) 
 inline double terms_sq_generic(double d, const double* s, const double* pot, std::size_t len,
                                double inv_eps, double* out) {
   DIFFRANK_SK_TERMS_BODY(v2d, 2, DIFFRANK_SK_MAX_SELECT)
+}
+
+inline double dot_generic(const double* x, const double* y, std::size_t len) {
+  DIFFRANK_SK_DOT_BODY(v2d, 2)
+}
+
+inline void axpy_generic(double a, const double* x, double* y, std::size_t len) {
+  DIFFRANK_SK_AXPY_BODY(v2d, 2, false)
+}
+
+inline void axpy_sq_generic(double a, const double* x, double* y, std::size_t len) {
+  DIFFRANK_SK_AXPY_BODY(v2d, 2, true)
 }
 
 #if defined(__x86_64__) && !defined(DIFFRANK_NO_AVX2)
@@ -168,6 +213,21 @@ __attribute__((target("avx2,fma"))) inline double terms_sq_avx2(double d, const 
                                                                 const double* pot, std::size_t len,
                                                                 double inv_eps, double* out) {
   DIFFRANK_SK_TERMS_BODY(v4d, 4, DIFFRANK_SK_MAX_MINMAX)
+}
+
+__attribute__((target("avx2,fma"))) inline double dot_avx2(const double* x, const double* y,
+                                                          std::size_t len) {
+  DIFFRANK_SK_DOT_BODY(v4d, 4)
+}
+
+__attribute__((target("avx2,fma"))) inline void axpy_avx2(double a, const double* x, double* y,
+                                                          std::size_t len) {
+  DIFFRANK_SK_AXPY_BODY(v4d, 4, false)
+}
+
+__attribute__((target("avx2,fma"))) inline void axpy_sq_avx2(double a, const double* x, double* y,
+                                                             std::size_t len) {
+  DIFFRANK_SK_AXPY_BODY(v4d, 4, true)
 }
 
 inline bool use_avx2() {
@@ -201,6 +261,30 @@ inline double terms_sq(double d, const double* s, const double* pot, std::size_t
   return terms_sq_generic(d, s, pot, len, inv_eps, out);
 }
 
+// sum_l x[l] y[l], in a fixed order of its own (not left to right)
+inline double dot(const double* x, const double* y, std::size_t len) {
+#ifdef DIFFRANK_SK_AVX2
+  if (use_avx2()) return dot_avx2(x, y, len);
+#endif
+  return dot_generic(x, y, len);
+}
+
+// y += a x
+inline void axpy(double a, const double* x, double* y, std::size_t len) {
+#ifdef DIFFRANK_SK_AVX2
+  if (use_avx2()) return axpy_avx2(a, x, y, len);
+#endif
+  axpy_generic(a, x, y, len);
+}
+
+// y += a x^2, elementwise
+inline void axpy_sq(double a, const double* x, double* y, std::size_t len) {
+#ifdef DIFFRANK_SK_AVX2
+  if (use_avx2()) return axpy_sq_avx2(a, x, y, len);
+#endif
+  axpy_sq_generic(a, x, y, len);
+}
+
 #else  // no vector extension: plain loops
 
 inline double exp_shift_sum(double* t, std::size_t len, double shift) {
@@ -229,6 +313,20 @@ inline double terms_sq(double d, const double* s, const double* pot, std::size_t
   return m;
 }
 
+inline double dot(const double* x, const double* y, std::size_t len) {
+  double sum = 0.0;
+  for (std::size_t l = 0; l < len; ++l) sum += x[l] * y[l];
+  return sum;
+}
+
+inline void axpy(double a, const double* x, double* y, std::size_t len) {
+  for (std::size_t l = 0; l < len; ++l) y[l] += a * x[l];
+}
+
+inline void axpy_sq(double a, const double* x, double* y, std::size_t len) {
+  for (std::size_t l = 0; l < len; ++l) y[l] += a * x[l] * x[l];
+}
+
 #endif
 
 // The same terms for the cost |d - s|^power.
@@ -251,6 +349,8 @@ inline double terms_pow(double d, const double* s, const double* pot, std::size_
 #undef DIFFRANK_SK_AVX2
 #undef DIFFRANK_SK_EXP_SUM_BODY
 #undef DIFFRANK_SK_TERMS_BODY
+#undef DIFFRANK_SK_DOT_BODY
+#undef DIFFRANK_SK_AXPY_BODY
 #undef DIFFRANK_SK_EXP
 #undef DIFFRANK_SK_CLAMP_SELECT
 #undef DIFFRANK_SK_CLAMP_LO_SELECT

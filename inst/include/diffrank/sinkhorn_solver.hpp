@@ -14,11 +14,14 @@
 // iterations.
 //
 // One problem can use several threads: the rows of a potential update (and
-// of the plan products of the derivatives) are independent, so they are cut
-// into ranges that a runner given by the caller executes (the core knows no
-// threading library). Every row is computed exactly as in a serial run and
-// the marginal error is summed serially in row order, so the results do not
-// depend on the number of threads, nor on the cut.
+// of the plan products) are independent, so they are cut into ranges that a
+// runner given by the caller executes (the core knows no threading
+// library). Every row is computed exactly as in a serial run and the
+// marginal error is summed serially in row order. The passes of the
+// derivatives also add each row into sums over the other side; those sums
+// are taken over chunks of rows fixed by the problem, then added in chunk
+// order. So the results do not depend on the number of threads, nor on the
+// cut.
 #pragma once
 
 #include <algorithm>
@@ -69,6 +72,7 @@ constexpr double kScalingStart = 1.0;     // first eps of eps scaling
 constexpr double kScalingFactor = 0.5;    // eps scaling: eps_{k+1} = max(eps, factor eps_k)
 constexpr std::size_t kParallelRows = 512;  // fewer rows per update: one thread
 constexpr std::size_t kDotRows = 4;         // rows whose products with a vector run side by side
+constexpr std::size_t kMaxChunks = 64;      // row chunks of one pass of the VJP (row_pass)
 
 // out[g] = sum of row[g][l] * v[l] over l in [lo[g], hi[g]), g < kDotRows,
 // each sum taken from 0 in increasing l: the same values as one loop per row.
@@ -384,50 +388,102 @@ class Sinkhorn1D {
   // the points, w_r on the targets); this adds d loss / dz to zbar and
   // d loss / db to bbar (defined up to a constant, since sum(b) = 1). The
   // optimality conditions are differentiated once; the adjoint system is
-  // solved through its Schur complement on the smaller side with the gauge
+  // solved through its Schur complement on the smaller side s with the gauge
   // fixed (first unknown = 0): densely when that side is small, else by
-  // conjugate gradients with O(band) matrix-vector products.
+  // conjugate gradients. Every pass runs over the rows of the other side o and
+  // computes each row of the plan once, for all the products it enters
+  // (row_pass): the right-hand sides, the marginals and the preconditioner
+  // in one pass, one pass per conjugate-gradient step, one for the result.
   void vjp_plan(std::size_t rank, const double* const* u, const double* const* w, double* zbar,
                 double* bbar) {
-    const std::size_t n = np_[0], m = np_[1];
-    std::vector<double> marg[2], rhs[2];
-    for (int s = 0; s < 2; ++s) {
-      marg[s].assign(np_[s], 0.0);
-      rhs[s].assign(np_[s], 0.0);
+    using sinkhorn_kernels::axpy;
+    using sinkhorn_kernels::axpy_sq;
+    using sinkhorn_kernels::dot;
+    const int o = np_[1] <= np_[0] ? 0 : 1, s = 1 - o;
+    const std::size_t ko = np_[o], ks = np_[s];
+    // G = sum_r a_r c_r^T with a_r on side o, c_r on side s
+    const double* const* a = o == 0 ? u : w;
+    const double* const* c = o == 0 ? w : u;
+    std::vector<double> marg[2], rhs[2], sol[2];
+    marg[o].resize(ko);
+    rhs[o].resize(ko);
+    marg[s].assign(ks, 0.0);
+    std::vector<double> bt(ks, 0.0), dsq(ks, 0.0);
+    std::vector<std::vector<double>> q(rank, std::vector<double>(ks, 0.0));
+    {
+      std::vector<double*> out = {marg[s].data(), bt.data(), dsq.data()};
+      for (std::size_t r = 0; r < rank; ++r) out.push_back(q[r].data());
+      row_pass(o, out.size(), out.data(),
+               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
+                   double* const* sc) {
+                 const std::size_t len = hi - lo;
+                 double rk = 0.0;
+                 for (std::size_t r = 0; r < rank; ++r) rk += a[r][k] * dot(p + lo, c[r] + lo, len);
+                 marg[o][k] = total;
+                 rhs[o][k] = rk;
+                 axpy(1.0, p + lo, sc[0] + lo, len);
+                 axpy(rk / total, p + lo, sc[1] + lo, len);
+                 axpy_sq(1.0 / total, p + lo, sc[2] + lo, len);
+                 for (std::size_t r = 0; r < rank; ++r) axpy(a[r][k], p + lo, sc[3 + r] + lo, len);
+               });
     }
-    std::vector<double> tmp_n(n), tmp_m(m);
-    apply(0, nullptr, marg[0].data());
-    apply(1, nullptr, marg[1].data());
-    for (std::size_t r = 0; r < rank; ++r) {
-      apply(0, w[r], tmp_n.data());
-      for (std::size_t i = 0; i < n; ++i) rhs[0][i] += u[r][i] * tmp_n[i];
-      apply(1, u[r], tmp_m.data());
-      for (std::size_t j = 0; j < m; ++j) rhs[1][j] += w[r][j] * tmp_m[j];
+    // b = rhs_s - P^T D_o^-1 rhs_o, diag(S) = marg_s - sum_k P_kl^2 / marg_o[k]
+    rhs[s].assign(ks, 0.0);
+    std::vector<double> b(ks), diag(ks);
+    for (std::size_t l = 0; l < ks; ++l) {
+      for (std::size_t r = 0; r < rank; ++r) rhs[s][l] += c[r][l] * q[r][l];
+      b[l] = rhs[s][l] - bt[l];
+      diag[l] = marg[s][l] - dsq[l];
+      if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
     }
-    std::vector<double> sol[2];
-    const int s = m <= n ? 1 : 0;
-    schur_solve(s, marg, rhs, sol);
-    // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (lambda_i + mu_j - G_ij)
-    prepare(1);
+    sol[s].assign(ks, 0.0);
+    if (ks > 1 && ks <= sinkhorn_detail::kDenseSchur) {
+      dense_schur(s, marg, b, sol[s]);
+    } else if (ks > 1) {
+      std::vector<double> pt(ks);
+      auto op = [&](const std::vector<double>& v, std::vector<double>& out) {
+        std::fill(pt.begin(), pt.end(), 0.0);
+        double* scatter[1] = {pt.data()};
+        row_pass(o, 1, scatter,
+                 [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
+                     double* const* sc) {
+                   const double t = dot(p + lo, v.data() + lo, hi - lo) / marg[o][k];
+                   axpy(t, p + lo, sc[0] + lo, hi - lo);
+                 });
+        for (std::size_t l = 0; l < ks; ++l) out[l] = marg[s][l] * v[l] - pt[l];
+        out[0] = 0.0;
+      };
+      cg_loop(diag, b, sol[s], op);
+    }
+    // sol_o = D_o^-1 (rhs_o - P sol_s), then
+    // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (sol0_i + sol1_j - G_ij)
+    sol[o].resize(ko);
+    auto solve_o = [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
+      sol[o][k] = (rhs[o][k] - dot(p + lo, sol[s].data() + lo, hi - lo)) / marg[o][k];
+    };
+    if (o == 1) {
+      row_pass(1, 0, nullptr,
+               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
+                   double* const*) { solve_o(k, p, lo, hi); });
+    }
     const double inv_eps = 1.0 / opt_.eps;
     const double* z = pts_[0];
     const double* y = pts_[1];
-    for_rows(0, [&](std::size_t i0, std::size_t i1, Cache& cache) {
-      const double* buf = cache.buf;
-      for (std::size_t i = i0; i < i1; ++i) {
-        const Range r = band(0, i, cache);
-        sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[0][i] * inv_eps);
-        double acc = 0.0;
-        for (std::size_t j = r.lo; j < r.hi; ++j) {
-          double gij = 0.0;
-          for (std::size_t q = 0; q < rank; ++q) gij += u[q][i] * w[q][j];
-          acc += buf[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
-                 (sol[0][i] + sol[1][j] - gij);
-        }
-        zbar[i] += acc * inv_eps;
-      }
-    });
-    for (std::size_t j = 0; j < m; ++j) bbar[j] += sol[1][j];
+    row_pass(0, 0, nullptr,
+             [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
+                 double* const*) {
+               if (o == 0) solve_o(i, p, lo, hi);
+               const double f = sol[0][i];
+               double acc = 0.0;
+               for (std::size_t j = lo; j < hi; ++j) {
+                 double gij = 0.0;
+                 for (std::size_t r = 0; r < rank; ++r) gij += u[r][i] * w[r][j];
+                 acc += p[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
+                        (f + sol[1][j] - gij);
+               }
+               zbar[i] += acc * inv_eps;
+             });
+    for (std::size_t j = 0; j < np_[1]; ++j) bbar[j] += sol[1][j];
   }
 
  private:
@@ -509,6 +565,78 @@ class Sinkhorn1D {
       if (start[p] < start[p + 1]) body(start[p], start[p + 1], caches[p]);
     });
     for (const Cache& cache : caches) entries_ += cache.entries;
+  }
+
+  // One pass over the rows of side dst computing each row of the plan once:
+  // row(k, p, lo, hi, total, scratch) gets p[l] = P_kl for l in [lo, hi) (the
+  // band; the rest is negligible) and total = sum_l P_kl, and may add to the
+  // arrays scratch[q], q < scatters, on the other side, within [lo, hi). What
+  // the rows add is summed into out[q] chunk by chunk: fixed chunks of rows
+  // (set by the problem alone, never starting inside a run of equal points),
+  // each summed in row order, then added to out in chunk order, so the sums
+  // do not depend on the number of threads. The chunks run opt_.parts at a
+  // time, each with its own row buffer and scratch arrays.
+  template <class RowFn>
+  void row_pass(int dst, std::size_t scatters, double* const* out, RowFn&& row) {
+    const int src = 1 - dst;
+    prepare(src);
+    const std::size_t rows = np_[dst], ns = np_[src];
+    const double inv_eps = 1.0 / opt_.eps;
+    const double* d = pts_[dst];
+    const std::size_t chunk =
+        std::max(sinkhorn_detail::kParallelRows / 2,
+                 (rows + sinkhorn_detail::kMaxChunks - 1) / sinkhorn_detail::kMaxChunks);
+    std::vector<std::size_t> start(1, 0);
+    for (std::size_t k = chunk; k < rows; k = start.back() + chunk) {
+      while (k < rows && d[k] == d[k - 1]) ++k;
+      if (k >= rows) break;
+      start.push_back(k);
+    }
+    start.push_back(rows);
+    const std::size_t chunks = start.size() - 1;
+    std::size_t slots = 1;
+    if (opt_.parts > 1 && opt_.run_parts) slots = std::min(opt_.parts, chunks);
+    while (bufs_.size() < slots) bufs_.emplace_back(bufs_[0].size());
+    std::vector<std::vector<double>> scratch(slots, std::vector<double>(scatters * ns, 0.0));
+    std::vector<std::size_t> first(chunks), last(chunks);  // the columns each chunk touched
+    std::vector<double> entries(slots, 0.0);
+    auto run_chunk = [&](std::size_t ch, std::size_t slot) {
+      Cache cache;
+      cache.buf = bufs_[slot].data();
+      std::vector<double*> sc(scatters);
+      for (std::size_t q = 0; q < scatters; ++q) sc[q] = scratch[slot].data() + q * ns;
+      std::size_t lo = ns, hi = 0;
+      for (std::size_t k = start[ch]; k < start[ch + 1]; ++k) {
+        if (k > start[ch] && (k - start[ch]) % sinkhorn_detail::kPollRows == 0) poll();
+        const Range r = band(dst, k, cache);
+        const double total =
+            sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[dst][k] * inv_eps);
+        lo = std::min(lo, r.lo);
+        hi = std::max(hi, r.hi);
+        row(k, static_cast<const double*>(cache.buf), r.lo, r.hi, total, sc.data());
+      }
+      first[ch] = lo;
+      last[ch] = hi;
+      entries[slot] += cache.entries;
+    };
+    for (std::size_t c0 = 0; c0 < chunks; c0 += slots) {
+      const std::size_t wave = std::min(slots, chunks - c0);
+      if (wave == 1) {
+        run_chunk(c0, 0);
+      } else {
+        opt_.run_parts(wave, [&](std::size_t p) { run_chunk(c0 + p, p); });
+      }
+      for (std::size_t p = 0; p < wave; ++p) {
+        for (std::size_t q = 0; q < scatters; ++q) {
+          double* part = scratch[p].data() + q * ns;
+          for (std::size_t l = first[c0 + p]; l < last[c0 + p]; ++l) {
+            out[q][l] += part[l];
+            part[l] = 0.0;
+          }
+        }
+      }
+    }
+    for (double e : entries) entries_ += e;
   }
 
   // Block maxima of the potential of side `src`, with prefix and suffix
@@ -707,28 +835,8 @@ class Sinkhorn1D {
     for (std::size_t k = 0; k < ks; ++k) b[k] = rhs[s][k] - b[k];
     sol[s].assign(ks, 0.0);
     if (ks > 1) {
-      const std::size_t kr = ks - 1;
       if (ks <= sinkhorn_detail::kDenseSchur) {
-        std::vector<double> S(kr * kr, 0.0);
-        prepare(s);
-        Cache cache = serial_cache();
-        const double* buf = cache.buf;
-        for (std::size_t k = 0; k < ko; ++k) {
-          const Range r = band(o, k, cache);
-          sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
-          const double inv = 1.0 / marg[o][k];
-          const std::size_t l0 = std::max<std::size_t>(r.lo, 1);
-          for (std::size_t l2 = l0; l2 < r.hi; ++l2) {
-            const double p2 = buf[l2] * inv;
-            double* col = S.data() + (l2 - 1) * kr - 1;
-            for (std::size_t l1 = l2; l1 < r.hi; ++l1) col[l1] -= buf[l1] * p2;
-          }
-        }
-        entries_ += cache.entries;
-        for (std::size_t l = 1; l < ks; ++l) S[(l - 1) + (l - 1) * kr] += marg[s][l];
-        std::vector<double> x(b.begin() + 1, b.end());
-        sinkhorn_detail::cholesky_solve(S, kr, x.data());
-        std::copy(x.begin(), x.end(), sol[s].begin() + 1);
+        dense_schur(s, marg, b, sol[s]);
       } else {
         conjugate_gradients(s, marg, b, sol[s]);
       }
@@ -739,8 +847,38 @@ class Sinkhorn1D {
     for (std::size_t k = 0; k < ko; ++k) sol[o][k] = (rhs[o][k] - ps[k]) / marg[o][k];
   }
 
+  // x (x[0] = 0) solving the Schur complement of side s for b, formed
+  // densely (side s has at most kDenseSchur points) and factored.
+  void dense_schur(int s, const std::vector<double>* marg, const std::vector<double>& b,
+                   std::vector<double>& x) {
+    const int o = 1 - s;
+    const std::size_t ks = np_[s], ko = np_[o], kr = ks - 1;
+    std::vector<double> S(kr * kr, 0.0);
+    prepare(s);
+    Cache cache = serial_cache();
+    const double* buf = cache.buf;
+    for (std::size_t k = 0; k < ko; ++k) {
+      const Range r = band(o, k, cache);
+      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
+      const double inv = 1.0 / marg[o][k];
+      const std::size_t l0 = std::max<std::size_t>(r.lo, 1);
+      for (std::size_t l2 = l0; l2 < r.hi; ++l2) {
+        const double p2 = buf[l2] * inv;
+        double* col = S.data() + (l2 - 1) * kr - 1;
+        for (std::size_t l1 = l2; l1 < r.hi; ++l1) col[l1] -= buf[l1] * p2;
+      }
+    }
+    entries_ += cache.entries;
+    for (std::size_t l = 1; l < ks; ++l) S[(l - 1) + (l - 1) * kr] += marg[s][l];
+    std::vector<double> rhs(b.begin() + 1, b.end());
+    sinkhorn_detail::cholesky_solve(S, kr, rhs.data());
+    x.assign(ks, 0.0);
+    std::copy(rhs.begin(), rhs.end(), x.begin() + 1);
+  }
+
   // Preconditioned conjugate gradients on the Schur complement of side s,
-  // x[0] = 0, Jacobi preconditioner.
+  // x[0] = 0, Jacobi preconditioner; each product with the complement costs
+  // two passes over the plan (the Newton steps of the forward solve).
   void conjugate_gradients(int s, std::vector<double>* marg, const std::vector<double>& b,
                            std::vector<double>& x) {
     const int o = 1 - s;
@@ -768,6 +906,16 @@ class Sinkhorn1D {
       for (std::size_t l = 0; l < ks; ++l) out[l] = marg[s][l] * v[l] - out[l];
       out[0] = 0.0;
     };
+    cg_loop(diag, b, x, op);
+  }
+
+  // Conjugate gradients for op(x) = b with x[0] = 0 (op must return out[0] =
+  // 0), preconditioned by diag; stops at ||r|| <= cg_tol_ ||b|| or after
+  // cg_max_ steps (0: a bound from the size).
+  template <class Op>
+  void cg_loop(const std::vector<double>& diag, const std::vector<double>& b,
+               std::vector<double>& x, Op&& op) {
+    const std::size_t ks = b.size();
     std::vector<double> r(b), zv(ks), p(ks), ap(ks);
     r[0] = 0.0;
     x.assign(ks, 0.0);
