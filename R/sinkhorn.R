@@ -277,7 +277,8 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' function theorem): after fixing the additive gauge of the potentials, the
 #' adjoint linear system is solved through its Schur complement on the smaller
 #' of the two sides, densely (up to 400 unknowns) or by conjugate gradients
-#' otherwise, with matrix-vector products that visit only the kernel's band.
+#' otherwise, each step one pass over the kernel's band (about the cost of the
+#' forward pass in all, or less).
 #' Memory stays O(n + m) per column apart from the dense Schur complement. The
 #' derivative is that of the converged operator: use a small `tol` when
 #' precise gradients matter. The squashing map, when used, is differentiated
