@@ -27,7 +27,9 @@
 #' whole chunks of the data's storage when a block holds at least one chunk
 #' of columns (so that no chunk is read twice), else to a multiple of 16.
 #' HDF5 results are written in chunks of whole columns, one block wide. Peak
-#' memory is a few blocks per process, plus what the result needs:
+#' memory is a few blocks per process, plus what the result needs, on top of
+#' the R session (with DelayedArray and HDF5Array loaded, about 400 MB, and
+#' a few tens of MB of garbage between two of R's collections):
 #' * [normalize_quantiles()] reads the data twice: a first pass sorts every
 #'   block and adds its quantiles to the mean target (in the order of the
 #'   columns and in the same long double sums as the in-memory function, so
