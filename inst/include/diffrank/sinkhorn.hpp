@@ -43,14 +43,13 @@ void sinkhorn_row_average(E& e, const double* a, const double* w, double* out) {
 template <class E>
 void sinkhorn_row_average_vjp(E& e, const double* a, const double* w, const double* v,
                               double* zbar, double* bbar, double* wbar) {
-  const std::size_t n = e.size(0), m = e.size(1);
-  std::vector<double> u(n), tmp(m);
+  const std::size_t n = e.size(0);
+  std::vector<double> u(n);
   for (std::size_t i = 0; i < n; ++i) u[i] = v[i] / a[i];
   const double* us[1] = {u.data()};
   const double* ws[1] = {w};
-  e.vjp_plan(1, us, ws, zbar, bbar);
-  e.apply(1, u.data(), tmp.data());
-  for (std::size_t j = 0; j < m; ++j) wbar[j] += tmp[j];
+  // wbar += P^T u
+  e.vjp_plan(1, us, ws, zbar, bbar, wbar, nullptr);
 }
 
 // Column averages: out_j = (P^T u)_j / c_j with c = P^T 1 (S-sort and
@@ -69,7 +68,7 @@ template <class E>
 void sinkhorn_col_average_vjp(E& e, const double* u, const double* v, double* zbar, double* bbar,
                               double* ubar) {
   const std::size_t n = e.size(0), m = e.size(1);
-  std::vector<double> c(m), q(m), w1(m), w2(m), ones(n, 1.0), tmp(n);
+  std::vector<double> c(m), q(m), w1(m), w2(m), ones(n, 1.0);
   e.apply(1, nullptr, c.data());
   e.apply(1, u, q.data());
   for (std::size_t j = 0; j < m; ++j) {
@@ -79,9 +78,8 @@ void sinkhorn_col_average_vjp(E& e, const double* u, const double* v, double* zb
   }
   const double* us[2] = {u, ones.data()};
   const double* ws[2] = {w1.data(), w2.data()};
-  e.vjp_plan(2, us, ws, zbar, bbar);
-  e.apply(0, w1.data(), tmp.data());
-  for (std::size_t i = 0; i < n; ++i) ubar[i] += tmp[i];
+  // ubar += P w1
+  e.vjp_plan(2, us, ws, zbar, bbar, nullptr, ubar);
 }
 
 // The squashing map applied before transport: z = logistic((x - mean) / sd),

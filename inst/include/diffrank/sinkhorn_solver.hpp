@@ -394,16 +394,21 @@ class Sinkhorn1D {
   // computes each row of the plan once, for all the products it enters
   // (row_pass): the right-hand sides, the marginals and the preconditioner
   // in one pass, one pass per conjugate-gradient step, one for the result.
+  // The first pass computes P w_0 and P^T u_0 on the way: they are added to
+  // pw0 (n values) and ptu0 (m values) when these are not null.
   void vjp_plan(std::size_t rank, const double* const* u, const double* const* w, double* zbar,
-                double* bbar) {
+                double* bbar, double* ptu0 = nullptr, double* pw0 = nullptr) {
     using sinkhorn_kernels::axpy;
     using sinkhorn_kernels::axpy_sq;
     using sinkhorn_kernels::dot;
     const int o = np_[1] <= np_[0] ? 0 : 1, s = 1 - o;
     const std::size_t ko = np_[o], ks = np_[s];
-    // G = sum_r a_r c_r^T with a_r on side o, c_r on side s
+    // G = sum_r a_r c_r^T with a_r on side o, c_r on side s; the products
+    // P c_0 (on side o) and P^T a_0 (on side s) go to these when not null
     const double* const* a = o == 0 ? u : w;
     const double* const* c = o == 0 ? w : u;
+    double* pc0 = o == 0 ? pw0 : ptu0;
+    double* pa0 = o == 0 ? ptu0 : pw0;
     std::vector<double> marg[2], rhs[2], sol[2];
     marg[o].resize(ko);
     rhs[o].resize(ko);
@@ -418,7 +423,11 @@ class Sinkhorn1D {
                    double* const* sc) {
                  const std::size_t len = hi - lo;
                  double rk = 0.0;
-                 for (std::size_t r = 0; r < rank; ++r) rk += a[r][k] * dot(p + lo, c[r] + lo, len);
+                 for (std::size_t r = 0; r < rank; ++r) {
+                   const double pc = dot(p + lo, c[r] + lo, len);
+                   if (r == 0 && pc0 != nullptr) pc0[k] += pc;
+                   rk += a[r][k] * pc;
+                 }
                  marg[o][k] = total;
                  rhs[o][k] = rk;
                  axpy(1.0, p + lo, sc[0] + lo, len);
@@ -426,6 +435,9 @@ class Sinkhorn1D {
                  axpy_sq(1.0 / total, p + lo, sc[2] + lo, len);
                  for (std::size_t r = 0; r < rank; ++r) axpy(a[r][k], p + lo, sc[3 + r] + lo, len);
                });
+    }
+    if (rank > 0 && pa0 != nullptr) {
+      for (std::size_t l = 0; l < ks; ++l) pa0[l] += q[0][l];
     }
     // b = rhs_s - P^T D_o^-1 rhs_o, diag(S) = marg_s - sum_k P_kl^2 / marg_o[k]
     rhs[s].assign(ks, 0.0);

@@ -57,8 +57,18 @@ class SinkhornUnrolled {
   }
 
   void vjp_plan(std::size_t rank, const double* const* u, const double* const* w, double* zbar,
-                double* bbar) const {
+                double* bbar, double* ptu0 = nullptr, double* pw0 = nullptr) const {
     const std::size_t n = n_, m = m_;
+    if (rank > 0 && ptu0 != nullptr) {
+      std::vector<double> t(m);
+      apply(1, u[0], t.data());
+      for (std::size_t j = 0; j < m; ++j) ptu0[j] += t[j];
+    }
+    if (rank > 0 && pw0 != nullptr) {
+      std::vector<double> t(n);
+      apply(0, w[0], t.data());
+      for (std::size_t i = 0; i < n; ++i) pw0[i] += t[i];
+    }
     std::vector<double> Cbar(n * m, 0.0), fbar(n, 0.0), gbar(m, 0.0);
     for (std::size_t j = 0; j < m; ++j) {
       for (std::size_t i = 0; i < n; ++i) {
