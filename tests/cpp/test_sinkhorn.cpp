@@ -84,7 +84,8 @@ TEST(SinkhornKernels, DotAndAxpyAreThePlainLoops) {
       plain += x[l] * y0[l];
       scale += std::abs(x[l] * y0[l]);
     }
-    EXPECT_NEAR(diffrank::sinkhorn_kernels::dot(x.data(), y0.data(), len), plain, 1e-15 * len * scale);
+    EXPECT_NEAR(diffrank::sinkhorn_kernels::dot(x.data(), y0.data(), len), plain,
+                1e-15 * len * scale);
     const double a = -0.7;
     std::vector<double> y(y0), ysq(y0);
     diffrank::sinkhorn_kernels::axpy(a, x.data(), y.data(), len);

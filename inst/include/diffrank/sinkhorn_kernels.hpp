@@ -128,35 +128,35 @@ namespace sinkhorn_kernels {
 
 // sum_l x[l] y[l] in W lanes and two accumulators, summed in a fixed order
 // (the same value for the same row, whatever runs it).
-#define DIFFRANK_SK_DOT_BODY(V, W)                 \
-  V a0 = {}, a1 = {};                              \
-  std::size_t l = 0;                               \
-  for (; l + 2 * W <= len; l += 2 * W) {           \
-    V x0, y0, x1, y1;                              \
-    std::memcpy(&x0, x + l, sizeof(V));            \
-    std::memcpy(&y0, y + l, sizeof(V));            \
-    std::memcpy(&x1, x + l + W, sizeof(V));        \
-    std::memcpy(&y1, y + l + W, sizeof(V));        \
-    a0 += x0 * y0;                                 \
-    a1 += x1 * y1;                                 \
-  }                                                \
-  a0 += a1;                                        \
-  double sum = 0.0;                                \
-  for (int q = 0; q < W; ++q) sum += a0[q];        \
-  for (; l < len; ++l) sum += x[l] * y[l];         \
+#define DIFFRANK_SK_DOT_BODY(V, W)          \
+  V a0 = {}, a1 = {};                       \
+  std::size_t l = 0;                        \
+  for (; l + 2 * W <= len; l += 2 * W) {    \
+    V x0, y0, x1, y1;                       \
+    std::memcpy(&x0, x + l, sizeof(V));     \
+    std::memcpy(&y0, y + l, sizeof(V));     \
+    std::memcpy(&x1, x + l + W, sizeof(V)); \
+    std::memcpy(&y1, y + l + W, sizeof(V)); \
+    a0 += x0 * y0;                          \
+    a1 += x1 * y1;                          \
+  }                                         \
+  a0 += a1;                                 \
+  double sum = 0.0;                         \
+  for (int q = 0; q < W; ++q) sum += a0[q]; \
+  for (; l < len; ++l) sum += x[l] * y[l];  \
   return sum;
 
 // y[l] += a x[l] (SQUARE: a x[l]^2)
-#define DIFFRANK_SK_AXPY_BODY(V, W, SQUARE)                          \
-  std::size_t l = 0;                                                 \
-  for (; l + W <= len; l += W) {                                     \
-    V xv, yv;                                                        \
-    std::memcpy(&xv, x + l, sizeof(V));                              \
-    std::memcpy(&yv, y + l, sizeof(V));                              \
-    if (SQUARE) xv = xv * xv;                                        \
-    yv += a * xv;                                                    \
-    std::memcpy(y + l, &yv, sizeof(V));                              \
-  }                                                                  \
+#define DIFFRANK_SK_AXPY_BODY(V, W, SQUARE) \
+  std::size_t l = 0;                        \
+  for (; l + W <= len; l += W) {            \
+    V xv, yv;                               \
+    std::memcpy(&xv, x + l, sizeof(V));     \
+    std::memcpy(&yv, y + l, sizeof(V));     \
+    if (SQUARE) xv = xv * xv;               \
+    yv += a * xv;                           \
+    std::memcpy(y + l, &yv, sizeof(V));     \
+  }                                         \
   for (; l < len; ++l) y[l] += a * (SQUARE ? x[l] * x[l] : x[l]);
 
 typedef double v2d __attribute__((vector_size(16)));
@@ -216,7 +216,7 @@ __attribute__((target("avx2,fma"))) inline double terms_sq_avx2(double d, const 
 }
 
 __attribute__((target("avx2,fma"))) inline double dot_avx2(const double* x, const double* y,
-                                                          std::size_t len) {
+                                                           std::size_t len) {
   DIFFRANK_SK_DOT_BODY(v4d, 4)
 }
 

@@ -372,15 +372,9 @@ class Sinkhorn1D {
   void dense_plan(double* out) {
     const std::size_t n = np_[0], m = np_[1];
     std::fill(out, out + n * m, 0.0);
-    prepare(1);
-    Cache cache = serial_cache();
-    const double* buf = cache.buf;
-    for (std::size_t i = 0; i < n; ++i) {
-      const Range r = band(0, i, cache);
-      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[0][i] / opt_.eps);
+    serial_rows(0, [&](std::size_t i, const double* buf, const Range& r) {
       for (std::size_t j = r.lo; j < r.hi; ++j) out[i + j * n] = buf[j];
-    }
-    entries_ += cache.entries;
+    });
   }
 
   // Vector-Jacobian product through the plan at the fixed point. The caller's
@@ -577,6 +571,20 @@ class Sinkhorn1D {
       if (start[p] < start[p + 1]) body(start[p], start[p + 1], caches[p]);
     });
     for (const Cache& cache : caches) entries_ += cache.entries;
+  }
+
+  // Calls row(k, p, r) for every row k of side dst in order, on this thread,
+  // with p[l] = P_kl on the band r of the row.
+  template <class RowFn>
+  void serial_rows(int dst, RowFn&& row) {
+    prepare(1 - dst);
+    Cache cache = serial_cache();
+    for (std::size_t k = 0; k < np_[dst]; ++k) {
+      const Range r = band(dst, k, cache);
+      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[dst][k] / opt_.eps);
+      row(k, static_cast<const double*>(cache.buf), r);
+    }
+    entries_ += cache.entries;
   }
 
   // One pass over the rows of side dst computing each row of the plan once:
@@ -864,14 +872,9 @@ class Sinkhorn1D {
   void dense_schur(int s, const std::vector<double>* marg, const std::vector<double>& b,
                    std::vector<double>& x) {
     const int o = 1 - s;
-    const std::size_t ks = np_[s], ko = np_[o], kr = ks - 1;
+    const std::size_t ks = np_[s], kr = ks - 1;
     std::vector<double> S(kr * kr, 0.0);
-    prepare(s);
-    Cache cache = serial_cache();
-    const double* buf = cache.buf;
-    for (std::size_t k = 0; k < ko; ++k) {
-      const Range r = band(o, k, cache);
-      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
+    serial_rows(o, [&](std::size_t k, const double* buf, const Range& r) {
       const double inv = 1.0 / marg[o][k];
       const std::size_t l0 = std::max<std::size_t>(r.lo, 1);
       for (std::size_t l2 = l0; l2 < r.hi; ++l2) {
@@ -879,8 +882,7 @@ class Sinkhorn1D {
         double* col = S.data() + (l2 - 1) * kr - 1;
         for (std::size_t l1 = l2; l1 < r.hi; ++l1) col[l1] -= buf[l1] * p2;
       }
-    }
-    entries_ += cache.entries;
+    });
     for (std::size_t l = 1; l < ks; ++l) S[(l - 1) + (l - 1) * kr] += marg[s][l];
     std::vector<double> rhs(b.begin() + 1, b.end());
     sinkhorn_detail::cholesky_solve(S, kr, rhs.data());
@@ -896,19 +898,11 @@ class Sinkhorn1D {
     const int o = 1 - s;
     const std::size_t ks = np_[s], ko = np_[o];
     std::vector<double> diag(marg[s]);
-    {
-      prepare(s);
-      Cache cache = serial_cache();
-      const double* buf = cache.buf;
-      for (std::size_t k = 0; k < ko; ++k) {
-        const Range r = band(o, k, cache);
-        sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[o][k] / opt_.eps);
-        for (std::size_t l = r.lo; l < r.hi; ++l) diag[l] -= buf[l] * buf[l] / marg[o][k];
-      }
-      entries_ += cache.entries;
-      for (std::size_t l = 0; l < ks; ++l) {
-        if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
-      }
+    serial_rows(o, [&](std::size_t k, const double* buf, const Range& r) {
+      for (std::size_t l = r.lo; l < r.hi; ++l) diag[l] -= buf[l] * buf[l] / marg[o][k];
+    });
+    for (std::size_t l = 0; l < ks; ++l) {
+      if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
     }
     std::vector<double> t(ko);
     auto op = [&](const std::vector<double>& v, std::vector<double>& out) {
