@@ -546,8 +546,21 @@ class Sinkhorn1D {
       return;
     }
     while (bufs_.size() < parts) bufs_.emplace_back(bufs_[0].size());
-    // equal shares of the band widths of the last pass over these rows (the
-    // work of a row; the bands change little from one pass to the next)
+    const std::vector<std::size_t> start = equal_work_starts(dst, parts);
+    std::vector<Cache> caches(parts);
+    opt_.run_parts(parts, [&](std::size_t p) {
+      caches[p].buf = bufs_[p].data();
+      if (start[p] < start[p + 1]) body(start[p], start[p + 1], caches[p]);
+    });
+    for (const Cache& cache : caches) entries_ += cache.entries;
+  }
+
+  // The first rows of `parts` ranges of the rows of side dst (and the number
+  // of rows last) with equal shares of the band widths at the last pass over
+  // them (the work of a row; the bands change little from one pass to the
+  // next), none starting inside a run of equal points; ranges may be empty.
+  std::vector<std::size_t> equal_work_starts(int dst, std::size_t parts) const {
+    const std::size_t rows = np_[dst];
     const std::size_t* width = width_[dst].data();
     double total = 0.0;
     for (std::size_t k = 0; k < rows; ++k) total += static_cast<double>(width[k]);
@@ -565,12 +578,7 @@ class Sinkhorn1D {
       while (k > 0 && k < rows && d[k] == d[k - 1]) done += static_cast<double>(width[k++]);
       start[p] = k;
     }
-    std::vector<Cache> caches(parts);
-    opt_.run_parts(parts, [&](std::size_t p) {
-      caches[p].buf = bufs_[p].data();
-      if (start[p] < start[p + 1]) body(start[p], start[p + 1], caches[p]);
-    });
-    for (const Cache& cache : caches) entries_ += cache.entries;
+    return start;
   }
 
   // Calls row(k, p, r) for every row k of side dst in order, on this thread,
@@ -591,28 +599,24 @@ class Sinkhorn1D {
   // row(k, p, lo, hi, total, scratch) gets p[l] = P_kl for l in [lo, hi) (the
   // band; the rest is negligible) and total = sum_l P_kl, and may add to the
   // arrays scratch[q], q < scatters, on the other side, within [lo, hi). What
-  // the rows add is summed into out[q] chunk by chunk: fixed chunks of rows
-  // (set by the problem alone, never starting inside a run of equal points),
-  // each summed in row order, then added to out in chunk order, so the sums
-  // do not depend on the number of threads. The chunks run opt_.parts at a
-  // time, each with its own row buffer and scratch arrays.
+  // the rows add is summed into out[q] chunk by chunk: chunks of rows with
+  // equal work, set by the problem and the passes before this one alone
+  // (never starting inside a run of equal points), each summed in row order,
+  // then added to out in chunk order, so the sums do not depend on the
+  // number of threads. The chunks run opt_.parts at a time, each with its own
+  // row buffer and scratch arrays.
   template <class RowFn>
   void row_pass(int dst, std::size_t scatters, double* const* out, RowFn&& row) {
     const int src = 1 - dst;
     prepare(src);
     const std::size_t rows = np_[dst], ns = np_[src];
     const double inv_eps = 1.0 / opt_.eps;
-    const double* d = pts_[dst];
-    const std::size_t chunk =
-        std::max(sinkhorn_detail::kParallelRows / 2,
-                 (rows + sinkhorn_detail::kMaxChunks - 1) / sinkhorn_detail::kMaxChunks);
-    std::vector<std::size_t> start(1, 0);
-    for (std::size_t k = chunk; k < rows; k = start.back() + chunk) {
-      while (k < rows && d[k] == d[k - 1]) ++k;
-      if (k >= rows) break;
-      start.push_back(k);
-    }
-    start.push_back(rows);
+    // chunks of equal work (set by the problem and the passes before this
+    // one), about kParallelRows / 2 rows each, at most kMaxChunks; no empty one
+    const std::size_t wanted = std::max<std::size_t>(
+        1, std::min(sinkhorn_detail::kMaxChunks, rows / (sinkhorn_detail::kParallelRows / 2)));
+    std::vector<std::size_t> start = equal_work_starts(dst, wanted);
+    start.erase(std::unique(start.begin(), start.end()), start.end());
     const std::size_t chunks = start.size() - 1;
     std::size_t slots = 1;
     if (opt_.parts > 1 && opt_.run_parts) slots = std::min(opt_.parts, chunks);
