@@ -28,8 +28,10 @@
 #' of columns (so that no chunk is read twice), else to a multiple of 16.
 #' HDF5 results are written in chunks of whole columns, one block wide. Peak
 #' memory is a few blocks per process, plus what the result needs, on top of
-#' the R session (with DelayedArray and HDF5Array loaded, about 400 MB, and
-#' a few tens of MB of garbage between two of R's collections):
+#' the R session (with DelayedArray and HDF5Array loaded, about 400 MB). In
+#' such a session R would let hundreds of MB of garbage build up between two
+#' of its collections, so the block passes collect it as they go (a
+#' young-generation `gc()` after every 2 MB of blocks, a few milliseconds):
 #' * [normalize_quantiles()] reads the data twice: a first pass sorts every
 #'   block and adds its quantiles to the mean target (in the order of the
 #'   columns and in the same long double sums as the in-memory function, so
@@ -206,35 +208,66 @@ load_seed_packages <- function(x) {
   }
 }
 
-block_spec <- function(plan, b, source = "x") {
+# The blocks of a task are named by an item: an integer vector of block
+# numbers whose names are the plans (sources) they come from, c(x = 3L) for a
+# column block, c(x = 1L, x = 4L) for a kernel tile. Items are cheap; the
+# specs, with their viewports (S4 objects that take milliseconds and hundreds
+# of KB of R's memory to build), are made one batch at a time.
+block_spec <- function(plan, b, source) {
   b <- as.integer(b)
   cols <- plan$cols[[b]]
   list(source = source, viewport = plan$grid[[b]], cols = cols,
-       labels = if (is.null(plan$labels)) as.character(cols) else plan$labels[cols])
+       labels = if (is.null(plan$labels)) as.character(cols) else plan$labels[cols],
+       bytes = 8 * as.double(nrow(plan$x)) * length(cols))
 }
 
-# Runs on a worker (or in this process): reads the blocks of `item` from
-# their matrices in `sources` (or takes those sent with it) and calls
+item_specs <- function(plans, item) {
+  lapply(seq_along(item), function(k) block_spec(plans[[names(item)[k]]], item[[k]], names(item)[k]))
+}
+
+# R collects garbage when its heap reaches a trigger set from the memory in
+# use, which the Bioconductor packages that come with block inputs put at
+# hundreds of MB: a pass over many blocks would keep that much garbage
+# (copies of blocks, the S4 objects of viewports) before a collection. A
+# young-generation collection, a few milliseconds, after every 2 MB of
+# blocks keeps it to about one block's worth. Returns a function to call with
+# the bytes of each block done.
+garbage_collector <- function(every = 2^21) {
+  pending <- 0
+  function(bytes) {
+    pending <<- pending + bytes
+    if (pending >= every) {
+      gc(verbose = FALSE, full = FALSE)
+      pending <<- 0
+    }
+    invisible()
+  }
+}
+
+# Runs on a worker (or in this process): reads the blocks of `specs` from
+# their matrices in `sources` (or takes those sent with them) and calls
 # task(block, ..., args). Errors come back as values, so that they are raised
-# here with their own message.
-block_worker <- function(item, sources, task, args) {
-  tryCatch({
+# here with their own message. A worker (`collect`) collects its garbage.
+block_worker <- function(specs, sources, task, args, collect = FALSE) {
+  value <- tryCatch({
     # a fresh worker process loads the packages that read the matrices
     for (source in sources) load_seed_packages(source)
-    blocks <- lapply(item, function(spec) {
+    blocks <- lapply(specs, function(spec) {
       if (!is.null(spec$data)) spec$data else block_read(sources[[spec$source]], spec)
     })
     do.call(task, c(unname(blocks), args))
   }, error = function(e) {
     structure(list(message = conditionMessage(e)), class = "diffrank_block_error")
   })
+  if (collect) gc(verbose = FALSE, full = FALSE)
+  value
 }
 
-# Calls task on every item (a list of block specs) of `items`, spread over
-# the workers of BPPARAM in batches of one item per worker, and consume(i,
-# value) here, in the order of the items. `plans` holds the plans the specs
-# come from, by name. With `progress`, a progress bar (cli's, shown when the
-# work takes more than a few seconds) counts the items.
+# Calls task on the blocks of every item of `items` (see block_spec()),
+# spread over the workers of BPPARAM in batches of one item per worker, and
+# consume(i, value) here, in the order of the items. `plans` holds the plans
+# of the blocks, by name. With `progress`, a progress bar (cli's, shown when
+# the work takes more than a few seconds) counts the items.
 run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progress = FALSE,
                        label = "blocks") {
   if (progress) {
@@ -246,8 +279,13 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
     if (progress) cli::cli_progress_update(id = bar)
   }
   sources <- lapply(plans, `[[`, "x")
+  collect <- garbage_collector()
   if (is.null(BPPARAM)) {
-    for (i in seq_along(items)) done(i, block_worker(items[[i]], sources, task, args))
+    for (i in seq_along(items)) {
+      specs <- item_specs(plans, items[[i]])
+      done(i, block_worker(specs, sources, task, args))
+      collect(sum(vapply(specs, `[[`, 0, "bytes")))
+    }
     return(invisible())
   }
   workers <- as.integer(BiocParallel::bpnworkers(BPPARAM))
@@ -261,16 +299,19 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
     !methods::is(BPPARAM, "SerialParam") && !methods::is(BPPARAM, "MulticoreParam")
   for (first in seq(1L, length(items), by = workers)) {
     batch <- as.integer(first:min(length(items), first + workers - 1L))
-    batch_items <- items[batch]
+    batch_specs <- lapply(items[batch], function(item) item_specs(plans, item))
     if (send) {
-      batch_items <- lapply(batch_items, function(item) {
-        lapply(item, function(spec) c(spec, list(data = block_read(sources[[spec$source]], spec))))
+      batch_specs <- lapply(batch_specs, function(specs) {
+        lapply(specs, function(spec) c(spec, list(data = block_read(sources[[spec$source]], spec))))
       })
     }
-    values <- BiocParallel::bplapply(batch_items, block_worker,
+    values <- BiocParallel::bplapply(batch_specs, block_worker,
                                      sources = if (send) NULL else sources,
-                                     task = task, args = args, BPPARAM = BPPARAM)
+                                     task = task, args = args, collect = TRUE, BPPARAM = BPPARAM)
     for (k in seq_along(batch)) done(batch[k], values[[k]])
+    bytes <- sum(vapply(unlist(batch_specs, recursive = FALSE), `[[`, 0, "bytes"))
+    rm(batch_specs, values)
+    collect(bytes)
   }
   invisible()
 }
@@ -385,7 +426,7 @@ finish_sink <- function(sink) {
 }
 
 # Items of one block each, for the passes over the columns.
-column_items <- function(plan) lapply(seq_len(plan$n), function(b) list(block_spec(plan, b)))
+column_items <- function(plan) lapply(seq_len(plan$n), function(b) c(x = b))
 
 # ---------------------------------------------------------------------------
 # quantile normalization
@@ -568,10 +609,10 @@ rank_kernel_blocks <- function(x, y, kernel, lambda, normalized, u, na, threads,
     as.matrix(expand.grid(i = seq_len(px$n), j = seq_len(py$n)))
   }
   items <- lapply(seq_len(nrow(pairs)), function(t) {
-    i <- pairs[t, 1L]
-    j <- pairs[t, 2L]
-    if (is.null(by) && i == j) list(block_spec(px, i)) else
-      list(block_spec(px, i), block_spec(py, j, if (is.null(by)) "x" else "y"))
+    i <- unname(pairs[t, 1L])
+    j <- unname(pairs[t, 2L])
+    if (is.null(by) && i == j) c(x = i) else
+      stats::setNames(c(i, j), c("x", if (is.null(by)) "x" else "y"))
   })
   out <- matrix(0, ncol(bx), if (is.null(by)) ncol(bx) else ncol(by))
   run_blocks(if (is.null(by)) list(x = px) else list(x = px, y = py), items, kernel_tile_task,

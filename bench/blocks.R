@@ -3,12 +3,13 @@
 #   resident memory (VmHWM of /proc/self/status, in MB) against the dense
 #   matrix's size; time against the I/O floor (reading the matrix block by
 #   block and writing it back once with DelayedArray, doing nothing else);
-#   the in-memory function on the same matrix; SnowParam(2) against serial
-#   blocks (and the workers' own peak memory);
+#   the in-memory function on the same matrix; the peak on half and on five
+#   times the columns; SnowParam(2) against serial blocks (and the workers'
+#   own peak memory);
 # * kendall_kernel() of a 20,000 x 500 HDF5Matrix, in tiles, serially and on
 #   2 workers.
 # Every case runs in a fresh Rscript process, so that its peak memory is its
-# own. Run after installing diffrank: Rscript bench/blocks.R (about 12
+# own. Run after installing diffrank: Rscript bench/blocks.R (about 16
 # minutes on 2 cores). DIFFRANK_BENCH_SCALE=0.1 shrinks every matrix for a
 # quick check.
 suppressPackageStartupMessages(library(diffrank))
@@ -125,6 +126,14 @@ t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
 report("seconds", t)
 ', as.integer(n %/% 2), out_file("half"))))
 
+# Five times the columns (a delayed cbind() of the file with itself,
+# 50,000 x 5,000, 1.9 GB dense) in the same blocks of 8 columns.
+wide_case <- run_case(c(open_x(h5_qn), sprintf('
+x <- DelayedArray::cbind(x, x, x, x, x)
+t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
+report("seconds", t)
+', out_file("wide"))))
+
 snow_case <- run_case(c(open_x(h5_qn), sprintf('
 bp <- SnowParam(2)
 bpstart(bp)
@@ -160,6 +169,7 @@ row <- function(label, case) {
 row("I/O floor (read + write once)", floor_case)
 row("blocks, serial, 2 threads", serial_case)
 row(sprintf("blocks, serial, first %d columns", as.integer(n %/% 2)), half_case)
+row(sprintf("blocks, serial, %d columns (cbind x 5)", as.integer(5 * n)), wide_case)
 row("blocks, SnowParam(2), 1 thread each", snow_case)
 cat(sprintf("  %-34s %7.1f s   workers' peaks: largest %.0f MB, sum %.0f MB\n", "",
             snow_case[["seconds"]], snow_case[["worker_max_mb"]], snow_case[["worker_sum_mb"]]))
@@ -178,9 +188,14 @@ cat(sprintf("peak above the session's baseline / dense: %.0f%% (goal < 25%%); wh
 cat(sprintf("peak of the serial run above the I/O floor's: %.0f MB (%.0f%% of dense)\n",
             serial_case[["peak_mb"]] - floor_case[["peak_mb"]],
             100 * (serial_case[["peak_mb"]] - floor_case[["peak_mb"]]) / dense_mb))
-cat(sprintf("same on half the columns:               %.0f MB above the baseline (all columns: %.0f MB)\n",
+cat(sprintf("whole process, %d columns / their dense size: %.0f MB / %.0f MB = %.0f%%\n",
+            as.integer(5 * n), wide_case[["peak_mb"]], 5 * dense_mb,
+            100 * wide_case[["peak_mb"]] / (5 * dense_mb)))
+cat(sprintf("above the baseline with %d / %d / %d columns: %.0f / %.0f / %.0f MB\n",
+            as.integer(n %/% 2), as.integer(n), as.integer(5 * n),
             half_case[["peak_mb"]] - half_case[["baseline_mb"]],
-            serial_case[["peak_mb"]] - serial_case[["baseline_mb"]]))
+            serial_case[["peak_mb"]] - serial_case[["baseline_mb"]],
+            wide_case[["peak_mb"]] - wide_case[["baseline_mb"]]))
 cat(sprintf("in-memory peak / dense:                 %.0f%%\n",
             100 * memory_case[["peak_mb"]] / dense_mb))
 cat(sprintf("blocks identical to in memory:          %s\n",
