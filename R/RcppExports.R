@@ -69,6 +69,10 @@ qn_normalize_fitted <- function(x, fitted, ties, threads) {
     .Call(`_diffrank_qn_normalize_fitted`, x, fitted, ties, threads)
 }
 
+expression_matrix_scan <- function(x) {
+    .Call(`_diffrank_expression_matrix_scan`, x)
+}
+
 qn_column_quantiles <- function(x, in_subset, n_levels, threads) {
     .Call(`_diffrank_qn_column_quantiles`, x, in_subset, n_levels, threads)
 }

@@ -436,7 +436,7 @@ column_items <- function(plan) lapply(seq_len(plan$n), function(b) c(x = b))
 qn_quantiles_task <- function(block, threads) {
   check_expression_matrix(block)
   list(quantiles = qn_column_quantiles(block, NULL, nrow(block), threads),
-       n_missing = sum(is.na(block)))
+       n_missing = count_missing(block))
 }
 
 # The mean target of a block input, identical to qn_fit_target() of the

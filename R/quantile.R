@@ -220,18 +220,24 @@ check_expression_matrix <- function(x, arg = "x") {
   if (nrow(m) == 0L || ncol(m) == 0L) {
     abort("`%s` must have at least one row and one column, not %d x %d.", arg, nrow(m), ncol(m))
   }
-  if (any(is.infinite(m))) {
+  scan <- expression_matrix_scan(m)
+  if (scan[[1L]] > 0) {
     abort("`%s` must not contain infinite values; use NA for values that are missing.", arg)
   }
-  if (anyNA(m)) {
-    empty <- which(colSums(!is.na(m)) == 0L)
-    if (length(empty) > 0L) {
-      label <- if (!is.null(colnames(m))) colnames(m)[empty[1L]] else empty[1L]
-      abort("`%s` has %d column(s) with no observed value (the first is %s); drop them first.",
-            arg, length(empty), label)
-    }
+  if (scan[[2L]] > 0) {
+    first <- scan[[3L]]
+    label <- if (!is.null(colnames(m))) colnames(m)[first] else first
+    abort("`%s` has %d column(s) with no observed value (the first is %s); drop them first.",
+          arg, scan[[2L]], label)
   }
   m
+}
+
+# The number of missing values of a checked expression matrix, without
+# allocating is.na(m): an integer, as sum(is.na(m)), while it fits in one.
+count_missing <- function(m) {
+  count <- expression_matrix_scan(m)[[4L]]
+  if (count <= .Machine$integer.max) as.integer(count) else count
 }
 
 # The sorted target values from NULL, a numeric vector or a quantile_target.

@@ -235,6 +235,16 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// expression_matrix_scan
+Rcpp::NumericVector expression_matrix_scan(Rcpp::NumericMatrix x);
+RcppExport SEXP _diffrank_expression_matrix_scan(SEXP xSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    rcpp_result_gen = Rcpp::wrap(expression_matrix_scan(x));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_column_quantiles
 Rcpp::NumericMatrix qn_column_quantiles(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::IntegerVector> in_subset, int n_levels, int threads);
 RcppExport SEXP _diffrank_qn_column_quantiles(SEXP xSEXP, SEXP in_subsetSEXP, SEXP n_levelsSEXP, SEXP threadsSEXP) {
@@ -610,6 +620,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qn_accumulate_sums", (DL_FUNC) &_diffrank_qn_accumulate_sums, 3},
     {"_diffrank_qn_target_from_sums", (DL_FUNC) &_diffrank_qn_target_from_sums, 2},
     {"_diffrank_qn_normalize_fitted", (DL_FUNC) &_diffrank_qn_normalize_fitted, 4},
+    {"_diffrank_expression_matrix_scan", (DL_FUNC) &_diffrank_expression_matrix_scan, 1},
     {"_diffrank_qn_column_quantiles", (DL_FUNC) &_diffrank_qn_column_quantiles, 4},
     {"_diffrank_qn_summarize_levels", (DL_FUNC) &_diffrank_qn_summarize_levels, 5},
     {"_diffrank_qn_extreme_weights", (DL_FUNC) &_diffrank_qn_extreme_weights, 3},

@@ -1,6 +1,7 @@
 // Glue for hard quantile normalization; arguments are checked in R/quantile.R.
 #include <Rcpp.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <diffrank/quantile.hpp>
@@ -192,4 +193,32 @@ Rcpp::NumericMatrix qn_normalize_fitted(Rcpp::NumericMatrix x, Rcpp::NumericVect
     }
   });
   return out;
+}
+
+// The checks of check_expression_matrix() (R/quantile.R) in one pass over x,
+// without the three logical copies of x that is.infinite(), is.na() and
+// colSums() would allocate: c(1 if some value is infinite else 0, the number
+// of columns without an observed value, the first of them (from 1; 0 if
+// none), the number of missing values).
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector expression_matrix_scan(Rcpp::NumericMatrix x) {
+  const std::size_t p = x.nrow(), n = x.ncol();
+  const double* values = x.begin();
+  bool infinite = false;
+  double empty = 0, first_empty = 0, missing = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const double* col = values + j * p;
+    std::size_t col_missing = 0, col_infinite = 0;
+    for (std::size_t i = 0; i < p; ++i) {
+      col_missing += std::isnan(col[i]);
+      col_infinite += std::isinf(col[i]);
+    }
+    infinite = infinite || col_infinite > 0;
+    missing += static_cast<double>(col_missing);
+    if (col_missing == p) {
+      if (empty == 0) first_empty = static_cast<double>(j + 1);
+      ++empty;
+    }
+  }
+  return Rcpp::NumericVector::create(infinite ? 1.0 : 0.0, empty, first_empty, missing);
 }

@@ -191,6 +191,30 @@ test_that("the SummarizedExperiment method adds a normalized assay", {
   expect_error(normalize_quantiles(se, name = NA_character_), "`name` must be")
 })
 
+test_that("the one-pass input scan agrees with R's is.infinite(), is.na() and colSums()", {
+  reference <- function(m) {
+    observed <- colSums(!is.na(m))
+    empty <- which(observed == 0L)
+    c(as.numeric(any(is.infinite(m))), length(empty), if (length(empty)) empty[1L] else 0,
+      sum(is.na(m)))
+  }
+  set.seed(7)
+  for (trial in 1:30) {
+    p <- sample(1:40, 1)
+    n <- sample(1:6, 1)
+    m <- matrix(rnorm(p * n), p, n)
+    for (special in list(NA, NaN, Inf, -Inf)) {
+      if (runif(1) < 0.5) m[sample(length(m), sample(length(m), 1))] <- special
+    }
+    if (runif(1) < 0.3) m[, sample(ncol(m), 1)] <- NA
+    expect_identical(diffrank:::expression_matrix_scan(m), reference(m))
+  }
+  x <- tied_matrix(10, 3)
+  x[c(2, 15)] <- c(NA, NaN)
+  expect_identical(diffrank:::count_missing(x), 2L)
+  expect_identical(quantile_target(x)$n_missing, 2L)
+})
+
 test_that("bad input gets a clear error naming the argument", {
   x <- tied_matrix(10, 3)
   expect_error(normalize_quantiles(matrix(letters[1:6], 3)), "`x` must be a numeric")
