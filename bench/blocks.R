@@ -169,7 +169,7 @@ row <- function(label, case) {
 row("I/O floor (read + write once)", floor_case)
 row("blocks, serial, 2 threads", serial_case)
 row(sprintf("blocks, serial, first %d columns", as.integer(n %/% 2)), half_case)
-row(sprintf("blocks, serial, %d columns (cbind x 5)", as.integer(5 * n)), wide_case)
+row(sprintf("blocks, serial, %d columns", as.integer(5 * n)), wide_case)
 row("blocks, SnowParam(2), 1 thread each", snow_case)
 cat(sprintf("  %-34s %7.1f s   workers' peaks: largest %.0f MB, sum %.0f MB\n", "",
             snow_case[["seconds"]], snow_case[["worker_max_mb"]], snow_case[["worker_sum_mb"]]))
