@@ -434,9 +434,8 @@ column_items <- function(plan) lapply(seq_len(plan$n), function(b) c(x = b))
 # Pass one on a block: its checks, its columns' quantiles at nrow levels and
 # its number of missing values.
 qn_quantiles_task <- function(block, threads) {
-  check_expression_matrix(block)
-  list(quantiles = qn_column_quantiles(block, NULL, nrow(block), threads),
-       n_missing = count_missing(block))
+  n_missing <- check_expression_values(block)
+  list(quantiles = qn_column_quantiles(block, NULL, nrow(block), threads), n_missing = n_missing)
 }
 
 # The mean target of a block input, identical to qn_fit_target() of the

@@ -220,6 +220,14 @@ check_expression_matrix <- function(x, arg = "x") {
   if (nrow(m) == 0L || ncol(m) == 0L) {
     abort("`%s` must have at least one row and one column, not %d x %d.", arg, nrow(m), ncol(m))
   }
+  check_expression_values(m, arg)
+  m
+}
+
+# The value checks of check_expression_matrix() on a double matrix, in one
+# pass without allocating is.na(m); returns (invisibly) its number of missing
+# values, an integer as sum(is.na(m)) while it fits in one.
+check_expression_values <- function(m, arg = "x") {
   scan <- expression_matrix_scan(m)
   if (scan[[1L]] > 0) {
     abort("`%s` must not contain infinite values; use NA for values that are missing.", arg)
@@ -230,14 +238,8 @@ check_expression_matrix <- function(x, arg = "x") {
     abort("`%s` has %d column(s) with no observed value (the first is %s); drop them first.",
           arg, scan[[2L]], label)
   }
-  m
-}
-
-# The number of missing values of a checked expression matrix, without
-# allocating is.na(m): an integer, as sum(is.na(m)), while it fits in one.
-count_missing <- function(m) {
-  count <- expression_matrix_scan(m)[[4L]]
-  if (count <= .Machine$integer.max) as.integer(count) else count
+  missing <- scan[[4L]]
+  invisible(if (missing <= .Machine$integer.max) as.integer(missing) else missing)
 }
 
 # The sorted target values from NULL, a numeric vector or a quantile_target.

@@ -102,7 +102,7 @@ new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, 
   summary <- if (trim >= 0.5) "median" else if (trim > 0) sprintf("mean trimmed by %g", trim)
              else if (!is.null(weights)) "weighted mean" else "mean"
   quantile_target_object(
-    values, ncol(m), nrow(m), count_missing(m), rownames(m),
+    values, ncol(m), nrow(m), check_expression_values(m), rownames(m),
     subset = if (is.null(mask)) NULL else stats::setNames(mask == 1L, rownames(m)),
     weights = if (is.null(weights)) NULL else stats::setNames(weights, colnames(m)),
     summary = paste0(if (geometric) "geometric " else "", summary))
