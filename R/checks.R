@@ -129,3 +129,28 @@ check_dots_empty <- function(...) {
   abort("Unknown argument%s %s: check the spelling (the function does not use %s).",
         if (n > 1L) "s" else "", paste(labels, collapse = ", "), if (n > 1L) "them" else "it")
 }
+
+# One rule for every smoothed operator (soft, Sinkhorn and perturbed ranks and
+# sorts, QMF's maps): a result whose spread in some column is below
+# `near_constant_fraction` of the spread of the hard (eps = 0) result is at
+# its eps -> Inf limit, and the user is told so. `value` and `reference` are
+# vectors or matrices of the same number of columns (one vector per column);
+# columns whose reference has no spread are not judged.
+near_constant_fraction <- 0.01
+
+warn_near_constant <- function(value, reference, what, eps) {
+  value <- as.matrix(value)
+  reference <- as.matrix(reference)
+  spread <- function(m) apply(m, 2L, function(v) if (length(v) > 1L) stats::sd(v) else 0)
+  s <- spread(value)
+  r <- spread(reference)
+  n_bad <- sum(r > 0 & s < near_constant_fraction * r, na.rm = TRUE)
+  if (n_bad > 0L) {
+    warning(sprintf(paste0(
+      "The %s is nearly constant in %d of %d column(s) (its spread is below %s%% of the ",
+      "hard result's): eps = %s is large for these data. Use a smaller `eps`."),
+      what, n_bad, ncol(value), format(100 * near_constant_fraction), format(eps)),
+      call. = FALSE)
+  }
+  invisible(n_bad)
+}
