@@ -145,11 +145,16 @@ warn_near_constant <- function(value, reference, what, eps) {
   s <- spread(value)
   r <- spread(reference)
   n_bad <- sum(r > 0 & s < near_constant_fraction * r, na.rm = TRUE)
-  if (n_bad > 0L) {
+  warn_near_constant_count(n_bad, ncol(value), what, eps)
+}
+
+# The warning itself, for callers that counted the columns in C++.
+warn_near_constant_count <- function(n_bad, n_col, what, eps) {
+  if (isTRUE(n_bad > 0L)) {
     warning(sprintf(paste0(
       "The %s is nearly constant in %d of %d column(s) (its spread is below %s%% of the ",
       "hard result's): eps = %s is large for these data. Use a smaller `eps`."),
-      what, n_bad, ncol(value), format(100 * near_constant_fraction), format(eps)),
+      what, n_bad, n_col, format(100 * near_constant_fraction), format(eps)),
       call. = FALSE)
   }
   invisible(n_bad)

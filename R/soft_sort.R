@@ -29,54 +29,78 @@
 #' `-x`) or sorts in decreasing order, as in [sort()] and [order()].
 #'
 #' @section Choosing eps:
-#' By default (`scale = "spacing"`) `eps` has no unit and does not depend on
-#' the length of `x`: `x` is first divided by `sd(x) / n`, about the typical
-#' gap between neighbouring sorted values (2.5 such units for normal data, 3.5
-#' for uniform data). So `soft_rank(x)` (`eps = 1`) stays close to `rank(x)`,
-#' mixing only neighbours closer than about a third of a typical gap, whatever
-#' the scale of `x` or its length, and `eps = 10` mixes a few dozen neighbours.
-#' For sorts the roles are reversed (see below): `soft_sort()` pools the gaps
-#' *wider* than `1 / eps` units, hence its smaller default `eps = 0.01`, which
-#' pools only gaps wider than about 40 typical gaps, in the far tails of
-#' skewed data. A warning is given when all the values
-#' of a vector were pooled into one block (the output is then close to its
-#' constant limit).
+#' The L2 soft rank is the projection of `x / eps` (Definition), so `eps` is
+#' compared with the gaps between neighbouring sorted values: a run of values
+#' whose gaps are smaller than `eps` is pooled into one block, which shares
+#' rank mass. Raw gaps differ by orders of magnitude between the dense centre
+#' and the tails of a distribution and shrink like `1 / n`, so no single `eps`
+#' in the units of `x` (nor in units of `sd(x)` or `sd(x) / n`) means the same
+#' thing at every length and for every shape of data.
 #'
-#' The rest of this section describes the units of `x` after scaling
-#' (`scale = "none"`: the units of `x` itself).
+#' By default (`scale = "local"`) `x` is therefore first mapped to *local rank
+#' coordinates*: each gap between neighbouring distinct sorted values is
+#' divided by the average gap per rank over the 19 gaps centred on it (fewer
+#' at the ends), so that the coordinates grow by one per rank on average in
+#' every neighbourhood. `eps` then counts typical local gaps, whatever `n`,
+#' the scale or the shape of the distribution: a value is mixed with a
+#' neighbour that is closer than `eps` typical gaps of its neighbourhood, and
+#' with the values pooled with those. The map is monotone, exactly
+#' differentiated, invariant under `a * x + b` (`a > 0`), and keeps ties tied.
+#' Vectors with fewer than 20 distinct values have one neighbourhood, the
+#' whole vector, whose unit is enlarged by `(19 / (k - 1))^(3/4)` for `k`
+#' distinct values, so that the closest pair is pooled in short vectors too.
 #'
-#' *Soft ranks* (`reg = "l2"`): `eps` is in the units of `x`. Inside a block
-#' the soft rank is `x / eps` plus a constant, so `eps` is the change of `x`
-#' that moves a rank by one, and neighbours closer than about `eps` are pooled.
-#' If `eps` is smaller than the smallest gap between two neighbouring sorted
-#' values the soft ranks *are* the hard ranks (and the derivative is zero); if
-#' it is larger than the largest gap all values form one block and the soft
-#' ranks are `(n + 1) / 2 + (x - mean(x)) / eps`, an affine function of `x`.
-#' Useful values lie between, around the typical gap (about `2.5 * sd(x) / n`
-#' for normal data).
+#' The regimes, measured by `bench/soft_rank_regimes.R` on Gaussian, uniform
+#' and log-normal samples (mean and largest absolute difference to
+#' `rank(x)`, in ranks):
 #'
-#' *Soft sorts* (`reg = "l2"`): `1 / eps` is in the units of `x`. Inside a
-#' block the sorted values are `1 / eps` apart around the block's mean, so
-#' gaps wider than about `1 / eps` are shrunk and narrower ones kept: the soft
-#' sort is the hard sort when `1 / eps` exceeds the largest gap, and all values
-#' are pooled near `mean(x)` when it is below the smallest gap.
+#' | `eps` | n = 100 | n = 10,000 | n = 1,000,000 |
+#' |---|---|---|---|
+#' | 0.2 | 0.09 (0.8) | 0.09 (1.6) | 0.10 (2.6) |
+#' | 0.5 (default) | 0.24-0.34 (1.3-2.4) | 0.26-0.27 (2.3-2.5) | 0.27 (3.6-4.0) |
+#' | 1 | 1.3 (4) | 1.7 (9) | 14 (71) |
+#' | 2 | 13 (26) | 1,250 (2,500) | 125,000 (250,000) |
+#'
+#' So `eps` below 1 is the useful range: each value mixes with a few
+#' neighbours (more as `eps` approaches 1), and every soft rank stays
+#' within a few ranks of the hard one at any `n`, with a non-zero derivative.
+#' At `eps = 1` and above the local gaps no longer hold blocks apart and the
+#' blocks grow with `n` towards the constant limit. At the default, vectors of
+#' 3 to 10 values are within about half a rank of their hard ranks. Exact
+#' ties share one rank; values on a grid (rounded data, `1:n`) are equally
+#' spaced in their neighbourhood and stay hard below `eps = 1` once there are
+#' more than 20 of them: no neighbour is closer than the typical gap.
+#' [plot_soft_path()] shows the whole path for your data.
+#'
+#' The other scales divide `x` by one number: `scale = "spacing"` by
+#' `sd(x) / n` (about the typical gap of normal data; the default of earlier
+#' versions), `scale = "sd"` by `sd(x)`, `scale = "none"`
+#' not at all (`eps` in the units of `x`). Under them, if `eps` is smaller
+#' than the smallest gap the soft ranks *are* the hard ranks (zero
+#' derivative), and if it is larger than the largest gap all values form one
+#' block and the soft ranks are `(n + 1) / 2 + (x - mean(x)) / eps`.
+#' A warning is given when a result is nearly constant (its standard deviation
+#' below 1% of the hard result's), the rule every smoothed operator of the
+#' package follows.
+#'
+#' *Soft sorts* (`reg = "l2"`) stay in the units of `x`: inside a block the
+#' sorted values are `1 / eps` apart around the block's mean, so gaps wider
+#' than about `1 / eps` (after scaling) are shrunk and narrower ones kept:
+#' the soft sort is the hard sort when `1 / eps` exceeds the largest gap, and
+#' all values are pooled near `mean(x)` when it is below the smallest gap. Its
+#' default `scale = "spacing"` with `eps = 0.01` pools only gaps wider than
+#' about 40 typical gaps, in the far tails of skewed data (`scale = "local"`
+#' is for ranks only).
 #'
 #' The KL operators behave alike, with the pooled values shared in
-#' proportion to an exponential weight. [plot_soft_path()] shows the whole
-#' path for your data.
-#'
-#' `scale = "spacing"` (`x / (sd(x) / n)`) and `scale = "sd"` (`x / sd(x)`)
-#' make `eps` unit-free: `x` is divided first (and, for sorts, the result
-#' multiplied back), so the result does not change when `x` is multiplied by
-#' a positive constant (for ranks, nor when a constant is added). The
-#' derivatives include the dependence of the standard deviation on `x`. With
-#' `scale = "sd"` and ranks, `eps` near `1 / n` mixes neighbours and `eps`
-#' near 1 makes the ranks almost affine. A constant `x` is not rescaled. The
-#' Sinkhorn operators of [sinkhorn_rank()] have the same argument, where the
-#' default `scale = "squash"` maps `x` onto `(0, 1)`.
+#' proportion to an exponential weight; their blocks are compared with the
+#' gaps of `log(rho)`, so the KL soft rank pools more among the largest ranks.
 #'
 #' `eps = 0` returns the hard operator, `rank(x, ties.method = "average")` or
-#' `sort(x)`. Exact ties always get exactly equal soft ranks.
+#' `sort(x)`; as `eps` grows the soft ranks tend to `(n + 1) / 2`. Exact ties
+#' always get exactly equal soft ranks. The Sinkhorn operators of
+#' [sinkhorn_rank()] have a `scale` argument too, where the default
+#' `scale = "squash"` maps `x` onto `(0, 1)`.
 #'
 #' @param x A numeric vector, a numeric matrix or a numeric data frame. A
 #'   matrix is treated column by column (each column one vector). Missing and
@@ -86,8 +110,10 @@
 #' @param reg Regularization: `"l2"` (quadratic) or `"kl"` (entropic).
 #' @param decreasing `FALSE` (rank 1 for the smallest value, sort in
 #'   increasing order) or `TRUE`.
-#' @param scale `"spacing"` (divide `x` by `sd(x) / n`), `"sd"` (divide by
-#'   `sd(x)`) or `"none"`; see the section Choosing eps.
+#' @param scale For ranks `"local"` (local rank coordinates, the default),
+#'   `"spacing"` (divide `x` by `sd(x) / n`), `"sd"` (divide by `sd(x)`) or
+#'   `"none"`; for sorts one of the last three (default `"spacing"`). See the
+#'   section Choosing eps.
 #' @param threads Number of threads over the columns of a matrix; see
 #'   [diffrank_threads()]. The result does not depend on it.
 #' @return For `soft_rank()`, numbers of the shape of `x` (a vector for a
@@ -102,16 +128,21 @@
 #' @export
 #' @examples
 #' x <- c(a = 0.5, b = 2.1, c = 2.0, d = -1)
-#' soft_rank(x)                # close to rank(x), whatever the scale of x
+#' soft_rank(x)                # close to rank(x), with a non-zero derivative
 #' soft_rank(x, eps = 0)       # hard ranks
-#' soft_rank(x, eps = 0.2, scale = "none")   # b and c closer than eps share rank mass
-#' soft_rank(x, eps = 10)      # strongly smoothed
-#' soft_rank(x, eps = 0.5, decreasing = TRUE, reg = "kl")
+#' soft_rank(x, eps = 0.2, scale = "none")   # eps in the units of x
+#' soft_rank(x, eps = 5)       # strongly smoothed
+#' soft_rank(x, decreasing = TRUE, reg = "kl")
 #' soft_sort(x)
+#' # one eps means the same at every length: the mean distance to the hard ranks
+#' y <- rlnorm(1e5, sdlog = 2)
+#' mean(abs(soft_rank(y) - rank(y)))
+#' mean(abs(soft_rank(y[1:100]) - rank(y[1:100])))
 #' # a matrix: one vector per column
-#' soft_rank(matrix(rnorm(12), 4, 3), eps = 2)
-soft_rank <- function(x, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
-                      scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+#' soft_rank(matrix(rnorm(12), 4, 3))
+soft_rank <- function(x, eps = 0.5, reg = c("l2", "kl"), decreasing = FALSE,
+                      scale = c("local", "spacing", "sd", "none"),
+                      threads = diffrank_threads()) {
   soft_forward("rank", x, eps, reg, decreasing, scale, threads)
 }
 
@@ -178,8 +209,9 @@ soft_sort <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
 #' soft_rank_vjp(x, c(1, 0, 0, 0), eps = 0.1)
 #' # soft sort, entropic regularization
 #' soft_sort_fn(x, eps = 0.05, reg = "kl")$jvp(c(1, 0, 0, 0))
-soft_rank_fn <- function(x, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
-                         scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+soft_rank_fn <- function(x, eps = 0.5, reg = c("l2", "kl"), decreasing = FALSE,
+                         scale = c("local", "spacing", "sd", "none"),
+                         threads = diffrank_threads()) {
   soft_fn("rank", x, eps, reg, decreasing, scale, threads)
 }
 
@@ -192,8 +224,9 @@ soft_sort_fn <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
 
 #' @rdname soft_rank_fn
 #' @export
-soft_rank_vjp <- function(x, v, eps = 1, reg = c("l2", "kl"), decreasing = FALSE,
-                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+soft_rank_vjp <- function(x, v, eps = 0.5, reg = c("l2", "kl"), decreasing = FALSE,
+                          scale = c("local", "spacing", "sd", "none"),
+                          threads = diffrank_threads()) {
   soft_vjp("rank", x, v, eps, reg, decreasing, scale, threads)
 }
 
@@ -241,8 +274,9 @@ soft_sort_vjp <- function(x, v, eps = 0.01, reg = c("l2", "kl"), decreasing = FA
 #'              method = "L-BFGS-B")
 #' cor(X %*% fit$par, y, method = "spearman")
 #' cor(fitted(lm(y ~ X - 1)), y, method = "spearman")   # least squares
-spearman_loss <- function(pred, response, eps = 1, reg = c("l2", "kl"),
-                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
+spearman_loss <- function(pred, response, eps = 0.5, reg = c("l2", "kl"),
+                          scale = c("local", "spacing", "sd", "none"),
+                          threads = diffrank_threads()) {
   pred <- check_numeric_vector(pred, "pred")
   response <- check_numeric_vector(response, "response")
   if (length(pred) != length(response)) {
@@ -256,7 +290,8 @@ spearman_loss <- function(pred, response, eps = 1, reg = c("l2", "kl"),
   response_norm <- sqrt(sum(rc_response^2))
   if (response_norm == 0) abort("`response` must not be constant: its ranks have no spread.")
   op <- soft_state_cpp(a$m, a$shape$nrow, a$options, a$threads)
-  r <- warn_pooled(op$value, a)
+  # no near-constant warning: a correlation does not depend on the scale of the ranks
+  r <- as.vector(op$value)
   rc <- r - mean(r)
   r_norm <- sqrt(sum(rc^2))
   if (!(r_norm > 0)) {
@@ -276,9 +311,13 @@ spearman_loss <- function(pred, response, eps = 1, reg = c("l2", "kl"),
 #' `eps`). Use it to choose `eps` for your data.
 #'
 #' @inheritParams soft_rank
+#' @param scale `NULL` (the default: `"local"` for ranks, `"spacing"` for
+#'   sorts) or one of the choices of [soft_rank()].
 #' @param x A numeric vector (finite values, at least two).
 #' @param eps Values of `eps` (positive); by default 100 values spanning the
-#'   hard operator to the fully pooled one: for ranks from half the smallest
+#'   hard operator to the fully pooled one: with `scale = "local"` from 0.01
+#'   to 100 (dotted lines mark the default, 0.5, and 1, above which blocks
+#'   grow with the length of `x`; see [soft_rank()]); otherwise for ranks from half the smallest
 #'   gap between distinct values of `x` to twice its range, for sorts from the
 #'   inverse of twice the range to twice the inverse of the smallest gap (in
 #'   the units of the scaled `x`).
@@ -299,14 +338,15 @@ spearman_loss <- function(pred, response, eps = 1, reg = c("l2", "kl"),
 #' path <- plot_soft_path(x, operator = "sort", reg = "kl", plot = FALSE)
 #' dim(path$values)
 plot_soft_path <- function(x, eps = NULL, operator = c("rank", "sort"), reg = c("l2", "kl"),
-                           decreasing = FALSE, scale = c("spacing", "sd", "none"),
+                           decreasing = FALSE, scale = NULL,
                            plot = TRUE, legend = !is.null(names(x)) && length(x) <= 12L,
                            main = NULL, xlab = "eps (log scale)", ylab = NULL,
                            col = NULL, lty = 1, ...) {
   operator <- match_choice(operator, c("rank", "sort"), "operator")
   reg <- match_choice(reg, c("l2", "kl"), "reg")
   decreasing <- check_flag(decreasing, "decreasing")
-  scale <- match_choice(scale, c("spacing", "sd", "none"), "scale")
+  if (is.null(scale)) scale <- if (operator == "rank") "local" else "spacing"
+  scale <- match_choice(scale, soft_scales(operator), "scale")
   plot <- check_flag(plot, "plot")
   legend <- check_flag(legend, "legend")
   if (!is.numeric(x) || is.object(x) || !is.null(dim(x)) || length(x) < 2L) {
@@ -340,6 +380,13 @@ plot_soft_path <- function(x, eps = NULL, operator = c("rank", "sort"), reg = c(
     }
     graphics::matplot(eps, values, type = "l", log = "x", main = main, xlab = xlab,
                       ylab = ylab, col = col, lty = lty, ...)
+    if (operator == "rank" && scale == "local") {
+      # the regimes of ?soft_rank: a few neighbours below eps = 1, blocks that
+      # grow with n above
+      graphics::abline(v = c(0.5, 1), lty = 3, col = "grey40")
+      graphics::mtext(c("default", "blocks grow with n"), side = 3, line = 0.1,
+                      at = c(0.5, 1), adj = c(1.05, -0.05), cex = 0.7, col = "grey40")
+    }
     if (show_legend) {
       graphics::legend(graphics::par("usr")[2L], graphics::par("usr")[4L], legend = labels,
                        col = rep_len(col, length(labels)), lty = lty, bty = "n", cex = 0.8,
@@ -431,6 +478,8 @@ project_permutahedron <- function(z, w, reg = c("l2", "kl")) {
 # the inverse of the smallest gap, in the units of the scaled x; kept within
 # the range of finite doubles for denormal gaps.
 default_eps_path <- function(x, operator, scale) {
+  # local rank coordinates: eps counts typical local gaps, the same for any x
+  if (scale == "local") return(10^seq(-2, 2, length.out = 100L))
   s <- stats::sd(x)
   unit <- if (scale == "none" || !(s > 0)) 1 else if (scale == "sd") s else s / length(x)
   gaps <- diff(sort(unique(x / unit)))
@@ -441,6 +490,11 @@ default_eps_path <- function(x, operator, scale) {
   ends <- pmin(pmax(ends, 1e-300), 1e300)
   if (ends[1L] >= ends[2L]) ends <- ends[1L] * c(0.5, 2)
   10^seq(log10(ends[1L]), log10(ends[2L]), length.out = 100L)
+}
+
+# The choices of `scale`: the local rank coordinates are for ranks only.
+soft_scales <- function(kind) {
+  if (kind == "rank") c("local", "spacing", "sd", "none") else c("spacing", "sd", "none")
 }
 
 # The checked arguments of a soft operator: x as a double vector or matrix
@@ -465,22 +519,17 @@ soft_args <- function(kind, x, eps, reg, decreasing, scale, threads, call = pare
   options <- list(kind = kind, reg = match_choice(reg, c("l2", "kl"), "reg"),
                   decreasing = check_flag(decreasing, "decreasing"),
                   eps = check_number(eps, "eps", lower = 0),
-                  scale = match_choice(scale, c("spacing", "sd", "none"), "scale"))
+                  scale = match_choice(scale, soft_scales(kind), "scale"))
   list(m = m, shape = shape, options = options, threads = check_threads(threads))
 }
 
-# A warning when every value of some column was pooled into one block: the
-# output is then the eps -> infinity limit, up to a term affine in x.
+# The warning of R/checks.R for the columns that src/soft_sort.cpp found near
+# their constant limit; the count attribute is dropped.
 warn_pooled <- function(out, a) {
-  pooled <- attr(out, "pooled")
-  attr(out, "pooled") <- NULL
-  if (isTRUE(pooled > 0L)) {
-    warning(sprintf(paste0(
-      "The soft %s pooled all values into one block in %d of %d column(s): eps = %s is ",
-      "large for these data, and the output is close to its constant limit. Use a smaller ",
-      "`eps`%s."), a$options$kind, pooled, a$shape$ncol, format(a$options$eps),
-      if (a$options$scale == "none") " or `scale = \"spacing\"`" else ""), call. = FALSE)
-  }
+  n_bad <- attr(out, "near_constant")
+  attr(out, "near_constant") <- NULL
+  warn_near_constant_count(n_bad, a$shape$ncol, sprintf("soft %s", a$options$kind),
+                           a$options$eps)
   out
 }
 

@@ -33,7 +33,8 @@ diffrank::SoftSettings make_settings(const Rcpp::List& options) {
   s.scale = parse_choice<diffrank::SoftScale>(option<std::string>(options, "scale"), "scale",
                                               {{"none", diffrank::SoftScale::none},
                                                {"sd", diffrank::SoftScale::sd},
-                                               {"spacing", diffrank::SoftScale::spacing}});
+                                               {"spacing", diffrank::SoftScale::spacing},
+                                               {"local", diffrank::SoftScale::local}});
   s.descending = option<bool>(options, "decreasing");
   s.eps = option<double>(options, "eps");
   return s;
@@ -53,16 +54,15 @@ struct SoftState {
 };
 
 // What a forward pass of one column reports to R: fine, overflow (an error),
-// or all values pooled into one isotonic block although they are not all
-// equal (a warning: the output is the eps -> infinity limit, up to an affine
-// term).
-enum ColumnStatus : char { column_ok = 0, column_overflow = 1, column_pooled = 2 };
+// or a result near its constant eps -> infinity limit (a warning).
+enum ColumnStatus : char { column_ok = 0, column_overflow = 1, column_near_constant = 2 };
 
-char column_status(bool ok, const diffrank::SoftOperator& soft, const double* x, std::size_t n) {
+// near_constant_fraction of R/checks.R
+constexpr double near_constant_fraction = 0.01;
+
+char column_status(bool ok, const diffrank::SoftOperator& soft) {
   if (!ok) return column_overflow;
-  if (n < 3 || soft.n_blocks() != 1) return column_ok;
-  const auto range = std::minmax_element(x, x + n);
-  return *range.first < *range.second ? column_pooled : column_ok;
+  return soft.near_constant(near_constant_fraction) ? column_near_constant : column_ok;
 }
 
 // The forward pass of every column of x (n x m, column-major) into out, and
@@ -75,16 +75,16 @@ std::vector<char> forward_columns(const double* xp, std::size_t n, std::size_t m
       [&](std::size_t j0, std::size_t j1) {
         diffrank::SoftOperator soft;
         for (std::size_t j = j0; j < j1; ++j) {
-          status[j] = column_status(soft.forward(xp + j * n, n, s, op + j * n), soft, xp + j * n, n);
+          status[j] = column_status(soft.forward(xp + j * n, n, s, op + j * n), soft);
         }
       },
       grain_size(n), batch_size(n));
   return status;
 }
 
-// Columns pooled into one block, for the warning of R/soft_sort.R.
-int count_pooled(const std::vector<char>& status) {
-  return static_cast<int>(std::count(status.begin(), status.end(), column_pooled));
+// Columns near their constant limit, for the warning of R/soft_sort.R.
+int count_near_constant(const std::vector<char>& status) {
+  return static_cast<int>(std::count(status.begin(), status.end(), column_near_constant));
 }
 
 void stop_overflow(const std::vector<char>& failed, const diffrank::SoftSettings& s) {
@@ -176,7 +176,7 @@ bool single_number(SEXP value, double& out) {
 // short vector, so these checks run here, with the same rules. Returns NULL,
 // having computed nothing or thrown the result away, in every other case
 // (any argument that fails a check, non-finite x, an overflow, a column
-// pooled into one block): R/soft_sort.R then takes its full path, whose
+// near its constant limit): R/soft_sort.R then takes its full path, whose
 // checks and warnings name the argument.
 // [[Rcpp::export(rng = false)]]
 SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasing, SEXP scale,
@@ -184,11 +184,14 @@ SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasi
   diffrank::SoftSettings s;
   const char* k = single_choice(kind, {"rank", "sort"});
   const char* r = single_choice(reg, {"l2", "kl"});
-  const char* sc = single_choice(scale, {"spacing", "sd", "none"});
-  if (k == nullptr || r == nullptr || sc == nullptr) return R_NilValue;
+  if (k == nullptr) return R_NilValue;
+  const char* sc = k[0] == 'r' ? single_choice(scale, {"local", "spacing", "sd", "none"})
+                               : single_choice(scale, {"spacing", "sd", "none"});
+  if (r == nullptr || sc == nullptr) return R_NilValue;
   s.kind = k[0] == 'r' ? diffrank::SoftKind::rank : diffrank::SoftKind::sort;
   s.reg = r[0] == 'l' ? diffrank::Regularization::l2 : diffrank::Regularization::kl;
   s.scale = sc[0] == 'n'   ? diffrank::SoftScale::none
+            : sc[0] == 'l' ? diffrank::SoftScale::local
             : sc[1] == 'd' ? diffrank::SoftScale::sd
                            : diffrank::SoftScale::spacing;
   if (TYPEOF(decreasing) != LGLSXP || XLENGTH(decreasing) != 1 ||
@@ -251,7 +254,7 @@ Rcpp::NumericVector soft_forward_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const std::vector<char> failed = forward_columns(x.begin(), n, m, s, threads, out.begin());
   stop_overflow(failed, s);
-  out.attr("pooled") = count_pooled(failed);
+  out.attr("near_constant") = count_near_constant(failed);
   return out;
 }
 
@@ -302,13 +305,12 @@ Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, i
       m, threads,
       [&](std::size_t j0, std::size_t j1) {
         for (std::size_t j = j0; j < j1; ++j) {
-          failed[j] = column_status(st->ops[j].forward(xp + j * n, n, s, op + j * n), st->ops[j],
-                                    xp + j * n, n);
+          failed[j] = column_status(st->ops[j].forward(xp + j * n, n, s, op + j * n), st->ops[j]);
         }
       },
       grain_size(n), batch_size(n));
   stop_overflow(failed, s);
-  out.attr("pooled") = count_pooled(failed);
+  out.attr("near_constant") = count_near_constant(failed);
   return Rcpp::List::create(Rcpp::Named("value") = out, Rcpp::Named("state") = state);
 }
 

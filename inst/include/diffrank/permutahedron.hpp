@@ -339,7 +339,11 @@ class PermutahedronProjection {
   std::vector<double> s_, ws_, y_, a_;
 };
 
-enum class SoftScale { none, sd, spacing };
+enum class SoftScale { none, sd, spacing, local };
+
+// Half-width of the window of local_rank_coordinates(): each gap is measured
+// against the 2 * local_window - 1 gaps centred on it.
+constexpr std::size_t local_window = 10;
 
 struct SoftSettings {
   SoftKind kind = SoftKind::rank;
@@ -350,6 +354,9 @@ struct SoftSettings {
   // multiply the result back), so that eps has no unit; differentiated
   // exactly. sd: by sd(x); spacing: by sd(x) / n, about the typical gap
   // between neighbouring sorted values, so that eps also does not depend on n.
+  // local (ranks only): x mapped to local rank coordinates (see
+  // SoftOperator::local_input), so that eps counts typical gaps of the
+  // neighbourhood of each value, whatever n and the distribution of x.
   SoftScale scale = SoftScale::none;
 };
 
@@ -374,7 +381,9 @@ class SoftOperator {
     value_.resize(n);
     const bool rank = settings.kind == SoftKind::rank;
     sign_ = rank ? (settings.descending ? -1.0 : 1.0) : (settings.descending ? 1.0 : -1.0);
-    const double* xin = scale_input(x);
+    local_ = false;
+    const double* xin =
+        rank && !hard_ && set_.scale == SoftScale::local ? local_input(x) : scale_input(x);
     s_.resize(n);
     t_.resize(n);
     order_(xin, sign_, n, perm_.data(), s_.data());  // s_ = sign * xin, sorted decreasingly
@@ -395,6 +404,12 @@ class SoftOperator {
   // out = J u, J the Jacobian of the last forward call (n x n).
   void jvp(const double* u, double* out) {
     if (n_ == 0) return;
+    if (local_) {
+      extra_.resize(n_);
+      local_jvp(u, extra_.data());
+      apply(extra_.data(), out, false);
+      return;
+    }
     apply(u, out, false);
     if (scaled_) {
       // t = k F - J_F xs, k = 1 for sorts and 0 for ranks (chain rule through sd).
@@ -415,6 +430,10 @@ class SoftOperator {
   void vjp(const double* g, double* out) {
     if (n_ == 0) return;
     apply(g, out, true);
+    if (local_) {
+      local_vjp(out);
+      return;
+    }
     if (scaled_) {
       const bool sort = set_.kind == SoftKind::sort;
       double tg = 0.0;
@@ -438,6 +457,38 @@ class SoftOperator {
 
   std::size_t n_blocks() const { return n_ == 0 ? 0 : nb_; }
 
+  // Whether the last result is near its eps -> infinity limit: its standard
+  // deviation below `fraction` of the hard result's (the package's one rule
+  // for every smoothed operator; R/checks.R).
+  bool near_constant(double fraction) const {
+    const std::size_t n = n_;
+    if (n < 2 || hard_ || nb_ == n) return false;
+    const auto spread = [n](auto&& value) {
+      double mean = 0.0, ss = 0.0;
+      for (std::size_t i = 0; i < n; ++i) mean += value(i);
+      mean /= static_cast<double>(n);
+      for (std::size_t i = 0; i < n; ++i) ss += (value(i) - mean) * (value(i) - mean);
+      return ss;
+    };
+    const double soft = spread([this](std::size_t i) { return value_[i]; });
+    double hard;
+    if (set_.kind == SoftKind::rank) {
+      // midranks of the tie blocks of s_ (sorted; ties survive the division by eps)
+      rank_scratch_.resize(n);
+      std::size_t lo = 0;
+      while (lo < n) {
+        std::size_t hi = lo + 1;
+        while (hi < n && s_[hi] == s_[lo]) ++hi;
+        for (std::size_t i = lo; i < hi; ++i) rank_scratch_[i] = 0.5 * static_cast<double>(lo + hi - 1);
+        lo = hi;
+      }
+      hard = spread([this](std::size_t i) { return rank_scratch_[i]; });
+    } else {
+      hard = spread([this](std::size_t i) { return t_[i]; });
+    }
+    return hard > 0.0 && soft < fraction * fraction * hard;
+  }
+
  private:
   // The input the operator works on: x itself, or x divided by c = k sd(x)
   // (settings.scale) into xs_, which sets scaled_, c_, k_ and mean_xs_.
@@ -446,7 +497,9 @@ class SoftOperator {
     scaled_ = false;
     c_ = 1.0;
     k_ = set_.scale == SoftScale::spacing ? 1.0 / static_cast<double>(n) : 1.0;
-    if (set_.scale == SoftScale::none || hard_ || n < 2) return x;
+    if (set_.scale == SoftScale::none || set_.scale == SoftScale::local || hard_ || n < 2) {
+      return x;
+    }
     const double c = k_ * standard_deviation(x, n);
     if (!(c > 0.0 && std::isfinite(c))) return x;
     scaled_ = true;
@@ -459,6 +512,125 @@ class SoftOperator {
     }
     mean_xs_ = total / static_cast<double>(n);
     return xs_.data();
+  }
+
+  // Local rank coordinates (Blondel et al.'s soft rank is the projection of
+  // x / eps, so eps compares with the gaps between sorted values, and those
+  // gaps differ by orders of magnitude between the dense centre and the tails
+  // of a distribution and shrink as 1 / n). The distinct sorted values
+  // u_0 < ... < u_{K-1}, with midranks R_k, are mapped to coordinates t whose
+  // gap t_{k+1} - t_k is (u_{k+1} - u_k) (R_hi - R_lo) / (u_hi - u_lo): the
+  // gap divided by the average gap per rank over the window lo..hi of the
+  // 2 local_window - 1 gaps centred on it (clipped at the ends). So t grows by
+  // one per rank on average in every neighbourhood, and eps counts typical
+  // local gaps at every n and for any distribution; t is invariant under
+  // x -> a x + b (a > 0) and t(-x) = -t(x) up to a constant. A vector with
+  // fewer than 2 local_window - 1 gaps has one window, the whole vector, and
+  // its coordinates are divided by ((2 local_window - 1) / (K - 1))^(3/4):
+  // in a short vector the closest pair is rarely much closer than the average,
+  // and this keeps soft ranks of short vectors soft (all pooled gives ranks
+  // within a fraction of a rank of the hard ones at these sizes).
+  // Tied values share one coordinate; the derivative moves a tie block with
+  // the mean of its members' directions.
+  const double* local_input(const double* x) {
+    const std::size_t n = n_;
+    local_ = false;
+    if (n < 2) return x;
+    lperm_.resize(n);
+    xs_.resize(n);
+    order_(x, -1.0, n, lperm_.data(), xs_.data());  // xs_ = -x sorted decreasingly
+    lgroup_.resize(n);
+    lu_.resize(n);
+    lstart_.resize(n + 1);
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = -xs_[i];
+      if (i == 0 || v != lu_[k - 1]) {
+        lu_[k] = v;
+        lstart_[k] = static_cast<std::uint32_t>(i);
+        ++k;
+      }
+      lgroup_[lperm_[i]] = static_cast<std::uint32_t>(k - 1);
+    }
+    const std::size_t groups = k;
+    lstart_[groups] = static_cast<std::uint32_t>(n);
+    if (groups < 2) return x;
+    local_ = true;
+    lgroups_ = groups;
+    // Work on u / c, c = max |u|: t does not change, and neither huge nor
+    // denormal values overflow or lose their gaps.
+    // The derivatives are taken in these units and divided by c last, so
+    // that a derivative too large for a double (denormal x) is infinite, not
+    // NaN.
+    const double c = std::max(std::abs(lu_[0]), std::abs(lu_[groups - 1]));
+    lscale_ = c;
+    for (std::size_t g = 0; g < groups; ++g) lu_[g] /= c;
+    lratio_.resize(groups - 1);
+    lrate_.resize(groups - 1);
+    lt_.resize(groups);
+    const double shrink = std::pow(
+        std::max(1.0, static_cast<double>(2 * local_window - 1) / static_cast<double>(groups - 1)),
+        0.75);
+    local_factor_ = 1.0 / shrink;
+    lt_[0] = 0.0;
+    for (std::size_t g = 0; g + 1 < groups; ++g) {
+      const std::size_t lo = local_lo(g), hi = local_hi(g);
+      const double span = lu_[hi] - lu_[lo];
+      // R_hi - R_lo in ranks: half the two end blocks plus the blocks between
+      const double ranks = 0.5 * static_cast<double>(lstart_[hi + 1] - lstart_[hi]) +
+                           static_cast<double>(lstart_[hi] - lstart_[lo + 1]) +
+                           0.5 * static_cast<double>(lstart_[lo + 1] - lstart_[lo]);
+      const bool ok = span > 0.0;
+      lratio_[g] = ok ? (lu_[g + 1] - lu_[g]) / span : 0.0;
+      lrate_[g] = ok ? ranks / span : 0.0;
+      lt_[g + 1] = lt_[g] + lratio_[g] * ranks;
+    }
+    for (std::size_t i = 0; i < n; ++i) xs_[i] = local_factor_ * lt_[lgroup_[i]];
+    return xs_.data();
+  }
+
+  std::size_t local_lo(std::size_t g) const {
+    return g + 1 >= local_window ? g + 1 - local_window : 0;
+  }
+  std::size_t local_hi(std::size_t g) const { return std::min(g + local_window, lgroups_ - 1); }
+
+  // out = (d t / d x) u: the gap of t after group g moves by rate * ((du_{g+1}
+  // - du_g) - ratio * (du_hi - du_lo)) / c, du the mean direction of a group.
+  void local_jvp(const double* u, double* out) {
+    const std::size_t n = n_, groups = lgroups_;
+    ldu_.assign(groups, 0.0);
+    for (std::size_t i = 0; i < n; ++i) ldu_[lgroup_[i]] += u[i];
+    for (std::size_t g = 0; g < groups; ++g) {
+      ldu_[g] /= static_cast<double>(lstart_[g + 1] - lstart_[g]);
+    }
+    ldt_.resize(groups);
+    ldt_[0] = 0.0;
+    for (std::size_t g = 0; g + 1 < groups; ++g) {
+      const double d = (ldu_[g + 1] - ldu_[g]) - lratio_[g] * (ldu_[local_hi(g)] - ldu_[local_lo(g)]);
+      ldt_[g + 1] = ldt_[g] + lrate_[g] * d;
+    }
+    for (std::size_t i = 0; i < n; ++i) out[i] = local_factor_ * ldt_[lgroup_[i]] / lscale_;
+  }
+
+  // g <- (d t / d x)^T g, in place.
+  void local_vjp(double* g) {
+    const std::size_t n = n_, groups = lgroups_;
+    ldt_.assign(groups, 0.0);  // cotangent of the coordinate of each group
+    for (std::size_t i = 0; i < n; ++i) ldt_[lgroup_[i]] += local_factor_ * g[i];
+    ldu_.assign(groups, 0.0);
+    double suffix = 0.0;  // cotangent of the gap after group j: the sum over later groups
+    for (std::size_t j = groups - 1; j-- > 0;) {
+      suffix += ldt_[j + 1];
+      const double b = lrate_[j] * suffix, r = lratio_[j] * b;
+      ldu_[j + 1] += b;
+      ldu_[j] -= b;
+      ldu_[local_hi(j)] -= r;
+      ldu_[local_lo(j)] += r;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t k = lgroup_[i];
+      g[i] = ldu_[k] / static_cast<double>(lstart_[k + 1] - lstart_[k]) / lscale_;
+    }
   }
 
   // eps = 0, ranks: average ranks of the tie blocks of s_ (the blocks of the
@@ -694,7 +866,17 @@ class SoftOperator {
 
   SoftSettings set_;
   std::size_t n_ = 0, nb_ = 0;
-  bool hard_ = false, scaled_ = false;
+  bool hard_ = false, scaled_ = false, local_ = false;
+  // local rank coordinates (local_input): group of each value, distinct
+  // sorted values (divided by their largest magnitude), first sorted index of
+  // each group, gap / window span and ranks / (window span) of each gap, the
+  // coordinates of the groups, and scratch for the products
+  Buffer<std::uint32_t> lperm_, lgroup_, lstart_;
+  Buffer<double> lu_, lratio_, lrate_, lt_;
+  std::vector<double> ldu_, ldt_;
+  mutable std::vector<double> rank_scratch_;
+  std::size_t lgroups_ = 0;
+  double local_factor_ = 1.0, lscale_ = 1.0;
   double sign_ = 1.0, c_ = 1.0, k_ = 1.0, mean_xs_ = 0.0;
   DecreasingOrder order_;
   Buffer<std::uint32_t> perm_, bounds_;
