@@ -106,14 +106,14 @@
 #'   matrix is treated column by column (each column one vector). Missing and
 #'   infinite values are errors.
 #' @param eps Regularization strength, a single number `>= 0`; see the section
-#'   Choosing eps.
+#'   Choosing eps of [soft_rank()].
 #' @param reg Regularization: `"l2"` (quadratic) or `"kl"` (entropic).
 #' @param decreasing `FALSE` (rank 1 for the smallest value, sort in
 #'   increasing order) or `TRUE`.
 #' @param scale For ranks `"local"` (local rank coordinates, the default),
 #'   `"spacing"` (divide `x` by `sd(x) / n`), `"sd"` (divide by `sd(x)`) or
 #'   `"none"`; for sorts one of the last three (default `"spacing"`). See the
-#'   section Choosing eps.
+#'   section Choosing eps of [soft_rank()].
 #' @param threads Number of threads over the columns of a matrix; see
 #'   [diffrank_threads()]. The result does not depend on it.
 #' @return For `soft_rank()`, numbers of the shape of `x` (a vector for a
@@ -268,7 +268,7 @@ soft_sort_vjp <- function(x, v, eps = 0.01, reg = c("l2", "kl"), decreasing = FA
 #' n <- 100
 #' X <- cbind(1, matrix(rnorm(n * 3), n, 3))
 #' y <- exp(2 * X[, 2] - X[, 3]) + rnorm(n, sd = 0.1)  # monotone, skewed
-#' loss <- function(beta) spearman_loss(X %*% beta, y, eps = 5)
+#' loss <- function(beta) spearman_loss(X %*% beta, y)
 #' fit <- optim(c(0, 1, 1, 1), function(b) loss(b)$value,
 #'              function(b) drop(crossprod(X, loss(b)$gradient)),
 #'              method = "L-BFGS-B")
