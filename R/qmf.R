@@ -96,7 +96,10 @@
 #' @param n_quantiles The number `m` of target values per row, at least 2.
 #' @param eps The entropic regularization of every row's transport, in
 #'   squared units of `U V` (whose rows start with about unit spread): larger
-#'   values give smoother, more nearly affine maps.
+#'   values give smoother, more nearly affine maps. As `eps` grows each map
+#'   tends to a constant; a fit warns (once) when rows of `T(U V)` have a
+#'   spread below 1% of that of the same rows of `x`, the rule of
+#'   [soft_rank()] and [sinkhorn_rank()].
 #' @param loss `"squared"` (default) or `"kl"` (generalized Kullback-Leibler
 #'   divergence, for non-negative data, with non-negative `U` and `V`).
 #' @param lambda The L2 penalty on `U` and `V`, a number `>= 0`.
