@@ -1,25 +1,26 @@
 #' Perturbed optimizers: any discrete solver made differentiable
 #'
 #' A discrete solver \eqn{y^*(\theta) = \arg\max_{y \in C} \langle y, \theta
-#' \rangle} (the largest entry, the top k, the ranks, a shortest path, ...) is
-#' piecewise constant in \eqn{\theta}: its derivative is zero or undefined.
+#' \rangle}{y*(theta) = argmax over y in C of <y, theta>} (the largest entry, the top k, the ranks, a shortest path, ...) is
+#' piecewise constant in \eqn{\theta}{theta}: its derivative is zero or undefined.
 #' Its *perturbed* version (Berthet et al. 2020) averages it over random
-#' perturbations of \eqn{\theta},
-#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}
-#' which is smooth in \eqn{\theta}, never locally constant, and tends to
-#' \eqn{y^*(\theta)} as `eps` goes to 0. Its Jacobian follows from an
+#' perturbations of \eqn{\theta}{theta},
+#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}{y_eps(theta) = E[y*(theta + eps Z)],}
+#' which is smooth in \eqn{\theta}{theta}, never locally constant, and tends to
+#' \eqn{y^*(\theta)}{y*(theta)} as `eps` goes to 0. Its Jacobian follows from an
 #' integration by parts, without differentiating the solver:
-#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}
-#' where \eqn{\nu} is the negative log-density of the noise
-#' (\eqn{\nabla\nu(z) = z} for the standard normal, \eqn{1 - e^{-z}} for the
+#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}{J = E[y*(theta + eps Z) grad nu(Z)'] / eps,}
+#' where \eqn{\nu}{nu} is the negative log-density of the noise
+#' (\eqn{\nabla\nu(z) = z}{grad nu(z) = z} for the standard normal, \eqn{1 - e^{-z}}{1 - exp(-z)} for the
 #' standard Gumbel). The perturbed maximum \eqn{F_\varepsilon(\theta) =
-#' E[\max_{y \in C} \langle y, \theta + \varepsilon Z \rangle]} is convex with
-#' gradient \eqn{y_\varepsilon(\theta)}; it gives the Fenchel-Young loss of
+#' E[\max_{y \in C} \langle y, \theta + \varepsilon Z \rangle]}{F_eps(theta) =
+#' E[max over y in C of <y, theta + eps Z>]} is convex with
+#' gradient \eqn{y_\varepsilon(\theta)}{y_eps(theta)}; it gives the Fenchel-Young loss of
 #' [fy_loss()].
 #'
 #' As for the other families of the package (see [diffrank_operator]),
-#' `perturbed(x, solver, ...)` gives the value \eqn{y_\varepsilon(x)} (`x` is
-#' the \eqn{\theta} above), `perturbed_fn(x, solver, ...)` the operator with
+#' `perturbed(x, solver, ...)` gives the value \eqn{y_\varepsilon(x)}{y_eps(x)} (`x` is
+#' the \eqn{\theta}{theta} above), `perturbed_fn(x, solver, ...)` the operator with
 #' its derivatives, and `perturbed_vjp(x, v, solver, ...)` the gradient of
 #' `sum(v * value)` with respect to `x`. `perturbed_solver(solver, ...)` turns
 #' a solver into a differentiable function: it returns a function of `x` that
@@ -50,10 +51,10 @@
 #' `perturbed_solver()` makes new draws.
 #'
 #' With normal noise and `antithetic = TRUE` (the default) the draws come in
-#' pairs \eqn{(z, -z)}: the estimates keep the formulas above over all
+#' pairs \eqn{(z, -z)}{(z, -z)}: the estimates keep the formulas above over all
 #' `n_samples` draws and stay unbiased, their variance is lower (the
 #' Jacobian estimate no longer carries the large term
-#' \eqn{y^*(\theta) Z^\top} whose mean is zero), and half as many random
+#' \eqn{y^*(\theta) Z^\top}{y*(theta) Z'} whose mean is zero), and half as many random
 #' numbers are drawn. The Gumbel law is not symmetric: its draws are always
 #' independent. With Gumbel noise, the perturbed argmax is exactly
 #' `softmax(x / eps)`.
@@ -63,7 +64,7 @@
 #' * `"argmax"`: the one-hot vector of the largest entry of `x`;
 #' * `"topk"`: the indicator of the `k` largest entries (give `k`);
 #' * `"rank"`: the ranks of `x`, 1 for the smallest (the vertex of the
-#'   permutahedron of `1:n` that maximizes \eqn{\langle y, x \rangle}); its
+#'   permutahedron of `1:n` that maximizes \eqn{\langle y, x \rangle}{<y, x>}); its
 #'   perturbed version is a soft rank, compare [soft_rank()];
 #' * `"sort"`: `sort(x)`. It is not the argmax of a linear objective, so it
 #'   has no perturbed maximum and no Fenchel-Young loss, but its perturbed
@@ -76,7 +77,7 @@
 #' the perturbed maximum and the Fenchel-Young loss it must return the
 #' maximizer of `sum(y * theta)` over its set, of the length of `theta`.
 #'
-#' @param x The scores \eqn{\theta}: a numeric vector, or a matrix (or data
+#' @param x The scores \eqn{\theta}{theta}: a numeric vector, or a matrix (or data
 #'   frame) whose columns are independent problems. Missing and infinite
 #'   values are errors. For `print()`, a function made by
 #'   `perturbed_solver()`.
@@ -209,21 +210,22 @@ print.diffrank_perturbed <- function(x, ...) {
 #' convex loss for learning scores `pred` whose solution should be the
 #' observed `target` (a ranking, a one-hot label, a path, ...):
 #' \deqn{L(\theta; y) = F_\varepsilon(\theta) - \langle \theta, y \rangle -
-#' \varepsilon \langle y, E[Z] \rangle,}
-#' with \eqn{F_\varepsilon} the perturbed maximum of [perturbed_fn()]. Its
-#' gradient is \eqn{y_\varepsilon(\theta) - y}, the perturbed maximizer minus
+#' \varepsilon \langle y, E[Z] \rangle,}{L(theta; y) = F_eps(theta) - <theta, y> - eps <y, E[Z]>,}
+#' with \eqn{F_\varepsilon}{F_eps} the perturbed maximum of [perturbed_fn()]. Its
+#' gradient is \eqn{y_\varepsilon(\theta) - y}{y_eps(theta) - y}, the perturbed maximizer minus
 #' the target: no derivative of the solver is needed.
 #'
-#' The expectations are estimated from `n_samples` draws \eqn{Z_m}, as the
+#' The expectations are estimated from `n_samples` draws \eqn{Z_m}{Z_m}, as the
 #' mean over the draws of \eqn{\max_{y' \in C} \langle y', \theta +
-#' \varepsilon Z_m \rangle - \langle y, \theta + \varepsilon Z_m \rangle}.
+#' \varepsilon Z_m \rangle - \langle y, \theta + \varepsilon Z_m \rangle}{max over y' in C
+#' of <y', theta + eps Z_m> - <y, theta + eps Z_m>}.
 #' For a target in the convex hull of the solver's set every term is
 #' non-negative, so the loss is non-negative; it is zero when the solver
 #' returns the target for every draw (scores far in the direction of the
 #' target), and its gradient, `$gradient`, is exactly the perturbed maximizer
 #' minus the target for the same draws. The last term of the formula is the
 #' constant that makes the loss zero at its minimum: zero for normal noise,
-#' \eqn{\varepsilon \gamma \sum_i y_i} (Euler's \eqn{\gamma}) for Gumbel noise.
+#' \eqn{\varepsilon \gamma \sum_i y_i}{eps gamma sum_i y_i} (Euler's \eqn{\gamma}{gamma}) for Gumbel noise.
 #' For the argmax with Gumbel noise the loss is the multinomial logistic loss
 #' `eps * log(sum(exp(pred / eps))) - sum(pred * target)`.
 #'
@@ -235,6 +237,8 @@ print.diffrank_perturbed <- function(x, ...) {
 #' evaluation makes new draws, as stochastic gradient descent wants.
 #'
 #' @inheritParams perturbed
+#' @param antithetic Draw the normal noise in antithetic pairs; see the
+#'   section Estimates and draws of [perturbed()]. Ignored for Gumbel noise.
 #' @param pred The scores, a numeric vector, or a matrix with one problem per
 #'   column (one observation per column).
 #' @param target The observed solutions, of the shape of `pred`: points of

@@ -292,6 +292,8 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' too (its mean and standard deviation depend on `x`).
 #'
 #' @inheritParams sinkhorn_rank
+#' @param n_targets Number of targets `m` (default: `min(nrow(x), 128)`, see
+#'   the section Cost of [sinkhorn_rank()]).
 #' @inheritParams sinkhorn_normalize
 #' @param v The vector (or matrix) to multiply the Jacobian with from the
 #'   left, of the shape of the operator's value.
