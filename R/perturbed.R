@@ -1,17 +1,21 @@
 #' Perturbed optimizers: any discrete solver made differentiable
 #'
 #' A discrete solver \eqn{y^*(\theta) = \arg\max_{y \in C} \langle y, \theta
-#' \rangle}{y*(theta) = argmax over y in C of <y, theta>} (the largest entry, the top k, the ranks, a shortest path, ...) is
+#' \rangle}{y*(theta) = argmax over y in C of <y, theta>} (the largest entry,
+#' the top k, the ranks, a shortest path, ...) is
 #' piecewise constant in \eqn{\theta}{theta}: its derivative is zero or undefined.
 #' Its *perturbed* version (Berthet et al. 2020) averages it over random
 #' perturbations of \eqn{\theta}{theta},
-#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}{y_eps(theta) = E[y*(theta + eps Z)],}
+#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}{
+#' y_eps(theta) = E[y*(theta + eps Z)],}
 #' which is smooth in \eqn{\theta}{theta}, never locally constant, and tends to
 #' \eqn{y^*(\theta)}{y*(theta)} as `eps` goes to 0. Its Jacobian follows from an
 #' integration by parts, without differentiating the solver:
-#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}{J = E[y*(theta + eps Z) grad nu(Z)'] / eps,}
+#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}{
+#' J = E[y*(theta + eps Z) grad nu(Z)'] / eps,}
 #' where \eqn{\nu}{nu} is the negative log-density of the noise
-#' (\eqn{\nabla\nu(z) = z}{grad nu(z) = z} for the standard normal, \eqn{1 - e^{-z}}{1 - exp(-z)} for the
+#' (\eqn{\nabla\nu(z) = z}{grad nu(z) = z} for the standard normal,
+#' \eqn{1 - e^{-z}}{1 - exp(-z)} for the
 #' standard Gumbel). The perturbed maximum \eqn{F_\varepsilon(\theta) =
 #' E[\max_{y \in C} \langle y, \theta + \varepsilon Z \rangle]}{F_eps(theta) =
 #' E[max over y in C of <y, theta + eps Z>]} is convex with
@@ -38,8 +42,8 @@
 #' result's spread, so the spread is judged net of that noise (estimated from
 #' the draws, with a margin of two standard errors, when there are at least
 #' 20 independent draws or antithetic pairs): a value whose spread is within
-#' its Monte-Carlo noise is reported too. `"sort"` has no constant limit (its value grows with `eps`)
-#' and is not judged.
+#' its Monte-Carlo noise is reported too. `"sort"` has no constant limit
+#' (its value grows with `eps`) and is not judged.
 #'
 #' @section Estimates and draws:
 #' Expectations are Monte-Carlo averages over `n_samples` draws of the noise,
@@ -225,7 +229,8 @@ print.diffrank_perturbed <- function(x, ...) {
 #' target), and its gradient, `$gradient`, is exactly the perturbed maximizer
 #' minus the target for the same draws. The last term of the formula is the
 #' constant that makes the loss zero at its minimum: zero for normal noise,
-#' \eqn{\varepsilon \gamma \sum_i y_i}{eps gamma sum_i y_i} (Euler's \eqn{\gamma}{gamma}) for Gumbel noise.
+#' \eqn{\varepsilon \gamma \sum_i y_i}{eps gamma sum_i y_i} (Euler's
+#' \eqn{\gamma}{gamma}) for Gumbel noise.
 #' For the argmax with Gumbel noise the loss is the multinomial logistic loss
 #' `eps * log(sum(exp(pred / eps))) - sum(pred * target)`.
 #'
@@ -485,8 +490,8 @@ perturbed_hard <- function(theta, spec, ties = TRUE) {
     rank = rank(theta, ties.method = if (ties) "average" else "first"),
     sort = sort(theta),
     user = {
-      out <- if (length(spec$args) == 0L) spec$fun(theta) else do.call(spec$fun, c(list(theta), spec$args))
-      as.double(out)
+      args <- c(list(theta), spec$args)
+      as.double(do.call(spec$fun, args))
     })
 }
 

@@ -28,7 +28,8 @@
 #'
 #' The objective is
 #' \deqn{\frac{1}{c\,|\Omega|}\sum_{(r,i)\in\Omega} \ell(x_{ri}, \hat x_{ri})
-#'   + \lambda\left(\frac{\|U\|_F^2}{d} + \frac{\|V\|_F^2}{n}\right)}{(1 / (c |Omega|)) sum over (r, i) in Omega of l(x_ri, xhat_ri)
+#'   + \lambda\left(\frac{\|U\|_F^2}{d} + \frac{\|V\|_F^2}{n}\right)}{
+#' (1 / (c |Omega|)) sum over (r, i) in Omega of l(x_ri, xhat_ri)
 #'   + lambda (||U||_F^2 / d + ||V||_F^2 / n)}
 #' over the observed entries `Omega`, with `l(x, xhat) = (x - xhat)^2` and `c`
 #' the mean variance of the rows (`loss = "squared"`, so that the data term

@@ -11,14 +11,16 @@
 #' @section Fitting:
 #' Features are centred and scaled before fitting (coefficients are reported
 #' on the original scale). The Fenchel-Young objective
-#' \deqn{\frac{1}{n} \sum_i L_\varepsilon(\theta_i; y_i) + \lambda \|W\|^2}{(1/n) sum_i L_eps(theta_i; y_i) + lambda ||W||^2}
+#' \deqn{\frac{1}{n} \sum_i L_\varepsilon(\theta_i; y_i) + \lambda \|W\|^2}{
+#' (1/n) sum_i L_eps(theta_i; y_i) + lambda ||W||^2}
 #' is convex; it is estimated with `n_samples` normal draws per sample, made
 #' once from R's generator (call [set.seed()] first to reproduce a fit) and
 #' kept for the whole fit, so the objective is a fixed convex function whose
 #' gradient is exact, minimized by [stats::optim()] (BFGS). The target
 #' \eqn{y_i}{y_i} of a sample is the vertex of the permutahedron that ranks its
 #' preferred label highest: `nrow(rankings) + 1 - rankings[, i]`. The squared
-#' loss \eqn{\frac{1}{2n} \sum_i \|\theta_i - y_i\|^2}{(1/(2n)) sum_i ||theta_i - y_i||^2} (with centred targets) is
+#' loss \eqn{\frac{1}{2n} \sum_i \|\theta_i - y_i\|^2}{(1/(2n)) sum_i ||theta_i - y_i||^2}
+#' (with centred targets) is
 #' minimized in closed form.
 #'
 #' @param x Features x samples: a numeric matrix or data frame with one

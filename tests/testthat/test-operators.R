@@ -146,14 +146,16 @@ test_that("help pages render formulas as text and refer to what they contain", {
   for (page in pages) {
     rd <- db[[page]]
     expect_identical(one_argument_formulas(rd), character(), label = page)
-    text <- paste(utils::capture.output(tools::Rd2txt(rd, options = list(underline_titles = FALSE))),
-                  collapse = " ")
+    plain <- list(underline_titles = FALSE)
+    text <- paste(utils::capture.output(tools::Rd2txt(rd, options = plain)), collapse = " ")
     text <- gsub("\\s+", " ", text)
     expect_false(grepl("<=ft|\\\\(frac|left|right|varepsilon|theta|lambda|langle)\\b", text),
                  label = page)
-    sections <- vapply(tagged(rd, "\\section"), function(e) paste(unlist(e[[1L]]), collapse = ""), "")
-    refs <- regmatches(text, gregexpr("(?i)see the section [A-Z][A-Za-z -]*?[A-Za-z](?=[.,;:)]| of)( of)?",
-                                      text, perl = TRUE))[[1L]]
+    sections <- vapply(tagged(rd, "\\section"), function(e) {
+      paste(unlist(e[[1L]]), collapse = "")
+    }, "")
+    pattern <- "(?i)see the section [A-Z][A-Za-z -]*?[A-Za-z](?=[.,;:)]| of)( of)?"
+    refs <- regmatches(text, gregexpr(pattern, text, perl = TRUE))[[1L]]
     own <- sub("(?i)see the section ", "", refs[!grepl(" of$", refs)], perl = TRUE)
     expect_true(all(own %in% sections), label = sprintf("%s: sections %s", page,
                                                         paste(own, collapse = ", ")))
