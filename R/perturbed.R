@@ -143,8 +143,9 @@
 #' perturbed_fn(c(0.3, 1.2, 1.25, -0.7), top2, eps = 0.1)$value
 perturbed <- function(x, solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
                       antithetic = TRUE, ..., threads = diffrank_threads()) {
-  if (missing(x)) abort("`x` is missing: give the scores to perturb.")
-  if (is_solver(x)) {
+  old_call <- if (missing(x)) !missing(solver) && is_solver(solver) else is_solver(x)
+  if (!old_call && missing(x)) abort("`x` is missing: give the scores to perturb.")
+  if (old_call) {
     # the factory of diffrank 0.x: perturbed(solver, eps, ...), deprecated
     warning(warningCondition(paste0(
       "`perturbed(solver, ...)` is deprecated: use `perturbed_solver(solver, ...)` for the ",

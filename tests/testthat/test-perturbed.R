@@ -469,6 +469,8 @@ test_that("perturbed(x, solver) is the value, and perturbed(solver) is deprecate
   top2 <- function(theta) as.numeric(rank(-theta) <= 2)
   expect_warning(h <- perturbed(top2, eps = 0.1), "perturbed_solver")
   expect_identical(attr(h, "spec")$label, "user solver")
+  expect_warning(h <- perturbed(solver = "argmax", eps = 0.3), "perturbed_solver")
+  expect_identical(attr(h, "spec")[c("solver", "eps")], list(solver = "argmax", eps = 0.3))
 })
 
 test_that("a near-constant perturbed value warns, net of its Monte-Carlo noise", {
