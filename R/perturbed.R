@@ -1,27 +1,49 @@
 #' Perturbed optimizers: any discrete solver made differentiable
 #'
 #' A discrete solver \eqn{y^*(\theta) = \arg\max_{y \in C} \langle y, \theta
-#' \rangle} (the largest entry, the top k, the ranks, a shortest path, ...) is
-#' piecewise constant in \eqn{\theta}: its derivative is zero or undefined.
+#' \rangle}{y*(theta) = argmax over y in C of <y, theta>} (the largest entry,
+#' the top k, the ranks, a shortest path, ...) is
+#' piecewise constant in \eqn{\theta}{theta}: its derivative is zero or undefined.
 #' Its *perturbed* version (Berthet et al. 2020) averages it over random
-#' perturbations of \eqn{\theta},
-#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}
-#' which is smooth in \eqn{\theta}, never locally constant, and tends to
-#' \eqn{y^*(\theta)} as `eps` goes to 0. Its Jacobian follows from an
+#' perturbations of \eqn{\theta}{theta},
+#' \deqn{y_\varepsilon(\theta) = E[y^*(\theta + \varepsilon Z)],}{
+#' y_eps(theta) = E[y*(theta + eps Z)],}
+#' which is smooth in \eqn{\theta}{theta}, never locally constant, and tends to
+#' \eqn{y^*(\theta)}{y*(theta)} as `eps` goes to 0. Its Jacobian follows from an
 #' integration by parts, without differentiating the solver:
-#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}
-#' where \eqn{\nu} is the negative log-density of the noise
-#' (\eqn{\nabla\nu(z) = z} for the standard normal, \eqn{1 - e^{-z}} for the
+#' \deqn{J = E[y^*(\theta + \varepsilon Z) \nabla\nu(Z)^\top] / \varepsilon,}{
+#' J = E[y*(theta + eps Z) grad nu(Z)'] / eps,}
+#' where \eqn{\nu}{nu} is the negative log-density of the noise
+#' (\eqn{\nabla\nu(z) = z}{grad nu(z) = z} for the standard normal,
+#' \eqn{1 - e^{-z}}{1 - exp(-z)} for the
 #' standard Gumbel). The perturbed maximum \eqn{F_\varepsilon(\theta) =
-#' E[\max_{y \in C} \langle y, \theta + \varepsilon Z \rangle]} is convex with
-#' gradient \eqn{y_\varepsilon(\theta)}; it gives the Fenchel-Young loss of
+#' E[\max_{y \in C} \langle y, \theta + \varepsilon Z \rangle]}{F_eps(theta) =
+#' E[max over y in C of <y, theta + eps Z>]} is convex with
+#' gradient \eqn{y_\varepsilon(\theta)}{y_eps(theta)}; it gives the Fenchel-Young loss of
 #' [fy_loss()].
 #'
-#' `perturbed()` turns a solver into a differentiable function: it returns a
-#' function of `x` (the \eqn{\theta} above) that gives a [diffrank_operator].
-#' `perturbed_fn(x, solver, ...)` is the same operator in one call, and
-#' `perturbed_vjp(x, v, solver, ...)` the gradient of `sum(v * value)` with
-#' respect to `x`, as for the other families of the package.
+#' As for the other families of the package (see [diffrank_operator]),
+#' `perturbed(x, solver, ...)` gives the value \eqn{y_\varepsilon(x)}{y_eps(x)} (`x` is
+#' the \eqn{\theta}{theta} above), `perturbed_fn(x, solver, ...)` the operator with
+#' its derivatives, and `perturbed_vjp(x, v, solver, ...)` the gradient of
+#' `sum(v * value)` with respect to `x`. `perturbed_solver(solver, ...)` turns
+#' a solver into a differentiable function: it returns a function of `x` that
+#' gives what `perturbed_fn()` gives, with new draws at every call.
+#' The former call `perturbed(solver, ...)`, which made that function, still
+#' works in this release, with a deprecation warning.
+#'
+#' @section Near-constant results:
+#' As `eps` grows the perturbed argmax, top-k and ranks tend to constants
+#' (every entry equally likely to be selected, every rank the middle one).
+#' When a column of the value has a spread below 1% of that of the solver's
+#' output at `x` (the rule of [soft_rank()] and [sinkhorn_rank()]), a warning
+#' says that `eps` is large for these data. The value is a Monte-Carlo mean,
+#' whose noise alone spreads it by about `1 / sqrt(n_samples)` of the hard
+#' result's spread, so the spread is judged net of that noise (estimated from
+#' the draws, with a margin of two standard errors, when there are at least
+#' 20 independent draws or antithetic pairs): a value whose spread is within
+#' its Monte-Carlo noise is reported too. `"sort"` has no constant limit
+#' (its value grows with `eps`) and is not judged.
 #'
 #' @section Estimates and draws:
 #' Expectations are Monte-Carlo averages over `n_samples` draws of the noise,
@@ -30,13 +52,13 @@
 #' threads. The same draws serve the value, `$maximum`, `$vjp()`, `$jvp()`
 #' and `$jacobian()`: the vector-Jacobian product is exactly `v` times the
 #' Jacobian estimate, and each call of the function returned by
-#' `perturbed()` makes new draws.
+#' `perturbed_solver()` makes new draws.
 #'
 #' With normal noise and `antithetic = TRUE` (the default) the draws come in
-#' pairs \eqn{(z, -z)}: the estimates keep the formulas above over all
+#' pairs \eqn{(z, -z)}{(z, -z)}: the estimates keep the formulas above over all
 #' `n_samples` draws and stay unbiased, their variance is lower (the
 #' Jacobian estimate no longer carries the large term
-#' \eqn{y^*(\theta) Z^\top} whose mean is zero), and half as many random
+#' \eqn{y^*(\theta) Z^\top}{y*(theta) Z'} whose mean is zero), and half as many random
 #' numbers are drawn. The Gumbel law is not symmetric: its draws are always
 #' independent. With Gumbel noise, the perturbed argmax is exactly
 #' `softmax(x / eps)`.
@@ -46,7 +68,7 @@
 #' * `"argmax"`: the one-hot vector of the largest entry of `x`;
 #' * `"topk"`: the indicator of the `k` largest entries (give `k`);
 #' * `"rank"`: the ranks of `x`, 1 for the smallest (the vertex of the
-#'   permutahedron of `1:n` that maximizes \eqn{\langle y, x \rangle}); its
+#'   permutahedron of `1:n` that maximizes \eqn{\langle y, x \rangle}{<y, x>}); its
 #'   perturbed version is a soft rank, compare [soft_rank()];
 #' * `"sort"`: `sort(x)`. It is not the argmax of a linear objective, so it
 #'   has no perturbed maximum and no Fenchel-Young loss, but its perturbed
@@ -59,9 +81,10 @@
 #' the perturbed maximum and the Fenchel-Young loss it must return the
 #' maximizer of `sum(y * theta)` over its set, of the length of `theta`.
 #'
-#' @param x The scores \eqn{\theta}: a numeric vector, or a matrix (or data
+#' @param x The scores \eqn{\theta}{theta}: a numeric vector, or a matrix (or data
 #'   frame) whose columns are independent problems. Missing and infinite
-#'   values are errors. For `print()`, a function made by `perturbed()`.
+#'   values are errors. For `print()`, a function made by
+#'   `perturbed_solver()`.
 #' @param solver `"argmax"`, `"topk"`, `"rank"`, `"sort"` or an R function;
 #'   see the section Solvers.
 #' @param eps Size of the perturbation, a positive number, in the units of
@@ -77,9 +100,10 @@
 #'   it; nothing for the other built-in solvers.
 #' @param threads Number of threads over the draws of built-in solvers; see
 #'   [diffrank_threads()]. The results do not depend on it.
-#' @return `perturbed()` returns a function of class `diffrank_perturbed`
-#'   whose only argument is `x` and which returns what `perturbed_fn()`
-#'   returns. `perturbed_fn()` returns a [diffrank_operator]:
+#' @return `perturbed()` returns the perturbed maximizer, `perturbed_fn()$value`
+#'   below. `perturbed_solver()` returns a function of class
+#'   `diffrank_perturbed` whose only argument is `x` and which returns what
+#'   `perturbed_fn()` returns. `perturbed_fn()` returns a [diffrank_operator]:
 #'   * `value`: the perturbed maximizer, a vector (for a vector `x`) or a
 #'     matrix with one column per column of `x`; rows named after `x` unless
 #'     the solver is `"sort"` (or an R solver that names its own output);
@@ -100,9 +124,13 @@
 #' @export
 #' @examples
 #' set.seed(1)
-#' soft_argmax <- perturbed("argmax", eps = 0.5, n_samples = 1000, noise = "gumbel")
-#' op <- soft_argmax(c(a = 1, b = 0.5, c = -1))
-#' op                     # close to exp(x / 0.5) / sum(exp(x / 0.5))
+#' x <- c(a = 1, b = 0.5, c = -1)
+#' # close to exp(x / 0.5) / sum(exp(x / 0.5))
+#' perturbed(x, "argmax", eps = 0.5, n_samples = 1000, noise = "gumbel")
+#' # the same solver as a differentiable function of x
+#' soft_argmax <- perturbed_solver("argmax", eps = 0.5, n_samples = 1000, noise = "gumbel")
+#' op <- soft_argmax(x)
+#' op
 #' op$jacobian()
 #' # perturbed ranks: 1.2 and 1.25 share ranks 3 and 4; the gradient of the
 #' # second rank moves those two values only
@@ -113,8 +141,37 @@
 #' perturbed_fn(c(0.3, 1.2, 1.25, -0.7), "topk", k = 2, eps = 0.1)$value
 #' top2 <- function(theta) as.numeric(rank(-theta) <= 2)
 #' perturbed_fn(c(0.3, 1.2, 1.25, -0.7), top2, eps = 0.1)$value
-perturbed <- function(solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
+perturbed <- function(x, solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
                       antithetic = TRUE, ..., threads = diffrank_threads()) {
+  old_call <- if (missing(x)) !missing(solver) && is_solver(solver) else is_solver(x)
+  if (!old_call && missing(x)) abort("`x` is missing: give the scores to perturb.")
+  if (old_call) {
+    # the factory of diffrank 0.x: perturbed(solver, eps, ...), deprecated
+    warning(warningCondition(paste0(
+      "`perturbed(solver, ...)` is deprecated: use `perturbed_solver(solver, ...)` for the ",
+      "function of `x` it made; `perturbed(x, solver, ...)` now returns the value, as ",
+      "`soft_rank()` and `sinkhorn_rank()` do."),
+      class = c("deprecatedWarning", "diffrank_deprecated"), call = sys.call()))
+    call <- sys.call()
+    call[[1L]] <- perturbed_solver
+    return(eval(call, parent.frame()))
+  }
+  if (missing(solver)) abort("`solver` is missing: give a solver name or an R function.")
+  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
+                                       threads))$value
+}
+
+# Whether the first argument of perturbed() is a solver (the deprecated
+# factory call) rather than scores.
+is_solver <- function(x) {
+  is.function(x) ||
+    (is.character(x) && length(x) == 1L && !is.na(x) && x %in% perturbed_solvers)
+}
+
+#' @rdname perturbed
+#' @export
+perturbed_solver <- function(solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
+                             antithetic = TRUE, ..., threads = diffrank_threads()) {
   spec <- perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...), threads)
   structure(function(x) perturbed_operator(x, spec), class = c("diffrank_perturbed", "function"),
             spec = spec)
@@ -158,21 +215,23 @@ print.diffrank_perturbed <- function(x, ...) {
 #' convex loss for learning scores `pred` whose solution should be the
 #' observed `target` (a ranking, a one-hot label, a path, ...):
 #' \deqn{L(\theta; y) = F_\varepsilon(\theta) - \langle \theta, y \rangle -
-#' \varepsilon \langle y, E[Z] \rangle,}
-#' with \eqn{F_\varepsilon} the perturbed maximum of [perturbed()]. Its
-#' gradient is \eqn{y_\varepsilon(\theta) - y}, the perturbed maximizer minus
+#' \varepsilon \langle y, E[Z] \rangle,}{L(theta; y) = F_eps(theta) - <theta, y> - eps <y, E[Z]>,}
+#' with \eqn{F_\varepsilon}{F_eps} the perturbed maximum of [perturbed_fn()]. Its
+#' gradient is \eqn{y_\varepsilon(\theta) - y}{y_eps(theta) - y}, the perturbed maximizer minus
 #' the target: no derivative of the solver is needed.
 #'
-#' The expectations are estimated from `n_samples` draws \eqn{Z_m}, as the
+#' The expectations are estimated from `n_samples` draws \eqn{Z_m}{Z_m}, as the
 #' mean over the draws of \eqn{\max_{y' \in C} \langle y', \theta +
-#' \varepsilon Z_m \rangle - \langle y, \theta + \varepsilon Z_m \rangle}.
+#' \varepsilon Z_m \rangle - \langle y, \theta + \varepsilon Z_m \rangle}{max over y' in C
+#' of <y', theta + eps Z_m> - <y, theta + eps Z_m>}.
 #' For a target in the convex hull of the solver's set every term is
 #' non-negative, so the loss is non-negative; it is zero when the solver
 #' returns the target for every draw (scores far in the direction of the
 #' target), and its gradient, `$gradient`, is exactly the perturbed maximizer
 #' minus the target for the same draws. The last term of the formula is the
 #' constant that makes the loss zero at its minimum: zero for normal noise,
-#' \eqn{\varepsilon \gamma \sum_i y_i} (Euler's \eqn{\gamma}) for Gumbel noise.
+#' \eqn{\varepsilon \gamma \sum_i y_i}{eps gamma sum_i y_i} (Euler's
+#' \eqn{\gamma}{gamma}) for Gumbel noise.
 #' For the argmax with Gumbel noise the loss is the multinomial logistic loss
 #' `eps * log(sum(exp(pred / eps))) - sum(pred * target)`.
 #'
@@ -184,6 +243,8 @@ print.diffrank_perturbed <- function(x, ...) {
 #' evaluation makes new draws, as stochastic gradient descent wants.
 #'
 #' @inheritParams perturbed
+#' @param antithetic Draw the normal noise in antithetic pairs; see the
+#'   section Estimates and draws of [perturbed()]. Ignored for Gumbel noise.
 #' @param pred The scores, a numeric vector, or a matrix with one problem per
 #'   column (one observation per column).
 #' @param target The observed solutions, of the shape of `pred`: points of
@@ -223,6 +284,7 @@ fy_loss <- function(pred, target, solver, eps = 1, n_samples = 100,
   spec <- perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...), threads,
                          arg = "pred")
   fw <- perturbed_forward(pred, spec, arg = "pred")
+  perturbed_warn_near_constant(fw, spec)
   if (anyNA(fw$maximum)) {
     abort("`solver` has no Fenchel-Young loss: it must maximize sum(y * theta) and return a vector of the length of `pred` (\"sort\" does not).")
   }
@@ -342,7 +404,96 @@ perturbed_forward <- function(x, spec, z = NULL, arg = spec$arg) {
   maximum <- res$maximum
   if (!shape$vector) names(maximum) <- colnames(m)
   list(value = res$value, maximum = maximum, state = res$state, shape = shape, d = d,
-       row_names = row_names)
+       row_names = row_names, m = m, z = z,
+       solutions = if (spec$solver == "user") sol$y)
+}
+
+# The near-constant rule of warn_near_constant() (R/checks.R) for a
+# perturbed operator: each column of the value against the solver's output
+# at x (for the built-in solvers, its limit as eps -> 0: tied entries share
+# the argmax, the top-k mass and their ranks). The value is a Monte-Carlo
+# mean whose noise alone has a spread of about 1 / sqrt(n_samples) of the
+# hard result's, so a column is judged by its spread net of that noise: the
+# variance across its entries minus the mean estimated variance of an entry
+# (from the draws' solutions; pairs of antithetic draws are one sample) and
+# two standard errors of the variance of pure noise across its entries
+# (with at least 20 independent samples: 20 draws, or 20 antithetic pairs). The
+# draws are examined only for the columns that could be near-constant, those
+# whose spread is within a bound on the noise or below 1% of a bound on the
+# hard result's. "sort" has no constant limit and is not judged.
+perturbed_warn_near_constant <- function(fw, spec) {
+  if (spec$solver == "sort") return(invisible())
+  n <- fw$shape$nrow
+  d <- fw$d
+  ncol <- fw$shape$ncol
+  value <- matrix(fw$value, d, ncol)
+  M <- spec$n_samples
+  units <- if (spec$antithetic) M %/% 2L else M
+  if (d < 2L) return(invisible())
+  vars <- apply(value, 2L, stats::var)
+  # the variance across d entries of pure noise: its mean, times d / (d - 1)
+  # when the entries have a fixed sum (argmax, top-k, ranks), has a standard
+  # error of about sqrt(2 / (d - 1)) of it; two are taken off as well. With
+  # fewer than 20 independent samples the noise is not estimated well
+  # enough, and the value is judged as it is.
+  denoise <- units >= 20L
+  margin <- if (denoise) d / (d - 1) * (1 + 2 * sqrt(2 / (d - 1))) else 0
+  # bounds: entries in [lo, hi] have a hard spread below hi - lo and a draw
+  # variance at most (v - lo) (hi - v) (twice that for a mean of a pair)
+  lo <- switch(spec$solver, argmax = , topk = 0, rank = 1, NA)
+  hi <- switch(spec$solver, argmax = , topk = 1, rank = n, NA)
+  candidates <- if (is.na(lo)) {
+    seq_len(ncol)
+  } else {
+    bd <- (value - lo) * (hi - value)
+    bd[bd < 0] <- 0
+    noise <- colMeans(bd) * (1 + spec$antithetic) / M
+    which(vars < (near_constant_fraction * (hi - lo))^2 + 2 * margin * noise)
+  }
+  if (length(candidates) == 0L) return(invisible())
+  reference <- matrix(0, d, ncol)
+  judged <- value
+  nb <- length(fw$z) / (n * ncol)
+  options <- list(solver = spec$solver, noise = spec$noise, eps = spec$eps, k = spec$k,
+                  n_samples = M, antithetic = spec$antithetic)
+  for (j in candidates) {
+    theta <- fw$m[, j]
+    reference[, j] <- perturbed_hard(theta, spec)
+    if (!denoise) next
+    y <- if (spec$solver == "user") {
+      fw$solutions[, (j - 1L) * M + seq_len(M), drop = FALSE]
+    } else {
+      points <- perturbed_points_cpp(theta, n, fw$z[(j - 1L) * n * nb + seq_len(n * nb)],
+                                     options)
+      apply(points, 2L, perturbed_hard, spec = spec, ties = FALSE)
+    }
+    if (spec$antithetic) y <- (y[, 2L * seq_len(units) - 1L] + y[, 2L * seq_len(units)]) / 2
+    noise <- mean((rowSums(y^2) - rowSums(y)^2 / units) / (units - 1)) / units
+    v <- value[, j]
+    net <- vars[j] - noise * margin
+    shrink <- if (vars[j] > 0) sqrt(max(0, net) / vars[j]) else 0
+    judged[, j] <- mean(v) + shrink * (v - mean(v))
+  }
+  warn_near_constant(judged, reference, sprintf("perturbed %s", spec$label), spec$eps)
+}
+
+# The solver's output at theta: for the built-in solvers with `ties`, the
+# limit of the perturbed value as eps -> 0 (tied entries share).
+perturbed_hard <- function(theta, spec, ties = TRUE) {
+  n <- length(theta)
+  switch(spec$solver,
+    argmax = if (ties) as.numeric(theta == max(theta)) / sum(theta == max(theta))
+             else replace(numeric(n), which.max(theta), 1),
+    topk = {
+      top <- as.numeric(rank(-theta, ties.method = "first") <= spec$k)
+      if (ties) stats::ave(top, theta) else top
+    },
+    rank = rank(theta, ties.method = if (ties) "average" else "first"),
+    sort = sort(theta),
+    user = {
+      args <- c(list(theta), spec$args)
+      as.double(do.call(spec$fun, args))
+    })
 }
 
 # Calls an R solver on every perturbed point and checks what it returns:
@@ -396,6 +547,8 @@ perturbed_shape <- function(out, fw) {
 
 perturbed_operator <- function(x, spec) {
   fw <- perturbed_forward(x, spec)
+  perturbed_warn_near_constant(fw, spec)
+  fw$m <- fw$z <- fw$solutions <- NULL
   state <- fw$state
   threads <- spec$threads
   product <- function(direction, transpose) {

@@ -2,7 +2,7 @@
 #'
 #' Low-rank approximation of a features x samples matrix through learned
 #' monotone maps, one per feature (Cuturi, Teboul, Niles-Weed and Vert 2020):
-#' \deqn{X \approx T(U V),}
+#' \deqn{X \approx T(U V),}{X ~ T(U V),}
 #' with `U` (features x `rank`), `V` (`rank` x samples), and `T` applying to
 #' each row `r` of `U V` its own soft quantile normalization onto `m =
 #' n_quantiles` learned increasing target values `q_r` (with target weights
@@ -28,7 +28,9 @@
 #'
 #' The objective is
 #' \deqn{\frac{1}{c\,|\Omega|}\sum_{(r,i)\in\Omega} \ell(x_{ri}, \hat x_{ri})
-#'   + \lambda\left(\frac{\|U\|_F^2}{d} + \frac{\|V\|_F^2}{n}\right)}
+#'   + \lambda\left(\frac{\|U\|_F^2}{d} + \frac{\|V\|_F^2}{n}\right)}{
+#' (1 / (c |Omega|)) sum over (r, i) in Omega of l(x_ri, xhat_ri)
+#'   + lambda (||U||_F^2 / d + ||V||_F^2 / n)}
 #' over the observed entries `Omega`, with `l(x, xhat) = (x - xhat)^2` and `c`
 #' the mean variance of the rows (`loss = "squared"`, so that the data term
 #' reads as a fraction of the variance), or the generalized Kullback-Leibler
@@ -96,7 +98,10 @@
 #' @param n_quantiles The number `m` of target values per row, at least 2.
 #' @param eps The entropic regularization of every row's transport, in
 #'   squared units of `U V` (whose rows start with about unit spread): larger
-#'   values give smoother, more nearly affine maps.
+#'   values give smoother, more nearly affine maps. As `eps` grows each map
+#'   tends to a constant; a fit warns (once) when rows of `T(U V)` have a
+#'   spread below 1% of that of the same rows of `x`, the rule of
+#'   [soft_rank()] and [sinkhorn_rank()].
 #' @param loss `"squared"` (default) or `"kl"` (generalized Kullback-Leibler
 #'   divergence, for non-negative data, with non-negative `U` and `V`).
 #' @param lambda The L2 penalty on `U` and `V`, a number `>= 0`.

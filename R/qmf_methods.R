@@ -51,6 +51,27 @@ qmf_warn <- function(fit) {
                     fit$sinkhorn$unconverged, nrow(fit$x), s$control$sinkhorn_max_iter,
                     fit$sinkhorn$error), call. = FALSE)
   }
+  qmf_warn_near_constant(fit)
+}
+
+# The near-constant rule of warn_near_constant() (R/checks.R) for a fit: as
+# eps grows, every row's map T tends to a constant (the mean of its targets),
+# whatever U V, so each row of the reconstruction T(U V) is judged against the
+# same row of the data (its spread at a hard, eps -> 0, quantile map onto the
+# row's own quantiles), once per fit. Missing entries of the data are left
+# out (set to the row's observed mean in both).
+qmf_warn_near_constant <- function(fit) {
+  x <- fit$x
+  fitted <- fit$fitted
+  if (anyNA(x)) {
+    means <- rowMeans(x, na.rm = TRUE)
+    missing <- which(is.na(x), arr.ind = TRUE)
+    x[missing] <- means[missing[, 1L]]
+    fitted[missing] <- rowMeans(replace(fitted, is.na(fit$x), NA), na.rm = TRUE)[missing[, 1L]]
+  }
+  warn_near_constant(t(fitted), t(x),
+                     "QMF reconstruction T(UV), one column per row of `x` (feature),",
+                     fit$settings$eps)
 }
 
 #' Methods for quantile matrix factorizations

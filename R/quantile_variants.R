@@ -318,6 +318,9 @@ se_column <- function(x, value, arg) {
 #'
 #' @inheritParams normalize_quantiles
 #' @inheritParams quantile_target
+#' @param ties How a block of tied values in a column is treated: `"midrank"`
+#'   (the default, Bioconductor's rule), `"average"` or `"first"`; see the
+#'   section Ties of [normalize_quantiles()].
 #' @param weights `NULL` to choose the samples with `remove_extreme` and
 #'   `n_remove`, or one non-negative weight per sample (then `remove_extreme`
 #'   and `n_remove` must not be given).
@@ -455,10 +458,22 @@ extreme_weights <- function(m, remove_extreme, n_remove) {
 #' `w(u) * F(u) + (1 - w(u)) * F_g(u)`, where `F` is the mean of all samples'
 #' quantile functions, `F_g` that of the samples of group g, and `w(u)` the
 #' weight. The sample's value of rank k then takes its reference at level
-#' `(k - 1) / (q - 1)`, with the tie and missing-value rules of
-#' [normalize_quantiles()].
+#' `(k - 1) / (q - 1)`, q being the number of observed values of the
+#' column, with the tie and missing-value rules of [normalize_quantiles()].
 #'
 #' @inheritParams normalize_quantiles
+#' @param x A numeric (double or integer) matrix or numeric data frame with
+#'   features in rows and samples in columns, or a `SummarizedExperiment`.
+#'   Missing values stay missing, with the rules of [normalize_quantiles()]
+#'   (its section Missing values).
+#' @param ties How a block of tied values in a column is treated: `"midrank"`
+#'   (the default, Bioconductor's rule: the block gets its reference
+#'   interpolated at its mean rank), `"average"` (the mean of the reference
+#'   over the ranks the block occupies) or `"first"` (ties broken by position
+#'   in the column, so tied values may get different values), as in
+#'   [normalize_quantiles()].
+#' @param ... For the `SummarizedExperiment` method, arguments of the default
+#'   method; for the default method, must be empty.
 #' @param groups The biological group of each sample (a factor, character or
 #'   integer vector with one value per column); for a `SummarizedExperiment`
 #'   also the name of a column of its `colData`.
@@ -527,6 +542,15 @@ normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assa
 #' differ at that level, so each keeps its own reference; near 1, they do not.
 #'
 #' @inheritParams normalize_quantiles_groups
+#' @param x A numeric (double or integer) matrix or numeric data frame with
+#'   features in rows and samples in columns, or a `SummarizedExperiment`.
+#'   Missing values are allowed: a column's quantile function is taken from
+#'   its observed values, as in [normalize_quantiles()].
+#' @param window The width of the running median that smooths the weights, as
+#'   a fraction of the number of features (qsmooth's default, 0.05); `0` for
+#'   the rough weights, unsmoothed.
+#' @param ... For the `SummarizedExperiment` method, arguments of the default
+#'   method; for the default method, must be empty.
 #' @return A numeric vector with one weight in `[0, 1]` per quantile level
 #'   (one per feature), from the lowest level to the highest.
 #' @references Hicks SC, Okrah K, Paulson JN, Quackenbush J, Irizarry RA,

@@ -1,7 +1,7 @@
 #' Label ranking with perturbed Fenchel-Young losses
 #'
-#' Fits an affine model of label rankings: each sample \eqn{i} (a column of
-#' `x`) gets one score per label, \eqn{\theta_i = W x_i + c}, and labels are
+#' Fits an affine model of label rankings: each sample \eqn{i}{i} (a column of
+#' `x`) gets one score per label, \eqn{\theta_i = W x_i + c}{theta_i = W x_i + c}, and labels are
 #' ranked by decreasing score. With `loss = "fy"` the model is trained with
 #' the Fenchel-Young loss of the perturbed ranks ([fy_loss()] with the
 #' `"rank"` solver: the label-ranking experiment of Berthet et al. 2020); with
@@ -11,14 +11,16 @@
 #' @section Fitting:
 #' Features are centred and scaled before fitting (coefficients are reported
 #' on the original scale). The Fenchel-Young objective
-#' \deqn{\frac{1}{n} \sum_i L_\varepsilon(\theta_i; y_i) + \lambda \|W\|^2}
+#' \deqn{\frac{1}{n} \sum_i L_\varepsilon(\theta_i; y_i) + \lambda \|W\|^2}{
+#' (1/n) sum_i L_eps(theta_i; y_i) + lambda ||W||^2}
 #' is convex; it is estimated with `n_samples` normal draws per sample, made
 #' once from R's generator (call [set.seed()] first to reproduce a fit) and
 #' kept for the whole fit, so the objective is a fixed convex function whose
 #' gradient is exact, minimized by [stats::optim()] (BFGS). The target
-#' \eqn{y_i} of a sample is the vertex of the permutahedron that ranks its
+#' \eqn{y_i}{y_i} of a sample is the vertex of the permutahedron that ranks its
 #' preferred label highest: `nrow(rankings) + 1 - rankings[, i]`. The squared
-#' loss \eqn{\frac{1}{2n} \sum_i \|\theta_i - y_i\|^2} (with centred targets) is
+#' loss \eqn{\frac{1}{2n} \sum_i \|\theta_i - y_i\|^2}{(1/(2n)) sum_i ||theta_i - y_i||^2}
+#' (with centred targets) is
 #' minimized in closed form.
 #'
 #' @param x Features x samples: a numeric matrix or data frame with one
@@ -107,7 +109,7 @@ rank_regression <- function(x, rankings, loss = c("fy", "squared"), eps = 1, n_s
 #'   features: matched by row name when both have row names, by position
 #'   otherwise). Missing: the training samples.
 #' @param type `"ranking"` (1 for the preferred label, ties in order of the
-#'   labels) or `"score"` (the scores \eqn{\theta}, higher is preferred).
+#'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
 #' @param ... Must be empty.
 #' @export
 predict.rank_regression <- function(object, newdata, type = c("ranking", "score"), ...) {

@@ -67,7 +67,14 @@
 #' no tie-breaking is needed. Kernel entries are never formed outside the log
 #' domain, so small `eps` gives no overflow: entries that are negligible at
 #' double precision are skipped (the kernel is banded for sorted values). `eps`
-#' must be at least `1e-10`.
+#' must be at least `1e-10`. As `eps` grows every output tends to a constant
+#' (the mean rank, the mean of `x`, `k/n`, the mean target value): when a
+#' column of the result has a spread below 1% of that of the same operator at
+#' `eps = 0` (the monotone transport of the column to the same targets), a
+#' warning says that `eps` is large for these data, as for [soft_rank()].
+#' `sinkhorn_quantile()` is judged by the mean values the column sends to its
+#' targets (below, at and above each level), which all tend to the mean of
+#' `x`, so that a single level is judged too.
 #'
 #' @param x A numeric vector, matrix or data frame; the columns of a matrix are
 #'   independent problems. No missing or infinite values.
@@ -285,6 +292,8 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' too (its mean and standard deviation depend on `x`).
 #'
 #' @inheritParams sinkhorn_rank
+#' @param n_targets Number of targets `m` (default: `min(nrow(x), 128)`, see
+#'   the section Cost of [sinkhorn_rank()]).
 #' @inheritParams sinkhorn_normalize
 #' @param v The vector (or matrix) to multiply the Jacobian with from the
 #'   left, of the shape of the operator's value.
@@ -653,6 +662,7 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   attr(value, "converged") <- fit$converged
   oldClass(value) <- "sinkhorn_result"
   warn_not_converged(fit$converged, fit$error, args$options)
+  sinkhorn_warn_near_constant(kind, fit, mat, args, problems)
   new_operator(
     value = value, input = args$shape,
     vjp_impl = sinkhorn_vjp_impl(kind, fit$state, args, problems, decreasing, list(...)),
@@ -720,6 +730,81 @@ print.sinkhorn_result <- function(x, ...) {
               if (all(converged)) "converged" else
                 sprintf("%d of %d column(s) NOT converged", sum(!converged), length(converged))))
   invisible(x)
+}
+
+# The near-constant rule of warn_near_constant() (R/checks.R) for a Sinkhorn
+# operator: each column of the value against the same operator at eps = 0,
+# the monotone (hard) transport of the column to the same targets. A soft
+# quantile is judged by the mean values sent to its targets (fit$means), which
+# all tend to the mean of x as eps grows, so that one level can be judged.
+# The hard result is computed only for the columns whose spread is below 1%
+# of a bound on the hard result's (the range of the values it averages), so
+# that the rule costs one pass over the value on ordinary output.
+sinkhorn_warn_near_constant <- function(kind, fit, mat, args, problems) {
+  value <- if (kind == "quantile") fit$means else fit$value
+  a <- args$a
+  pr <- problems[[1L]]
+  w <- switch(kind, rank = , cdf = cumsum(pr$b), topk = , normalize = pr$w, NULL)
+  s <- apply(value, 2L, function(v) if (length(v) > 1L) stats::sd(v, na.rm = TRUE) else 0)
+  n <- nrow(mat)
+  # the sample sd of values in [lo, hi] is at most hi - lo
+  bound <- if (is.null(w)) {
+    apply(mat, 2L, function(col) diff(range(col, na.rm = TRUE)))
+  } else {
+    rep(diff(range(w)) * (if (kind == "rank") n else 1), ncol(mat))
+  }
+  candidates <- which(s < near_constant_fraction * bound)
+  if (length(candidates) == 0L) return(invisible())
+  reference <- matrix(0, nrow(value), ncol(value))
+  for (j in candidates) {
+    col <- mat[, j]
+    seen <- !is.na(col)
+    aj <- a[seen] / sum(a[seen])
+    reference[, j] <- if (is.null(w)) {
+      unlist(lapply(problems, function(p) hard_transport(col[seen], aj, p$b)))
+    } else {
+      hard <- rep(NA_real_, n)
+      hard[seen] <- hard_transport(col[seen], aj, pr$b, w) * (if (kind == "rank") n else 1)
+      hard
+    }
+  }
+  what <- switch(kind, rank = "Sinkhorn rank", cdf = "Sinkhorn CDF", sort = "Sinkhorn sort",
+                 quantile = "Sinkhorn quantile (the mean values sent to its targets)",
+                 topk = "soft top-k mask", normalize = "Sinkhorn quantile normalization")
+  if (anyNA(value)) {
+    # missing values (normalize) are padded with the column's mean, in the
+    # value and its reference alike
+    value <- apply(value, 2L, function(v) replace(v, is.na(v), mean(v, na.rm = TRUE)))
+    reference <- apply(reference, 2L, function(v) replace(v, is.na(v), mean(v, na.rm = TRUE)))
+  }
+  warn_near_constant(value, reference, what, args$options$eps)
+}
+
+# The operator at eps = 0: the monotone transport of the values x (weights a,
+# summing to 1) to targets of weights b. With `w`, the mean of w over the mass
+# each value sends (tied values share their mass); else the mean of x over
+# the mass each target receives (the hard sort at the targets' levels).
+hard_transport <- function(x, a, b, w = NULL) {
+  o <- order(x)
+  xs <- x[o]
+  cum_a <- c(0, cumsum(a[o]))
+  cum_b <- c(0, cumsum(b))
+  cum_a <- cum_a / cum_a[length(cum_a)]
+  cum_b <- cum_b / cum_b[length(cum_b)]
+  if (is.null(w)) {
+    integral <- stats::approx(cum_a, c(0, cumsum(a[o] * xs)), xout = cum_b, ties = "ordered")$y
+    return(diff(integral) / b)
+  }
+  # runs of tied values: from the start of the first to the end of the last
+  last <- c(xs[-1L] != xs[-length(xs)], TRUE)
+  run <- cumsum(c(TRUE, last[-length(last)]))
+  ends <- cum_a[-1L][last]
+  starts <- c(0, ends[-length(ends)])
+  integral <- function(t) stats::approx(cum_b, c(0, cumsum(b * w)), xout = t, ties = "ordered")$y
+  means <- (integral(ends) - integral(starts)) / (ends - starts)
+  out <- numeric(length(x))
+  out[o] <- means[run]
+  out
 }
 
 warn_not_converged <- function(converged, error, options) {

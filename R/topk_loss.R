@@ -2,10 +2,11 @@
 #'
 #' The top-k classification loss of Cuturi, Teboul and Vert (2019), built on
 #' the optimal-transport soft ranks of [sinkhorn_rank()]: for an observation
-#' with scores \eqn{\theta} over \eqn{L} classes and true class \eqn{l},
-#' \deqn{J_k(L - R_l(\theta)), \quad J_k(u) = \max(0, u - k + 1),}
-#' where \eqn{R_l} is the soft rank of the true class's score among the
-#' \eqn{L} scores (about \eqn{L} for the largest score, 1 for the smallest).
+#' with scores \eqn{\theta}{theta} over \eqn{L}{L} classes and true class \eqn{l}{l},
+#' \deqn{J_k(L - R_l(\theta)), \quad J_k(u) = \max(0, u - k + 1),}{
+#' J_k(L - R_l(theta)),  J_k(u) = max(0, u - k + 1),}
+#' where \eqn{R_l}{R_l} is the soft rank of the true class's score among the
+#' \eqn{L}{L} scores (about \eqn{L}{L} for the largest score, 1 for the smallest).
 #' The loss is zero when the true class is (softly) among the `k` best
 #' scores, and grows with the number of classes ranked above it otherwise;
 #' `k = 1` penalizes every class ranked above the true one. Its gradient comes

@@ -144,10 +144,12 @@ struct Observed : diffrank::ObservedValues {
 
 // Forward pass of problem p on column j: writes the operator's output rows
 // of that problem into out (the column of the value) and keeps the
-// potentials.
+// potentials. For a quantile problem, `means` (when given) receives the mean
+// value sent to each of its targets, at the problem's offset in the column.
 diffrank::SinkhornStatus forward_one(SinkhornState& st, const diffrank::SinkhornOptions& opt,
                                      std::size_t p, std::size_t j, diffrank::SinkhornColumn& col,
-                                     Observed& obs, std::vector<double>& buffer, double* out) {
+                                     Observed& obs, std::vector<double>& buffer, double* out,
+                                     double* means) {
   const Problem& pr = st.problems[p];
   const diffrank::SinkhornTask task = pr.task(opt, st.squash);
   const std::size_t n = st.n, m = pr.y.size();
@@ -175,6 +177,9 @@ diffrank::SinkhornStatus forward_one(SinkhornState& st, const diffrank::Sinkhorn
       std::copy(buffer.begin(), buffer.begin() + m, out);
     } else {
       out[p] = buffer[pr.row];
+      if (means != nullptr) {
+        std::copy(buffer.begin(), buffer.begin() + m, means + st.offset_g[p] / st.columns);
+      }
     }
   }
   return status;
@@ -273,6 +278,12 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   Rcpp::NumericMatrix value(st.rows_out, st.columns);
   std::fill(value.begin(), value.end(), NA_REAL);
   double* vp = value.begin();
+  // the mean value sent to every target of every quantile problem: what
+  // R/sinkhorn.R judges a near-constant result by (one level has one value)
+  const bool quantile = st.output == Output::quantile;
+  const std::size_t means_rows = quantile && st.columns > 0 ? total_g / st.columns : 0;
+  Rcpp::NumericMatrix means(means_rows, quantile ? st.columns : 0);
+  double* mp = quantile ? means.begin() : nullptr;
   std::vector<diffrank::SinkhornStatus> status(st.columns);
   diffrank_glue::ProgressLine progress(diffrank_glue::option<bool>(options, "progress"),
                                        "Sinkhorn", "columns", st.columns);
@@ -292,7 +303,8 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
           s.error = 0.0;
           for (std::size_t p = 0; p < st.problems.size(); ++p) {
             const diffrank::SinkhornStatus one =
-                forward_one(st, opt, p, j, col, obs, buffer, vp + j * st.rows_out);
+                forward_one(st, opt, p, j, col, obs, buffer, vp + j * st.rows_out,
+                            mp == nullptr ? nullptr : mp + j * means_rows);
             s.iterations += one.iterations;
             s.error = std::max(s.error, one.error);
             s.converged = s.converged && one.converged;
@@ -314,7 +326,8 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   }
   return Rcpp::List::create(Rcpp::Named("value") = value, Rcpp::Named("iterations") = iterations,
                             Rcpp::Named("error") = error, Rcpp::Named("converged") = converged,
-                            Rcpp::Named("entries") = entries, Rcpp::Named("state") = handle);
+                            Rcpp::Named("entries") = entries, Rcpp::Named("state") = handle,
+                            Rcpp::Named("means") = means);
 }
 
 // Implicit VJP at the stored forward pass for the cotangent v (output rows x

@@ -92,7 +92,8 @@ calls <- list(
   soft_topk_loss = entry(function(x, ...) soft_topk_loss(x, rep(1, NCOL(x)), ...), data = bi_mat,
                          arg = "pred"),
   # perturbed optimizers
-  perturbed = entry(function(x, ...) perturbed("rank", n_samples = 10, ...)(x)),
+  perturbed = entry(function(x, ...) perturbed(x, "rank", n_samples = 10, ...)),
+  perturbed_solver = entry(function(x, ...) perturbed_solver("rank", n_samples = 10, ...)(x)),
   perturbed_fn = entry(function(x, ...) perturbed_fn(x, "rank", n_samples = 10, ...)),
   perturbed_vjp = entry(function(x, ...) {
     perturbed_vjp(x, ones_like(x), "rank", n_samples = 10, ...)

@@ -115,3 +115,59 @@ test_that("a Sinkhorn value can serve as a direction", {
   op <- sinkhorn_rank_fn(c(0.3, 1.2, 1.25, -0.7), eps = 0.05)
   expect_equal(op$vjp(op$value), op$vjp(as.vector(op$value)))
 })
+
+# The help pages say what is true of themselves: formulas have a plain-text
+# form (text help renders a one-argument \eqn{} or \deqn{} as raw LaTeX, such
+# as "lambda<=ft("), every "see the section X" names a section of the page
+# (or of the page it names), and every argument named in "when `arg` is
+# NULL" (TRUE, FALSE, given) is an argument of the page.
+test_that("help pages render formulas as text and refer to what they contain", {
+  skip_on_cran()
+  db <- tools::Rd_db("diffrank")
+  pages <- c("perturbed.Rd", "fy_loss.Rd", "rank_regression.Rd", "soft_topk_loss.Rd", "qmf.Rd",
+             "qmf-methods.Rd", "sinkhorn_rank.Rd", "sinkhorn_rank_fn.Rd",
+             "sinkhorn_normalize.Rd", "soft_quantile_loss.Rd", "normalize_quantiles_groups.Rd",
+             "qsmooth_weights.Rd", "normalize_quantiles_robust.Rd", "robust_weights.Rd",
+             "diffrank_operator.Rd")
+  expect_true(all(pages %in% names(db)))
+  one_argument_formulas <- function(rd) {
+    found <- character()
+    walk <- function(x) {
+      tag <- attr(x, "Rd_tag")
+      if (!is.null(tag) && tag %in% c("\\eqn", "\\deqn") && length(x) < 2L) {
+        found <<- c(found, paste(unlist(x), collapse = ""))
+      }
+      if (is.list(x)) for (e in x) walk(e)
+    }
+    walk(rd)
+    found
+  }
+  tagged <- function(rd, tag) Filter(function(e) identical(attr(e, "Rd_tag"), tag), rd)
+  for (page in pages) {
+    rd <- db[[page]]
+    expect_identical(one_argument_formulas(rd), character(), label = page)
+    plain <- list(underline_titles = FALSE)
+    text <- paste(utils::capture.output(tools::Rd2txt(rd, options = plain)), collapse = " ")
+    text <- gsub("\\s+", " ", text)
+    expect_false(grepl("<=ft|\\\\(frac|left|right|varepsilon|theta|lambda|langle)\\b", text),
+                 label = page)
+    sections <- vapply(tagged(rd, "\\section"), function(e) {
+      paste(unlist(e[[1L]]), collapse = "")
+    }, "")
+    pattern <- "(?i)see the section [A-Z][A-Za-z -]*?[A-Za-z](?=[.,;:)]| of)( of)?"
+    refs <- regmatches(text, gregexpr(pattern, text, perl = TRUE))[[1L]]
+    own <- sub("(?i)see the section ", "", refs[!grepl(" of$", refs)], perl = TRUE)
+    expect_true(all(own %in% sections), label = sprintf("%s: sections %s", page,
+                                                        paste(own, collapse = ", ")))
+    arguments <- unlist(lapply(tagged(tagged(rd, "\\arguments")[[1L]], "\\item"), function(e) {
+      trimws(strsplit(paste(unlist(e[[1L]]), collapse = ""), ",")[[1L]])
+    }))
+    # (quotes are plain under testthat, curly in a UTF-8 session)
+    named <- regmatches(text, gregexpr(
+      "when ['\u2018][A-Za-z_.]+['\u2019] is (not )?['\u2018]?(NULL|TRUE|FALSE|given|missing)",
+      text))[[1L]]
+    named <- gsub("^when ['\u2018]|['\u2019] is .*$", "", named)
+    expect_true(all(named %in% arguments), label = sprintf("%s: arguments %s", page,
+                                                           paste(named, collapse = ", ")))
+  }
+})

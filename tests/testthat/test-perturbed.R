@@ -241,8 +241,8 @@ test_that("results are identical for 1 and 2 threads, and set.seed reproduces th
   a <- perturbed_fn(rnorm(100), "rank", n_samples = 1000, threads = 1)$value
   set.seed(18)
   expect_identical(a, perturbed_fn(rnorm(100), "rank", n_samples = 1000, threads = 2)$value)
-  # the function made by perturbed() draws afresh at every call
-  f <- perturbed("rank", eps = 0.5, n_samples = 10)
+  # the function made by perturbed_solver() draws afresh at every call
+  f <- perturbed_solver("rank", eps = 0.5, n_samples = 10)
   set.seed(19)
   first <- f(x[, 1])$value
   second <- f(x[, 1])$value
@@ -272,7 +272,7 @@ test_that("perturbed operators keep names and follow the operator contract", {
   expect_true(is.na(op2$maximum))
   expect_output(print(op), "perturbed rank of a vector of length 4")
   expect_output(print(op), "n_samples = 10")
-  f <- perturbed("topk", k = 2, eps = 0.2)
+  f <- perturbed_solver("topk", k = 2, eps = 0.2)
   expect_s3_class(f, "diffrank_perturbed")
   expect_output(print(f), "perturbed topk")
   expect_error(print(f, digits = 3), "Unknown argument `digits`")
@@ -287,7 +287,11 @@ test_that("bad arguments and bad solvers give clear errors", {
   expect_error(perturbed_fn(x, "rank", eps = 0), "`eps` must be a single finite number > 0")
   expect_error(perturbed_fn(x, "rank", eps = -1), "`eps` must be")
   expect_error(perturbed_fn(x, "rank", eps = NA), "`eps` must be")
-  expect_error(perturbed("rank", eps = 0), "`eps` must be")
+  expect_error(perturbed_solver("rank", eps = 0), "`eps` must be")
+  expect_error(perturbed(x, "rank", eps = 0), "`eps` must be")
+  expect_error(perturbed(x), "`solver` is missing")
+  expect_error(perturbed(), "`x` is missing")
+  expect_error(perturbed("a", "rank"), "`x` must be a numeric vector")
   expect_error(perturbed_fn(x, "rank", n_samples = 0), "`n_samples` must be a whole number from 1 to")
   expect_error(perturbed_fn(x, "rank", n_samples = 2.5), "`n_samples` must be a whole number")
   expect_error(perturbed_fn(c(1, NA, 3), "rank"), "`x` must not contain missing values")
@@ -437,4 +441,64 @@ test_that("rank_regression() methods: coef, predict, print, summary, and their c
   tied <- r
   tied[, 1] <- c(1.5, 1.5, 3)
   expect_s3_class(rank_regression(x, tied, loss = "squared"), "rank_regression")
+})
+
+test_that("perturbed(x, solver) is the value, and perturbed(solver) is deprecated", {
+  x <- c(a = 0.3, b = 1.2, c = 1.25, d = -0.7)
+  set.seed(3)
+  value <- perturbed(x, "argmax", eps = 0.5)
+  set.seed(3)
+  expect_identical(value, perturbed_fn(x, "argmax", eps = 0.5)$value)
+  expect_named(value, names(x))
+  m <- cbind(s1 = x, s2 = rev(x))
+  set.seed(4)
+  expect_identical(perturbed(m, "topk", k = 2, eps = 0.2),
+                   {set.seed(4); perturbed_fn(m, "topk", k = 2, eps = 0.2)$value})
+  # the former factory call still works, with a warning naming the new function
+  expect_warning(f <- perturbed("rank", eps = 0.5, n_samples = 10),
+                 "use `perturbed_solver\\(solver, ...\\)`", class = "deprecatedWarning")
+  expect_s3_class(f, "diffrank_perturbed")
+  set.seed(5)
+  a <- f(x)$value
+  set.seed(5)
+  expect_identical(a, perturbed_solver("rank", eps = 0.5, n_samples = 10)(x)$value)
+  # positional arguments keep their former meaning; an R solver too
+  expect_warning(g <- perturbed("topk", 0.2, 10, k = 2), "deprecated")
+  expect_identical(attr(g, "spec")[c("eps", "n_samples", "k")],
+                   list(eps = 0.2, n_samples = 10L, k = 2L))
+  top2 <- function(theta) as.numeric(rank(-theta) <= 2)
+  expect_warning(h <- perturbed(top2, eps = 0.1), "perturbed_solver")
+  expect_identical(attr(h, "spec")$label, "user solver")
+  expect_warning(h <- perturbed(solver = "argmax", eps = 0.3), "perturbed_solver")
+  expect_identical(attr(h, "spec")[c("solver", "eps")], list(solver = "argmax", eps = 0.3))
+})
+
+test_that("a near-constant perturbed value warns, net of its Monte-Carlo noise", {
+  set.seed(6)
+  x <- rnorm(20)
+  m <- matrix(rnorm(60), 20)
+  near <- "nearly constant in 1 of 1 column\\(s\\).*eps = 1e\\+06 is large"
+  expect_warning(perturbed(x, "rank", eps = 1e6), near)
+  expect_warning(perturbed_fn(x, "rank", eps = 1e6), near)
+  expect_warning(perturbed_vjp(x, seq_along(x), "rank", eps = 1e6), near)
+  # without antithetic pairs the value is all noise: judged net of it
+  expect_warning(perturbed(x, "rank", eps = 1e6, antithetic = FALSE), near)
+  expect_warning(perturbed(x, "argmax", eps = 1e6), near)
+  expect_warning(perturbed(x, "argmax", eps = 1e6, noise = "gumbel"), near)
+  expect_warning(perturbed(x, "topk", k = 5, eps = 1e6), near)
+  top5 <- function(theta) as.numeric(rank(-theta) <= 5)
+  expect_warning(perturbed(x, top5, eps = 1e6), near)
+  expect_warning(perturbed(m, "rank", eps = 1e6), "in 3 of 3 column")
+  expect_warning(fy_loss(x, rank(x), "rank", eps = 1e6), near)
+  # silent at the defaults and at moderate eps, also with few draws
+  expect_silent(perturbed(x, "rank"))
+  expect_silent(perturbed(x, "argmax"))
+  expect_silent(perturbed(x, "topk", k = 5))
+  expect_silent(perturbed(x, top5))
+  expect_silent(perturbed(m, "rank", eps = 0.5, n_samples = 10))
+  expect_silent(perturbed(x, "argmax", eps = 0.5, n_samples = 4, noise = "gumbel"))
+  expect_silent(fy_loss(x, rank(x), "rank"))
+  # "sort" has no constant limit; tied scores are constant at any eps
+  expect_silent(perturbed(x, "sort", eps = 1e6))
+  expect_silent(perturbed(rep(1, 5), "rank", eps = 1e6))
 })

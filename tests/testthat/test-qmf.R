@@ -325,3 +325,25 @@ test_that("SummarizedExperiment input uses assay.type and keeps the names", {
   expect_identical(coef(a), coef(b))
   expect_error(qmf(se, rank = 2, assay.type = "exprs"), "`assay.type` must name one of")
 })
+
+test_that("a fit whose maps are near-constant warns once; the default fit is silent", {
+  sim <- qmf_simulate(d = 12, n = 20)
+  set.seed(3)
+  expect_silent(qmf(sim$x, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE))
+  x_na <- sim$x
+  x_na[2, 3] <- NA
+  set.seed(3)
+  expect_silent(qmf(x_na, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE))
+  set.seed(3)
+  warnings <- character()
+  fit <- withCallingHandlers(
+    qmf(x_na, rank = 2, eps = 1e6, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE),
+    warning = function(w) {
+      warnings <<- c(warnings, conditionMessage(w))
+      invokeRestart("muffleWarning")
+    })
+  expect_length(warnings, 1L)
+  expect_match(warnings, paste0("QMF reconstruction T\\(UV\\), one column per row of `x`.*",
+                                "nearly constant in 12 of 12 .*eps = 1e\\+06 is large"))
+  expect_lt(max(apply(fit$fitted, 1L, sd) / apply(sim$x, 1L, sd)), 0.01)
+})

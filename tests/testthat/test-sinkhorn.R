@@ -468,3 +468,63 @@ test_that("results print compactly, with their diagnostics accessible", {
   expect_true(is.matrix(m))
   expect_null(attributes(as.vector(r)))
 })
+
+test_that("a near-constant result warns for every Sinkhorn operator, silent at the defaults", {
+  set.seed(31)
+  x <- rnorm(30)
+  m <- matrix(rnorm(90), 30)
+  near <- "nearly constant in 1 of 1 column\\(s\\).*eps = 1e\\+06 is large"
+  expect_warning(sinkhorn_rank(x, eps = 1e6), paste("Sinkhorn rank is", near))
+  expect_warning(sinkhorn_rank(x, eps = 1e6, decreasing = TRUE), near)
+  expect_warning(sinkhorn_cdf(x, eps = 1e6), paste("CDF is", near))
+  expect_warning(sinkhorn_sort(x, eps = 1e6), paste("sort is", near))
+  expect_warning(sinkhorn_quantile(x, eps = 1e6), near)
+  expect_warning(soft_topk(x, k = 3, eps = 1e6), paste("top-k mask is", near))
+  expect_warning(sinkhorn_normalize(x, eps = 1e6), near)
+  expect_warning(sinkhorn_rank(x, eps = 1e6, scale = "none"), near)
+  expect_warning(sinkhorn_rank_fn(x, eps = 1e6), near)
+  expect_warning(sinkhorn_sort_vjp(x, seq_along(x), eps = 1e6), near)
+  expect_warning(sinkhorn_quantile_fn(x, probs = c(0.1, 0.9), eps = 1e6), near)
+  expect_warning(soft_topk_vjp(x, x, k = 3, eps = 1e6), near)
+  expect_warning(sinkhorn_normalize_fn(m, eps = 1e6), "in 3 of 3 column")
+  m_na <- m
+  m_na[1:4, 2] <- NA
+  expect_warning(sinkhorn_normalize(m_na, eps = 1e6), "in 3 of 3 column")
+  expect_warning(soft_quantile_loss(x, x + rnorm(30), eps = 1e6), near)
+  expect_warning(soft_topk_loss(m[1:5, ], 1:3, eps = 1e6), "rank is nearly constant in 3 of 3")
+  # only the columns at the limit are counted
+  expect_warning(sinkhorn_rank(cbind(x, 1e6 * x), eps = 1e6, scale = "none"), "in 1 of 2 column")
+  # silent at the defaults, also with missing values, ties and the losses
+  expect_silent(sinkhorn_rank(x))
+  expect_silent(sinkhorn_cdf(m))
+  expect_silent(sinkhorn_sort(x))
+  expect_silent(sinkhorn_quantile(m, probs = c(0.01, 0.5, 0.99)))
+  expect_silent(soft_topk(x, k = 3))
+  expect_silent(sinkhorn_normalize(m_na))
+  expect_silent(sinkhorn_rank(rep(1, 5), eps = 1e6))
+  expect_silent(soft_quantile_loss(x, x + rnorm(30)))
+  expect_silent(soft_topk_loss(m[1:5, ], 1:3))
+})
+
+test_that("the hard references of the near-constant rule are the operators at eps = 0", {
+  set.seed(32)
+  x <- c(rnorm(9), 0.5, 0.5)
+  n <- length(x)
+  a <- rep(1 / n, n)
+  hard <- diffrank:::hard_transport
+  expect_equal(hard(x, a, a, cumsum(a)) * n, rank(x))
+  expect_equal(hard(x, a, a), sort(x))
+  expect_equal(hard(x, a, rep(1 / 2, 2)), c(mean(sort(x)[1:5]) * 5 / 5.5 + sort(x)[6] * 0.5 / 5.5,
+                                            mean(sort(x)[7:11]) * 5 / 5.5 + sort(x)[6] * 0.5 / 5.5))
+  # the top-2 mask, with the tied values sharing what they receive
+  expect_equal(hard(x, a, c(9, 2) / 11, c(0, 1)), as.numeric(rank(-x) <= 2))
+  expect_equal(hard(c(1, 1, 1, 2), rep(0.25, 4), c(0.5, 0.5), c(0, 1)), c(1, 1, 1, 3) / 3)
+  # a soft quantile's mean values per target tend to the hard ones
+  fit <- diffrank:::sinkhorn_forward_cpp(
+    as.matrix(x), a, "quantile",
+    list(list(y = c(0, 0.5, 1), b = c(0.4, 0.2, 0.4), w = NULL, cumsum = FALSE, row = 1L)),
+    list(eps = 1e-5, power = 2, tol = 1e-9, max_iter = 5000L, scale = "squash",
+         progress = FALSE), 1L)
+  expect_equal(drop(fit$means), hard(x, a, c(0.4, 0.2, 0.4)), tolerance = 1e-4)
+  expect_equal(drop(fit$value), fit$means[2, 1])
+})
