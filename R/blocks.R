@@ -513,11 +513,21 @@ quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset,
 # Sinkhorn normalization
 
 sinkhorn_block_task <- function(block, target, args) {
-  value <- suppressWarnings(do.call(sinkhorn_normalize.default,
-                                    c(list(block, target = target), args)))
+  # the near-constant warning is counted here and given once for the whole
+  # matrix (sinkhorn_normalize_blocks()); convergence is reported from the
+  # attributes
+  near_constant <- 0L
+  value <- withCallingHandlers(
+    suppressWarnings(do.call(sinkhorn_normalize.default, c(list(block, target = target), args)),
+                     classes = "simpleWarning"),
+    diffrank_near_constant = function(w) {
+      near_constant <<- near_constant + w$n_bad
+      invokeRestart("muffleWarning")
+    })
   out <- unclass(value)
   attributes(out) <- list(dim = dim(value))
-  list(value = out, converged = attr(value, "converged"), error = attr(value, "error"))
+  list(value = out, converged = attr(value, "converged"), error = attr(value, "error"),
+       near_constant = near_constant)
 }
 
 sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
@@ -538,14 +548,17 @@ sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
   args$progress <- FALSE
   converged <- logical(0)
   error <- double(0)
+  near_constant <- 0L
   run_blocks(list(x = plan), column_items(plan), sinkhorn_block_task,
              list(target = target, args = args),
              function(i, value) {
                DelayedArray::write_block(sink, plan$grid[[i]], unname(value$value))
                converged <<- c(converged, value$converged)
                error <<- c(error, value$error)
+               near_constant <<- near_constant + value$near_constant
              }, BPPARAM, progress, "Sinkhorn blocks")
   warn_not_converged(converged, error, list(max_iter = args$max_iter, tol = args$tol))
+  warn_near_constant_count(near_constant, ncol(x), "Sinkhorn quantile normalization", args$eps)
   finish_sink(sink)
 }
 

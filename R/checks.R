@@ -138,24 +138,28 @@ check_dots_empty <- function(...) {
 # columns whose reference has no spread are not judged.
 near_constant_fraction <- 0.01
 
-warn_near_constant <- function(value, reference, what, eps) {
+warn_near_constant <- function(value, reference, what, eps, unit = "column") {
   value <- as.matrix(value)
   reference <- as.matrix(reference)
   spread <- function(m) apply(m, 2L, function(v) if (length(v) > 1L) stats::sd(v) else 0)
   s <- spread(value)
   r <- spread(reference)
   n_bad <- sum(r > 0 & s < near_constant_fraction * r, na.rm = TRUE)
-  warn_near_constant_count(n_bad, ncol(value), what, eps)
+  warn_near_constant_count(n_bad, ncol(value), what, eps, unit)
 }
 
-# The warning itself, for callers that counted the columns in C++.
-warn_near_constant_count <- function(n_bad, n_col, what, eps) {
+# The warning itself, for callers that counted the columns in C++; a condition
+# of class "diffrank_near_constant" that carries its counts, so that a pass
+# over blocks can add them up and warn once.
+warn_near_constant_count <- function(n_bad, n_col, what, eps, unit = "column") {
   if (isTRUE(n_bad > 0L)) {
-    warning(sprintf(paste0(
-      "The %s is nearly constant in %d of %d column(s) (its spread is below %s%% of the ",
+    message <- sprintf(paste0(
+      "The %s is nearly constant in %d of %d %s(s) (its spread is below %s%% of the ",
       "hard result's): eps = %s is large for these data. Use a smaller `eps`."),
-      what, n_bad, n_col, format(100 * near_constant_fraction), format(eps)),
-      call. = FALSE)
+      what, n_bad, n_col, unit, format(100 * near_constant_fraction), format(eps))
+    warning(structure(class = c("diffrank_near_constant", "warning", "condition"),
+                      list(message = message, call = NULL, n_bad = n_bad, n_col = n_col,
+                           what = what, eps = eps, unit = unit)))
   }
   invisible(n_bad)
 }

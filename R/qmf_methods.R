@@ -69,9 +69,8 @@ qmf_warn_near_constant <- function(fit) {
     x[missing] <- means[missing[, 1L]]
     fitted[missing] <- rowMeans(replace(fitted, is.na(fit$x), NA), na.rm = TRUE)[missing[, 1L]]
   }
-  warn_near_constant(t(fitted), t(x),
-                     "QMF reconstruction T(UV), one column per row of `x` (feature),",
-                     fit$settings$eps)
+  warn_near_constant(t(fitted), t(x), "QMF reconstruction T(UV)", fit$settings$eps,
+                     unit = "row")
 }
 
 #' Methods for quantile matrix factorizations

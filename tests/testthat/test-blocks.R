@@ -107,6 +107,13 @@ test_that("sinkhorn_normalize() of a DelayedMatrix is identical in memory", {
     expect_identical(as.matrix(out), ref)
     expect_warning(sinkhorn_normalize(bl_inputs(bl_x)$delayed, eps = 0.001, max_iter = 2),
                    "did not converge")
+    # the near-constant rule counts the columns of every block, once
+    in_memory <- tryCatch(sinkhorn_normalize(bl_x, eps = 1e6), diffrank_near_constant = identity)
+    expect_s3_class(in_memory, "diffrank_near_constant")
+    expect_warning(out <- sinkhorn_normalize(bl_inputs(bl_x)$delayed, eps = 1e6),
+                   sprintf("nearly constant in %d of %d column", in_memory$n_bad, ncol(bl_x)),
+                   fixed = TRUE)
+    expect_silent(sinkhorn_normalize(bl_inputs(bl_x)$delayed, eps = 0.05, progress = FALSE))
   })
 })
 
