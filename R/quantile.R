@@ -46,7 +46,7 @@
 #'   edited object whose target is not a sorted vector of finite numbers is
 #'   an error).
 #' @param ties How tied values are treated: `"midrank"` (the default,
-#'   Bioconductor's rule), `"average"` or `"first"`. See the section Ties.
+#'   Bioconductor's rule), `"average"` or `"first"`. See the section Ties of [normalize_quantiles()].
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
 #' @param assay.type For a `SummarizedExperiment`, the assay to use (a name

@@ -355,7 +355,7 @@ struct SoftSettings {
   // exactly. sd: by sd(x); spacing: by sd(x) / n, about the typical gap
   // between neighbouring sorted values, so that eps also does not depend on n.
   // local (ranks only): x mapped to local rank coordinates (see
-  // SoftOperator::local_input), so that eps counts typical gaps of the
+  // SoftOperator::local_sorted), so that eps counts typical gaps of the
   // neighbourhood of each value, whatever n and the distribution of x.
   SoftScale scale = SoftScale::none;
 };
@@ -382,11 +382,15 @@ class SoftOperator {
     const bool rank = settings.kind == SoftKind::rank;
     sign_ = rank ? (settings.descending ? -1.0 : 1.0) : (settings.descending ? 1.0 : -1.0);
     local_ = false;
-    const double* xin =
-        rank && !hard_ && set_.scale == SoftScale::local ? local_input(x) : scale_input(x);
     s_.resize(n);
     t_.resize(n);
-    order_(xin, sign_, n, perm_.data(), s_.data());  // s_ = sign * xin, sorted decreasingly
+    const double* xin = x;
+    if (rank && !hard_ && set_.scale == SoftScale::local) {
+      local_sorted(x);  // one sort: the coordinates have the order of x
+    } else {
+      xin = scale_input(x);
+      order_(xin, sign_, n, perm_.data(), s_.data());  // s_ = sign * xin, sorted decreasingly
+    }
     if (hard_) {
       if (rank) {
         hard_rank();
@@ -532,36 +536,37 @@ class SoftOperator {
   // within a fraction of a rank of the hard ones at these sizes).
   // Tied values share one coordinate; the derivative moves a tie block with
   // the mean of its members' directions.
-  const double* local_input(const double* x) {
+  // Sorts y = sign * x decreasingly into perm_ and s_ and replaces s_ by the
+  // local rank coordinates t(y), which have the same order (the operator then
+  // works on xin = sign * t(sign * x), whose derivative in x is that of t at
+  // y). Groups run in increasing y.
+  void local_sorted(const double* x) {
     const std::size_t n = n_;
-    local_ = false;
-    if (n < 2) return x;
-    lperm_.resize(n);
-    xs_.resize(n);
-    order_(x, -1.0, n, lperm_.data(), xs_.data());  // xs_ = -x sorted decreasingly
+    order_(x, sign_, n, perm_.data(), s_.data());
+    if (n < 2) return;
     lgroup_.resize(n);
     lu_.resize(n);
     lstart_.resize(n + 1);
     std::size_t k = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const double v = -xs_[i];
-      if (i == 0 || v != lu_[k - 1]) {
+    for (std::size_t p = 0; p < n; ++p) {  // p: position in increasing y
+      const std::size_t i = n - 1 - p;
+      const double v = s_[i];
+      if (p == 0 || v != lu_[k - 1]) {
         lu_[k] = v;
-        lstart_[k] = static_cast<std::uint32_t>(i);
+        lstart_[k] = static_cast<std::uint32_t>(p);
         ++k;
       }
-      lgroup_[lperm_[i]] = static_cast<std::uint32_t>(k - 1);
+      lgroup_[perm_[i]] = static_cast<std::uint32_t>(k - 1);
     }
     const std::size_t groups = k;
     lstart_[groups] = static_cast<std::uint32_t>(n);
-    if (groups < 2) return x;
+    if (groups < 2) return;
     local_ = true;
     lgroups_ = groups;
     // Work on u / c, c = max |u|: t does not change, and neither huge nor
-    // denormal values overflow or lose their gaps.
-    // The derivatives are taken in these units and divided by c last, so
-    // that a derivative too large for a double (denormal x) is infinite, not
-    // NaN.
+    // denormal values overflow or lose their gaps. The derivatives are taken
+    // in these units and divided by c last, so that a derivative too large
+    // for a double (denormal x) is infinite rather than NaN.
     const double c = std::max(std::abs(lu_[0]), std::abs(lu_[groups - 1]));
     lscale_ = c;
     for (std::size_t g = 0; g < groups; ++g) lu_[g] /= c;
@@ -585,8 +590,11 @@ class SoftOperator {
       lrate_[g] = ok ? ranks / span : 0.0;
       lt_[g + 1] = lt_[g] + lratio_[g] * ranks;
     }
-    for (std::size_t i = 0; i < n; ++i) xs_[i] = local_factor_ * lt_[lgroup_[i]];
-    return xs_.data();
+    for (std::size_t g = 0; g < groups; ++g) lt_[g] *= local_factor_;
+    for (std::size_t p = 0, g = 0; p < n; ++p) {
+      if (p == lstart_[g + 1]) ++g;
+      s_[n - 1 - p] = lt_[g];
+    }
   }
 
   std::size_t local_lo(std::size_t g) const {
@@ -867,11 +875,11 @@ class SoftOperator {
   SoftSettings set_;
   std::size_t n_ = 0, nb_ = 0;
   bool hard_ = false, scaled_ = false, local_ = false;
-  // local rank coordinates (local_input): group of each value, distinct
+  // local rank coordinates (local_sorted): group of each value, distinct
   // sorted values (divided by their largest magnitude), first sorted index of
   // each group, gap / window span and ranks / (window span) of each gap, the
   // coordinates of the groups, and scratch for the products
-  Buffer<std::uint32_t> lperm_, lgroup_, lstart_;
+  Buffer<std::uint32_t> lgroup_, lstart_;
   Buffer<double> lu_, lratio_, lrate_, lt_;
   std::vector<double> ldu_, ldt_;
   mutable std::vector<double> rank_scratch_;
