@@ -105,8 +105,8 @@ print(round(c(`B with B` = within("B"), `T with T` = within("T"),
 genes <- expr[1:5, 1]
 cat("\n7. soft_rank() of five values of the first sample as eps grows\n")
 print(round(rbind(value = genes, `eps = 0` = soft_rank(genes, eps = 0),
-                  `eps = 1` = soft_rank(genes, eps = 1),
-                  `eps = 3` = soft_rank(genes, eps = 3)), 3))
+                  `eps = 0.5 (default)` = soft_rank(genes),
+                  `eps = 2` = soft_rank(genes, eps = 2)), 3))
 loss <- spearman_loss(pred = genes, response = 5:1)
 cat(sprintf("   Spearman loss against the order 5:1: %.3f; gradient %s\n", loss$value,
             paste(sprintf("%.3f", loss$gradient), collapse = " ")))
