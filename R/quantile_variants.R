@@ -483,7 +483,13 @@ extreme_weights <- function(m, remove_extreme, n_remove) {
 #' @param window The width of the running median that smooths the weights, as
 #'   a fraction of the number of features (qsmooth's default, 0.05); `0` for
 #'   no smoothing. Used only when `weight` is `NULL`.
-#' @return What [normalize_quantiles()] returns.
+#' @param endrule How the running median treats the levels within half a
+#'   window of either end: `"constant"` (qsmooth's rule: the median of the
+#'   first or last window, repeated) or `"median"` (medians of shrinking
+#'   windows, [stats::runmed()]'s default). Used only when `weight` is `NULL`.
+#' @return What [normalize_quantiles()] returns. With `weight = NULL`,
+#'   `ties = "average"` and complete data the result equals qsmooth's
+#'   (`qsmoothData()` of the qsmooth package) to rounding.
 #' @references Hicks SC, Okrah K, Paulson JN, Quackenbush J, Irizarry RA,
 #'   Bravo HC (2018). Smooth quantile normalization. *Biostatistics* 19(2),
 #'   185-198.
@@ -503,6 +509,7 @@ normalize_quantiles_groups <- function(x, ...) {
 #' @rdname normalize_quantiles_groups
 #' @export
 normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window = 0.05,
+                                               endrule = c("constant", "median"),
                                                ties = c("midrank", "average", "first"),
                                                threads = diffrank_threads(), ...) {
   check_dots_empty(...)
@@ -513,7 +520,8 @@ normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window 
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
   refs <- group_references(quantiles, groups)
   if (is.null(weight)) {
-    weight <- qsmooth_from_quantiles(quantiles, groups, refs, check_window(window))
+    weight <- qsmooth_from_quantiles(quantiles, groups, refs, check_window(window),
+                                     match_choice(endrule, c("constant", "median"), "endrule"))
   } else {
     weight <- check_mixture_weight(weight, nrow(m))
   }
@@ -536,10 +544,13 @@ normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assa
 #' et al. 2018). At each level, the samples' quantiles are split into the
 #' variation between the groups (`SSB`, the sum over groups of the group size
 #' times the squared difference between the group mean and the overall mean)
-#' and the total (`SST`); the rough weight is `1 - SSB / SST` (1 where all
-#' samples agree), then a running median of width `window` smooths it
-#' ([stats::runmed()], ends by medians). A weight near 0 means the groups
-#' differ at that level, so each keeps its own reference; near 1, they do not.
+#' and the total (`SST`); the rough weight is `1 - SSB / SST` (1 where
+#' `SST < 1e-6`, as in qsmooth: the samples agree there), then a running median of width `window`
+#' smooths it ([stats::runmed()], with qsmooth's `endrule = "constant"` by
+#' default). A weight near 0 means the groups differ at that level, so each
+#' keeps its own reference; near 1, they do not. The defaults reproduce
+#' qsmooth's `qsmoothWeights()` (Hicks et al. 2018) to rounding;
+#' [plot_qsmooth_weights()] draws them.
 #'
 #' @inheritParams normalize_quantiles_groups
 #' @param x A numeric (double or integer) matrix or numeric data frame with
@@ -549,6 +560,8 @@ normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assa
 #' @param window The width of the running median that smooths the weights, as
 #'   a fraction of the number of features (qsmooth's default, 0.05); `0` for
 #'   the rough weights, unsmoothed.
+#' @param endrule `"constant"` (qsmooth's rule) or `"median"`; see
+#'   [normalize_quantiles_groups()].
 #' @param ... For the `SummarizedExperiment` method, arguments of the default
 #'   method; for the default method, must be empty.
 #' @return A numeric vector with one weight in `[0, 1]` per quantile level
@@ -562,21 +575,71 @@ normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assa
 #' groups <- rep(c("A", "B"), each = 3)
 #' x <- cbind(matrix(rnorm(600), 200), matrix(rnorm(600, mean = 2, sd = 2), 200))
 #' w <- qsmooth_weights(x, groups)
-#' plot(seq(0, 1, length.out = length(w)), w, type = "l", ylim = c(0, 1),
-#'      xlab = "Quantile level", ylab = "Weight of the global target")
+#' plot_qsmooth_weights(w, rough = qsmooth_weights(x, groups, window = 0))
 qsmooth_weights <- function(x, ...) {
   UseMethod("qsmooth_weights")
 }
 
 #' @rdname qsmooth_weights
 #' @export
-qsmooth_weights.default <- function(x, groups, window = 0.05, threads = diffrank_threads(), ...) {
+qsmooth_weights.default <- function(x, groups, window = 0.05, endrule = c("constant", "median"),
+                                    threads = diffrank_threads(), ...) {
   check_dots_empty(...)
   threads <- check_threads(threads)
+  endrule <- match_choice(endrule, c("constant", "median"), "endrule")
   m <- check_expression_matrix(x)
   groups <- check_groups(groups, m)
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
-  qsmooth_from_quantiles(quantiles, groups, group_references(quantiles, groups), check_window(window))
+  qsmooth_from_quantiles(quantiles, groups, group_references(quantiles, groups),
+                         check_window(window), endrule)
+}
+
+#' Plot qsmooth weights
+#'
+#' Draws the weights of [qsmooth_weights()] along the quantile levels as a
+#' line, and the rough weights `1 - SSB / SST` (`window = 0`) as points. Levels where the line drops are those where the groups' distributions
+#' differ, which [normalize_quantiles_groups()] keeps.
+#'
+#' @param weights What [qsmooth_weights()] returns, or any vector of weights
+#'   in `[0, 1]`, one per quantile level.
+#' @param rough `NULL`, or the unsmoothed weights of the same levels
+#'   (`qsmooth_weights(x, groups, window = 0)`), drawn as points.
+#' @param main,xlab,ylab Title and axis labels.
+#' @param ... Other graphical arguments passed to [graphics::plot()].
+#' @return `weights`, invisibly.
+#' @export
+#' @examples
+#' set.seed(1)
+#' groups <- rep(c("A", "B"), each = 3)
+#' x <- cbind(matrix(rnorm(600), 200), matrix(rexp(600), 200))
+#' plot_qsmooth_weights(qsmooth_weights(x, groups), rough = qsmooth_weights(x, groups, window = 0))
+plot_qsmooth_weights <- function(weights, rough = NULL, main = "qsmooth weights",
+                                 xlab = "Quantile level", ylab = "Weight of the global target",
+                                 ...) {
+  check_unit_weights <- function(w, arg) {
+    if (!is.numeric(w) || !is.null(dim(w)) || length(w) < 1L || anyNA(w) || any(w < 0 | w > 1)) {
+      abort("`%s` must be a vector of weights in [0, 1] (what qsmooth_weights() returns), not %s.",
+            arg, describe(w))
+    }
+  }
+  check_unit_weights(weights, "weights")
+  if (!is.null(rough)) {
+    check_unit_weights(rough, "rough")
+    if (length(rough) != length(weights)) {
+      abort("`rough` must have one weight per level of `weights` (%d), not %d.", length(weights),
+            length(rough))
+    }
+  }
+  level <- if (length(weights) > 1L) seq(0, 1, length.out = length(weights)) else 0.5
+  graphics::plot(level, as.vector(weights), type = "n", ylim = c(0, 1), main = main, xlab = xlab,
+                 ylab = ylab, ...)
+  if (!is.null(rough)) graphics::points(level, rough, pch = 16, cex = 0.4, col = "grey60")
+  graphics::lines(level, as.vector(weights), lwd = 2)
+  if (!is.null(rough)) {
+    graphics::legend("bottomleft", c("rough: 1 - SSB / SST", "smoothed"), pch = c(16, NA),
+                     lty = c(NA, 1), lwd = c(NA, 2), col = c("grey60", "black"), bty = "n")
+  }
+  invisible(weights)
 }
 
 #' @rdname qsmooth_weights
@@ -594,17 +657,19 @@ group_references <- function(quantiles, groups) {
   list(global = rowMeans(quantiles), groups = matrix(by_group, nrow = nrow(quantiles)))
 }
 
-qsmooth_from_quantiles <- function(quantiles, groups, refs, window) {
+# qsmooth's weights (Hicks et al. 2018): 1 - SSB / SST at each level, 1 where
+# SST < 1e-6 (qsmooth's threshold), smoothed by a running median of the odd
+# width floor(window * p) (+ 1), with runmed()'s `endrule`.
+qsmooth_from_quantiles <- function(quantiles, groups, refs, window, endrule = "constant") {
   sst <- rowSums((quantiles - refs$global)^2)
   sizes <- tabulate(as.integer(groups), nlevels(groups))
   ssb <- rowSums(sweep((refs$groups - refs$global)^2, 2L, sizes, `*`))
-  rough <- ifelse(sst > 0, 1 - ssb / sst, 1)
-  rough <- pmin(pmax(rough, 0), 1)
-  k <- floor(window * length(rough))
+  weights <- ifelse(sst < 1e-6, 1, 1 - ssb / sst)
+  weights <- pmin(pmax(weights, 0), 1)   # rounding only: 0 <= SSB <= SST
+  k <- floor(window * length(weights))
   if (k %% 2 == 0) k <- k + 1
-  k <- min(k, length(rough) - (length(rough) + 1) %% 2)
-  if (k < 3) return(rough)
-  as.vector(stats::runmed(rough, k, endrule = "median"))
+  k <- min(k, length(weights) - (length(weights) + 1) %% 2)
+  if (k < 3) weights else as.vector(stats::runmed(weights, k, endrule = endrule))
 }
 
 check_window <- function(window) {

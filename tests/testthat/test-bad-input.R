@@ -123,6 +123,11 @@ calls <- list(
   normalize_quantiles_groups = entry(function(x, ...) {
     normalize_quantiles_groups(x, labels_for(x)[seq_len(NCOL(x))], ...)
   }, data = bi_mat),
+  plot_qsmooth_weights = entry(function(x, ...) {
+    grDevices::pdf(NULL)
+    on.exit(grDevices::dev.off())
+    plot_qsmooth_weights(x, ...)
+  }, data = c(0.2, 0.5, 0.9), arg = "weights"),
   qsmooth_weights = entry(function(x, ...) qsmooth_weights(x, labels_for(x)[seq_len(NCOL(x))], ...),
                           data = bi_mat),
   # models

@@ -283,10 +283,11 @@ test_that("qsmooth weights are 1 - SSB / SST per quantile, smoothed by a running
   q <- apply(x, 2, sort)
   rough <- apply(q, 1, function(v) 1 - summary(stats::lm(v ~ groups))$r.squared)
   expect_equal(qsmooth_weights(x, groups, window = 0), rough, tolerance = 1e-10)
-  expect_equal(qsmooth_weights(x, groups), as.vector(stats::runmed(rough, 11, endrule = "median")),
+  expect_equal(qsmooth_weights(x, groups), as.vector(stats::runmed(rough, 11, endrule = "constant")),
                tolerance = 1e-10)
-  expect_equal(qsmooth_weights(x, groups, window = 0.1), as.vector(stats::runmed(rough, 21, endrule = "median")),
-               tolerance = 1e-10)
+  expect_equal(qsmooth_weights(x, groups, window = 0.1, endrule = "median"),
+               as.vector(stats::runmed(rough, 21, endrule = "median")), tolerance = 1e-10)
+  expect_error(qsmooth_weights(x, groups, endrule = "keep"), "`endrule` must be one of")
   w <- qsmooth_weights(x, groups)
   expected <- w * rowMeans(q) + (1 - w) * rowMeans(q[, groups == "B"])
   expect_equal(sort(normalize_quantiles_groups(x, groups)[, 5]), expected, tolerance = 1e-12)
@@ -385,4 +386,75 @@ test_that("the SummarizedExperiment methods add an assay and read colData groups
   subset <- rep(c(TRUE, FALSE), 25)
   expect_equal(SummarizedExperiment::assay(normalize_quantiles(se, subset = subset), "qnorm"),
                normalize_quantiles(x, subset = subset))
+})
+
+# qsmooth (Hicks et al. 2018) as its paper and package describe it, written
+# out plainly: sorted columns Q, reference = their row means, group fits by
+# least squares on the group indicators, rough weight 1 - SSB / SST (1 where
+# SST < 1e-6), a running median of odd width floor(0.05 p) (+ 1) with constant
+# ends, and each sample's values replaced by its weighted reference at their
+# ranks, tied values sharing the mean of the reference over their ranks.
+qsmooth_reference <- function(x, groups, window = 0.05) {
+  q <- apply(x, 2, sort)
+  ref <- rowMeans(q)
+  design <- stats::model.matrix(~ 0 + factor(groups))
+  fitted <- q %*% design %*% solve(crossprod(design), t(design))
+  sst <- rowSums((q - ref)^2)
+  ssb <- rowSums((fitted - ref)^2)
+  rough <- 1 - ssb / sst
+  rough[sst < 1e-6] <- 1
+  k <- floor(window * nrow(q))
+  if (k %% 2 == 0) k <- k + 1
+  w <- stats::runmed(rough, k, endrule = "constant")
+  target <- w * ref + (1 - w) * fitted
+  out <- x
+  for (j in seq_len(ncol(x))) {
+    low <- rank(x[, j], ties.method = "min")
+    size <- tabulate(low, nrow(x))
+    out[, j] <- vapply(low, function(r) mean(target[r:(r + size[r] - 1L), j]), numeric(1))
+  }
+  list(weights = as.vector(w), normalized = out)
+}
+
+test_that("qsmooth weights and values equal qsmooth's published algorithm", {
+  set.seed(41)
+  groups <- rep(c("ctrl", "case", "other"), c(5, 4, 3))
+  x <- cbind(matrix(rnorm(400 * 5), 400), matrix(rexp(400 * 4) * 2, 400),
+             matrix(rnorm(400 * 3, 1, 2), 400))
+  x[sample(length(x), 300)] <- round(x[sample(length(x), 300)], 1)   # some ties
+  x[1:30, 2] <- 0                                                  # a long tie block
+  ref <- qsmooth_reference(x, groups)
+  expect_equal(qsmooth_weights(x, groups), ref$weights, tolerance = 1e-12)
+  expect_equal(normalize_quantiles_groups(x, groups, ties = "average"), ref$normalized,
+               tolerance = 1e-12)
+  # the other end rule differs only within half a window of the ends
+  median_ends <- qsmooth_weights(x, groups, endrule = "median")
+  inner <- 11:390
+  expect_equal(median_ends[inner], ref$weights[inner], tolerance = 1e-12)
+  expect_false(isTRUE(all.equal(median_ends, ref$weights)))
+  # levels where all samples agree (SST < 1e-6) get weight 1
+  y <- x
+  y[1:40, ] <- -100
+  expect_equal(qsmooth_weights(y, groups, window = 0)[1:40], rep(1, 40))
+})
+
+test_that("qsmooth parity on the embedded ALL data (B vs T)", {
+  x <- all_leukemia$expr
+  type <- all_leukemia$pheno$type
+  ref <- qsmooth_reference(x, type)
+  expect_equal(qsmooth_weights(x, type), ref$weights, tolerance = 1e-12)
+  expect_equal(normalize_quantiles_groups(x, type, ties = "average"), ref$normalized,
+               tolerance = 1e-12, ignore_attr = TRUE)
+})
+
+test_that("plot_qsmooth_weights() draws the weights and checks them", {
+  set.seed(42)
+  groups <- rep(c("A", "B"), each = 3)
+  x <- cbind(matrix(rnorm(600), 200), matrix(rexp(600), 200))
+  w <- qsmooth_weights(x, groups)
+  grDevices::pdf(NULL)
+  on.exit(grDevices::dev.off())
+  expect_identical(plot_qsmooth_weights(w, rough = qsmooth_weights(x, groups, window = 0)), w)
+  expect_error(plot_qsmooth_weights(w + 2), "`weights` must be a vector of weights in \\[0, 1\\]")
+  expect_error(plot_qsmooth_weights(w, rough = w[-1]), "`rough` must have one weight per level")
 })
