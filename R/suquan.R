@@ -386,9 +386,11 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' When the best value is at the smallest `lambda` of a path built from the
 #' data, the path is followed further down with the same spacing, a quarter
 #' of its length at a time, up to `nlambda` more values (`extend = FALSE`
-#' turns this off); a message says so when the best value is still at the
-#' end of the path (always the case that the message covers when `lambda` is
-#' given). As in glmnet, two fits on all samples are kept: at `lambda_min`,
+#' turns this off), and not beyond a penalty at which the fits of every
+#' training fold explain 99.9% of its null deviance (where glmnet stops its
+#' path: on separable classes, smaller penalties only make the model more
+#' confident). A message says when the best value is still at the end of the
+#' path, and why (with a given `lambda` too). As in glmnet, two fits on all samples are kept: at `lambda_min`,
 #' the best `lambda`, and at `lambda_1se`, the largest `lambda` whose measure
 #' is within one standard error of the best, with the same rounds and
 #' smoothness (the one-standard-error rule of Hastie, Tibshirani and Friedman
@@ -534,50 +536,71 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   })
   # The measure of every fold, lambda, rounds and smoothness for the penalties
   # `values`, following them down from `warm` (a larger penalty whose fit
-  # starts the path and is not scored) when it is given.
+  # starts the path and is not scored) when it is given; and the share of the
+  # null deviance of the training samples that each fit explains.
   path_errors <- function(values, warm = NULL, bar = NULL) {
     path <- c(warm, values)
     skip <- length(warm)
-    errors <- array(NA_real_, c(nfolds, length(values), length(rounds), length(smooth)))
+    shape <- c(nfolds, length(values), length(rounds), length(smooth))
+    errors <- explained <- array(NA_real_, shape)
     for (s in seq_along(smooth)) {
       options <- suquan_options(1, alpha, if (method == "bnd") run_rounds else 0L, smooth[s],
                                 nrow(m), max_iter, tol)
       for (k in seq_len(nfolds)) {
-        train <- folds != k
+        test <- folds == k
+        train <- !test
+        # the links of the test samples, then of the training samples
         links <- suquan_path_cpp(prep$position[, train, drop = FALSE],
                                  labels$Y[train, , drop = FALSE], starts[[k]], path, family,
-                                 options, prep$position[, !train, drop = FALSE], threads)
+                                 options, prep$position[, c(which(test), which(train)),
+                                                        drop = FALSE], threads)
         last <- dim(links)[4L]
+        rows_test <- seq_len(sum(test))
+        null <- null_deviance(labels, train, family)
         for (r in seq_along(rounds)) {
           index <- if (is.infinite(rounds[r])) last else min(rounds[r] + 1L, last)
           for (l in seq_along(values)) {
-            errors[k, l, r, s] <- cv_score(links[, , l + skip, index], labels, folds == k,
+            eta <- links[, , l + skip, index]
+            eta <- matrix(eta, nrow = dim(links)[1L])
+            errors[k, l, r, s] <- cv_score(eta[rows_test, , drop = FALSE], labels, test,
                                            family, measure)
+            explained[k, l, r, s] <- 1 - cv_score(eta[-rows_test, , drop = FALSE], labels,
+                                                  train, family, "deviance") / null
           }
         }
         if (!is.null(bar)) cli::cli_progress_update(id = bar)
       }
     }
-    errors
+    list(errors = errors, explained = explained)
   }
   bar <- if (progress) {
     cli::cli_progress_bar("Cross-validating SUQUAN", total = nfolds * length(smooth))
   }
-  errors <- path_errors(lambda, bar = bar)
+  scored <- path_errors(lambda, bar = bar)
   if (progress) cli::cli_progress_done(id = bar)
+  errors <- scored$errors
+  explained <- scored$explained
   sign <- if (measure == "auc") -1 else 1
   summary <- cv_summary(errors, folds, sign)
+  # Whether every training fold is fit almost perfectly at the smallest
+  # penalty (99.9 % of the null deviance explained, where glmnet stops its
+  # path): smaller penalties would only scale the model up.
+  saturated <- function() {
+    isTRUE(all(explained[, length(lambda), summary$best[2L], summary$best[3L]] >= 0.999))
+  }
   # A minimum at the smallest penalty of a path built from the data: follow
   # the path further down, with the same spacing, a quarter of its length at
-  # a time, up to as many values again.
+  # a time, up to as many values again, unless the fits are saturated.
   extended <- 0L
   if (from_data && extend && length(lambda) >= 2L) {
     step <- lambda[2L] / lambda[1L]
     chunk <- as.integer(max(1, ceiling(nlambda / 4)))
-    while (summary$best[1L] == length(lambda) && extended < nlambda) {
+    while (summary$best[1L] == length(lambda) && extended < nlambda && !saturated()) {
       more <- as.integer(min(chunk, nlambda - extended))
       values <- lambda[length(lambda)] * step^seq_len(more)
-      errors <- abind_lambda(errors, path_errors(values, warm = lambda[length(lambda)]))
+      scored <- path_errors(values, warm = lambda[length(lambda)])
+      errors <- abind_lambda(errors, scored$errors)
+      explained <- abind_lambda(explained, scored$explained)
       lambda <- c(lambda, values)
       extended <- extended + more
       summary <- cv_summary(errors, folds, sign)
@@ -595,11 +618,16 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   within <- which(curve <= curve[best[1]] + cvsd[best[1], best[2], best[3]])
   lambda_1se <- lambda[min(within)]
   if (best[1L] == length(lambda) && length(lambda) >= 2L) {
-    message(sprintf(paste0(
-      "The cross-validated %s is best at the smallest lambda of the path (%.3g x lambda_max)%s; ",
-      "smaller penalties may do better: give a smaller `lambda_min_ratio` or `lambda`."),
+    where <- sprintf(
+      "The cross-validated %s is best at the smallest lambda of the path (%.3g x lambda_max)%s",
       measure_label(measure, family), lambda_min / lambda_max,
-      if (extended > 0L) sprintf(", after extending the path by %d values", extended) else ""))
+      if (extended > 0L) sprintf(", after extending the path by %d values", extended) else "")
+    message(if (saturated()) {
+      paste0(where, "; there every training fold is fit almost perfectly (99.9% of its null ",
+             "deviance explained), and smaller penalties would only make the model more confident.")
+    } else {
+      paste0(where, "; smaller penalties may do better: give a smaller `lambda_min_ratio` or `lambda`.")
+    })
   }
   call <- match.call()
   refit <- function(value) {
@@ -964,6 +992,18 @@ cv_score <- function(eta, labels, test, family, measure) {
   top <- apply(eta, 1, max)
   lse <- top + log(rowSums(exp(eta - top)))
   2 * mean(lse - rowSums(Y * eta))
+}
+
+# The deviance of the intercept-only model on the samples `rows`, in the units
+# of cv_score(): the mean squared error around the mean for "gaussian", -2
+# times the mean log-likelihood of the class frequencies otherwise.
+null_deviance <- function(labels, rows, family) {
+  Y <- labels$Y[rows, , drop = FALSE]
+  if (family == "gaussian") return(mean((Y[, 1] - mean(Y[, 1]))^2))
+  share <- colMeans(Y)
+  if (family == "binomial") share <- c(share, 1 - share)
+  share <- share[share > 0]
+  -2 * sum(share * log(share))
 }
 
 # The area under the ROC curve: the probability that a positive sample scores

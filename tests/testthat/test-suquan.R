@@ -627,3 +627,33 @@ test_that("cv_suquan's new arguments are checked", {
                "needs both classes in every fold; fold 3 has only \"high\"")
   expect_error(cv_suquan(data$x, data$y, extend = NA), "`extend` must be TRUE or FALSE")
 })
+
+test_that("the extension stops where every training fold is fit almost perfectly, as glmnet's path does", {
+  set.seed(1)
+  x <- matrix(rnorm(100 * 40), 100, 40, dimnames = list(paste0("g", 1:100), NULL))
+  y <- factor(ifelse(seq_len(40) %% 2 == 0, "a", "b"))
+  x[1:10, y == "a"] <- x[1:10, y == "a"] + 6
+  set.seed(1)
+  expect_message(cv <- cv_suquan(x, y, nlambda = 8, lambda_min_ratio = 1e-4, rounds = 0:1,
+                                 nfolds = 4, progress = FALSE),
+                 "after extending the path by 4 values; there every training fold is fit almost perfectly")
+  expect_identical(cv$extended, 4L)
+  expect_identical(cv$lambda_min, cv$lambda[12])
+  # the share of the null deviance explained on the training samples of each
+  # fold, at the best rounds: at least 99.9 % at the end of the path, not
+  # everywhere at the end of the first path (or it would not have been extended)
+  explained <- function(l) {
+    vapply(1:4, function(k) {
+      train <- cv$folds != k
+      fit <- suquan(x[, train], y[train], lambda = cv$lambda[l], rounds = cv$rounds_min,
+                    tol = 1e-8)
+      y01 <- as.numeric(y[train] == "b")
+      eta <- predict(fit, x[, train])
+      deviance <- 2 * mean(log1p(exp(eta)) - y01 * eta)
+      share <- mean(y01)
+      1 - deviance / (-2 * (share * log(share) + (1 - share) * log(1 - share)))
+    }, 0)
+  }
+  expect_true(all(explained(12) >= 0.999))
+  expect_false(all(explained(8) >= 0.999))
+})
