@@ -390,11 +390,13 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' training fold explain 99.9% of its null deviance (where glmnet stops its
 #' path: on separable classes, smaller penalties only make the model more
 #' confident). A message says when the best value is still at the end of the
-#' path, and why (with a given `lambda` too). As in glmnet, two fits on all samples are kept: at `lambda_min`,
-#' the best `lambda`, and at `lambda_1se`, the largest `lambda` whose measure
-#' is within one standard error of the best, with the same rounds and
-#' smoothness (the one-standard-error rule of Hastie, Tibshirani and Friedman
-#' 2009, section 7.10); `predict()` and `coef()` choose with `s`.
+#' path, and why (with a given `lambda` too).
+#'
+#' As in glmnet, two fits on all samples are kept: at `lambda_min`, the best
+#' `lambda`, and at `lambda_1se`, the largest `lambda` whose measure is within
+#' one standard error of the best, with the same rounds and smoothness (the
+#' one-standard-error rule of Hastie, Tibshirani and Friedman 2009, section
+#' 7.10); `predict()` and `coef()` choose with `s`.
 #'
 #' Ties in the cross-validated measure go to the larger `smooth`, then to the
 #' fewer rounds, then to the larger `lambda`. `rounds = 0` (the
@@ -626,7 +628,8 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
       paste0(where, "; there every training fold is fit almost perfectly (99.9% of its null ",
              "deviance explained), and smaller penalties would only make the model more confident.")
     } else {
-      paste0(where, "; smaller penalties may do better: give a smaller `lambda_min_ratio` or `lambda`.")
+      paste0(where, "; smaller penalties may do better: give a smaller `lambda_min_ratio` ",
+             "or `lambda`.")
     })
   }
   call <- match.call()

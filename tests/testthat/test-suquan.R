@@ -608,7 +608,8 @@ test_that("cv_suquan's new arguments are checked", {
   data <- simulate_suquan(40, p = 20, seed = 49)
   set.seed(49)
   cv <- cv_suquan(data$x, data$y, nlambda = 3, rounds = 0, nfolds = 3, progress = FALSE)
-  expect_error(predict(cv, data$x, s = "lambda.max"), "`s` must be one of \"lambda_min\", \"lambda_1se\"")
+  expect_error(predict(cv, data$x, s = "lambda.max"),
+               "`s` must be one of \"lambda_min\", \"lambda_1se\"")
   expect_error(predict(cv, data$x, s = 0.1), "`s` must be one of")
   expect_error(coef(cv, s = c("lambda_min", "lambda_1se", "x")), "`s` must be one of")
   old <- cv
@@ -636,7 +637,7 @@ test_that("the extension stops where every training fold is fit almost perfectly
   set.seed(1)
   expect_message(cv <- cv_suquan(x, y, nlambda = 8, lambda_min_ratio = 1e-4, rounds = 0:1,
                                  nfolds = 4, progress = FALSE),
-                 "after extending the path by 4 values; there every training fold is fit almost perfectly")
+                 "by 4 values; there every training fold is fit almost perfectly")
   expect_identical(cv$extended, 4L)
   expect_identical(cv$lambda_min, cv$lambda[12])
   # the share of the null deviance explained on the training samples of each
