@@ -104,8 +104,9 @@
 #'   otherwise. With one round, `lambda_max / 1000` came third of 100 fixed
 #'   settings (penalties from `lambda_max / 10` down to `lambda_max * 1e-7`,
 #'   rounds 0 to 3) in mean test accuracy on six public two-class expression
-#'   data sets (0.891 against 0.893 for the best; the vignette's table);
-#'   choose it with [cv_suquan()].
+#'   data sets (0.891 against 0.893 for the best; `bench/suquan_accuracy.R`
+#'   with `SUQUAN_BENCH_GRID=1` in the package's source repository); choose
+#'   it with [cv_suquan()].
 #' @param alpha Elastic net mixing of the penalty on W, from 0 (ridge, the
 #'   default) to 1 (lasso, which selects features).
 #' @param rounds Number of rounds of `"bnd"` (a new f, after a new model from
@@ -411,7 +412,8 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' @param lambda_min_ratio Ratio of the smallest to the largest value of the
 #'   path; `NULL` for 1e-4 with the ridge penalty (whose `lambda_max` uses
 #'   `max(alpha, 0.001)`, as glmnet does) and otherwise, as glmnet, 1e-2 when
-#'   there are fewer samples than features and 1e-4 when there are not.
+#'   there are fewer samples than features and 1e-4 when there are not. A
+#'   path whose best value is at its end is extended (see Details).
 #' @param rounds Candidate numbers of rounds of `"bnd"` (whole numbers from 0,
 #'   or `Inf` for running to convergence); ignored for `"svd"` and `"fixed"`.
 #' @param smooth Candidate roughness penalties (at least 0).

@@ -39,6 +39,12 @@
 # SUQUAN_BENCH_REPEATS (default 3), SUQUAN_BENCH_THREADS (default 2),
 # SUQUAN_BENCH_GENES (default 2000), SUQUAN_BENCH_OUT (the table written,
 # default inst/extdata/suquan_accuracy.csv; "" for none).
+#
+# SUQUAN_BENCH_GRID=1 runs instead the search behind suquan()'s default
+# lambda (documented in ?suquan): on the real data sets, with the same folds
+# and genes, the test accuracy of suquan() at 100 fixed settings (lambda from
+# lambda_max / 10 down to lambda_max * 1e-7, 4 values a decade, and rounds 0
+# to 3), ranked by their mean over the data sets.
 suppressPackageStartupMessages(library(diffrank))
 stopifnot(requireNamespace("glmnet", quietly = TRUE))
 threads <- as.integer(Sys.getenv("SUQUAN_BENCH_THREADS", "2"))
@@ -150,6 +156,56 @@ timed <- function(expr) {
   list(value = value, seconds = seconds)
 }
 
+# The outer folds of a data set (the same in both modes): for every one, the
+# training and test samples and the genes.
+outer_folds <- function(x, y) {
+  out <- list()
+  for (r in seq_len(repeats)) {
+    set.seed(1000 + r)
+    outer <- stratified_folds(y, 5)
+    for (k in 1:5) {
+      train <- outer != k
+      spread <- apply(x[, train], 1, stats::var, na.rm = TRUE)
+      keep <- if (nrow(x) > genes) order(spread, decreasing = TRUE)[seq_len(genes)] else
+        seq_len(nrow(x))
+      out[[length(out) + 1L]] <- list(r = r, k = k, train = train, keep = keep)
+    }
+  }
+  out
+}
+
+if (Sys.getenv("SUQUAN_BENCH_GRID") == "1") {
+  ratios <- 10^seq(-1, -7, by = -0.25)
+  settings <- expand.grid(ratio = ratios, rounds = 0:3)
+  real_data <- setdiff(names(loaders), c("sim_step", "sim_lognormal", "sim_mean"))
+  grid <- sapply(real_data, function(name) {
+    data <- loaders[[name]]()
+    correct <- sapply(outer_folds(data$x, data$y), function(fold) {
+      x_train <- data$x[fold$keep, fold$train]
+      x_test <- data$x[fold$keep, !fold$train]
+      lambda_max <- suquan(x_train, data$y[fold$train], method = "fixed",
+                           threads = threads)$lambda_max
+      mapply(function(ratio, rounds) {
+        fit <- suquan(x_train, data$y[fold$train], lambda = ratio * lambda_max,
+                      rounds = rounds, threads = threads)
+        mean(predict(fit, x_test, type = "class") == data$y[!fold$train])
+      }, settings$ratio, settings$rounds)
+    })
+    cat(name, "done\n")
+    flush.console()
+    rowMeans(correct)
+  })
+  settings$accuracy <- rowMeans(grid)
+  settings$rank <- rank(-settings$accuracy, ties.method = "min")
+  ordered <- settings[order(settings$rank), ]
+  cat("\nsuquan() at fixed settings, mean test accuracy over", ncol(grid), "data sets:\n")
+  print(utils::head(ordered, 10), row.names = FALSE)
+  default <- settings[abs(log10(settings$ratio) + 3) < 1e-9 & settings$rounds == 1, ]
+  cat(sprintf("the default (lambda_max / 1000, 1 round): accuracy %.4f, rank %d of %d\n",
+              default$accuracy, default$rank, nrow(settings)))
+  quit(save = "no")
+}
+
 methods <- c("qn_glmnet_min", "qn_glmnet_1se", "qn_ridge", "suquan", "cv_suquan", "cv_suquan_1se")
 rows <- list()
 for (name in names(loaders)) {
@@ -161,43 +217,39 @@ for (name in names(loaders)) {
   seconds <- matrix(0, folds_total, 3, dimnames = list(NULL, c("glmnet", "suquan", "cv_suquan")))
   at_end <- logical(folds_total)
   row <- 0
-  for (r in seq_len(repeats)) {
-    set.seed(1000 + r)
-    outer <- stratified_folds(y, 5)
-    for (k in 1:5) {
-      row <- row + 1
-      train <- outer != k
-      spread <- apply(x[, train], 1, stats::var, na.rm = TRUE)
-      keep <- if (nrow(x) > genes) order(spread, decreasing = TRUE)[seq_len(genes)] else
-        seq_len(nrow(x))
-      x_train <- x[keep, train]
-      x_test <- x[keep, !train]
-      y_train <- y[train]
-      y_test <- y[!train]
-      set.seed(2000 + 10 * r + k)
-      inner <- stratified_folds(y_train, 5)
-      g <- timed(qn_glmnet(x_train, y_train, x_test, y_test, inner))
-      accuracy[row, c("qn_glmnet_min", "qn_glmnet_1se")] <- g$value
-      seconds[row, "glmnet"] <- g$seconds
-      fixed <- suppressMessages(cv_suquan(x_train, y_train, method = "fixed", folds = inner,
-                                          progress = FALSE, threads = threads))
-      accuracy[row, "qn_ridge"] <- mean(predict(fixed, x_test, type = "class") == y_test)
-      plain <- timed(suquan(x_train, y_train, threads = threads))
-      accuracy[row, "suquan"] <- mean(predict(plain$value, x_test, type = "class") == y_test)
-      seconds[row, "suquan"] <- plain$seconds
-      ended <- FALSE
-      cv <- timed(withCallingHandlers(
-        cv_suquan(x_train, y_train, folds = inner, progress = FALSE, threads = threads),
-        message = function(m) {
-          ended <<- TRUE
-          invokeRestart("muffleMessage")
-        }))
-      seconds[row, "cv_suquan"] <- cv$seconds
-      at_end[row] <- ended
-      accuracy[row, "cv_suquan"] <- mean(predict(cv$value, x_test, type = "class") == y_test)
-      accuracy[row, "cv_suquan_1se"] <-
-        mean(predict(cv$value, x_test, type = "class", s = "lambda_1se") == y_test)
-    }
+  for (fold in outer_folds(x, y)) {
+    r <- fold$r
+    k <- fold$k
+    train <- fold$train
+    keep <- fold$keep
+    row <- row + 1
+    x_train <- x[keep, train]
+    x_test <- x[keep, !train]
+    y_train <- y[train]
+    y_test <- y[!train]
+    set.seed(2000 + 10 * r + k)
+    inner <- stratified_folds(y_train, 5)
+    g <- timed(qn_glmnet(x_train, y_train, x_test, y_test, inner))
+    accuracy[row, c("qn_glmnet_min", "qn_glmnet_1se")] <- g$value
+    seconds[row, "glmnet"] <- g$seconds
+    fixed <- suppressMessages(cv_suquan(x_train, y_train, method = "fixed", folds = inner,
+                                        progress = FALSE, threads = threads))
+    accuracy[row, "qn_ridge"] <- mean(predict(fixed, x_test, type = "class") == y_test)
+    plain <- timed(suquan(x_train, y_train, threads = threads))
+    accuracy[row, "suquan"] <- mean(predict(plain$value, x_test, type = "class") == y_test)
+    seconds[row, "suquan"] <- plain$seconds
+    ended <- FALSE
+    cv <- timed(withCallingHandlers(
+      cv_suquan(x_train, y_train, folds = inner, progress = FALSE, threads = threads),
+      message = function(m) {
+        ended <<- TRUE
+        invokeRestart("muffleMessage")
+      }))
+    seconds[row, "cv_suquan"] <- cv$seconds
+    at_end[row] <- ended
+    accuracy[row, "cv_suquan"] <- mean(predict(cv$value, x_test, type = "class") == y_test)
+    accuracy[row, "cv_suquan_1se"] <-
+      mean(predict(cv$value, x_test, type = "class", s = "lambda_1se") == y_test)
   }
   means <- colMeans(accuracy)
   rows[[name]] <- data.frame(
