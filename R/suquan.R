@@ -101,8 +101,12 @@
 #' @param method `"bnd"`, `"svd"` or `"fixed"`; see the section Methods.
 #' @param lambda Penalty on W, a positive number, or `NULL` (the default)
 #'   for `lambda_max / 1000` with the ridge penalty and `lambda_max / 10`
-#'   otherwise (typical choices of [cv_suquan()] on gene expression data);
-#'   choose it with [cv_suquan()].
+#'   otherwise. With one round, `lambda_max / 1000` came third of 100 fixed
+#'   settings (penalties from `lambda_max / 10` down to `lambda_max * 1e-7`,
+#'   rounds 0 to 3) in mean test accuracy on six public two-class expression
+#'   data sets (0.891 against 0.893 for the best; `bench/suquan_accuracy.R`
+#'   with `SUQUAN_BENCH_GRID=1` in the package's source repository); choose
+#'   it with [cv_suquan()].
 #' @param alpha Elastic net mixing of the penalty on W, from 0 (ridge, the
 #'   default) to 1 (lasso, which selects features).
 #' @param rounds Number of rounds of `"bnd"` (a new f, after a new model from
@@ -380,6 +384,21 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' generator (call [set.seed()] first for reproducible folds), stratified by
 #' class for `"binomial"` and `"multinomial"`, unless `folds` gives them.
 #'
+#' When the best value is at the smallest `lambda` of a path built from the
+#' data, the path is followed further down with the same spacing, a quarter
+#' of its length at a time, up to `nlambda` more values (`extend = FALSE`
+#' turns this off), and not beyond a penalty at which the fits of every
+#' training fold explain 99.9% of its null deviance (where glmnet stops its
+#' path: on separable classes, smaller penalties only make the model more
+#' confident). A message says when the best value is still at the end of the
+#' path, and why (with a given `lambda` too).
+#'
+#' As in glmnet, two fits on all samples are kept: at `lambda_min`, the best
+#' `lambda`, and at `lambda_1se`, the largest `lambda` whose measure is within
+#' one standard error of the best, with the same rounds and smoothness (the
+#' one-standard-error rule of Hastie, Tibshirani and Friedman 2009, section
+#' 7.10); `predict()` and `coef()` choose with `s`.
+#'
 #' Ties in the cross-validated measure go to the larger `smooth`, then to the
 #' fewer rounds, then to the larger `lambda`. `rounds = 0` (the
 #' default grid includes it) is plain quantile normalization followed by
@@ -393,7 +412,8 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' @param lambda_min_ratio Ratio of the smallest to the largest value of the
 #'   path; `NULL` for 1e-4 with the ridge penalty (whose `lambda_max` uses
 #'   `max(alpha, 0.001)`, as glmnet does) and otherwise, as glmnet, 1e-2 when
-#'   there are fewer samples than features and 1e-4 when there are not.
+#'   there are fewer samples than features and 1e-4 when there are not. A
+#'   path whose best value is at its end is extended (see Details).
 #' @param rounds Candidate numbers of rounds of `"bnd"` (whole numbers from 0,
 #'   or `Inf` for running to convergence); ignored for `"svd"` and `"fixed"`.
 #' @param smooth Candidate roughness penalties (at least 0).
@@ -401,8 +421,16 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' @param folds `NULL`, or the fold (1, 2, ...) of every sample.
 #' @param measure `"deviance"` (the default: binomial or multinomial deviance,
 #'   \eqn{-2} times the mean log-likelihood, or the mean squared error for
-#'   `"gaussian"`), `"class"` (misclassification rate) or `"mse"` (mean
-#'   squared error, gaussian).
+#'   `"gaussian"`), `"class"` (misclassification rate), `"auc"` (area under
+#'   the ROC curve of each test fold, ties counting one half; binomial only,
+#'   every fold must hold both classes; the largest is best) or `"mse"` (mean
+#'   squared error, gaussian). The AUC judges the ranking of the scores only:
+#'   on easy data many penalties rank every test fold perfectly, the tie goes
+#'   to the largest, and its class predictions can all be the majority class
+#'   (as with glmnet's `type.measure = "auc"`); for class predictions prefer
+#'   the deviance.
+#' @param extend Follow the path further down when the best value is at its
+#'   smallest `lambda` (only for a path built from the data, `lambda = NULL`).
 #' @param progress Show a progress bar (when the work takes more than a few
 #'   seconds).
 #' @param x Features x samples, as for [suquan()]; for `print()` and
@@ -411,13 +439,17 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #'   `SummarizedExperiment` method, passed on to the default method; for
 #'   `plot()`, graphical parameters passed on to [graphics::plot()];
 #'   otherwise unused (an error names any argument given there).
-#' @return An object of class `cv_suquan`: `lambda` (the path), `rounds`,
-#'   `smooth` (the candidates), `cvm` (the mean measure over folds, an array
-#'   lambda x rounds x smooth), `cvsd` (its standard error), `lambda_min`,
-#'   `rounds_min`, `smooth_min` (the best values), `measure`, `folds` (the
-#'   fold of each sample), `errors` (per fold) and `fit`, the [suquan()] fit on
-#'   all samples with the best values. Methods: `print()`, `summary()`,
+#' @return An object of class `cv_suquan`: `lambda` (the path, extension
+#'   included), `rounds`, `smooth` (the candidates), `cvm` (the mean measure
+#'   over folds, an array lambda x rounds x smooth), `cvsd` (its standard
+#'   error), `lambda_min`, `rounds_min`, `smooth_min` (the best values),
+#'   `lambda_1se`, `lambda_max`, `extended` (the number of values added to the
+#'   path), `measure`, `folds` (the fold of each sample), `errors` (per fold),
+#'   `fit`, the [suquan()] fit on all samples with the best values, and
+#'   `fit_1se`, the same at `lambda_1se`. Methods: `print()`, `summary()`,
 #'   `coef()`, `predict()`, `plot()`.
+#' @references Hastie T, Tibshirani R, Friedman J (2009). *The Elements of
+#'   Statistical Learning*, 2nd edition. Springer.
 #' @export
 #' @examples
 #' set.seed(2)
@@ -426,6 +458,7 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' cv <- cv_suquan(x, y, nlambda = 5, rounds = 0:2, nfolds = 3)
 #' cv
 #' plot(cv)
+#' head(predict(cv, x, type = "class", s = "lambda_1se"))
 cv_suquan <- function(x, ...) {
   UseMethod("cv_suquan")
 }
@@ -436,12 +469,13 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
                               method = c("bnd", "svd", "fixed"), lambda = NULL, nlambda = 20L,
                               lambda_min_ratio = NULL, alpha = 0, rounds = 0:3, smooth = 0,
                               f_init = "mean", nfolds = 5L, folds = NULL,
-                              measure = c("deviance", "class", "mse"), max_iter = 50L, tol = 1e-3,
-                              progress = interactive(), threads = diffrank_threads(), ...) {
+                              measure = c("deviance", "class", "auc", "mse"), extend = TRUE,
+                              max_iter = 50L, tol = 1e-3, progress = interactive(),
+                              threads = diffrank_threads(), ...) {
   check_dots_empty(...)
   family <- match_choice(family, c("binomial", "gaussian", "multinomial"), "family")
   method <- match_choice(method, c("bnd", "svd", "fixed"), "method")
-  measure <- match_choice(measure, c("deviance", "class", "mse"), "measure")
+  measure <- match_choice(measure, c("deviance", "class", "auc", "mse"), "measure")
   alpha <- check_number(alpha, "alpha", lower = 0, upper = 1)
   rounds <- if (method == "bnd") check_rounds(rounds, "rounds", several = TRUE) else 0
   if (!is.numeric(smooth) || length(smooth) == 0L || anyNA(smooth) || any(!is.finite(smooth)) ||
@@ -449,6 +483,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
     abort("`smooth` must be numbers >= 0, not %s.", describe(smooth))
   }
   smooth <- sort(unique(as.double(smooth)), decreasing = TRUE)
+  extend <- check_flag(extend, "extend")
   max_iter <- check_whole(max_iter, "max_iter")
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
   progress <- check_flag(progress, "progress")
@@ -458,13 +493,25 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   if (measure == "class" && family == "gaussian") {
     abort("`measure = \"class\"` needs family = \"binomial\" or \"multinomial\".")
   }
+  if (measure == "auc" && family != "binomial") {
+    abort("`measure = \"auc\"` needs family = \"binomial\", not \"%s\".", family)
+  }
   if (measure == "mse" && family != "gaussian") abort("`measure = \"mse\"` needs family = \"gaussian\".")
   folds <- suquan_folds(folds, nfolds, labels, family)
   nfolds <- max(folds)
+  if (measure == "auc") {
+    for (k in seq_len(nfolds)) {
+      if (length(unique(labels$y[folds == k])) < 2L) {
+        abort("`measure = \"auc\"` needs both classes in every fold; fold %d has only \"%s\".", k,
+              labels$levels[labels$y[folds == k][1L] + 1L])
+      }
+    }
+  }
 
   prep <- suquan_prepare(m, labels, f_init, threads)
   lambda_max <- suquan_lambda_max(prep$position, labels$Y, prep$f0, alpha, threads)
-  if (is.null(lambda)) {
+  from_data <- is.null(lambda)
+  if (from_data) {
     nlambda <- check_whole(nlambda, "nlambda")
     if (is.null(lambda_min_ratio)) {
       lambda_min_ratio <- if (alpha == 0 || ncol(m) >= nrow(m)) 1e-4 else 1e-2
@@ -481,57 +528,129 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   }
   # The rounds to run: the largest finite candidate, or until convergence.
   run_rounds <- if (any(is.infinite(rounds))) -1L else as.integer(max(rounds))
-  errors <- array(NA_real_, c(nfolds, length(lambda), length(rounds), length(smooth)))
-  if (progress) {
-    bar <- cli::cli_progress_bar("Cross-validating SUQUAN", total = nfolds * length(smooth))
-  }
-  for (s in seq_along(smooth)) {
-    for (k in seq_len(nfolds)) {
-      train <- folds != k
-      f0 <- suquan_start(f_init, nrow(m), threads,
-                         qn_fit_target(m[, train, drop = FALSE], threads))$f0
-      f_start <- if (method == "svd") {
-        suquan_svd_target(prep$position[, train, drop = FALSE], labels$Y[train, , drop = FALSE],
-                          f0, max_iter)$f
-      } else f0
+  # The training targets of every fold (they do not depend on lambda).
+  starts <- lapply(seq_len(nfolds), function(k) {
+    train <- folds != k
+    f0 <- suquan_start(f_init, nrow(m), threads,
+                       qn_fit_target(m[, train, drop = FALSE], threads))$f0
+    if (method == "svd") {
+      suquan_svd_target(prep$position[, train, drop = FALSE], labels$Y[train, , drop = FALSE],
+                        f0, max_iter)$f
+    } else f0
+  })
+  # The measure of every fold, lambda, rounds and smoothness for the penalties
+  # `values`, following them down from `warm` (a larger penalty whose fit
+  # starts the path and is not scored) when it is given; and the share of the
+  # null deviance of the training samples that each fit explains.
+  path_errors <- function(values, warm = NULL, bar = NULL) {
+    path <- c(warm, values)
+    skip <- length(warm)
+    shape <- c(nfolds, length(values), length(rounds), length(smooth))
+    errors <- explained <- array(NA_real_, shape)
+    for (s in seq_along(smooth)) {
       options <- suquan_options(1, alpha, if (method == "bnd") run_rounds else 0L, smooth[s],
                                 nrow(m), max_iter, tol)
-      links <- suquan_path_cpp(prep$position[, train, drop = FALSE],
-                               labels$Y[train, , drop = FALSE], f_start, lambda, family, options,
-                               prep$position[, !train, drop = FALSE], threads)
-      last <- dim(links)[4L]
-      for (r in seq_along(rounds)) {
-        index <- if (is.infinite(rounds[r])) last else min(rounds[r] + 1L, last)
-        for (l in seq_along(lambda)) {
-          errors[k, l, r, s] <- cv_score(links[, , l, index], labels, !train, family, measure)
+      for (k in seq_len(nfolds)) {
+        test <- folds == k
+        train <- !test
+        # the links of the test samples, then of the training samples
+        links <- suquan_path_cpp(prep$position[, train, drop = FALSE],
+                                 labels$Y[train, , drop = FALSE], starts[[k]], path, family,
+                                 options, prep$position[, c(which(test), which(train)),
+                                                        drop = FALSE], threads)
+        last <- dim(links)[4L]
+        rows_test <- seq_len(sum(test))
+        null <- null_deviance(labels, train, family)
+        for (r in seq_along(rounds)) {
+          index <- if (is.infinite(rounds[r])) last else min(rounds[r] + 1L, last)
+          for (l in seq_along(values)) {
+            eta <- links[, , l + skip, index]
+            eta <- matrix(eta, nrow = dim(links)[1L])
+            errors[k, l, r, s] <- cv_score(eta[rows_test, , drop = FALSE], labels, test,
+                                           family, measure)
+            explained[k, l, r, s] <- 1 - cv_score(eta[-rows_test, , drop = FALSE], labels,
+                                                  train, family, "deviance") / null
+          }
         }
+        if (!is.null(bar)) cli::cli_progress_update(id = bar)
       }
-      if (progress) cli::cli_progress_update(id = bar)
+    }
+    list(errors = errors, explained = explained)
+  }
+  bar <- if (progress) {
+    cli::cli_progress_bar("Cross-validating SUQUAN", total = nfolds * length(smooth))
+  }
+  scored <- path_errors(lambda, bar = bar)
+  if (progress) cli::cli_progress_done(id = bar)
+  errors <- scored$errors
+  explained <- scored$explained
+  sign <- if (measure == "auc") -1 else 1
+  summary <- cv_summary(errors, folds, sign)
+  # Whether every training fold is fit almost perfectly at the smallest
+  # penalty (99.9 % of the null deviance explained, where glmnet stops its
+  # path): smaller penalties would only scale the model up.
+  saturated <- function() {
+    isTRUE(all(explained[, length(lambda), summary$best[2L], summary$best[3L]] >= 0.999))
+  }
+  # A minimum at the smallest penalty of a path built from the data: follow
+  # the path further down, with the same spacing, a quarter of its length at
+  # a time, up to as many values again, unless the fits are saturated.
+  extended <- 0L
+  if (from_data && extend && length(lambda) >= 2L) {
+    step <- lambda[2L] / lambda[1L]
+    chunk <- as.integer(max(1, ceiling(nlambda / 4)))
+    while (summary$best[1L] == length(lambda) && extended < nlambda && !saturated()) {
+      more <- as.integer(min(chunk, nlambda - extended))
+      values <- lambda[length(lambda)] * step^seq_len(more)
+      scored <- path_errors(values, warm = lambda[length(lambda)])
+      errors <- abind_lambda(errors, scored$errors)
+      explained <- abind_lambda(explained, scored$explained)
+      lambda <- c(lambda, values)
+      extended <- extended + more
+      summary <- cv_summary(errors, folds, sign)
     }
   }
-  if (progress) cli::cli_progress_done(id = bar)
-  weights <- tabulate(folds, nfolds)
-  cvm <- apply(errors, c(2, 3, 4), stats::weighted.mean, w = weights)
-  cvsd <- apply(errors, c(2, 3, 4), function(e) {
-    sqrt(stats::weighted.mean((e - stats::weighted.mean(e, weights))^2, weights) / (nfolds - 1))
-  })
-  dim(cvm) <- dim(cvsd) <- c(length(lambda), length(rounds), length(smooth))
-  # The first minimum in storage order: larger smooth, then fewer rounds, then
-  # larger lambda.
-  best <- arrayInd(which.min(cvm), dim(cvm))
+  best <- summary$best
+  cvm <- summary$cvm
+  cvsd <- summary$cvsd
   lambda_min <- lambda[best[1]]
   rounds_min <- rounds[best[2]]
   smooth_min <- smooth[best[3]]
-  fit <- suquan.default(m, y, family = family, method = method, lambda = lambda_min,
-                        alpha = alpha, rounds = if (method == "bnd") rounds_min else 0,
-                        smooth = smooth_min, f_init = f_init, max_iter = max_iter, tol = tol,
-                        threads = threads)
-  fit$call <- match.call()
+  # The largest penalty whose measure is within one standard error of the
+  # best, with the same rounds and smoothness (Hastie et al. 2009, sec. 7.10).
+  curve <- sign * cvm[, best[2], best[3]]
+  within <- which(curve <= curve[best[1]] + cvsd[best[1], best[2], best[3]])
+  lambda_1se <- lambda[min(within)]
+  if (best[1L] == length(lambda) && length(lambda) >= 2L) {
+    where <- sprintf(
+      "The cross-validated %s is best at the smallest lambda of the path (%.3g x lambda_max)%s",
+      measure_label(measure, family), lambda_min / lambda_max,
+      if (extended > 0L) sprintf(", after extending the path by %d values", extended) else "")
+    message(if (saturated()) {
+      paste0(where, "; there every training fold is fit almost perfectly (99.9% of its null ",
+             "deviance explained), and smaller penalties would only make the model more confident.")
+    } else {
+      paste0(where, "; smaller penalties may do better: give a smaller `lambda_min_ratio` ",
+             "or `lambda`.")
+    })
+  }
+  call <- match.call()
+  refit <- function(value) {
+    fit <- suquan.default(m, y, family = family, method = method, lambda = value,
+                          alpha = alpha, rounds = if (method == "bnd") rounds_min else 0,
+                          smooth = smooth_min, f_init = f_init, max_iter = max_iter, tol = tol,
+                          threads = threads)
+    fit$call <- call
+    fit
+  }
+  fit <- refit(lambda_min)
+  fit_1se <- if (lambda_1se == lambda_min) fit else refit(lambda_1se)
   structure(
     list(lambda = lambda, rounds = rounds, smooth = smooth, cvm = cvm, cvsd = cvsd,
-         lambda_min = lambda_min, rounds_min = rounds_min, smooth_min = smooth_min,
-         lambda_max = lambda_max, measure = measure, family = family, method = method,
-         folds = folds, errors = errors, fit = fit, call = match.call()),
+         lambda_min = lambda_min, lambda_1se = lambda_1se, rounds_min = rounds_min,
+         smooth_min = smooth_min, lambda_max = lambda_max, extended = extended,
+         measure = measure, family = family, method = method, folds = folds, errors = errors,
+         fit = fit, fit_1se = fit_1se, call = call),
     class = "cv_suquan"
   )
 }
@@ -544,20 +663,39 @@ cv_suquan.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
 
 #' @rdname cv_suquan
 #' @param object A `cv_suquan` object.
-#' @param newdata,type As for [predict.suquan()]: the fit on all samples with
-#'   the best values predicts.
+#' @param newdata,type As for [predict.suquan()].
+#' @param s Which fit on all samples predicts: `"lambda_min"` (the default,
+#'   the fit at the best `lambda`) or `"lambda_1se"` (the fit at the largest
+#'   `lambda` within one standard error of the best, with the same rounds and
+#'   smoothness: a simpler model that is about as good). glmnet's spellings
+#'   `"lambda.min"` and `"lambda.1se"` are accepted too.
 #' @export
 predict.cv_suquan <- function(object, newdata, type = c("link", "response", "class"),
-                              threads = diffrank_threads(), assay.type = 1L, ...) {
+                              s = c("lambda_min", "lambda_1se"), threads = diffrank_threads(),
+                              assay.type = 1L, ...) {
   check_dots_empty(...)
-  predict.suquan(object$fit, newdata, type = type, threads = threads, assay.type = assay.type)
+  predict.suquan(cv_suquan_fit(object, s), newdata, type = type, threads = threads,
+                 assay.type = assay.type)
 }
 
 #' @rdname cv_suquan
 #' @export
-coef.cv_suquan <- function(object, ...) {
+coef.cv_suquan <- function(object, s = c("lambda_min", "lambda_1se"), ...) {
   check_dots_empty(...)
-  coef.suquan(object$fit)
+  coef.suquan(cv_suquan_fit(object, s))
+}
+
+# The fit on all samples that `s` names.
+cv_suquan_fit <- function(object, s) {
+  choices <- c("lambda_min", "lambda_1se")
+  glmnet <- c(lambda.min = "lambda_min", lambda.1se = "lambda_1se")
+  if (is.character(s) && length(s) == 1L && s %in% names(glmnet)) s <- glmnet[[s]]
+  s <- match_choice(s, choices, "s")
+  if (s == "lambda_min") return(object$fit)
+  if (is.null(object$fit_1se)) {
+    abort("This `cv_suquan` object has no fit at `lambda_1se`; run cv_suquan() again.")
+  }
+  object$fit_1se
 }
 
 #' @rdname cv_suquan
@@ -567,9 +705,18 @@ print.cv_suquan <- function(x, ...) {
   cat(sprintf("<cv_suquan> %d-fold cross-validation of %d lambda value(s) x %d round setting(s) x %d smoothness value(s)\n",
               max(x$folds), length(x$lambda), length(x$rounds), length(x$smooth)))
   print(cv_table(x), row.names = FALSE)
+  best <- if (x$measure == "auc") max(x$cvm) else min(x$cvm)
   cat(sprintf("best: lambda = %.4g (%.3g x lambda_max), rounds = %s, smooth = %g; %s %.4g\n",
               x$lambda_min, x$lambda_min / x$lambda_max, format(x$rounds_min), x$smooth_min,
-              measure_label(x$measure, x$family), min(x$cvm)))
+              measure_label(x$measure, x$family), best))
+  if (!is.null(x$lambda_1se)) {
+    cat(sprintf("within one standard error: lambda_1se = %.4g (%.3g x lambda_max)\n",
+                x$lambda_1se, x$lambda_1se / x$lambda_max))
+  }
+  if (isTRUE(x$extended > 0L)) {
+    cat(sprintf("the path was extended by %d smaller lambda values (the best was at its end)\n",
+                x$extended))
+  }
   invisible(x)
 }
 
@@ -606,7 +753,7 @@ plot.cv_suquan <- function(x, ...) {
   graphics::plot(range(log_lambda), range(lo, hi), type = "n", xlab = "log10(lambda)",
                  ylab = paste("Cross-validated", measure_label(x$measure, x$family)),
                  main = "SUQUAN cross-validation", ...)
-  best <- arrayInd(which(x$cvm == min(x$cvm))[1L], dim(x$cvm))
+  best <- arrayInd(which.min(if (identical(x$measure, "auc")) -x$cvm else x$cvm), dim(x$cvm))
   for (c in seq_len(nrow(combos))) {
     r <- combos$r[c]
     s <- combos$s[c]
@@ -616,7 +763,7 @@ plot.cv_suquan <- function(x, ...) {
                        length = 0.02, col = colours[c])
     }
   }
-  graphics::abline(v = log10(x$lambda_min), lty = 2)
+  graphics::abline(v = log10(c(x$lambda_min, x$lambda_1se)), lty = c(2, 3))
   labels <- sprintf("rounds %s", format(x$rounds[combos$r]))
   if (length(x$smooth) > 1L) labels <- paste0(labels, sprintf(", smooth %g", x$smooth[combos$s]))
   graphics::legend("topleft", labels, col = colours, lty = 1, pch = 19,
@@ -843,6 +990,7 @@ cv_score <- function(eta, labels, test, family, measure) {
   if (family == "binomial") {
     y <- Y[, 1]
     if (measure == "class") return(mean((eta[, 1] > 0) != (y == 1)))
+    if (measure == "auc") return(auc_score(eta[, 1], y))
     return(2 * mean(pmax(eta[, 1], 0) + log1p(exp(-abs(eta[, 1]))) - y * eta[, 1]))
   }
   if (measure == "class") return(mean(max.col(eta, ties.method = "first") != labels$y[test]))
@@ -851,9 +999,55 @@ cv_score <- function(eta, labels, test, family, measure) {
   2 * mean(lse - rowSums(Y * eta))
 }
 
+# The deviance of the intercept-only model on the samples `rows`, in the units
+# of cv_score(): the mean squared error around the mean for "gaussian", -2
+# times the mean log-likelihood of the class frequencies otherwise.
+null_deviance <- function(labels, rows, family) {
+  Y <- labels$Y[rows, , drop = FALSE]
+  if (family == "gaussian") return(mean((Y[, 1] - mean(Y[, 1]))^2))
+  share <- colMeans(Y)
+  if (family == "binomial") share <- c(share, 1 - share)
+  share <- share[share > 0]
+  -2 * sum(share * log(share))
+}
+
+# The area under the ROC curve: the probability that a positive sample scores
+# above a negative one, ties counting one half (the Mann-Whitney statistic).
+auc_score <- function(score, y) {
+  positive <- y == 1
+  n1 <- sum(positive)
+  n0 <- length(y) - n1
+  (sum(rank(score)[positive]) - n1 * (n1 + 1) / 2) / (n1 * n0)
+}
+
+# The mean measure over folds (weighted by their sizes), its standard error
+# and the best cell: the first minimum of sign * cvm in storage order (larger
+# smooth, then fewer rounds, then larger lambda).
+cv_summary <- function(errors, folds, sign) {
+  nfolds <- dim(errors)[1L]
+  weights <- tabulate(folds, nfolds)
+  shape <- dim(errors)[-1L]
+  cvm <- apply(errors, c(2, 3, 4), stats::weighted.mean, w = weights)
+  cvsd <- apply(errors, c(2, 3, 4), function(e) {
+    sqrt(stats::weighted.mean((e - stats::weighted.mean(e, weights))^2, weights) / (nfolds - 1))
+  })
+  dim(cvm) <- dim(cvsd) <- shape
+  list(cvm = cvm, cvsd = cvsd, best = arrayInd(which.min(sign * cvm), shape))
+}
+
+# Two arrays of errors (folds x lambda x rounds x smooth) joined along lambda.
+abind_lambda <- function(a, b) {
+  d <- dim(a)
+  out <- array(NA_real_, c(d[1L], d[2L] + dim(b)[2L], d[3L], d[4L]))
+  out[, seq_len(d[2L]), , ] <- a
+  out[, d[2L] + seq_len(dim(b)[2L]), , ] <- b
+  out
+}
+
 measure_label <- function(measure, family) {
   switch(measure,
          class = "misclassification rate",
+         auc = "AUC",
          mse = "mean squared error",
          deviance = switch(family, gaussian = "mean squared error",
                            binomial = "binomial deviance", multinomial = "multinomial deviance"))
@@ -864,7 +1058,7 @@ cv_table <- function(x) {
   rows <- expand.grid(r = seq_along(x$rounds), s = seq_along(x$smooth))
   out <- do.call(rbind, lapply(seq_len(nrow(rows)), function(i) {
     values <- x$cvm[, rows$r[i], rows$s[i]]
-    l <- which.min(values)
+    l <- if (identical(x$measure, "auc")) which.max(values) else which.min(values)
     data.frame(rounds = x$rounds[rows$r[i]], smooth = x$smooth[rows$s[i]],
                lambda = signif(x$lambda[l], 4), cvm = signif(values[l], 4),
                cvsd = signif(x$cvsd[l, rows$r[i], rows$s[i]], 3))

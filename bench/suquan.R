@@ -1,8 +1,9 @@
 # SUQUAN fit times on the full ALL data (128 samples x 12,625 probe sets,
 # Bioconductor's ALL package; Debian r-bioc-all), B- against T-cell lineage:
-# cv_suquan() with its defaults (method "bnd", 5 folds, 15 lambda values x
-# rounds 0:3), the goal being under 60 s on 2 threads; single fits of methods
-# "bnd" (1 round and to convergence) and "svd"; and, in the same run, the fit
+# cv_suquan() with its defaults (method "bnd", 5 folds, 20 lambda values x
+# rounds 0:3, and more below them when the best is at the end of the path),
+# the goal being under 60 s on 2 threads; single fits of methods "bnd"
+# (1 round and to convergence) and "svd"; and, in the same run, the fit
 # they compete with: glmnet's cv.glmnet() ridge logistic regression on
 # quantile-normalized data.
 # Run after installing diffrank: Rscript bench/suquan.R
@@ -28,8 +29,12 @@ seconds <- function(expr) {
 
 set.seed(1)
 t_cv <- seconds(cv <- cv_suquan(x, y, threads = threads, progress = FALSE))
-cat(sprintf("  cv_suquan (defaults)   %6.1f s elapsed (%6.1f s CPU); best lambda %.3g, rounds %s\n",
-            t_cv[["elapsed"]], t_cv[["cpu"]], cv$lambda_min, format(cv$rounds_min)))
+cat(sprintf(paste0("  cv_suquan (defaults)   %6.1f s elapsed (%6.1f s CPU); best lambda %.3g ",
+                   "(%.2g x lambda_max), rounds %s; path of %d values, %d of them added below ",
+                   "the first %d\n"),
+            t_cv[["elapsed"]], t_cv[["cpu"]], cv$lambda_min, cv$lambda_min / cv$lambda_max,
+            format(cv$rounds_min), length(cv$lambda), cv$extended,
+            length(cv$lambda) - cv$extended))
 cat(sprintf("  goal: under 60 s elapsed on %d threads: %s\n", threads,
             if (t_cv[["elapsed"]] < 60) "met" else "NOT met"))
 for (setting in list(list(method = "bnd", rounds = 1), list(method = "bnd", rounds = Inf),

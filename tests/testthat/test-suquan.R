@@ -309,8 +309,8 @@ test_that("methods reject arguments they do not use", {
   expect_error(suquan(data$x, data$y, assay = 1), "Unknown argument `assay`")
   set.seed(21)
   cv <- cv_suquan(data$x, data$y, nlambda = 3, rounds = 0:1, nfolds = 3, progress = FALSE)
-  expect_error(predict(cv, data$x, s = 0.1), "Unknown argument `s`")
-  expect_error(coef(cv, s = "lambda.min"), "Unknown argument `s`")
+  expect_error(predict(cv, newx = data$x), "Unknown argument `newx`")
+  expect_error(coef(cv, exact = TRUE), "Unknown argument `exact`")
   expect_error(print(cv, digits = 3), "Unknown argument `digits`")
   expect_error(summary(cv, foo = 1), "Unknown argument `foo`")
   expect_error(cv_suquan(data$x, data$y, foldid = 1), "Unknown argument `foldid`")
@@ -480,4 +480,181 @@ test_that("SummarizedExperiment input and newdata use assay.type", {
   expect_identical(cv$cvm, plain$cvm)
   expect_equal(predict(cv, se, assay.type = "other", type = "response"),
                predict(plain, -data$x, type = "response"))
+})
+
+test_that("cv_suquan extends the path when the best lambda is at its end, and says so when it stays there", {
+  data <- simulate_suquan(60, p = 20, seed = 44)
+  set.seed(44)
+  expect_silent(cv <- cv_suquan(data$x, data$y, nlambda = 8, lambda_min_ratio = 0.01,
+                                rounds = 0:1, nfolds = 3, progress = FALSE))
+  # the first path (8 values down to 0.01 x lambda_max) ends at the best
+  # value: it is followed further down, with the same spacing, two values
+  # (a quarter of its length) at a time, until the best value is inside
+  expect_gt(cv$extended, 0L)
+  expect_identical(cv$extended %% 2L, 0L)
+  expect_length(cv$lambda, 8L + cv$extended)
+  ratios <- cv$lambda / cv$lambda_max
+  expect_equal(ratios, 0.01^((seq_along(ratios) - 1) / 7), tolerance = 1e-12)
+  expect_lt(ratios[8], 0.01 + 1e-12)
+  expect_lt(match(cv$lambda_min, cv$lambda), length(cv$lambda))
+  expect_gt(match(cv$lambda_min, cv$lambda), 8L)
+  expect_identical(dim(cv$cvm), c(length(cv$lambda), 2L, 1L))
+  # the same measures as a path given in full on the same folds
+  expect_message(given <- cv_suquan(data$x, data$y, lambda = cv$lambda, rounds = 0:1,
+                                    folds = cv$folds, progress = FALSE), NA)
+  expect_equal(given$cvm, cv$cvm, tolerance = 1e-6)
+  expect_identical(given$extended, 0L)
+  expect_output(print(cv), "the path was extended by")
+
+  # without extension, or with the path given, a message says that the best
+  # value is at the end of the path
+  expect_message(short <- cv_suquan(data$x, data$y, nlambda = 8, lambda_min_ratio = 0.01,
+                                    rounds = 0:1, folds = cv$folds, extend = FALSE,
+                                    progress = FALSE),
+                 "best at the smallest lambda of the path \\(0.01 x lambda_max\\)")
+  expect_identical(short$extended, 0L)
+  expect_identical(short$lambda, cv$lambda[1:8])
+  expect_identical(short$lambda_min, cv$lambda[8])
+  expect_message(cv_suquan(data$x, data$y, lambda = cv$lambda[1:8], rounds = 0:1,
+                           folds = cv$folds, progress = FALSE), "smaller `lambda_min_ratio`")
+  # an extension that reaches its limit (as many values again) says so too
+  expect_message(far <- cv_suquan(data$x, data$y, nlambda = 4, lambda_min_ratio = 0.5,
+                                  rounds = 0:1, folds = cv$folds, progress = FALSE),
+                 "\\(0.198 x lambda_max\\), after extending the path by 4 values")
+  expect_identical(far$extended, 4L)
+  expect_identical(far$lambda_min, far$lambda[8])
+})
+
+test_that("lambda_1se is the largest lambda within one standard error of the best", {
+  data <- simulate_suquan(60, p = 20, seed = 45)
+  for (measure in c("deviance", "class", "auc")) {
+    set.seed(46)
+    cv <- cv_suquan(data$x, data$y, nlambda = 12, lambda_min_ratio = 1e-4, rounds = 0:2,
+                    nfolds = 4, measure = measure, progress = FALSE)
+    sign <- if (measure == "auc") -1 else 1
+    best <- arrayInd(which.min(sign * cv$cvm), dim(cv$cvm))
+    expect_identical(cv$lambda_min, cv$lambda[best[1]])
+    expect_identical(cv$rounds_min, cv$rounds[best[2]])
+    curve <- sign * cv$cvm[, best[2], 1]
+    bound <- curve[best[1]] + cv$cvsd[best[1], best[2], 1]
+    expected <- max(cv$lambda[curve <= bound])
+    expect_identical(cv$lambda_1se, expected)
+    expect_gte(cv$lambda_1se, cv$lambda_min)
+    # no larger lambda of the path is within one standard error
+    expect_true(all(curve[cv$lambda > cv$lambda_1se] > bound))
+    expect_identical(cv$fit_1se$lambda, cv$lambda_1se)
+    expect_identical(cv$fit_1se$rounds, cv$rounds_min)
+  }
+  # here the rule picks a larger lambda than the best
+  expect_gt(cv$lambda_1se, cv$lambda_min)
+})
+
+test_that("the AUC measure is the brute-force AUC of every test fold", {
+  data <- simulate_suquan(48, p = 20, seed = 47)
+  set.seed(48)
+  cv <- cv_suquan(data$x, data$y, nlambda = 5, lambda_min_ratio = 1e-3, rounds = 0:1,
+                  nfolds = 4, measure = "auc", extend = FALSE, progress = FALSE)
+  brute_auc <- function(score, positive) {
+    pairs <- outer(score[positive], score[!positive], "-")
+    mean((pairs > 0) + 0.5 * (pairs == 0))
+  }
+  for (k in 1:4) {
+    train <- cv$folds != k
+    for (l in c(2, 4)) {
+      for (r in 0:1) {
+        fit <- suquan(data$x[, train], data$y[train], lambda = cv$lambda[l], rounds = r,
+                      tol = 1e-8)
+        score <- predict(fit, data$x[, !train])
+        expect_equal(cv$errors[k, l, r + 1, 1], brute_auc(score, data$y[!train] == "high"),
+                     tolerance = 1e-12)
+      }
+    }
+  }
+  # ties count one half
+  expect_identical(diffrank:::auc_score(c(1, 2, 2, 3, 0), c(0, 1, 0, 1, 0)),
+                   brute_auc(c(1, 2, 2, 3, 0), c(0, 1, 0, 1, 0) == 1))
+  expect_identical(cv$cvm[, , 1],
+                   apply(cv$errors, c(2, 3), weighted.mean, w = tabulate(cv$folds)))
+  # the largest AUC is the best, and the table and print say AUC
+  expect_identical(cv$lambda_min, cv$lambda[arrayInd(which.max(cv$cvm), dim(cv$cvm))[1]])
+  expect_output(print(cv), "AUC")
+})
+
+test_that("predict() and coef() of cv_suquan use the fit that `s` names", {
+  data <- simulate_suquan(60, p = 20, seed = 45)
+  set.seed(46)
+  cv <- cv_suquan(data$x, data$y, nlambda = 12, lambda_min_ratio = 1e-4, rounds = 0:2,
+                  nfolds = 4, measure = "auc", progress = FALSE)
+  expect_gt(cv$lambda_1se, cv$lambda_min)
+  one_se <- suquan(data$x, data$y, lambda = cv$lambda_1se, rounds = cv$rounds_min)
+  best <- suquan(data$x, data$y, lambda = cv$lambda_min, rounds = cv$rounds_min)
+  for (type in c("link", "response", "class")) {
+    expect_identical(predict(cv, data$x, type = type), predict(best, data$x, type = type))
+    expect_identical(predict(cv, data$x, type = type, s = "lambda_min"),
+                     predict(best, data$x, type = type))
+    expect_identical(predict(cv, data$x, type = type, s = "lambda_1se"),
+                     predict(one_se, data$x, type = type))
+    expect_identical(predict(cv, data$x, type = type, s = "lambda.1se"),
+                     predict(one_se, data$x, type = type))
+  }
+  expect_false(isTRUE(all.equal(predict(cv, data$x, s = "lambda_1se"), predict(cv, data$x))))
+  expect_identical(coef(cv, s = "lambda_1se"), coef(one_se))
+  expect_identical(coef(cv, s = "lambda.min"), coef(best))
+  expect_identical(coef(cv), coef(best))
+  expect_output(print(cv), "lambda_1se = ")
+})
+
+test_that("cv_suquan's new arguments are checked", {
+  data <- simulate_suquan(40, p = 20, seed = 49)
+  set.seed(49)
+  cv <- cv_suquan(data$x, data$y, nlambda = 3, rounds = 0, nfolds = 3, progress = FALSE)
+  expect_error(predict(cv, data$x, s = "lambda.max"),
+               "`s` must be one of \"lambda_min\", \"lambda_1se\"")
+  expect_error(predict(cv, data$x, s = 0.1), "`s` must be one of")
+  expect_error(coef(cv, s = c("lambda_min", "lambda_1se", "x")), "`s` must be one of")
+  old <- cv
+  old$fit_1se <- NULL
+  expect_error(predict(old, data$x, s = "lambda_1se"), "no fit at `lambda_1se`")
+  expect_error(cv_suquan(data$x, data$y, measure = "AUC"), "`measure` must be one of")
+  expect_error(cv_suquan(data$x, as.numeric(data$y == "high"), family = "gaussian",
+                         measure = "auc"), "needs family = \"binomial\", not \"gaussian\"")
+  three <- factor(rep(c("a", "b", "c"), length.out = 40))
+  expect_error(cv_suquan(data$x, three, family = "multinomial", measure = "auc"),
+               "needs family = \"binomial\"")
+  # a test fold with one class has no AUC
+  folds <- rep(1:2, length.out = 40)
+  folds[which(data$y == "high")[1:3]] <- 3L
+  expect_error(cv_suquan(data$x, data$y, measure = "auc", folds = folds),
+               "needs both classes in every fold; fold 3 has only \"high\"")
+  expect_error(cv_suquan(data$x, data$y, extend = NA), "`extend` must be TRUE or FALSE")
+})
+
+test_that("the extension stops where every training fold is fit almost perfectly, as glmnet's path does", {
+  set.seed(1)
+  x <- matrix(rnorm(100 * 40), 100, 40, dimnames = list(paste0("g", 1:100), NULL))
+  y <- factor(ifelse(seq_len(40) %% 2 == 0, "a", "b"))
+  x[1:10, y == "a"] <- x[1:10, y == "a"] + 6
+  set.seed(1)
+  expect_message(cv <- cv_suquan(x, y, nlambda = 8, lambda_min_ratio = 1e-4, rounds = 0:1,
+                                 nfolds = 4, progress = FALSE),
+                 "by 4 values; there every training fold is fit almost perfectly")
+  expect_identical(cv$extended, 4L)
+  expect_identical(cv$lambda_min, cv$lambda[12])
+  # the share of the null deviance explained on the training samples of each
+  # fold, at the best rounds: at least 99.9 % at the end of the path, not
+  # everywhere at the end of the first path (or it would not have been extended)
+  explained <- function(l) {
+    vapply(1:4, function(k) {
+      train <- cv$folds != k
+      fit <- suquan(x[, train], y[train], lambda = cv$lambda[l], rounds = cv$rounds_min,
+                    tol = 1e-8)
+      y01 <- as.numeric(y[train] == "b")
+      eta <- predict(fit, x[, train])
+      deviance <- 2 * mean(log1p(exp(eta)) - y01 * eta)
+      share <- mean(y01)
+      1 - deviance / (-2 * (share * log(share) + (1 - share) * log(1 - share)))
+    }, 0)
+  }
+  expect_true(all(explained(12) >= 0.999))
+  expect_false(all(explained(8) >= 0.999))
 })
