@@ -3,15 +3,17 @@
 #' Learns the target distribution of quantile normalization together with a
 #' linear model on the normalized data (Le Morvan and Vert 2017). A sample x
 #' (a column of `x`) is quantile-normalized to a target f, then scored by
-#' \deqn{g_k(x) = w_k^\top \Psi_f(x) + b_k,}
-#' where \eqn{\Psi_f(x)_j} is f at the quantile level of \eqn{x_j} (one
+#' \deqn{g_k(x) = w_k^\top \Psi_f(x) + b_k,}{g_k(x) = w_k' Psi_f(x) + b_k,}
+#' where \eqn{\Psi_f(x)_j}{Psi_f(x)_j} is f at the quantile level of \eqn{x_j}{x_j} (one
 #' score for `"gaussian"` and `"binomial"`, one per class for
 #' `"multinomial"`). The function minimizes
 #' \deqn{\frac{1}{n}\sum_i \ell(y_i, g(x_i)) + \lambda\left[(1 - \alpha)\|W\|^2 +
-#'   \alpha \|W\|_1\right] + \mathrm{smooth} \cdot R(f)}
+#'   \alpha \|W\|_1\right] + \mathrm{smooth} \cdot R(f)}{(1/n) sum_i loss(y_i, g(x_i)) +
+#'   lambda [(1 - alpha) ||W||^2 + alpha ||W||_1] + smooth * R(f)}
 #' over the model (W, b) and over the targets f in the set
 #' \deqn{C = \{f \textrm{ non-decreasing}, \textstyle\sum_k f_k = 0,
-#'   \frac{1}{p}\sum_k f_k^2 \le 1\}.}
+#'   \frac{1}{p}\sum_k f_k^2 \le 1\}.}{C = {f non-decreasing, sum_k f_k = 0,
+#'   (1/p) sum_k f_k^2 <= 1}.}
 #' The loss is half the squared error (`family = "gaussian"`), the logistic
 #' loss (`"binomial"`) or the multinomial logistic loss (`"multinomial"`).
 #'
@@ -51,7 +53,7 @@
 #'   stopping (Le Morvan and Vert stop after one update of f). Choose
 #'   `rounds` with [cv_suquan()].
 #' * `"svd"` takes f from the leading singular pair of the label-weighted sum
-#'   of the samples' permutation matrices \eqn{\sum_i (y_i - \bar y)\Pi_i}
+#'   of the samples' permutation matrices \eqn{\sum_i (y_i - \bar y)\Pi_i}{sum_i (y_i - mean(y)) Pi_i}
 #'   (an LDA-like estimate; one block per class for `"multinomial"`), found
 #'   by an implicitly restarted Lanczos method (RSpectra) on an operator that
 #'   never forms the p x p matrix; f is made non-decreasing and standardized,
@@ -71,7 +73,7 @@
 #' `smooth > 0` adds a roughness penalty on f on top of monotonicity
 #' (smoothed monotone regression, Ramsay 1988; a difference penalty as in
 #' Eilers and Marx 1996): \eqn{R(f) = \sum_k (f_{k+2} - 2f_{k+1} + f_k)^2 /
-#' R_0}, where \eqn{R_0} is the same sum for the standardized normal
+#' R_0}{R(f) = sum_k (f_{k+2} - 2 f_{k+1} + f_k)^2 / R_0}, where \eqn{R_0}{R_0} is the same sum for the standardized normal
 #' quantiles of length p, so that a target as rough as the normal quantiles
 #' costs `smooth` in units of the mean loss. It keeps f from collapsing onto
 #' a few levels; as `smooth` grows, f tends to a straight line (a normalization
@@ -98,7 +100,7 @@
 #' @param family `"binomial"` (logistic regression), `"gaussian"` (least
 #'   squares) or `"multinomial"` (multinomial logistic regression, one
 #'   weight vector per class, one target f shared by all classes).
-#' @param method `"bnd"`, `"svd"` or `"fixed"`; see the section Methods.
+#' @param method `"bnd"`, `"svd"` or `"fixed"`; see the section Methods of [suquan()].
 #' @param lambda Penalty on W, a positive number, or `NULL` (the default)
 #'   for `lambda_max / 1000` with the ridge penalty and `lambda_max / 10`
 #'   otherwise. With one round, `lambda_max / 1000` came third of 100 fixed
@@ -148,7 +150,7 @@
 #'   objective and the relative change of f), `iterations` (the rounds done),
 #'   `converged`, `lambda`, `lambda_max`, `alpha`, `rounds`, `smooth`, `svd`
 #'   (for `"svd"`: the two leading singular values, their relative gap
-#'   \eqn{1 - \sigma_2/\sigma_1}, `converged` and `iterations`), and the
+#'   \eqn{1 - \sigma_2/\sigma_1}{1 - sigma_2 / sigma_1}, `converged` and `iterations`), and the
 #'   settings. Methods: `print()`, `summary()`, `coef()`, `predict()`,
 #'   `plot()`.
 #' @references Le Morvan M, Vert J-P (2017). Supervised quantile
@@ -420,7 +422,7 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #' @param nfolds Number of folds, from 2 to the number of samples.
 #' @param folds `NULL`, or the fold (1, 2, ...) of every sample.
 #' @param measure `"deviance"` (the default: binomial or multinomial deviance,
-#'   \eqn{-2} times the mean log-likelihood, or the mean squared error for
+#'   -2 times the mean log-likelihood, or the mean squared error for
 #'   `"gaussian"`), `"class"` (misclassification rate), `"auc"` (area under
 #'   the ROC curve of each test fold, ties counting one half; binomial only,
 #'   every fold must hold both classes; the largest is best) or `"mse"` (mean
