@@ -94,6 +94,11 @@ check_flag <- function(x, arg) {
 # double matrix, keeping dimnames; R copies only when the storage mode changes, so
 # the caller's object is never modified.
 as_numeric_matrix <- function(x, arg = "x") {
+  if (isS4(x) && methods::is(x, "eSet")) {
+    abort(paste0("`%s` is an ExpressionSet: pass its expression matrix, `Biobase::exprs(%s)`, or ",
+                 "convert it with `SummarizedExperiment::makeSummarizedExperimentFromExpressionSet()` ",
+                 "(whose colData columns can then name the labels)."), arg, arg)
+  }
   if (stats::is.ts(x) && (is.numeric(x) || is.logical(x))) {
     # a time series is taken as its values (one column per series)
     x <- if (is.matrix(x)) matrix(as.vector(x), nrow(x), dimnames = dimnames(x)) else as.vector(x)

@@ -65,8 +65,16 @@
 #' fit
 #' predict(fit, x[, 1:3])
 #' summary(fit)
-rank_regression <- function(x, rankings, loss = c("fy", "squared"), eps = 1, n_samples = 100L,
-                            lambda = 1e-3, max_iter = 500L, threads = diffrank_threads()) {
+rank_regression <- function(x, ...) {
+  UseMethod("rank_regression")
+}
+
+#' @rdname rank_regression
+#' @export
+rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps = 1,
+                                    n_samples = 100L, lambda = 1e-3, max_iter = 500L,
+                                    threads = diffrank_threads(), ...) {
+  check_dots_empty(...)
   loss <- match_choice(loss, c("fy", "squared"), "loss")
   lambda <- check_number(lambda, "lambda", lower = 0)
   max_iter <- check_whole(max_iter, "max_iter")
@@ -103,6 +111,7 @@ rank_regression <- function(x, rankings, loss = c("fy", "squared"), eps = 1, n_s
   )
 }
 
+
 #' @rdname rank_regression
 #' @param object A `rank_regression` fit.
 #' @param newdata New samples (features x samples, with the training
@@ -112,6 +121,14 @@ rank_regression <- function(x, rankings, loss = c("fy", "squared"), eps = 1, n_s
 #'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
 #' @param ... Must be empty.
 #' @export
+#' @rdname rank_regression
+#' @param assay.type For a `SummarizedExperiment`, the assay (name or number)
+#'   whose features x samples matrix is `x`.
+#' @export
+rank_regression.SummarizedExperiment <- function(x, rankings, ..., assay.type = 1L) {
+  rank_regression.default(se_assay(x, assay.type), rankings, ...)
+}
+
 predict.rank_regression <- function(object, newdata, type = c("ranking", "score"), ...) {
   check_dots_empty(...)
   type <- match_choice(type, c("ranking", "score"), "type")

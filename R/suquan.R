@@ -245,8 +245,8 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
 
 #' @rdname suquan
 #' @export
-suquan.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  suquan.default(se_assay(x, assay.type, blocks = TRUE), ...)
+suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
+  suquan.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, y, "y"), ...)
 }
 
 #' @rdname suquan
@@ -659,8 +659,8 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
 
 #' @rdname cv_suquan
 #' @export
-cv_suquan.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  cv_suquan.default(se_assay(x, assay.type), ...)
+cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
+  cv_suquan.default(se_assay(x, assay.type), se_column(x, y, "y"), ...)
 }
 
 #' @rdname cv_suquan

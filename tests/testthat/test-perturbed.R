@@ -502,3 +502,14 @@ test_that("a near-constant perturbed value warns, net of its Monte-Carlo noise",
   expect_silent(perturbed(x, "sort", eps = 1e6))
   expect_silent(perturbed(rep(1, 5), "rank", eps = 1e6))
 })
+
+test_that("rank_regression() takes a SummarizedExperiment and rejects unknown arguments", {
+  skip_if_not_installed("SummarizedExperiment")
+  set.seed(71)
+  x <- matrix(rnorm(4 * 40), 4, 40, dimnames = list(paste0("g", 1:4), NULL))
+  rankings <- apply(-(matrix(rnorm(12), 3) %*% x), 2, rank)
+  se <- SummarizedExperiment::SummarizedExperiment(list(counts = x))
+  expect_equal(coef(rank_regression(se, rankings, loss = "squared")),
+               coef(rank_regression(x, rankings, loss = "squared")))
+  expect_error(rank_regression(x, rankings, loss = "squared", penalty = 1), "Unknown argument")
+})

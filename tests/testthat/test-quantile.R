@@ -245,3 +245,11 @@ test_that("bad input gets a clear error naming the argument", {
   withr::local_options(diffrank.threads = -1)
   expect_error(normalize_quantiles(x), "diffrank.threads")
 })
+
+test_that("an ExpressionSet gets an error that says how to pass it", {
+  skip_if_not_installed("Biobase")
+  eset <- Biobase::ExpressionSet(all_leukemia$expr[1:50, 1:10])
+  expect_error(normalize_quantiles(eset), "Biobase::exprs\\(x\\)")
+  expect_error(kendall_kernel(eset), "makeSummarizedExperimentFromExpressionSet")
+  expect_error(suquan(eset, rep(0:1, 5)), "is an ExpressionSet")
+})

@@ -658,3 +658,16 @@ test_that("the extension stops where every training fold is fit almost perfectly
   expect_true(all(explained(12) >= 0.999))
   expect_false(all(explained(8) >= 0.999))
 })
+
+test_that("the SummarizedExperiment methods take a colData column name as labels", {
+  skip_if_not_installed("SummarizedExperiment")
+  x <- all_leukemia$expr[1:200, ]
+  type <- all_leukemia$pheno$type
+  se <- SummarizedExperiment::SummarizedExperiment(list(expr = x),
+                                                   colData = data.frame(type = type))
+  expect_equal(coef(suquan(se, "type"))$w, coef(suquan(x, type))$w)
+  expect_error(suquan(se, "lineage"), "`y` names no column of colData")
+  folds <- rep(1:3, length.out = ncol(x))
+  expect_equal(suppressMessages(cv_suquan(se, "type", folds = folds, rounds = 0))$lambda_min,
+               suppressMessages(cv_suquan(x, type, folds = folds, rounds = 0))$lambda_min)
+})
