@@ -151,6 +151,9 @@
 #' # K[, ] is the plain matrix inside a kernlab kernelMatrix
 #' all.equal(kendall_kernel(x)[, ], cor(x, method = "kendall"))
 #' kendall_kernel(x[, 1], x[, 2])
+#' # rank only the 20 genes of largest variance across the samples
+#' K20 <- kendall_kernel(x, features = 20)
+#' attr(K20, "features")
 kendall_kernel <- function(x, ...) {
   UseMethod("kendall_kernel")
 }
@@ -303,6 +306,7 @@ mallows_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1
 #' @examples
 #' set.seed(1)
 #' x <- matrix(rnorm(200), nrow = 50, dimnames = list(NULL, paste0("s", 1:4)))
+#' x[, 2] <- x[, 1] + rnorm(50, sd = 0.5)         # s1 and s2 alike
 #' weighted_kendall_kernel(x)                     # hyperbolic weights from the top
 #' weighted_kendall_kernel(x, weighting = "top", k = 10)
 #' weighted_kendall_kernel(x, weighting = "additive")
