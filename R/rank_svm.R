@@ -40,6 +40,11 @@
 #'   chooses.
 #' @param nfolds Number of folds, from 2 to the size of the smallest class.
 #' @param folds `NULL`, or the fold (1, 2, ..., K) of every sample.
+#' @param centre Whether to centre the kernel in feature space on the
+#'   training samples (of each fold, and of the final fit), which helps
+#'   kernlab's solver with kernels whose values vary little (see the section
+#'   Centring of [kendall_kernel()]). New samples are then compared with all
+#'   the training samples, not only the support vectors.
 #' @param kernel_args A list of settings of the kernel, for example
 #'   `list(lambda = 5)` for `"mallows"` or `list(weighting = "top", k = 100)`
 #'   for `"weighted_kendall"` (`k` must then be at most the smallest number
@@ -52,8 +57,10 @@
 #'   `ksvm` fit), `features` (the features used, by name or row number),
 #'   `n_features` and `cost` (the chosen settings), `cv` (a data frame of the
 #'   cross-validated accuracy of every pair of settings), `folds`, `kernel`,
-#'   `kernel_args`, `levels` (the classes) and `support` (the support
-#'   samples restricted to the features, for prediction). It has `print()`,
+#'   `kernel_args`, `centring` (the training kernel's means, or `NULL`),
+#'   `levels` (the classes) and `support` (the samples new ones are compared
+#'   with, restricted to the features: the support vectors, or all training
+#'   samples with `centre = TRUE`). It has `print()`,
 #'   `summary()`, `predict()` and `coef()` methods.
 #' @seealso [kendall_kernel()] (section Features), [support_kernel()] to do
 #'   the same by hand.
@@ -85,9 +92,10 @@ rank_svm <- function(x, ...) {
 #' @export
 rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_kendall"),
                              n_features = c(250, 500, 1000, 2000, 5000, Inf),
-                             cost = 10^(-1:3), nfolds = 5L, folds = NULL,
+                             cost = 10^(-1:3), nfolds = 5L, folds = NULL, centre = TRUE,
                              kernel_args = list(), threads = diffrank_threads(), ...) {
   check_dots_empty(...)
+  centre <- check_flag(centre, "centre")
   if (!requireNamespace("kernlab", quietly = TRUE)) {
     abort("The kernlab package is needed for rank_svm(); install it with install.packages(\"kernlab\").")
   }
@@ -134,7 +142,7 @@ rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_ke
       for (f in seq_len(max(folds))) {
         train <- folds != f
         pred <- svm_fit_predict(k[train, train, drop = FALSE], labels[train], cost[j],
-                                k[!train, train, drop = FALSE])
+                                k[!train, train, drop = FALSE], centre)
         correct <- correct + sum(pred == labels[!train])
       }
       accuracy[i, j] <- correct / n
@@ -144,8 +152,12 @@ rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_ke
   best <- best[order(best[, 1L], best[, 2L]), , drop = FALSE][1L, ]
   rows <- kernel_matrices[[best[[1L]]]]
   k <- svm_kernel(kernels, m[rows, , drop = FALSE], NULL, kernel_args, threads)
+  centring <- if (centre) kernel_means(k) else NULL
+  if (centre) k <- centre_matrix(k, centring)
   fit <- kernlab::ksvm(kernlab::as.kernelMatrix(k), labels, type = "C-svc", C = cost[best[[2L]]])
-  support <- kernlab::SVindex(fit)
+  # the samples new ones are compared with: the support vectors, or all the
+  # training samples when the kernel is centred on them
+  support <- if (centre) seq_len(n) else kernlab::SVindex(fit)
   cv <- data.frame(n_features = rep(n_features, times = length(cost)),
                    cost = rep(cost, each = length(n_features)),
                    accuracy = as.vector(accuracy))
@@ -154,6 +166,7 @@ rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_ke
     features = if (is.null(rownames(m))) rows else rownames(m)[rows],
     n_features = length(rows), cost = cost[best[[2L]]], cv = cv,
     cv_accuracy = max(accuracy), folds = folds, kernel = kernel, kernel_args = kernel_args,
+    centring = centring, samples = colnames(m),
     levels = levels(labels), n_samples = n, class_counts = table(labels),
     n_rows = nrow(m), named = !is.null(rownames(m)),
     support = m[rows, support, drop = FALSE], threads = threads, call = match.call()
@@ -212,8 +225,12 @@ predict.rank_svm <- function(object, newdata, type = c("class", "decision"), ...
   }
   new <- new[rows, , drop = FALSE]
   rownames(new) <- rownames(object$support)
-  k <- kernlab::as.kernelMatrix(svm_kernel(lambda_kernels(object$kernel), new, object$support,
-                                            object$kernel_args, object$threads))
+  k <- svm_kernel(lambda_kernels(object$kernel), new, object$support, object$kernel_args,
+                  object$threads)
+  if (!is.null(object$centring)) {
+    k <- centre_matrix(k, object$centring)[, kernlab::SVindex(object$fit), drop = FALSE]
+  }
+  k <- kernlab::as.kernelMatrix(k)
   if (type == "decision") {
     out <- kernlab::predict(object$fit, k, type = "decision")
     rownames(out) <- colnames(new)
@@ -235,7 +252,8 @@ print.rank_svm <- function(x, ...) {
               max(x$folds), x$n_features, x$n_rows, format(x$cost)))
   cat(sprintf("Cross-validated accuracy of these settings: %.3f (optimistic: chosen on the same folds)\n",
               x$cv_accuracy))
-  cat(sprintf("Support vectors: %d\n", ncol(x$support)))
+  cat(sprintf("Support vectors: %d%s\n", length(kernlab::SVindex(x$fit)),
+              if (is.null(x$centring)) "" else "; kernel centred on the training samples"))
   invisible(x)
 }
 
@@ -268,11 +286,8 @@ coef.rank_svm <- function(object, ...) {
   check_dots_empty(...)
   alpha <- kernlab::coef(object$fit)
   index <- kernlab::alphaindex(object$fit)
-  names_all <- colnames(object$support)
-  all_support <- kernlab::SVindex(object$fit)
   sample_names <- function(idx) {
-    pos <- match(idx, all_support)
-    if (is.null(names_all)) as.character(idx) else names_all[pos]
+    if (is.null(object$samples)) as.character(idx) else object$samples[idx]
   }
   out <- Map(function(a, idx) stats::setNames(a, sample_names(idx)), alpha, index)
   if (length(out) == 1L) out[[1L]] else out
@@ -332,7 +347,26 @@ svm_kernel <- function(kernel, a, b, kernel_args, threads) {
   k[, , drop = FALSE]
 }
 
-svm_fit_predict <- function(k_train, labels, cost, k_test) {
+# The column means and grand mean of a training kernel, and a kernel (the
+# training kernel itself, or new samples against all training samples)
+# centred with them (see the section Centring of ?kendall_kernel).
+kernel_means <- function(k) {
+  means <- colMeans(k)
+  list(means = means, mean = mean(means))
+}
+
+centre_matrix <- function(k, centring) {
+  out <- sweep(sweep(k, 1L, rowMeans(k)), 2L, centring$means) + centring$mean
+  if (nrow(k) == ncol(k) && identical(rownames(k), colnames(k))) out <- (out + t(out)) / 2
+  out
+}
+
+svm_fit_predict <- function(k_train, labels, cost, k_test, centre = FALSE) {
+  if (centre) {
+    centring <- kernel_means(k_train)
+    k_train <- centre_matrix(k_train, centring)
+    k_test <- centre_matrix(k_test, centring)
+  }
   fit <- kernlab::ksvm(kernlab::as.kernelMatrix(k_train), labels, type = "C-svc", C = cost)
   support <- kernlab::SVindex(fit)
   as.character(kernlab::predict(fit, kernlab::as.kernelMatrix(k_test[, support, drop = FALSE])))

@@ -152,7 +152,8 @@ test_that("rank_svm() chooses features and C by CV, deterministically for a seed
   expect_output(print(summary(fit)), "Cross-validated accuracy")
   co <- coef(fit)
   expect_true(all(names(co) %in% colnames(d$x)))
-  expect_length(co, ncol(fit$support))
+  expect_length(co, length(kernlab::SVindex(fit$fit)))
+  expect_identical(names(co), colnames(d$x)[kernlab::alphaindex(fit$fit)[[1]]])
 })
 
 test_that("rank_svm() predicts new samples by feature name", {
@@ -223,4 +224,51 @@ test_that("rank_svm() rejects bad arguments", {
   expect_error(rank_svm(d$x, d$y, lambda = 2), "Unknown argument `lambda`")
   expect_error(rank_svm(d$x, d$y, kernel = "mallows", kernel_args = list(lamda = 2)),
                "Unknown argument `lamda`")
+})
+
+test_that("centre = TRUE centres in feature space, and new samples with the training means", {
+  set.seed(10)
+  x <- matrix(rnorm(60 * 8), 60, dimnames = list(paste0("g", 1:60), paste0("s", 1:8)))
+  h <- diag(8) - 1 / 8
+  for (kernel in list(kendall_kernel, function(...) mallows_kernel(..., lambda = 2),
+                      function(...) weighted_kendall_kernel(..., weighting = "additive"))) {
+    k <- kernel(x, centre = TRUE)
+    expect_equal(unclass(k[, ]), unclass(h %*% kernel(x)[, ] %*% h), ignore_attr = TRUE)
+    expect_true(isSymmetric(k[, ]))
+    expect_identical(dimnames(k), list(colnames(x), colnames(x)))
+    expect_gte(min(eigen(k[, ], symmetric = TRUE, only.values = TRUE)$values), -1e-10)
+    # a training sample seen as a new one gets its row of the centred kernel
+    cross <- kernel(x[, c(2, 5)], x, centre = k)
+    expect_equal(cross[, ], k[c(2, 5), ], ignore_attr = TRUE)
+  }
+  k <- kendall_kernel(x, centre = TRUE)
+  expect_error(kendall_kernel(x[, 1:2], x, centre = TRUE), "must be the centred kernel")
+  expect_error(kendall_kernel(x[, 1:2], x[, 1:4], centre = k), "all the training samples")
+  expect_error(kendall_kernel(x[, 1:2], x[, 8:1], centre = k), "same order")
+  expect_error(kendall_kernel(x, centre = k), "needs `y`")
+  expect_error(kendall_kernel(x, centre = "yes"), "`centre` must be TRUE, FALSE")
+  skip_if_not_installed("kernlab")
+  y <- factor(rep(c("a", "b"), 4))
+  fit <- kernlab::ksvm(k, y, type = "C-svc", C = 10)
+  sv <- kernlab::SVindex(fit)
+  expect_equal(support_kernel(fit, x[, 1:3], x, centre = k)[, ],
+               kendall_kernel(x[, 1:3], x, centre = k)[, sv, drop = FALSE])
+})
+
+test_that("rank_svm() centres by default, and predicts the same with or without centring here", {
+  skip_if_not_installed("kernlab")
+  d <- kf_data(p = 400, n = 40, n_signal = 20, shift = 3, seed = 11)
+  set.seed(12)
+  centred <- rank_svm(d$x[, 1:30], d$y[1:30], n_features = c(20, 400), cost = c(1, 10))
+  set.seed(12)
+  raw <- rank_svm(d$x[, 1:30], d$y[1:30], n_features = c(20, 400), cost = c(1, 10),
+                  centre = FALSE)
+  expect_false(is.null(centred$centring))
+  expect_null(raw$centring)
+  expect_identical(ncol(centred$support), 30L)
+  expect_identical(ncol(raw$support), length(kernlab::SVindex(raw$fit)))
+  expect_identical(predict(centred, d$x[, 31:40]), predict(raw, d$x[, 31:40]))
+  expect_gte(mean(predict(centred, d$x[, 31:40]) == d$y[31:40]), 0.9)
+  expect_output(print(centred), "centred on the training samples")
+  expect_error(rank_svm(d$x, d$y, centre = NA), "`centre` must be TRUE or FALSE")
 })
