@@ -269,6 +269,14 @@ test_that("rank_svm() centres by default, and predicts the same with or without 
   expect_identical(ncol(raw$support), length(kernlab::SVindex(raw$fit)))
   expect_identical(predict(centred, d$x[, 31:40]), predict(raw, d$x[, 31:40]))
   expect_gte(mean(predict(centred, d$x[, 31:40]) == d$y[31:40]), 0.9)
+  # the decision values are those of the kernel centred by hand
+  feats <- centred$features
+  k_train <- kendall_kernel(d$x[feats, 1:30], centre = TRUE)
+  k_new <- kendall_kernel(d$x[feats, 31:40], d$x[feats, 1:30], centre = k_train)
+  sv <- kernlab::SVindex(centred$fit)
+  expected <- kernlab::predict(centred$fit, kernlab::as.kernelMatrix(k_new[, sv, drop = FALSE]),
+                               type = "decision")
+  expect_equal(unname(predict(centred, d$x[, 31:40], type = "decision")), unname(expected))
   expect_output(print(centred), "centred on the training samples")
   expect_error(rank_svm(d$x, d$y, centre = NA), "`centre` must be TRUE or FALSE")
 })
