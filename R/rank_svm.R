@@ -35,7 +35,9 @@
 #'   `"weighted_kendall"`.
 #' @param n_features The numbers of most variable features among which the
 #'   cross-validation chooses; numbers above the number of rows of `x` are
-#'   taken as all of them (`Inf` for all).
+#'   taken as all of them, so that on small data all features are among the
+#'   candidates (add `Inf` to try all of them on whole arrays, at the cost of
+#'   the largest kernel).
 #' @param cost The costs `C` of the SVM among which the cross-validation
 #'   chooses.
 #' @param nfolds Number of folds, from 2 to the size of the smallest class.
@@ -91,7 +93,7 @@ rank_svm <- function(x, ...) {
 #' @rdname rank_svm
 #' @export
 rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_kendall"),
-                             n_features = c(250, 500, 1000, 2000, 5000, Inf),
+                             n_features = c(250, 500, 1000, 2000, 5000),
                              cost = 10^(-1:3), nfolds = 5L, folds = NULL, centre = TRUE,
                              kernel_args = list(), threads = diffrank_threads(), ...) {
   check_dots_empty(...)

@@ -51,6 +51,16 @@ test_that("features = n keeps the n rows of largest variance, and the attribute 
   })
 })
 
+test_that("features = n chooses the same rows for block inputs", {
+  skip_if_not_installed("DelayedArray")
+  set.seed(13)
+  x <- matrix(rnorm(300 * 12), 300, dimnames = list(paste0("g", 1:300), paste0("s", 1:12)))
+  dense <- kendall_kernel(x, features = 30)
+  expect_identical(kendall_kernel(DelayedArray::DelayedArray(x), features = 30), dense)
+  skip_if_not_installed("Matrix")
+  expect_identical(kendall_kernel(Matrix::Matrix(x, sparse = TRUE), features = 30)[, ], dense[, ])
+})
+
 test_that("the features of a training kernel are reused by name for new samples", {
   d <- kf_data(p = 300, n = 12)
   kf_quiet({
