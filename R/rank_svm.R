@@ -43,10 +43,15 @@
 #' @param nfolds Number of folds, from 2 to the size of the smallest class.
 #' @param folds `NULL`, or the fold (1, 2, ..., K) of every sample.
 #' @param centre Whether to centre the kernel in feature space on the
-#'   training samples (of each fold, and of the final fit), which helps
-#'   kernlab's solver with kernels whose values vary little (see the section
-#'   Centring of [kendall_kernel()]). New samples are then compared with all
-#'   the training samples, not only the support vectors.
+#'   training samples (of each fold, and of the final fit; see the section
+#'   Centring of [kendall_kernel()]), which helps kernlab's solver on kernels
+#'   whose values vary little, such as those of all the genes of whole arrays.
+#'   Not the default: with the features chosen it is not needed on the ALL
+#'   arrays, and kernlab's solver can take up to a second or more on a
+#'   centred kernel whose SVM predicts a single class (small costs), which
+#'   made `rank_svm()` about 10 times slower there. With `centre = TRUE` new
+#'   samples are compared with all the training samples, not only the support
+#'   vectors.
 #' @param kernel_args A list of settings of the kernel, for example
 #'   `list(lambda = 5)` for `"mallows"` or `list(weighting = "top", k = 100)`
 #'   for `"weighted_kendall"` (`k` must then be at most the smallest number
@@ -94,7 +99,7 @@ rank_svm <- function(x, ...) {
 #' @export
 rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_kendall"),
                              n_features = c(250, 500, 1000, 2000, 5000),
-                             cost = 10^(-1:3), nfolds = 5L, folds = NULL, centre = TRUE,
+                             cost = 10^(-1:3), nfolds = 5L, folds = NULL, centre = FALSE,
                              kernel_args = list(), threads = diffrank_threads(), ...) {
   check_dots_empty(...)
   centre <- check_flag(centre, "centre")

@@ -265,14 +265,14 @@ test_that("centre = TRUE centres in feature space, and new samples with the trai
                kendall_kernel(x[, 1:3], x, centre = k)[, sv, drop = FALSE])
 })
 
-test_that("rank_svm() centres by default, and predicts the same with or without centring here", {
+test_that("rank_svm(centre = TRUE) centres on the training samples, and predicts the same here", {
   skip_if_not_installed("kernlab")
   d <- kf_data(p = 400, n = 40, n_signal = 20, shift = 3, seed = 11)
   set.seed(12)
-  centred <- rank_svm(d$x[, 1:30], d$y[1:30], n_features = c(20, 400), cost = c(1, 10))
+  centred <- rank_svm(d$x[, 1:30], d$y[1:30], n_features = c(20, 400), cost = c(1, 10),
+                      centre = TRUE)
   set.seed(12)
-  raw <- rank_svm(d$x[, 1:30], d$y[1:30], n_features = c(20, 400), cost = c(1, 10),
-                  centre = FALSE)
+  raw <- rank_svm(d$x[, 1:30], d$y[1:30], n_features = c(20, 400), cost = c(1, 10))
   expect_false(is.null(centred$centring))
   expect_null(raw$centring)
   expect_identical(ncol(centred$support), 30L)
