@@ -124,8 +124,8 @@
 #' `centre = TRUE` returns H K H with H = I - 11'/n: the kernel of the
 #' samples' embeddings minus their mean, still positive semidefinite, with the
 #' training means as the attribute `"centring"`. An SVM with an intercept is
-#' in theory unchanged by it, but kernlab's solver stops on a tolerance that
-#' a kernel whose values all lie close to its level does not reach: on the
+#' in theory unchanged by it (the intercept absorbs the shift), but kernlab's
+#' numerical solver, which works to a fixed tolerance, is not: on the
 #' whole ALL arrays (all 12,625 probe sets), `ksvm()` on the centred Kendall
 #' kernel tells B from T cells right for 0.99 to 1.00 of the samples in
 #' cross-validation with C from 10 to 1,000, against 0.80 to 0.82 on the raw
