@@ -110,6 +110,9 @@ rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_ke
   if (is_block_input(x)) x <- realize_block_input(x, "x", "rank_svm() needs it in memory.")
   m <- rank_input(x, "x", "fail")
   n <- ncol(m)
+  if (n < 4L) {
+    abort("`x` must have at least 4 samples (columns) for a cross-validated SVM, not %d.", n)
+  }
   labels <- svm_labels(y, n)
   if (!is.numeric(n_features) || length(n_features) < 1L || anyNA(n_features) ||
         any(n_features < 2) || any(is.finite(n_features) & n_features != round(n_features))) {

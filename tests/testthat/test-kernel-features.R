@@ -222,6 +222,7 @@ test_that("rank_svm() rejects bad arguments", {
   skip_if_not_installed("kernlab")
   d <- kf_data(p = 100, n = 20)
   expect_error(rank_svm(d$x, d$y[-1]), "one class per sample")
+  expect_error(rank_svm(d$x[, 1:3], d$y[1:3]), "`x` must have at least 4 samples")
   expect_error(rank_svm(d$x, rep("a", 20)), "at least 2 classes")
   expect_error(rank_svm(d$x, 1:20), "factor or character")
   expect_error(rank_svm(d$x, d$y, kernel = "rbf"), "`kernel` must be one of")
