@@ -80,10 +80,77 @@
 #'   which use `threads`. See [diffrank_blocks].
 #' @param progress Whether to show progress for matrices that take more than
 #'   a couple of seconds. Interrupts are checked in any case.
+#' @param features The features (rows) the samples are ranked on: `NULL` (the
+#'   default) for all; a single number n for the n features of largest
+#'   variance across the samples of `x`; or the features' names, row numbers
+#'   or a logical vector. See the section Features.
+#' @param centre `FALSE` (the default); `TRUE` to centre the kernel between
+#'   the samples of `x` in feature space (see the section Centring); or, with
+#'   `y`, the centred kernel of the training samples `y`, to centre the
+#'   cross-kernel of new samples `x` against all of them the same way.
 #' @return A `ncol(x)` x `ncol(y)` kernel matrix (a kernlab `kernelMatrix`
 #'   when kernlab is installed, a plain matrix otherwise; `K[, ]` extracts the
 #'   plain matrix from a `kernelMatrix` `K`) with the sample names as
-#'   dimnames; a single number when `x` and `y` are both vectors.
+#'   dimnames; a single number when `x` and `y` are both vectors. With
+#'   `features`, the attribute `"features"` holds the features used (their
+#'   names, or their row numbers when `x` has no row names).
+#' @section Features:
+#' On a whole array most pairs of genes are ordered the same way in every
+#' sample (highly expressed housekeeping genes above unexpressed ones), so the
+#' kernel values between samples vary little and mostly with genes that do
+#' not tell the samples apart. On the 12,625 probe sets of the ALL arrays
+#' (Bioconductor package ALL, 128 samples) the Kendall kernel's off-diagonal
+#' values span 0.60 to 0.89 (standard deviation 0.035), and an SVM on it tells
+#' B- from T-cell leukaemias no better than 0.80 to 0.82 in cross-validation
+#' for any cost C from 1 to 1,000; on the 1,000 probe sets of largest
+#' variance they span 0.25 to 0.79 and the same SVM is right for every sample
+#' (`bench/kernel_svm.R`). `features = 1000` keeps these: the variance of
+#' each row of `x` across its samples (missing values left out; for a block
+#' input computed block by block), the standard unsupervised filter of
+#' expression data (as genefilter's `varFilter()` or DESeq2's `plotPCA()`).
+#' It does not look at any label, so it can be done on all the samples
+#' before a cross-validation without biasing it; [rank_svm()] chooses the
+#' number by cross-validation.
+#'
+#' The selection is returned as the attribute `"features"`. For a
+#' cross-kernel (`y` given) the features must be given by name or row number,
+#' typically `attr(K, "features")` of the training kernel `K` (a number is an
+#' error there, since it would choose the features on other samples); names
+#' pick the rows of `y` by name, so `y` may list its features in another
+#' order or have more of them. [support_kernel()] accepts a number and
+#' chooses the features on `train`, as `kernel(train, features = n)` did.
+#'
+#' @section Centring:
+#' `centre = TRUE` returns H K H with H = I - 11'/n: the kernel of the
+#' samples' embeddings minus their mean, still positive semidefinite, with the
+#' training means as the attribute `"centring"`. An SVM with an intercept is
+#' in theory unchanged by it (the intercept absorbs the shift), but kernlab's
+#' numerical solver, which works to a fixed tolerance, is not: on the
+#' whole ALL arrays (all 12,625 probe sets), `ksvm()` on the centred Kendall
+#' kernel tells B from T cells right for 0.99 to 1.00 of the samples in
+#' cross-validation with C from 10 to 1,000, against 0.80 to 0.82 on the raw
+#' kernel (`bench/kernel_svm.R`). New samples must be centred with the
+#' training means: `kernel(new, train, centre = K_train)` with `K_train <-
+#' kernel(train, centre = TRUE)` (the cross-kernel against all the training
+#' samples); `support_kernel(..., centre = K_train)` does it for a ksvm fit.
+#' The near-constant warning judges the kernel before centring.
+#'
+#' @section Nearly constant kernels:
+#' The kernel between the samples of `x` (`y = NULL`, at least 3 samples)
+#' warns when the standard deviation of its off-diagonal values is below 5%
+#' of its mean diagonal value (1 for the normalized kernels): all samples are
+#' then about equally alike and a kernel method has little to work with. The
+#' Mallows kernel is judged on 1 - 2 d for its Kendall distances d = -log(K) /
+#' lambda (Kendall's tau without ties), so that the rule does not depend on
+#' `lambda`. The
+#' Kendall kernel of independent noise on p features has a spread of about
+#' 0.67 / sqrt(p) (0.021 for 1,000 features), the whole ALL arrays 0.035, their
+#' 500 to 2,000 most variable probe sets 0.065 to 0.10. The warning (of class
+#' `"diffrank_near_constant_kernel"`) suggests `features`. A spread above the
+#' threshold does not mean that the kernel separates the classes you are
+#' after: the weighted Kendall kernel of the whole ALL arrays varies widely
+#' (standard deviation 0.18) with the most expressed genes, which do not tell
+#' B from T cells apart.
 #' @references
 #' Knight WR (1966). A computer method for calculating Kendall's tau with
 #' ungrouped data. *Journal of the American Statistical Association* 61,
@@ -103,6 +170,9 @@
 #' # K[, ] is the plain matrix inside a kernlab kernelMatrix
 #' all.equal(kendall_kernel(x)[, ], cor(x, method = "kendall"))
 #' kendall_kernel(x[, 1], x[, 2])
+#' # rank only the 20 genes of largest variance across the samples
+#' K20 <- kendall_kernel(x, features = 20)
+#' attr(K20, "features")
 kendall_kernel <- function(x, ...) {
   UseMethod("kendall_kernel")
 }
@@ -111,11 +181,16 @@ kendall_kernel <- function(x, ...) {
 #' @export
 kendall_kernel.default <- function(x, y = NULL, variant = c("tau_b", "tau_a"),
                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
-                                   progress = interactive(), BPPARAM = NULL, ...) {
+                                   progress = interactive(), BPPARAM = NULL, features = NULL,
+                                   centre = FALSE, ...) {
   check_dots_empty(...)
   variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
-  rank_kernel(x, y, kernel = variant, na = match_choice(na, c("fail", "pairwise"), "na"),
-              threads = threads, progress = progress, BPPARAM = BPPARAM)
+  check_centre(centre, y)
+  na <- match_choice(na, c("fail", "pairwise"), "na")
+  sel <- select_features(features, x, y, na)
+  out <- rank_kernel(sel$x, sel$y, kernel = variant, na = na, threads = threads,
+                     progress = progress, BPPARAM = BPPARAM)
+  finish_features(out, sel, is.null(y), "kendall_kernel", centre = centre)
 }
 
 #' @rdname kendall_kernel
@@ -173,13 +248,19 @@ mallows_kernel <- function(x, ...) {
 #' @export
 mallows_kernel.default <- function(x, y = NULL, lambda = 1, normalized = TRUE,
                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
-                                   progress = interactive(), BPPARAM = NULL, ...) {
+                                   progress = interactive(), BPPARAM = NULL, features = NULL,
+                                   centre = FALSE, ...) {
   check_dots_empty(...)
   lambda <- check_number(lambda, "lambda", lower = 0)
+  check_centre(centre, y)
   normalized <- check_flag(normalized, "normalized")
-  rank_kernel(x, y, kernel = "mallows", lambda = lambda, normalized = normalized,
-              na = match_choice(na, c("fail", "pairwise"), "na"), threads = threads,
-              progress = progress, BPPARAM = BPPARAM)
+  na <- match_choice(na, c("fail", "pairwise"), "na")
+  sel <- select_features(features, x, y, na)
+  out <- rank_kernel(sel$x, sel$y, kernel = "mallows", lambda = lambda, normalized = normalized,
+                     na = na, threads = threads, progress = progress, BPPARAM = BPPARAM)
+  p <- if (is.null(dim(sel$x))) length(sel$x) else nrow(sel$x)
+  finish_features(out, sel, is.null(y), "mallows_kernel",
+                  lambda = if (normalized) lambda else lambda * p * (p - 1) / 2, centre = centre)
 }
 
 #' @rdname mallows_kernel
@@ -246,6 +327,7 @@ mallows_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1
 #' @examples
 #' set.seed(1)
 #' x <- matrix(rnorm(200), nrow = 50, dimnames = list(NULL, paste0("s", 1:4)))
+#' x[, 2] <- x[, 1] + rnorm(50, sd = 0.5)         # s1 and s2 alike
 #' weighted_kendall_kernel(x)                     # hyperbolic weights from the top
 #' weighted_kendall_kernel(x, weighting = "top", k = 10)
 #' weighted_kendall_kernel(x, weighting = "additive")
@@ -261,15 +343,19 @@ weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings,
                                             u = NULL, normalized = TRUE,
                                             na = c("fail", "pairwise"),
                                             threads = diffrank_threads(),
-                                            progress = interactive(), BPPARAM = NULL, ...) {
+                                            progress = interactive(), BPPARAM = NULL,
+                                            features = NULL, centre = FALSE, ...) {
   check_dots_empty(...)
   weighting <- match_choice(weighting, weightings, "weighting")
+  check_centre(centre, y)
   normalized <- check_flag(normalized, "normalized")
-  p <- if (is.null(dim(x))) length(x) else nrow(x)
+  na <- match_choice(na, c("fail", "pairwise"), "na")
+  sel <- select_features(features, x, y, na)
+  p <- if (is.null(dim(sel$x))) length(sel$x) else nrow(sel$x)
   spec <- weight_spec(weighting, k, u, p, normalized)
-  rank_kernel(x, y, kernel = spec$kernel, normalized = normalized, u = spec$u,
-              na = match_choice(na, c("fail", "pairwise"), "na"), threads = threads,
-              progress = progress, BPPARAM = BPPARAM)
+  out <- rank_kernel(sel$x, sel$y, kernel = spec$kernel, normalized = normalized, u = spec$u,
+                     na = na, threads = threads, progress = progress, BPPARAM = BPPARAM)
+  finish_features(out, sel, is.null(y), "weighted_kendall_kernel", centre = centre)
 }
 
 #' @rdname weighted_kendall_kernel
@@ -335,8 +421,14 @@ kendall_counts <- function(x, y) {
 #' @inheritParams kendall_kernel
 #' @inheritParams mallows_kernel
 #' @inheritParams weighted_kendall_kernel
-#' @return A function `function(x, y = NULL)` of class `"kernel"` (kernlab's
-#'   S4 class when kernlab is installed), with the parameters in its `kpar`.
+#' @param features `NULL` for all the columns, or the columns (features) to
+#'   use: their names (the data given to kernlab must then have column names),
+#'   column numbers or a logical vector. Not a number of features: choose
+#'   them once on the training data, e.g.
+#'   `attr(kendall_kernel(t(data), features = 1000), "features")`.
+#' @return A function `function(x, y = NULL)` of class `"diffrank_kernlab"`,
+#'   a subclass of kernlab's S4 class `"kernel"` when kernlab is installed,
+#'   with the parameters in its `kpar`. Printing it says which kernel it is.
 #' @export
 #' @examples
 #' if (requireNamespace("kernlab", quietly = TRUE)) {
@@ -349,35 +441,42 @@ kendall_counts <- function(x, y) {
 #'                        scaled = FALSE, C = 1)
 #'   mean(kernlab::predict(fit, data) == labels)
 #' }
-kendall_kernlab <- function(variant = c("tau_b", "tau_a")) {
+#' kendall_kernlab()
+#' weighted_kendall_kernlab(weighting = "top", k = 10, features = 1:20)
+kendall_kernlab <- function(variant = c("tau_b", "tau_a"), features = NULL) {
   variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
+  check_kernlab_features(features)
   make_kernel_fn(
     function(x, y) kendall_kernel(x, y, variant = variant, threads = 1L, progress = FALSE),
-    kernel = variant, kpar = list(variant = variant)
+    kernel = variant, kpar = list(variant = variant, features = features),
+    features = features, label = sprintf("Kendall kernel (%s)", variant)
   )
 }
 
 #' @rdname kendall_kernlab
 #' @export
-mallows_kernlab <- function(lambda = 1, normalized = TRUE) {
+mallows_kernlab <- function(lambda = 1, normalized = TRUE, features = NULL) {
   lambda <- check_number(lambda, "lambda", lower = 0)
   normalized <- check_flag(normalized, "normalized")
+  check_kernlab_features(features)
   make_kernel_fn(
     function(x, y) {
       mallows_kernel(x, y, lambda = lambda, normalized = normalized, threads = 1L,
                      progress = FALSE)
     },
     kernel = "mallows", lambda = lambda, normalized = normalized,
-    kpar = list(lambda = lambda, normalized = normalized)
+    kpar = list(lambda = lambda, normalized = normalized, features = features),
+    features = features, label = "Mallows kernel"
   )
 }
 
 #' @rdname kendall_kernlab
 #' @export
 weighted_kendall_kernlab <- function(weighting = weightings, k = NULL, u = NULL,
-                                     normalized = TRUE) {
+                                     normalized = TRUE, features = NULL) {
   weighting <- match_choice(weighting, weightings, "weighting")
   normalized <- check_flag(normalized, "normalized")
+  check_kernlab_features(features)
   # Checked now as far as possible without the data; fully when called.
   weight_spec(weighting, k, u, p = NULL)
   spec <- NULL
@@ -395,7 +494,9 @@ weighted_kendall_kernlab <- function(weighting = weightings, k = NULL, u = NULL,
       }
       spec$u
     },
-    kpar = list(weighting = weighting, k = k, u = u, normalized = normalized)
+    kpar = list(weighting = weighting, k = k, u = u, normalized = normalized,
+                features = features),
+    features = features, label = sprintf("Weighted Kendall kernel (%s)", weighting)
   )
 }
 
@@ -417,6 +518,14 @@ weighted_kendall_kernlab <- function(weighting = weightings, k = NULL, u = NULL,
 #'   or [weighted_kendall_kernel()] (named, after the settings).
 #' @param ... The kernel's settings (for example `lambda`, `weighting`, `k`,
 #'   `threads`), the same as for fitting.
+#' @param features As for the kernel: `NULL`, names, row numbers, or a number
+#'   n of features, then chosen (the n of largest variance) on `train`, as
+#'   `kernel(train, features = n)` chose them for the fit. Names pick the
+#'   rows of `newdata` by name.
+#' @param centre `NULL`, or the centred training kernel (`kernel(train,
+#'   centre = TRUE)`) the fit was computed on: the kernel of `newdata` against
+#'   all the training samples is then centred with its means before the
+#'   support vectors are taken.
 #' @return A kernlab `kernelMatrix`, new samples x support vectors.
 #' @export
 #' @examples
@@ -432,7 +541,8 @@ weighted_kendall_kernlab <- function(weighting = weightings, k = NULL, u = NULL,
 #'                           kernel = mallows_kernel)
 #'   mean(kernlab::predict(fit, k_new) == labels[-train])
 #' }
-support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel) {
+support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel, features = NULL,
+                           centre = NULL) {
   if (!requireNamespace("kernlab", quietly = TRUE)) {
     abort("The kernlab package is needed for support_kernel().")
   }
@@ -440,12 +550,27 @@ support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel) {
   if (!is.function(kernel)) abort("`kernel` must be a kernel function, not %s.", describe(kernel))
   if (methods::is(train, "SummarizedExperiment")) train <- se_assay(train, 1L)
   train <- as_numeric_matrix(train, "train")
+  if (is_feature_count(features)) {
+    # chosen on the training samples, as for the fit's kernel matrix
+    na <- list(...)$na
+    features <- select_features(features, train, NULL, if (is.null(na)) "fail" else na)$features
+  }
   support <- kernlab::SVindex(fit)
   if (length(support) == 0L || max(support) > ncol(train)) {
     abort("`train` has %d samples, but the fit's support vectors go up to sample %d: give the training samples the fit was computed on.",
           ncol(train), max(support, 0L))
   }
-  kernel(newdata, train[, support, drop = FALSE], ...)
+  if (!is.null(centre)) {
+    # centring needs the kernel with all the training samples
+    k <- if (is.null(features)) {
+      kernel(newdata, train, ..., centre = centre)
+    } else {
+      kernel(newdata, train, ..., features = features, centre = centre)
+    }
+    return(as_kernel_matrix(k[, support, drop = FALSE]))
+  }
+  if (is.null(features)) return(kernel(newdata, train[, support, drop = FALSE], ...))
+  kernel(newdata, train[, support, drop = FALSE], ..., features = features)
 }
 
 # A kernel function in kernlab's orientation (samples in rows) from a kernel
@@ -453,9 +578,14 @@ support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel) {
 # samples, so two complete numeric vectors of the same length go straight to
 # the C++ kernel; anything else goes through the checked R function.
 make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
-                           position_weights = function(p) double(0), kpar = list()) {
+                           position_weights = function(p) double(0), kpar = list(),
+                           features = NULL, label = "Rank kernel") {
   f <- function(x, y = NULL) {
     if (is.null(y)) y <- x
+    if (!is.null(features)) {
+      x <- kernlab_columns(x, features, "x")
+      y <- kernlab_columns(y, features, "y")
+    }
     if (is.null(dim(x)) && is.null(dim(y))) {
       if (is.numeric(x) && is.numeric(y) && !is.object(x) && !is.object(y) &&
             length(x) == length(y) && length(x) >= 2L && !anyNA(x) && !anyNA(y)) {
@@ -469,11 +599,77 @@ make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
     checked(t(as_numeric_matrix(x, "x")), t(as_numeric_matrix(y, "y")))
   }
   if (requireNamespace("kernlab", quietly = TRUE)) {
-    methods::new(methods::getClass("kernel", where = asNamespace("kernlab")), .Data = f,
-                 kpar = kpar)
+    methods::new(rank_kernlab_class(), .Data = f, kpar = kpar)
   } else {
-    structure(f, kpar = kpar, class = c("kernel", "function"))
+    structure(f, kpar = kpar, class = c("diffrank_kernlab", "kernel", "function"))
   }
+}
+
+# kernlab's kernel functions are S4 objects of its class "kernel", whose show
+# method prints nothing for a user-defined kernel (and print() its source):
+# diffrank's are of a subclass defined, once kernlab is available, in an
+# environment of its own, with a show method (and the S3 print method below).
+rank_kernlab_env <- new.env()
+
+rank_kernlab_class <- function() {
+  def <- methods::getClassDef("diffrank_kernlab", where = rank_kernlab_env)
+  if (is.null(def)) {
+    methods::setClass("diffrank_kernlab",
+                      contains = methods::getClass("kernel", where = asNamespace("kernlab")),
+                      where = rank_kernlab_env)
+    methods::setMethod("show", "diffrank_kernlab", function(object) print_rank_kernlab(object),
+                       where = rank_kernlab_env)
+    def <- methods::getClassDef("diffrank_kernlab", where = rank_kernlab_env)
+  }
+  def
+}
+
+#' @export
+print.diffrank_kernlab <- function(x, ...) {
+  check_dots_empty(...)
+  print_rank_kernlab(x)
+}
+
+print_rank_kernlab <- function(x) {
+  kpar <- attr(x, "kpar")
+  features <- kpar$features
+  kpar$features <- NULL
+  kpar <- kpar[!vapply(kpar, is.null, logical(1))]
+  show_value <- function(v) {
+    if (length(v) > 3L) sprintf("<%d values>", length(v)) else paste(format(v), collapse = ", ")
+  }
+  cat(get0("label", envir = environment(x), inherits = FALSE) %||% "Rank kernel",
+      "function for kernlab (samples in rows; see ?kendall_kernlab)\n")
+  if (length(kpar) > 0L) {
+    cat("Parameters:", paste(names(kpar), vapply(kpar, show_value, ""), sep = " = ",
+                             collapse = ", "), "\n")
+  }
+  if (!is.null(features)) cat(sprintf("Features: %d of the columns\n", length(features)))
+  invisible(x)
+}
+
+# `features` of a kernlab kernel function: names, column numbers or a logical
+# vector (a number of features cannot be chosen one pair of samples at a time).
+check_kernlab_features <- function(features) {
+  if (is.null(features)) return(invisible())
+  if (is_feature_count(features)) {
+    abort(paste0(
+      "`features` of a kernlab kernel function must give the features by name or column ",
+      "number, not a number: choose them once, e.g. with ",
+      "attr(kendall_kernel(t(data), features = %s), \"features\")."), format(features))
+  }
+  feature_index(features, if (is.logical(features)) length(features) else Inf,
+                if (is.character(features)) features else NULL, "x")
+  invisible()
+}
+
+# The columns `features` of kernlab data (samples in rows; a vector is one
+# sample).
+kernlab_columns <- function(x, features, arg) {
+  if (is.null(dim(x))) {
+    return(x[feature_index(features, length(x), names(x), arg)])
+  }
+  x[, feature_index(features, ncol(x), colnames(x), arg), drop = FALSE]
 }
 
 # The C++ kernel name and position weights of a weighted Kendall kernel for p
@@ -603,4 +799,224 @@ finish_kernel <- function(out, names_x, names_y, scalar) {
 
 as_kernel_matrix <- function(k) {
   if (requireNamespace("kernlab", quietly = TRUE)) kernlab::as.kernelMatrix(k) else k
+}
+
+# ---------------------------------------------------------------------------
+# Feature selection and the near-constant check of the kernel functions
+
+# x and y restricted to `features` (NULL: unchanged), with `features` as the
+# selected names (or indices when x has no row names) and `p` their number.
+# A number chooses the most variable features of x; names pick y's rows by
+# name, so that y's features may come in another order.
+select_features <- function(features, x, y, na) {
+  if (is.null(features)) return(list(x = x, y = y, features = NULL, p = NULL))
+  vector_input <- is.null(dim(x)) && !is.data.frame(x)
+  if (is_block_input(x)) {
+    p <- nrow(x)
+    names_x <- rownames(x)
+  } else {
+    x <- rank_input(x, "x", na)
+    if (vector_input) x <- x[, 1L, drop = TRUE]
+    p <- if (vector_input) length(x) else nrow(x)
+    names_x <- if (vector_input) names(x) else rownames(x)
+  }
+  if (is_feature_count(features)) {
+    if (!is.null(y)) {
+      abort(paste0(
+        "With `y`, `features` must give the features by name or index (for example ",
+        "attr(K, \"features\") of the training kernel K), not a number: a number would ",
+        "choose them on the samples of `x` alone."))
+    }
+    n <- check_whole(features, "features", lower = 2, upper = max(p, 2))
+    if (vector_input || ncol(x) < 2L) {
+      abort("`features` = %d needs at least 2 samples to measure the features' variance.", n)
+    }
+    index <- variable_features(x, n)
+  } else {
+    index <- feature_index(features, p, names_x, "x")
+  }
+  subset_rows <- function(m, rows) {
+    if (is.null(dim(m)) && !is.data.frame(m)) m[rows] else m[rows, , drop = FALSE]
+  }
+  if (!is.null(y)) {
+    names_y <- if (is.null(dim(y)) && !is.data.frame(y)) names(y) else rownames(y)
+    p_y <- if (is.null(dim(y)) && !is.data.frame(y)) length(y) else nrow(y)
+    if (is.character(features) && !is.null(names_y)) {
+      rows_y <- feature_index(features, p_y, names_y, "y")
+    } else {
+      if (p_y != p) {
+        abort("`x` and `y` must have the same number of features (rows), not %d and %d.", p, p_y)
+      }
+      rows_y <- index
+    }
+    y <- subset_rows(y, rows_y)
+  }
+  list(x = subset_rows(x, index), y = y,
+       features = if (is.null(names_x)) index else names_x[index], p = length(index))
+}
+
+is_feature_count <- function(features) {
+  is.numeric(features) && length(features) == 1L && is.null(dim(features)) &&
+    !is.object(features)
+}
+
+# The row numbers of `features` (names, numbers or a logical vector) among p
+# features named `names` (NULL when unnamed) of the argument `arg`.
+feature_index <- function(features, p, names, arg) {
+  if (is.character(features) && is.null(dim(features))) {
+    if (anyNA(features)) abort("`features` must not contain missing names.")
+    if (is.null(names)) {
+      abort("`features` gives feature names, but `%s` has no row names.", arg)
+    }
+    index <- match(features, names)
+    if (anyNA(index)) {
+      abort("`%s` lacks %d of the %d features named in `features`, for example \"%s\".", arg,
+            sum(is.na(index)), length(features), features[is.na(index)][1L])
+    }
+  } else if (is.logical(features) && is.null(dim(features))) {
+    if (length(features) != p || anyNA(features)) {
+      abort("`features` as a logical vector must have one TRUE or FALSE per feature (%d), not %s.",
+            p, describe(features))
+    }
+    index <- which(features)
+  } else if (is.numeric(features) && is.null(dim(features)) && !is.object(features)) {
+    if (anyNA(features) || any(features != round(features)) || any(features < 1) ||
+          any(features > p)) {
+      abort("`features` as row numbers must be whole numbers from 1 to %d, not %s.", p,
+            describe(features))
+    }
+    index <- as.integer(features)
+  } else {
+    abort(paste0("`features` must be NULL, a number of features, or the features' names, ",
+                 "row numbers or a logical vector, not %s."), describe(features))
+  }
+  if (anyDuplicated(index)) abort("`features` must not name a feature twice.")
+  if (length(index) < 2L) {
+    abort("`features` must select at least 2 features to rank, not %d.", length(index))
+  }
+  index
+}
+
+# The row numbers (in increasing order) of the n features of largest variance
+# across the samples of x (missing values left out); ties go to the first rows.
+variable_features <- function(x, n) {
+  v <- row_variance(x)
+  v[is.na(v)] <- -Inf
+  sort(order(v, decreasing = TRUE, method = "radix")[seq_len(n)])
+}
+
+row_variance <- function(x) {
+  if (is_block_input(x)) {
+    need_package("DelayedArray", "`features` with a block input")
+    x <- DelayedArray::DelayedArray(x)
+    row_sums <- DelayedArray::rowSums
+  } else {
+    row_sums <- rowSums
+  }
+  observed <- row_sums(!is.na(x))
+  centre <- row_sums(x, na.rm = TRUE) / observed
+  ss <- row_sums((x - centre)^2, na.rm = TRUE)
+  ifelse(observed >= 2, ss / (observed - 1), NA_real_)
+}
+
+# The kernel matrix `out` with the selected features as an attribute, checked
+# for a near-constant matrix when it is the kernel between the samples of x.
+finish_features <- function(out, sel, symmetric, what, lambda = NULL, centre = FALSE) {
+  if (is.null(dim(out))) return(out)
+  if (symmetric) check_near_constant_kernel(out, what, lambda)
+  if (!isFALSE(centre)) out <- centre_kernel(out, centre)
+  if (!is.null(sel$features)) attr(out, "features") <- sel$features
+  out
+}
+
+# `centre`: FALSE, TRUE (the kernel between the samples of x) or a centred
+# training kernel (the cross-kernel against all its samples, y).
+check_centre <- function(centre, y) {
+  if (isFALSE(centre)) return(invisible())
+  if (isTRUE(centre)) {
+    if (!is.null(y)) {
+      abort(paste0("With `y`, `centre` must be the centred kernel of the training samples `y` ",
+                   "(kernel(y, centre = TRUE)), not TRUE."))
+    }
+    return(invisible())
+  }
+  if (is.null(attr(centre, "centring")) || is.null(dim(centre))) {
+    abort("`centre` must be TRUE, FALSE or a kernel matrix computed with centre = TRUE, not %s.",
+          describe(centre))
+  }
+  if (is.null(y)) {
+    abort("`centre` as a centred training kernel needs `y`: the training samples it was computed on.")
+  }
+  invisible()
+}
+
+# The kernel centred in feature space, K(x, x') - mean_j K(x, x_j) -
+# mean_i K(x_i, x') + mean_ij K(x_i, x_j) over the training samples x_i
+# (H K H, H = I - 11'/n, for the kernel between them: still positive
+# semidefinite), with the training means as the attribute "centring".
+centre_kernel <- function(out, centre) {
+  m <- out[, , drop = FALSE]
+  if (anyNA(m)) abort("`centre` needs a kernel matrix without undefined (NA) values.")
+  if (isTRUE(centre)) {
+    means <- colMeans(m)
+    grand <- mean(means)
+    k <- sweep(sweep(m, 1L, means), 2L, means) + grand
+    k <- (k + t(k)) / 2
+  } else {
+    stats <- attr(centre, "centring")
+    if (length(stats$means) != ncol(m)) {
+      abort(paste0("`centre` was centred on %d training samples, but `y` has %d: the ",
+                   "cross-kernel must be against all the training samples."),
+            length(stats$means), ncol(m))
+    }
+    if (!is.null(names(stats$means)) && !is.null(colnames(m)) &&
+          !identical(names(stats$means), colnames(m))) {
+      abort("`y` must hold the training samples `centre` was centred on, in the same order.")
+    }
+    k <- sweep(sweep(m, 1L, rowMeans(m)), 2L, stats$means) + stats$mean
+    means <- stats$means
+    grand <- stats$mean
+  }
+  dimnames(k) <- dimnames(m)
+  k <- as_kernel_matrix(k)
+  attr(k, "centring") <- list(means = means, mean = grand)
+  k
+}
+
+# A kernel matrix whose off-diagonal values vary by less than this fraction
+# of its diagonal is reported: the Kendall kernel of pure noise on p features
+# has an off-diagonal standard deviation of about 0.67 / sqrt(p) (0.021 for
+# p = 1,000, 0.006 for 12,625), that of the 12,625 probe sets of the ALL
+# arrays 0.035, that of their 500 to 2,000 most variable ones 0.065 to 0.10.
+near_constant_kernel_spread <- 0.05
+
+check_near_constant_kernel <- function(k, what, lambda = NULL) {
+  n <- nrow(k)
+  if (n < 3L) return(invisible(FALSE))
+  m <- k[, , drop = FALSE]
+  if (!is.null(lambda)) {
+    # The Mallows kernel exp(-lambda d) is judged on 1 - 2 d, Kendall's tau
+    # without ties, so that the rule does not depend on lambda.
+    if (lambda <= 0) return(invisible(FALSE))
+    m <- 1 + 2 * log(m) / lambda
+  }
+  level <- mean(abs(diag(m)), na.rm = TRUE)
+  off <- m[upper.tri(m)]
+  off <- off[is.finite(off)]
+  if (length(off) < 3L) return(invisible(FALSE))
+  spread <- stats::sd(off)
+  if (!is.finite(level) || level <= 0 || !is.finite(spread) ||
+        spread >= near_constant_kernel_spread * level) {
+    return(invisible(FALSE))
+  }
+  message <- sprintf(paste0(
+    "The %s matrix is nearly constant: its off-diagonal values have a standard deviation ",
+    "of %s, below %s%% of its diagonal (%s): all samples look about equally alike. Either ",
+    "they order most pairs of features the same way, as on whole expression arrays (keep ",
+    "the most variable features, e.g. `features = 1000`), or the features carry no signal."),
+    what, format(signif(spread, 2)), format(100 * near_constant_kernel_spread),
+    format(signif(level, 3)))
+  warning(structure(class = c("diffrank_near_constant_kernel", "warning", "condition"),
+                    list(message = message, call = NULL)))
+  invisible(TRUE)
 }
