@@ -111,16 +111,6 @@ rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps 
   )
 }
 
-
-#' @rdname rank_regression
-#' @param object A `rank_regression` fit.
-#' @param newdata New samples (features x samples, with the training
-#'   features: matched by row name when both have row names, by position
-#'   otherwise). Missing: the training samples.
-#' @param type `"ranking"` (1 for the preferred label, ties in order of the
-#'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
-#' @param ... Must be empty.
-#' @export
 #' @rdname rank_regression
 #' @param assay.type For a `SummarizedExperiment`, the assay (name or number)
 #'   whose features x samples matrix is `x`.
@@ -129,6 +119,16 @@ rank_regression.SummarizedExperiment <- function(x, rankings, ..., assay.type = 
   rank_regression.default(se_assay(x, assay.type), rankings, ...)
 }
 
+#' @rdname rank_regression
+#' @param object A `rank_regression` fit.
+#' @param newdata New samples (features x samples, with the training
+#'   features: matched by row name when both have row names, by position
+#'   otherwise). Missing: the training samples.
+#' @param type `"ranking"` (1 for the preferred label, ties in order of the
+#'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
+#' @param ... For `rank_regression()` on a `SummarizedExperiment`, the arguments of
+#'   the default method; otherwise must be empty.
+#' @export
 predict.rank_regression <- function(object, newdata, type = c("ranking", "score"), ...) {
   check_dots_empty(...)
   type <- match_choice(type, c("ranking", "score"), "type")

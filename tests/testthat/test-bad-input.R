@@ -123,6 +123,9 @@ calls <- list(
   normalize_quantiles_groups = entry(function(x, ...) {
     normalize_quantiles_groups(x, labels_for(x)[seq_len(NCOL(x))], ...)
   }, data = bi_mat),
+  rank_svm = entry(function(x, ...) {
+    rank_svm(x, rep(c("a", "b"), length.out = NCOL(x)), n_features = 2, cost = 1, nfolds = 2, ...)
+  }, data = bi_mat),
   plot_qsmooth_weights = entry(function(x, ...) {
     grDevices::pdf(NULL)
     on.exit(grDevices::dev.off())
