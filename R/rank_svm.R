@@ -27,7 +27,7 @@
 #'
 #' @param x A numeric matrix with features (genes) in rows and samples in
 #'   columns, with row names to predict new samples by feature name, or a
-#'   `SummarizedExperiment`.
+#'   `SummarizedExperiment`; for `print()`, a `rank_svm` fit.
 #' @param y The classes of the samples: a factor or character vector with
 #'   one value per sample and at least two classes (for a
 #'   `SummarizedExperiment`, also the name of a column of its `colData`).
@@ -197,7 +197,7 @@ rank_svm.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
   rank_svm.default(se_assay(x, assay.type), y, ...)
 }
 
-#' @param object,x A `rank_svm` fit.
+#' @param object A `rank_svm` fit.
 #' @param newdata The new samples: features in rows (matched by name with
 #'   those of the fit; they may come in another order and include others),
 #'   samples in columns; or a `SummarizedExperiment`.
