@@ -61,7 +61,7 @@ softmax <- function(v) {
 qmf_warn <- function(fit) {
   s <- fit$settings
   if (!fit$converged) {
-    warning(sprintf(paste0("QMF did not converge within %d epochs (decrease per epoch %.3g, ",
+    warning(sprintf(paste0("QMF did not converge within %d epochs (relative decrease %.3g, ",
                            "tol = %.3g); increase `max_epochs` or loosen `tol`."),
                     fit$iterations, fit$change, s$tol), call. = FALSE)
   }
@@ -185,7 +185,7 @@ print.qmf <- function(x, ...) {
               format(s$eps), format(s$lambda), if (s$learn_weights) "learned" else "equal",
               s$optimizer,
               if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else ""))
-  cat(sprintf("  %s after %d epoch(s) (decrease per epoch %.3g, tol = %s), %.1f s\n",
+  cat(sprintf("  %s after %d epoch(s) (relative decrease %.3g, tol = %s), %.1f s\n",
               if (x$converged) "converged" else "NOT converged", x$iterations, x$change,
               format(s$tol), x$seconds))
   cat(sprintf("  objective %.6g; relative error ||X - T(UV)|| / ||X|| = %.4g\n", x$objective,
