@@ -7,16 +7,37 @@ softplus_inv <- function(y) y + log(-expm1(-y))
 qmf_init <- function(prob, settings) {
   k <- settings$rank
   init <- settings$control$init
-  if (is.null(init)) init <- if (prob$positive) "nmf" else "svd"
+  if (is.null(init)) init <- if (prob$positive) "nmf" else "ranks"
   factors <- if (is.list(init)) {
     qmf_check_init(init, prob, k)
   } else {
-    init <- match_choice(init, c("svd", "nmf"), "control$init")
-    if (init == "svd") qmf_init_svd(prob, k) else qmf_init_nmf(prob, k, settings$control$init_iter)
+    init <- match_choice(init, c("ranks", "svd", "nmf"), "control$init")
+    switch(init, ranks = qmf_init_svd(prob, k, ranks = TRUE), svd = qmf_init_svd(prob, k),
+           nmf = qmf_init_nmf(prob, k, settings$control$init_iter))
   }
   m <- settings$n_quantiles
-  list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
-       beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL)
+  if (prob$positive) {
+    return(list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
+                beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL))
+  }
+  targets <- qmf_init_targets(prob, factors, m, settings$learn_weights)
+  list(U = factors$U, V = factors$V, theta = targets$theta, beta = targets$beta)
+}
+
+# Each row's normal scores: qnorm((rank - 1/2) / n) of its observed values,
+# divided by their standard deviation; missing entries 0. A monotone map of a
+# row does not change them, so a low-rank signal seen through any increasing
+# maps keeps (about) its rank in this matrix, where the data itself does not.
+qmf_normal_scores <- function(x) {
+  out <- t(apply(x, 1L, function(r) {
+    seen <- !is.na(r)
+    s <- rep(0, length(r))
+    s[seen] <- stats::qnorm((rank(r[seen]) - 0.5) / sum(seen))
+    s
+  }))
+  spread <- sqrt(rowSums(out^2) / pmax(rowSums(!is.na(x)) - 1, 1))
+  spread[!(spread > 0)] <- 1
+  out / spread
 }
 
 # U = A S^(1/2) s and V = S^(1/2) B' / s with s = (d/n)^(1/4): of all the ways
@@ -26,9 +47,13 @@ qmf_balance <- function(left, right, d, n) {
   list(U = left * s, V = right / s)
 }
 
-qmf_init_svd <- function(prob, k) {
-  xs <- (prob$x - prob$center) / prob$scale
-  xs[is.na(xs)] <- 0
+qmf_init_svd <- function(prob, k, ranks = FALSE) {
+  if (ranks) {
+    xs <- qmf_normal_scores(prob$x)
+  } else {
+    xs <- (prob$x - prob$center) / prob$scale
+    xs[is.na(xs)] <- 0
+  }
   s <- svd(xs, nu = k, nv = k)
   root <- sqrt(s$d[seq_len(k)])
   qmf_balance(s$u %*% diag(root, k), diag(root, k) %*% t(s$v), prob$d, prob$n)
@@ -92,6 +117,66 @@ qmf_init_theta <- function(prob, factors, m) {
   quantiles <- means + rho * (quantiles - means)
   standardized <- (quantiles - prob$center) / prob$scale
   vapply(seq_len(prob$d), function(r) qmf_theta(standardized[r, ], prob$positive), numeric(m))
+}
+
+# Targets (and weights) for the squared loss: each row's optimal m-level
+# quantizer (Lloyd's algorithm on its sorted observed values, from m bins of
+# equal counts; every level keeps at least one value): with weights learned,
+# the levels' shares of the values are the weights and the targets the means
+# of their values; with equal weights, the targets are the means of m bins of
+# equal mass (the best targets for a hard map of exact ranks). The targets
+# are then shrunk towards the row's mean by the correlation between the
+# row's normal scores and its starting row of U V (see qmf_init_theta()).
+qmf_init_targets <- function(prob, factors, m, learn_weights) {
+  x <- prob$x
+  z <- factors$U %*% factors$V
+  scores <- qmf_normal_scores(x)
+  seen <- !is.na(x)
+  z[!seen] <- 0
+  zc <- (z - rowSums(z) / rowSums(seen)) * seen
+  rho <- rowSums(scores * zc) / sqrt(rowSums(scores^2) * rowSums(zc^2))
+  rho[is.na(rho)] <- 0.05
+  rho <- pmin(pmax(rho, 0.05), 1)
+  theta <- matrix(0, m, prob$d)
+  beta <- if (learn_weights) matrix(0, m, prob$d) else NULL
+  for (r in seq_len(prob$d)) {
+    v <- sort(x[r, seen[r, ]])
+    level <- if (learn_weights) qmf_lloyd(v, m) else qmf_equal_bins(v, m)
+    mean_r <- mean(v)
+    q <- mean_r + rho[r] * (level$q - mean_r)
+    theta[, r] <- qmf_theta((q - prob$center[r]) / prob$scale[r], FALSE, floor = 1e-3)
+    if (learn_weights) beta[, r] <- log(level$b)
+  }
+  list(theta = theta, beta = beta)
+}
+
+# The means of m bins of equal mass 1/m of the sorted values v (a value
+# straddling two bins shares its mass).
+qmf_equal_bins <- function(v, m) {
+  n <- length(v)
+  upper <- outer(seq_len(n) / n, seq_len(m) / m, pmin)
+  lower <- outer((seq_len(n) - 1) / n, (seq_len(m) - 1) / m, pmax)
+  list(q = as.vector(v %*% (pmax(upper - lower, 0) * m)), b = rep(1 / m, m))
+}
+
+# Lloyd's m-level quantizer of sorted values v: contiguous groups, each with
+# at least one value (when length(v) < m, the groups are padded by splitting
+# values' mass evenly); returns the groups' means q and shares b.
+qmf_lloyd <- function(v, m, iterations = 100L) {
+  n <- length(v)
+  if (n < 2L * m) return(qmf_equal_bins(v, m))
+  cuts <- round(seq(0, n, length.out = m + 1L))
+  sums <- c(0, cumsum(v))
+  means <- function(cuts) (sums[cuts[-1L] + 1L] - sums[cuts[-(m + 1L)] + 1L]) / diff(cuts)
+  for (it in seq_len(iterations)) {
+    q <- means(cuts)
+    new <- c(0L, findInterval((q[-1L] + q[-m]) / 2, v), n)
+    for (j in 2:m) new[j] <- max(new[j], new[j - 1L] + 1L)
+    for (j in m:2) new[j] <- min(new[j], new[j + 1L] - 1L)
+    if (all(new == cuts)) break
+    cuts <- new
+  }
+  list(q = means(cuts), b = diff(cuts) / n)
 }
 
 # Type-7 quantiles (as stats::quantile) of each row of x at `levels`, d x
@@ -177,13 +262,11 @@ qmf_adam <- function(prob, par, settings) {
     }
     objective <- data / prob$norm +
       prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
-    change <- abs(objective - previous) / abs(previous)
+    change <- qmf_change(history[, "objective"], epoch, objective)
     history[epoch, ] <- c(epoch, objective, change, proc.time()[["elapsed"]] - started)
-    report(epoch, objective, change)
-    if (!is.na(change) && change < settings$tol) {
-      converged <- TRUE
-      break
-    }
+    converged <- !is.na(change) && change < settings$tol
+    report(epoch, objective, change, last = converged || epoch == settings$max_epochs)
+    if (converged) break
     if (!is.na(previous) && objective > previous) lr <- lr / 2
     previous <- objective
   }
@@ -218,21 +301,28 @@ qmf_unpack <- function(v, like) {
 
 qmf_lbfgs <- function(prob, par, settings) {
   report <- qmf_reporter(settings, environment())
-  history <- qmf_history(settings$max_epochs + 50L)
+  history <- qmf_history(settings$max_epochs)
   cache <- new.env(parent = emptyenv())
   cache$epoch <- 0L
+  cache$best <- Inf
   started <- proc.time()[["elapsed"]]
+  # every evaluation is an epoch; the fit stops (through a condition that
+  # leaves optim()) when the rule of qmf_change() holds or after max_epochs
   evaluate <- function(v) {
     if (!identical(v, cache$v)) {
       cache$v <- v
       cache$ev <- qmf_evaluate(prob, qmf_unpack(v, par))
       epoch <- cache$epoch <- cache$epoch + 1L
-      best <- min(c(history[seq_len(epoch - 1L), "objective"], cache$ev$value))
-      previous <- if (epoch > 1L) history[epoch - 1L, "objective"] else NA_real_
-      change <- abs(best - previous) / abs(previous)
-      if (epoch > nrow(history)) history <<- rbind(history, qmf_history(50L))
-      history[epoch, ] <<- c(epoch, best, change, proc.time()[["elapsed"]] - started)
-      report(epoch, best, change)
+      if (cache$ev$value < cache$best) {
+        cache$best <- cache$ev$value
+        cache$best_v <- v
+      }
+      change <- qmf_change(history[, "objective"], epoch, cache$best)
+      history[epoch, ] <<- c(epoch, cache$best, change, proc.time()[["elapsed"]] - started)
+      cache$converged <- !is.na(change) && change < settings$tol
+      done <- cache$converged || epoch >= settings$max_epochs
+      report(epoch, cache$best, change, last = done)
+      if (done) stop(structure(class = c("qmf_stop", "condition"), list(message = "", call = NULL)))
     }
     cache$ev
   }
@@ -240,21 +330,38 @@ qmf_lbfgs <- function(prob, par, settings) {
     c(rep(0, length(par$U) + length(par$V)), rep(-Inf, length(par$theta) + length(par$beta)))
   } else -Inf
   start <- qmf_pack(par)
-  opt <- stats::optim(start, function(v) evaluate(v)$value,
-                      function(v) qmf_pack(evaluate(v)[c("U", "V", "theta", "beta")]),
-                      method = "L-BFGS-B", lower = lower,
-                      control = qmf_lbfgs_control(evaluate(start)$value, settings$max_epochs,
-                                                  settings$tol))
-  history <- history[seq_len(cache$epoch), , drop = FALSE]
-  last <- history[nrow(history), "change"]
-  converged <- opt$convergence == 0L ||
-    (opt$convergence %in% c(51L, 52L) && !is.na(last) && last < settings$tol)
-  list(par = qmf_unpack(opt$par, par), history = history, converged = converged,
-       message = opt$message)
+  f0 <- evaluate(start)$value
+  opt <- tryCatch(
+    stats::optim(start, function(v) evaluate(v)$value,
+                 function(v) qmf_pack(evaluate(v)[c("U", "V", "theta", "beta")]),
+                 method = "L-BFGS-B", lower = lower,
+                 control = list(maxit = settings$max_epochs, lmm = 10L, pgtol = 0, factr = 10,
+                                fnscale = max(abs(f0), 1e-300))),
+    qmf_stop = function(e) NULL)
+  # L-BFGS-B that stops on its own has reached its (much finer) tolerance
+  converged <- isTRUE(cache$converged) || (!is.null(opt) && opt$convergence == 0L)
+  list(par = qmf_unpack(cache$best_v, par), history = history[seq_len(cache$epoch), , drop = FALSE],
+       converged = converged, message = if (is.null(opt)) NULL else opt$message)
 }
 
-# L-BFGS-B stops when the objective falls by less than factr * epsmch *
-# max(|f|, 1): scaling f well above 1 makes the rule relative, as `tol` is.
+# The stopping rule: the mean decrease of the objective per epoch over the
+# last `window` epochs, relative to the objective or to `floor` when the
+# objective is lower (the objective is a fraction of the variance, or of the
+# mean for the KL loss: a fit that leaves 0.5% of the variance unexplained is
+# judged on its progress in units of 3% of the variance, so that it keeps
+# going while it still gains on a near-exact fit); NA before `window`
+# epochs.
+qmf_window <- 5L
+qmf_floor <- 0.03
+
+qmf_change <- function(objectives, epoch, objective) {
+  if (epoch <= qmf_window) return(NA_real_)
+  (objectives[epoch - qmf_window] - objective) / qmf_window / max(objective, qmf_floor)
+}
+
+# L-BFGS-B (of predict()) stops when the objective falls by less than factr *
+# epsmch * max(|f|, 1): scaling f well above 1 makes the rule relative, as
+# `tol` is.
 qmf_lbfgs_control <- function(f0, maxit, tol) {
   list(maxit = maxit, lmm = 10L, pgtol = 0, factr = tol / .Machine$double.eps,
        fnscale = 1e-8 * max(abs(f0), 1e-300))
@@ -264,15 +371,22 @@ qmf_history <- function(rows) {
   matrix(NA_real_, rows, 4L, dimnames = list(NULL, c("epoch", "objective", "change", "seconds")))
 }
 
-# A function(epoch, objective, change) that reports progress: a cli progress
-# bar (shown by cli once the fit has run for two seconds) with the objective,
-# or one line per epoch, or nothing. The bar belongs to the optimizer's frame
-# `env` and closes with it.
+# A function(epoch, objective, change, last) that reports progress: a cli
+# progress bar with the objective (interactive sessions, `progress = TRUE`),
+# or a message() line at the first epoch, every two seconds and at the last
+# epoch, or nothing.
 qmf_reporter <- function(settings, env) {
-  if (!settings$verbose) return(function(epoch, objective, change) invisible())
+  if (!settings$verbose) return(function(epoch, objective, change, last = FALSE) invisible())
   if (!settings$progress) {
-    return(function(epoch, objective, change) {
-      message(sprintf("epoch %d: objective %.6g, relative change %.3g", epoch, objective, change))
+    shown <- -Inf
+    return(function(epoch, objective, change, last = FALSE) {
+      now <- proc.time()[["elapsed"]]
+      if (epoch == 1L || last || now - shown >= 2) {
+        shown <<- now
+        message(sprintf("QMF epoch %d/%d: objective %.6g, relative decrease %.3g (tol %.3g)%s",
+                        epoch, settings$max_epochs, objective, change, settings$tol,
+                        if (last) "; done" else ""))
+      }
     })
   }
   env$qmf_loss <- "?"
@@ -281,7 +395,7 @@ qmf_reporter <- function(settings, env) {
     format = paste("QMF {cli::pb_bar} epoch {cli::pb_current}/{cli::pb_total}",
                    "| objective {qmf_loss} | {cli::pb_eta}")
   )
-  function(epoch, objective, change) {
+  function(epoch, objective, change, last = FALSE) {
     env$qmf_loss <- format(signif(objective, 5))
     cli::cli_progress_update(id = id, set = min(epoch, settings$max_epochs), .envir = env)
   }

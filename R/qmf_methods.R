@@ -18,7 +18,9 @@ qmf_result <- function(prob, run, settings, seconds) {
   history$epoch <- as.integer(history$epoch)
   objective <- sum(final$loss) / prob$norm +
     prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
+  baseline <- qmf_svd_unexplained(x, settings$rank)
   structure(list(
+    unexplained = qmf_unexplained(x, fitted), svd_unexplained = baseline,
     U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
     V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
     q = q, b = b, fitted = fitted, objective = objective,
@@ -32,6 +34,25 @@ qmf_result <- function(prob, run, settings, seconds) {
   ), class = "qmf")
 }
 
+# The fraction of the variance of the row-centred data (observed entries)
+# left unexplained by `fitted`.
+qmf_unexplained <- function(x, fitted) {
+  seen <- !is.na(x)
+  centred <- x - rowMeans(x, na.rm = TRUE)
+  sum((x - fitted)[seen]^2) / sum(centred[seen]^2)
+}
+
+# The same for the rank-k truncated SVD of the row-centred data (missing
+# entries set to the row's mean): the linear baseline of a fit.
+qmf_svd_unexplained <- function(x, k) {
+  centred <- x - rowMeans(x, na.rm = TRUE)
+  filled <- centred
+  filled[is.na(filled)] <- 0
+  s <- svd(filled, nu = k, nv = k)
+  approx <- s$u %*% (s$d[seq_len(k)] * t(s$v))
+  qmf_unexplained(x, approx + rowMeans(x, na.rm = TRUE))
+}
+
 softmax <- function(v) {
   e <- exp(v - max(v))
   e / sum(e)
@@ -40,7 +61,7 @@ softmax <- function(v) {
 qmf_warn <- function(fit) {
   s <- fit$settings
   if (!fit$converged) {
-    warning(sprintf(paste0("QMF did not converge within %d epochs (last relative change %.3g, ",
+    warning(sprintf(paste0("QMF did not converge within %d epochs (relative decrease %.3g, ",
                            "tol = %.3g); increase `max_epochs` or loosen `tol`."),
                     fit$iterations, fit$change, s$tol), call. = FALSE)
   }
@@ -100,8 +121,11 @@ qmf_warn_near_constant <- function(fit) {
 #'   position). Missing values are left out of the loss. A `DelayedMatrix` or
 #'   sparse matrix is realized in memory (the new samples are fitted jointly
 #'   with the training samples), within the limit of [diffrank_blocks].
-#' @param type `"coordinates"` (the new columns of `V`, `rank` x new samples)
-#'   or `"fitted"` (their reconstruction `T(U V)`, features x new samples).
+#' @param type `"coordinates"` (the new columns of `V`, transposed: new
+#'   samples x `rank`, the orientation of [sample_coordinates()] and
+#'   `prcomp()$x`) or `"fitted"` (their reconstruction `T(U V)`, features x
+#'   new samples, the orientation of the data). Without `newdata`, the same
+#'   for the training samples.
 #' @param tol,max_iter Relative tolerance on the objective and largest number
 #'   of iterations of the fit of the new samples.
 #' @param threads Number of threads over rows; see [diffrank_threads()].
@@ -112,16 +136,17 @@ qmf_warn_near_constant <- function(fit) {
 #'   indices); by default the four with the largest variance.
 #' @param ... Must be empty.
 #' @return `coef()`: a list with `U`, `V`, `q` and `b`. `fitted()`,
-#'   `residuals()`: matrices of the data's shape. `predict()`: a matrix, with
-#'   the attributes `iterations` and `converged`. `summary()`: an object whose
+#'   `residuals()`: matrices of the data's shape. `predict()`: a matrix
+#'   (coordinates: samples x `rank`, as [sample_coordinates()]; fitted:
+#'   features x samples), with the attributes `iterations` and `converged`. `summary()`: an object whose
 #'   print method reports the fit. `plot()`: `x`, invisibly.
 #' @name qmf-methods
 #' @examples
 #' set.seed(1)
 #' x <- exp(matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2))
-#' fit <- qmf(x[, 1:30], rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
+#' fit <- qmf(x[, 1:30], rank = 2)
 #' summary(fit)
-#' dim(predict(fit, x[, 31:40]))
+#' dim(predict(fit, x[, 31:40]))         # 10 new samples x 2 factors
 #' plot(fit)
 NULL
 
@@ -153,11 +178,13 @@ print.qmf <- function(x, ...) {
   s <- x$settings
   cat(sprintf("<qmf> rank %d factorization of a %d x %d matrix, %d learned quantiles per row\n",
               s$rank, nrow(x$x), ncol(x$x), s$n_quantiles))
+  cat(sprintf("  variance left unexplained %.4g (truncated SVD at rank %d: %.4g)\n",
+              x$unexplained, s$rank, x$svd_unexplained))
   cat(sprintf("  loss \"%s\", eps = %s, lambda = %s, %s weights, optimizer \"%s\"%s\n", s$loss,
               format(s$eps), format(s$lambda), if (s$learn_weights) "learned" else "equal",
               s$optimizer,
               if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else ""))
-  cat(sprintf("  %s after %d epoch(s) (last relative change %.3g, tol = %s), %.1f s\n",
+  cat(sprintf("  %s after %d epoch(s) (relative decrease %.3g, tol = %s), %.1f s\n",
               if (x$converged) "converged" else "NOT converged", x$iterations, x$change,
               format(s$tol), x$seconds))
   cat(sprintf("  objective %.6g; relative error ||X - T(UV)|| / ||X|| = %.4g\n", x$objective,
@@ -174,7 +201,7 @@ summary.qmf <- function(object, ...) {
   centred <- object$x - rowMeans(object$x, na.rm = TRUE)
   structure(list(
     fit = object,
-    explained = 1 - sum(res^2, na.rm = TRUE) / sum(centred^2, na.rm = TRUE),
+    explained = 1 - object$unexplained,
     row_error = stats::quantile(row_error, c(0, 0.25, 0.5, 0.75, 1)),
     factor_norms = sqrt(colSums(object$U^2)) * sqrt(rowSums(object$V^2)),
     missing = sum(is.na(object$x))
@@ -202,8 +229,8 @@ predict.qmf <- function(object, newdata, type = c("coordinates", "fitted"), tol 
                         max_iter = 500L, threads = diffrank_threads(), ...) {
   check_dots_empty(...)
   type <- match_choice(type, c("coordinates", "fitted"), "type")
-  if (missing(newdata)) {
-    return(if (type == "coordinates") object$V else object$fitted)
+  if (missing(newdata) || is.null(newdata)) {
+    return(if (type == "coordinates") t(object$V) else object$fitted)
   }
   newdata <- realize_block_input(newdata, "newdata", paste0(
     "the new samples are fitted jointly with the training samples, all in memory ",
@@ -216,7 +243,7 @@ predict.qmf <- function(object, newdata, type = c("coordinates", "fitted"), tol 
                            "iterations; increase `max_iter` or loosen `tol`."), max_iter),
             call. = FALSE)
   }
-  out <- if (type == "coordinates") solved$V else solved$fitted
+  out <- if (type == "coordinates") t(solved$V) else solved$fitted
   attr(out, "iterations") <- solved$iterations
   attr(out, "converged") <- solved$converged
   out
@@ -303,7 +330,8 @@ qmf_predict_start <- function(object, xnew) {
 #'
 #' The low-dimensional coordinates of the samples: for a [qmf()] fit, the
 #' columns of `V`, one row per sample (as `prcomp()$x` or `reducedDim()`
-#' expect), for the training samples or for new ones (see [predict.qmf()]).
+#' expect), for the training samples or for new ones (see [predict.qmf()],
+#' whose coordinates have the same orientation).
 #'
 #' @param object A fit, for example from [qmf()].
 #' @param newdata `NULL` for the training samples, or new samples (features x
@@ -315,7 +343,7 @@ qmf_predict_start <- function(object, xnew) {
 #' @examples
 #' set.seed(1)
 #' x <- exp(matrix(rnorm(30 * 2), 30) %*% matrix(rnorm(2 * 40), 2))
-#' fit <- qmf(x, rank = 2, optimizer = "lbfgs", tol = 1e-2, verbose = FALSE)
+#' fit <- qmf(x, rank = 2)
 #' head(sample_coordinates(fit))
 sample_coordinates <- function(object, ...) {
   UseMethod("sample_coordinates")
@@ -325,7 +353,8 @@ sample_coordinates <- function(object, ...) {
 #' @export
 sample_coordinates.qmf <- function(object, newdata = NULL, threads = diffrank_threads(), ...) {
   check_dots_empty(...)
-  t(if (is.null(newdata)) object$V else stats::predict(object, newdata, threads = threads))
+  if (is.null(newdata)) return(t(object$V))
+  stats::predict(object, newdata, threads = threads)
 }
 
 #' @rdname qmf-methods

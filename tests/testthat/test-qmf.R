@@ -115,27 +115,29 @@ test_that("a monotonically distorted low-rank matrix is recovered far better tha
   err_nmf <- qmf_rel_error(x, nmf_fit + shift)
   set.seed(1)
   fit <- suppressWarnings(qmf(x, rank = k, eps = 0.01, max_epochs = 300, tol = 1e-4,
-                              verbose = FALSE))
+                              lambda = 1e-3, learn_weights = FALSE, verbose = FALSE))
   # at least 3 times lower (observed: about 6 times)
   expect_lt(fit$relative_error, err_svd / 3)
   expect_lt(fit$relative_error, err_nmf / 3)
   set.seed(1)
   weighted <- qmf(x, rank = k, eps = 0.01, learn_weights = TRUE, max_epochs = 300, tol = 1e-4,
-                  verbose = FALSE)
+                  lambda = 1e-3, verbose = FALSE)
   expect_lt(weighted$relative_error, err_svd / 10)  # observed: about 40 times lower
   # The learned targets follow the true quantile function of each row (of
-  # the noiseless values, at the levels (j - 1/2) / m). The blur of the soft
+  # the noiseless values, at the levels of the learned weights, the middle
+  # of each target's share). The blur of the soft
   # map pulls the extreme targets of heavy-tailed rows (exp and cube of a
-  # Gaussian signal) outwards, so those correlate above 0.98 only (observed:
-  # 0.986); the bounded (step-like) rows, and the median row, above 0.99
+  # Gaussian signal) outwards, so those correlate above 0.95 only (observed:
+  # 0.956, with the few targets that the learned weights leave in the far
+  # tail); the bounded (step-like) rows, and the median row, above 0.99
   # (observed: 0.9995 and 0.998).
-  levels <- (seq_len(16) - 0.5) / 16
   correlation <- vapply(seq_len(nrow(x)), function(r) {
+    levels <- cumsum(weighted$b[r, ]) - weighted$b[r, ] / 2
     stats::cor(weighted$q[r, ], stats::quantile(qmf_maps[[s$kind[r]]](s$z[r, ]), levels))
   }, numeric(1))
   expect_gt(min(correlation[s$kind == "step"]), 0.99)
   expect_gt(stats::median(correlation), 0.99)
-  expect_gt(min(correlation), 0.98)
+  expect_gt(min(correlation), 0.95)
 })
 
 test_that("with an almost affine map (large eps), QMF is no worse than a truncated SVD", {
@@ -162,22 +164,22 @@ test_that("predict() on the training samples reproduces V, and places new sample
                               verbose = FALSE, control = list(sinkhorn_tol = 1e-10)))
   # the fit's gradient is about 1e-4 after 500 iterations: V within 1 %
   again <- predict(fit, x, tol = 1e-12, max_iter = 1000)
-  expect_lt(max(abs(again - coef(fit)$V)) / max(abs(coef(fit)$V)), 0.01)
-  expect_equal(dimnames(again), dimnames(coef(fit)$V))
+  expect_lt(max(abs(t(again) - coef(fit)$V)) / max(abs(coef(fit)$V)), 0.01)
+  expect_equal(dimnames(again), rev(dimnames(coef(fit)$V)))
   expect_true(attr(again, "converged"))
   # new samples: rows matched by name, the model unchanged
   before <- coef(fit)
   new <- x[rev(rownames(x)), 1:4] * 1.1
   colnames(new) <- paste0("new", 1:4)
   v_new <- predict(fit, new)
-  expect_equal(dim(v_new), c(2L, 4L))
-  expect_equal(colnames(v_new), colnames(new))
+  expect_equal(dim(v_new), c(4L, 2L))  # samples x factors
+  expect_equal(rownames(v_new), colnames(new))
   expect_identical(coef(fit), before)
   rec <- predict(fit, new, type = "fitted")
   expect_equal(dimnames(rec), list(rownames(x), colnames(new)))
   expect_lt(qmf_rel_error(new[rownames(x), ], rec), 0.2)
-  expect_equal(sample_coordinates(fit, new), t(v_new), ignore_attr = TRUE)
-  expect_identical(predict(fit), coef(fit)$V)
+  expect_equal(sample_coordinates(fit, new), v_new, ignore_attr = TRUE)
+  expect_identical(predict(fit), t(coef(fit)$V))
 })
 
 test_that("fits are identical with 1 and 2 threads and reproducible with set.seed", {
@@ -271,7 +273,7 @@ test_that("convergence is reported, with a warning when the budget ran out", {
   expect_false(fit$converged)
   expect_identical(fit$iterations, 3L)
   expect_equal(nrow(fit$history), 3L)
-  expect_true(is.finite(fit$change))
+  expect_true(is.na(fit$change))  # the decrease is measured over 5 epochs
   set.seed(1)
   done <- qmf(x, rank = 2, tol = 0.05, verbose = FALSE)
   expect_true(done$converged)
@@ -282,13 +284,13 @@ test_that("convergence is reported, with a warning when the budget ran out", {
 
 test_that("verbose = FALSE prints nothing; verbose reports every epoch", {
   x <- qmf_simulate(d = 12, n = 15, seed = 3)$x
-  expect_silent(qmf(x, rank = 2, max_epochs = 3, tol = 0.5, verbose = FALSE))
+  expect_silent(qmf(x, rank = 2, max_epochs = 10, tol = 0.5, verbose = FALSE))
   messages <- capture_messages(suppressWarnings(
     qmf(x, rank = 2, max_epochs = 2, tol = 0, verbose = TRUE, progress = FALSE)
   ))
-  expect_match(messages, "^epoch 2: objective [0-9.]+, relative change", all = FALSE)
+  expect_match(messages, "^QMF epoch 2/2: objective [0-9.]+, relative decrease", all = FALSE)
   expect_length(messages, 2L)
-  expect_silent(qmf(x, rank = 2, max_epochs = 3, tol = 0.5, verbose = TRUE, progress = TRUE))
+  expect_silent(qmf(x, rank = 2, max_epochs = 10, tol = 0.5, verbose = TRUE, progress = TRUE))
 })
 
 test_that("methods: coef, summary, plot, sample coordinates, data frames", {
@@ -346,4 +348,102 @@ test_that("a fit whose maps are near-constant warns once; the default fit is sil
   expect_match(warnings, paste0("QMF reconstruction T\\(UV\\) is ",
                                 "nearly constant in 12 of 12 row.*eps = 1e\\+06 is large"))
   expect_lt(max(apply(fit$fitted, 1L, sd) / apply(sim$x, 1L, sd)), 0.01)
+})
+
+# ---------------------------------------------------------------------------
+# The defaults (issue 23): a rank-3 signal whose rows go through exp(z / 2),
+# sign(z) |z|^3 or 10 pnorm(z), plus noise of sd 0.01.
+qmf_three_maps <- function(seed, d = 150, n = 60, k = 3) {
+  set.seed(seed)
+  z <- matrix(rnorm(d * k), d) %*% matrix(rnorm(k * n), k)
+  maps <- list(function(v) exp(v / 2), function(v) sign(v) * abs(v)^3,
+               function(v) 10 * pnorm(v))
+  kind <- rep_len(1:3, d)
+  x <- t(vapply(seq_len(d), function(r) maps[[kind[r]]](z[r, ]), numeric(n)))
+  x <- x + 0.01 * matrix(rnorm(d * n), d)
+  dimnames(x) <- list(paste0("g", seq_len(d)), paste0("s", seq_len(n)))
+  x
+}
+
+test_that("at its defaults, QMF converges and beats the truncated SVD 3 times over", {
+  skip_on_cran()  # about 2 s a seed (130 to 170 epochs)
+  for (seed in 1:3) {
+    x <- qmf_three_maps(seed)
+    sv <- svd(x, 3, 3)
+    err_svd <- qmf_rel_error(x, sv$u %*% diag(sv$d[1:3]) %*% t(sv$v))
+    set.seed(seed)
+    expect_silent(fit <- qmf(x, rank = 3))
+    expect_true(fit$converged)
+    # observed: 0.0505, 0.0478, 0.0509 against the SVD's 0.26, 0.33, 0.32
+    expect_lt(fit$relative_error, err_svd / 3)
+    expect_lt(fit$relative_error, 0.053)
+    expect_lt(fit$unexplained, fit$svd_unexplained / 9)
+  }
+})
+
+test_that("the print headline is the variance left unexplained next to the SVD's", {
+  x <- qmf_three_maps(1, d = 30, n = 20)
+  fit <- suppressWarnings(qmf(x, rank = 2, max_epochs = 5))
+  centred <- x - rowMeans(x)
+  expect_equal(fit$unexplained, sum((x - fitted(fit))^2) / sum(centred^2))
+  sv <- svd(centred, 2, 2)
+  expect_equal(fit$svd_unexplained,
+               sum((centred - sv$u %*% diag(sv$d[1:2]) %*% t(sv$v))^2) / sum(centred^2))
+  out <- capture.output(print(fit))
+  expect_match(out[2], sprintf("variance left unexplained %.4g \\(truncated SVD at rank 2: %.4g\\)",
+                               fit$unexplained, fit$svd_unexplained))
+})
+
+test_that("verbose progress is a message at the first and last epochs outside a bar", {
+  x <- qmf_three_maps(1, d = 30, n = 20)
+  for (optimizer in c("lbfgs", "adam")) {
+    msgs <- character()
+    withCallingHandlers(
+      suppressWarnings(qmf(x, rank = 2, max_epochs = 6, tol = 0, optimizer = optimizer,
+                           verbose = TRUE, progress = FALSE)),
+      message = function(m) {
+        msgs <<- c(msgs, conditionMessage(m))
+        invokeRestart("muffleMessage")
+      })
+    # a fast fit: the first epoch and the last (lines are two seconds apart)
+    expect_length(msgs, 2L)
+    expect_match(msgs[1], "^QMF epoch 1/6: objective")
+    expect_match(msgs[2], "^QMF epoch 6/6: .*; done")
+  }
+})
+
+test_that("max_epochs is honoured by both optimizers", {
+  x <- qmf_three_maps(2, d = 30, n = 20)
+  for (optimizer in c("lbfgs", "adam")) {
+    expect_warning(fit <- qmf(x, rank = 2, max_epochs = 7, tol = 0, optimizer = optimizer),
+                   "did not converge within 7 epochs")
+    expect_identical(fit$iterations, 7L)
+    expect_identical(nrow(fit$history), 7L)
+  }
+})
+
+test_that("sample coordinates are samples x factors, from predict() too", {
+  x <- qmf_three_maps(3, d = 30, n = 24)
+  fit <- suppressWarnings(qmf(x[, 1:20], rank = 2, max_epochs = 10))
+  expect_identical(predict(fit), t(coef(fit)$V))
+  expect_identical(dim(predict(fit)), c(20L, 2L))
+  new <- suppressWarnings(predict(fit, x[, 21:24]))
+  expect_identical(dimnames(new), list(colnames(x)[21:24], c("factor1", "factor2")))
+  expect_identical(suppressWarnings(sample_coordinates(fit, x[, 21:24])), new)
+  expect_identical(sample_coordinates(fit), predict(fit))
+})
+
+test_that("empty or duplicated row names are an error at fit time", {
+  x <- qmf_three_maps(1, d = 12, n = 10)
+  blank <- x
+  rownames(blank) <- rep("", nrow(x))
+  expect_error(qmf(blank, rank = 2), "`x` must have unique, non-empty row .* row 1's name \"\" is empty")
+  twice <- x
+  rownames(twice)[5] <- rownames(twice)[2]
+  expect_error(qmf(twice, rank = 2), "row 5's name \"g2\" is duplicated")
+  expect_error(suppressWarnings(predict(qmf(x, rank = 2, max_epochs = 2), twice)),
+               "`newdata` must have unique")
+  # no names at all is fine, and so is predict() by position
+  fit <- suppressWarnings(qmf(unname(x), rank = 2, max_epochs = 2))
+  expect_identical(dim(suppressWarnings(predict(fit, unname(x[, 1:3])))), c(3L, 2L))
 })
