@@ -58,11 +58,12 @@ cpp-test:
 	cmake --build $(CPP_BUILD) --parallel 2
 	ctest --test-dir $(CPP_BUILD) --output-on-failure --parallel 2
 
+# NOT_CRAN=true: the tests skipped on CRAN (slower ones, help-page checks) run here.
 test: deps-test
 	$(MAKE) --no-print-directory cpp-test
 	rm -rf diffrank.Rcheck $(TARBALL)
 	$(R) CMD build .
-	MAKEFLAGS=-j$(JOBS) _R_CHECK_FORCE_SUGGESTS_=true $(R) CMD check --no-manual $(TARBALL); \
+	MAKEFLAGS=-j$(JOBS) _R_CHECK_FORCE_SUGGESTS_=true NOT_CRAN=true $(R) CMD check --no-manual $(TARBALL); \
 	  status=$$?; sh tools/check-summary.sh diffrank.Rcheck || status=1; exit $$status
 
 # Takes about as long as make test; see tools/sanitize.sh for what it runs.

@@ -128,7 +128,9 @@ test_that("help pages render formulas as text and refer to what they contain", {
              "qmf-methods.Rd", "sinkhorn_rank.Rd", "sinkhorn_rank_fn.Rd",
              "sinkhorn_normalize.Rd", "soft_quantile_loss.Rd", "normalize_quantiles_groups.Rd",
              "qsmooth_weights.Rd", "normalize_quantiles_robust.Rd", "robust_weights.Rd",
-             "diffrank_operator.Rd")
+             "diffrank_operator.Rd", "soft_rank.Rd", "soft_rank_fn.Rd", "spearman_loss.Rd",
+             "plot_soft_path.Rd", "suquan.Rd", "cv_suquan.Rd", "quantile_target.Rd",
+             "plot_qsmooth_weights.Rd", "rank_svm.Rd")
   expect_true(all(pages %in% names(db)))
   one_argument_formulas <- function(rd) {
     found <- character()
