@@ -45,8 +45,12 @@ test_that("rank kernels do not depend on the number of threads", {
                           "mallows_kernel")
   expect_thread_invariant(function(th) mallows_kernel(x, y, threads = th), "mallows_kernel, x and y")
   for (weighting in c("additive", "multiplicative", "average")) {
+    # noise: the "average" kernel is nearly constant, and says so
     expect_thread_invariant(
-      function(th) weighted_kendall_kernel(x, weighting = weighting, threads = th),
+      function(th) {
+        withCallingHandlers(weighted_kendall_kernel(x, weighting = weighting, threads = th),
+                            diffrank_near_constant_kernel = function(w) invokeRestart("muffleWarning"))
+      },
       paste("weighted_kendall_kernel", weighting))
   }
   expect_thread_invariant(
