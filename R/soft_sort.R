@@ -48,7 +48,9 @@
 #' differentiated, invariant under `a * x + b` (`a > 0`), and keeps ties tied.
 #' Vectors with fewer than 20 distinct values have one neighbourhood, the
 #' whole vector, whose unit is enlarged by `(19 / (k - 1))^(3/4)` for `k`
-#' distinct values, so that the closest pair is pooled in short vectors too.
+#' distinct values, so that short vectors get soft ranks too (among thousands
+#' of random normal samples of each length from 3 to 30, none had a zero
+#' derivative).
 #'
 #' The regimes, measured by `bench/soft_rank_regimes.R` on Gaussian, uniform
 #' and log-normal samples (mean and largest absolute difference to
