@@ -527,7 +527,7 @@ soft_args <- function(kind, x, eps, reg, decreasing, scale, threads, call = pare
 
 # The warning of R/checks.R for the columns that src/soft_sort.cpp found near
 # their constant limit; the count attribute is dropped.
-warn_pooled <- function(out, a) {
+warn_soft_near_constant <- function(out, a) {
   n_bad <- attr(out, "near_constant")
   attr(out, "near_constant") <- NULL
   warn_near_constant_count(n_bad, a$shape$ncol, sprintf("soft %s", a$options$kind),
@@ -560,7 +560,7 @@ soft_fn <- function(kind, x, eps, reg, decreasing, scale, threads) {
     jac
   }
   new_operator(
-    value = shape_like_input(warn_pooled(res$value, a), shape, kind == "rank"),
+    value = shape_like_input(warn_soft_near_constant(res$value, a), shape, kind == "rank"),
     input = shape,
     vjp_impl = function(v, wrt) list(x = product(v, TRUE, TRUE)),
     jvp_impl = function(u) product(u, FALSE, kind == "rank"),
@@ -589,7 +589,7 @@ soft_forward <- function(kind, x, eps, reg, decreasing, scale, threads) {
   if (!is.null(out)) return(out)
   a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
   out <- soft_forward_cpp(a$m, a$shape$nrow, a$options, a$threads)
-  shape_like_input(warn_pooled(out, a), a$shape, kind == "rank")
+  shape_like_input(warn_soft_near_constant(out, a), a$shape, kind == "rank")
 }
 
 soft_vjp <- function(kind, x, v, eps, reg, decreasing, scale, threads) {

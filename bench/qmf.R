@@ -48,17 +48,9 @@ compare <- function(label, train, test, k, seed = 1) {
   )
 }
 
-three_maps <- function(seed, d = 150, n = 75, k = 3) {
-  set.seed(seed)
-  z <- matrix(rnorm(d * k), d) %*% matrix(rnorm(k * n), k)
-  maps <- list(function(v) exp(v / 2), function(v) sign(v) * abs(v)^3,
-               function(v) 10 * pnorm(v))
-  kind <- rep_len(1:3, d)
-  x <- t(vapply(seq_len(d), function(r) maps[[kind[r]]](z[r, ]), numeric(n)))
-  x <- x + 0.01 * matrix(rnorm(d * n), d)
-  dimnames(x) <- list(paste0("g", seq_len(d)), paste0("s", seq_len(n)))
-  x
-}
+# the test model of tests/testthat/helper-qmf.R, with 75 samples (60 to fit, 15 held out)
+source(file.path("tests", "testthat", "helper-qmf.R"))
+three_maps <- function(seed) qmf_three_maps(seed, n = 75)
 
 rows <- list()
 for (seed in 1:5) {

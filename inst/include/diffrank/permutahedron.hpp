@@ -475,18 +475,19 @@ class SoftOperator {
       return ss;
     };
     const double soft = spread([this](std::size_t i) { return value_[i]; });
-    double hard;
+    double hard = 0.0;
     if (set_.kind == SoftKind::rank) {
-      // midranks of the tie blocks of s_ (sorted; ties survive the division by eps)
-      rank_scratch_.resize(n);
+      // the midranks of the tie blocks of s_ (ties survive the division by
+      // eps), whose mean is (n - 1) / 2 whatever the ties
+      const double centre = 0.5 * static_cast<double>(n - 1);
       std::size_t lo = 0;
       while (lo < n) {
         std::size_t hi = lo + 1;
         while (hi < n && s_[hi] == s_[lo]) ++hi;
-        for (std::size_t i = lo; i < hi; ++i) rank_scratch_[i] = 0.5 * static_cast<double>(lo + hi - 1);
+        const double d = 0.5 * static_cast<double>(lo + hi - 1) - centre;
+        hard += static_cast<double>(hi - lo) * d * d;
         lo = hi;
       }
-      hard = spread([this](std::size_t i) { return rank_scratch_[i]; });
     } else {
       hard = spread([this](std::size_t i) { return t_[i]; });
     }
@@ -882,7 +883,6 @@ class SoftOperator {
   Buffer<std::uint32_t> lgroup_, lstart_;
   Buffer<double> lu_, lratio_, lrate_, lt_;
   std::vector<double> ldu_, ldt_;
-  mutable std::vector<double> rank_scratch_;
   std::size_t lgroups_ = 0;
   double local_factor_ = 1.0, lscale_ = 1.0;
   double sign_ = 1.0, c_ = 1.0, k_ = 1.0, mean_xs_ = 0.0;
