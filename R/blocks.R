@@ -99,7 +99,11 @@
 #' Where a whole block input must be in memory (the new data of
 #' `predict()` of a [qmf()] fit, the in-memory result of a normalizer), its
 #' size as a dense double matrix may not exceed the option
-#' `diffrank.dense_limit`, in bytes (4e9, 4 GB, when unset).
+#' `diffrank.memory_limit`, in bytes (4e9, 4 GB, when unset; its former name
+#' `diffrank.dense_limit` is still read). The same limit bounds the work that
+#' size arguments ask for (`n_targets`, `n_samples`, `target_length`,
+#' `n_quantiles`, ...): a call that would allocate more is an error naming the
+#' argument and the size.
 #'
 #' @section Packages:
 #' DelayedArray is needed for block inputs, HDF5Array for HDF5 files and
@@ -351,23 +355,12 @@ check_block_args <- function(BPPARAM, filepath = NULL) {
   invisible()
 }
 
-dense_limit <- function() {
-  limit <- getOption("diffrank.dense_limit", 4e9)
-  check_number(limit, "getOption(\"diffrank.dense_limit\")", lower = 0, allow_inf = TRUE)
-}
-
-format_bytes <- function(bytes) {
-  units <- c("bytes", "KB", "MB", "GB", "TB")
-  k <- max(0, min(4, floor(log(max(bytes, 1), 1000))))
-  sprintf("%.3g %s", bytes / 1000^k, units[k + 1L])
-}
-
 # An error when x as a dense double matrix is larger than the limit.
 check_dense_size <- function(x, arg, what) {
   bytes <- 8 * as.double(nrow(x)) * as.double(ncol(x))
-  if (bytes > dense_limit()) {
-    abort("`%s` (%s x %s) would take %s as a dense matrix, more than the limit of %s (option diffrank.dense_limit): %s",
-          arg, big(nrow(x)), big(ncol(x)), format_bytes(bytes), format_bytes(dense_limit()), what)
+  if (bytes > memory_limit()) {
+    abort("`%s` (%s x %s) would take %s as a dense matrix, more than the limit of %s (option diffrank.memory_limit): %s",
+          arg, big(nrow(x)), big(ncol(x)), format_bytes(bytes), format_bytes(memory_limit()), what)
   }
 }
 
@@ -499,8 +492,7 @@ quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset,
   }
   x <- block_input(x)
   BPPARAM <- check_bpparam(BPPARAM)
-  target_length <- if (is.null(target_length)) nrow(x) else
-    check_whole(target_length, "target_length")
+  target_length <- check_target_length(target_length, x)
   fit <- block_fit_target(block_plan(x), threads, BPPARAM)
   values <- fit$values
   if (target_length != length(values)) {

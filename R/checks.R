@@ -83,6 +83,34 @@ check_numeric_vector <- function(x, arg) {
   x
 }
 
+# The most memory one call may allocate: the option diffrank.memory_limit in
+# bytes (its former name, diffrank.dense_limit, is still read), 4 GB when
+# unset. Size arguments are checked against it before anything is allocated:
+# a typo such as `n_targets = 1e9` must be an error, not the OOM killer
+# ending the user's session.
+memory_limit <- function() {
+  limit <- getOption("diffrank.memory_limit", getOption("diffrank.dense_limit", 4e9))
+  check_number(limit, "getOption(\"diffrank.memory_limit\")", lower = 0, allow_inf = TRUE)
+}
+
+format_bytes <- function(bytes) {
+  units <- c("bytes", "KB", "MB", "GB", "TB", "PB")
+  k <- max(0, min(5, floor(log(max(bytes, 1), 1000))))
+  sprintf("%.3g %s", bytes / 1000^k, units[k + 1L])
+}
+
+# An error naming the size argument when the work it asks for would take more
+# than memory_limit(); `bytes` is computed in double precision by the caller
+# (an estimate of the buffers the call allocates).
+check_memory <- function(bytes, arg, value) {
+  limit <- memory_limit()
+  if (is.finite(bytes) && bytes <= limit) return(invisible())
+  abort(paste0("`%s` = %s would need about %s of memory, more than the limit of %s: ",
+               "give a smaller `%s`, or raise the limit with options(diffrank.memory_limit = <bytes>)."),
+        arg, format(value, scientific = FALSE, big.mark = ","), format_bytes(bytes),
+        format_bytes(limit), arg)
+}
+
 check_flag <- function(x, arg) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     abort("`%s` must be TRUE or FALSE, not %s.", arg, describe(x))

@@ -348,6 +348,9 @@ perturbed_settings <- function(spec) {
 # n x (draws per problem) x ncol, with ceil(M / 2) draws per problem when
 # they are paired.
 perturbed_draws <- function(spec, n, ncol) {
+  # the draws, the perturbed points and their solutions: three doubles per
+  # value and draw
+  check_memory(24 * as.double(n) * spec$n_samples * ncol, "n_samples", spec$n_samples)
   per_problem <- if (spec$antithetic) (spec$n_samples + 1L) %/% 2L else spec$n_samples
   count <- as.double(n) * per_problem * ncol
   if (count * (1 + spec$antithetic) > .Machine$integer.max) {

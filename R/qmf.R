@@ -275,8 +275,12 @@ qmf_settings <- function(dims, rank, n_quantiles = 16L, eps = 0.01, loss = "squa
   if (rank >= min(dims)) {
     abort("`rank` must be below min(nrow(x), ncol(x)) = %d, not %d.", min(dims), rank)
   }
+  n_quantiles <- check_whole(n_quantiles, "n_quantiles", lower = 2)
+  # the quantile levels of every row and column, with their gradients
+  check_memory(16 * as.double(n_quantiles) * (as.double(dims[1L]) + dims[2L]), "n_quantiles",
+               n_quantiles)
   list(
-    rank = rank, n_quantiles = check_whole(n_quantiles, "n_quantiles", lower = 2),
+    rank = rank, n_quantiles = n_quantiles,
     eps = check_number(eps, "eps", lower = 1e-10), loss = loss,
     lambda = check_number(lambda, "lambda", lower = 0),
     learn_weights = check_flag(learn_weights, "learn_weights"),

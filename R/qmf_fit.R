@@ -225,7 +225,7 @@ qmf_adam <- function(prob, par, settings) {
   t_v <- 0L
   columns <- intersect(c("theta", "beta"), names(Filter(Negate(is.null), par)))
   report <- qmf_reporter(settings, environment())
-  history <- qmf_history(settings$max_epochs)
+  history <- qmf_history(min(settings$max_epochs, 1000L))
   previous <- NA_real_
   converged <- FALSE
   started <- proc.time()[["elapsed"]]
@@ -263,7 +263,7 @@ qmf_adam <- function(prob, par, settings) {
     objective <- data / prob$norm +
       prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
     change <- qmf_change(history[, "objective"], epoch, objective)
-    history[epoch, ] <- c(epoch, objective, change, proc.time()[["elapsed"]] - started)
+    history <- qmf_record(history, epoch, objective, change, started)
     converged <- !is.na(change) && change < settings$tol
     report(epoch, objective, change, last = converged || epoch == settings$max_epochs)
     if (converged) break
@@ -301,7 +301,7 @@ qmf_unpack <- function(v, like) {
 
 qmf_lbfgs <- function(prob, par, settings) {
   report <- qmf_reporter(settings, environment())
-  history <- qmf_history(settings$max_epochs)
+  history <- qmf_history(min(settings$max_epochs, 1000L))
   cache <- new.env(parent = emptyenv())
   cache$epoch <- 0L
   cache$best <- Inf
@@ -318,7 +318,7 @@ qmf_lbfgs <- function(prob, par, settings) {
         cache$best_v <- v
       }
       change <- qmf_change(history[, "objective"], epoch, cache$best)
-      history[epoch, ] <<- c(epoch, cache$best, change, proc.time()[["elapsed"]] - started)
+      history <<- qmf_record(history, epoch, cache$best, change, started)
       cache$converged <- !is.na(change) && change < settings$tol
       done <- cache$converged || epoch >= settings$max_epochs
       report(epoch, cache$best, change, last = done)
@@ -369,6 +369,14 @@ qmf_lbfgs_control <- function(f0, maxit, tol) {
 
 qmf_history <- function(rows) {
   matrix(NA_real_, rows, 4L, dimnames = list(NULL, c("epoch", "objective", "change", "seconds")))
+}
+
+# The history with the row of `epoch` filled in, doubled when full: a large
+# `max_epochs` ("until converged") must not allocate its whole history first.
+qmf_record <- function(history, epoch, objective, change, started) {
+  if (epoch > nrow(history)) history <- rbind(history, qmf_history(nrow(history)))
+  history[epoch, ] <- c(epoch, objective, change, proc.time()[["elapsed"]] - started)
+  history
 }
 
 # A function(epoch, objective, change, last) that reports progress: a cli

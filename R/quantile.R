@@ -94,7 +94,7 @@ normalize_quantiles.default <- function(x, target = NULL,
                                         threads = diffrank_threads(), subset = NULL,
                                         blocks = NULL, BPPARAM = NULL, filepath = NULL, ...) {
   check_dots_empty(...)
-  ties <- match.arg(ties)
+  ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
   threads <- check_threads(threads)
   if (is_block_input(x)) {
     return(normalize_quantiles_blocks(x, target, ties, threads, subset, blocks, filepath,

@@ -97,7 +97,7 @@ new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, 
   mask <- if (is.null(subset)) NULL else feature_mask(subset, m)
   if (!is.null(mask)) check_subset_observed(m, mask)
   if (geometric) check_positive_quantiles(m, weights, mask)
-  target_length <- if (is.null(target_length)) nrow(m) else check_whole(target_length, "target_length")
+  target_length <- check_target_length(target_length, m)
   values <- fit_target_values(m, weights, trim, geometric, mask, target_length, threads)
   summary <- if (trim >= 0.5) "median" else if (trim > 0) sprintf("mean trimmed by %g", trim)
              else if (!is.null(weights)) "weighted mean" else "mean"
@@ -195,6 +195,15 @@ warn_feature_mismatch <- function(target, m) {
       detail), call = exported_caller()))
   }
   invisible()
+}
+
+# The length of a fitted target: the number of features, or a whole number
+# whose quantiles (one column of them per sample) fit in memory_limit().
+check_target_length <- function(target_length, x) {
+  if (is.null(target_length)) return(nrow(x))
+  target_length <- check_whole(target_length, "target_length")
+  check_memory(8 * as.double(target_length) * (ncol(x) + 2), "target_length", target_length)
+  target_length
 }
 
 big <- function(n) format(n, big.mark = ",", scientific = FALSE, trim = TRUE)
@@ -514,14 +523,17 @@ normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window 
                                                threads = diffrank_threads(), ...) {
   check_dots_empty(...)
   ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
+  # checked even when `weight` is given (and they are not used), so that a
+  # wrong value is an error whatever the call
+  window <- check_window(window)
+  endrule <- match_choice(endrule, c("constant", "median"), "endrule")
   threads <- check_threads(threads)
   m <- check_expression_matrix(x)
   groups <- check_groups(groups, m)
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
   refs <- group_references(quantiles, groups)
   if (is.null(weight)) {
-    weight <- qsmooth_from_quantiles(quantiles, groups, refs, check_window(window),
-                                     match_choice(endrule, c("constant", "median"), "endrule"))
+    weight <- qsmooth_from_quantiles(quantiles, groups, refs, window, endrule)
   } else {
     weight <- check_mixture_weight(weight, nrow(m))
   }

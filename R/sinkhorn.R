@@ -575,6 +575,10 @@ sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL
   switch(kind,
     rank = , cdf = , sort = {
       m <- if (is.null(n_targets)) default_targets(n) else check_whole(n_targets, "n_targets")
+      # about 35 doubles per value and target in each column being solved
+      # (bench: 280 bytes per target), plus the m x ncol sorted output
+      check_memory(8 * (as.double(n) + m) * (40 * min(ncol(mat), threads) + ncol(mat)),
+                   "n_targets", m)
       b <- sinkhorn_weights(target_weights, m, "target_weights")
       list(problem(b, cumsum = kind != "sort"))
     },

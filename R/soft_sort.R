@@ -454,7 +454,7 @@ isotonic_regression <- function(y, weights = NULL, decreasing = FALSE) {
 #' all.equal(project_permutahedron(c(0.3, 5, -2) / 0.5, 3:1),
 #'           soft_rank(c(0.3, 5, -2), eps = 0.5))
 project_permutahedron <- function(z, w, reg = c("l2", "kl")) {
-  reg <- match.arg(reg)
+  reg <- match_choice(reg, c("l2", "kl"), "reg")
   for (arg in c("z", "w")) {
     v <- get(arg)
     if (!(is.numeric(v) || is.logical(v)) || is.object(v) || !is.null(dim(v))) {

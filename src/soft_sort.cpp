@@ -154,7 +154,7 @@ const char* single_choice(SEXP value, std::initializer_list<const char*> choices
 
 // A single number that is not NA (integer or double, no class), as double.
 bool single_number(SEXP value, double& out) {
-  if (OBJECT(value) || XLENGTH(value) != 1) return false;
+  if (OBJECT(value) || Rf_xlength(value) != 1) return false;  // XLENGTH() errors on NULL
   if (TYPEOF(value) == REALSXP) {
     out = REAL(value)[0];
     return !std::isnan(out);

@@ -40,7 +40,7 @@ cases <- list(
     date = as.Date("2020-01-01") + 0:2
   ),
   eps = list(zero = 0, negative = -1, na = NA_real_, inf = Inf, two = c(1, 2)),
-  threads = list(zero = 0, negative = -1, na = NA_real_, huge = 2^31)
+  threads = list(zero = 0, negative = -1, na = NA_real_, huge = 2^31, null = NULL)
 )
 
 # ---------------------------------------------------------------------------
@@ -353,4 +353,71 @@ test_that("bad `BPPARAM` and `filepath` give an error naming the argument", {
   # normalize_quantiles, quantile_target, sinkhorn_normalize, the three
   # kernels and suquan take BPPARAM; the two normalizers take filepath
   expect_identical(with_block_args, 9L)
+})
+
+# Issue 28: every choice argument (a formal whose default is a character
+# vector of choices) goes through one check: NA, a number and a misspelt
+# choice are errors naming the argument, never match.arg()'s "'arg' should be
+# one of".
+test_that("bad choice arguments give an error naming the argument", {
+  bad <- list(na = NA, number = 1, misspelt = "no-such-choice", two = c("a", "b"))
+  checked <- 0L
+  for (name in names(calls)) {
+    f <- get(name, asNamespace("diffrank"))
+    d <- utils::getS3method(name, "default", optional = TRUE)
+    defaults <- c(formals(f), if (!is.null(d)) formals(d))
+    choices <- names(defaults)[vapply(defaults, function(v) {
+      is.call(v) && identical(v[[1L]], as.name("c")) && all(vapply(as.list(v)[-1L], is.character, logical(1)))
+    }, logical(1))]
+    for (arg in setdiff(unique(choices), "...")) {
+      checked <- checked + 1L
+      for (case_name in names(bad)) check_case(name, arg, case_name, bad[[case_name]])
+    }
+  }
+  # reg (8 soft operators), scale (soft and Sinkhorn), ties, noise, ...
+  expect_gt(checked, 30L)
+})
+
+# Issue 28: size arguments are checked against the memory their work would
+# take before anything is allocated (a typo such as n_targets = 1e9 used to
+# grow R to 24 GB until the OOM killer ended the session).
+test_that("size arguments beyond the memory limit are errors naming the argument and the size", {
+  withr::local_options(diffrank.memory_limit = 1e6)
+  big_calls <- list(
+    n_targets = function() sinkhorn_rank(c(3, 1, 2, 5, 4), n_targets = 1e5),
+    n_targets = function() sinkhorn_sort_fn(c(3, 1, 2, 5, 4), n_targets = 1e5),
+    n_targets = function() sinkhorn_cdf_vjp(c(3, 1, 2, 5, 4), rep(1, 5), n_targets = 1e5),
+    n_samples = function() perturbed(c(3, 1, 2), "rank", n_samples = 1e5),
+    n_samples = function() perturbed_vjp(c(3, 1, 2), c(1, 0, 0), "rank", n_samples = 1e5),
+    n_samples = function() fy_loss(c(1, 2, 3), c(1, 2, 3), "rank", n_samples = 1e5),
+    target_length = function() quantile_target(bi_mat, target_length = 1e5),
+    n_quantiles = function() qmf(bi_mat, rank = 1, n_quantiles = 1e5, verbose = FALSE)
+  )
+  for (i in seq_along(big_calls)) {
+    arg <- names(big_calls)[i]
+    expect_error(big_calls[[i]](), sprintf("`%s` = 100,000 would need about .* MB of memory.*diffrank.memory_limit", arg),
+                 label = arg)
+  }
+  # the same calls run under a limit that allows them
+  withr::local_options(diffrank.memory_limit = 1e9)
+  expect_length(sinkhorn_sort(c(3, 1, 2, 5, 4), n_targets = 1e5, max_iter = 50), 1e5)
+  # the largest integer: no integer overflow on the way to the check
+  expect_error(fy_loss(c(1, 2, 3), c(1, 2, 3), "rank", n_samples = .Machine$integer.max),
+               "`n_samples` = 2,147,483,647 would need about .* GB")
+  expect_error(perturbed(c(3, 1, 2), "rank", n_samples = .Machine$integer.max, antithetic = TRUE),
+               "`n_samples` = 2,147,483,647")
+})
+
+test_that("a large max_epochs does not allocate its whole history first", {
+  set.seed(4)
+  x <- matrix(rnorm(12 * 8), 12)
+  fit <- suppressWarnings(qmf(x, rank = 1, n_quantiles = 4, max_epochs = 1e9, verbose = FALSE,
+                              threads = 1))
+  expect_lt(nrow(fit$history), 1e4)
+  # the history grows as the epochs run
+  h <- diffrank:::qmf_history(2L)
+  for (epoch in 1:5) h <- diffrank:::qmf_record(h, epoch, 10 - epoch, NA_real_, 0)
+  expect_identical(nrow(h), 8L)
+  expect_identical(h[1:5, "objective"], 9:5 + 0)
+  expect_identical(colnames(h), c("epoch", "objective", "change", "seconds"))
 })

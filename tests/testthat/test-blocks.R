@@ -175,8 +175,8 @@ test_that("predict() of a qmf fit accepts a DelayedMatrix, within the memory lim
   new <- matrix(rnorm(20 * 5), 20)
   ref <- predict(fit, new, threads = 1)
   expect_identical(predict(fit, DelayedArray::DelayedArray(new), threads = 1), ref)
-  withr::local_options(diffrank.dense_limit = 100)
-  expect_error(predict(fit, DelayedArray::DelayedArray(new)), "diffrank.dense_limit")
+  withr::local_options(diffrank.memory_limit = 100)
+  expect_error(predict(fit, DelayedArray::DelayedArray(new)), "diffrank.memory_limit")
 })
 
 test_that("sparse matrices: zeros are exact ties, densified one block at a time", {

@@ -235,7 +235,7 @@ test_that("bad input gets a clear error naming the argument", {
   expect_error(normalize_quantiles(x, target = numeric(0)), "`target` must be NULL")
   expect_error(normalize_quantiles(x, target = c(1, NA)), "`target` must contain only finite")
   expect_error(normalize_quantiles(x, target = lm(1 ~ 1)), "`target` must be NULL")
-  expect_error(normalize_quantiles(x, ties = "max"), "'arg' should be one of")
+  expect_error(normalize_quantiles(x, ties = "max"), "`ties` must be one of")
   expect_error(normalize_quantiles(x, threads = 0), "`threads` must be a whole number")
   expect_error(normalize_quantiles(x, threads = 1.5), "`threads` must be a whole number")
   expect_error(normalize_quantiles(x, threads = NA), "`threads` must be a whole number")
