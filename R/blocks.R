@@ -578,6 +578,8 @@ rank_kernel_blocks <- function(x, y, kernel, lambda, normalized, u, na, threads,
   if (is.null(x)) abort("`x` must be a numeric vector, matrix or data frame, not NULL.")
   bx <- as_block(x, "x")
   by <- if (is.null(y)) NULL else as_block(y, "y")
+  note_orientation(bx, "x")
+  if (!is.null(by)) note_orientation(by, "y")
   for (arg in c("x", if (!is.null(by)) "y")) {
     m <- if (arg == "x") bx else by
     if (nrow(m) < 2L) {

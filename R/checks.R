@@ -111,6 +111,28 @@ check_memory <- function(bytes, arg, value) {
         format_bytes(limit), arg)
 }
 
+# diffrank takes features in rows and samples in columns. An input with far
+# more columns than rows is most often samples in rows (t() of an expression
+# matrix): a message (class diffrank_orientation) says how it is read, since
+# such data can also be legitimate (a few items ranked by many judges).
+note_orientation <- function(x, arg = "x") {
+  d <- dim(x)
+  if (length(d) != 2L || d[2L] < 200 || d[2L] < 4 * d[1L]) return(invisible())
+  message(structure(class = c("diffrank_orientation", "message", "condition"), list(
+    message = sprintf(paste0("`%s` has %s rows and %s columns: it is read as %s samples (columns) ",
+                             "of %s features (rows). If its samples are in rows, pass t(%s).\n"),
+                      arg, big(d[1L]), big(d[2L]), big(d[2L]), big(d[1L]), arg),
+    call = exported_caller())))
+}
+
+# For an error about new data that lack the features of a fit: a hint when
+# the new data's column names are the fit's features (transposed data).
+transposed_hint <- function(m, features, arg = "newdata") {
+  if (!is.character(features) || is.null(colnames(m)) || !any(colnames(m) %in% features)) return("")
+  sprintf(" Its column names are features of the fit: it looks transposed (features go in rows); pass t(%s).",
+          arg)
+}
+
 check_flag <- function(x, arg) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     abort("`%s` must be TRUE or FALSE, not %s.", arg, describe(x))

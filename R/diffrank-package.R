@@ -27,6 +27,17 @@
 #' differentiable operator has the forms `<op>()`, `<op>_fn()` (a
 #' [diffrank_operator]) and `<op>_vjp(x, v, ...)`.
 #'
+#' @section Orientation and memory:
+#' Expression data are features (genes) in rows and samples in columns. The
+#' normalizers, fits and kernels give a message (class `diffrank_orientation`)
+#' when `x` has at least 200 columns and at least four times as many columns
+#' as rows, which is most often a transposed matrix; `predict()` with new data
+#' that share no feature name with the fit is an error, which says when the
+#' new data look transposed. Size arguments (`n_targets`, `n_samples`,
+#' `target_length`, `n_quantiles`) are checked against the option
+#' `diffrank.memory_limit` (bytes, 4 GB when unset) before anything is
+#' allocated.
+#'
 #' @evalRd export_table_rd()
 #'
 #' @keywords internal

@@ -764,6 +764,8 @@ rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(
   }
   mx <- rank_input(x, "x", na)
   my <- if (is.null(y)) NULL else rank_input(y, "y", na)
+  note_orientation(mx, "x")
+  if (!is.null(my)) note_orientation(my, "y")
   if (!is.null(my)) {
     if (nrow(my) != nrow(mx)) {
       abort("`x` and `y` must have the same number of features (rows), not %d and %d.",

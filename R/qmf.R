@@ -209,6 +209,7 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
                         progress = verbose && interactive(), control = list(), ...) {
   check_dots_empty(...)
   loss <- match_choice(loss, c("squared", "kl"), "loss")
+  note_orientation(x)
   x <- qmf_data(x, loss)
   if (missing(rank)) abort("`rank` is missing: give the rank of the factorization.")
   settings <- qmf_settings(dim(x), rank, n_quantiles, eps, loss, lambda, learn_weights,

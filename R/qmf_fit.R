@@ -330,14 +330,15 @@ qmf_lbfgs <- function(prob, par, settings) {
     c(rep(0, length(par$U) + length(par$V)), rep(-Inf, length(par$theta) + length(par$beta)))
   } else -Inf
   start <- qmf_pack(par)
-  f0 <- evaluate(start)$value
-  opt <- tryCatch(
+  opt <- tryCatch({
+    # inside the handler: with max_epochs = 1 the first evaluation ends the fit
+    f0 <- evaluate(start)$value
     stats::optim(start, function(v) evaluate(v)$value,
                  function(v) qmf_pack(evaluate(v)[c("U", "V", "theta", "beta")]),
                  method = "L-BFGS-B", lower = lower,
                  control = list(maxit = settings$max_epochs, lmm = 10L, pgtol = 0, factr = 10,
-                                fnscale = max(abs(f0), 1e-300))),
-    qmf_stop = function(e) NULL)
+                                fnscale = max(abs(f0), 1e-300)))
+  }, qmf_stop = function(e) NULL)
   # L-BFGS-B that stops on its own has reached its (much finer) tolerance
   converged <- isTRUE(cache$converged) || (!is.null(opt) && opt$convergence == 0L)
   list(par = qmf_unpack(cache$best_v, par), history = history[seq_len(cache$epoch), , drop = FALSE],

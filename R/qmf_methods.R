@@ -255,8 +255,8 @@ qmf_match_features <- function(xnew, object) {
   if (!is.null(features) && !is.null(rownames(xnew))) {
     missing <- setdiff(features, rownames(xnew))
     if (length(missing) > 0L) {
-      abort("`newdata` lacks %d of the fit's features (the first is %s).", length(missing),
-            missing[1L])
+      abort("`newdata` lacks %d of the fit's features (the first is %s).%s", length(missing),
+            missing[1L], transposed_hint(xnew, features))
     }
     return(xnew[features, , drop = FALSE])
   }

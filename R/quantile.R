@@ -96,6 +96,7 @@ normalize_quantiles.default <- function(x, target = NULL,
   check_dots_empty(...)
   ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
   threads <- check_threads(threads)
+  note_orientation(x)
   if (is_block_input(x)) {
     return(normalize_quantiles_blocks(x, target, ties, threads, subset, blocks, filepath,
                                       BPPARAM))
@@ -167,6 +168,7 @@ quantile_target.default <- function(x, threads = diffrank_threads(), weights = N
                                     BPPARAM = NULL, ...) {
   check_dots_empty(...)
   threads <- check_threads(threads)
+  note_orientation(x)
   if (is_block_input(x)) {
     return(quantile_target_blocks(x, threads, weights, trim, geometric, subset, target_length,
                                   BPPARAM))
@@ -188,6 +190,7 @@ predict.quantile_target <- function(object, newdata, ties = c("midrank", "averag
                                     threads = diffrank_threads(), ...) {
   if (missing(newdata)) abort("`newdata` is missing: give the samples to normalize.")
   check_quantile_target(object)
+  check_common_features(object, newdata, "newdata")
   normalize_quantiles(newdata, target = object, ties = ties, threads = threads, ...)
 }
 

@@ -168,9 +168,21 @@ fitted_subset <- function(target, m) {
   unname(chosen)
 }
 
+# An error when the new data share no feature name with a fitted target:
+# they are other data, or transposed (then their column names are the
+# target's features).
+check_common_features <- function(target, x, arg) {
+  fitted <- target$features
+  new <- rownames(x)
+  if (!is.character(fitted) || is.null(new) || any(new %in% fitted)) return(invisible())
+  abort("`%s` has no feature (row name) in common with the %s features of the quantile target.%s",
+        arg, big(length(fitted)), transposed_hint(x, fitted, arg))
+}
+
 # A warning when `m` has another set of features than a fitted target.
 warn_feature_mismatch <- function(target, m) {
   if (!inherits(target, "quantile_target")) return(invisible())
+  check_common_features(target, m, "x")
   fitted <- target$features
   n_fitted <- target$n_features
   if (!is.numeric(n_fitted) || length(n_fitted) != 1L) return(invisible())
@@ -371,6 +383,7 @@ normalize_quantiles_robust.default <- function(x, weights = NULL,
   check_dots_empty(...)
   ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
   threads <- check_threads(threads)
+  note_orientation(x)
   m <- check_expression_matrix(x)
   if (is.null(weights)) {
     weights <- extreme_weights(m, remove_extreme, n_remove)
@@ -420,6 +433,7 @@ robust_weights <- function(x, ...) {
 robust_weights.default <- function(x, remove_extreme = c("variance", "mean", "both", "none"),
                                    n_remove = 1, ...) {
   check_dots_empty(...)
+  note_orientation(x)
   m <- check_expression_matrix(x)
   stats::setNames(extreme_weights(m, remove_extreme, n_remove), colnames(m))
 }
@@ -528,6 +542,7 @@ normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window 
   window <- check_window(window)
   endrule <- match_choice(endrule, c("constant", "median"), "endrule")
   threads <- check_threads(threads)
+  note_orientation(x)
   m <- check_expression_matrix(x)
   groups <- check_groups(groups, m)
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
@@ -599,6 +614,7 @@ qsmooth_weights.default <- function(x, groups, window = 0.05, endrule = c("const
   check_dots_empty(...)
   threads <- check_threads(threads)
   endrule <- match_choice(endrule, c("constant", "median"), "endrule")
+  note_orientation(x)
   m <- check_expression_matrix(x)
   groups <- check_groups(groups, m)
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)

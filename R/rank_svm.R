@@ -219,8 +219,8 @@ predict.rank_svm <- function(object, newdata, type = c("class", "decision"), ...
     }
     rows <- match(object$features, rownames(new))
     if (all(is.na(rows))) {
-      abort("`newdata` has none of the fit's %d features by name (e.g. \"%s\"); its row names must be feature names.",
-            length(object$features), object$features[1L])
+      abort("`newdata` has none of the fit's %d features by name (e.g. \"%s\"); its row names must be feature names.%s",
+            length(object$features), object$features[1L], transposed_hint(new, object$features))
     }
     if (anyNA(rows)) {
       abort("`newdata` lacks %d of the fit's %d features, for example \"%s\".", sum(is.na(rows)),

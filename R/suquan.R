@@ -199,6 +199,7 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
   verbose <- check_flag(verbose, "verbose")
   threads <- check_threads(threads)
+  note_orientation(x)
   blocks <- is_block_input(x)
   m <- if (blocks) suquan_block_matrix(x) else suquan_matrix(x)
   labels <- suquan_labels(y, family, ncol(m))
@@ -490,6 +491,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
   progress <- check_flag(progress, "progress")
   threads <- check_threads(threads)
+  note_orientation(x)
   m <- suquan_matrix(x)
   labels <- suquan_labels(y, family, ncol(m))
   if (measure == "class" && family == "gaussian") {
@@ -1073,8 +1075,9 @@ match_features <- function(m, object) {
   if (!is.null(rownames(m)) && !is.null(object$features)) {
     missing_features <- setdiff(object$features, rownames(m))
     if (length(missing_features) > 0L) {
-      abort("`newdata` lacks %d of the model's features (the first is %s).",
-            length(missing_features), missing_features[1L])
+      abort("`newdata` lacks %d of the model's features (the first is %s).%s",
+            length(missing_features), missing_features[1L],
+            transposed_hint(m, object$features))
     }
     return(m[object$features, , drop = FALSE])
   }

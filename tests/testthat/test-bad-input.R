@@ -414,6 +414,11 @@ test_that("a large max_epochs does not allocate its whole history first", {
   fit <- suppressWarnings(qmf(x, rank = 1, n_quantiles = 4, max_epochs = 1e9, verbose = FALSE,
                               threads = 1))
   expect_lt(nrow(fit$history), 1e4)
+  # one epoch: the first evaluation ends the fit (it used to end in an empty error)
+  one <- suppressWarnings(qmf(x, rank = 1, n_quantiles = 4, max_epochs = 1, verbose = FALSE,
+                              threads = 1))
+  expect_identical(nrow(one$history), 1L)
+  expect_false(one$converged)
   # the history grows as the epochs run
   h <- diffrank:::qmf_history(2L)
   for (epoch in 1:5) h <- diffrank:::qmf_record(h, epoch, 10 - epoch, NA_real_, 0)
