@@ -64,6 +64,12 @@
 #'   directory (`HDF5Array::getHDF5DumpFile()`);
 #' * else memory (an in-memory `DelayedMatrix`).
 #'
+#' HDF5 results are stored in the input's chunks when it has chunks of a
+#' moderate size, else in chunks of HDF5Array's default volume
+#' (`HDF5Array::getHDF5DumpChunkLength()`) and shape, whose number of columns
+#' divides the block width: every block writes whole chunks once, and reading
+#' a few rows or columns of the result costs about as much as of the input.
+#'
 #' @section Workers (BPPARAM):
 #' `BPPARAM` is a BiocParallel back-end (`BiocParallel::SerialParam()`,
 #' `MulticoreParam()`, `SnowParam()`, `BatchtoolsParam()` for cluster
@@ -377,26 +383,48 @@ realize_block_input <- function(x, arg, why) {
 
 # A realization sink for a double matrix shaped like x (see ?diffrank_blocks,
 # section Where results go).
-# HDF5 files are written in chunks of whole columns, one block wide, so that
-# every block is written once, whole chunks at a time.
 block_sink <- function(x, filepath, width = block_width(x)) {
   dims <- dim(x)
   dn <- dimnames(x)
-  chunk <- as.integer(c(nrow(x), max(1, min(width, floor(2^31 / (8 * nrow(x)))))))
   if (!is.null(filepath)) {
     return(HDF5Array::HDF5RealizationSink(dims, dn, "double", filepath = filepath,
-                                          name = new_dataset_name(filepath), chunkdim = chunk))
+                                          name = new_dataset_name(filepath),
+                                          chunkdim = result_chunkdim(x, width)))
   }
   if (!is.null(DelayedArray::getAutoRealizationBackend())) {
     return(DelayedArray::AutoRealizationSink(dims, dn, "double"))
   }
   if (block_on_disk(x)) {
     need_package("HDF5Array", "writing the result of an on-disk input")
-    return(HDF5Array::HDF5RealizationSink(dims, dn, "double", chunkdim = chunk))
+    return(HDF5Array::HDF5RealizationSink(dims, dn, "double",
+                                          chunkdim = result_chunkdim(x, width)))
   }
   check_dense_size(x, "x", paste0("the result would be kept in memory; give `filepath` to write ",
                                   "it to an HDF5 file (see ?diffrank_blocks)."))
   DelayedArray::AutoRealizationSink(dims, dn, "double")
+}
+
+# The chunks of an HDF5 result: the input's when it is stored in chunks of
+# a moderate size (blocks are whole chunks of its columns), else HDF5Array's
+# default chunk volume and shape, with a number of columns that divides the
+# block width. Either way every block writes whole chunks, once, and reading
+# a few rows or columns of the result costs no more than of the input (one
+# chunk of whole columns per block made row reads read everything).
+result_chunkdim <- function(x, width) {
+  volume <- HDF5Array::getHDF5DumpChunkLength()
+  chunk <- DelayedArray::chunkdim(x)
+  one_block <- width >= ncol(x)
+  if (!is.null(chunk) && prod(as.double(chunk)) <= 10 * volume &&
+      (one_block || width %% chunk[2L] == 0L)) {
+    return(as.integer(chunk))
+  }
+  box <- DelayedArray::makeCappedVolumeBox(volume, dim(x), HDF5Array::getHDF5DumpChunkShape())
+  cols <- max(1L, box[2L])
+  if (!one_block) {
+    candidates <- seq_len(min(cols, width))
+    cols <- max(candidates[width %% candidates == 0L])
+  }
+  as.integer(c(box[1L], cols))
 }
 
 # A name from HDF5Array's automatic names that the HDF5 file `filepath` (when

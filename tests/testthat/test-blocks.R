@@ -289,3 +289,31 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
     if (installed) expect_true(BiocParallel::bpisup(params$snow))
   }, columns = 8)
 })
+
+# Issue 24: HDF5 results are chunked so that reading a few rows or columns of
+# them costs no more than of the input (one chunk of whole columns per block
+# made every row read read the whole result).
+test_that("HDF5 results follow the input's chunks, or HDF5Array's default volume", {
+  m <- matrix(rnorm(300 * 40), 300, 40)
+  chunked <- HDF5Array::writeHDF5Array(m, filepath = tempfile(fileext = ".h5"), name = "x",
+                                       chunkdim = c(50L, 8L))
+  with_small_blocks({
+    out <- normalize_quantiles(chunked, filepath = tempfile(fileext = ".h5"))
+    expect_identical(DelayedArray::chunkdim(out), c(50L, 8L))
+    expect_identical(as.matrix(out), normalize_quantiles(m))
+  }, columns = 120)   # blocks of 16 columns: two chunks wide
+  # an in-memory input: HDF5Array's default chunk volume, whose columns
+  # divide the block width (every block writes whole chunks)
+  old <- HDF5Array::getHDF5DumpChunkLength()
+  HDF5Array::setHDF5DumpChunkLength(600L)
+  on.exit(HDF5Array::setHDF5DumpChunkLength(old))
+  with_small_blocks({
+    plan <- diffrank:::block_plan(DelayedArray::DelayedArray(m))
+    out <- normalize_quantiles(DelayedArray::DelayedArray(m), filepath = tempfile(fileext = ".h5"))
+    chunk <- DelayedArray::chunkdim(out)
+    expect_lte(prod(chunk), 600)
+    expect_lt(chunk[1L], nrow(m))
+    expect_identical(plan$width %% chunk[2L], 0L)
+    expect_identical(as.matrix(out), normalize_quantiles(m))
+  }, columns = 6)
+})
