@@ -218,3 +218,20 @@ warn_near_constant_count <- function(n_bad, n_col, what, eps, unit = "column") {
   }
   invisible(n_bad)
 }
+
+# A result with non-finite entries computed from finite inputs means that an
+# intermediate left the double range (values or cotangents near 1e308, or
+# subnormal spreads): a warning (class diffrank_overflow) that names the
+# inputs to rescale, never a silent Inf or NaN. `inputs` is a character vector
+# of argument names.
+warn_nonfinite <- function(value, inputs) {
+  n_bad <- sum(!is.finite(value))
+  if (n_bad == 0L) return(invisible(value))
+  message <- sprintf(paste0(
+    "%d of %d entries of the result are not finite: an intermediate left the range of ",
+    "double precision. Rescale %s (for example divide by a power of two) and scale the result back."),
+    n_bad, length(value), paste0("`", inputs, "`", collapse = " or "))
+  warning(structure(class = c("diffrank_overflow", "warning", "condition"),
+                    list(message = message, call = exported_caller(), n_bad = n_bad)))
+  invisible(value)
+}
