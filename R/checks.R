@@ -51,9 +51,9 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf,
     (allow_inf || is.finite(x)) && x <= upper &&
     (if (allow_lower) x >= lower else x > lower)
   if (!ok) {
-    bound <- if (is.finite(lower)) {
-      sprintf(" %s %s", if (allow_lower) ">=" else ">", format(lower))
-    } else ""
+    bound <- c(if (is.finite(lower)) sprintf("%s %s", if (allow_lower) ">=" else ">", format(lower)),
+               if (is.finite(upper)) sprintf("<= %s", format(upper)))
+    bound <- if (length(bound)) paste0(" ", paste(bound, collapse = " and ")) else ""
     abort("`%s` must be a single %snumber%s, not %s.", arg,
           if (allow_inf) "" else "finite ", bound, describe(x))
   }
@@ -234,4 +234,31 @@ warn_nonfinite <- function(value, inputs) {
   warning(structure(class = c("diffrank_overflow", "warning", "condition"),
                     list(message = message, call = exported_caller(), n_bad = n_bad)))
   invisible(value)
+}
+
+# An exported function that hands a caller's argument to another export under
+# that export's name (predict(target, newdata) normalizes `x = newdata`;
+# support_kernel() calls kernel(x = newdata, y = train)) must still name the
+# caller's argument in its errors, warnings and messages. `names` maps the
+# inner names to the caller's, e.g. c(x = "newdata").
+with_arg_names <- function(expr, names) {
+  rename <- function(cond) {
+    msg <- conditionMessage(cond)
+    for (from in names(names)) {
+      msg <- gsub(sprintf("`%s`", from), sprintf("`%s`", names[[from]]), msg, fixed = TRUE)
+      msg <- gsub(sprintf("t(%s)", from), sprintf("t(%s)", names[[from]]), msg, fixed = TRUE)
+    }
+    cond$message <- msg
+    cond
+  }
+  withCallingHandlers(
+    tryCatch(expr, error = function(e) stop(rename(e))),
+    warning = function(w) {
+      warning(rename(w))
+      invokeRestart("muffleWarning")
+    },
+    message = function(m) {
+      message(rename(m))
+      invokeRestart("muffleMessage")
+    })
 }

@@ -560,17 +560,24 @@ support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel, fe
     abort("`train` has %d samples, but the fit's support vectors go up to sample %d: give the training samples the fit was computed on.",
           ncol(train), max(support, 0L))
   }
-  if (!is.null(centre)) {
+  k <- with_arg_names(c(x = "newdata", y = "train"), expr = if (!is.null(centre)) {
     # centring needs the kernel with all the training samples
     k <- if (is.null(features)) {
       kernel(newdata, train, ..., centre = centre)
     } else {
       kernel(newdata, train, ..., features = features, centre = centre)
     }
-    return(as_kernel_matrix(k[, support, drop = FALSE]))
+    as_kernel_matrix(k[, support, drop = FALSE])
+  } else if (is.null(features)) {
+    kernel(newdata, train[, support, drop = FALSE], ...)
+  } else {
+    kernel(newdata, train[, support, drop = FALSE], ..., features = features)
+  })
+  if (!is.matrix(k) || !is.numeric(k) || ncol(k) != length(support)) {
+    abort("`kernel` must return a kernel matrix of new samples x training samples (here with %d columns, one per support vector), not %s.",
+          length(support), describe(k))
   }
-  if (is.null(features)) return(kernel(newdata, train[, support, drop = FALSE], ...))
-  kernel(newdata, train[, support, drop = FALSE], ..., features = features)
+  k
 }
 
 # A kernel function in kernlab's orientation (samples in rows) from a kernel
@@ -755,9 +762,7 @@ rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(
     # without the set-up of a kernel matrix (the same value).
     out <- rank_kernel_pair_cpp(x, y, kernel, lambda, normalized)
     if (is.nan(out)) {
-      warning(paste0(
-        "1 kernel value(s) are undefined and set to NA: a sample is constant on the ",
-        "features compared, or a pair of samples shares fewer than 2 features."), call. = FALSE)
+      warn_undefined_kernel(1L)
       out <- NA_real_
     }
     return(out)
@@ -789,14 +794,21 @@ finish_kernel <- function(out, names_x, names_y, scalar) {
   undefined <- is.nan(out)
   if (any(undefined)) {
     out[undefined] <- NA_real_
-    warning(sprintf(paste0(
-      "%d kernel value(s) are undefined and set to NA: a sample is constant on the ",
-      "features compared, or a pair of samples shares fewer than 2 features."),
-      sum(undefined)), call. = FALSE)
+    warn_undefined_kernel(sum(undefined))
   }
   if (scalar) return(out[1L, 1L])
   dimnames(out) <- list(names_x, names_y)
   as_kernel_matrix(out)
+}
+
+# A condition of its own class, so that a caller that turns undefined values
+# into an error (rank_svm) can replace the warning.
+warn_undefined_kernel <- function(n) {
+  warning(structure(class = c("diffrank_undefined_kernel", "warning", "condition"), list(
+    message = sprintf(paste0(
+      "%d kernel value(s) are undefined and set to NA: a sample is constant on the ",
+      "features compared, or a pair of samples shares fewer than 2 features."), n),
+    call = NULL)))
 }
 
 as_kernel_matrix <- function(k) {

@@ -191,7 +191,8 @@ predict.quantile_target <- function(object, newdata, ties = c("midrank", "averag
   if (missing(newdata)) abort("`newdata` is missing: give the samples to normalize.")
   check_quantile_target(object)
   check_common_features(object, newdata, "newdata")
-  normalize_quantiles(newdata, target = object, ties = ties, threads = threads, ...)
+  with_arg_names(normalize_quantiles(newdata, target = object, ties = ties, threads = threads, ...),
+                 c(x = "newdata"))
 }
 
 #' @rdname quantile_target

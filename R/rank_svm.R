@@ -236,7 +236,7 @@ predict.rank_svm <- function(object, newdata, type = c("class", "decision"), ...
   new <- new[rows, , drop = FALSE]
   rownames(new) <- rownames(object$support)
   k <- svm_kernel(lambda_kernels(object$kernel), new, object$support, object$kernel_args,
-                  object$threads)
+                  object$threads, "newdata")
   if (!is.null(object$centring)) {
     k <- centre_matrix(k, object$centring)[, kernlab::SVindex(object$fit), drop = FALSE]
   }
@@ -349,11 +349,24 @@ lambda_kernels <- function(kernel) {
 
 # The kernel matrix (plain) between the samples of a and b, without the
 # near-constant warning (rank_svm() chooses among several feature counts).
-svm_kernel <- function(kernel, a, b, kernel_args, threads) {
+# Undefined values (a sample constant on the features, or sharing fewer than
+# 2 observed features with another) are an error naming the samples of `a`,
+# the argument `arg` of the user's call.
+svm_kernel <- function(kernel, a, b, kernel_args, threads, arg = "x") {
   k <- withCallingHandlers(
     do.call(kernel, c(list(a, b), kernel_args, list(threads = threads, progress = FALSE))),
-    diffrank_near_constant_kernel = function(w) invokeRestart("muffleWarning"))
-  if (anyNA(k)) abort("The kernel has undefined values (constant samples on the features).")
+    diffrank_near_constant_kernel = function(w) invokeRestart("muffleWarning"),
+    diffrank_undefined_kernel = function(w) invokeRestart("muffleWarning"))
+  if (anyNA(k)) {
+    # a constant sample is undefined against every other: name those first
+    bad <- which(rowSums(is.na(k)) == ncol(k))
+    if (length(bad) == 0L) bad <- which(rowSums(is.na(k)) > 0L)
+    names <- if (is.null(colnames(a))) bad else colnames(a)[bad]
+    abort(paste0("The rank kernel is undefined for %d sample(s) of `%s` (%s): they are constant on ",
+                 "the %d features compared, or share fewer than 2 observed features with another ",
+                 "sample. Remove them, or compare more features."),
+          length(bad), arg, paste(utils::head(names, 5L), collapse = ", "), nrow(a))
+  }
   k[, , drop = FALSE]
 }
 

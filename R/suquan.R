@@ -116,7 +116,8 @@
 #'   update of f, as Le Morvan and Vert's experiments do, and `Inf` runs to
 #'   convergence. Choose it with [cv_suquan()].
 #' @param smooth Weight of the roughness penalty on f (see the section
-#'   Smoothness), at least 0.
+#'   Smoothness), from 0 to 1e12 (where f is a straight line to about 12
+#'   digits).
 #' @param f_init Starting target: `"mean"` (the mean quantiles of `x`, as in
 #'   [quantile_target()]), `"normal"` (standard normal quantiles) or a numeric
 #'   vector of target values (sorted and interpolated onto `nrow(x)` levels).
@@ -182,6 +183,11 @@ suquan <- function(x, ...) {
   UseMethod("suquan")
 }
 
+# At smooth = 1e12 f is already a straight line to about 12 digits (its
+# largest deviation from the line is ~1e-13 of its range); far larger values
+# overflow the penalty (smooth * roughness) and the proximal step.
+max_smooth <- 1e12
+
 #' @rdname suquan
 #' @export
 suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial"),
@@ -194,7 +200,7 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
   method <- match_choice(method, c("bnd", "svd", "fixed"), "method")
   alpha <- check_number(alpha, "alpha", lower = 0, upper = 1)
   rounds <- check_rounds(rounds, "rounds", several = FALSE)
-  smooth <- check_number(smooth, "smooth", lower = 0)
+  smooth <- check_number(smooth, "smooth", lower = 0, upper = max_smooth)
   max_iter <- check_whole(max_iter, "max_iter")
   tol <- check_number(tol, "tol", lower = 0, allow_lower = FALSE)
   verbose <- check_flag(verbose, "verbose")
@@ -419,7 +425,7 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #'   path whose best value is at its end is extended (see Details).
 #' @param rounds Candidate numbers of rounds of `"bnd"` (whole numbers from 0,
 #'   or `Inf` for running to convergence); ignored for `"svd"` and `"fixed"`.
-#' @param smooth Candidate roughness penalties (at least 0).
+#' @param smooth Candidate roughness penalties (from 0 to 1e12).
 #' @param nfolds Number of folds, from 2 to the number of samples.
 #' @param folds `NULL`, or the fold (1, 2, ...) of every sample.
 #' @param measure `"deviance"` (the default: binomial or multinomial deviance,
@@ -482,8 +488,8 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   alpha <- check_number(alpha, "alpha", lower = 0, upper = 1)
   rounds <- if (method == "bnd") check_rounds(rounds, "rounds", several = TRUE) else 0
   if (!is.numeric(smooth) || length(smooth) == 0L || anyNA(smooth) || any(!is.finite(smooth)) ||
-      any(smooth < 0)) {
-    abort("`smooth` must be numbers >= 0, not %s.", describe(smooth))
+      any(smooth < 0) || any(smooth > max_smooth)) {
+    abort("`smooth` must be numbers from 0 to %s, not %s.", format(max_smooth), describe(smooth))
   }
   smooth <- sort(unique(as.double(smooth)), decreasing = TRUE)
   extend <- check_flag(extend, "extend")
@@ -530,8 +536,14 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
     }
     lambda <- sort(unique(as.double(lambda)), decreasing = TRUE)
   }
-  # The rounds to run: the largest finite candidate, or until convergence.
-  run_rounds <- if (any(is.infinite(rounds))) -1L else as.integer(max(rounds))
+  # The rounds to run: the largest finite candidate, or until convergence (a
+  # candidate beyond max_iter also runs until convergence or max_iter).
+  run_rounds <- if (any(rounds > max_iter)) -1L else as.integer(max(rounds))
+  # every fit keeps the links of all samples for every penalty and round
+  n_rounds <- if (run_rounds < 0L) max_iter else run_rounds
+  check_memory(8 * ncol(m) * ncol(labels$Y) * (length(lambda) + 1) * (n_rounds + 1),
+               if (run_rounds < 0L) "max_iter" else "rounds",
+               if (run_rounds < 0L) max_iter else max(rounds))
   # The training targets of every fold (they do not depend on lambda).
   starts <- lapply(seq_len(nfolds), function(k) {
     train <- folds != k
@@ -900,7 +912,7 @@ suquan_options <- function(lambda, alpha, rounds, smooth, p, max_iter, tol) {
     weight <- smooth / reference
   }
   list(lambda = lambda, alpha = alpha, smooth = weight,
-       rounds = if (is.infinite(rounds)) -1L else as.integer(rounds), max_iter = max_iter,
+       rounds = if (rounds > max_iter) -1L else as.integer(rounds), max_iter = max_iter,
        tol = tol)
 }
 

@@ -426,3 +426,55 @@ test_that("a large max_epochs does not allocate its whole history first", {
   expect_identical(h[1:5, "objective"], 9:5 + 0)
   expect_identical(colnames(h), c("epoch", "objective", "change", "seconds"))
 })
+
+# Issue 28 (fuzz findings): an export that hands an argument to another
+# export names the caller's argument, not the inner one's.
+test_that("errors about new data name `newdata`, not the inner function's `x`", {
+  target <- quantile_target(bi_mat)
+  expect_error(predict(target, "a"), "`newdata` must be a numeric")
+  expect_error(predict(target, bi_mat * NA), "`newdata` has 8 column")
+  skip_if_not_installed("kernlab")
+  set.seed(3)
+  x <- matrix(rnorm(20 * 24), 20)
+  labels <- factor(rep(c("a", "b"), 12))
+  fit <- kernlab::ksvm(kendall_kernel(x[, 1:16]), labels[1:16], type = "C-svc")
+  expect_error(support_kernel(fit, "a", x[, 1:16]), "`newdata` must be a numeric")
+  expect_error(support_kernel(fit, x[-1, 17:24], x[, 1:16]),
+               "`newdata` and `train` must have the same number of features")
+  expect_error(support_kernel(fit, x[, 17:24], x[, 1:16], kernel = function(a, b) a),
+               "`kernel` must return a kernel matrix")
+  expect_identical(dim(support_kernel(fit, x[, 17:24], x[, 1:16])),
+                   c(8L, length(kernlab::SVindex(fit))))
+})
+
+test_that("SUQUAN's smoothness and rounds are bounded before any work", {
+  set.seed(5)
+  x <- matrix(rnorm(12 * 10), 12)
+  y <- rep(0:1, 5)
+  # smooth = 1e308 used to run for minutes and return a NaN target
+  expect_error(suquan(x, y, smooth = 1e308), "`smooth` must be a single finite number >= 0 and <= 1e\\+12, not 1e\\+308")
+  expect_error(cv_suquan(x, y, smooth = c(0, 1e308)), "`smooth` must be numbers from 0 to 1e\\+12")
+  fit <- suquan(x, y, smooth = 1e12)
+  expect_true(all(is.finite(fit$f)))
+  # rounds beyond max_iter run until convergence or max_iter, as Inf does
+  # (a huge candidate used to overflow the size of the path array)
+  set.seed(6)
+  a <- suppressMessages(cv_suquan(x, y, rounds = c(0, .Machine$integer.max), max_iter = 3, nlambda = 3, nfolds = 2))
+  set.seed(6)
+  b <- suppressMessages(cv_suquan(x, y, rounds = c(0, Inf), max_iter = 3, nlambda = 3, nfolds = 2))
+  expect_equal(unclass(a$cvm), unclass(b$cvm), ignore_attr = TRUE)
+  expect_error(cv_suquan(x, y, rounds = Inf, max_iter = 1e9),
+               "`max_iter` = 1,000,000,000 would need about .* TB of memory")
+})
+
+test_that("rank_svm names the samples on which the kernel is undefined", {
+  skip_if_not_installed("kernlab")
+  set.seed(7)
+  x <- matrix(rnorm(30 * 20), 30, dimnames = list(NULL, paste0("s", 1:20)))
+  y <- factor(rep(c("a", "b"), 10))
+  x[, 4] <- 1
+  expect_error(rank_svm(x, y, n_features = 30, cost = 1),
+               "undefined for 1 sample\\(s\\) of `x` \\(s4\\): they are constant")
+  fit <- rank_svm(x[, -4], y[-4], n_features = 30, cost = 1)
+  expect_error(predict(fit, x[, 1:5]), "undefined for 1 sample\\(s\\) of `newdata` \\(s4\\)")
+})
