@@ -26,7 +26,7 @@
 #' `DelayedArray::colAutoGrid()`. The number of columns is rounded down to
 #' whole chunks of the data's storage when a block holds at least one chunk
 #' of columns (so that no chunk is read twice), else to a multiple of 16.
-#' HDF5 results are written in chunks of whole columns, one block wide. Peak
+#' Peak
 #' memory is a few blocks per process, plus what the result needs, on top of
 #' the R session (with DelayedArray and HDF5Array loaded, about 400 MB). In
 #' such a session R would let hundreds of MB of garbage build up between two
@@ -81,8 +81,23 @@
 #' `threads` threads, so `workers x threads` should not exceed the cores).
 #' Unlike `BiocParallel::bpparam()`, which may start as many processes as the
 #' machine has cores, it is safe on shared machines and in package checks.
-#' Results do not depend on `BPPARAM`: writes and the sums of the target
-#' happen in this process, in the order of the columns. On-disk data are read
+#' Results do not depend on `BPPARAM`: the sums of the target happen in this
+#' process, in the order of the columns, and every block is normalized the
+#' same way wherever it runs.
+#'
+#' With two or more workers and a result that goes to HDF5 (`filepath`, or an
+#' on-disk input without a realization backend), each worker writes the
+#' blocks it normalizes to HDF5 files of their own, in parallel: `filepath`
+#' without its extension (or a new name in `HDF5Array::getHDF5DumpDir()`)
+#' followed by the number of the block's first column, e.g.
+#' `result-0000000001.h5`. The result is one `DelayedMatrix` over these files
+#' (`DelayedArray::nseed()` is the number of blocks), with the same values;
+#' `HDF5Array::writeHDF5Array()` copies it to a single file when one is
+#' needed. Every call writes a new dataset, so files of earlier calls stay
+#' valid. Workers on other machines (`BatchtoolsParam()` on a cluster
+#' scheduler) therefore need the input file and the result's folder on a
+#' file system they share with this process. With one worker, or serial
+#' blocks, this process writes the result to one dataset. On-disk data are read
 #' by the workers themselves (only the small `DelayedMatrix` object is sent);
 #' an in-memory `DelayedMatrix` is sent block by block to workers that do not
 #' share memory (SnowParam, BatchtoolsParam). Workers of a SnowParam or
@@ -265,7 +280,10 @@ block_worker <- function(specs, sources, task, args, collect = FALSE) {
     blocks <- lapply(specs, function(spec) {
       if (!is.null(spec$data)) spec$data else block_read(sources[[spec$source]], spec)
     })
-    do.call(task, c(unname(blocks), args))
+    # a task that writes its own result (part_task) is told which columns
+    # its block holds
+    extra <- if (".cols" %in% names(formals(task))) list(.cols = specs[[1L]]$cols)
+    do.call(task, c(unname(blocks), args, extra))
   }, error = function(e) {
     structure(list(message = conditionMessage(e)), class = "diffrank_block_error")
   })
@@ -383,9 +401,10 @@ realize_block_input <- function(x, arg, why) {
 
 # A realization sink for a double matrix shaped like x (see ?diffrank_blocks,
 # section Where results go).
-block_sink <- function(x, filepath, width = block_width(x)) {
+block_sink <- function(x, filepath, width = block_width(x), BPPARAM = NULL) {
   dims <- dim(x)
   dn <- dimnames(x)
+  if (workers_write(x, filepath, BPPARAM)) return(parts_sink(x, filepath, width))
   if (!is.null(filepath)) {
     return(HDF5Array::HDF5RealizationSink(dims, dn, "double", filepath = filepath,
                                           name = new_dataset_name(filepath),
@@ -441,7 +460,77 @@ new_dataset_name <- function(filepath) {
   }
 }
 
+# With several workers and an HDF5 result, every worker writes the blocks it
+# computes to HDF5 files of their own (one per block), in parallel; the
+# result is one DelayedMatrix over them. When this process compressed and
+# wrote every block, two workers were slower than one.
+workers_write <- function(x, filepath, BPPARAM) {
+  if (is.null(BPPARAM) || BiocParallel::bpnworkers(BPPARAM) < 2L) return(FALSE)
+  !is.null(filepath) || (is.null(DelayedArray::getAutoRealizationBackend()) && block_on_disk(x))
+}
+
+# The sink of worker-written results: an environment that collects the file
+# of every block. The files are `filepath` without its extension (or a new
+# name in HDF5Array's dump directory) followed by the block's first column;
+# the dataset has a new name in every call, so that files of earlier calls
+# are never overwritten.
+parts_sink <- function(x, filepath, width) {
+  need_package("HDF5Array", "writing the result to HDF5 files")
+  prefix <- if (is.null(filepath)) {
+    file.path(HDF5Array::getHDF5DumpDir(), basename(tempfile("diffrank-")))
+  } else {
+    sub("\\.(h5|hdf5)$", "", filepath, ignore.case = TRUE)
+  }
+  if (file.access(dirname(prefix), 2L) != 0L) {
+    abort("`filepath`: cannot write the result's files in the folder \"%s\".", dirname(prefix))
+  }
+  sink <- new.env(parent = emptyenv())
+  sink$prefix <- prefix
+  sink$name <- basename(tempfile("diffrank"))
+  sink$chunkdim <- result_chunkdim(x, width)
+  sink$dimnames <- dimnames(x)
+  sink$files <- character(0)
+  sink
+}
+
+# Runs on a worker: the task's result for one block, written to its own file;
+# returns the file (with the task's other values, when it returns a list
+# whose `value` is the block's result).
+part_task <- function(..., .task, .prefix, .name, .chunkdim, .cols) {
+  value <- .task(...)
+  m <- if (is.list(value)) value$value else value
+  file <- sprintf("%s-%010d.h5", .prefix, .cols[1L])
+  HDF5Array::writeHDF5Array(unname(m), file, .name, chunkdim = pmin(.chunkdim, dim(m)),
+                            verbose = FALSE)
+  if (!is.list(value)) return(list(file = file))
+  value$value <- NULL
+  c(value, list(file = file))
+}
+
+# The task and its arguments for run_blocks(), as the sink needs them.
+sink_task <- function(sink, task, args) {
+  if (!is.environment(sink)) return(list(task = task, args = args))
+  list(task = part_task, args = c(args, list(.task = task, .prefix = sink$prefix,
+                                             .name = sink$name, .chunkdim = sink$chunkdim)))
+}
+
+# Keeps the result of block i: writes it to the sink, or records the file a
+# worker wrote it to.
+sink_write <- function(sink, plan, i, value) {
+  if (is.environment(sink)) {
+    sink$files[i] <- value$file
+  } else {
+    DelayedArray::write_block(sink, plan$grid[[i]], unname(if (is.list(value)) value$value else value))
+  }
+}
+
 finish_sink <- function(sink) {
+  if (is.environment(sink)) {
+    parts <- lapply(sink$files, HDF5Array::HDF5Array, name = sink$name)
+    result <- do.call(DelayedArray::acbind, parts)
+    dimnames(result) <- sink$dimnames
+    return(result)
+  }
   DelayedArray::close(sink)
   methods::as(sink, "DelayedArray")
 }
@@ -482,8 +571,9 @@ qn_normalize_task <- function(block, target, fitted, ties, threads) {
 # Writes each block of plan, through task(block, ...), to `sink` (from
 # block_sink()), and returns the result as a DelayedMatrix.
 block_write <- function(plan, task, args, sink, BPPARAM) {
-  run_blocks(list(x = plan), column_items(plan), task, args, function(i, value) {
-    DelayedArray::write_block(sink, plan$grid[[i]], unname(value))
+  run <- sink_task(sink, task, args)
+  run_blocks(list(x = plan), column_items(plan), run$task, run$args, function(i, value) {
+    sink_write(sink, plan, i, value)
   }, BPPARAM)
   finish_sink(sink)
 }
@@ -504,7 +594,7 @@ normalize_quantiles_blocks <- function(x, target, ties, threads, subset, blocks,
   fitted <- is.null(target)
   if (!fitted) target <- target_values(target)
   # the sink first: a result that cannot be written fails before any pass
-  sink <- block_sink(plan$x, filepath, plan$width)
+  sink <- block_sink(plan$x, filepath, plan$width, BPPARAM)
   if (fitted) target <- block_fit_target(plan, threads, BPPARAM)$values
   block_write(plan, qn_normalize_task,
               list(target = target, fitted = fitted, ties = ties, threads = threads),
@@ -560,7 +650,7 @@ sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
                 args$scale, args$power, args$tol, args$max_iter, args$threads)
   progress <- check_flag(args$progress, "progress")
   plan <- block_plan(x)
-  sink <- block_sink(plan$x, filepath, plan$width)
+  sink <- block_sink(plan$x, filepath, plan$width, BPPARAM)
   if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
   if (is.null(target)) {
     target <- compress_target(block_fit_target(plan, check_threads(args$threads), BPPARAM)$values)
@@ -569,10 +659,10 @@ sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
   converged <- logical(0)
   error <- double(0)
   near_constant <- 0L
-  run_blocks(list(x = plan), column_items(plan), sinkhorn_block_task,
-             list(target = target, args = args),
+  run <- sink_task(sink, sinkhorn_block_task, list(target = target, args = args))
+  run_blocks(list(x = plan), column_items(plan), run$task, run$args,
              function(i, value) {
-               DelayedArray::write_block(sink, plan$grid[[i]], unname(value$value))
+               sink_write(sink, plan, i, value)
                converged <<- c(converged, value$converged)
                error <<- c(error, value$error)
                near_constant <<- near_constant + value$near_constant

@@ -290,6 +290,39 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
   }, columns = 8)
 })
 
+# Issue 24: with several workers and an HDF5 result, each worker writes its
+# blocks to files of its own (the main process writing every block made two
+# workers slower than one); the result is one DelayedMatrix over the files.
+test_that("workers write their own blocks of an HDF5 result", {
+  skip_if_not_installed("BiocParallel")
+  skip_on_os("windows")
+  multicore <- BiocParallel::MulticoreParam(2)
+  with_small_blocks({
+    h5 <- bl_h5(bl_x)
+    n_blocks <- diffrank:::block_plan(h5)$n
+    ref <- normalize_quantiles(bl_x)
+    out <- tempfile("result-", fileext = ".h5")
+    r <- normalize_quantiles(h5, BPPARAM = multicore, filepath = out)
+    expect_identical(as.matrix(r), ref)
+    expect_identical(DelayedArray::nseed(r), n_blocks)
+    files <- list.files(dirname(out), pattern = paste0("^", basename(sub("\\.h5$", "", out)), "-"))
+    expect_length(files, n_blocks)
+    # a second call into the same files writes new datasets beside the first
+    again <- normalize_quantiles(h5, target = quantile_target(bl_x), BPPARAM = multicore,
+                                 filepath = out)
+    expect_identical(as.matrix(again), normalize_quantiles(bl_x, target = quantile_target(bl_x)))
+    expect_identical(as.matrix(r), ref)
+    # without `filepath`, in HDF5Array's dump directory; Sinkhorn too
+    soft <- sinkhorn_normalize(h5, eps = 0.05, BPPARAM = multicore)
+    expect_identical(as.matrix(soft), strip_attributes(sinkhorn_normalize(bl_x, eps = 0.05)))
+    expect_identical(DelayedArray::nseed(soft), n_blocks)
+    # one worker, or serial blocks: one dataset written by this process
+    serial <- normalize_quantiles(h5, BPPARAM = BiocParallel::SerialParam())
+    expect_identical(DelayedArray::nseed(serial), 1L)
+    expect_identical(as.matrix(serial), ref)
+  })
+})
+
 # Issue 24: HDF5 results are chunked so that reading a few rows or columns of
 # them costs no more than of the input (one chunk of whole columns per block
 # made every row read read the whole result).
