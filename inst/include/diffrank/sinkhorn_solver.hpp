@@ -492,6 +492,62 @@ class Sinkhorn1D {
     for (std::size_t j = 0; j < np_[1]; ++j) bbar[j] += sol[1][j];
   }
 
+  // Jacobian-vector product through the plan at the fixed point, the
+  // transpose of vjp_plan: for a tangent dz of the points, the plan moves by
+  // dP_ij = P_ij (df_i + dg_j - C'_ij dz_i) / eps, where (df, dg) solve the
+  // same system as the adjoint, [[D0, P], [P^T, D1]] (df, dg) = (r0, r1)
+  // with r0_i = dz_i sum_j P_ij C'_ij and r1_j = sum_i P_ij C'_ij dz_i (the
+  // marginals stay fixed), through its Schur complement on the smaller side.
+  // Writes dP w_r (n values) to dpw[r] for the nw target-side vectors w_r,
+  // and adds dP^T u_r (m values) to dptu[r] for the nu point-side vectors
+  // u_r. Three passes over the plan and one solve: the cost of a VJP.
+  void jvp_plan(const double* dz, std::size_t nu, const double* const* u, double* const* dptu,
+                std::size_t nw, const double* const* w, double* const* dpw) {
+    constexpr std::size_t kMaxVectors = 4;
+    const std::size_t n = np_[0], m = np_[1];
+    const double* z = pts_[0];
+    const double* y = pts_[1];
+    const double power = opt_.power;
+    std::vector<double> marg[2], rhs[2], sol[2];
+    marg[0].resize(n);
+    rhs[0].resize(n);
+    marg[1].assign(m, 0.0);
+    rhs[1].assign(m, 0.0);
+    {
+      double* out[2] = {marg[1].data(), rhs[1].data()};
+      row_pass(0, 2, out,
+               [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double total,
+                   double* const* sc) {
+                 double acc = 0.0;
+                 for (std::size_t j = lo; j < hi; ++j) {
+                   const double t = p[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], power);
+                   acc += t;
+                   sc[0][j] += p[j];
+                   sc[1][j] += t * dz[i];
+                 }
+                 marg[0][i] = total;
+                 rhs[0][i] = acc * dz[i];
+               });
+    }
+    const int s = np_[1] <= np_[0] ? 1 : 0;
+    schur_solve(s, marg, rhs, sol);
+    const double inv_eps = 1.0 / opt_.eps;
+    row_pass(0, nu, dptu,
+             [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
+                 double* const* sc) {
+               double acc[kMaxVectors] = {0.0, 0.0, 0.0, 0.0};
+               const double fi = sol[0][i], dzi = dz[i];
+               for (std::size_t j = lo; j < hi; ++j) {
+                 const double e = p[j] * inv_eps *
+                                  (fi + sol[1][j] -
+                                   sinkhorn_detail::cost_deriv(z[i] - y[j], power) * dzi);
+                 for (std::size_t r = 0; r < nw; ++r) acc[r] += e * w[r][j];
+                 for (std::size_t r = 0; r < nu; ++r) sc[r][j] += e * u[r][i];
+               }
+               for (std::size_t r = 0; r < nw; ++r) dpw[r][i] = acc[r];
+             });
+  }
+
  private:
   void poll() const {
     if (opt_.poll) opt_.poll();
