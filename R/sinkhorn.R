@@ -698,7 +698,9 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   warn_not_converged(fit$converged, fit$error, args$options)
   # missing values of x (normalize) stay missing; anything else not finite
   # (scale = "none" near the largest double) is an overflow
-  warn_nonfinite(if (anyNA(mat)) fit$value[!is.na(mat)] else fit$value, "x")
+  if (nonfinite_kind_cpp(fit$value) != 0L) {
+    warn_nonfinite(if (anyNA(mat)) fit$value[!is.na(mat)] else fit$value, "x")
+  }
   sinkhorn_warn_near_constant(kind, fit, mat, args, problems)
   vjp_impl <- sinkhorn_vjp_impl(kind, fit$state, args, problems, decreasing, list(...))
   new_operator(
@@ -742,9 +744,11 @@ sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
                   },
                   target = if (kind == "normalize") target)
     grads <- grads[!vapply(grads, is.null, TRUE)]
-    if (warn) {
-      # missing values of x (normalize) have a zero gradient, never NA
-      warn_nonfinite(unlist(grads[if (wrt == "all") names(grads) else wrt], use.names = FALSE),
+    # missing values of x (normalize) have a zero gradient, never NA; the
+    # check in C++ allocates nothing on the usual, finite, result
+    asked <- grads[if (wrt == "all") names(grads) else wrt]
+    if (warn && any(vapply(asked, nonfinite_kind_cpp, 0L) != 0L)) {
+      warn_nonfinite(unlist(asked, use.names = FALSE),
                      rescaled_inputs(g, "v_scaled", "v", target_name))
     }
     grads
@@ -756,18 +760,20 @@ sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
 # value with its names (not its convergence attributes).
 sinkhorn_jvp_impl <- function(kind, state, args, decreasing, value, target_name) {
   force(state)
-  like <- value
-  for (name in c("iterations", "error", "converged")) attr(like, name) <- NULL
-  oldClass(like) <- NULL
   function(u) {
     u <- matrix(u, ncol = args$shape$ncol)
     if (decreasing && kind != "sort") u <- -u
     out <- sinkhorn_jvp_cpp(state, u, args$threads)
     d <- out$value
     if (decreasing && kind == "sort") d <- d[nrow(d):1L, , drop = FALSE]
-    result <- like
-    result[] <- as.vector(d)
-    warn_nonfinite(result, rescaled_inputs(out, "u_scaled", "u", target_name))
+    if (is.null(dim(value))) {
+      d <- as.vector(d)
+      names(d) <- names(value)
+    } else {
+      dimnames(d) <- dimnames(value)
+    }
+    if (nonfinite_kind_cpp(d) == 0L) return(d)
+    warn_nonfinite(d, rescaled_inputs(out, "u_scaled", "u", target_name))
   }
 }
 
