@@ -105,6 +105,10 @@ sinkhorn_vjp_cpp <- function(state, v, raw_sum, threads) {
     .Call(`_diffrank_sinkhorn_vjp_cpp`, state, v, raw_sum, threads)
 }
 
+sinkhorn_jvp_cpp <- function(state, u, threads) {
+    .Call(`_diffrank_sinkhorn_jvp_cpp`, state, u, threads)
+}
+
 sinkhorn_unrolled_cpp <- function(x, a, problem, options, iterations, v) {
     .Call(`_diffrank_sinkhorn_unrolled_cpp`, x, a, problem, options, iterations, v)
 }

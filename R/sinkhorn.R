@@ -273,8 +273,9 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' Derivatives of the Sinkhorn operators
 #'
 #' The `_fn()` functions run the forward pass of a Sinkhorn operator once and
-#' return an object with its value and a vector-Jacobian product that reuses
-#' the stored dual potentials; the `_vjp()` functions give the gradient of
+#' return an object with its value, a vector-Jacobian product and a
+#' Jacobian-vector product that reuse the stored dual potentials; the
+#' `_vjp()` functions give the gradient of
 #' `sum(v * value)` with respect to `x` in one call, in the same form as
 #' `soft_rank_vjp()` so that a loss can be written once for either family.
 #'
@@ -289,7 +290,23 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' Memory stays O(n + m) per column apart from the dense Schur complement. The
 #' derivative is that of the converged operator: use a small `tol` when
 #' precise gradients matter. The squashing map, when used, is differentiated
-#' too (its mean and standard deviation depend on `x`).
+#' too (its mean and standard deviation depend on `x`). The Jacobian-vector
+#' product `$jvp(u)` solves the same system for the tangent of the
+#' potentials (forward mode, at the cost of one VJP): it is the exact
+#' transpose of `$vjp()`.
+#'
+#' @section Range:
+#' With `scale = "squash"`, the operators depend on a column of `x` only
+#' through its standardized values, so a column whose largest magnitude is
+#' beyond `2^256` or below `2^-256` (values near the largest double, or a
+#' spread of subnormal numbers), a cotangent `v` or tangent `u` of such a
+#' magnitude, and such `target` values are scaled by a power of two before
+#' the derivative is taken and the chain rule is applied after: this is
+#' exact, and inputs of ordinary magnitude are not touched. A derivative
+#' that is still not finite is truly beyond the doubles (the ranks of
+#' subnormal values move by about `1e322` per unit of `x`, say): it comes
+#' with a warning of class `diffrank_overflow` that names the input to
+#' rescale.
 #'
 #' @inheritParams sinkhorn_rank
 #' @param n_targets Number of targets `m` (default: `min(nrow(x), 128)`, see
@@ -304,6 +321,8 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #'     equal weights; summed over columns), `"target"` (for
 #'     `sinkhorn_normalize_fn()`, in the order given) or `"all"` (a list);
 #'     `$wrt` lists what each operator is differentiable in;
+#'   * `jvp(u)`: the Jacobian-vector product `J %*% u` for a direction `u`
+#'     shaped like `x` (0 where `x` is missing), shaped like the value;
 #'   * `jacobian()`: the Jacobian with respect to `x`, built from products,
 #'     for small problems.
 #'
@@ -314,6 +333,7 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' op <- sinkhorn_rank_fn(x, eps = 0.05, tol = 1e-9)
 #' op$value
 #' op$vjp(c(1, 0, 0, 0))   # gradient of the first soft rank
+#' op$jvp(c(1, 0, 0, 0))   # how every soft rank moves with the first value
 #' sinkhorn_rank_vjp(x, c(1, 0, 0, 0), eps = 0.05, tol = 1e-9)
 #' # gradient of a soft quantile normalization with respect to its target
 #' op <- sinkhorn_normalize_fn(x, target = c(0, 1, 2, 3), eps = 0.05, tol = 1e-9)
@@ -512,12 +532,22 @@ soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.
   r <- response - pred
   op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, scale = scale,
                              tol = tol, max_iter = max_iter, threads = threads)
-  g <- op$vjp(1)
+  g <- vjp_naming(op, 1, c("pred", "response"))
   list(value = op$value, gradient = -sign(r) * g)
 }
 
 # ---------------------------------------------------------------------------
 # helpers
+
+# op$vjp(v) for a loss built on a Sinkhorn operator: a non-finite gradient
+# is reported once, naming the loss's own arguments instead of the
+# operator's `x`.
+vjp_naming <- function(op, v, inputs) {
+  g <- withCallingHandlers(op$vjp(v), diffrank_overflow = function(w) {
+    invokeRestart("muffleWarning")
+  })
+  warn_nonfinite(g, inputs)
+}
 
 # Positive masses normalized to sum 1 (equal when NULL), scaled by their
 # maximum first so that neither the sum nor the division overflows.
@@ -666,10 +696,24 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   attr(value, "converged") <- fit$converged
   oldClass(value) <- "sinkhorn_result"
   warn_not_converged(fit$converged, fit$error, args$options)
+  # missing values of x (normalize) stay missing; anything else not finite
+  # (scale = "none" near the largest double) is an overflow
+  if (nonfinite_kind_cpp(fit$value) != 0L) {
+    warn_nonfinite(if (anyNA(mat)) fit$value[!is.na(mat)] else fit$value, "x")
+  }
   sinkhorn_warn_near_constant(kind, fit, mat, args, problems)
+  vjp_impl <- sinkhorn_vjp_impl(kind, fit$state, args, problems, decreasing, list(...))
   new_operator(
     value = value, input = args$shape,
-    vjp_impl = sinkhorn_vjp_impl(kind, fit$state, args, problems, decreasing, list(...)),
+    vjp_impl = vjp_impl,
+    jvp_impl = sinkhorn_jvp_impl(kind, fit$state, args, decreasing, value,
+                                 if (is.null(list(...)$target)) "x" else "target"),
+    # one overflow warning for the whole Jacobian, not one per row
+    jacobian_impl = function() {
+      jac <- jacobian_from_vjp(function(v) vjp_impl(v, "x", warn = FALSE)$x, value_dim(value),
+                               args$shape, TRUE)
+      warn_nonfinite(jac, "x")
+    },
     wrt = c("x", switch(kind, rank = , cdf = , sort = , normalize = "target_weights"),
             if (kind == "normalize") "target"),
     label = sprintf("sinkhorn_%s", kind),
@@ -684,8 +728,9 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
 sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
   raw <- extra$target_weights
   raw_sum <- if (is.null(raw)) 1 else sum(as.double(raw) / max(raw)) * max(raw)
+  target_name <- if (is.null(extra$target)) "x" else "target"
   force(state)
-  function(v, wrt) {
+  function(v, wrt, warn = TRUE) {
     v <- matrix(v, ncol = args$shape$ncol)
     if (decreasing && kind == "sort") v <- v[nrow(v):1L, , drop = FALSE]
     g <- sinkhorn_vjp_cpp(state, v, raw_sum, args$threads)
@@ -698,8 +743,51 @@ sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
                     g$target_weights
                   },
                   target = if (kind == "normalize") target)
-    grads[!vapply(grads, is.null, TRUE)]
+    grads <- grads[!vapply(grads, is.null, TRUE)]
+    # missing values of x (normalize) have a zero gradient, never NA; the
+    # check in C++ allocates nothing on the usual, finite, result
+    asked <- grads[if (wrt == "all") names(grads) else wrt]
+    if (warn && any(vapply(asked, nonfinite_kind_cpp, 0L) != 0L)) {
+      warn_nonfinite(unlist(asked, use.names = FALSE),
+                     rescaled_inputs(g, "v_scaled", "v", target_name))
+    }
+    grads
   }
+}
+
+# The forward-mode product J u for a tangent u shaped like x, through the
+# same implicit derivative as the VJP (src/sinkhorn.cpp), shaped like the
+# value with its names (not its convergence attributes).
+sinkhorn_jvp_impl <- function(kind, state, args, decreasing, value, target_name) {
+  force(state)
+  function(u) {
+    u <- matrix(u, ncol = args$shape$ncol)
+    if (decreasing && kind != "sort") u <- -u
+    out <- sinkhorn_jvp_cpp(state, u, args$threads)
+    d <- out$value
+    if (decreasing && kind == "sort") d <- d[nrow(d):1L, , drop = FALSE]
+    if (is.null(dim(value))) {
+      d <- as.vector(d)
+      names(d) <- names(value)
+    } else {
+      dimnames(d) <- dimnames(value)
+    }
+    if (nonfinite_kind_cpp(d) == 0L) return(d)
+    warn_nonfinite(d, rescaled_inputs(out, "u_scaled", "u", target_name))
+  }
+}
+
+# The inputs to name when a derivative is not finite: those the C++ core
+# rescaled by a power of two because their magnitude was extreme (x, the
+# cotangent or tangent `direction`, the target values), else x and
+# `direction`. `flags` is the result of sinkhorn_vjp_cpp() or
+# sinkhorn_jvp_cpp(); `scaled` names its flag for the direction.
+# `target` names the input the target values come from ("x" when they are
+# the mean quantiles of x).
+rescaled_inputs <- function(flags, scaled, direction, target = "target") {
+  inputs <- c(if (isTRUE(flags$x_scaled)) "x", if (isTRUE(flags[[scaled]])) direction,
+              if (isTRUE(flags$target_scaled)) target)
+  if (length(inputs) == 0L) c("x", direction) else unique(inputs)
 }
 
 # The value in the shape of x: one row per value of x for ranks, CDFs,

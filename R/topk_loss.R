@@ -70,7 +70,7 @@ soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, tol = 1e-6, max_iter
   active <- excess > 0
   v <- matrix(0, n_classes, n_obs)
   v[cells[active, , drop = FALSE]] <- -1 / n_obs
-  gradient <- op$vjp(v)
+  gradient <- vjp_naming(op, v, "pred")
   gradient <- if (is.null(dim(pred)) && !is.data.frame(pred)) {
     stats::setNames(as.vector(gradient), names(pred))
   } else {

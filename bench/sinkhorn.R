@@ -190,14 +190,20 @@ cat(sprintf("   400 columns of 200 values (128 targets): 1 thread %.2f s, 2 thre
 
 # ---------------------------------------------------------------------------
 # 8. Cost of the implicit VJP against the forward pass, n = m = 2000, 1 thread
-cat("\n8. VJP against its forward pass, n = m = 2000, 1 thread (goal: VJP <= 1.5x forward)\n")
+cat("\n8. VJP and JVP against their forward pass, n = m = 2000, 1 thread (goal: VJP, JVP <= 1.5x forward)\n")
 set.seed(8)
 x2 <- rnorm(2000)
 v2 <- rnorm(2000)
+has_jvp <- isTRUE(sinkhorn_rank_fn(x2[1:10])$has_jvp)
 for (eps in c(1e-2, 1e-3)) {
   op <- sinkhorn_rank_fn(x2, eps = eps, n_targets = 2000, threads = 1)
   t_f <- timeit(sinkhorn_rank_fn(x2, eps = eps, n_targets = 2000, threads = 1), reps = 5L)
   t_v <- timeit(op$vjp(v2), reps = 5L)
   cat(sprintf("   eps = %-6g forward %.3f s (%d iterations), VJP %.3f s: VJP / forward = %.2f\n",
               eps, t_f, op$diagnostics$iterations, t_v, t_v / t_f))
+  if (has_jvp) {
+    t_j <- timeit(op$jvp(v2), reps = 5L)
+    cat(sprintf("   %-12s JVP %.3f s: JVP / forward = %.2f, JVP / VJP = %.2f\n", "", t_j,
+                t_j / t_f, t_j / t_v))
+  }
 }

@@ -353,6 +353,18 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// sinkhorn_jvp_cpp
+Rcpp::List sinkhorn_jvp_cpp(SEXP state, Rcpp::NumericMatrix u, int threads);
+RcppExport SEXP _diffrank_sinkhorn_jvp_cpp(SEXP stateSEXP, SEXP uSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type u(uSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(sinkhorn_jvp_cpp(state, u, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // sinkhorn_unrolled_cpp
 Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::List problem, Rcpp::List options, int iterations, Rcpp::NumericVector v);
 RcppExport SEXP _diffrank_sinkhorn_unrolled_cpp(SEXP xSEXP, SEXP aSEXP, SEXP problemSEXP, SEXP optionsSEXP, SEXP iterationsSEXP, SEXP vSEXP) {
@@ -629,6 +641,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qn_normalize_blocks", (DL_FUNC) &_diffrank_qn_normalize_blocks, 5},
     {"_diffrank_sinkhorn_forward_cpp", (DL_FUNC) &_diffrank_sinkhorn_forward_cpp, 6},
     {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 4},
+    {"_diffrank_sinkhorn_jvp_cpp", (DL_FUNC) &_diffrank_sinkhorn_jvp_cpp, 3},
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 6},
     {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 4},
     {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},

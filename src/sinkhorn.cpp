@@ -194,11 +194,24 @@ void finish_column(const SinkhornState& st, double* out) {
   }
 }
 
+// Which inputs of a column were rescaled by a power of two for its
+// derivatives (see diffrank::range_exponent): R names them when a result is
+// still not finite.
+struct Rescaled {
+  bool x = false, v = false, w = false;
+  void note(const diffrank::SinkhornColumn& col) {
+    x = x || col.x_exponent() != 0;
+    v = v || col.v_exponent() != 0;
+    w = w || col.w_exponent() != 0;
+  }
+};
+
 // VJP of problem p on column j for the cotangent column v: adds to xbar and
 // writes the gradients of the problem's b and w into bbar and wbar.
 void vjp_one(const SinkhornState& st, const diffrank::SinkhornOptions& opt, std::size_t p,
              std::size_t j, const double* v, diffrank::SinkhornColumn& col, Observed& obs,
-             std::vector<double>& cot, double* xbar, double* bbar, double* wbar) {
+             std::vector<double>& cot, double* xbar, double* bbar, double* wbar,
+             Rescaled& rescaled) {
   const Problem& pr = st.problems[p];
   const diffrank::SinkhornTask task = pr.task(opt, st.squash);
   const std::size_t n = st.n, m = pr.y.size();
@@ -207,10 +220,10 @@ void vjp_one(const SinkhornState& st, const diffrank::SinkhornOptions& opt, std:
   const double* f = st.f.data() + (p * st.columns + j) * n;
   const double* g = st.g.data() + st.offset_g[p] + j * m;
   const double factor = st.output == Output::rank ? static_cast<double>(n) : 1.0;
-  // the cotangent of this problem's own output
+  // the cotangent of this problem's own output (times factor, applied by
+  // the core)
   if (row) {
     cot.assign(v, v + n);
-    for (double& c : cot) c *= factor;
   } else if (pr.row < 0) {
     cot.assign(v, v + m);
   } else {
@@ -218,7 +231,8 @@ void vjp_one(const SinkhornState& st, const diffrank::SinkhornOptions& opt, std:
     cot[pr.row] = v[p];
   }
   if (!obs.gather(xj, st.a.data(), n)) {
-    col.vjp(task, xj, st.a.data(), n, f, g, cot.data(), xbar, bbar, wbar);
+    col.vjp(task, xj, st.a.data(), n, f, g, cot.data(), xbar, bbar, wbar, factor);
+    rescaled.note(col);
     return;
   }
   // missing values get a zero gradient: the output does not depend on them
@@ -231,8 +245,53 @@ void vjp_one(const SinkhornState& st, const diffrank::SinkhornOptions& opt, std:
     for (std::size_t k = 0; k < q; ++k) obs.v[k] = cot[obs.idx[k]];
   }
   col.vjp(task, obs.x.data(), obs.a.data(), q, obs.f.data(), g, row ? obs.v.data() : cot.data(),
-          obs.xbar.data(), bbar, wbar);
+          obs.xbar.data(), bbar, wbar, factor);
+  rescaled.note(col);
   for (std::size_t k = 0; k < q; ++k) xbar[obs.idx[k]] += obs.xbar[k];
+}
+
+// JVP of problem p on column j for the tangent column u (n values): writes
+// the problem's output rows of the column's tangent into out (0 for missing
+// values, whose output is constant).
+void jvp_one(const SinkhornState& st, const diffrank::SinkhornOptions& opt, std::size_t p,
+             std::size_t j, const double* u, diffrank::SinkhornColumn& col, Observed& obs,
+             std::vector<double>& buffer, double* out, Rescaled& rescaled) {
+  const Problem& pr = st.problems[p];
+  const diffrank::SinkhornTask task = pr.task(opt, st.squash);
+  const std::size_t n = st.n, m = pr.y.size();
+  const bool row = task.kind == diffrank::SinkhornKind::row;
+  const double* xj = st.x.data() + j * n;
+  const double* f = st.f.data() + (p * st.columns + j) * n;
+  const double* g = st.g.data() + st.offset_g[p] + j * m;
+  if (!obs.gather(xj, st.a.data(), n)) {
+    buffer.resize(row ? n : m);
+    col.jvp(task, xj, st.a.data(), n, f, g, u, buffer.data());
+    if (row) std::copy(buffer.begin(), buffer.end(), out);
+  } else {
+    const std::size_t q = obs.idx.size();
+    obs.f.resize(q);
+    obs.v.resize(q);
+    for (std::size_t k = 0; k < q; ++k) {
+      obs.f[k] = f[obs.idx[k]];
+      obs.v[k] = u[obs.idx[k]];
+    }
+    buffer.resize(row ? q : m);
+    col.jvp(task, obs.x.data(), obs.a.data(), q, obs.f.data(), g, obs.v.data(), buffer.data());
+    if (row) {
+      std::fill(out, out + n, 0.0);
+      for (std::size_t k = 0; k < q; ++k) out[obs.idx[k]] = buffer[k];
+    }
+  }
+  rescaled.note(col);
+  if (row) {
+    if (st.output == Output::rank) {
+      for (std::size_t i = 0; i < n; ++i) out[i] *= static_cast<double>(n);
+    }
+  } else if (pr.row < 0) {
+    std::copy(buffer.begin(), buffer.begin() + m, out);
+  } else {
+    out[p] = buffer[pr.row];
+  }
 }
 
 // Columns per batch: the main thread checks for an interrupt (and updates the
@@ -346,6 +405,7 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
   std::vector<double> bbar(m * columns, 0.0), wbar(m * columns, 0.0);
   const double* vp = v.begin();
   double* xb = xbar.begin();
+  std::vector<Rescaled> rescaled(columns);
   diffrank_glue::InterruptPoll interrupt;
   diffrank::SinkhornOptions opt = st.opt;
   opt.poll = interrupt.callback();
@@ -367,7 +427,8 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
               bb = scratch_b.data();
               wb = scratch_w.data();
             }
-            vjp_one(st, opt, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb);
+            vjp_one(st, opt, p, j, vp + j * st.rows_out, col, obs, cot, xb + j * n, bb, wb,
+                    rescaled[j]);
           }
         }
       });
@@ -388,8 +449,53 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
   for (std::size_t l = 0; l < m; ++l) mean_b += first.b[l] * b_sum[l];
   Rcpp::NumericVector raw_grad(m);
   for (std::size_t l = 0; l < m; ++l) raw_grad[l] = (b_sum[l] - mean_b) / raw_sum;
+  Rescaled any;
+  for (const Rescaled& r : rescaled) {
+    any.x = any.x || r.x;
+    any.v = any.v || r.v;
+    any.w = any.w || r.w;
+  }
   return Rcpp::List::create(Rcpp::Named("x") = xbar, Rcpp::Named("target_weights") = raw_grad,
-                            Rcpp::Named("target") = w_sum);
+                            Rcpp::Named("target") = w_sum, Rcpp::Named("x_scaled") = any.x,
+                            Rcpp::Named("v_scaled") = any.v, Rcpp::Named("target_scaled") = any.w);
+}
+
+// Implicit JVP at the stored forward pass for the tangent u of x (n x
+// columns): the tangent of the value (output rows x columns), and whether x
+// or u were rescaled in some column (see diffrank::range_exponent).
+// [[Rcpp::export(rng = false)]]
+Rcpp::List sinkhorn_jvp_cpp(SEXP state, Rcpp::NumericMatrix u, int threads) {
+  const SinkhornState& st = *diffrank_glue::handle_state<SinkhornState>(state);
+  const std::size_t n = st.n, columns = st.columns;
+  Rcpp::NumericMatrix value(st.rows_out, columns);
+  const double* up = u.begin();
+  double* out = value.begin();
+  std::vector<Rescaled> rescaled(columns);
+  diffrank_glue::InterruptPoll interrupt;
+  diffrank::SinkhornOptions opt = st.opt;
+  opt.poll = interrupt.callback();
+  const int column_threads = share_rows(opt, columns, threads) ? 1 : threads;
+  diffrank_glue::parallel_batches(
+      columns, column_threads, 1, columns_per_batch(st, column_threads),
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::SinkhornColumn col;
+        Observed obs;
+        std::vector<double> buffer;
+        for (std::size_t j = j0; j < j1; ++j) {
+          for (std::size_t p = 0; p < st.problems.size(); ++p) {
+            jvp_one(st, opt, p, j, up + j * n, col, obs, buffer, out + j * st.rows_out,
+                    rescaled[j]);
+          }
+        }
+      });
+  Rescaled any;
+  for (const Rescaled& r : rescaled) {
+    any.x = any.x || r.x;
+    any.v = any.v || r.v;
+    any.w = any.w || r.w;
+  }
+  return Rcpp::List::create(Rcpp::Named("value") = value, Rcpp::Named("x_scaled") = any.x,
+                            Rcpp::Named("u_scaled") = any.v, Rcpp::Named("target_scaled") = any.w);
 }
 
 // Reference VJP by differentiating `iterations` dense iterations (one column,

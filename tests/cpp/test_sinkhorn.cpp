@@ -357,6 +357,111 @@ TEST(SinkhornColumn, SquashingWorksAtAnyMagnitude) {
   EXPECT_EQ(sinkhorn_ranks(x2, 1e-2), sinkhorn_ranks(base, 1e-2));
 }
 
+// The JVP is the transpose of the VJP (<J u, v> = <u, J^T v>) and matches
+// central differences of the forward value, for the row and column kinds,
+// with and without squashing, with unequal weights, one-sided on either
+// side of the Schur complement (m < n and m > n).
+TEST(SinkhornColumn, JvpIsTheTransposeOfTheVjpAndTheDerivative) {
+  std::mt19937_64 rng(41);
+  const std::size_t n = 9;
+  const std::vector<double> x = normals(n, rng);
+  std::vector<double> a(n);
+  for (std::size_t i = 0; i < n; ++i) a[i] = (1.0 + 0.1 * i) / (n + 0.1 * n * (n - 1) / 2.0);
+  const std::vector<Case> cases = {{5, true, {}}, {4, false, {}}, {3, true, {-1.0, 0.5, 2.0}},
+                                   {13, false, {}}, {12, true, {}}};
+  for (bool squash : {true, false}) {
+    for (const Case& c : cases) {
+      const std::vector<double> y = grid(c.m);
+      const std::vector<double> b(c.m, 1.0 / c.m);
+      const std::vector<double> w = c.row ? (c.w.empty() ? cumsum(b) : c.w) : std::vector<double>();
+      std::vector<double> xs(x);
+      if (!squash) {
+        for (double& v : xs) v = 0.5 + 0.2 * v;
+      }
+      const diffrank::SinkhornTask task = make_task(y, b, w, c.row, squash, 0.05);
+      const std::size_t rows = c.row ? n : c.m;
+      const std::vector<double> v = normals(rows, rng), u = normals(n, rng);
+      const std::string label = std::string(c.row ? "row" : "col") + " m " + std::to_string(c.m) +
+                                (squash ? " squash" : "");
+      diffrank::SinkhornColumn col;
+      std::vector<double> value(rows), f(n), g(c.m);
+      EXPECT_TRUE(col.forward(task, xs.data(), a.data(), n, value.data(), f.data(), g.data())
+                      .converged)
+          << label;
+      std::vector<double> xbar(n, 0.0), bbar(c.m, 0.0), wbar(c.m, 0.0), ju(rows);
+      col.vjp(task, xs.data(), a.data(), n, f.data(), g.data(), v.data(), xbar.data(), bbar.data(),
+              wbar.data());
+      col.jvp(task, xs.data(), a.data(), n, f.data(), g.data(), u.data(), ju.data());
+      const double lhs = dot(ju, v), rhs = dot(u, xbar);
+      EXPECT_LT(std::fabs(lhs - rhs), 1e-10 * (std::fabs(lhs) + std::fabs(rhs))) << label;
+      const double h = 1e-6;
+      std::vector<double> up(xs), dn(xs), vp(rows), vm(rows);
+      for (std::size_t i = 0; i < n; ++i) {
+        up[i] += h * u[i];
+        dn[i] -= h * u[i];
+      }
+      diffrank::SinkhornColumn other;
+      other.forward(task, up.data(), a.data(), n, vp.data(), f.data(), g.data());
+      other.forward(task, dn.data(), a.data(), n, vm.data(), f.data(), g.data());
+      std::vector<double> fd(rows);
+      for (std::size_t k = 0; k < rows; ++k) fd[k] = (vp[k] - vm[k]) / (2.0 * h);
+      EXPECT_LT(relative_error(ju, fd), 1e-6) << label;
+    }
+  }
+}
+
+// Derivatives of squashed operators on x whose magnitude is extreme (values
+// near the largest double, or a spread of subnormals) are those of x scaled
+// by a power of two with the chain rule applied: never NaN, and infinite
+// only where the true derivative is beyond the doubles.
+TEST(SinkhornColumn, DerivativesSurviveTheDoubleRange) {
+  const std::size_t n = 5, m = 5;
+  const std::vector<double> y = grid(m), b(m, 1.0 / m), w = cumsum(b), a(n, 1.0 / n);
+  const std::vector<double> v = {1.0, -2.0, 0.5, 3.0, -1.0};
+  auto run = [&](const std::vector<double>& x, bool row, std::vector<double>& value,
+                 std::vector<double>& xbar, std::vector<double>& ju) {
+    const diffrank::SinkhornTask task = make_task(y, b, w, row, true, 0.01);
+    diffrank::SinkhornColumn col;
+    std::vector<double> f(n), g(m), bbar(m, 0.0), wbar(m, 0.0);
+    value.assign(row ? n : m, 0.0);
+    xbar.assign(n, 0.0);
+    ju.assign(row ? n : m, 0.0);
+    col.forward(task, x.data(), a.data(), n, value.data(), f.data(), g.data());
+    col.vjp(task, x.data(), a.data(), n, f.data(), g.data(), v.data(), xbar.data(), bbar.data(),
+            wbar.data());
+    col.jvp(task, x.data(), a.data(), n, f.data(), g.data(), v.data(), ju.data());
+    return col.x_exponent();
+  };
+  // subnormal spread: the row kind's derivatives are 2^1074 times those of x
+  // 2^1074, beyond the doubles (about 1e322)
+  const std::vector<double> tiny = {5e-324, 1e-323, 0.0, 2e-323, -5e-324};
+  std::vector<double> scaled(n);
+  for (std::size_t i = 0; i < n; ++i) scaled[i] = std::ldexp(tiny[i], 1074);
+  std::vector<double> value, xbar, ju, ref_value, ref_xbar, ref_ju;
+  EXPECT_NE(run(tiny, true, value, xbar, ju), 0);
+  EXPECT_EQ(run(scaled, true, ref_value, ref_xbar, ref_ju), 0);
+  EXPECT_EQ(value, ref_value);
+  for (std::size_t i = 0; i < n; ++i) {
+    EXPECT_FALSE(std::isnan(xbar[i])) << i;
+    EXPECT_EQ(xbar[i], std::ldexp(std::ldexp(ref_xbar[i], 537), 537)) << i;
+    EXPECT_FALSE(std::isnan(ju[i])) << i;
+  }
+  // near the largest double: the sort's derivatives do not depend on the
+  // scale of x, and its values scale with it
+  const std::vector<double> huge = {1e308, -1e308, 1e307, 0.0, 1.0};
+  std::vector<double> small(n);
+  for (std::size_t i = 0; i < n; ++i) small[i] = std::ldexp(huge[i], -1020);
+  EXPECT_NE(run(huge, false, value, xbar, ju), 0);
+  run(small, false, ref_value, ref_xbar, ref_ju);
+  for (std::size_t k = 0; k < m; ++k) {
+    EXPECT_EQ(value[k], std::ldexp(ref_value[k], 1020)) << k;
+    EXPECT_TRUE(std::isfinite(ju[k])) << k;
+  }
+  EXPECT_LT(relative_error(xbar, ref_xbar), 1e-13);
+  EXPECT_LT(relative_error(ju, ref_ju), 1e-13);
+  for (double g : xbar) EXPECT_TRUE(std::isfinite(g));
+}
+
 TEST(SinkhornColumn, PlanIsInTheCallersOrder) {
   std::mt19937_64 rng(37);
   const std::size_t n = 9, m = 4;

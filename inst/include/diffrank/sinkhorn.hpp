@@ -52,6 +52,17 @@ void sinkhorn_row_average_vjp(E& e, const double* a, const double* w, const doub
   e.vjp_plan(1, us, ws, zbar, bbar, wbar, nullptr);
 }
 
+// JVP of the row average for the tangent dz of the points: out_i =
+// (dP w)_i / a_i.
+inline void sinkhorn_row_average_jvp(Sinkhorn1D& e, const double* a, const double* w,
+                                     const double* dz, double* out) {
+  const std::size_t n = e.size(0);
+  const double* ws[1] = {w};
+  double* outs[1] = {out};
+  e.jvp_plan(dz, 0, nullptr, nullptr, 1, ws, outs);
+  for (std::size_t i = 0; i < n; ++i) out[i] /= a[i];
+}
+
 // Column averages: out_j = (P^T u)_j / c_j with c = P^T 1 (S-sort and
 // S-quantiles with u = x): a weighted mean of u for each target, so the
 // outputs stay inside the range of u even before full convergence.
@@ -80,6 +91,41 @@ void sinkhorn_col_average_vjp(E& e, const double* u, const double* v, double* zb
   const double* ws[2] = {w1.data(), w2.data()};
   // ubar += P w1
   e.vjp_plan(2, us, ws, zbar, bbar, nullptr, ubar);
+}
+
+// JVP of the column average for the tangents dz of the points and du of the
+// averaged values: with q = P^T u / c, out_j = (dP^T u + P^T du - q dP^T 1)_j
+// / c_j.
+inline void sinkhorn_col_average_jvp(Sinkhorn1D& e, const double* u, const double* du,
+                                     const double* dz, double* out) {
+  const std::size_t n = e.size(0), m = e.size(1);
+  std::vector<double> c(m), q(m), ptdu(m), dptu(m, 0.0), dpt1(m, 0.0), ones(n, 1.0);
+  e.apply(1, nullptr, c.data());
+  e.apply(1, u, q.data());
+  e.apply(1, du, ptdu.data());
+  const double* us[2] = {u, ones.data()};
+  double* outs[2] = {dptu.data(), dpt1.data()};
+  e.jvp_plan(dz, 2, us, outs, 0, nullptr, nullptr);
+  for (std::size_t j = 0; j < m; ++j) {
+    q[j] /= c[j];
+    out[j] = (dptu[j] + ptdu[j] - q[j] * dpt1[j]) / c[j];
+  }
+}
+
+// The exponent e for which max|x| 2^e is in [1, 2) when max|x| is outside
+// [2^-256, 2^256], else 0 (also for x all zero, or not finite). The
+// derivatives of a column of such values (or of such a cotangent) are
+// computed on x 2^e, where no intermediate leaves the double range (the
+// squashed operators are invariant, or equivariant, under a positive scale),
+// and the chain rule is applied once at the end: scaling by a power of two
+// is exact, and ordinary inputs are not touched at all.
+inline int range_exponent(const double* x, std::size_t n) {
+  double big = 0.0;
+  for (std::size_t i = 0; i < n; ++i) big = std::max(big, std::fabs(x[i]));
+  if (!(big > 0.0) || !std::isfinite(big) || (big >= 0x1p-256 && big <= 0x1p256)) return 0;
+  int e = 0;
+  std::frexp(big, &e);  // big = f 2^e, f in [0.5, 1)
+  return 1 - e;
 }
 
 // The squashing map applied before transport: z = logistic((x - mean) / sd),
@@ -113,6 +159,22 @@ struct Squash {
     const double k = constant ? 0.0 : swu / static_cast<double>(n - 1);
     for (std::size_t i = 0; i < n; ++i) xbar[i] += (wv[i] - mw) / sd_x_ - k * uv[i] / sd_x_;
   }
+  // dz = J dx, the transpose of vjp() term by term
+  void jvp(const double* x, const double* dx, std::size_t n, double* dz) const {
+    std::vector<double> uv(n);
+    double sd = 0.0, sud = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+      uv[i] = standardized(x[i]);
+      sd += dx[i];
+      sud += dx[i] * uv[i];
+    }
+    const double md = sd / static_cast<double>(n);
+    const double k = constant ? 0.0 : sud / static_cast<double>(n - 1);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double z = 1.0 / (1.0 + std::exp(-uv[i]));
+      dz[i] = z * (1.0 - z) * ((dx[i] - md) / sd_x_ - k * uv[i] / sd_x_);
+    }
+  }
   bool constant = true;
 
  private:
@@ -145,6 +207,9 @@ class SinkhornColumn {
     Sinkhorn1D sk(zs_.data(), as_.data(), n, task.y, task.b, task.m, task.opt);
     const SinkhornStatus st = sk.solve();
     read(task, sk, n, out);
+    if (task.kind == SinkhornKind::col && x_exponent_ != 0) {
+      for (std::size_t j = 0; j < task.m; ++j) out[j] = std::ldexp(out[j], -x_exponent_);
+    }
     const double* f = sk.potential(0);
     for (std::size_t k = 0; k < n; ++k) f_out[order_[k]] = f[k];
     std::copy(sk.potential(1), sk.potential(1) + task.m, g_out);
@@ -152,20 +217,102 @@ class SinkhornColumn {
   }
 
   // Adds to xbar (n, caller's order), bbar and wbar (m) the VJP of the
-  // operator for the cotangent v, at the potentials f, g of a forward run.
+  // operator for the cotangent factor * v, at the potentials f, g of a
+  // forward run. (The factor is applied after v is rescaled, so that a huge
+  // v times the factor need not be a double.)
   void vjp(const SinkhornTask& task, const double* x, const double* a, std::size_t n,
            const double* f, const double* g, const double* v, double* xbar, double* bbar,
-           double* wbar) {
+           double* wbar, double factor = 1.0) {
     setup(task, x, a, n);
     Sinkhorn1D sk(zs_.data(), as_.data(), n, task.y, task.b, task.m, task.opt);
     std::vector<double> fs(n);
     for (std::size_t k = 0; k < n; ++k) fs[k] = f[order_[k]];
     sk.set_potentials(fs.data(), g);
-    backward(task, sk, n, v, xbar, bbar, wbar);
+    const bool row = task.kind == SinkhornKind::row;
+    const std::size_t len = row ? n : task.m;
+    v_exponent_ = range_exponent(v, len);
+    const int r = w_exponent_ = row ? range_exponent(task.w, task.m) : 0;
+    if (x_exponent_ == 0 && v_exponent_ == 0 && r == 0) {
+      if (factor == 1.0) {
+        backward(task, sk, n, v, xbar, bbar, wbar);
+      } else {
+        std::vector<double> vf(v, v + len);
+        for (double& c : vf) c *= factor;
+        backward(task, sk, n, vf.data(), xbar, bbar, wbar);
+      }
+      return;
+    }
+    // on x 2^s, v 2^t and w 2^r: a row operator (of degree 0 in x, 1 in w)
+    // has the gradient 2^(s - t - r) times that of the scaled problem for x,
+    // 2^(-t - r) for b, 2^-t for w; a column operator (degree 1 in x) has
+    // 2^-t for x, 2^(-s - t) for b
+    const int s = x_exponent_, t = v_exponent_;
+    const SinkhornTask scaled = scaled_task(task, r);
+    std::vector<double> vs(len), xb(n, 0.0), bb(task.m, 0.0), wb(task.m, 0.0);
+    for (std::size_t k = 0; k < len; ++k) vs[k] = std::ldexp(v[k], t) * factor;
+    backward(scaled, sk, n, vs.data(), xb.data(), bb.data(), wb.data());
+    const int ex = row ? s - t - r : -t, eb = row ? -t - r : -s - t;
+    for (std::size_t i = 0; i < n; ++i) xbar[i] += std::ldexp(xb[i], ex);
+    for (std::size_t l = 0; l < task.m; ++l) {
+      bbar[l] += std::ldexp(bb[l], eb);
+      wbar[l] += std::ldexp(wb[l], -t);
+    }
   }
+
+  // Writes to out (n values in the caller's order for the row kind, m for
+  // the column kind) the JVP of the operator for the tangent dx of x, at the
+  // potentials f, g of a forward run: the transpose of vjp().
+  void jvp(const SinkhornTask& task, const double* x, const double* a, std::size_t n,
+           const double* f, const double* g, const double* dx, double* out) {
+    setup(task, x, a, n);
+    Sinkhorn1D sk(zs_.data(), as_.data(), n, task.y, task.b, task.m, task.opt);
+    std::vector<double> fs(n);
+    for (std::size_t k = 0; k < n; ++k) fs[k] = f[order_[k]];
+    sk.set_potentials(fs.data(), g);
+    // on the tangent dx 2^t of x 2^s and on w 2^r (see vjp): 2^(s - t - r)
+    // for a row operator, 2^-t for a column operator
+    const int s = x_exponent_, t = range_exponent(dx, n);
+    v_exponent_ = t;
+    std::vector<double> d(n), dzo(n), dz(n), dxs(n);
+    for (std::size_t i = 0; i < n; ++i) d[i] = t == 0 ? dx[i] : std::ldexp(dx[i], t);
+    if (task.squash) {
+      std::vector<double> xo(n);
+      for (std::size_t k = 0; k < n; ++k) xo[order_[k]] = xs_[k];
+      squash_.jvp(xo.data(), d.data(), n, dzo.data());
+    } else {
+      dzo = d;
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+      dz[k] = dzo[order_[k]];
+      dxs[k] = d[order_[k]];
+    }
+    const bool row = task.kind == SinkhornKind::row;
+    const int r = w_exponent_ = row ? range_exponent(task.w, task.m) : 0;
+    const int e = row ? s - t - r : -t;
+    if (row) {
+      std::vector<double> o(n);
+      const SinkhornTask scaled = scaled_task(task, r);
+      sinkhorn_row_average_jvp(sk, as_.data(), scaled.w, dz.data(), o.data());
+      for (std::size_t k = 0; k < n; ++k) out[order_[k]] = e == 0 ? o[k] : std::ldexp(o[k], e);
+    } else {
+      sinkhorn_col_average_jvp(sk, xs_.data(), dxs.data(), dz.data(), out);
+      if (e != 0) {
+        for (std::size_t j = 0; j < task.m; ++j) out[j] = std::ldexp(out[j], e);
+      }
+    }
+  }
+
+  // The power-of-two exponents the last call applied to x (squashed
+  // operators only), to its cotangent or tangent, and to the averaged values
+  // w (range_exponent).
+  int x_exponent() const { return x_exponent_; }
+  int v_exponent() const { return v_exponent_; }
+  int w_exponent() const { return w_exponent_; }
 
   // The same VJP by differentiating `iterations` plain iterations (dense,
   // small problems only); out receives the operator's value of that run.
+  // The reference of tests on x of ordinary magnitude: no rescaling is
+  // undone here (range_exponent gives 0 for such x).
   void vjp_unrolled(const SinkhornTask& task, const double* x, const double* a, std::size_t n,
                     int iterations, const double* v, double* out, double* xbar, double* bbar,
                     double* wbar) {
@@ -190,6 +337,16 @@ class SinkhornColumn {
   }
 
  private:
+  // The task with its averaged values w scaled by 2^r (kept in ws_).
+  SinkhornTask scaled_task(const SinkhornTask& task, int r) {
+    if (r == 0) return task;
+    ws_.resize(task.m);
+    for (std::size_t l = 0; l < task.m; ++l) ws_[l] = std::ldexp(task.w[l], r);
+    SinkhornTask out = task;
+    out.w = ws_.data();
+    return out;
+  }
+
   // x must have no missing value (gather the observed ones first:
   // ObservedValues in common.hpp).
   void setup(const SinkhornTask& task, const double* x, const double* a, std::size_t n) {
@@ -198,7 +355,15 @@ class SinkhornColumn {
     zs_.resize(n);
     as_.resize(n);
     sort_observed(x, n, scratch_, order_.data(), xs_.data());
-    if (task.squash) squash_.fit(x, n);
+    // the squashed operators see x only through its standardized values,
+    // which are those of x 2^s
+    x_exponent_ = task.squash ? range_exponent(x, n) : 0;
+    if (x_exponent_ != 0) {
+      scaled_.resize(n);
+      for (std::size_t i = 0; i < n; ++i) scaled_[i] = std::ldexp(x[i], x_exponent_);
+      for (std::size_t k = 0; k < n; ++k) xs_[k] = std::ldexp(xs_[k], x_exponent_);
+    }
+    if (task.squash) squash_.fit(x_exponent_ != 0 ? scaled_.data() : x, n);
     for (std::size_t k = 0; k < n; ++k) {
       as_[k] = a[order_[k]];
       zs_[k] = task.squash ? squash_(xs_[k]) : xs_[k];
@@ -242,8 +407,9 @@ class SinkhornColumn {
 
   std::vector<IndexedValue> scratch_;
   std::vector<std::uint32_t> order_;
-  std::vector<double> xs_, zs_, as_;
+  std::vector<double> xs_, zs_, as_, scaled_, ws_;
   Squash squash_;
+  int x_exponent_ = 0, v_exponent_ = 0, w_exponent_ = 0;
 };
 
 }  // namespace diffrank

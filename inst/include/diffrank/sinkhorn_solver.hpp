@@ -433,34 +433,11 @@ class Sinkhorn1D {
     if (rank > 0 && pa0 != nullptr) {
       for (std::size_t l = 0; l < ks; ++l) pa0[l] += q[0][l];
     }
-    // b = rhs_s - P^T D_o^-1 rhs_o, diag(S) = marg_s - sum_k P_kl^2 / marg_o[k]
     rhs[s].assign(ks, 0.0);
-    std::vector<double> b(ks), diag(ks);
     for (std::size_t l = 0; l < ks; ++l) {
       for (std::size_t r = 0; r < rank; ++r) rhs[s][l] += c[r][l] * q[r][l];
-      b[l] = rhs[s][l] - bt[l];
-      diag[l] = marg[s][l] - dsq[l];
-      if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
     }
-    sol[s].assign(ks, 0.0);
-    if (ks > 1 && ks <= sinkhorn_detail::kDenseSchur) {
-      dense_schur(s, marg, b, sol[s]);
-    } else if (ks > 1) {
-      std::vector<double> pt(ks);
-      auto op = [&](const std::vector<double>& v, std::vector<double>& out) {
-        std::fill(pt.begin(), pt.end(), 0.0);
-        double* scatter[1] = {pt.data()};
-        row_pass(o, 1, scatter,
-                 [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
-                     double* const* sc) {
-                   const double t = dot(p + lo, v.data() + lo, hi - lo) / marg[o][k];
-                   axpy(t, p + lo, sc[0] + lo, hi - lo);
-                 });
-        for (std::size_t l = 0; l < ks; ++l) out[l] = marg[s][l] * v[l] - pt[l];
-        out[0] = 0.0;
-      };
-      cg_loop(diag, b, sol[s], op);
-    }
+    schur_side(o, marg, rhs[s], bt, dsq, sol[s]);
     // sol_o = D_o^-1 (rhs_o - P sol_s), then
     // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (sol0_i + sol1_j - G_ij)
     sol[o].resize(ko);
@@ -492,6 +469,83 @@ class Sinkhorn1D {
     for (std::size_t j = 0; j < np_[1]; ++j) bbar[j] += sol[1][j];
   }
 
+  // Jacobian-vector product through the plan at the fixed point, the
+  // transpose of vjp_plan: for a tangent dz of the points, the plan moves by
+  // dP_ij = P_ij (df_i + dg_j - C'_ij dz_i) / eps, where (df, dg) solve the
+  // same system as the adjoint, [[D0, P], [P^T, D1]] (df, dg) = (r0, r1)
+  // with r0_i = dz_i sum_j P_ij C'_ij and r1_j = sum_i P_ij C'_ij dz_i (the
+  // marginals stay fixed), in the same way (schur_side). Writes dP w_r (n
+  // values) to dpw[r] for the nw <= 4 target-side vectors w_r, and adds dP^T
+  // u_r (m values) to dptu[r] for the nu <= 4 point-side vectors u_r. The
+  // passes over the plan are those of vjp_plan: the cost of a VJP.
+  void jvp_plan(const double* dz, std::size_t nu, const double* const* u, double* const* dptu,
+                std::size_t nw, const double* const* w, double* const* dpw) {
+    using sinkhorn_kernels::axpy;
+    using sinkhorn_kernels::axpy_sq;
+    using sinkhorn_kernels::dot;
+    constexpr std::size_t kMaxVectors = 4;
+    const int o = np_[1] <= np_[0] ? 0 : 1, s = 1 - o;
+    const std::size_t ko = np_[o], ks = np_[s];
+    const double* z = pts_[0];
+    const double* y = pts_[1];
+    const double power = opt_.power;
+    std::vector<double> marg[2], rhs[2], sol[2];
+    marg[o].resize(ko);
+    rhs[o].resize(ko);
+    marg[s].assign(ks, 0.0);
+    rhs[s].assign(ks, 0.0);
+    std::vector<double> bt(ks, 0.0), dsq(ks, 0.0);
+    {
+      double* out[4] = {marg[s].data(), bt.data(), dsq.data(), rhs[s].data()};
+      row_pass(o, 4, out,
+               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
+                   double* const* sc) {
+                 // P_kl C'_kl, with the point and target of (k, l) taken
+                 // from the side of the rows (computed again for the
+                 // scatter: the rows of a pass may run on several threads)
+                 auto pc = [&](std::size_t l) {
+                   return p[l] * sinkhorn_detail::cost_deriv(o == 0 ? z[k] - y[l] : z[l] - y[k],
+                                                             power);
+                 };
+                 double acc = 0.0;
+                 for (std::size_t l = lo; l < hi; ++l) acc += o == 0 ? pc(l) : pc(l) * dz[l];
+                 const double rk = o == 0 ? acc * dz[k] : acc;
+                 marg[o][k] = total;
+                 rhs[o][k] = rk;
+                 axpy(1.0, p + lo, sc[0] + lo, hi - lo);
+                 axpy(rk / total, p + lo, sc[1] + lo, hi - lo);
+                 axpy_sq(1.0 / total, p + lo, sc[2] + lo, hi - lo);
+                 for (std::size_t l = lo; l < hi; ++l) sc[3][l] += pc(l) * (o == 0 ? dz[k] : dz[l]);
+               });
+    }
+    schur_side(o, marg, rhs[s], bt, dsq, sol[s]);
+    sol[o].resize(ko);
+    auto solve_o = [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
+      sol[o][k] = (rhs[o][k] - dot(p + lo, sol[s].data() + lo, hi - lo)) / marg[o][k];
+    };
+    if (o == 1) {
+      row_pass(1, 0, nullptr,
+               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
+                   double* const*) { solve_o(k, p, lo, hi); });
+    }
+    const double inv_eps = 1.0 / opt_.eps;
+    row_pass(0, nu, dptu,
+             [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
+                 double* const* sc) {
+               if (o == 0) solve_o(i, p, lo, hi);
+               double acc[kMaxVectors] = {0.0, 0.0, 0.0, 0.0};
+               const double fi = sol[0][i], dzi = dz[i];
+               for (std::size_t j = lo; j < hi; ++j) {
+                 const double e = p[j] * inv_eps *
+                                  (fi + sol[1][j] -
+                                   sinkhorn_detail::cost_deriv(z[i] - y[j], power) * dzi);
+                 for (std::size_t r = 0; r < nw; ++r) acc[r] += e * w[r][j];
+                 for (std::size_t r = 0; r < nu; ++r) sc[r][j] += e * u[r][i];
+               }
+               for (std::size_t r = 0; r < nw; ++r) dpw[r][i] = acc[r];
+             });
+  }
+
  private:
   void poll() const {
     if (opt_.poll) opt_.poll();
@@ -501,6 +555,47 @@ class Sinkhorn1D {
     std::size_t lo, hi;
     double max;
   };
+
+  // The side-s part of the solution of [[D_o, P], [P^T, D_s]] (sol_o,
+  // sol_s) = (rhs_o, rhs_s), sol_s[0] = 0 (the gauge), from what one pass
+  // over the rows of side o gave: bt = P^T D_o^-1 rhs_o and dsq_l = sum_k
+  // P_kl^2 / marg_o[k]. The Schur complement S = D_s - P^T D_o^-1 P is
+  // factored densely when side s is small, else solved by conjugate
+  // gradients with one pass over the rows of side o per step.
+  void schur_side(int o, const std::vector<double>* marg, const std::vector<double>& rhs_s,
+                  const std::vector<double>& bt, const std::vector<double>& dsq,
+                  std::vector<double>& sol_s) {
+    using sinkhorn_kernels::axpy;
+    using sinkhorn_kernels::dot;
+    const int s = 1 - o;
+    const std::size_t ks = np_[s];
+    // b = rhs_s - P^T D_o^-1 rhs_o, diag(S) = marg_s - sum_k P_kl^2 / marg_o[k]
+    std::vector<double> b(ks), diag(ks);
+    for (std::size_t l = 0; l < ks; ++l) {
+      b[l] = rhs_s[l] - bt[l];
+      diag[l] = marg[s][l] - dsq[l];
+      if (!(diag[l] > 1e-14 * marg[s][l])) diag[l] = marg[s][l] > 0.0 ? marg[s][l] : 1.0;
+    }
+    sol_s.assign(ks, 0.0);
+    if (ks > 1 && ks <= sinkhorn_detail::kDenseSchur) {
+      dense_schur(s, marg, b, sol_s);
+    } else if (ks > 1) {
+      std::vector<double> pt(ks);
+      auto op = [&](const std::vector<double>& v, std::vector<double>& out) {
+        std::fill(pt.begin(), pt.end(), 0.0);
+        double* scatter[1] = {pt.data()};
+        row_pass(o, 1, scatter,
+                 [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
+                     double* const* sc) {
+                   const double t = dot(p + lo, v.data() + lo, hi - lo) / marg[o][k];
+                   axpy(t, p + lo, sc[0] + lo, hi - lo);
+                 });
+        for (std::size_t l = 0; l < ks; ++l) out[l] = marg[s][l] * v[l] - pt[l];
+        out[0] = 0.0;
+      };
+      cg_loop(diag, b, sol_s, op);
+    }
+  }
   // What band() keeps from row to row of one range of rows: the band of the
   // last point (reused for an equal point), the row buffer of the range and
   // the kernel entries it evaluated.
