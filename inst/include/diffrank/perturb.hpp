@@ -258,8 +258,7 @@ class PerturbedOperator {
       for (std::size_t i = 0; i < d_; ++i) c += v[i] * y[i];
       add_noise_gradient(m, c, out);
     }
-    const double scale = 1.0 / (s_.eps * static_cast<double>(s_.samples));
-    for (std::size_t i = 0; i < n_; ++i) out[i] *= scale;
+    divide_by_eps_samples(out, n_);
   }
 
   // out (length d) = J u = sum_m y_m <grad_nu(Z_m), u> / (eps M).
@@ -270,8 +269,7 @@ class PerturbedOperator {
       const double* y = y_.data() + m * d_;
       for (std::size_t i = 0; i < d_; ++i) out[i] += c * y[i];
     }
-    const double scale = 1.0 / (s_.eps * static_cast<double>(s_.samples));
-    for (std::size_t i = 0; i < d_; ++i) out[i] *= scale;
+    divide_by_eps_samples(out, d_);
   }
 
   // The d x n Jacobian estimate, column-major.
@@ -286,11 +284,24 @@ class PerturbedOperator {
         for (std::size_t i = 0; i < d_; ++i) out[i + j * d_] += y[i] * g[j];
       }
     }
-    const double scale = 1.0 / (s_.eps * static_cast<double>(s_.samples));
-    for (std::size_t i = 0; i < d_ * n_; ++i) out[i] *= scale;
+    divide_by_eps_samples(out, d_ * n_);
   }
 
  private:
+  // out[0..len) /= eps M, as one multiplication by 1 / (eps M); when eps M
+  // overflows (eps near the double limit), as two divisions, so that the
+  // derivatives do not silently become 0.
+  void divide_by_eps_samples(double* out, std::size_t len) const {
+    const double samples = static_cast<double>(s_.samples);
+    const double product = s_.eps * samples;
+    if (std::isfinite(product)) {
+      const double scale = 1.0 / product;
+      for (std::size_t i = 0; i < len; ++i) out[i] *= scale;
+    } else {
+      for (std::size_t i = 0; i < len; ++i) out[i] = out[i] / samples / s_.eps;
+    }
+  }
+
   void record_objective(std::size_t m, const double* p) {
     if (s_.solver == PerturbSolver::sort || d_ != n_) return;  // stays NaN
     const double* y = y_.data() + m * d_;

@@ -1,0 +1,128 @@
+# Extreme but finite inputs (values near 1e308 or 1e-300, denormal eps,
+# n_samples = .Machine$integer.max) give finite results or a clear error,
+# never a silent NaN; and the errors of the perturbed optimizers, QMF and the
+# quantile variants say what was expected.
+
+ext_x <- c(0.3, 1.2, 1.25, -0.7, 0.1)
+
+test_that("a perturbed eps too small for the derivatives is an error naming `eps`, at every entry point", {
+  calls <- list(
+    perturbed = function(eps) perturbed(ext_x, "rank", eps = eps, n_samples = 4),
+    perturbed_fn = function(eps) perturbed_fn(ext_x, "rank", eps = eps, n_samples = 4),
+    perturbed_vjp = function(eps) perturbed_vjp(ext_x, rep(1, 5), "rank", eps = eps, n_samples = 4),
+    perturbed_solver = function(eps) perturbed_solver("rank", eps = eps, n_samples = 4)(ext_x),
+    fy_loss = function(eps) fy_loss(ext_x, rank(ext_x), "rank", eps = eps, n_samples = 4)
+  )
+  for (name in names(calls)) {
+    for (eps in c(5e-324, 1e-300, 1e-160)) {
+      expect_error(calls[[name]](eps), "`eps` must be at least 1.49e-154", label = name)
+    }
+  }
+  # the smallest eps allowed gives finite derivatives (large: they scale as 1 / eps)
+  set.seed(1)
+  g <- perturbed_vjp(ext_x, c(1, -1, 2, 0, 1), "rank", eps = sqrt(.Machine$double.xmin),
+                     n_samples = 10)
+  expect_true(all(is.finite(g)))
+  set.seed(1)
+  expect_true(all(is.finite(perturbed_fn(ext_x, "argmax", eps = 2e-154, n_samples = 10)$jacobian())))
+})
+
+test_that("perturbed_vjp() and $jvp() with directions near 1e308 are finite, or warn", {
+  v <- c(1, -2, 3, 4, -5)
+  for (solver in c("rank", "argmax", "sort")) {
+    set.seed(2)
+    op <- perturbed_fn(ext_x, solver, eps = 0.5, n_samples = 20)
+    # <v, y_m> overflows at this scale; the product does not
+    expect_identical(op$vjp(v * 2^1020), op$vjp(v) * 2^1020, label = solver)
+    expect_identical(op$jvp(v * 2^1020), op$jvp(v) * 2^1020, label = solver)
+    set.seed(2)
+    expect_identical(perturbed_vjp(ext_x, v * 2^1020, solver, eps = 0.5, n_samples = 20),
+                     op$vjp(v) * 2^1020, label = solver)
+  }
+  set.seed(3)
+  g <- perturbed_vjp(ext_x, rep(1e308, 5), "rank")
+  expect_true(all(is.finite(g)))
+  # a gradient beyond the double range: a warning naming `v`, not a silent NaN
+  set.seed(2)
+  op <- perturbed_fn(ext_x, "rank", noise = "gumbel")
+  expect_warning(g <- op$vjp(rep(1e308, 5)), "Rescale `v`", class = "diffrank_overflow")
+  expect_false(anyNA(g))
+  expect_equal(g[is.finite(g)], op$vjp(rep(1, 5))[is.finite(g)] * 1e308)
+})
+
+test_that("the perturbed maximum and the Fenchel-Young loss of scores near 1e308 are finite", {
+  p <- c(1, -1, 0.5)
+  set.seed(3)
+  small <- fy_loss(p, c(1, 2, 3), "rank", n_samples = 100)
+  set.seed(3)
+  # both the loss and the perturbed maximum are homogeneous in (pred, eps)
+  large <- fy_loss(p * 2^1020, c(1, 2, 3), "rank", eps = 2^1020, n_samples = 100)
+  expect_identical(large$value, small$value * 2^1020)
+  expect_identical(large$gradient, small$gradient)
+  set.seed(4)
+  a <- perturbed_fn(p, "rank", n_samples = 100)
+  set.seed(4)
+  b <- perturbed_fn(p * 2^1020, "rank", eps = 2^1020, n_samples = 100)
+  expect_identical(b$maximum, a$maximum * 2^1020)
+  expect_equal(b$vjp(1:3) * 2^1020, a$vjp(1:3), tolerance = 1e-14)
+  # beyond the double range: a warning, and the gradient is still exact
+  set.seed(1)
+  expect_warning(loss <- fy_loss(c(1e308, -1e308, 5e307), c(1, 2, 3), "rank", n_samples = 10),
+                 "Rescale `pred` or `eps`", class = "diffrank_overflow")
+  expect_identical(loss$value, Inf)
+  expect_identical(loss$gradient, c(2, -1, -1))
+})
+
+test_that("n_samples = .Machine$integer.max is a clear error, without integer overflow", {
+  withr::local_options(diffrank.memory_limit = Inf)
+  for (noise in c("normal", "gumbel")) {
+    expect_warning(
+      expect_error(fy_loss(ext_x, rank(ext_x), "rank", n_samples = .Machine$integer.max,
+                           noise = noise),
+                   "`n_samples` = 2,147,483,647 draws of 5 x 1 values are too many"),
+      NA)
+    expect_warning(
+      expect_error(perturbed(ext_x, function(t) rank(t), n_samples = .Machine$integer.max,
+                             noise = noise),
+                   "`n_samples` = 2,147,483,647 draws"),
+      NA)
+  }
+})
+
+test_that("a solver of the wrong signature is an error naming `solver`", {
+  expect_error(perturbed(ext_x, function(a, b) a),
+               "`solver` must be a function of one numeric vector.*`b` has no default")
+  expect_error(perturbed_fn(ext_x, function() 1),
+               "`solver` must be a function of one numeric vector.*function\\(\\) cannot be called as solver\\(theta\\)")
+  expect_error(fy_loss(ext_x, 1:5, function(t) rank(t), k = 2),
+               "function\\(t\\) cannot be called as solver\\(theta, k = ...\\)")
+  expect_error(perturbed_solver(function(t, k) t, j = 1),
+               "cannot be called as solver\\(theta, j = ...\\)")
+  # arguments given in `...`, defaults and `...` are accepted; so are primitives
+  expect_length(perturbed(ext_x, function(t, k) as.numeric(rank(-t) <= k), k = 2, n_samples = 4), 5)
+  expect_length(perturbed(ext_x, function(t, scale = 1) t * scale, n_samples = 4), 5)
+  expect_length(perturbed(ext_x, function(...) rank(..1), n_samples = 4), 5)
+  expect_length(perturbed(ext_x, abs, n_samples = 4), 5)
+})
+
+test_that("an error inside a solver says which draw failed and keeps the original", {
+  calls <- 0L
+  failing <- function(t) {
+    calls <<- calls + 1L
+    if (calls == 3L) stop("boom")
+    rank(t)
+  }
+  err <- tryCatch(perturbed(ext_x, failing, n_samples = 100), error = identity)
+  expect_s3_class(err, "diffrank_solver_error")
+  expect_identical(conditionMessage(err),
+                   "`solver` failed on a perturbed input (draw 3 of 100): boom")
+  expect_identical(conditionMessage(err$parent), "boom")
+  expect_identical(deparse(err$call[[1L]]), "perturbed")
+  calls <- 0L
+  expect_error(perturbed_fn(cbind(ext_x, ext_x), failing, n_samples = 2),
+               "draw 1 of 2, column 2 of 2\\): boom", class = "diffrank_solver_error")
+  # the package's own checks of what a solver returns are not wrapped
+  err <- tryCatch(perturbed(ext_x, function(t) "a"), error = identity)
+  expect_false(inherits(err, "diffrank_solver_error"))
+  expect_match(conditionMessage(err), "`solver` must return a numeric vector")
+})
