@@ -126,3 +126,47 @@ test_that("an error inside a solver says which draw failed and keeps the origina
   expect_false(inherits(err, "diffrank_solver_error"))
   expect_match(conditionMessage(err), "`solver` must return a numeric vector")
 })
+
+# ---------------------------------------------------------------------------
+# quantile variants: qsmooth weights and the robust target's samples
+
+ext_groups <- rep(c("A", "B"), each = 4)
+
+ext_matrix <- function() {
+  set.seed(11)
+  x <- cbind(matrix(rnorm(80), 20), matrix(rnorm(80, mean = 1, sd = 2), 20))
+  x[, 3] <- 4 * x[, 3]  # the sample of the most extreme variance
+  x[, 7] <- x[, 7] + 5  # and of the most extreme mean
+  x / max(abs(x))
+}
+
+test_that("qsmooth weights and normalize_quantiles_groups() hold at any finite scale", {
+  x <- ext_matrix()
+  w <- qsmooth_weights(x, ext_groups)
+  rough <- qsmooth_weights(x, ext_groups, window = 0)
+  # scaling by a power of two is exact: the same weights
+  expect_identical(qsmooth_weights(x * 2^1000, ext_groups), w)
+  expect_identical(qsmooth_weights(x * 2^1000, ext_groups, window = 0), rough)
+  expect_identical(normalize_quantiles_groups(x * 2^1000, ext_groups),
+                   normalize_quantiles_groups(x, ext_groups) * 2^1000)
+  big <- qsmooth_weights(x * 1e307, ext_groups, window = 0)
+  expect_true(all(is.finite(big)))
+  expect_equal(big, rough, tolerance = 1e-12)
+  expect_false(anyNA(normalize_quantiles_groups(x * 1e307, ext_groups)))
+  # qsmooth's threshold stays in the data's units: tiny data agree everywhere
+  expect_identical(qsmooth_weights(x * 1e-300, ext_groups, window = 0), rep(1, 20))
+})
+
+test_that("robust_weights() picks the same samples at any finite scale", {
+  x <- ext_matrix()
+  for (rule in c("variance", "mean", "both")) {
+    w <- robust_weights(x, rule, n_remove = 2)
+    expect_identical(robust_weights(x * 1e307, rule, n_remove = 2), w, label = rule)
+    expect_identical(robust_weights(x * 1e-300, rule, n_remove = 2), w, label = rule)
+    expect_identical(robust_weights(x * 2^-1050, rule, n_remove = 2), w, label = rule)
+  }
+  expect_identical(unname(robust_weights(x)), c(1, 1, 0, 1, 1, 1, 1, 1))
+  expect_identical(normalize_quantiles_robust(x * 2^1000), normalize_quantiles_robust(x) * 2^1000)
+  expect_identical(normalize_quantiles_robust(x * 2^-1000), normalize_quantiles_robust(x) * 2^-1000)
+})
+
