@@ -170,3 +170,58 @@ test_that("robust_weights() picks the same samples at any finite scale", {
   expect_identical(normalize_quantiles_robust(x * 2^-1000), normalize_quantiles_robust(x) * 2^-1000)
 })
 
+# ---------------------------------------------------------------------------
+# QMF
+
+ext_qmf_data <- function() {
+  set.seed(12)
+  x <- exp(matrix(rnorm(16 * 2), 16) %*% matrix(rnorm(2 * 14), 2))
+  x / max(x)
+}
+
+ext_qmf <- function(x, ...) {
+  suppressWarnings(qmf(x, rank = 2, n_quantiles = 6, max_epochs = 25, verbose = FALSE, ...))
+}
+
+test_that("QMF fits and predicts data of any finite scale, in a power-of-two unit", {
+  x <- ext_qmf_data()
+  fit <- ext_qmf(x[, 1:11])
+  expect_identical(fit$unit, 1)
+  for (scale in c(2^1000, 2^-1000)) {
+    big <- ext_qmf(x[, 1:11] * scale)
+    expect_identical(big$unit, scale)
+    expect_identical(big$U, fit$U)
+    expect_identical(big$V, fit$V)
+    expect_identical(big$fitted, fit$fitted * scale)
+    expect_identical(big$q, fit$q * scale)
+    expect_identical(big$x, x[, 1:11] * scale)
+    expect_identical(big$unexplained, fit$unexplained)
+    expect_identical(predict(big, x[, 12:14] * scale), predict(fit, x[, 12:14]))
+    expect_identical(predict(big, x[, 12:14] * scale, type = "fitted"),
+                     predict(fit, x[, 12:14], type = "fitted") * scale)
+    expect_identical(summary(big)$row_error, summary(fit)$row_error * scale)
+  }
+  # not a power of two: the same fit up to rounding
+  big <- ext_qmf(x[, 1:11] * 1e307)
+  expect_true(all(is.finite(big$fitted)))
+  expect_equal(big$unexplained, fit$unexplained, tolerance = 1e-6)
+  expect_true(all(is.finite(predict(big, x[, 12:14] * 1e307))))
+})
+
+test_that("QMF gives clear errors for new data beyond the fit and for a huge lambda", {
+  x <- ext_qmf_data()
+  fit <- ext_qmf(x[, 1:11])
+  expect_error(predict(fit, x[, 12:14] * 1e307),
+               "`newdata` has values up to .*far beyond those of the data the fit was made on")
+  expect_error(sample_coordinates(fit, x[, 12:14] * 1e307), "`newdata` has values up to")
+  for (lambda in c(1e308, .Machine$double.xmax)) {
+    expect_error(qmf(x, rank = 2, lambda = lambda, verbose = FALSE),
+                 "`lambda` = .* is too large: the penalty .* overflows")
+  }
+})
+
+test_that("sample_coordinates() of something other than a fit is an error naming `object`", {
+  expect_error(sample_coordinates(NULL),
+               "`object` must be a fitted factorization \\(a qmf fit made by qmf\\(\\)\\), not NULL")
+  expect_error(sample_coordinates(matrix(1:4, 2)), "`object` must be a fitted factorization.*integer matrix")
+})
