@@ -313,12 +313,12 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
   }
   start <- qmf_predict_start(object, train, xnew)
   # New data far beyond the scale of the training data (whose targets the
-  # maps are fixed to) make the squared or KL loss overflow: no coordinates
-  # can represent them.
+  # maps are fixed to) make the loss, or the transports of the extrapolated
+  # start, overflow: no coordinates can represent them.
   beyond <- function() {
     abort(paste0("`newdata` has values up to %s, far beyond those of the data the fit was made on ",
-                 "(up to %s): the loss of the new samples leaves the range of double precision. ",
-                 "Give new data on the scale of the training data."),
+                 "(up to %s): the fit cannot represent them (the objective of the new samples is ",
+                 "not finite). Give new data on the scale of the training data."),
           format(max(abs(xnew_data), na.rm = TRUE), digits = 3),
           format(max(abs(object$x), na.rm = TRUE), digits = 3))
   }

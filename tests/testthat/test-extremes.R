@@ -224,4 +224,7 @@ test_that("sample_coordinates() of something other than a fit is an error naming
   expect_error(sample_coordinates(NULL),
                "`object` must be a fitted factorization \\(a qmf fit made by qmf\\(\\)\\), not NULL")
   expect_error(sample_coordinates(matrix(1:4, 2)), "`object` must be a fitted factorization.*integer matrix")
+  # dispatched from outside the namespace too (the method is registered)
+  expect_error(eval(quote(diffrank::sample_coordinates(list(1))), globalenv()),
+               "`object` must be a fitted factorization.*\"list\"")
 })
