@@ -474,11 +474,12 @@ extreme_weights <- function(m, remove_extreme, n_remove) {
 
 # 1 for data of ordinary magnitude, else the power of two near the largest
 # absolute value (missing values left out), so that sums of squares of
-# m / unit stay within double precision.
+# m / unit stay within double precision. 2^1024 is not a double: values
+# above 2^1023 are divided by 2^1023 and stay below 2.
 power_of_two_unit <- function(m) {
   size <- suppressWarnings(max(abs(m), na.rm = TRUE))
   if (!is.finite(size) || size == 0 || (size <= 2^256 && size >= 2^-256)) return(1)
-  2^ceiling(log2(size))
+  2^min(ceiling(log2(size)), 1023)
 }
 
 #' Group-aware quantile normalization (qsmooth)

@@ -153,6 +153,8 @@ test_that("qsmooth weights and normalize_quantiles_groups() hold at any finite s
   expect_true(all(is.finite(big)))
   expect_equal(big, rough, tolerance = 1e-12)
   expect_false(anyNA(normalize_quantiles_groups(x * 1e307, ext_groups)))
+  expect_equal(qsmooth_weights(x * .Machine$double.xmax, ext_groups, window = 0), rough,
+               tolerance = 1e-12)
   # qsmooth's threshold stays in the data's units: tiny data agree everywhere
   expect_identical(qsmooth_weights(x * 1e-300, ext_groups, window = 0), rep(1, 20))
 })
@@ -164,6 +166,8 @@ test_that("robust_weights() picks the same samples at any finite scale", {
     expect_identical(robust_weights(x * 1e307, rule, n_remove = 2), w, label = rule)
     expect_identical(robust_weights(x * 1e-300, rule, n_remove = 2), w, label = rule)
     expect_identical(robust_weights(x * 2^-1050, rule, n_remove = 2), w, label = rule)
+    # the largest values: their unit is 2^1023, not 2^1024 (which overflows)
+    expect_identical(robust_weights(x * .Machine$double.xmax, rule, n_remove = 2), w, label = rule)
   }
   expect_identical(unname(robust_weights(x)), c(1, 1, 0, 1, 1, 1, 1, 1))
   expect_identical(normalize_quantiles_robust(x * 2^1000), normalize_quantiles_robust(x) * 2^1000)
