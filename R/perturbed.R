@@ -388,14 +388,12 @@ check_solver_signature <- function(solver, dots) {
   invisible()
 }
 
-# Runs expr (calls of an R solver); an error raised inside the solver comes
-# back with where it happened (`where()`, read when it happens), of class
-# diffrank_solver_error with the original condition as its parent. Errors
-# of the package's own checks around the calls are not wrapped: only those
-# raised while `inside()` is TRUE.
-with_solver_context <- function(expr, where, inside) {
+# Runs expr, calls of an R solver (and code that cannot fail): an error
+# raised inside the solver comes back with where it happened (`where()`,
+# read when it happens), of class diffrank_solver_error with the original
+# condition as its parent.
+with_solver_context <- function(expr, where) {
   withCallingHandlers(expr, error = function(e) {
-    if (!inside()) return()
     message <- sprintf("`solver` failed on %s: %s", where(), conditionMessage(e))
     stop(structure(class = c("diffrank_solver_error", "error", "condition"),
                    list(message = message, call = exported_caller(), parent = e)))
@@ -586,8 +584,7 @@ perturbed_hard <- function(theta, spec, ties = TRUE) {
     sort = sort(theta),
     user = {
       args <- c(list(theta), spec$args)
-      as.double(with_solver_context(do.call(spec$fun, args), function() "the unperturbed scores",
-                                    function() TRUE))
+      as.double(with_solver_context(do.call(spec$fun, args), function() "the unperturbed scores"))
     })
 }
 
@@ -605,32 +602,35 @@ user_solutions <- function(m, z, options, spec) {
     else sprintf("draw %d of column %d", (t - 1L) %% draws + 1L, (t - 1L) %/% draws + 1L)
   }
   t <- 1L
-  inside <- FALSE
   context <- function() {
     sprintf("a perturbed input (draw %d of %d%s)", (t - 1L) %% draws + 1L, draws,
             if (ncol(m) == 1L) "" else sprintf(", column %d of %d", (t - 1L) %/% draws + 1L, ncol(m)))
   }
+  # Only the solver's calls run under the handler (and code that cannot
+  # fail): a draw whose output is not usable ends the loop, and is reported
+  # after it.
+  first <- with_solver_context(solve(points[, 1L]), context)
+  if (!(is.numeric(first) || is.logical(first)) || is.object(first) || length(first) == 0L) {
+    abort("`solver` must return a numeric vector, not %s (%s).", describe(first), where(1L))
+  }
+  d <- length(first)
+  y <- matrix(0, d, ncol(points))
+  y[, 1L] <- first
+  failed <- 0L
   with_solver_context({
-    inside <- TRUE
-    first <- solve(points[, 1L])
-    inside <- FALSE
-    if (!(is.numeric(first) || is.logical(first)) || is.object(first) || length(first) == 0L) {
-      abort("`solver` must return a numeric vector, not %s (%s).", describe(first), where(1L))
-    }
-    d <- length(first)
-    y <- matrix(0, d, ncol(points))
-    y[, 1L] <- first
     for (t in seq_len(ncol(points))[-1L]) {
-      inside <- TRUE
       out <- solve(points[, t])
-      inside <- FALSE
       if (!(is.numeric(out) || is.logical(out)) || length(out) != d) {
-        abort("`solver` must return a numeric vector of the same length for every draw: %d values for draw 1, %s for %s.",
-              d, describe(out), where(t))
+        failed <- t
+        break
       }
       y[, t] <- out
     }
-  }, context, function() inside)
+  }, context)
+  if (failed > 0L) {
+    abort("`solver` must return a numeric vector of the same length for every draw: %d values for draw 1, %s for %s.",
+          d, describe(out), where(failed))
+  }
   if (anyNA(y) || any(is.infinite(y))) {
     t <- which(colSums(!is.finite(y)) > 0L)[1L]
     abort("`solver` must return finite values; it returned NA, NaN or Inf for %s.", where(t))
