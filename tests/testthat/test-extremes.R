@@ -73,6 +73,31 @@ test_that("the perturbed maximum and the Fenchel-Young loss of scores near 1e308
   expect_identical(loss$gradient, c(2, -1, -1))
 })
 
+test_that("solutions near 1e308 (\"sort\", R solvers) give a finite value", {
+  p <- c(1, -1, 0.5)
+  set.seed(5)
+  small <- perturbed(p, "sort", n_samples = 100)
+  set.seed(5)
+  # the sum of the draws' solutions overflows, their mean does not
+  expect_identical(perturbed(p * 2^1020, "sort", eps = 2^1020, n_samples = 100), small * 2^1020)
+  identity_solver <- function(t) t
+  set.seed(5)
+  small <- perturbed(p, identity_solver, n_samples = 100)
+  set.seed(5)
+  expect_identical(perturbed(p * 2^1020, identity_solver, eps = 2^1020, n_samples = 100),
+                   small * 2^1020)
+  set.seed(6)
+  expect_true(all(is.finite(perturbed(c(1e308, -1e308, 5e307), "sort"))))
+  # the near-constant rule judges an R solver's large outputs without overflow
+  set.seed(6)
+  expect_true(all(is.finite(perturbed(c(1e308, -1e308, 5e307), identity_solver))))
+  big_argmax <- function(t) 1e308 * as.numeric(t == max(t))
+  set.seed(6)
+  expect_warning(value <- perturbed(c(0, 0.001, 0.002), big_argmax, eps = 100),
+                 class = "diffrank_near_constant")
+  expect_true(all(is.finite(value)))
+})
+
 test_that("n_samples = .Machine$integer.max is a clear error, without integer overflow", {
   withr::local_options(diffrank.memory_limit = Inf)
   for (noise in c("normal", "gumbel")) {

@@ -217,13 +217,26 @@ class PerturbedOperator {
   }
 
   // The perturbed maximizer: the mean of the M solutions, summed in draw order.
+  // An entry whose sum overflows (solutions near the double limit, as "sort"
+  // of scores near 1e308) is summed again in units of 2^ceil(log2 M), which
+  // keeps the sum within range whenever the mean is.
   void value(double* out) const {
     std::fill(out, out + d_, 0.0);
     for (std::size_t m = 0; m < s_.samples; ++m) {
       const double* y = y_.data() + m * d_;
       for (std::size_t i = 0; i < d_; ++i) out[i] += y[i];
     }
-    for (std::size_t i = 0; i < d_; ++i) out[i] /= static_cast<double>(s_.samples);
+    const double samples = static_cast<double>(s_.samples);
+    for (std::size_t i = 0; i < d_; ++i) {
+      if (std::isfinite(out[i])) {
+        out[i] /= samples;
+        continue;
+      }
+      const int e = std::ilogb(samples) + 1;  // 2^e > M
+      double sum = 0.0;
+      for (std::size_t m = 0; m < s_.samples; ++m) sum += std::ldexp(y_[m * d_ + i], -e);
+      out[i] = sum / std::ldexp(samples, -e);
+    }
   }
 
   // The perturbed maximum, mean over draws of max <y, theta + eps Z_m>; NaN
