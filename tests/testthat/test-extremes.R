@@ -98,6 +98,19 @@ test_that("solutions near 1e308 (\"sort\", R solvers) give a finite value", {
   expect_true(all(is.finite(value)))
 })
 
+test_that("the rescaled paths do not depend on the number of threads", {
+  p <- matrix(c(1, -1, 0.5, 2, 0, -3), 3) * 2^1020
+  run <- function(threads) {
+    set.seed(9)
+    list(fy_loss(p, apply(p, 2, rank), "rank", eps = 2^1020, threads = threads),
+         perturbed_fn(p, "sort", eps = 2^1020, threads = threads)$value,
+         perturbed_fn(p, "rank", eps = 2^1020, threads = threads)$maximum)
+  }
+  one <- run(1)
+  expect_true(all(is.finite(unlist(one))))
+  expect_identical(run(2), one)
+})
+
 test_that("n_samples = .Machine$integer.max is a clear error, without integer overflow", {
   withr::local_options(diffrank.memory_limit = Inf)
   for (noise in c("normal", "gumbel")) {
