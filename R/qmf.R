@@ -350,19 +350,16 @@ qmf_problem <- function(x, settings) {
                       sinkhorn_max_iter = settings$control$sinkhorn_max_iter))
 }
 
-# The objective at the starting point must be finite: in data units of
-# ordinary scale only the penalty can overflow, for a huge `lambda`.
+# The objective at the starting point must be finite (with room for the
+# data term, a few units at most): in the fit's unit only the penalty can
+# overflow, for a huge `lambda`.
 qmf_check_start <- function(prob, par) {
-  start <- qmf_evaluate(prob, par, gradient = FALSE)
-  if (is.finite(start$value)) return(invisible())
   penalty <- sum(par$U^2) / prob$d + sum(par$V^2) / prob$n
-  if (!is.finite(prob$lambda * penalty)) {
-    abort(paste0("`lambda` = %s is too large: the penalty lambda * (||U||^2 / d + ||V||^2 / n) ",
-                 "overflows at the starting factors. The data term is a fraction of the variance ",
-                 "(at most about 1), so a `lambda` far above 1 only shrinks U and V to zero."),
-          format(prob$lambda, digits = 3))
-  }
-  abort("The QMF objective is not finite at the starting point: `x` has values that leave the range of double precision.")
+  if (is.finite(4 * prob$lambda * penalty)) return(invisible())
+  abort(paste0("`lambda` = %s is too large: the penalty lambda * (||U||^2 / d + ||V||^2 / n) ",
+               "overflows at the starting factors. The data term is a fraction of the variance ",
+               "(at most about 1), so a `lambda` far above 1 only shrinks U and V to zero."),
+        format(prob$lambda, digits = 3))
 }
 
 # The objective (or, for a subset of rows, its unbiased estimate: the data
