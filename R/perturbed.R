@@ -80,6 +80,10 @@
 #' column) with the perturbed vector, and the extra arguments in `...`. For
 #' the perturbed maximum and the Fenchel-Young loss it must return the
 #' maximizer of `sum(y * theta)` over its set, of the length of `theta`.
+#' A function that cannot be called as `solver(theta, ...)` is an error
+#' before any draw; an error raised inside the solver is re-raised with the
+#' draw it failed on (class `diffrank_solver_error`, the solver's own
+#' condition as its `parent`).
 #'
 #' @param x The scores \eqn{\theta}{theta}: a numeric vector, or a matrix (or data
 #'   frame) whose columns are independent problems. Missing and infinite
@@ -88,7 +92,8 @@
 #' @param solver `"argmax"`, `"topk"`, `"rank"`, `"sort"` or an R function;
 #'   see the section Solvers.
 #' @param eps Size of the perturbation, a positive number, in the units of
-#'   `x`.
+#'   `x`, at least `sqrt(.Machine$double.xmin)` (about `1.5e-154`): the
+#'   derivative estimates divide by it.
 #' @param n_samples Number of draws `M`, at least 1. The standard error of
 #'   the estimates decreases as `1 / sqrt(n_samples)`.
 #' @param noise `"normal"` (standard normal) or `"gumbel"` (standard Gumbel,
@@ -158,7 +163,7 @@ perturbed <- function(x, solver, eps = 1, n_samples = 100, noise = c("normal", "
   }
   if (missing(solver)) abort("`solver` is missing: give a solver name or an R function.")
   perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
-                                       threads))$value
+                                       threads), warn_maximum = FALSE)$value
 }
 
 # Whether the first argument of perturbed() is a solver (the deprecated
@@ -193,7 +198,7 @@ perturbed_vjp <- function(x, v, solver, eps = 1, n_samples = 100,
                           noise = c("normal", "gumbel"), antithetic = TRUE, ...,
                           threads = diffrank_threads()) {
   perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
-                                       threads))$vjp(v)
+                                       threads), warn_maximum = FALSE)$vjp(v)
 }
 
 #' @rdname perturbed
@@ -285,12 +290,17 @@ fy_loss <- function(pred, target, solver, eps = 1, n_samples = 100,
                          arg = "pred")
   fw <- perturbed_forward(pred, spec, arg = "pred")
   perturbed_warn_near_constant(fw, spec)
-  if (anyNA(fw$maximum)) {
+  if (!fw$has_maximum) {
     abort("`solver` has no Fenchel-Young loss: it must maximize sum(y * theta) and return a vector of the length of `pred` (\"sort\" does not).")
   }
   like <- if (fw$shape$vector) fw$shape$nrow else c(fw$shape$nrow, fw$shape$ncol)
   target <- check_direction(target, like, "target", "`pred`")
   losses <- perturbed_state_fy_cpp(fw$state, target, spec$threads)
+  if (nonfinite_kind_cpp(losses) != 0L) {
+    fw <- perturbed_downscale(fw, spec)
+    losses <- perturbed_state_fy_cpp(fw$scaled_state, target, spec$threads) * fw$scale
+    warn_nonfinite(losses, c("pred", "eps"))
+  }
   gradient <- (fw$value - as.vector(target)) / fw$shape$ncol
   list(value = mean(losses), gradient = shape_like_input(gradient, fw$shape, TRUE))
 }
@@ -304,11 +314,12 @@ perturbed_solvers <- c("argmax", "topk", "rank", "sort")
 perturbed_spec <- function(solver, eps, n_samples, noise, antithetic, dots, threads,
                            arg = "x") {
   noise <- match_choice(noise, c("normal", "gumbel"), "noise")
-  spec <- list(eps = check_number(eps, "eps", lower = 0, allow_lower = FALSE),
+  spec <- list(eps = check_perturbed_eps(eps),
                n_samples = check_whole(n_samples, "n_samples"), noise = noise,
                antithetic = check_flag(antithetic, "antithetic") && noise == "normal",
                threads = check_threads(threads), k = 1L, fun = NULL, args = list(), arg = arg)
   if (is.function(solver)) {
+    check_solver_signature(solver, dots)
     spec$solver <- "user"
     spec$label <- "user solver"
     spec$fun <- solver
@@ -337,6 +348,58 @@ perturbed_spec <- function(solver, eps, n_samples, noise, antithetic, dots, thre
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
 
+# The derivative estimates divide by eps (J = E[y Z'] / eps, scaled by
+# 1 / (eps * n_samples)): below sqrt(.Machine$double.xmin) that scale leaves
+# the double range and a denormal eps gave all-NaN derivatives. One rule for
+# every entry point, so that a value and its derivatives accept the same eps.
+perturbed_eps_min <- sqrt(.Machine$double.xmin)
+
+check_perturbed_eps <- function(eps) {
+  eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
+  if (eps < perturbed_eps_min) {
+    abort(paste0("`eps` must be at least %s (sqrt(.Machine$double.xmin)), not %s: the ",
+                 "derivative estimates divide by `eps` and would leave the range of double precision."),
+          format(perturbed_eps_min, digits = 3), format(eps, digits = 3))
+  }
+  eps
+}
+
+# A solver is called as solver(theta, <the arguments in ...>): checked once,
+# before any draw, so that a function of another signature is an error that
+# says so rather than R's "unused argument (points[, 1])" from inside the loop.
+check_solver_signature <- function(solver, dots) {
+  definition <- if (is.primitive(solver)) args(solver) else solver
+  if (!is.function(definition)) return(invisible())  # a primitive without a known signature
+  formals <- formals(definition)
+  usage <- "`solver` must be a function of one numeric vector (the perturbed scores), called as solver(theta, ...) with the extra arguments given in `...`"
+  labels <- names(dots) %||% rep("", length(dots))
+  call <- as.call(c(list(quote(solver), quote(theta)), stats::setNames(vector("list", length(dots)), labels)))
+  matched <- tryCatch(match.call(definition, call), error = function(e) NULL)
+  if (is.null(matched)) {
+    extra <- paste0(", ", ifelse(nzchar(labels), paste0(labels, " = "), ""), "...", collapse = "")
+    abort("%s; a function(%s) cannot be called as solver(theta%s).", usage,
+          paste(names(formals), collapse = ", "), if (length(dots) == 0L) "" else extra)
+  }
+  required <- names(formals)[vapply(formals, function(a) identical(a, quote(expr = )), TRUE)]
+  unset <- setdiff(required, c(names(matched)[-1L], "..."))
+  if (length(unset) > 0L) {
+    abort("%s; its argument `%s` has no default and no value in `...`.", usage, unset[1L])
+  }
+  invisible()
+}
+
+# Runs expr, calls of an R solver (and code that cannot fail): an error
+# raised inside the solver comes back with where it happened (`where()`,
+# read when it happens), of class diffrank_solver_error with the original
+# condition as its parent.
+with_solver_context <- function(expr, where) {
+  withCallingHandlers(expr, error = function(e) {
+    message <- sprintf("`solver` failed on %s: %s", where(), conditionMessage(e))
+    stop(structure(class = c("diffrank_solver_error", "error", "condition"),
+                   list(message = message, call = exported_caller(), parent = e)))
+  })
+}
+
 perturbed_settings <- function(spec) {
   out <- list(solver = spec$label, eps = spec$eps, n_samples = spec$n_samples,
               noise = spec$noise, antithetic = spec$antithetic)
@@ -351,11 +414,12 @@ perturbed_draws <- function(spec, n, ncol) {
   # the draws, the perturbed points and their solutions: three doubles per
   # value and draw
   check_memory(24 * as.double(n) * spec$n_samples * ncol, "n_samples", spec$n_samples)
-  per_problem <- if (spec$antithetic) (spec$n_samples + 1L) %/% 2L else spec$n_samples
+  # in double precision: n_samples may be .Machine$integer.max
+  per_problem <- if (spec$antithetic) (spec$n_samples + 1) %/% 2 else spec$n_samples
   count <- as.double(n) * per_problem * ncol
   if (count * (1 + spec$antithetic) > .Machine$integer.max) {
-    abort("`n_samples` = %d draws of %d x %d values are too many (at most 2^31 values).",
-          spec$n_samples, n, ncol)
+    abort("`n_samples` = %s draws of %d x %d values are too many (at most 2^31 values).",
+          big(spec$n_samples), n, ncol)
   }
   draw <- function(k) if (spec$noise == "normal") stats::rnorm(k) else -log(-log(stats::runif(k)))
   # Drawn in chunks (the same stream as one call) with an interrupt check in
@@ -404,11 +468,36 @@ perturbed_forward <- function(x, spec, z = NULL, arg = spec$arg) {
     row_names <- if (spec$solver == "sort") NULL else in_names
     res <- perturbed_state_cpp(m, n, z, options, NULL, d, spec$threads)
   }
-  maximum <- res$maximum
-  if (!shape$vector) names(maximum) <- colnames(m)
-  list(value = res$value, maximum = maximum, state = res$state, shape = shape, d = d,
-       row_names = row_names, m = m, z = z,
-       solutions = if (spec$solver == "user") sol$y)
+  fw <- list(value = res$value, maximum = res$maximum, state = res$state, shape = shape, d = d,
+             row_names = row_names, m = m, z = z,
+             solutions = if (spec$solver == "user") sol$y,
+             has_maximum = spec$solver != "sort" && d == n)
+  if (fw$has_maximum && nonfinite_kind_cpp(fw$maximum) != 0L) {
+    fw <- perturbed_downscale(fw, spec)
+    fw$maximum <- fw$maximum * fw$scale
+  }
+  if (!shape$vector) names(fw$maximum) <- colnames(m)
+  fw
+}
+
+# The perturbed maximum and the Fenchel-Young loss are positively homogeneous
+# in (x, eps), and dividing both by a power of two changes no draw's
+# solution: when <y, x + eps Z> leaves the double range (scores near
+# 1e308), they are computed on x / 2^e with eps / 2^e and the same draws and
+# solutions, then multiplied by 2^e (`scale`). `scaled_state` holds that
+# problem for the loss; the derivatives keep `state` (the scaled problem's
+# Jacobian is 2^e times the original's).
+perturbed_downscale <- function(fw, spec) {
+  if (!is.null(fw$scale)) return(fw)
+  e <- ceiling(log2(max(abs(fw$m)) + spec$eps * max(abs(fw$z))))
+  options <- list(solver = spec$solver, noise = spec$noise, eps = spec$eps * 2^-e, k = spec$k,
+                  n_samples = spec$n_samples, antithetic = spec$antithetic)
+  res <- perturbed_state_cpp(fw$m * 2^-e, nrow(fw$m), fw$z, options, fw$solutions, fw$d,
+                             spec$threads)
+  fw$scaled_state <- res$state
+  fw$maximum <- res$maximum
+  fw$scale <- 2^e
+  fw
 }
 
 # The near-constant rule of warn_near_constant() (R/checks.R) for a
@@ -433,6 +522,10 @@ perturbed_warn_near_constant <- function(fw, spec) {
   M <- spec$n_samples
   units <- if (spec$antithetic) M %/% 2L else M
   if (d < 2L) return(invisible())
+  # an R solver's outputs near the double limit are judged in a power-of-two
+  # unit (the rule is scale-free), so that their variances do not overflow
+  unit <- if (spec$solver == "user") power_of_two_unit(fw$solutions) else 1
+  if (unit != 1) value <- value / unit
   vars <- apply(value, 2L, stats::var)
   # the variance across d entries of pure noise: its mean, times d / (d - 1)
   # when the entries have a fixed sum (argmax, top-k, ranks), has a standard
@@ -461,10 +554,10 @@ perturbed_warn_near_constant <- function(fw, spec) {
                   n_samples = M, antithetic = spec$antithetic)
   for (j in candidates) {
     theta <- fw$m[, j]
-    reference[, j] <- perturbed_hard(theta, spec)
+    reference[, j] <- perturbed_hard(theta, spec) / unit
     if (!denoise) next
     y <- if (spec$solver == "user") {
-      fw$solutions[, (j - 1L) * M + seq_len(M), drop = FALSE]
+      fw$solutions[, (j - 1) * M + seq_len(M), drop = FALSE] / unit
     } else {
       points <- perturbed_points_cpp(theta, n, fw$z[(j - 1L) * n * nb + seq_len(n * nb)],
                                      options)
@@ -495,7 +588,7 @@ perturbed_hard <- function(theta, spec, ties = TRUE) {
     sort = sort(theta),
     user = {
       args <- c(list(theta), spec$args)
-      as.double(do.call(spec$fun, args))
+      as.double(with_solver_context(do.call(spec$fun, args), function() "the unperturbed scores"))
     })
 }
 
@@ -512,20 +605,35 @@ user_solutions <- function(m, z, options, spec) {
     if (ncol(m) == 1L) sprintf("draw %d", t)
     else sprintf("draw %d of column %d", (t - 1L) %% draws + 1L, (t - 1L) %/% draws + 1L)
   }
-  first <- solve(points[, 1L])
+  t <- 1L
+  context <- function() {
+    sprintf("a perturbed input (draw %d of %d%s)", (t - 1L) %% draws + 1L, draws,
+            if (ncol(m) == 1L) "" else sprintf(", column %d of %d", (t - 1L) %/% draws + 1L, ncol(m)))
+  }
+  # Only the solver's calls run under the handler (and code that cannot
+  # fail): a draw whose output is not usable ends the loop, and is reported
+  # after it.
+  first <- with_solver_context(solve(points[, 1L]), context)
   if (!(is.numeric(first) || is.logical(first)) || is.object(first) || length(first) == 0L) {
     abort("`solver` must return a numeric vector, not %s (%s).", describe(first), where(1L))
   }
   d <- length(first)
   y <- matrix(0, d, ncol(points))
   y[, 1L] <- first
-  for (t in seq_len(ncol(points))[-1L]) {
-    out <- solve(points[, t])
-    if (!(is.numeric(out) || is.logical(out)) || length(out) != d) {
-      abort("`solver` must return a numeric vector of the same length for every draw: %d values for draw 1, %s for %s.",
-            d, describe(out), where(t))
+  failed <- 0L
+  with_solver_context({
+    for (t in seq_len(ncol(points))[-1L]) {
+      out <- solve(points[, t])
+      if (!(is.numeric(out) || is.logical(out)) || length(out) != d) {
+        failed <- t
+        break
+      }
+      y[, t] <- out
     }
-    y[, t] <- out
+  }, context)
+  if (failed > 0L) {
+    abort("`solver` must return a numeric vector of the same length for every draw: %d values for draw 1, %s for %s.",
+          d, describe(out), where(failed))
   }
   if (anyNA(y) || any(is.infinite(y))) {
     t <- which(colSums(!is.finite(y)) > 0L)[1L]
@@ -548,14 +656,25 @@ perturbed_shape <- function(out, fw) {
   out
 }
 
-perturbed_operator <- function(x, spec) {
+perturbed_operator <- function(x, spec, warn_maximum = TRUE) {
   fw <- perturbed_forward(x, spec)
   perturbed_warn_near_constant(fw, spec)
-  fw$m <- fw$z <- fw$solutions <- NULL
+  fw$m <- fw$z <- fw$solutions <- fw$scaled_state <- NULL
   state <- fw$state
   threads <- spec$threads
   product <- function(direction, transpose) {
-    perturbed_state_product_cpp(state, direction, transpose, threads)
+    out <- perturbed_state_product_cpp(state, direction, transpose, threads)
+    if (nonfinite_kind_cpp(out) == 0L) return(out)
+    # Directions near the double limit overflow in <v, y_m> (or <u, grad nu>):
+    # redone with the direction scaled by a power of two (exact) and the
+    # result scaled back, it is finite whenever the true product is.
+    size <- max(abs(direction))
+    if (size > 1) {
+      e <- floor(log2(size))
+      out <- perturbed_state_product_cpp(state, direction * 2^-e, transpose, threads) * 2^e
+    }
+    # what is left is the solutions' own size (as "sort" of scores near 1e308)
+    warn_nonfinite(out, c(if (transpose) "v" else "u", "x"))
   }
   jacobian <- function() {
     jac <- perturbed_state_jacobian_cpp(state, threads)
@@ -582,6 +701,7 @@ perturbed_operator <- function(x, spec) {
     details = perturbed_details(fw, spec)
   )
   op$maximum <- fw$maximum
+  if (warn_maximum && fw$has_maximum) warn_nonfinite(fw$maximum, c("x", "eps"))
   op
 }
 
@@ -591,7 +711,7 @@ perturbed_details <- function(fw, spec) {
   } else {
     sprintf("%d independent draws of %s noise", spec$n_samples, spec$noise)
   }
-  maximum <- if (anyNA(fw$maximum)) {
+  maximum <- if (!fw$has_maximum) {
     "no perturbed maximum: the solver is not an argmax of <y, x>"
   } else if (length(fw$maximum) == 1L) {
     sprintf("perturbed maximum %s", format(fw$maximum, digits = 6))

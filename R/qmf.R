@@ -134,7 +134,8 @@
 #' @param lambda The L2 penalty on `U` and `V`, a number `>= 0`. The default,
 #'   0.01, keeps the fit of data far from low-rank (log expression values)
 #'   from overfitting: on held-out samples of the embedded leukaemia data it
-#'   is then as good as the truncated SVD, where 0.001 is 2% worse.
+#'   is then as good as the truncated SVD, where 0.001 is 2% worse. A
+#'   `lambda` so large that the penalty overflows at the start is an error.
 #' @param learn_weights If `TRUE` (default), learn the target weights `b_r`
 #'   of each row (through a softmax) as well, from the shares of the row's
 #'   quantizer; else they are `1/m`. Learned weights let `m` targets cover
@@ -180,7 +181,10 @@
 #'   `change` (the last relative decrease, `NA` before 6 epochs) and
 #'   `converged`, `sinkhorn` (rows whose transport did not
 #'   converge in the final pass, and the largest marginal error), the
-#'   training data and the settings. Methods: `print()`, `summary()`,
+#'   training data, the settings and `unit` (1, or for data whose largest
+#'   absolute value is beyond `2^256` or below `2^-256`, the power of two
+#'   the data were divided by for the fit, which is otherwise the same: the
+#'   fit is equivariant to the scale of the data). Methods: `print()`, `summary()`,
 #'   `coef()`, `fitted()`, `residuals()`, `predict()`, `plot()` and
 #'   [sample_coordinates()].
 #' @references Cuturi M, Teboul O, Niles-Weed J, Vert JP (2020). Supervised
@@ -215,12 +219,18 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
   settings <- qmf_settings(dim(x), rank, n_quantiles, eps, loss, lambda, learn_weights,
                            batch_size, max_epochs, tol, optimizer, threads, verbose, progress,
                            control)
-  prob <- qmf_problem(x, settings)
+  # The fit is equivariant to a power-of-two scale of the data (exactly: the
+  # rows are standardized, the loss divided by their variance), so data far
+  # from unit scale, whose squares would leave the double range, are fitted
+  # in a power-of-two unit stored in the fit.
+  unit <- power_of_two_unit(x)
+  prob <- qmf_problem(if (unit == 1) x else x / unit, settings)
   par <- qmf_init(prob, settings)
+  qmf_check_start(prob, par)
   started <- proc.time()[["elapsed"]]
   optimize <- if (settings$optimizer == "adam") qmf_adam else qmf_lbfgs
   run <- optimize(prob, par, settings)
-  fit <- qmf_result(prob, run, settings, proc.time()[["elapsed"]] - started)
+  fit <- qmf_result(prob, run, settings, proc.time()[["elapsed"]] - started, unit, x)
   fit$call <- match.call()
   qmf_warn(fit)
   fit
@@ -338,6 +348,18 @@ qmf_problem <- function(x, settings) {
                       learn_weights = settings$learn_weights,
                       sinkhorn_tol = settings$control$sinkhorn_tol,
                       sinkhorn_max_iter = settings$control$sinkhorn_max_iter))
+}
+
+# The objective at the starting point must be finite (with room for the
+# data term, a few units at most): in the fit's unit only the penalty can
+# overflow, for a huge `lambda`.
+qmf_check_start <- function(prob, par) {
+  penalty <- sum(par$U^2) / prob$d + sum(par$V^2) / prob$n
+  if (is.finite(4 * prob$lambda * penalty)) return(invisible())
+  abort(paste0("`lambda` = %s is too large: the penalty lambda * (||U||^2 / d + ||V||^2 / n) ",
+               "overflows at the starting factors. The data term is a fraction of the variance ",
+               "(at most about 1), so a `lambda` far above 1 only shrinks U and V to zero."),
+        format(prob$lambda, digits = 3))
 }
 
 # The objective (or, for a subset of rows, its unbiased estimate: the data

@@ -1,6 +1,10 @@
 # The qmf object and its methods.
 
-qmf_result <- function(prob, run, settings, seconds) {
+# The fit of data divided by `unit` (a power of two, see qmf.default()):
+# everything is computed in that unit, and the data, the reconstruction and
+# the targets are returned in the data's units (`data` is the data itself;
+# the others are multiplied by the power of two, exactly).
+qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
   par <- run$par
   final <- qmf_rows_cpp(prob$x, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
                         seq_len(prob$d), prob$options, FALSE, TRUE, prob$threads)
@@ -19,7 +23,7 @@ qmf_result <- function(prob, run, settings, seconds) {
   objective <- sum(final$loss) / prob$norm +
     prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
   baseline <- qmf_svd_unexplained(x, settings$rank)
-  structure(list(
+  fit <- structure(list(
     unexplained = qmf_unexplained(x, fitted), svd_unexplained = baseline,
     U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
     V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
@@ -30,9 +34,19 @@ qmf_result <- function(prob, run, settings, seconds) {
     seconds = seconds, optimizer_message = run$message,
     sinkhorn = list(unconverged = final$unconverged, error = final$error),
     x = x, par = par, problem = prob[setdiff(names(prob), "x")],
-    settings = settings[setdiff(names(settings), c("verbose", "progress"))]
+    settings = settings[setdiff(names(settings), c("verbose", "progress"))], unit = unit
   ), class = "qmf")
+  if (unit != 1) {
+    fit$x <- data
+    fit$fitted <- fit$fitted * unit
+    fit$q <- fit$q * unit
+  }
+  fit
 }
+
+# The fit's unit: 1 for data of ordinary scale, and for fits made before it
+# was stored.
+qmf_unit <- function(object) object$unit %||% 1
 
 # The fraction of the variance of the row-centred data (observed entries)
 # left unexplained by `fitted`.
@@ -82,8 +96,9 @@ qmf_warn <- function(fit) {
 # row's own quantiles), once per fit. Missing entries of the data are left
 # out (set to the row's observed mean in both).
 qmf_warn_near_constant <- function(fit) {
-  x <- fit$x
-  fitted <- fit$fitted
+  unit <- qmf_unit(fit)
+  x <- fit$x / unit
+  fitted <- fit$fitted / unit
   if (anyNA(x)) {
     means <- rowMeans(x, na.rm = TRUE)
     missing <- which(is.na(x), arr.ind = TRUE)
@@ -118,7 +133,9 @@ qmf_warn_near_constant <- function(fit) {
 #' @param object,x A `qmf` fit.
 #' @param newdata New samples: features x samples, the same features as in
 #'   fitting (matched by row name when both have row names, else by
-#'   position). Missing values are left out of the loss. A `DelayedMatrix` or
+#'   position). Missing values are left out of the loss. New data so far
+#'   beyond the scale of the training data that their loss leaves the range
+#'   of double precision are an error. A `DelayedMatrix` or
 #'   sparse matrix is realized in memory (the new samples are fitted jointly
 #'   with the training samples), within the limit of [diffrank_blocks].
 #' @param type `"coordinates"` (the new columns of `V`, transposed: new
@@ -196,9 +213,9 @@ print.qmf <- function(x, ...) {
 #' @export
 summary.qmf <- function(object, ...) {
   check_dots_empty(...)
-  res <- object$x - object$fitted
-  row_error <- sqrt(rowMeans(res^2, na.rm = TRUE))
-  centred <- object$x - rowMeans(object$x, na.rm = TRUE)
+  unit <- qmf_unit(object)
+  res <- (object$x - object$fitted) / unit
+  row_error <- sqrt(rowMeans(res^2, na.rm = TRUE)) * unit
   structure(list(
     fit = object,
     explained = 1 - object$unexplained,
@@ -236,8 +253,9 @@ predict.qmf <- function(object, newdata, type = c("coordinates", "fitted"), tol 
     "the new samples are fitted jointly with the training samples, all in memory ",
     "(see ?diffrank_blocks)."))
   xnew <- qmf_match_features(qmf_data(newdata, object$settings$loss, "newdata"), object)
-  solved <- qmf_predict_solve(object, xnew, check_number(tol, "tol", lower = 0),
-                              check_whole(max_iter, "max_iter"), check_threads(threads))
+  tol <- check_number(tol, "tol", lower = 0)
+  max_iter <- check_whole(max_iter, "max_iter")
+  solved <- qmf_predict_solve(object, xnew, tol, max_iter, check_threads(threads))
   if (!solved$converged) {
     warning(sprintf(paste0("The fit of the new samples did not converge within %d ",
                            "iterations; increase `max_iter` or loosen `tol`."), max_iter),
@@ -271,7 +289,12 @@ qmf_match_features <- function(xnew, object) {
 qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRUE) {
   prob <- object$problem
   n <- ncol(object$x)
-  pool <- cbind(object$x, xnew)
+  # in the fit's unit (see qmf_result())
+  unit <- qmf_unit(object)
+  train <- object$x / unit
+  xnew_data <- xnew
+  xnew <- xnew / unit
+  pool <- cbind(train, xnew)
   prob$norm <- prob$norm / sum(!is.na(object$x)) * sum(!is.na(pool))
   prob$x <- pool
   prob$n <- ncol(pool)
@@ -288,11 +311,28 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
     }
     cache$ev
   }
-  start <- qmf_predict_start(object, xnew)
-  opt <- stats::optim(start, function(v) evaluate(v)$value,
-                      function(v) as.vector(evaluate(v)$V[, new, drop = FALSE]),
-                      method = "L-BFGS-B", lower = if (prob$positive) 0 else -Inf,
-                      control = qmf_lbfgs_control(evaluate(start)$value, max_iter, tol))
+  start <- qmf_predict_start(object, train, xnew)
+  # New data far beyond the scale of the training data (whose targets the
+  # maps are fixed to) make the loss, or the transports of the extrapolated
+  # start, overflow: no coordinates can represent them.
+  beyond <- function() {
+    abort(paste0("`newdata` has values up to %s, far beyond those of the data the fit was made on ",
+                 "(up to %s): the fit cannot represent them (the objective of the new samples is ",
+                 "not finite). Give new data on the scale of the training data."),
+          format(max(abs(xnew_data), na.rm = TRUE), digits = 3),
+          format(max(abs(object$x), na.rm = TRUE), digits = 3))
+  }
+  f0 <- evaluate(start)$value
+  if (!is.finite(f0)) beyond()
+  opt <- tryCatch(
+    stats::optim(start, function(v) evaluate(v)$value,
+                 function(v) as.vector(evaluate(v)$V[, new, drop = FALSE]),
+                 method = "L-BFGS-B", lower = if (prob$positive) 0 else -Inf,
+                 control = qmf_lbfgs_control(f0, max_iter, tol)),
+    error = function(e) {
+      if (!is.finite(cache$ev$value)) beyond()
+      stop(e)
+    })
   V <- matrix(opt$par, k, dimnames = list(rownames(object$V), colnames(xnew)))
   out <- list(V = V, iterations = unname(opt$counts[["function"]]),
               converged = opt$convergence != 1L)
@@ -300,7 +340,7 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
     par$V <- cbind(object$par$V, V)
     rows <- qmf_rows_cpp(pool, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
                          seq_len(nrow(pool)), prob$options, FALSE, TRUE, threads)
-    out$fitted <- rows$fitted[, new, drop = FALSE]
+    out$fitted <- rows$fitted[, new, drop = FALSE] * unit
     dimnames(out$fitted) <- dimnames(xnew)
   }
   out
@@ -308,8 +348,7 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
 
 # The new columns of V by ridge regression of the training V on the
 # standardized data (a linear kernel between samples).
-qmf_predict_start <- function(object, xnew) {
-  x <- object$x
+qmf_predict_start <- function(object, x, xnew) {
   center <- rowMeans(x, na.rm = TRUE)
   scale <- apply(x, 1L, stats::sd, na.rm = TRUE)
   scale[!(scale > 0) | is.na(scale)] <- 1
@@ -351,6 +390,13 @@ sample_coordinates <- function(object, ...) {
 
 #' @rdname sample_coordinates
 #' @export
+sample_coordinates.default <- function(object, ...) {
+  abort("`object` must be a fitted factorization (a qmf fit made by qmf()), not %s.",
+        describe(object))
+}
+
+#' @rdname sample_coordinates
+#' @export
 sample_coordinates.qmf <- function(object, newdata = NULL, threads = diffrank_threads(), ...) {
   check_dots_empty(...)
   if (is.null(newdata)) return(t(object$V))
@@ -381,7 +427,7 @@ plot.qmf <- function(x, which = c("loss", "quantiles"), rows = NULL, ...) {
 qmf_plot_rows <- function(x, rows) {
   d <- nrow(x$x)
   if (is.null(rows)) {
-    spread <- apply(x$x, 1L, stats::var, na.rm = TRUE)
+    spread <- apply(x$x / qmf_unit(x), 1L, stats::var, na.rm = TRUE)
     return(order(spread, decreasing = TRUE)[seq_len(min(4L, d))])
   }
   index <- if (is.character(rows)) match(rows, rownames(x$x)) else rows

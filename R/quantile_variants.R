@@ -463,7 +463,23 @@ extreme_weights <- function(m, remove_extreme, n_remove) {
             if (!is.null(colnames(m))) colnames(m)[bad] else bad)
     }
   }
+  # Variances of values near 1e308 overflow and those of values near 1e-300
+  # underflow, and their ratios then pick the wrong samples: the scores are
+  # invariant to a common scale, so they are computed in a power-of-two unit
+  # of the data (exact).
+  unit <- power_of_two_unit(m)
+  if (unit != 1) m <- m / unit
   qn_extreme_weights(m, rule, n_remove)
+}
+
+# 1 for data of ordinary magnitude, else the power of two near the largest
+# absolute value (missing values left out), so that sums of squares of
+# m / unit stay within double precision. 2^1024 is not a double: values
+# above 2^1023 are divided by 2^1023 and stay below 2.
+power_of_two_unit <- function(m) {
+  size <- suppressWarnings(max(abs(m), na.rm = TRUE))
+  if (!is.finite(size) || size == 0 || (size <= 2^256 && size >= 2^-256)) return(1)
+  2^min(ceiling(log2(size)), 1023)
 }
 
 #' Group-aware quantile normalization (qsmooth)
@@ -689,10 +705,19 @@ group_references <- function(quantiles, groups) {
 # SST < 1e-6 (qsmooth's threshold), smoothed by a running median of the odd
 # width floor(window * p) (+ 1), with runmed()'s `endrule`.
 qsmooth_from_quantiles <- function(quantiles, groups, refs, window, endrule = "constant") {
+  # Quantiles near 1e308 overflow the squares of SST and SSB: SSB / SST is
+  # computed on the quantiles divided by a power of two (exact), and SST
+  # compared with the threshold in the data's units.
+  unit <- power_of_two_unit(quantiles)
+  if (unit != 1) {
+    quantiles <- quantiles / unit
+    refs <- list(global = refs$global / unit, groups = refs$groups / unit)
+  }
   sst <- rowSums((quantiles - refs$global)^2)
   sizes <- tabulate(as.integer(groups), nlevels(groups))
   ssb <- rowSums(sweep((refs$groups - refs$global)^2, 2L, sizes, `*`))
-  weights <- ifelse(sst < 1e-6, 1, 1 - ssb / sst)
+  agree <- if (unit == 1) sst < 1e-6 else sst == 0 | sst < 1e-6 / unit / unit
+  weights <- ifelse(agree, 1, 1 - ssb / sst)
   weights <- pmin(pmax(weights, 0), 1)   # rounding only: 0 <= SSB <= SST
   k <- floor(window * length(weights))
   if (k %% 2 == 0) k <- k + 1

@@ -217,13 +217,26 @@ class PerturbedOperator {
   }
 
   // The perturbed maximizer: the mean of the M solutions, summed in draw order.
+  // An entry whose sum overflows (solutions near the double limit, as "sort"
+  // of scores near 1e308) is summed again in units of 2^ceil(log2 M), which
+  // keeps the sum within range whenever the mean is.
   void value(double* out) const {
     std::fill(out, out + d_, 0.0);
     for (std::size_t m = 0; m < s_.samples; ++m) {
       const double* y = y_.data() + m * d_;
       for (std::size_t i = 0; i < d_; ++i) out[i] += y[i];
     }
-    for (std::size_t i = 0; i < d_; ++i) out[i] /= static_cast<double>(s_.samples);
+    const double samples = static_cast<double>(s_.samples);
+    for (std::size_t i = 0; i < d_; ++i) {
+      if (std::isfinite(out[i])) {
+        out[i] /= samples;
+        continue;
+      }
+      const int e = std::ilogb(samples) + 1;  // 2^e > M
+      double sum = 0.0;
+      for (std::size_t m = 0; m < s_.samples; ++m) sum += std::ldexp(y_[m * d_ + i], -e);
+      out[i] = sum / std::ldexp(samples, -e);
+    }
   }
 
   // The perturbed maximum, mean over draws of max <y, theta + eps Z_m>; NaN
@@ -258,8 +271,7 @@ class PerturbedOperator {
       for (std::size_t i = 0; i < d_; ++i) c += v[i] * y[i];
       add_noise_gradient(m, c, out);
     }
-    const double scale = 1.0 / (s_.eps * static_cast<double>(s_.samples));
-    for (std::size_t i = 0; i < n_; ++i) out[i] *= scale;
+    divide_by_eps_samples(out, n_);
   }
 
   // out (length d) = J u = sum_m y_m <grad_nu(Z_m), u> / (eps M).
@@ -270,8 +282,7 @@ class PerturbedOperator {
       const double* y = y_.data() + m * d_;
       for (std::size_t i = 0; i < d_; ++i) out[i] += c * y[i];
     }
-    const double scale = 1.0 / (s_.eps * static_cast<double>(s_.samples));
-    for (std::size_t i = 0; i < d_; ++i) out[i] *= scale;
+    divide_by_eps_samples(out, d_);
   }
 
   // The d x n Jacobian estimate, column-major.
@@ -286,11 +297,24 @@ class PerturbedOperator {
         for (std::size_t i = 0; i < d_; ++i) out[i + j * d_] += y[i] * g[j];
       }
     }
-    const double scale = 1.0 / (s_.eps * static_cast<double>(s_.samples));
-    for (std::size_t i = 0; i < d_ * n_; ++i) out[i] *= scale;
+    divide_by_eps_samples(out, d_ * n_);
   }
 
  private:
+  // out[0..len) /= eps M, as one multiplication by 1 / (eps M); when eps M
+  // overflows (eps near the double limit), as two divisions, so that the
+  // derivatives do not silently become 0.
+  void divide_by_eps_samples(double* out, std::size_t len) const {
+    const double samples = static_cast<double>(s_.samples);
+    const double product = s_.eps * samples;
+    if (std::isfinite(product)) {
+      const double scale = 1.0 / product;
+      for (std::size_t i = 0; i < len; ++i) out[i] *= scale;
+    } else {
+      for (std::size_t i = 0; i < len; ++i) out[i] = out[i] / samples / s_.eps;
+    }
+  }
+
   void record_objective(std::size_t m, const double* p) {
     if (s_.solver == PerturbSolver::sort || d_ != n_) return;  // stays NaN
     const double* y = y_.data() + m * d_;
