@@ -13,7 +13,9 @@
 #   make release-checks  with diffrank installed: valgrind on every family
 #               (tools/valgrind.sh), rounds of 2,000 calls of each main function with the
 #               resident memory sampled (tools/memory_loop.R), and SIGINT during a
-#               long call of each family (tools/interrupts.R)
+#               long call of each family (tools/interrupts.R), and every export called with
+#               adversarial arguments in child processes (tools/fuzz.R: no crash, hang,
+#               silent non-finite result, unclear error or modified input)
 
 R ?= R
 RSCRIPT ?= Rscript
@@ -76,6 +78,7 @@ release-checks: deps-test install
 	sh tools/valgrind.sh
 	$(RSCRIPT) tools/memory_loop.R
 	$(RSCRIPT) tools/interrupts.R
+	$(RSCRIPT) tools/fuzz.R
 
 bench: deps-test install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
