@@ -72,7 +72,7 @@ test: deps-test
 sanitize: deps-test
 	MAKEFLAGS=-j$(JOBS) sh tools/sanitize.sh
 
-# Before a release, not in CI (about 20 minutes): see README.md.
+# Before a release, not in CI (about 30 minutes): see README.md.
 release-checks: deps-test install
 	$(SUDO) apt-get install -y -qq --no-install-recommends valgrind
 	sh tools/valgrind.sh
