@@ -13,7 +13,9 @@
 #   make release-checks  with diffrank installed: valgrind on every family
 #               (tools/valgrind.sh), rounds of 2,000 calls of each main function with the
 #               resident memory sampled (tools/memory_loop.R), and SIGINT during a
-#               long call of each family (tools/interrupts.R)
+#               long call of each family (tools/interrupts.R), and every export called with
+#               adversarial arguments in child processes (tools/fuzz.R: no crash, hang,
+#               silent non-finite result, unclear error or modified input)
 
 R ?= R
 RSCRIPT ?= Rscript
@@ -70,12 +72,13 @@ test: deps-test
 sanitize: deps-test
 	MAKEFLAGS=-j$(JOBS) sh tools/sanitize.sh
 
-# Before a release, not in CI (about 20 minutes): see README.md.
+# Before a release, not in CI (about 30 minutes): see README.md.
 release-checks: deps-test install
 	$(SUDO) apt-get install -y -qq --no-install-recommends valgrind
 	sh tools/valgrind.sh
 	$(RSCRIPT) tools/memory_loop.R
 	$(RSCRIPT) tools/interrupts.R
+	$(RSCRIPT) tools/fuzz.R
 
 bench: deps-test install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) $$f || exit 1; done
