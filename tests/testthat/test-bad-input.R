@@ -478,3 +478,81 @@ test_that("rank_svm names the samples on which the kernel is undefined", {
   fit <- rank_svm(x[, -4], y[-4], n_features = 30, cost = 1)
   expect_error(predict(fit, x[, 1:5]), "undefined for 1 sample\\(s\\) of `newdata` \\(s4\\)")
 })
+
+# ---------------------------------------------------------------------------
+# Issue 28: every case of the issue, with its outcome. "finite": a finite
+# result without a warning; "warned": a finite result, or non-finite entries
+# with a warning of class diffrank_overflow that names the input to rescale;
+# otherwise a regular expression the error must match (naming the argument).
+test_that("the cases of issue 28 give a finite result, a warned overflow or a clear error", {
+  x5 <- c(3, 1, 2, 5, 4)
+  v5 <- c(0.3, -1, 0.5, 2, -0.2)
+  tiny <- c(5e-324, 1e-323, 0, 2e-323, -5e-324)
+  wide <- c(1e308, -1e308, 1e307, 0, 1)
+  M <- bi_mat
+  groups <- rep(c("a", "b"), 4)
+  sort_solver <- function(theta) sort(theta)
+  set.seed(28)
+  fit <- suppressWarnings(qmf(matrix(rnorm(60), 10), rank = 1, n_quantiles = 4, max_epochs = 20,
+                              verbose = FALSE, threads = 1))
+  fit_x <- matrix(rnorm(60), 10)
+  cases <- list(
+    # sizes
+    list(quote(sinkhorn_rank(x5, n_targets = 1e9)), "`n_targets` = 1,000,000,000 would need about .* GB"),
+    list(quote(fy_loss(x5, x5, "rank", n_samples = .Machine$integer.max)),
+         "`n_samples` = 2,147,483,647 would need"),
+    # subnormal inputs
+    list(quote(sinkhorn_rank_vjp(tiny, v5)), "warned"),
+    list(quote(sinkhorn_rank_fn(tiny)$jacobian()), "warned"),
+    list(quote(sinkhorn_cdf_fn(tiny)$vjp(v5)), "warned"),
+    list(quote(soft_topk_fn(tiny, k = 2)$jacobian()), "warned"),
+    list(quote(perturbed_vjp(x5, v5, sort_solver, eps = 5e-324)), "`eps` must be"),
+    # values near the double range
+    list(quote(qsmooth_weights(M * 1e307, groups)), "finite"),
+    list(quote(normalize_quantiles_groups(M * 1e307, groups)), "finite"),
+    list(quote(sinkhorn_quantile_vjp(wide, v = 0.5)), "warned"),
+    list(quote(sinkhorn_sort_vjp(wide, v5)), "warned"),
+    list(quote(sinkhorn_normalize_fn(M * 1e307)$vjp(M)), "warned"),
+    list(quote(soft_quantile_loss(wide, 1:5)), "warned"),
+    # huge cotangents
+    list(quote(sinkhorn_sort_vjp(x5, rep(1e308, 5))), "warned"),
+    list(quote(soft_topk_vjp(x5, rep(1e308, 5), k = 2)), "warned"),
+    list(quote(perturbed_vjp(x5, rep(1e308, 5), sort_solver)), "warned"),
+    list(quote(sinkhorn_normalize_vjp(M, M * 1e307)), "warned"),
+    # unclear errors made clear
+    list(quote(soft_sort(x5, threads = NULL)), "`threads` must be"),
+    list(quote(project_permutahedron(x5, 1:5, reg = NA)), "`reg` must be one of"),
+    list(quote(normalize_quantiles(M, ties = NA)), "`ties` must be one of"),
+    list(quote(predict(fit, fit_x * 1e307)), "finite|`newdata`"),
+    list(quote(perturbed(x5, function(a, b) a)), "`solver` must .*one"),
+    list(quote(perturbed(x5, function(theta) stop("boom"))),
+         "`solver` failed on a perturbed input .*boom"),
+    list(quote(sinkhorn_rank_fn(x5)$jvp(v5)), "finite"),
+    list(quote(sample_coordinates(NULL)), "`object` must be")
+  )
+  for (case in cases) {
+    label <- deparse1(case[[1L]])
+    expected <- case[[2L]]
+    warnings <- list()
+    result <- tryCatch(withCallingHandlers(eval(case[[1L]]), warning = function(w) {
+      warnings[[length(warnings) + 1L]] <<- w
+      invokeRestart("muffleWarning")
+    }), error = function(e) e)
+    if (expected %in% c("finite", "warned")) {
+      expect_false(inherits(result, "error"), label = paste(label, "runs"))
+      if (inherits(result, "error")) next
+      v <- result_numbers(result)
+      if (is.null(v)) v <- result_numbers(fitted(result))
+      overflow <- vapply(warnings, inherits, logical(1), "diffrank_overflow")
+      if (expected == "finite" || all(is.finite(v))) {
+        expect_true(all(is.finite(v)), label = paste(label, "is finite"))
+        expect_length(warnings[!overflow], 0L)
+      } else {
+        expect_true(any(overflow), label = paste(label, "warns of its overflow"))
+      }
+    } else {
+      expect_true(inherits(result, "error"), label = paste(label, "is an error"))
+      if (inherits(result, "error")) expect_match(conditionMessage(result), expected, label = label)
+    }
+  }
+})
