@@ -262,3 +262,19 @@ with_arg_names <- function(expr, names) {
       invokeRestart("muffleMessage")
     })
 }
+
+# A derivative product is linear in its direction: a direction beyond 2^+-256
+# is scaled into range by a power of two before the product and the result
+# scaled back (exact; other directions take the unchanged path), so that a
+# cotangent near 1e308 does not overflow inside. What is still not finite is
+# warned (naming `inputs`).
+product_in_range <- function(product, direction, inputs) {
+  largest <- if (length(direction)) max(abs(direction)) else 0
+  if (is.finite(largest) && largest > 0 && (largest > 2^256 || largest < 2^-256)) {
+    unit <- 2^floor(log2(largest))
+    out <- product(direction / unit) * unit
+  } else {
+    out <- product(direction)
+  }
+  warn_nonfinite(out, inputs)
+}

@@ -196,7 +196,7 @@ kendall_kernel.default <- function(x, y = NULL, variant = c("tau_b", "tau_a"),
 #' @rdname kendall_kernel
 #' @export
 kendall_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
-  kernel_on_assays(kendall_kernel.default, x, y, assay.type, ...)
+  kernel_on_assays(..., .kernel = kendall_kernel.default, .x = x, .y = y, .assay.type = assay.type)
 }
 
 #' Mallows kernel between expression profiles
@@ -266,7 +266,7 @@ mallows_kernel.default <- function(x, y = NULL, lambda = 1, normalized = TRUE,
 #' @rdname mallows_kernel
 #' @export
 mallows_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
-  kernel_on_assays(mallows_kernel.default, x, y, assay.type, ...)
+  kernel_on_assays(..., .kernel = mallows_kernel.default, .x = x, .y = y, .assay.type = assay.type)
 }
 
 #' Weighted Kendall kernels between expression profiles
@@ -352,6 +352,8 @@ weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings,
   na <- match_choice(na, c("fail", "pairwise"), "na")
   sel <- select_features(features, x, y, na)
   p <- if (is.null(dim(sel$x))) length(sel$x) else nrow(sel$x)
+  # an empty or missing `x` is named before `k` is checked against its rows
+  if (p == 0L) rank_input(x, "x", na)
   spec <- weight_spec(weighting, k, u, p, normalized)
   out <- rank_kernel(sel$x, sel$y, kernel = spec$kernel, normalized = normalized, u = spec$u,
                      na = na, threads = threads, progress = progress, BPPARAM = BPPARAM)
@@ -361,15 +363,17 @@ weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings,
 #' @rdname weighted_kendall_kernel
 #' @export
 weighted_kendall_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
-  kernel_on_assays(weighted_kendall_kernel.default, x, y, assay.type, ...)
+  kernel_on_assays(..., .kernel = weighted_kendall_kernel.default, .x = x, .y = y, .assay.type = assay.type)
 }
 
 weightings <- c("multiplicative", "additive", "top", "average")
 
 # A kernel of the assays of SummarizedExperiments (y may also be a matrix).
-kernel_on_assays <- function(kernel, x, y, assay.type, ...) {
-  if (methods::is(y, "SummarizedExperiment")) y <- se_assay(y, assay.type, blocks = TRUE)
-  kernel(se_assay(x, assay.type, blocks = TRUE), y, ...)
+# `...` comes first, so that the kernels' own arguments (`k`, `lambda`) are
+# never partially matched to this function's (`k` used to match `kernel`).
+kernel_on_assays <- function(..., .kernel, .x, .y, .assay.type) {
+  if (methods::is(.y, "SummarizedExperiment")) .y <- se_assay(.y, .assay.type, blocks = TRUE)
+  .kernel(se_assay(.x, .assay.type, blocks = TRUE), .y, ...)
 }
 
 #' Pair counts of Kendall's tau

@@ -142,8 +142,8 @@ new_operator <- function(value, input, vjp_impl, wrt = "x", jvp_impl = NULL,
   }
   jacobian <- function(wrt = "x") {
     if (!identical(wrt, "x")) {
-      abort("`$jacobian()` is available with respect to `x` only; use $vjp(v, wrt = \"%s\").",
-            as.character(wrt)[1L])
+      abort("`wrt` of $jacobian() must be \"x\" (the Jacobian is available with respect to `x` only), not %s; use $vjp(v, wrt = ...) for the other inputs.",
+            describe(wrt))
     }
     rows_out <- if (length(vdim) == 1L) vdim else vdim[1L]
     size <- as.double(rows_out) * input$nrow * input$ncol

@@ -376,7 +376,9 @@ check_solver_signature <- function(solver, dots) {
   call <- as.call(c(list(quote(solver), quote(theta)), stats::setNames(vector("list", length(dots)), labels)))
   matched <- tryCatch(match.call(definition, call), error = function(e) NULL)
   if (is.null(matched)) {
-    extra <- paste0(", ", ifelse(nzchar(labels), paste0(labels, " = "), ""), "...", collapse = "")
+    # the extra arguments in backticks: a misspelt argument of perturbed()
+    # itself (`threadss = 2`) ends up here, and must be named
+    extra <- paste0(", ", ifelse(nzchar(labels), paste0("`", labels, "` = "), ""), "...", collapse = "")
     abort("%s; a function(%s) cannot be called as solver(theta%s).", usage,
           paste(names(formals), collapse = ", "), if (length(dots) == 0L) "" else extra)
   }

@@ -238,8 +238,13 @@ fit_rank_fy <- function(xs, target, spec, lambda, max_iter) {
     loss <- mean(perturbed_state_fy_cpp(fw$state, target, spec$threads))
     g <- (matrix(fw$value, d, n) - target) / n
     last <<- list(par = par, value = loss + lambda * sum(w^2),
-                  gradient = c(g %*% t(xs) + 2 * lambda * w, rowSums(g)))
+                  gradient = c(g %*% t(xs) + 2 * (lambda * w), rowSums(g)))
     last
+  }
+  start <- evaluate(numeric(d * (p + 1L)))
+  if (!is.finite(start$value) || !all(is.finite(start$gradient))) {
+    abort("The Fenchel-Young loss is not finite at the start (eps = %s): give a smaller `eps`.",
+          format(spec$eps))
   }
   opt <- stats::optim(numeric(d * (p + 1L)), function(par) evaluate(par)$value,
                       function(par) evaluate(par)$gradient, method = "BFGS",
@@ -263,7 +268,7 @@ rank_scores <- function(object, newdata) {
   m <- match_features(m, object)
   scores <- object$coefficients[, -1L, drop = FALSE] %*% m + object$coefficients[, 1L]
   dimnames(scores) <- list(rownames(object$coefficients), colnames(m))
-  scores
+  warn_nonfinite(scores, "newdata")
 }
 
 rank_loss_label <- function(fit) {

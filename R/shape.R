@@ -23,7 +23,8 @@ shape_like_input <- function(out, shape, row_names = TRUE) {
     if (row_names && !is.null(shape$names)) names(out) <- shape$names
     return(out)
   }
-  rows <- length(out) %/% max(shape$ncol, 1L)
+  # no column: the rows are those of the input (a p x 0 matrix keeps its p rows)
+  rows <- if (shape$ncol > 0L) length(out) %/% shape$ncol else if (is.null(shape$nrow)) 0L else shape$nrow
   dim(out) <- c(rows, shape$ncol)
   dn <- shape$dimnames
   if (!row_names && !is.null(dn)) dn[1L] <- list(NULL)

@@ -551,10 +551,11 @@ vjp_naming <- function(op, v, inputs) {
 
 # Positive masses normalized to sum 1 (equal when NULL), scaled by their
 # maximum first so that neither the sum nor the division overflows.
-sinkhorn_weights <- function(w, len, arg) {
+sinkhorn_weights <- function(w, len, arg, len_from = NULL) {
   if (is.null(w)) return(rep(1 / len, len))
   if (!is.numeric(w) || is.object(w) || !is.null(dim(w)) || length(w) != len) {
-    abort("`%s` must be NULL or a numeric vector of length %d, not %s.", arg, len, describe(w))
+    abort("`%s` must be NULL or a numeric vector of length %d%s, not %s.", arg, len,
+          if (is.null(len_from)) "" else sprintf(" (%s)", len_from), describe(w))
   }
   if (anyNA(w) || any(!is.finite(w)) || any(w <= 0)) {
     abort("`%s` must contain only positive finite values.", arg)
@@ -609,7 +610,7 @@ sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL
       # (bench: 280 bytes per target), plus the m x ncol sorted output
       check_memory(8 * (as.double(n) + m) * (40 * min(ncol(mat), threads) + ncol(mat)),
                    "n_targets", m)
-      b <- sinkhorn_weights(target_weights, m, "target_weights")
+      b <- sinkhorn_weights(target_weights, m, "target_weights", "`n_targets`")
       list(problem(b, cumsum = kind != "sort"))
     },
     normalize = {

@@ -297,6 +297,10 @@ spearman_loss <- function(pred, response, eps = 0.5, reg = c("l2", "kl"),
   rc <- r - mean(r)
   r_norm <- sqrt(sum(rc^2))
   if (!(r_norm > 0)) {
+    if (length(unique(as.vector(pred))) > 1L) {
+      abort("The soft ranks of `pred` are all equal: `eps` = %s is too large for these predictions (their soft ranks are flat); give a smaller `eps`.",
+            format(eps))
+    }
     abort("The soft ranks of `pred` are all equal (constant `pred`): Spearman's correlation is undefined; start from non-constant predictions.")
   }
   rho <- sum(rc * rc_response) / (r_norm * response_norm)
@@ -562,8 +566,10 @@ soft_fn <- function(kind, x, eps, reg, decreasing, scale, threads) {
   new_operator(
     value = shape_like_input(warn_soft_near_constant(res$value, a), shape, kind == "rank"),
     input = shape,
-    vjp_impl = function(v, wrt) list(x = product(v, TRUE, TRUE)),
-    jvp_impl = function(u) product(u, FALSE, kind == "rank"),
+    vjp_impl = function(v, wrt) {
+      list(x = product_in_range(function(d) product(d, TRUE, TRUE), v, c("v", "x")))
+    },
+    jvp_impl = function(u) product_in_range(function(d) product(d, FALSE, kind == "rank"), u, c("u", "x")),
     jacobian_impl = jacobian,
     label = sprintf("soft_%s", kind),
     settings = a$options[c("eps", "reg", "decreasing", "scale")],
@@ -596,5 +602,7 @@ soft_vjp <- function(kind, x, v, eps, reg, decreasing, scale, threads) {
   a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
   like <- if (a$shape$vector) a$shape$nrow else c(a$shape$nrow, a$shape$ncol)
   v <- check_direction(v, like, "v", "`x`")
-  shape_like_input(soft_vjp_cpp(a$m, v, a$shape$nrow, a$options, a$threads), a$shape, TRUE)
+  product_in_range(function(d) {
+    shape_like_input(soft_vjp_cpp(a$m, d, a$shape$nrow, a$options, a$threads), a$shape, TRUE)
+  }, v, c("v", "x"))
 }

@@ -523,6 +523,8 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   from_data <- is.null(lambda)
   if (from_data) {
     nlambda <- check_whole(nlambda, "nlambda")
+    # each fold keeps the links of every sample for every penalty
+    check_memory(8 * ncol(m) * ncol(labels$Y) * (nlambda + 1), "nlambda", nlambda)
     if (is.null(lambda_min_ratio)) {
       lambda_min_ratio <- if (alpha == 0 || ncol(m) >= nrow(m)) 1e-4 else 1e-2
     }
@@ -891,6 +893,9 @@ suquan_start <- function(f_init, p, threads, mean_target) {
           describe(f_init))
   }
   if (diff(range(start)) == 0) {
+    if (identical(f_init, "mean")) {
+      abort("`x` has no spread: every sample is constant, so its mean quantiles (the starting target, `f_init` = \"mean\") are constant too.")
+    }
     abort("`f_init` must not be constant: it would map every sample to the same values.")
   }
   list(f0 = standardize_target(start), mean_target = mean_target)
@@ -898,6 +903,13 @@ suquan_start <- function(f_init, p, threads, mean_target) {
 
 # Mean 0 and mean square 1 (the population standard deviation).
 standardize_target <- function(f) {
+  # The result does not depend on the scale of f: values beyond 2^+-256 are
+  # brought into range by a power of two first (exact), so that the mean
+  # square neither overflows (data near 1e308) nor underflows (subnormal data).
+  largest <- max(abs(f))
+  if (is.finite(largest) && largest > 0 && (largest > 2^256 || largest < 2^-256)) {
+    f <- f / 2^floor(log2(largest))
+  }
   centred <- f - mean(f)
   scale <- sqrt(mean(centred^2))
   if (scale > 0) centred / scale else centred

@@ -17,8 +17,10 @@
 #                                 (or, when the variant changes a shape, the other
 #                                 argument of the mismatch), or the condition has
 #                                 one of diffrank's classes
-#   error_unclear      (bad)      R internals (missing argument, unused argument,
-#                                 match.arg, non-conformable, subscript out of
+#                                 (R's "argument "x" is missing" and "unused
+#                                 argument (y = 1)" for the missing and misspelt
+#                                 variants name the argument, and are clear too)
+#   error_unclear      (bad)      R internals (match.arg, non-conformable, subscript out of
 #                                 bounds, no applicable method, ...), a message that
 #                                 names no argument or another one, or a valid call
 #                                 that fails
@@ -639,8 +641,10 @@ nonfinite_path <- function(x, path = "value", depth = 0L) {
 
 # Variants that change an argument's shape: an error that names the other
 # argument of the mismatch (`weights` must have the length of `y`) is clear.
-shape_variants <- c("len0", "rows0", "len1", "col1", "transposed", "mismatched", "vector",
-                    "longer", "one_class", "array3")
+# "len2" is one: two quantile levels (`probs`) make the value two rows, and
+# the cotangent `v` of one row is then the wrong shape.
+shape_variants <- c("len0", "rows0", "len1", "len2", "col1", "transposed", "mismatched",
+                    "vector", "longer", "one_class", "array3")
 
 internal_patterns <- c(
   "argument \"[^\"]+\" is missing", "unused argument", "arg. should be one of",
@@ -657,6 +661,16 @@ internal_patterns <- c(
 classify_error <- function(e, arg, variant, call_args) {
   msg <- conditionMessage(e)
   if (variant == "base" && !self_test) return(c("error_unclear", "the valid call failed"))
+  # R's own argument-matching errors name the argument the user got wrong
+  # (`argument "x" is missing, with no default`, `unused argument (y = 1)`):
+  # as clear as a message of the package, for the variants that cause them.
+  quoted <- gsub(".", "\\.", arg, fixed = TRUE)
+  if (variant == "missing" && grepl(sprintf("argument \"%s\" is missing", quoted), msg)) {
+    return(c("error_clear", "R names the missing argument"))
+  }
+  if (variant == "misspelt" && grepl(sprintf("unused argument \\(%s = ", quoted), msg)) {
+    return(c("error_clear", "R names the unused argument"))
+  }
   internal <- internal_patterns[vapply(internal_patterns, grepl, logical(1), msg)]
   if (length(internal) > 0L) return(c("error_unclear", "R internals"))
   if (any(grepl("^diffrank_", class(e)))) return(c("error_clear", "diffrank condition"))
