@@ -21,8 +21,9 @@
 #'   (always `"x"`; for example also `"target"` and `"target_weights"` for
 #'   [sinkhorn_normalize_fn()]); `wrt = "all"` returns a named list with every
 #'   gradient;
-#' * `op$jvp(u)`: `J %*% u` for a direction `u` shaped like `x`, for the
-#'   families where it is cheap (`op$has_jvp` says whether it is available);
+#' * `op$jvp(u)`: `J %*% u` for a direction `u` shaped like `x`, at about the
+#'   cost of one VJP, for every family (soft, Sinkhorn and perturbed;
+#'   `op$has_jvp` says whether an operator offers it);
 #' * `op$jacobian(wrt = "x")`: the Jacobian `J[i, j] = d value[i] / d x[j]`
 #'   for small inputs: a matrix for a vector `x`, an array
 #'   `rows of value x rows of x x columns` when `x` is a matrix whose columns
