@@ -133,9 +133,9 @@ test_that("a solver of the wrong signature is an error naming `solver`", {
   expect_error(perturbed_fn(ext_x, function() 1),
                "`solver` must be a function of one numeric vector.*function\\(\\) cannot be called as solver\\(theta\\)")
   expect_error(fy_loss(ext_x, 1:5, function(t) rank(t), k = 2),
-               "function\\(t\\) cannot be called as solver\\(theta, k = ...\\)")
+               "function\\(t\\) cannot be called as solver\\(theta, `k` = ...\\)")
   expect_error(perturbed_solver(function(t, k) t, j = 1),
-               "cannot be called as solver\\(theta, j = ...\\)")
+               "cannot be called as solver\\(theta, `j` = ...\\)")
   # arguments given in `...`, defaults and `...` are accepted; so are primitives
   expect_length(perturbed(ext_x, function(t, k) as.numeric(rank(-t) <= k), k = 2, n_samples = 4), 5)
   expect_length(perturbed(ext_x, function(t, scale = 1) t * scale, n_samples = 4), 5)
