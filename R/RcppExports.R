@@ -81,8 +81,20 @@ qn_summarize_levels <- function(qf, weights, trim, geometric, threads) {
     .Call(`_diffrank_qn_summarize_levels`, qf, weights, trim, geometric, threads)
 }
 
-qn_extreme_weights <- function(x, rule, n_remove) {
-    .Call(`_diffrank_qn_extreme_weights`, x, rule, n_remove)
+qn_column_moments <- function(x, threads) {
+    .Call(`_diffrank_qn_column_moments`, x, threads)
+}
+
+qn_extreme_from_moments <- function(mean, var, rule, n_remove) {
+    .Call(`_diffrank_qn_extreme_from_moments`, mean, var, rule, n_remove)
+}
+
+qn_accumulate_weighted <- function(sums, quantiles, weights, geometric, threads) {
+    .Call(`_diffrank_qn_accumulate_weighted`, sums, quantiles, weights, geometric, threads)
+}
+
+qn_weighted_from_sums <- function(sums, geometric) {
+    .Call(`_diffrank_qn_weighted_from_sums`, sums, geometric)
 }
 
 qn_normalize_columns <- function(x, targets, ties, threads) {

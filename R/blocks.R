@@ -497,7 +497,7 @@ parts_sink <- function(x, filepath, width) {
 # returns the file (with the task's other values, when it returns a list
 # whose `value` is the block's result).
 part_task <- function(..., .task, .prefix, .name, .chunkdim, .cols) {
-  value <- .task(...)
+  value <- if (".cols" %in% names(formals(.task))) .task(..., .cols = .cols) else .task(...)
   m <- if (is.list(value)) value$value else value
   file <- sprintf("%s-%010d.h5", .prefix, .cols[1L])
   HDF5Array::writeHDF5Array(unname(m), file, .name, chunkdim = pmin(.chunkdim, dim(m)),
@@ -617,6 +617,137 @@ quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset,
     values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, target_length, 1L)[, 1L]
   }
   quantile_target_object(values, ncol(x), nrow(x), fit$n_missing, rownames(x))
+}
+
+# ---------------------------------------------------------------------------
+# robust quantile normalization
+
+normalize_quantiles_robust_blocks <- function(x, weights, remove_extreme, n_remove, trim,
+                                              geometric, ties, threads, filepath, BPPARAM) {
+  x <- block_input(x)
+  filepath <- check_filepath(filepath)
+  BPPARAM <- check_bpparam(BPPARAM)
+  summary <- check_target_summary(weights, trim, geometric, x)
+  rule <- if (is.null(weights)) check_extreme_rule(remove_extreme, n_remove, ncol(x))
+  plan <- block_plan(x)
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  sink <- block_sink(plan$x, filepath, plan$width, BPPARAM)
+  if (is.null(weights)) weights <- block_extreme_weights(plan, rule, threads, BPPARAM)
+  target <- block_summary_target(plan, weights, summary$trim, summary$geometric, threads,
+                                 BPPARAM)
+  block_write(plan, qn_normalize_task,
+              list(target = target, fitted = FALSE, ties = ties, threads = threads),
+              sink, BPPARAM)
+}
+
+robust_weights_blocks <- function(x, remove_extreme, n_remove, threads, BPPARAM) {
+  x <- block_input(x)
+  BPPARAM <- check_bpparam(BPPARAM)
+  rule <- check_extreme_rule(remove_extreme, n_remove, ncol(x))
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  stats::setNames(block_extreme_weights(block_plan(x), rule, threads, BPPARAM), colnames(x))
+}
+
+moments_task <- function(block, unit, threads) {
+  if (unit == 1) check_expression_values(block) else block <- block / unit
+  list(moments = qn_column_moments(block, threads), size = largest_abs(block))
+}
+
+# extreme_weights() of a block input: the columns' moments in one pass, and
+# for data beyond 2^256 in size a second pass in its power-of-two unit.
+block_extreme_weights <- function(plan, rule, threads, BPPARAM) {
+  if (rule$rule == "none") return(rep(1, ncol(plan$x)))
+  pass <- function(unit) {
+    moments <- matrix(0, 3L, ncol(plan$x))
+    size <- -Inf
+    run_blocks(list(x = plan), column_items(plan), moments_task,
+               list(unit = unit, threads = threads), function(i, value) {
+                 moments[, plan$cols[[i]]] <<- value$moments
+                 size <<- max(size, value$size)
+               }, BPPARAM)
+    list(moments = moments, unit = unit_for_size(size))
+  }
+  raw <- pass(1)
+  moments <- if (raw$unit == 1) raw$moments else pass(raw$unit)$moments
+  weights_from_moments(moments, raw$moments[3L, ] == 1, rule, colnames(plan$x))
+}
+
+# The weighted mean (or, with `trim`, the trimmed mean or median) of the
+# samples' quantile functions, as new_quantile_target() computes it whole.
+# A weighted mean needs running sums only; a trimmed mean needs every
+# sample's quantiles at each level, held in memory.
+block_summary_target <- function(plan, weights, trim, geometric, threads, BPPARAM) {
+  x <- plan$x
+  if (trim > 0) {
+    check_dense_size(x, "x", paste0("with `trim` > 0, the samples' quantile functions (the ",
+                                    "size of `x`) are held in memory at once."))
+    quantiles <- matrix(0, nrow(x), ncol(x))
+  }
+  sums <- NULL
+  run_blocks(list(x = plan), column_items(plan), qn_quantiles_task, list(threads = threads),
+             function(i, value) {
+               cols <- plan$cols[[i]]
+               if (geometric) check_positive_quantiles(value$quantiles, weights[cols], NULL)
+               if (trim > 0) {
+                 quantiles[, cols] <<- value$quantiles
+               } else {
+                 sums <<- qn_accumulate_weighted(sums, value$quantiles, weights[cols], geometric,
+                                                 threads)
+               }
+             }, BPPARAM)
+  if (trim > 0) return(qn_summarize_levels(quantiles, weights, trim, geometric, threads))
+  qn_weighted_from_sums(sums, geometric)
+}
+
+# ---------------------------------------------------------------------------
+# group-aware quantile normalization (qsmooth)
+
+# The references and weights of qsmooth for a block input: a pass for the
+# references, and with `window` (weights to estimate) a pass for SST.
+block_qsmooth_fit <- function(plan, groups, window, endrule, threads, BPPARAM) {
+  sums <- NULL
+  run_blocks(list(x = plan), column_items(plan), qn_quantiles_task, list(threads = threads),
+             function(i, value) {
+               sums <<- add_reference_sums(sums, value$quantiles, groups[plan$cols[[i]]], threads)
+             }, BPPARAM)
+  refs <- group_references(sums, groups)
+  if (is.null(window)) return(list(refs = refs))
+  sst <- NULL
+  run_blocks(list(x = plan), column_items(plan), qn_quantiles_task, list(threads = threads),
+             function(i, value) sst <<- add_deviation_sums(sst, value$quantiles, refs, threads),
+             BPPARAM)
+  list(refs = refs, weight = qsmooth_from_sums(sst, refs, groups, window, endrule))
+}
+
+qsmooth_normalize_task <- function(block, refs, weight, groups, ties, threads, .cols) {
+  check_expression_matrix(block)
+  qn_normalize_columns(block, group_targets(refs, weight, groups[.cols]), ties, threads)
+}
+
+normalize_quantiles_groups_blocks <- function(x, groups, weight, window, endrule, ties, threads,
+                                              filepath, BPPARAM) {
+  x <- block_input(x)
+  groups <- check_groups(groups, x)
+  if (!is.null(weight)) weight <- check_mixture_weight(weight, nrow(x))
+  filepath <- check_filepath(filepath)
+  BPPARAM <- check_bpparam(BPPARAM)
+  plan <- block_plan(x)
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  sink <- block_sink(plan$x, filepath, plan$width, BPPARAM)
+  fit <- block_qsmooth_fit(plan, groups, if (is.null(weight)) window, endrule, threads, BPPARAM)
+  if (is.null(weight)) weight <- fit$weight
+  block_write(plan, qsmooth_normalize_task,
+              list(refs = fit$refs, weight = weight, groups = groups, ties = ties,
+                   threads = threads),
+              sink, BPPARAM)
+}
+
+qsmooth_weights_blocks <- function(x, groups, window, endrule, threads, BPPARAM) {
+  x <- block_input(x)
+  groups <- check_groups(groups, x)
+  BPPARAM <- check_bpparam(BPPARAM)
+  if (start_workers(BPPARAM)) on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
+  block_qsmooth_fit(block_plan(x), groups, window, endrule, threads, BPPARAM)$weight
 }
 
 # ---------------------------------------------------------------------------

@@ -88,12 +88,10 @@ fit_target_values <- function(m, weights, trim, geometric, mask, target_length, 
 # quantile_target().
 new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, subset = NULL,
                                 target_length = NULL, threads = 1L) {
-  weights <- check_sample_weights(weights, m)
-  trim <- check_number(trim, "trim", lower = 0, upper = 0.5)
-  geometric <- check_flag(geometric, "geometric")
-  if (trim > 0 && !is.null(weights) && length(unique(weights[weights > 0])) > 1L) {
-    abort("With `trim` > 0 the samples kept count the same: `weights` must be 0 or one common value.")
-  }
+  summary <- check_target_summary(weights, trim, geometric, m)
+  weights <- summary$weights
+  trim <- summary$trim
+  geometric <- summary$geometric
   mask <- if (is.null(subset)) NULL else feature_mask(subset, m)
   if (!is.null(mask)) check_subset_observed(m, mask)
   if (geometric) check_positive_quantiles(m, weights, mask)
@@ -106,6 +104,18 @@ new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, 
     subset = if (is.null(mask)) NULL else stats::setNames(mask == 1L, rownames(m)),
     weights = if (is.null(weights)) NULL else stats::setNames(weights, colnames(m)),
     summary = paste0(if (geometric) "geometric " else "", summary))
+}
+
+# How the samples' quantiles are summarized into a target (quantile_target()'s
+# `weights`, `trim` and `geometric`), checked for the samples of x.
+check_target_summary <- function(weights, trim, geometric, x) {
+  weights <- check_sample_weights(weights, x)
+  trim <- check_number(trim, "trim", lower = 0, upper = 0.5)
+  geometric <- check_flag(geometric, "geometric")
+  if (trim > 0 && !is.null(weights) && length(unique(weights[weights > 0])) > 1L) {
+    abort("With `trim` > 0 the samples kept count the same: `weights` must be 0 or one common value.")
+  }
+  list(weights = weights, trim = trim, geometric = geometric)
 }
 
 # The quantile_target object (also built block by block, R/blocks.R).
@@ -348,7 +358,15 @@ se_column <- function(x, value, arg) {
 #' @param remove_extreme,n_remove Which samples leave the target, see
 #'   [robust_weights()]: the `n_remove` samples whose `"variance"` (the
 #'   default), `"mean"` or `"both"` are the most extreme, or `"none"`.
-#' @return What [normalize_quantiles()] returns.
+#' @return What [normalize_quantiles()] returns (a `DelayedMatrix` for a
+#'   `DelayedMatrix` or sparse `x`).
+#' @section Large data:
+#' A `DelayedMatrix` `x` (an HDF5-backed assay, ...) or a sparse matrix is
+#' processed in column blocks with identical results: one pass for the
+#' samples' means and variances (two for values beyond `2^256` in size), one
+#' for the target and one that writes the result; see [diffrank_blocks].
+#' With `trim > 0` the samples' quantile functions are held in memory at
+#' once (the size of the data, within option `diffrank.memory_limit`).
 #' @section Comparison with preprocessCore:
 #' The results are those of `preprocessCore::normalize.quantiles.robust()`
 #' with the same `weights`, `remove.extreme` and `n.remove` (`trim = 0`),
@@ -379,17 +397,22 @@ normalize_quantiles_robust.default <- function(x, weights = NULL,
                                                remove_extreme = c("variance", "mean", "both", "none"),
                                                n_remove = 1, trim = 0, geometric = FALSE,
                                                ties = c("midrank", "average", "first"),
-                                               threads = diffrank_threads(), ...) {
+                                               threads = diffrank_threads(), BPPARAM = NULL,
+                                               filepath = NULL, ...) {
   check_dots_empty(...)
   ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
   threads <- check_threads(threads)
-  note_orientation(x)
-  m <- check_expression_matrix(x)
-  if (is.null(weights)) {
-    weights <- extreme_weights(m, remove_extreme, n_remove)
-  } else if (!missing(remove_extreme) || !missing(n_remove)) {
+  if (!is.null(weights) && (!missing(remove_extreme) || !missing(n_remove))) {
     abort("Give either `weights` or `remove_extreme` and `n_remove`, which choose the weights.")
   }
+  note_orientation(x)
+  if (is_block_input(x)) {
+    return(normalize_quantiles_robust_blocks(x, weights, remove_extreme, n_remove, trim,
+                                             geometric, ties, threads, filepath, BPPARAM))
+  }
+  check_block_args(BPPARAM, filepath)
+  m <- check_expression_matrix(x)
+  if (is.null(weights)) weights <- extreme_weights(m, remove_extreme, n_remove, threads)
   fit <- new_quantile_target(m, weights = weights, trim = trim, geometric = geometric,
                              threads = threads)
   restore_shape(qn_normalize(m, fit$target, ties, threads), x, m)
@@ -399,7 +422,8 @@ normalize_quantiles_robust.default <- function(x, weights = NULL,
 #' @export
 normalize_quantiles_robust.SummarizedExperiment <- function(x, ..., assay.type = 1L,
                                                             name = "qnorm_robust") {
-  se_add_assay(x, name, normalize_quantiles_robust.default(se_assay(x, assay.type), ...))
+  se_add_assay(x, name, normalize_quantiles_robust.default(se_assay(x, assay.type, blocks = TRUE),
+                                                           ...))
 }
 
 #' Samples left out of a robust quantile normalization target
@@ -431,53 +455,70 @@ robust_weights <- function(x, ...) {
 #' @rdname robust_weights
 #' @export
 robust_weights.default <- function(x, remove_extreme = c("variance", "mean", "both", "none"),
-                                   n_remove = 1, ...) {
+                                   n_remove = 1, threads = diffrank_threads(), BPPARAM = NULL,
+                                   ...) {
   check_dots_empty(...)
+  threads <- check_threads(threads)
   note_orientation(x)
+  if (is_block_input(x)) return(robust_weights_blocks(x, remove_extreme, n_remove, threads, BPPARAM))
+  check_block_args(BPPARAM)
   m <- check_expression_matrix(x)
-  stats::setNames(extreme_weights(m, remove_extreme, n_remove), colnames(m))
+  stats::setNames(extreme_weights(m, remove_extreme, n_remove, threads), colnames(m))
 }
 
 #' @rdname robust_weights
 #' @export
 robust_weights.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  robust_weights.default(se_assay(x, assay.type), ...)
+  robust_weights.default(se_assay(x, assay.type, blocks = TRUE), ...)
 }
 
-extreme_weights <- function(m, remove_extreme, n_remove) {
-  rule <- match_choice(remove_extreme, c("variance", "mean", "both", "none"), "remove_extreme")
-  if (rule == "none") return(rep(1, ncol(m)))
-  n_remove <- check_whole(n_remove, "n_remove")
-  if (n_remove >= ncol(m)) {
-    abort("`n_remove` must be smaller than the number of samples (%d), not %d.", ncol(m), n_remove)
-  }
-  if (rule %in% c("variance", "both")) {
-    observed <- colSums(!is.na(m))
-    spread <- apply(m, 2L, function(col) {
-      values <- col[!is.na(col)]
-      length(values) > 1L && any(values != values[1L])
-    })
-    if (!all(spread)) {
-      bad <- which(!spread)[1L]
-      abort("Column %s of `x` is constant: variances cannot choose the extreme samples.",
-            if (!is.null(colnames(m))) colnames(m)[bad] else bad)
-    }
-  }
-  # Variances of values near 1e308 overflow and those of values near 1e-300
-  # underflow, and their ratios then pick the wrong samples: the scores are
-  # invariant to a common scale, so they are computed in a power-of-two unit
-  # of the data (exact).
+extreme_weights <- function(m, remove_extreme, n_remove, threads) {
+  rule <- check_extreme_rule(remove_extreme, n_remove, ncol(m))
+  if (rule$rule == "none") return(rep(1, ncol(m)))
+  raw <- qn_column_moments(m, threads)
   unit <- power_of_two_unit(m)
-  if (unit != 1) m <- m / unit
-  qn_extreme_weights(m, rule, n_remove)
+  moments <- if (unit == 1) raw else qn_column_moments(m / unit, threads)
+  weights_from_moments(moments, raw[3L, ] == 1, rule, colnames(m))
 }
+
+# remove_extreme and n_remove, checked for n samples.
+check_extreme_rule <- function(remove_extreme, n_remove, n) {
+  rule <- match_choice(remove_extreme, c("variance", "mean", "both", "none"), "remove_extreme")
+  if (rule == "none") return(list(rule = rule, n_remove = 0L))
+  n_remove <- check_whole(n_remove, "n_remove")
+  if (n_remove >= n) {
+    abort("`n_remove` must be smaller than the number of samples (%d), not %d.", n, n_remove)
+  }
+  list(rule = rule, n_remove = n_remove)
+}
+
+# Variances of values near 1e308 overflow and those of values near 1e-300
+# underflow, and their ratios then pick the wrong samples: the scores are
+# invariant to a common scale, so `moments` (qn_column_moments()) are those
+# of the data in a power-of-two unit (exact); `spread` says which columns
+# have two different values, in the data's own units.
+weights_from_moments <- function(moments, spread, rule, labels) {
+  if (rule$rule %in% c("variance", "both") && !all(spread)) {
+    bad <- which(!spread)[1L]
+    abort("Column %s of `x` is constant: variances cannot choose the extreme samples.",
+          if (!is.null(labels)) labels[bad] else bad)
+  }
+  qn_extreme_from_moments(moments[1L, ], moments[2L, ], rule$rule, rule$n_remove)
+}
+
+# The largest absolute value of m, missing values left out (-Inf when none
+# is observed).
+largest_abs <- function(m) suppressWarnings(max(abs(range(m, na.rm = TRUE))))
 
 # 1 for data of ordinary magnitude, else the power of two near the largest
 # absolute value (missing values left out), so that sums of squares of
-# m / unit stay within double precision. 2^1024 is not a double: values
-# above 2^1023 are divided by 2^1023 and stay below 2.
-power_of_two_unit <- function(m) {
-  size <- suppressWarnings(max(abs(m), na.rm = TRUE))
+# m / unit stay within double precision.
+power_of_two_unit <- function(m) unit_for_size(largest_abs(m))
+
+# The unit of power_of_two_unit() for data whose largest absolute value is
+# `size`. 2^1024 is not a double: values above 2^1023 are divided by 2^1023
+# and stay below 2.
+unit_for_size <- function(size) {
   if (!is.finite(size) || size == 0 || (size <= 2^256 && size >= 2^-256)) return(1)
   2^min(ceiling(log2(size)), 1023)
 }
@@ -526,9 +567,15 @@ power_of_two_unit <- function(m) {
 #'   window of either end: `"constant"` (qsmooth's rule: the median of the
 #'   first or last window, repeated) or `"median"` (medians of shrinking
 #'   windows, [stats::runmed()]'s default). Used only when `weight` is `NULL`.
-#' @return What [normalize_quantiles()] returns. With `weight = NULL`,
+#' @return What [normalize_quantiles()] returns (a `DelayedMatrix` for a
+#'   `DelayedMatrix` or sparse `x`). With `weight = NULL`,
 #'   `ties = "average"` and complete data the result equals qsmooth's
 #'   (`qsmoothData()` of the qsmooth package) to rounding.
+#' @section Large data:
+#' A `DelayedMatrix` `x` (an HDF5-backed assay, ...) or a sparse matrix is
+#' processed in column blocks with identical results: one pass for the
+#' references, one for the weights (when `weight` is `NULL`) and one that
+#' writes the result; see [diffrank_blocks].
 #' @references Hicks SC, Okrah K, Paulson JN, Quackenbush J, Irizarry RA,
 #'   Bravo HC (2018). Smooth quantile normalization. *Biostatistics* 19(2),
 #'   185-198.
@@ -550,7 +597,8 @@ normalize_quantiles_groups <- function(x, ...) {
 normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window = 0.05,
                                                endrule = c("constant", "median"),
                                                ties = c("midrank", "average", "first"),
-                                               threads = diffrank_threads(), ...) {
+                                               threads = diffrank_threads(), BPPARAM = NULL,
+                                               filepath = NULL, ...) {
   check_dots_empty(...)
   ties <- match_choice(ties, c("midrank", "average", "first"), "ties")
   # checked even when `weight` is given (and they are not used), so that a
@@ -559,17 +607,21 @@ normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window 
   endrule <- match_choice(endrule, c("constant", "median"), "endrule")
   threads <- check_threads(threads)
   note_orientation(x)
+  if (is_block_input(x)) {
+    return(normalize_quantiles_groups_blocks(x, groups, weight, window, endrule, ties, threads,
+                                             filepath, BPPARAM))
+  }
+  check_block_args(BPPARAM, filepath)
   m <- check_expression_matrix(x)
   groups <- check_groups(groups, m)
+  if (!is.null(weight)) weight <- check_mixture_weight(weight, nrow(m))
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
-  refs <- group_references(quantiles, groups)
+  refs <- group_references(add_reference_sums(NULL, quantiles, groups, threads), groups)
   if (is.null(weight)) {
-    weight <- qsmooth_from_quantiles(quantiles, groups, refs, window, endrule)
-  } else {
-    weight <- check_mixture_weight(weight, nrow(m))
+    weight <- qsmooth_from_sums(add_deviation_sums(NULL, quantiles, refs, threads), refs, groups,
+                                window, endrule)
   }
-  targets <- weight * refs$global + (1 - weight) * refs$groups[, as.integer(groups), drop = FALSE]
-  restore_shape(qn_normalize_columns(m, targets, ties, threads), x, m)
+  restore_shape(qn_normalize_columns(m, group_targets(refs, weight, groups), ties, threads), x, m)
 }
 
 #' @rdname normalize_quantiles_groups
@@ -577,7 +629,8 @@ normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window 
 normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assay.type = 1L,
                                                             name = "qsmooth") {
   groups <- se_column(x, groups, "groups")
-  se_add_assay(x, name, normalize_quantiles_groups.default(se_assay(x, assay.type), groups, ...))
+  se_add_assay(x, name, normalize_quantiles_groups.default(se_assay(x, assay.type, blocks = TRUE),
+                                                           groups, ...))
 }
 
 #' Weights of smooth quantile normalization (qsmooth)
@@ -608,7 +661,9 @@ normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assa
 #' @param ... For the `SummarizedExperiment` method, arguments of the default
 #'   method; for the default method, must be empty.
 #' @return A numeric vector with one weight in `[0, 1]` per quantile level
-#'   (one per feature), from the lowest level to the highest.
+#'   (one per feature), from the lowest level to the highest. A
+#'   `DelayedMatrix` or sparse `x` is read in column blocks, twice, with
+#'   identical weights (see [diffrank_blocks]).
 #' @references Hicks SC, Okrah K, Paulson JN, Quackenbush J, Irizarry RA,
 #'   Bravo HC (2018). Smooth quantile normalization. *Biostatistics* 19(2),
 #'   185-198.
@@ -626,16 +681,22 @@ qsmooth_weights <- function(x, ...) {
 #' @rdname qsmooth_weights
 #' @export
 qsmooth_weights.default <- function(x, groups, window = 0.05, endrule = c("constant", "median"),
-                                    threads = diffrank_threads(), ...) {
+                                    threads = diffrank_threads(), BPPARAM = NULL, ...) {
   check_dots_empty(...)
   threads <- check_threads(threads)
+  window <- check_window(window)
   endrule <- match_choice(endrule, c("constant", "median"), "endrule")
   note_orientation(x)
+  if (is_block_input(x)) {
+    return(qsmooth_weights_blocks(x, groups, window, endrule, threads, BPPARAM))
+  }
+  check_block_args(BPPARAM)
   m <- check_expression_matrix(x)
   groups <- check_groups(groups, m)
   quantiles <- qn_column_quantiles(m, NULL, nrow(m), threads)
-  qsmooth_from_quantiles(quantiles, groups, group_references(quantiles, groups),
-                         check_window(window), endrule)
+  refs <- group_references(add_reference_sums(NULL, quantiles, groups, threads), groups)
+  qsmooth_from_sums(add_deviation_sums(NULL, quantiles, refs, threads), refs, groups, window,
+                    endrule)
 }
 
 #' Plot qsmooth weights
@@ -689,33 +750,62 @@ plot_qsmooth_weights <- function(weights, rough = NULL, main = "qsmooth weights"
 #' @rdname qsmooth_weights
 #' @export
 qsmooth_weights.SummarizedExperiment <- function(x, groups, ..., assay.type = 1L) {
-  qsmooth_weights.default(se_assay(x, assay.type), se_column(x, groups, "groups"), ...)
+  qsmooth_weights.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, groups, "groups"),
+                          ...)
+}
+
+# The references of qsmooth and its weights come from sums over the samples'
+# quantile functions, added block after block in column order (long double
+# sums, src/quantile.cpp), so that a matrix read in blocks gives the values
+# it gives whole.
+
+# `sums` (NULL at first) with the quantile functions `quantiles` of samples
+# of groups `groups` added: their sum overall and by group, and the largest
+# absolute value seen.
+add_reference_sums <- function(sums, quantiles, groups, threads) {
+  if (is.null(sums)) sums <- list(global = NULL, groups = vector("list", nlevels(groups)), size = -Inf)
+  sums$global <- qn_accumulate_sums(sums$global, quantiles, threads)
+  codes <- as.integer(groups)
+  for (g in unique(codes)) {
+    sums$groups[[g]] <- qn_accumulate_sums(sums$groups[[g]], quantiles[, codes == g, drop = FALSE],
+                                           threads)
+  }
+  sums$size <- max(sums$size, largest_abs(quantiles))
+  sums
 }
 
 # The mean quantile function of all samples and of each group (columns in
-# the order of the levels), from the samples' quantile functions.
-group_references <- function(quantiles, groups) {
+# the order of the levels), and the power-of-two unit of the quantiles.
+group_references <- function(sums, groups) {
+  sizes <- tabulate(as.integer(groups), nlevels(groups))
+  global <- qn_target_from_sums(sums$global, length(groups))
   by_group <- vapply(seq_len(nlevels(groups)), function(g) {
-    rowMeans(quantiles[, as.integer(groups) == g, drop = FALSE])
-  }, numeric(nrow(quantiles)))
-  list(global = rowMeans(quantiles), groups = matrix(by_group, nrow = nrow(quantiles)))
+    qn_target_from_sums(sums$groups[[g]], sizes[g])
+  }, numeric(length(global)))
+  list(global = global, groups = matrix(by_group, nrow = length(global)),
+       unit = unit_for_size(sums$size))
 }
 
-# qsmooth's weights (Hicks et al. 2018): 1 - SSB / SST at each level, 1 where
-# SST < 1e-6 (qsmooth's threshold), smoothed by a running median of the odd
-# width floor(window * p) (+ 1), with runmed()'s `endrule`.
-qsmooth_from_quantiles <- function(quantiles, groups, refs, window, endrule = "constant") {
-  # Quantiles near 1e308 overflow the squares of SST and SSB: SSB / SST is
-  # computed on the quantiles divided by a power of two (exact), and SST
-  # compared with the threshold in the data's units.
-  unit <- power_of_two_unit(quantiles)
-  if (unit != 1) {
-    quantiles <- quantiles / unit
-    refs <- list(global = refs$global / unit, groups = refs$groups / unit)
-  }
-  sst <- rowSums((quantiles - refs$global)^2)
+# Quantiles near 1e308 overflow the squares of SST and SSB: both are computed
+# on the quantiles divided by the power-of-two unit of the references
+# (exact), and SST is compared with qsmooth's threshold in the data's units.
+# `sums` (NULL at first) with the squared deviations of `quantiles` from the
+# global reference added (SST, summed over the samples).
+add_deviation_sums <- function(sums, quantiles, refs, threads) {
+  deviations <- if (refs$unit == 1) (quantiles - refs$global)^2 else
+    (quantiles / refs$unit - refs$global / refs$unit)^2
+  qn_accumulate_sums(sums, deviations, threads)
+}
+
+# qsmooth's weights (Hicks et al. 2018) from the SST sums: 1 - SSB / SST at
+# each level, 1 where SST < 1e-6 (qsmooth's threshold), smoothed by a
+# running median of the odd width floor(window * p) (+ 1), with runmed()'s
+# `endrule`.
+qsmooth_from_sums <- function(sst_sums, refs, groups, window, endrule = "constant") {
+  unit <- refs$unit
+  sst <- qn_target_from_sums(sst_sums, 1)
   sizes <- tabulate(as.integer(groups), nlevels(groups))
-  ssb <- rowSums(sweep((refs$groups - refs$global)^2, 2L, sizes, `*`))
+  ssb <- rowSums(sweep((refs$groups / unit - refs$global / unit)^2, 2L, sizes, `*`))
   agree <- if (unit == 1) sst < 1e-6 else sst == 0 | sst < 1e-6 / unit / unit
   weights <- ifelse(agree, 1, 1 - ssb / sst)
   weights <- pmin(pmax(weights, 0), 1)   # rounding only: 0 <= SSB <= SST
@@ -723,6 +813,12 @@ qsmooth_from_quantiles <- function(quantiles, groups, refs, window, endrule = "c
   if (k %% 2 == 0) k <- k + 1
   k <- min(k, length(weights) - (length(weights) + 1) %% 2)
   if (k < 3) weights else as.vector(stats::runmed(weights, k, endrule = endrule))
+}
+
+# The reference of every sample of groups `groups` (one column each): the
+# mixture `weight` of the global and group references.
+group_targets <- function(refs, weight, groups) {
+  weight * refs$global + (1 - weight) * refs$groups[, as.integer(groups), drop = FALSE]
 }
 
 check_window <- function(window) {

@@ -272,15 +272,52 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
-// qn_extreme_weights
-Rcpp::NumericVector qn_extreme_weights(Rcpp::NumericMatrix x, std::string rule, int n_remove);
-RcppExport SEXP _diffrank_qn_extreme_weights(SEXP xSEXP, SEXP ruleSEXP, SEXP n_removeSEXP) {
+// qn_column_moments
+Rcpp::NumericMatrix qn_column_moments(Rcpp::NumericMatrix x, int threads);
+RcppExport SEXP _diffrank_qn_column_moments(SEXP xSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_column_moments(x, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_extreme_from_moments
+Rcpp::NumericVector qn_extreme_from_moments(Rcpp::NumericVector mean, Rcpp::NumericVector var, std::string rule, int n_remove);
+RcppExport SEXP _diffrank_qn_extreme_from_moments(SEXP meanSEXP, SEXP varSEXP, SEXP ruleSEXP, SEXP n_removeSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type mean(meanSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type var(varSEXP);
     Rcpp::traits::input_parameter< std::string >::type rule(ruleSEXP);
     Rcpp::traits::input_parameter< int >::type n_remove(n_removeSEXP);
-    rcpp_result_gen = Rcpp::wrap(qn_extreme_weights(x, rule, n_remove));
+    rcpp_result_gen = Rcpp::wrap(qn_extreme_from_moments(mean, var, rule, n_remove));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_accumulate_weighted
+Rcpp::RawVector qn_accumulate_weighted(Rcpp::Nullable<Rcpp::RawVector> sums, Rcpp::NumericMatrix quantiles, Rcpp::NumericVector weights, bool geometric, int threads);
+RcppExport SEXP _diffrank_qn_accumulate_weighted(SEXP sumsSEXP, SEXP quantilesSEXP, SEXP weightsSEXP, SEXP geometricSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::RawVector> >::type sums(sumsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type quantiles(quantilesSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< bool >::type geometric(geometricSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_accumulate_weighted(sums, quantiles, weights, geometric, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_weighted_from_sums
+Rcpp::NumericVector qn_weighted_from_sums(Rcpp::RawVector sums, bool geometric);
+RcppExport SEXP _diffrank_qn_weighted_from_sums(SEXP sumsSEXP, SEXP geometricSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::RawVector >::type sums(sumsSEXP);
+    Rcpp::traits::input_parameter< bool >::type geometric(geometricSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_weighted_from_sums(sums, geometric));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -635,7 +672,10 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_expression_matrix_scan", (DL_FUNC) &_diffrank_expression_matrix_scan, 1},
     {"_diffrank_qn_column_quantiles", (DL_FUNC) &_diffrank_qn_column_quantiles, 4},
     {"_diffrank_qn_summarize_levels", (DL_FUNC) &_diffrank_qn_summarize_levels, 5},
-    {"_diffrank_qn_extreme_weights", (DL_FUNC) &_diffrank_qn_extreme_weights, 3},
+    {"_diffrank_qn_column_moments", (DL_FUNC) &_diffrank_qn_column_moments, 2},
+    {"_diffrank_qn_extreme_from_moments", (DL_FUNC) &_diffrank_qn_extreme_from_moments, 4},
+    {"_diffrank_qn_accumulate_weighted", (DL_FUNC) &_diffrank_qn_accumulate_weighted, 5},
+    {"_diffrank_qn_weighted_from_sums", (DL_FUNC) &_diffrank_qn_weighted_from_sums, 2},
     {"_diffrank_qn_normalize_columns", (DL_FUNC) &_diffrank_qn_normalize_columns, 4},
     {"_diffrank_qn_normalize_subset", (DL_FUNC) &_diffrank_qn_normalize_subset, 5},
     {"_diffrank_qn_normalize_blocks", (DL_FUNC) &_diffrank_qn_normalize_blocks, 5},

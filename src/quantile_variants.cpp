@@ -3,7 +3,10 @@
 // in R/quantile_variants.R.
 #include <Rcpp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <diffrank/quantile_variants.hpp>
 #include <string>
 #include <vector>
@@ -86,20 +89,99 @@ Rcpp::NumericVector qn_summarize_levels(Rcpp::NumericMatrix qf, Rcpp::NumericVec
   return out;
 }
 
-// preprocessCore's choice of samples left out of a robust target: 1 for the
-// samples kept, 0 for the n_remove most extreme by `rule`.
+// Per column of x: the mean and variance of its observed values (those that
+// choose the extreme samples, extreme_weights_from_moments()) and 1 when it
+// has two different observed values, else 0; a 3 x ncol(x) matrix.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericVector qn_extreme_weights(Rcpp::NumericMatrix x, std::string rule, int n_remove) {
+Rcpp::NumericMatrix qn_column_moments(Rcpp::NumericMatrix x, int threads) {
+  const std::size_t p = x.nrow(), n = x.ncol();
+  Rcpp::NumericMatrix out(3, n);
+  const double* xp = x.begin();
+  double* outp = out.begin();
+  diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j) {
+      const double* col = xp + j * p;
+      diffrank::detail::observed_mean_variance(col, p, outp[3 * j], outp[3 * j + 1]);
+      const double* first = std::find_if(col, col + p, [](double v) { return !std::isnan(v); });
+      const bool spread = first != col + p &&
+          std::any_of(first + 1, col + p, [&](double v) { return !std::isnan(v) && v != *first; });
+      outp[3 * j + 2] = spread ? 1.0 : 0.0;
+    }
+  });
+  return out;
+}
+
+// preprocessCore's choice of samples left out of a robust target from the
+// samples' means and variances (qn_column_moments()): 1 for the samples
+// kept, 0 for the n_remove most extreme by `rule`.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector qn_extreme_from_moments(Rcpp::NumericVector mean, Rcpp::NumericVector var,
+                                            std::string rule, int n_remove) {
   const diffrank::Extreme extreme =
       diffrank_glue::parse_choice<diffrank::Extreme>(rule, "remove_extreme",
                                                      {{"none", diffrank::Extreme::none},
                                                       {"variance", diffrank::Extreme::variance},
                                                       {"mean", diffrank::Extreme::mean},
                                                       {"both", diffrank::Extreme::both}});
-  Rcpp::NumericVector weights(Rcpp::no_init(x.ncol()));
-  diffrank::extreme_sample_weights(x.begin(), x.nrow(), x.ncol(), extreme,
-                                   static_cast<std::size_t>(n_remove), weights.begin());
+  Rcpp::NumericVector weights(Rcpp::no_init(mean.size()));
+  diffrank::extreme_weights_from_moments(mean.begin(), var.begin(), mean.size(), extreme,
+                                         static_cast<std::size_t>(n_remove), weights.begin());
   return weights;
+}
+
+// Running sums of a weighted mean of quantile functions (summarize_level()
+// with trim 0), fed the columns of `quantiles` (levels x samples, with their
+// `weights`; samples of weight 0 are skipped) block after block: levels + 1
+// long doubles, the last the total weight, as raw bytes between calls.
+// Levels are independent, so the sums do not depend on `threads`.
+// [[Rcpp::export(rng = false)]]
+Rcpp::RawVector qn_accumulate_weighted(Rcpp::Nullable<Rcpp::RawVector> sums,
+                                       Rcpp::NumericMatrix quantiles, Rcpp::NumericVector weights,
+                                       bool geometric, int threads) {
+  const std::size_t levels = quantiles.nrow(), n = quantiles.ncol();
+  const std::size_t bytes = (levels + 1) * sizeof(long double);
+  std::vector<long double> acc(levels + 1, 0.0L);
+  if (sums.isNotNull()) {
+    Rcpp::RawVector given(sums.get());
+    if (static_cast<std::size_t>(given.size()) != bytes) {
+      Rcpp::stop("The running sums do not match the number of quantile levels.");
+    }
+    std::memcpy(acc.data(), given.begin(), bytes);
+  }
+  const double* q = quantiles.begin();
+  const double* w = weights.begin();
+  const std::size_t block = 256;
+  const std::size_t n_blocks = (levels + block - 1) / block;
+  diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t i0 = b * block, i1 = std::min(levels, i0 + block);
+      for (std::size_t j = 0; j < n; ++j) {
+        if (w[j] > 0.0) {
+          diffrank::add_weighted_sample(q + j * levels + i0, i1 - i0, w[j], geometric,
+                                        acc.data() + i0);
+        }
+      }
+    }
+  });
+  for (std::size_t j = 0; j < n; ++j) {
+    if (w[j] > 0.0) acc[levels] += w[j];
+  }
+  Rcpp::RawVector out(bytes);
+  std::memcpy(out.begin(), acc.data(), bytes);
+  return out;
+}
+
+// The weighted mean target from the sums of qn_accumulate_weighted().
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector qn_weighted_from_sums(Rcpp::RawVector sums, bool geometric) {
+  const std::size_t levels = sums.size() / sizeof(long double) - 1;
+  std::vector<long double> acc(levels + 1);
+  std::memcpy(acc.data(), sums.begin(), (levels + 1) * sizeof(long double));
+  Rcpp::NumericVector target(Rcpp::no_init(levels));
+  for (std::size_t i = 0; i < levels; ++i) {
+    target[i] = diffrank::weighted_level_value(acc[i], acc[levels], geometric);
+  }
+  return target;
 }
 
 // Each column of x normalized to its own target, the column of `targets`

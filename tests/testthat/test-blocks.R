@@ -226,6 +226,78 @@ test_that("a SummarizedExperiment with an HDF5 assay round-trips on disk", {
   })
 })
 
+# Issue 24: the robust and group-aware (qsmooth) variants, and their
+# weights, take block inputs like normalize_quantiles().
+bl_groups <- rep(c("A", "B", "C"), length.out = 23)
+
+test_that("robust and qsmooth variants are identical block by block", {
+  positive <- abs(bl_x) + 1
+  with_small_blocks({
+    for (kind in c("delayed", "hdf5", "sparse")) {
+      input <- function(m) {
+        if (kind == "sparse") return(methods::as(m, "CsparseMatrix"))
+        bl_inputs(m)[[kind]]
+      }
+      same <- function(out, ref, what) {
+        if (is.matrix(ref)) {
+          expect_s4_class(out, "DelayedMatrix")
+          out <- as.matrix(out)
+        }
+        expect_identical(out, ref, label = paste(kind, what))
+      }
+      m <- if (kind == "sparse") bl_complete else bl_x
+      d <- input(m)
+      for (rule in c("variance", "mean", "both")) {
+        same(robust_weights(d, rule, n_remove = 3), robust_weights(m, rule, n_remove = 3), rule)
+      }
+      same(normalize_quantiles_robust(d), normalize_quantiles_robust(m), "robust")
+      same(normalize_quantiles_robust(d, remove_extreme = "none", trim = 0.5, ties = "average"),
+           normalize_quantiles_robust(m, remove_extreme = "none", trim = 0.5, ties = "average"),
+           "median")
+      w <- seq(0.5, 2, length.out = 23)
+      same(normalize_quantiles_robust(d, weights = w), normalize_quantiles_robust(m, weights = w),
+           "weights")
+      same(normalize_quantiles_robust(input(positive), geometric = TRUE, ties = "first"),
+           normalize_quantiles_robust(positive, geometric = TRUE, ties = "first"), "geometric")
+      same(qsmooth_weights(d, bl_groups), qsmooth_weights(m, bl_groups), "qsmooth weights")
+      same(qsmooth_weights(d, bl_groups, window = 0, endrule = "median"),
+           qsmooth_weights(m, bl_groups, window = 0, endrule = "median"), "rough weights")
+      same(normalize_quantiles_groups(d, bl_groups), normalize_quantiles_groups(m, bl_groups),
+           "qsmooth")
+      same(normalize_quantiles_groups(d, bl_groups, weight = 0.25, ties = "average"),
+           normalize_quantiles_groups(m, bl_groups, weight = 0.25, ties = "average"), "weight")
+    }
+    # values near the double range take a power-of-two unit: a second pass
+    huge <- bl_x * 1e300
+    d <- bl_inputs(huge)$delayed
+    expect_identical(robust_weights(d), robust_weights(huge))
+    expect_identical(as.matrix(normalize_quantiles_groups(d, bl_groups)),
+                     normalize_quantiles_groups(huge, bl_groups))
+  })
+})
+
+test_that("robust and qsmooth variants of an HDF5 assay stay on disk", {
+  skip_if_not_installed("SummarizedExperiment")
+  with_small_blocks({
+    se <- SummarizedExperiment::SummarizedExperiment(
+      list(counts = bl_inputs(bl_x)$hdf5),
+      colData = S4Vectors::DataFrame(type = bl_groups, row.names = colnames(bl_x)))
+    out <- normalize_quantiles_groups(se, "type")
+    out <- normalize_quantiles_robust(out, assay.type = "counts")
+    for (name in c("qsmooth", "qnorm_robust")) {
+      assay <- SummarizedExperiment::assay(out, name, withDimnames = FALSE)
+      expect_s4_class(assay, "DelayedMatrix")
+      expect_true(diffrank:::block_on_disk(assay))
+    }
+    expect_identical(as.matrix(SummarizedExperiment::assay(out, "qsmooth")),
+                     normalize_quantiles_groups(bl_x, bl_groups))
+    expect_identical(as.matrix(SummarizedExperiment::assay(out, "qnorm_robust")),
+                     normalize_quantiles_robust(bl_x))
+    expect_identical(qsmooth_weights(se, "type"), qsmooth_weights(bl_x, bl_groups))
+    expect_identical(robust_weights(se), robust_weights(bl_x))
+  })
+})
+
 test_that("block inputs give clear errors for what they do not support", {
   d <- DelayedArray::DelayedArray(bl_x)
   expect_error(normalize_quantiles(d, subset = 1:10), "`subset`")
@@ -241,6 +313,22 @@ test_that("block inputs give clear errors for what they do not support", {
   expect_error(normalize_quantiles(DelayedArray::DelayedArray(bad)), "infinite")
   expect_error(normalize_quantiles(DelayedArray::DelayedArray(array(1, c(2, 2, 2)))),
                "two dimensions")
+  # the variants check their block arguments on any input
+  expect_error(normalize_quantiles_robust(bl_x, BPPARAM = "serial"), "`BPPARAM`")
+  expect_error(normalize_quantiles_groups(d, bl_groups, filepath = NA), "`filepath`")
+  expect_error(qsmooth_weights(bl_x, bl_groups, BPPARAM = 1), "`BPPARAM`")
+  expect_error(robust_weights(d, BPPARAM = list()), "`BPPARAM`")
+  expect_error(normalize_quantiles_groups(d, bl_groups[-1]), "`groups`.*23")
+  expect_error(robust_weights(d, n_remove = 23), "`n_remove`")
+  const <- bl_x
+  const[, 6] <- 2
+  expect_error(robust_weights(DelayedArray::DelayedArray(const)), "Column s6 of `x` is constant")
+  # a trimmed mean holds every sample's quantiles: within the memory limit
+  old <- options(diffrank.memory_limit = 1000)
+  on.exit(options(old), add = TRUE)
+  expect_error(normalize_quantiles_robust(d, remove_extreme = "none", trim = 0.5,
+                                          filepath = tempfile(fileext = ".h5")),
+               "`x` \\(40 x 23\\).*diffrank.memory_limit.*`trim` > 0")
 })
 
 test_that("results are identical for SerialParam, MulticoreParam(2) and SnowParam(2)", {
@@ -268,6 +356,8 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
     ref_kernel <- kendall_kernel(bl_complete, progress = FALSE)
     ref_weighted <- weighted_kendall_kernel(bl_x, na = "pairwise", progress = FALSE)
     ref_soft <- strip_attributes(sinkhorn_normalize(bl_x, eps = 0.05))
+    ref_robust <- normalize_quantiles_robust(bl_x)
+    ref_groups <- normalize_quantiles_groups(bl_x, bl_groups)
     for (name in names(params)) {
       bp <- params[[name]]
       for (kind in c("delayed", "hdf5")) {
@@ -280,6 +370,11 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
       expect_identical(kendall_kernel(inputs$complete, BPPARAM = bp), ref_kernel, label = name)
       expect_identical(as.matrix(sinkhorn_normalize(inputs$hdf5, eps = 0.05, BPPARAM = bp)),
                        ref_soft, label = name)
+      expect_identical(as.matrix(normalize_quantiles_robust(inputs$hdf5, BPPARAM = bp)),
+                       ref_robust, label = name)
+      expect_identical(as.matrix(normalize_quantiles_groups(inputs$delayed, bl_groups,
+                                                            BPPARAM = bp)),
+                       ref_groups, label = name)
       # errors on a worker come back with their own message
       bad <- bl_x
       bad[, 20] <- NA

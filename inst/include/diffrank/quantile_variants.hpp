@@ -54,6 +54,25 @@ inline double summarize_level(double* v, const double* w, std::size_t m, double 
   return geometric ? std::exp2(value) : value;
 }
 
+// summarize_level() with trim 0 for samples given one at a time (a matrix
+// read block by block): adds w * v[i] (log2 v[i] with `geometric`) to
+// sum[i] for the quantile function v[0..levels) of one sample of weight
+// w > 0. Fed the samples in order, with their weights summed in a long
+// double `total`, weighted_level_value() repeats summarize_level()'s
+// arithmetic, so the target is the same to the last bit.
+inline void add_weighted_sample(const double* v, std::size_t levels, double w, bool geometric,
+                                long double* sum) {
+  for (std::size_t i = 0; i < levels; ++i) {
+    const double value = geometric ? std::log2(v[i]) : v[i];
+    sum[i] += static_cast<long double>(w) * value;
+  }
+}
+
+inline double weighted_level_value(long double sum, long double total, bool geometric) {
+  const double value = static_cast<double>(sum / total);
+  return geometric ? std::exp2(value) : value;
+}
+
 // Which samples leave the target of robust quantile normalization.
 enum class Extreme {
   none,
@@ -103,16 +122,14 @@ inline void remove_largest(const std::vector<double>& score, std::size_t n_remov
 
 }  // namespace detail
 
-// Writes to weights[0..n) 1 for the samples (columns of the p x n matrix x,
-// missing values left out) kept in the target and 0 for the n_remove most
-// extreme ones, with preprocessCore's scores and order of removal.
-inline void extreme_sample_weights(const double* x, std::size_t p, std::size_t n, Extreme rule,
-                                   std::size_t n_remove, double* weights) {
+// Writes to weights[0..n) 1 for the samples kept in the target and 0 for the
+// n_remove most extreme ones, with preprocessCore's scores and order of
+// removal, from the samples' means and variances (observed_mean_variance),
+// so that a matrix read block by block chooses the samples it would whole.
+inline void extreme_weights_from_moments(const double* mean, const double* var, std::size_t n,
+                                         Extreme rule, std::size_t n_remove, double* weights) {
   std::fill(weights, weights + n, 1.0);
   if (rule == Extreme::none || n_remove == 0) return;
-  std::vector<double> mean(n), var(n);
-  for (std::size_t j = 0; j < n; ++j) detail::observed_mean_variance(x + j * p, p, mean[j], var[j]);
-
   std::vector<double> var_score(n), mean_score(n);
   for (std::size_t j = 0; j < n; ++j) {
     double row = 0.0, col = 0.0, diff = 0.0;
@@ -151,6 +168,15 @@ inline void extreme_sample_weights(const double* x, std::size_t p, std::size_t n
       }
     }
   }
+}
+
+// extreme_weights_from_moments() for the columns of the p x n matrix x
+// (missing values left out).
+inline void extreme_sample_weights(const double* x, std::size_t p, std::size_t n, Extreme rule,
+                                   std::size_t n_remove, double* weights) {
+  std::vector<double> mean(n), var(n);
+  for (std::size_t j = 0; j < n; ++j) detail::observed_mean_variance(x + j * p, p, mean[j], var[j]);
+  extreme_weights_from_moments(mean.data(), var.data(), n, rule, n_remove, weights);
 }
 
 // The quantile level of any value among the observed values of a subset of a
