@@ -211,7 +211,7 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
                         max_epochs = 300L, tol = 1e-3, optimizer = c("lbfgs", "adam"),
                         threads = diffrank_threads(), verbose = interactive(),
                         progress = verbose && interactive(), control = list(), ...) {
-  check_dots_empty(...)
+  check_dots_whole("qmf()", ...)
   loss <- match_choice(loss, c("squared", "kl"), "loss")
   note_orientation(x)
   x <- qmf_data(x, loss)

@@ -74,7 +74,7 @@ rank_regression <- function(x, ...) {
 rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps = 1,
                                     n_samples = 100L, lambda = 1e-3, max_iter = 500L,
                                     threads = diffrank_threads(), ...) {
-  check_dots_empty(...)
+  check_dots_whole("rank_regression()", ...)
   loss <- match_choice(loss, c("fy", "squared"), "loss")
   lambda <- check_number(lambda, "lambda", lower = 0)
   max_iter <- check_whole(max_iter, "max_iter")

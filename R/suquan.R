@@ -481,7 +481,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
                               measure = c("deviance", "class", "auc", "mse"), extend = TRUE,
                               max_iter = 50L, tol = 1e-3, progress = interactive(),
                               threads = diffrank_threads(), ...) {
-  check_dots_empty(...)
+  check_dots_whole("cv_suquan()", ...)
   family <- match_choice(family, c("binomial", "gaussian", "multinomial"), "family")
   method <- match_choice(method, c("bnd", "svd", "fixed"), "method")
   measure <- match_choice(measure, c("deviance", "class", "auc", "mse"), "measure")
