@@ -442,8 +442,11 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #'   smallest `lambda` (only for a path built from the data, `lambda = NULL`).
 #' @param progress Show a progress bar (when the work takes more than a few
 #'   seconds).
-#' @param x Features x samples, as for [suquan()]; for `print()` and
-#'   `plot()`, a `cv_suquan` object.
+#' @param x Features x samples, as for [suquan()], except that a
+#'   `DelayedMatrix` (for example an `HDF5Matrix` assay) or a sparse matrix is
+#'   realized as an ordinary matrix, within option `diffrank.memory_limit`:
+#'   the folds are fitted on the data whole in memory (see
+#'   [diffrank_blocks]). For `print()` and `plot()`, a `cv_suquan` object.
 #' @param ... For the generic, passed on to the methods; for the
 #'   `SummarizedExperiment` method, passed on to the default method; for
 #'   `plot()`, graphical parameters passed on to [graphics::plot()];
@@ -498,7 +501,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   progress <- check_flag(progress, "progress")
   threads <- check_threads(threads)
   note_orientation(x)
-  m <- suquan_matrix(x)
+  m <- suquan_matrix(realize_block_input(x, "x", "cv_suquan() fits its data whole in memory."))
   labels <- suquan_labels(y, family, ncol(m))
   if (measure == "class" && family == "gaussian") {
     abort("`measure = \"class\"` needs family = \"binomial\" or \"multinomial\".")
@@ -676,7 +679,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
 #' @rdname cv_suquan
 #' @export
 cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
-  cv_suquan.default(se_assay(x, assay.type), se_column(x, y, "y"), ...)
+  cv_suquan.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, y, "y"), ...)
 }
 
 #' @rdname cv_suquan
