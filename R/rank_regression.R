@@ -127,7 +127,8 @@ rank_regression.SummarizedExperiment <- function(x, rankings, ..., assay.type = 
 #' @param object A `rank_regression` fit.
 #' @param newdata New samples (features x samples, with the training
 #'   features: matched by row name when both have row names, by position
-#'   otherwise). Missing: the training samples.
+#'   otherwise; a `DelayedMatrix` or sparse matrix is realized in memory,
+#'   within option `diffrank.memory_limit`). Missing: the training samples.
 #' @param type `"ranking"` (1 for the preferred label, ties in order of the
 #'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
 #' @param ... For `rank_regression()` on a `SummarizedExperiment`, the arguments of
@@ -267,6 +268,8 @@ fit_rank_squared <- function(xs, target, lambda) {
 }
 
 rank_scores <- function(object, newdata) {
+  newdata <- realize_block_input(newdata, "newdata",
+                                 "predict() of a rank_regression fit scores them in memory.")
   m <- as_numeric_matrix(newdata, "newdata")
   if (anyNA(m) || any(is.infinite(m))) abort("`newdata` must contain only finite values.")
   m <- match_features(m, object)
