@@ -684,7 +684,12 @@ cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
 
 #' @rdname cv_suquan
 #' @param object A `cv_suquan` object.
-#' @param newdata,type As for [predict.suquan()].
+#' @param newdata,type As for [predict.suquan()] (a `DelayedMatrix` or sparse
+#'   `newdata` is processed in column blocks).
+#' @param BPPARAM For `predict()` of a `DelayedMatrix` or sparse `newdata`:
+#'   `NULL` (the default) or a BiocParallel back-end over whose workers its
+#'   blocks are spread, as for [predict.suquan()]. `cv_suquan()` itself has
+#'   none: it fits its data whole in memory.
 #' @param s Which fit on all samples predicts: `"lambda_min"` (the default,
 #'   the fit at the best `lambda`) or `"lambda_1se"` (the fit at the largest
 #'   `lambda` within one standard error of the best, with the same rounds and
@@ -693,10 +698,10 @@ cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
 #' @export
 predict.cv_suquan <- function(object, newdata, type = c("link", "response", "class"),
                               s = c("lambda_min", "lambda_1se"), threads = diffrank_threads(),
-                              assay.type = 1L, ...) {
+                              assay.type = 1L, BPPARAM = NULL, ...) {
   check_dots_empty(...)
   predict.suquan(cv_suquan_fit(object, s), newdata, type = type, threads = threads,
-                 assay.type = assay.type)
+                 assay.type = assay.type, BPPARAM = BPPARAM)
 }
 
 #' @rdname cv_suquan
