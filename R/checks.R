@@ -185,6 +185,22 @@ check_dots_empty <- function(...) {
         if (n > 1L) "s" else "", paste(labels, collapse = ", "), if (n > 1L) "them" else "it")
 }
 
+# check_dots_empty() for the fits that need their data whole in memory
+# (qmf(), cv_suquan(), rank_regression()): they realize a block input `x`
+# (realize_block_input()), so the block arguments of ?diffrank_blocks given
+# to them are an error that says why, not the generic unknown argument.
+# `fun` names the function, e.g. "qmf()".
+check_dots_whole <- function(fun, ...) {
+  block_args <- intersect(c("BPPARAM", "filepath"), names(substitute(list(...)))[-1L])
+  if (length(block_args) > 0L) {
+    abort(paste0("%s fits its data whole in memory and has no %s: a DelayedMatrix `x` is ",
+                 "realized as an ordinary matrix (within option diffrank.memory_limit); ",
+                 "see ?diffrank_blocks."),
+          fun, paste0("`", block_args, "`", collapse = " or "))
+  }
+  check_dots_empty(...)
+}
+
 # One rule for every smoothed operator (soft, Sinkhorn and perturbed ranks and
 # sorts, QMF's maps): a result whose spread in some column is below
 # `near_constant_fraction` of the spread of the hard (eps = 0) result is at

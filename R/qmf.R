@@ -118,7 +118,10 @@
 #'
 #' @param x A numeric matrix or data frame (features in rows, samples in
 #'   columns), or a `SummarizedExperiment`. Missing values are allowed (see
-#'   Missing values); infinite ones are not.
+#'   Missing values); infinite ones are not. A `DelayedMatrix` (for example
+#'   an `HDF5Matrix` assay) or a sparse matrix is realized as an ordinary
+#'   matrix, within option `diffrank.memory_limit`: the fit needs its data
+#'   whole in memory (see [diffrank_blocks]).
 #' @param rank The rank `k`, a whole number from 1 to `min(dim(x)) - 1`.
 #' @param n_quantiles The number `m` of target values per row, at least 2.
 #' @param eps The entropic regularization of every row's transport, in
@@ -211,10 +214,10 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
                         max_epochs = 300L, tol = 1e-3, optimizer = c("lbfgs", "adam"),
                         threads = diffrank_threads(), verbose = interactive(),
                         progress = verbose && interactive(), control = list(), ...) {
-  check_dots_empty(...)
+  check_dots_whole("qmf()", ...)
   loss <- match_choice(loss, c("squared", "kl"), "loss")
   note_orientation(x)
-  x <- qmf_data(x, loss)
+  x <- qmf_data(realize_block_input(x, "x", "qmf() fits its data whole in memory."), loss)
   if (missing(rank)) abort("`rank` is missing: give the rank of the factorization.")
   settings <- qmf_settings(dim(x), rank, n_quantiles, eps, loss, lambda, learn_weights,
                            batch_size, max_epochs, tol, optimizer, threads, verbose, progress,
@@ -239,7 +242,7 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
 #' @rdname qmf
 #' @export
 qmf.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  qmf.default(se_assay(x, assay.type), ...)
+  qmf.default(se_assay(x, assay.type, blocks = TRUE), ...)
 }
 
 # ---------------------------------------------------------------------------

@@ -25,7 +25,10 @@
 #'
 #' @param x Features x samples: a numeric matrix or data frame with one
 #'   column per sample (use `t()` on a data frame with one row per
-#'   observation). No missing values. For `print()`, a `rank_regression`
+#'   observation). No missing values. A `DelayedMatrix` (for example an
+#'   `HDF5Matrix` assay) or a sparse matrix is realized as an ordinary matrix,
+#'   within option `diffrank.memory_limit`: the fit needs its data whole in
+#'   memory (see [diffrank_blocks]). For `print()`, a `rank_regression`
 #'   fit.
 #' @param rankings Labels x samples: the ranking of the labels for each
 #'   sample, 1 for the preferred label (as `rank(-score)` gives); each column
@@ -74,10 +77,11 @@ rank_regression <- function(x, ...) {
 rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps = 1,
                                     n_samples = 100L, lambda = 1e-3, max_iter = 500L,
                                     threads = diffrank_threads(), ...) {
-  check_dots_empty(...)
+  check_dots_whole("rank_regression()", ...)
   loss <- match_choice(loss, c("fy", "squared"), "loss")
   lambda <- check_number(lambda, "lambda", lower = 0)
   max_iter <- check_whole(max_iter, "max_iter")
+  x <- realize_block_input(x, "x", "rank_regression() fits its data whole in memory.")
   m <- as_numeric_matrix(x, "x")
   if (anyNA(m) || any(is.infinite(m))) abort("`x` must contain only finite values.")
   if (nrow(m) == 0L || ncol(m) < 2L) {
@@ -116,14 +120,15 @@ rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps 
 #'   whose features x samples matrix is `x`.
 #' @export
 rank_regression.SummarizedExperiment <- function(x, rankings, ..., assay.type = 1L) {
-  rank_regression.default(se_assay(x, assay.type), rankings, ...)
+  rank_regression.default(se_assay(x, assay.type, blocks = TRUE), rankings, ...)
 }
 
 #' @rdname rank_regression
 #' @param object A `rank_regression` fit.
 #' @param newdata New samples (features x samples, with the training
 #'   features: matched by row name when both have row names, by position
-#'   otherwise). Missing: the training samples.
+#'   otherwise; a `DelayedMatrix` or sparse matrix is realized in memory,
+#'   within option `diffrank.memory_limit`). Missing: the training samples.
 #' @param type `"ranking"` (1 for the preferred label, ties in order of the
 #'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
 #' @param ... For `rank_regression()` on a `SummarizedExperiment`, the arguments of
@@ -263,6 +268,8 @@ fit_rank_squared <- function(xs, target, lambda) {
 }
 
 rank_scores <- function(object, newdata) {
+  newdata <- realize_block_input(newdata, "newdata",
+                                 "predict() of a rank_regression fit scores them in memory.")
   m <- as_numeric_matrix(newdata, "newdata")
   if (anyNA(m) || any(is.infinite(m))) abort("`newdata` must contain only finite values.")
   m <- match_features(m, object)

@@ -442,8 +442,11 @@ plot.suquan <- function(x, main = "Learned quantile function", ...) {
 #'   smallest `lambda` (only for a path built from the data, `lambda = NULL`).
 #' @param progress Show a progress bar (when the work takes more than a few
 #'   seconds).
-#' @param x Features x samples, as for [suquan()]; for `print()` and
-#'   `plot()`, a `cv_suquan` object.
+#' @param x Features x samples, as for [suquan()], except that a
+#'   `DelayedMatrix` (for example an `HDF5Matrix` assay) or a sparse matrix is
+#'   realized as an ordinary matrix, within option `diffrank.memory_limit`:
+#'   the folds are fitted on the data whole in memory (see
+#'   [diffrank_blocks]). For `print()` and `plot()`, a `cv_suquan` object.
 #' @param ... For the generic, passed on to the methods; for the
 #'   `SummarizedExperiment` method, passed on to the default method; for
 #'   `plot()`, graphical parameters passed on to [graphics::plot()];
@@ -481,7 +484,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
                               measure = c("deviance", "class", "auc", "mse"), extend = TRUE,
                               max_iter = 50L, tol = 1e-3, progress = interactive(),
                               threads = diffrank_threads(), ...) {
-  check_dots_empty(...)
+  check_dots_whole("cv_suquan()", ...)
   family <- match_choice(family, c("binomial", "gaussian", "multinomial"), "family")
   method <- match_choice(method, c("bnd", "svd", "fixed"), "method")
   measure <- match_choice(measure, c("deviance", "class", "auc", "mse"), "measure")
@@ -498,7 +501,7 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   progress <- check_flag(progress, "progress")
   threads <- check_threads(threads)
   note_orientation(x)
-  m <- suquan_matrix(x)
+  m <- suquan_matrix(realize_block_input(x, "x", "cv_suquan() fits its data whole in memory."))
   labels <- suquan_labels(y, family, ncol(m))
   if (measure == "class" && family == "gaussian") {
     abort("`measure = \"class\"` needs family = \"binomial\" or \"multinomial\".")
@@ -676,12 +679,17 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
 #' @rdname cv_suquan
 #' @export
 cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
-  cv_suquan.default(se_assay(x, assay.type), se_column(x, y, "y"), ...)
+  cv_suquan.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, y, "y"), ...)
 }
 
 #' @rdname cv_suquan
 #' @param object A `cv_suquan` object.
-#' @param newdata,type As for [predict.suquan()].
+#' @param newdata,type As for [predict.suquan()] (a `DelayedMatrix` or sparse
+#'   `newdata` is processed in column blocks).
+#' @param BPPARAM For `predict()` of a `DelayedMatrix` or sparse `newdata`:
+#'   `NULL` (the default) or a BiocParallel back-end over whose workers its
+#'   blocks are spread, as for [predict.suquan()]. `cv_suquan()` itself has
+#'   none: it fits its data whole in memory.
 #' @param s Which fit on all samples predicts: `"lambda_min"` (the default,
 #'   the fit at the best `lambda`) or `"lambda_1se"` (the fit at the largest
 #'   `lambda` within one standard error of the best, with the same rounds and
@@ -690,10 +698,10 @@ cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
 #' @export
 predict.cv_suquan <- function(object, newdata, type = c("link", "response", "class"),
                               s = c("lambda_min", "lambda_1se"), threads = diffrank_threads(),
-                              assay.type = 1L, ...) {
+                              assay.type = 1L, BPPARAM = NULL, ...) {
   check_dots_empty(...)
   predict.suquan(cv_suquan_fit(object, s), newdata, type = type, threads = threads,
-                 assay.type = assay.type)
+                 assay.type = assay.type, BPPARAM = BPPARAM)
 }
 
 #' @rdname cv_suquan
