@@ -11,11 +11,15 @@
 #' Data too large for memory, kept in an HDF5 file (an `HDF5Matrix` of
 #' HDF5Array, or a `SummarizedExperiment` whose assay is one) or in any other
 #' `DelayedMatrix`, are processed in column blocks: they are never realized
-#' whole in memory. The functions that accept them are [normalize_quantiles()],
+#' whole in memory. The functions that process them in blocks are
+#' [normalize_quantiles()], [normalize_quantiles_robust()],
+#' [normalize_quantiles_groups()], [robust_weights()], [qsmooth_weights()],
 #' [quantile_target()] and its [predict()] method, [sinkhorn_normalize()],
-#' [kendall_kernel()], [mallows_kernel()], [weighted_kendall_kernel()],
-#' [suquan()] and its [predict()] method, and [predict()] of a [qmf()] fit.
-#' The results are identical (`identical()`) to those of the same functions on
+#' [kendall_kernel()], [mallows_kernel()], [weighted_kendall_kernel()], and
+#' [suquan()] and the [predict()] methods of its fits. The fits that need
+#' their data whole, [qmf()], [cv_suquan()] and [rank_regression()], and
+#' [predict()] of a [qmf()] or [rank_regression()] fit, take the same inputs
+#' and realize them in memory (see the section Blocks). The results are identical (`identical()`) to those of the same functions on
 #' the data as an ordinary matrix, missing values and ties included, for any
 #' block size and any `BPPARAM`.
 #'
@@ -45,6 +49,17 @@
 #'   of block I and those of block J (J >= I for a symmetric matrix), each
 #'   tile reading and ranking its two blocks. The kernel matrix itself (samples
 #'   x samples) is in memory.
+#' * [normalize_quantiles_robust()] (and [robust_weights()]) reads the data
+#'   once for the samples' means and variances (twice for values beyond
+#'   `2^256` in size, which are scaled by a power of two), once for the
+#'   weighted target (running long double sums) and once to write the
+#'   result; with `trim > 0` the samples' quantile functions are held in
+#'   memory at once (the size of the data, within the limit below).
+#' * [normalize_quantiles_groups()] (and [qsmooth_weights()]) reads the data
+#'   once for the global and group references, once more for the weights
+#'   (`SST`, when `weight` is `NULL`) and once to write the result; each
+#'   pass adds to running sums in the order of the columns, so the weights
+#'   and values are those of the in-memory function to the last bit.
 #' * [suquan()] computes the positions (ranks) of the samples block by block;
 #'   the fit then holds them in memory (as many values as the data), as the
 #'   in-memory fit does. `predict()` of a fit computes positions and links
@@ -52,6 +67,17 @@
 #' * `predict()` of a [qmf()] fit solves the new samples jointly with the
 #'   training samples (each row's quantiles pool all of them): the new data
 #'   are realized in memory, within the limit below.
+#' * [qmf()], [cv_suquan()] and [rank_regression()] need their data whole:
+#'   their fits are iterative and go over all of the data at every step. A
+#'   `DelayedMatrix` (an `HDF5Matrix`, or the HDF5-backed assay of a
+#'   `SummarizedExperiment`) or sparse `x` is realized as an ordinary double
+#'   matrix within the limit below, and the fit is identical to that on
+#'   `as.matrix(x)`; beyond the limit an error names its size and the
+#'   option. They have no `BPPARAM` or `filepath`, and giving either is an
+#'   error that says so. `predict()` of a [rank_regression()] fit realizes
+#'   block `newdata` the same way; `predict()` of a [cv_suquan()] fit
+#'   processes it in column blocks as [suquan()]'s does, and takes
+#'   `BPPARAM`.
 #'
 #' @section Where results go:
 #' The normalizers return a `DelayedMatrix` for a block input (and a
@@ -117,8 +143,10 @@
 #' copy: give `filepath` (or set a realization backend) to write it to disk.
 #'
 #' @section Memory limit:
-#' Where a whole block input must be in memory (the new data of
-#' `predict()` of a [qmf()] fit, the in-memory result of a normalizer), its
+#' Where a whole block input must be in memory (`x` of [qmf()],
+#' [cv_suquan()] and [rank_regression()], the new data of `predict()` of a
+#' [qmf()] or [rank_regression()] fit, the samples' quantiles of a trimmed
+#' robust target, the in-memory result of a normalizer), its
 #' size as a dense double matrix may not exceed the option
 #' `diffrank.memory_limit`, in bytes (4e9, 4 GB, when unset; its former name
 #' `diffrank.dense_limit` is still read). The same limit bounds the work that

@@ -39,7 +39,8 @@
 #' see [diffrank_blocks] and the arguments `BPPARAM` and `filepath`. `subset`
 #' and `blocks` need an ordinary matrix. This holds for `normalize_quantiles()`,
 #' `quantile_target()` (without `weights`, `trim`, `geometric` or `subset`)
-#' and `predict()` of a target, not for the other variants.
+#' and `predict()` of a target, and for [normalize_quantiles_robust()] and
+#' [normalize_quantiles_groups()].
 #' @param target `NULL` to use the mean quantiles of `x`; a numeric vector of
 #'   target values of any length (sorted, then interpolated onto `nrow(x)`
 #'   levels); or a [quantile_target()] fitted on other samples (checked: an
