@@ -351,8 +351,9 @@ test_that("bad `BPPARAM` and `filepath` give an error naming the argument", {
     }
   }
   # normalize_quantiles, quantile_target, sinkhorn_normalize, the three
-  # kernels and suquan take BPPARAM; the two normalizers take filepath
-  expect_identical(with_block_args, 9L)
+  # kernels, suquan, the robust and qsmooth normalizers and their weights
+  # take BPPARAM; the four normalizers take filepath
+  expect_identical(with_block_args, 15L)
 })
 
 # Issue 28: every choice argument (a formal whose default is a character
