@@ -8,11 +8,15 @@
 #   write their own blocks, against serial blocks (and the workers' own peak
 #   memory);
 # * kendall_kernel() of a 20,000 x 500 HDF5Matrix, in tiles, serially and on
-#   2 workers.
+#   2 workers;
+# * beyond one machine's memory: normalize_quantiles() and quantile_target()
+#   of a 50,000 x 10,000 HDF5Matrix (3.7 GB dense), peak memory above the
+#   session against the dense size and time against the file's
+#   read-and-write floor (DIFFRANK_BENCH_BIG=0 skips it).
 # Every case runs in a fresh Rscript process, so that its peak memory is its
 # own. Run after installing diffrank: Rscript bench/blocks.R (about 16
-# minutes on 2 cores). DIFFRANK_BENCH_SCALE=0.1 shrinks every matrix for a
-# quick check.
+# minutes on 2 cores, and as many for the 10,000 columns).
+# DIFFRANK_BENCH_SCALE=0.1 shrinks every matrix for a quick check.
 suppressPackageStartupMessages(library(diffrank))
 for (pkg in c("DelayedArray", "HDF5Array", "BiocParallel")) {
   if (!requireNamespace(pkg, quietly = TRUE)) stop("bench/blocks.R needs ", pkg)
@@ -238,3 +242,46 @@ cat(sprintf("serial / MulticoreParam(2):             %.2fx\n",
 cat(sprintf("serial / SnowParam(2):                  %.2fx\n",
             kernel_serial[["seconds"]] / kernel_snow[["seconds"]]))
 cat(sprintf("kernels identical:                      %s\n", if (same) "yes" else "NO"))
+
+# Beyond one machine's memory: 10 times the samples, a matrix of its own
+# (not a delayed cbind(), so that every block is read from its own chunks).
+if (Sys.getenv("DIFFRANK_BENCH_BIG", "1") != "0") {
+  n_big <- 10L * n
+  h5_big <- file.path(dir, "big.h5")
+  cat(sprintf("\nWriting the %s x %s HDF5 matrix...\n", format(p, big.mark = ","),
+              format(n_big, big.mark = ",")))
+  t_write <- system.time(write_matrix(h5_big, p, n_big, 3, missing = 100L, chunk_columns = 8L))
+  big_dense_mb <- 8 * p * n_big / 2^20
+  cat(sprintf("HDF5 file %.0f MB on disk, written in %.0f s; the dense matrix is %.0f MB\n",
+              file.size(h5_big) / 2^20, t_write[["elapsed"]], big_dense_mb))
+  big_floor <- run_case(c(open_x(h5_big), sprintf('
+t <- system.time({
+  plan <- diffrank:::block_plan(x)
+  sink <- diffrank:::block_sink(x, "%s", plan$width)
+  for (b in seq_len(plan$n)) {
+    block <- DelayedArray::read_block(x, plan$grid[[b]])
+    DelayedArray::write_block(sink, plan$grid[[b]], block)
+  }
+  y <- diffrank:::finish_sink(sink)
+})[["elapsed"]]
+report("seconds", t)
+', out_file("big-floor"))))
+  big_qn <- run_case(c(open_x(h5_big), sprintf('
+t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
+report("seconds", t)
+', out_file("big-qn"))))
+  big_target <- run_case(c(open_x(h5_big), '
+t <- system.time(target <- quantile_target(x))[["elapsed"]]
+report("seconds", t)
+'))
+  cat(sprintf("\n%s x %s HDF5Matrix (%.1f GB dense), serial blocks of 8 columns\n",
+              format(p, big.mark = ","), format(n_big, big.mark = ","), big_dense_mb / 1024))
+  row("I/O floor (read + write once)", big_floor)
+  row("normalize_quantiles()", big_qn)
+  row("quantile_target()", big_target)
+  for (case in list(list("normalize_quantiles", big_qn), list("quantile_target", big_target))) {
+    cat(sprintf("%-20s peak above the session / dense: %.1f%% (goal < 10%%); time / I/O floor: %.2fx (goal <= 2)\n",
+                case[[1]], 100 * (case[[2]][["peak_mb"]] - case[[2]][["baseline_mb"]]) / big_dense_mb,
+                case[[2]][["seconds"]] / big_floor[["seconds"]]))
+  }
+}
