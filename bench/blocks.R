@@ -103,7 +103,7 @@ out_file <- function(name) file.path(dir, paste0(name, ".h5"))
 
 # I/O floor: read every block and write it back once, with the same grid and
 # the same kind of sink (chunks, compression) as diffrank.
-floor_case <- run_case(c(open_x(h5_qn), sprintf('
+floor_code <- function(file, out) c(open_x(file), sprintf('
 t <- system.time({
   plan <- diffrank:::block_plan(x)
   sink <- diffrank:::block_sink(x, "%s", plan$width)
@@ -115,7 +115,8 @@ t <- system.time({
 })[["elapsed"]]
 report("seconds", t)
 report("blocks", plan$n)
-', out_file("floor"))))
+', out))
+floor_case <- run_case(floor_code(h5_qn, out_file("floor")))
 
 serial_case <- run_case(c(open_x(h5_qn), sprintf('
 t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
@@ -254,18 +255,7 @@ if (Sys.getenv("DIFFRANK_BENCH_BIG", "1") != "0") {
   big_dense_mb <- 8 * p * n_big / 2^20
   cat(sprintf("HDF5 file %.0f MB on disk, written in %.0f s; the dense matrix is %.0f MB\n",
               file.size(h5_big) / 2^20, t_write[["elapsed"]], big_dense_mb))
-  big_floor <- run_case(c(open_x(h5_big), sprintf('
-t <- system.time({
-  plan <- diffrank:::block_plan(x)
-  sink <- diffrank:::block_sink(x, "%s", plan$width)
-  for (b in seq_len(plan$n)) {
-    block <- DelayedArray::read_block(x, plan$grid[[b]])
-    DelayedArray::write_block(sink, plan$grid[[b]], block)
-  }
-  y <- diffrank:::finish_sink(sink)
-})[["elapsed"]]
-report("seconds", t)
-', out_file("big-floor"))))
+  big_floor <- run_case(floor_code(h5_big, out_file("big-floor")))
   big_qn <- run_case(c(open_x(h5_big), sprintf('
 t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
 report("seconds", t)

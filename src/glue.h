@@ -5,9 +5,11 @@
 
 #include <Rcpp.h>
 
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace diffrank_glue {
 
@@ -48,6 +50,33 @@ template <class T>
 T option(const Rcpp::List& options, const char* name) {
   if (!options.containsElementNamed(name)) Rcpp::stop("internal: option `%s` is missing", name);
   return Rcpp::as<T>(options[name]);
+}
+
+// Running long double sums that R keeps between the calls of a pass over
+// column blocks (R/blocks.R) as raw bytes: `size` zeros for NULL (the first
+// block), else the sums given, which must be `size` long.
+inline std::vector<long double> sums_from_raw(Rcpp::Nullable<Rcpp::RawVector> raw,
+                                              std::size_t size) {
+  std::vector<long double> sums(size, 0.0L);
+  if (raw.isNotNull()) {
+    Rcpp::RawVector given(raw.get());
+    if (static_cast<std::size_t>(given.size()) != size * sizeof(long double)) {
+      Rcpp::stop("The running sums do not match the number of quantile levels.");
+    }
+    std::memcpy(sums.data(), given.begin(), size * sizeof(long double));
+  }
+  return sums;
+}
+
+inline Rcpp::RawVector sums_to_raw(const std::vector<long double>& sums) {
+  Rcpp::RawVector raw(sums.size() * sizeof(long double));
+  std::memcpy(raw.begin(), sums.data(), sums.size() * sizeof(long double));
+  return raw;
+}
+
+// The number of sums in raw bytes of sums_to_raw().
+inline std::size_t raw_sums_size(const Rcpp::RawVector& raw) {
+  return raw.size() / sizeof(long double);
 }
 
 }  // namespace diffrank_glue

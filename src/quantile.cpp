@@ -131,16 +131,7 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
 Rcpp::RawVector qn_accumulate_sums(Rcpp::Nullable<Rcpp::RawVector> sums,
                                    Rcpp::NumericMatrix quantiles, int threads) {
   const std::size_t p = quantiles.nrow(), n = quantiles.ncol();
-  const std::size_t bytes = p * sizeof(long double);
-  Rcpp::RawVector out(bytes);
-  std::vector<long double> acc(p, 0.0L);
-  if (sums.isNotNull()) {
-    Rcpp::RawVector given(sums.get());
-    if (static_cast<std::size_t>(given.size()) != bytes) {
-      Rcpp::stop("The running sums do not match the number of features.");
-    }
-    std::memcpy(acc.data(), given.begin(), bytes);
-  }
+  std::vector<long double> acc = diffrank_glue::sums_from_raw(sums, p);
   const double* q = quantiles.begin();
   const std::size_t block = 256;
   const std::size_t n_blocks = (p + block - 1) / block;
@@ -153,17 +144,15 @@ Rcpp::RawVector qn_accumulate_sums(Rcpp::Nullable<Rcpp::RawVector> sums,
       }
     }
   });
-  std::memcpy(out.begin(), acc.data(), bytes);
-  return out;
+  return diffrank_glue::sums_to_raw(acc);
 }
 
 // The mean target from the sums of qn_accumulate_sums() over n columns.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector qn_target_from_sums(Rcpp::RawVector sums, double n) {
-  const std::size_t p = sums.size() / sizeof(long double);
+  const std::size_t p = diffrank_glue::raw_sums_size(sums);
   Rcpp::NumericVector target(Rcpp::no_init(p));
-  std::vector<long double> acc(p);
-  std::memcpy(acc.data(), sums.begin(), p * sizeof(long double));
+  const std::vector<long double> acc = diffrank_glue::sums_from_raw(sums, p);
   for (std::size_t i = 0; i < p; ++i) {
     target[i] = static_cast<double>(acc[i] / static_cast<long double>(n));
   }

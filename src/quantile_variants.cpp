@@ -139,15 +139,7 @@ Rcpp::RawVector qn_accumulate_weighted(Rcpp::Nullable<Rcpp::RawVector> sums,
                                        Rcpp::NumericMatrix quantiles, Rcpp::NumericVector weights,
                                        bool geometric, int threads) {
   const std::size_t levels = quantiles.nrow(), n = quantiles.ncol();
-  const std::size_t bytes = (levels + 1) * sizeof(long double);
-  std::vector<long double> acc(levels + 1, 0.0L);
-  if (sums.isNotNull()) {
-    Rcpp::RawVector given(sums.get());
-    if (static_cast<std::size_t>(given.size()) != bytes) {
-      Rcpp::stop("The running sums do not match the number of quantile levels.");
-    }
-    std::memcpy(acc.data(), given.begin(), bytes);
-  }
+  std::vector<long double> acc = diffrank_glue::sums_from_raw(sums, levels + 1);
   const double* q = quantiles.begin();
   const double* w = weights.begin();
   const std::size_t block = 256;
@@ -166,17 +158,15 @@ Rcpp::RawVector qn_accumulate_weighted(Rcpp::Nullable<Rcpp::RawVector> sums,
   for (std::size_t j = 0; j < n; ++j) {
     if (w[j] > 0.0) acc[levels] += w[j];
   }
-  Rcpp::RawVector out(bytes);
-  std::memcpy(out.begin(), acc.data(), bytes);
-  return out;
+  return diffrank_glue::sums_to_raw(acc);
 }
 
 // The weighted mean target from the sums of qn_accumulate_weighted().
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector qn_weighted_from_sums(Rcpp::RawVector sums, bool geometric) {
-  const std::size_t levels = sums.size() / sizeof(long double) - 1;
-  std::vector<long double> acc(levels + 1);
-  std::memcpy(acc.data(), sums.begin(), (levels + 1) * sizeof(long double));
+  const std::vector<long double> acc =
+      diffrank_glue::sums_from_raw(sums, diffrank_glue::raw_sums_size(sums));
+  const std::size_t levels = acc.size() - 1;
   Rcpp::NumericVector target(Rcpp::no_init(levels));
   for (std::size_t i = 0; i < levels; ++i) {
     target[i] = diffrank::weighted_level_value(acc[i], acc[levels], geometric);
