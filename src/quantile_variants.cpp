@@ -101,7 +101,7 @@ Rcpp::NumericMatrix qn_column_moments(Rcpp::NumericMatrix x, int threads) {
   diffrank_glue::parallel_for(n, threads, [&](std::size_t j0, std::size_t j1) {
     for (std::size_t j = j0; j < j1; ++j) {
       const double* col = xp + j * p;
-      diffrank::detail::observed_mean_variance(col, p, outp[3 * j], outp[3 * j + 1]);
+      diffrank::observed_mean_variance(col, p, outp[3 * j], outp[3 * j + 1]);
       const double* first = std::find_if(col, col + p, [](double v) { return !std::isnan(v); });
       const bool spread = first != col + p &&
           std::any_of(first + 1, col + p, [&](double v) { return !std::isnan(v) && v != *first; });

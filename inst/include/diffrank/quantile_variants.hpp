@@ -81,8 +81,6 @@ enum class Extreme {
   both       // ceil(n_remove / 2) by variance, then floor(n_remove / 2) by mean
 };
 
-namespace detail {
-
 // Mean and variance (n - 1 denominator) of the observed values of x[0..p),
 // summed in index order in double precision.
 inline void observed_mean_variance(const double* x, std::size_t p, double& mean, double& var) {
@@ -101,6 +99,8 @@ inline void observed_mean_variance(const double* x, std::size_t p, double& mean,
   }
   var = squares / static_cast<double>(count - 1);
 }
+
+namespace detail {
 
 // Sets to zero the weight of the sample with each of the n_remove largest
 // scores: for each of them, the first sample whose score equals it.
@@ -124,7 +124,7 @@ inline void remove_largest(const std::vector<double>& score, std::size_t n_remov
 
 // Writes to weights[0..n) 1 for the samples kept in the target and 0 for the
 // n_remove most extreme ones, with preprocessCore's scores and order of
-// removal, from the samples' means and variances (observed_mean_variance),
+// removal, from the samples' means and variances (observed_mean_variance()),
 // so that a matrix read block by block chooses the samples it would whole.
 inline void extreme_weights_from_moments(const double* mean, const double* var, std::size_t n,
                                          Extreme rule, std::size_t n_remove, double* weights) {
@@ -168,15 +168,6 @@ inline void extreme_weights_from_moments(const double* mean, const double* var, 
       }
     }
   }
-}
-
-// extreme_weights_from_moments() for the columns of the p x n matrix x
-// (missing values left out).
-inline void extreme_sample_weights(const double* x, std::size_t p, std::size_t n, Extreme rule,
-                                   std::size_t n_remove, double* weights) {
-  std::vector<double> mean(n), var(n);
-  for (std::size_t j = 0; j < n; ++j) detail::observed_mean_variance(x + j * p, p, mean[j], var[j]);
-  extreme_weights_from_moments(mean.data(), var.data(), n, rule, n_remove, weights);
 }
 
 // The quantile level of any value among the observed values of a subset of a
