@@ -35,7 +35,7 @@
 #' the R session (with DelayedArray and HDF5Array loaded, about 400 MB). In
 #' such a session R would let hundreds of MB of garbage build up between two
 #' of its collections, so the block passes collect it as they go (a
-#' young-generation `gc()` after every 2 MB of blocks, a few milliseconds):
+#' young-generation `gc()` after every 16 MB of blocks, about 10 ms):
 #' * [normalize_quantiles()] reads the data twice: a first pass sorts every
 #'   block and adds its quantiles to the mean target (in the order of the
 #'   columns and in the same long double sums as the in-memory function, so
@@ -99,9 +99,9 @@
 #' @section Workers (BPPARAM):
 #' `BPPARAM` is a BiocParallel back-end (`BiocParallel::SerialParam()`,
 #' `MulticoreParam()`, `SnowParam()`, `BatchtoolsParam()` for cluster
-#' schedulers) over whose workers the blocks or tiles are spread, one batch
-#' of as many blocks as workers at a time, so that at most one block per
-#' worker is held at once. The default, `NULL`, runs the blocks one after
+#' schedulers) over whose workers the blocks or tiles are spread, each to
+#' the next free worker, so that at most one block per worker is held at
+#' once. The default, `NULL`, runs the blocks one after
 #' another in this process without BiocParallel: it starts no process, holds
 #' one block at a time, and does not multiply with `threads` (each worker runs
 #' `threads` threads, so `workers x threads` should not exceed the cores).
@@ -113,11 +113,14 @@
 #'
 #' With two or more workers and a result that goes to HDF5 (`filepath`, or an
 #' on-disk input without a realization backend), each worker writes the
-#' blocks it normalizes to HDF5 files of their own, in parallel: `filepath`
+#' blocks it normalizes to an HDF5 file of its own, in parallel: `filepath`
 #' without its extension (or a new name in `HDF5Array::getHDF5DumpDir()`)
-#' followed by the number of the block's first column, e.g.
-#' `result-0000000001.h5`. The result is one `DelayedMatrix` over these files
-#' (`DelayedArray::nseed()` is the number of blocks), with the same values;
+#' followed by the worker's host and process id, e.g. `result-node1-4711.h5`,
+#' one dataset per block. Blocks go to the next free worker
+#' (`BiocParallel::bpiterate()`), and this process adds up the target's sums
+#' in column order as the blocks come back. The result is one `DelayedMatrix`
+#' over these datasets (`DelayedArray::nseed()` is the number of blocks),
+#' with the same values;
 #' `HDF5Array::writeHDF5Array()` copies it to a single file when one is
 #' needed. Every call writes a new dataset, so files of earlier calls stay
 #' valid. Workers on other machines (`BatchtoolsParam()` on a cluster
@@ -265,7 +268,7 @@ load_seed_packages <- function(x) {
 # numbers whose names are the plans (sources) they come from, c(x = 3L) for a
 # column block, c(x = 1L, x = 4L) for a kernel tile. Items are cheap; the
 # specs, with their viewports (S4 objects that take milliseconds and hundreds
-# of KB of R's memory to build), are made one batch at a time.
+# of KB of R's memory to build), are made one item at a time.
 block_spec <- function(plan, b, source) {
   b <- as.integer(b)
   cols <- plan$cols[[b]]
@@ -282,19 +285,20 @@ item_specs <- function(plans, item) {
 # use, which the Bioconductor packages that come with block inputs put at
 # hundreds of MB: a pass over many blocks would keep that much garbage
 # (copies of blocks, the S4 objects of viewports) before a collection. A
-# young-generation collection, a few milliseconds, after every 2 MB of
-# blocks keeps it to about one block's worth. Returns a function to call with
-# the bytes of each block done.
-garbage_collector <- function(every = 2^21) {
-  pending <- 0
-  function(bytes) {
-    pending <<- pending + bytes
-    if (pending >= every) {
-      gc(verbose = FALSE, full = FALSE)
-      pending <<- 0
-    }
-    invisible()
+# young-generation collection after every 16 MB of blocks, in this process
+# and in every worker, keeps it to a few blocks' worth; a collection takes
+# about 10 ms, so one after every 2 MB (every block of the bench) cost 10% of
+# the time of a pass.
+garbage <- new.env(parent = emptyenv())
+garbage$pending <- 0
+
+collect_garbage <- function(bytes, every = 2^24) {
+  garbage$pending <- garbage$pending + bytes
+  if (garbage$pending >= every) {
+    gc(verbose = FALSE, full = FALSE)
+    garbage$pending <- 0
   }
+  invisible()
 }
 
 # Runs on a worker (or in this process): reads the blocks of `specs` from
@@ -315,61 +319,86 @@ block_worker <- function(specs, sources, task, args, collect = FALSE) {
   }, error = function(e) {
     structure(list(message = conditionMessage(e)), class = "diffrank_block_error")
   })
-  if (collect) gc(verbose = FALSE, full = FALSE)
+  if (collect) collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
   value
 }
 
 # Calls task on the blocks of every item of `items` (see block_spec()),
-# spread over the workers of BPPARAM in batches of one item per worker, and
-# consume(i, value) here, in the order of the items. `plans` holds the plans
-# of the blocks, by name. With `progress`, a progress bar (cli's, shown when
-# the work takes more than a few seconds) counts the items.
+# spread over the workers of BPPARAM, and consume(i, value) here, in the
+# order of the items. `plans` holds the plans of the blocks, by name. With
+# `progress`, a progress bar (cli's, shown when the work takes more than a
+# few seconds) counts the items.
 run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progress = FALSE,
                        label = "blocks") {
   if (progress) {
     bar <- cli::cli_progress_bar(label, total = length(items), .envir = environment())
   }
+  failure <- NULL
   done <- function(i, value) {
     if (inherits(value, "diffrank_block_error")) abort("%s", value$message)
     consume(i, value)
     if (progress) cli::cli_progress_update(id = bar)
   }
   sources <- lapply(plans, `[[`, "x")
-  collect <- garbage_collector()
   if (is.null(BPPARAM)) {
     for (i in seq_along(items)) {
       specs <- item_specs(plans, items[[i]])
       done(i, block_worker(specs, sources, task, args))
-      collect(sum(vapply(specs, `[[`, 0, "bytes")))
+      collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
     }
     return(invisible())
   }
-  workers <- as.integer(BiocParallel::bpnworkers(BPPARAM))
   if (!BiocParallel::bpisup(BPPARAM)) {
     BiocParallel::bpstart(BPPARAM)
     on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
   }
   # Workers that do not share this process's memory get the blocks of an
-  # in-memory matrix, not the whole matrix with every batch.
+  # in-memory matrix, not the whole matrix with every item.
   send <- !all(vapply(plans, `[[`, TRUE, "on_disk")) &&
     !methods::is(BPPARAM, "SerialParam") && !methods::is(BPPARAM, "MulticoreParam")
-  for (first in seq(1L, length(items), by = workers)) {
-    batch <- as.integer(first:min(length(items), first + workers - 1L))
-    batch_specs <- lapply(items[batch], function(item) item_specs(plans, item))
+  # bpiterate() hands a worker its next item as soon as it returns one, and
+  # this process consumes the values in the order of the items while the
+  # workers go on: with one synchronous batch of items per worker at a time,
+  # the workers waited for the slowest of each batch and for this process,
+  # and two workers were slower than one. After an error no item is handed
+  # out and the error is raised once the workers are done.
+  sent <- 0L
+  next_item <- function() {
+    if (sent >= length(items) || !is.null(failure)) return(NULL)
+    sent <<- sent + 1L
+    specs <- item_specs(plans, items[[sent]])
+    # handing out an item leaves garbage here too (its task serialized for
+    # the worker, about a block's worth)
+    collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
     if (send) {
-      batch_specs <- lapply(batch_specs, function(specs) {
-        lapply(specs, function(spec) c(spec, list(data = block_read(sources[[spec$source]], spec))))
-      })
+      specs <- lapply(specs, function(spec) c(spec, list(data = block_read(sources[[spec$source]], spec))))
     }
-    values <- BiocParallel::bplapply(batch_specs, block_worker,
-                                     sources = if (send) NULL else sources,
-                                     task = task, args = args, collect = TRUE, BPPARAM = BPPARAM)
-    for (k in seq_along(batch)) done(batch[k], values[[k]])
-    bytes <- sum(vapply(unlist(batch_specs, recursive = FALSE), `[[`, 0, "bytes"))
-    rm(batch_specs, values)
-    collect(bytes)
+    specs
   }
+  consumed <- 0L
+  reduce <- function(unused, value) {
+    consumed <<- consumed + 1L
+    if (is.null(failure)) {
+      failure <<- tryCatch({
+        done(consumed, value)
+        NULL
+      }, error = identity)
+    }
+    collect_garbage(block_value_bytes(value))
+    NULL
+  }
+  BiocParallel::bpiterate(next_item, block_worker, sources = if (send) NULL else sources,
+                          task = task, args = args, collect = TRUE, REDUCE = reduce,
+                          init = NULL, reduce.in.order = TRUE, BPPARAM = BPPARAM)
+  if (!is.null(failure)) stop(failure)
   invisible()
+}
+
+# The bytes of the numbers a worker sent back, for collect_garbage().
+block_value_bytes <- function(value) {
+  if (is.numeric(value)) return(8 * as.double(length(value)))
+  if (!is.list(value)) return(0)
+  sum(vapply(value, block_value_bytes, 0))
 }
 
 # Starts the workers of BPPARAM when they are not running, so that the
@@ -489,7 +518,7 @@ new_dataset_name <- function(filepath) {
 }
 
 # With several workers and an HDF5 result, every worker writes the blocks it
-# computes to HDF5 files of their own (one per block), in parallel; the
+# computes to an HDF5 file of its own (a dataset per block), in parallel; the
 # result is one DelayedMatrix over them. When this process compressed and
 # wrote every block, two workers were slower than one.
 workers_write <- function(x, filepath, BPPARAM) {
@@ -497,11 +526,11 @@ workers_write <- function(x, filepath, BPPARAM) {
   !is.null(filepath) || (is.null(DelayedArray::getAutoRealizationBackend()) && block_on_disk(x))
 }
 
-# The sink of worker-written results: an environment that collects the file
-# of every block. The files are `filepath` without its extension (or a new
-# name in HDF5Array's dump directory) followed by the block's first column;
-# the dataset has a new name in every call, so that files of earlier calls
-# are never overwritten.
+# The sink of worker-written results: an environment that collects the
+# dataset of every block. The files are `filepath` without its extension (or
+# a new name in HDF5Array's dump directory) followed by the worker's host and
+# process id; the datasets have a new name in every call, so that results of
+# earlier calls are never overwritten.
 parts_sink <- function(x, filepath, width) {
   need_package("HDF5Array", "writing the result to HDF5 files")
   prefix <- if (is.null(filepath)) {
@@ -517,7 +546,7 @@ parts_sink <- function(x, filepath, width) {
   sink$name <- basename(tempfile("diffrank"))
   sink$chunkdim <- result_chunkdim(x, width)
   sink$dimnames <- dimnames(x)
-  sink$files <- character(0)
+  sink$parts <- list()
   sink
 }
 
@@ -527,12 +556,24 @@ parts_sink <- function(x, filepath, width) {
 part_task <- function(..., .task, .prefix, .name, .chunkdim, .cols) {
   value <- if (".cols" %in% names(formals(.task))) .task(..., .cols = .cols) else .task(...)
   m <- if (is.list(value)) value$value else value
-  file <- sprintf("%s-%010d.h5", .prefix, .cols[1L])
-  HDF5Array::writeHDF5Array(unname(m), file, .name, chunkdim = pmin(.chunkdim, dim(m)),
-                            verbose = FALSE)
-  if (!is.list(value)) return(list(file = file))
+  # one file per worker process (host and process id, unique among workers
+  # that share a file system), a dataset per block: a file per block made
+  # 1,250 files for 10,000 samples
+  file <- sprintf("%s-%s-%d.h5", .prefix, Sys.info()[["nodename"]], Sys.getpid())
+  # a sink written once and closed: writeHDF5Array() took about twice as long
+  # per block (it realizes its input through a block loop and reopens the
+  # result as an HDF5Array)
+  dims <- dim(m)
+  name <- sprintf("%s_%010d", .name, .cols[1L])
+  sink <- HDF5Array::HDF5RealizationSink(dims, type = "double", filepath = file, name = name,
+                                         chunkdim = as.integer(pmin(.chunkdim, dims)))
+  DelayedArray::write_block(sink, DelayedArray::RegularArrayGrid(dims)[[1L]], unname(m))
+  DelayedArray::close(sink)
+  part <- list(file = normalizePath(file), name = name, dim = dims, chunkdim = DelayedArray::chunkdim(sink),
+               first = m[1L, 1L])
+  if (!is.list(value)) return(list(part = part))
   value$value <- NULL
-  c(value, list(file = file))
+  c(value, list(part = part))
 }
 
 # The task and its arguments for run_blocks(), as the sink needs them.
@@ -546,7 +587,7 @@ sink_task <- function(sink, task, args) {
 # worker wrote it to.
 sink_write <- function(sink, plan, i, value) {
   if (is.environment(sink)) {
-    sink$files[i] <- value$file
+    sink$parts[[i]] <- value$part
   } else {
     DelayedArray::write_block(sink, plan$grid[[i]], unname(if (is.list(value)) value$value else value))
   }
@@ -554,7 +595,23 @@ sink_write <- function(sink, plan, i, value) {
 
 finish_sink <- function(sink) {
   if (is.environment(sink)) {
-    parts <- lapply(sink$files, HDF5Array::HDF5Array, name = sink$name)
+    # HDF5ArraySeed() reads the first value of its dataset, which decompresses
+    # a whole chunk (60 ms per block of the bench), and its validity method
+    # opens the file several times (in all, +120 MB of resident memory here
+    # for 50 blocks). The workers sent each dataset's dimensions, chunks and
+    # first value, which are all a seed holds: only the first dataset is
+    # opened, and the other seeds are copies of its seed with their own
+    # slots.
+    template <- HDF5Array::HDF5ArraySeed(sink$parts[[1L]]$file, sink$parts[[1L]]$name)
+    parts <- lapply(sink$parts, function(part) {
+      seed <- template
+      seed@filepath <- part$file
+      seed@name <- part$name
+      seed@dim <- part$dim
+      seed@chunkdim <- part$chunkdim
+      seed@first_val <- part$first
+      DelayedArray::DelayedArray(seed)
+    })
     result <- do.call(DelayedArray::acbind, parts)
     dimnames(result) <- sink$dimnames
     return(result)

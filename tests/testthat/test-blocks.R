@@ -400,8 +400,11 @@ test_that("workers write their own blocks of an HDF5 result", {
     r <- normalize_quantiles(h5, BPPARAM = multicore, filepath = out)
     expect_identical(as.matrix(r), ref)
     expect_identical(DelayedArray::nseed(r), n_blocks)
+    # one file per worker, one dataset per block
     files <- list.files(dirname(out), pattern = paste0("^", basename(sub("\\.h5$", "", out)), "-"))
-    expect_length(files, n_blocks)
+    expect_length(files, 2L)
+    datasets <- unlist(lapply(file.path(dirname(out), files), function(f) rhdf5::h5ls(f)$name))
+    expect_length(datasets, n_blocks)
     # a second call into the same files writes new datasets beside the first
     again <- normalize_quantiles(h5, target = quantile_target(bl_x), BPPARAM = multicore,
                                  filepath = out)
