@@ -178,7 +178,13 @@
 #'   fraction of the variance of the row-centred data left unexplained by
 #'   `T(UV)`, observed entries) and `svd_unexplained` (the same for the
 #'   truncated SVD of the row-centred data at the same rank, the linear
-#'   baseline that `print()` shows next to it), `history` (a data frame
+#'   baseline that `print()` shows next to it), for `loss = "kl"`
+#'   `kl_unexplained` (the generalized KL divergence of the observed entries
+#'   from `T(UV)`, as a fraction of that from the row means) and
+#'   `nmf_kl_unexplained` (the same for a KL-divergence NMF at the same rank:
+#'   300 multiplicative updates from the deterministic NNDSVD start of
+#'   Boutsidis and Gallopoulos 2008), which `print()` then shows instead,
+#'   `history` (a data frame
 #'   with one row per epoch: objective, relative decrease per epoch over the
 #'   last 5 epochs, seconds), the convergence report `iterations` (epochs),
 #'   `change` (the last relative decrease, `NA` before 6 epochs) and
@@ -193,6 +199,13 @@
 #' @references Cuturi M, Teboul O, Niles-Weed J, Vert JP (2020). Supervised
 #'   quantile normalization for low-rank matrix approximation. *ICML 2020*.
 #'   <arXiv:2002.03229>
+#'
+#'   Boutsidis C, Gallopoulos E (2008). SVD based initialization: a head start
+#'   for nonnegative matrix factorization. *Pattern Recognition* 41(4),
+#'   1350-1362. \doi{10.1016/j.patcog.2007.09.010}
+#'
+#'   Lee DD, Seung HS (2001). Algorithms for non-negative matrix
+#'   factorization. *Advances in Neural Information Processing Systems* 13.
 #' @seealso [predict.qmf()] for new samples, [sinkhorn_normalize()] for the
 #'   row maps.
 #' @export

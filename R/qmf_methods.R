@@ -25,6 +25,8 @@ qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
   baseline <- qmf_svd_unexplained(x, settings$rank)
   fit <- structure(list(
     unexplained = qmf_unexplained(x, fitted), svd_unexplained = baseline,
+    kl_unexplained = if (prob$positive) qmf_kl_unexplained(x, fitted),
+    nmf_kl_unexplained = if (prob$positive) qmf_nmf_kl_unexplained(x, settings$rank),
     U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
     V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
     q = q, b = b, fitted = fitted, objective = objective,
@@ -65,6 +67,76 @@ qmf_svd_unexplained <- function(x, k) {
   s <- svd(filled, nu = k, nv = k)
   approx <- s$u %*% (s$d[seq_len(k)] * t(s$v))
   qmf_unexplained(x, approx + rowMeans(x, na.rm = TRUE))
+}
+
+# The generalized Kullback-Leibler divergence of the observed entries of x
+# from `fitted` (0 log 0 = 0), divided by that from the row means (the
+# rank-0 model): the fraction of the divergence a KL fit leaves unexplained.
+qmf_kl_unexplained <- function(x, fitted) {
+  seen <- !is.na(x)
+  means <- matrix(rowMeans(x, na.rm = TRUE), nrow(x), ncol(x))
+  generalized_kl(x[seen], fitted[seen]) / generalized_kl(x[seen], means[seen])
+}
+
+generalized_kl <- function(x, y) {
+  terms <- y - x
+  positive <- x > 0
+  terms[positive] <- terms[positive] + x[positive] * log(x[positive] / y[positive])
+  sum(terms)
+}
+
+# The same for a rank-k KL-divergence NMF of x, the baseline of a KL fit:
+# multiplicative updates (Lee and Seung 2001) over the observed entries from
+# the deterministic NNDSVD start of Boutsidis and Gallopoulos (2008), so that
+# the baseline does not use the random number generator.
+qmf_nmf_kl_unexplained <- function(x, k, iterations = 300L) {
+  seen <- !is.na(x)
+  mask <- seen + 0
+  filled <- x
+  filled[!seen] <- rep(rowMeans(x, na.rm = TRUE), ncol(x))[!seen]
+  start <- nndsvd(filled, k)
+  w <- start$w
+  h <- start$h
+  observed <- filled * mask
+  tiny <- 1e-12
+  for (it in seq_len(iterations)) {
+    ratio <- observed / pmax(w %*% h, tiny)
+    h <- h * crossprod(w, ratio) / pmax(crossprod(w, mask), tiny)
+    ratio <- observed / pmax(w %*% h, tiny)
+    w <- w * tcrossprod(ratio, h) / pmax(tcrossprod(mask, h), tiny)
+  }
+  qmf_kl_unexplained(x, w %*% h)
+}
+
+# Non-negative factors w (d x k) and h (k x n) from the leading singular
+# triplets of x, each split into the positive or negative parts of its
+# vectors, whichever carries more of the triplet (Boutsidis and Gallopoulos
+# 2008); zeros are raised to 1% of the typical size of an entry,
+# sqrt(mean(x) / k), so that multiplicative updates can move them.
+nndsvd <- function(x, k) {
+  s <- svd(x, nu = k, nv = k)
+  w <- matrix(0, nrow(x), k)
+  h <- matrix(0, k, ncol(x))
+  for (j in seq_len(k)) {
+    u <- s$u[, j]
+    v <- s$v[, j]
+    up <- pmax(u, 0); un <- pmax(-u, 0)
+    vp <- pmax(v, 0); vn <- pmax(-v, 0)
+    positive <- sqrt(sum(up^2) * sum(vp^2))
+    negative <- sqrt(sum(un^2) * sum(vn^2))
+    if (positive >= negative) {
+      a <- up; b <- vp; size <- positive
+    } else {
+      a <- un; b <- vn; size <- negative
+    }
+    scale <- sqrt(s$d[j] * size)
+    if (size > 0) {
+      w[, j] <- scale * a / sqrt(sum(a^2))
+      h[j, ] <- scale * b / sqrt(sum(b^2))
+    }
+  }
+  floor <- 0.01 * sqrt(mean(x) / k)
+  list(w = pmax(w, floor), h = pmax(h, floor))
 }
 
 softmax <- function(v) {
@@ -195,8 +267,13 @@ print.qmf <- function(x, ...) {
   s <- x$settings
   cat(sprintf("<qmf> rank %d factorization of a %d x %d matrix, %d learned quantiles per row\n",
               s$rank, nrow(x$x), ncol(x$x), s$n_quantiles))
-  cat(sprintf("  variance left unexplained %.4g (truncated SVD at rank %d: %.4g)\n",
-              x$unexplained, s$rank, x$svd_unexplained))
+  if (identical(s$loss, "kl") && !is.null(x$kl_unexplained)) {
+    cat(sprintf("  KL divergence left unexplained %.4g (KL-divergence NMF at rank %d: %.4g)\n",
+                x$kl_unexplained, s$rank, x$nmf_kl_unexplained))
+  } else {
+    cat(sprintf("  variance left unexplained %.4g (truncated SVD at rank %d: %.4g)\n",
+                x$unexplained, s$rank, x$svd_unexplained))
+  }
   cat(sprintf("  loss \"%s\", eps = %s, lambda = %s, %s weights, optimizer \"%s\"%s\n", s$loss,
               format(s$eps), format(s$lambda), if (s$learn_weights) "learned" else "equal",
               s$optimizer,
