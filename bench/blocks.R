@@ -160,6 +160,8 @@ multicore_case <- run_case(c(open_x(h5_qn), sprintf('
 t <- system.time(y <- normalize_quantiles(x, filepath = "%s", BPPARAM = MulticoreParam(2),
                                          threads = 1L))[["elapsed"]]
 report("seconds", t)
+# the peak of the normalization, before the check below holds two dense copies
+report("peak_mb", hwm())
 report("identical", identical(as.matrix(readRDS("%s")), as.matrix(y)))
 ', out_file("multicore"), file.path(dir, "serial.rds"))))
 
