@@ -564,12 +564,13 @@ part_task <- function(..., .task, .prefix, .name, .chunkdim, .cols) {
   # per block (it realizes its input through a block loop and reopens the
   # result as an HDF5Array)
   dims <- dim(m)
+  chunk <- as.integer(pmin(.chunkdim, dims))
   name <- sprintf("%s_%010d", .name, .cols[1L])
   sink <- HDF5Array::HDF5RealizationSink(dims, type = "double", filepath = file, name = name,
-                                         chunkdim = as.integer(pmin(.chunkdim, dims)))
+                                         chunkdim = chunk)
   DelayedArray::write_block(sink, DelayedArray::RegularArrayGrid(dims)[[1L]], unname(m))
   DelayedArray::close(sink)
-  part <- list(file = normalizePath(file), name = name, dim = dims, chunkdim = DelayedArray::chunkdim(sink),
+  part <- list(file = normalizePath(file), name = name, dim = dims, chunkdim = chunk,
                first = m[1L, 1L])
   if (!is.list(value)) return(list(part = part))
   value$value <- NULL

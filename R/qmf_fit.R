@@ -69,16 +69,29 @@ qmf_init_nmf <- function(prob, k, iterations) {
   n <- ncol(xs)
   w <- matrix(stats::runif(d * k, 0.5, 1.5), d, k)
   h <- matrix(stats::runif(k * n, 0.5, 1.5), k, n)
-  tiny <- 1e-12
-  for (it in seq_len(iterations)) {
-    ratio <- xs / pmax(w %*% h, tiny)
-    h <- h * crossprod(w, ratio) / pmax(colSums(w), tiny)
-    ratio <- xs / pmax(w %*% h, tiny)
-    w <- w * tcrossprod(ratio, h) / rep(pmax(rowSums(h), tiny), each = d)
-  }
+  factors <- kl_nmf_updates(xs, w, h, iterations)
+  w <- factors$w
+  h <- factors$h
   spread <- apply(xs, 1L, stats::sd)
   spread[!(spread > 0)] <- 1
   qmf_balance(w / spread, h, d, n)
+}
+
+# Multiplicative updates (Lee and Seung 2001) of w and h for the KL
+# divergence of x from w %*% h; with a `mask` (1 for the observed entries of
+# x, whose other entries are 0), over the observed entries only.
+kl_nmf_updates <- function(x, w, h, iterations, mask = NULL) {
+  tiny <- 1e-12
+  d <- nrow(x)
+  for (it in seq_len(iterations)) {
+    ratio <- x / pmax(w %*% h, tiny)
+    h_mass <- if (is.null(mask)) colSums(w) else crossprod(w, mask)
+    h <- h * crossprod(w, ratio) / pmax(h_mass, tiny)
+    ratio <- x / pmax(w %*% h, tiny)
+    w_mass <- if (is.null(mask)) rep(rowSums(h), each = d) else tcrossprod(mask, h)
+    w <- w * tcrossprod(ratio, h) / pmax(w_mass, tiny)
+  }
+  list(w = w, h = h)
 }
 
 qmf_check_init <- function(init, prob, k) {

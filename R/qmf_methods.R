@@ -95,17 +95,8 @@ qmf_nmf_kl_unexplained <- function(x, k, iterations = 300L) {
   filled <- x
   filled[!seen] <- rep(rowMeans(x, na.rm = TRUE), ncol(x))[!seen]
   start <- nndsvd(filled, k)
-  w <- start$w
-  h <- start$h
-  observed <- filled * mask
-  tiny <- 1e-12
-  for (it in seq_len(iterations)) {
-    ratio <- observed / pmax(w %*% h, tiny)
-    h <- h * crossprod(w, ratio) / pmax(crossprod(w, mask), tiny)
-    ratio <- observed / pmax(w %*% h, tiny)
-    w <- w * tcrossprod(ratio, h) / pmax(tcrossprod(mask, h), tiny)
-  }
-  qmf_kl_unexplained(x, w %*% h)
+  factors <- kl_nmf_updates(filled * mask, start$w, start$h, iterations, mask)
+  qmf_kl_unexplained(x, factors$w %*% factors$h)
 }
 
 # Non-negative factors w (d x k) and h (k x n) from the leading singular
