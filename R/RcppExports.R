@@ -41,12 +41,16 @@ perturbed_state_fy_cpp <- function(state, target, threads) {
     .Call(`_diffrank_perturbed_state_fy_cpp`, state, target, threads)
 }
 
-qmf_rows_cpp <- function(x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads) {
-    .Call(`_diffrank_qmf_rows_cpp`, x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads)
+qmf_rows_cpp <- function(x, U, V, theta, beta, phi, scores, center, scale, rows, options, gradient, fitted, threads) {
+    .Call(`_diffrank_qmf_rows_cpp`, x, U, V, theta, beta, phi, scores, center, scale, rows, options, gradient, fitted, threads)
 }
 
 qmf_quantiles_cpp <- function(theta, center, scale, positive) {
     .Call(`_diffrank_qmf_quantiles_cpp`, theta, center, scale, positive)
+}
+
+qmfq_data_targets_cpp <- function(phi, positive) {
+    .Call(`_diffrank_qmfq_data_targets_cpp`, phi, positive)
 }
 
 qn_fit_target <- function(x, threads) {

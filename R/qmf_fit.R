@@ -18,24 +18,45 @@ qmf_init <- function(prob, settings) {
   m <- settings$n_quantiles
   if (prob$positive) {
     return(list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
-                beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL))
+                beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL,
+                phi = qmfq_init_phi(prob, m)))
   }
   targets <- qmf_init_targets(prob, factors, m, settings$learn_weights)
-  list(U = factors$U, V = factors$V, theta = targets$theta, beta = targets$beta)
+  list(U = factors$U, V = factors$V, theta = targets$theta, beta = targets$beta,
+       phi = qmfq_init_phi(prob, m))
+}
+
+# QMFQ's data-side parameters (m x d; NULL for QMF): the map S starts as the
+# best m-level map of each row onto itself, the means of m bins of equal
+# mass of its sorted values (standardized, or divided by their mean for the
+# KL loss), so that S(X) starts close to X.
+qmfq_init_phi <- function(prob, m) {
+  if (!isTRUE(prob$options$map_data)) return(NULL)
+  vapply(seq_len(prob$d), function(r) {
+    q <- qmf_equal_bins(sort(prob$x[r, ]), m)$q
+    if (prob$positive) {
+      p <- q / max(mean(q), 1e-300)
+      c(softplus_inv(max(p[1L], 1e-3)), softplus_inv(pmax(diff(p), 1e-3)))
+    } else {
+      spread <- sqrt(mean((q - mean(q))^2))
+      p <- (q - mean(q)) / if (spread > 0) spread else 1
+      c(0, softplus_inv(pmax(diff(p), 1e-3)))
+    }
+  }, numeric(m))
 }
 
 # Each row's normal scores: qnorm((rank - 1/2) / n) of its observed values,
 # divided by their standard deviation; missing entries 0. A monotone map of a
 # row does not change them, so a low-rank signal seen through any increasing
 # maps keeps (about) its rank in this matrix, where the data itself does not.
-qmf_normal_scores <- function(x) {
+qmf_normal_scores <- function(x, missing = 0) {
   out <- t(apply(x, 1L, function(r) {
     seen <- !is.na(r)
-    s <- rep(0, length(r))
+    s <- rep(missing, length(r))
     s[seen] <- stats::qnorm((rank(r[seen]) - 0.5) / sum(seen))
     s
   }))
-  spread <- sqrt(rowSums(out^2) / pmax(rowSums(!is.na(x)) - 1, 1))
+  spread <- sqrt(rowSums(out^2, na.rm = TRUE) / pmax(rowSums(!is.na(x)) - 1, 1))
   spread[!(spread > 0)] <- 1
   out / spread
 }
@@ -236,7 +257,7 @@ qmf_adam <- function(prob, par, settings) {
   second <- lapply(par, zero)
   t_rows <- integer(prob$d)
   t_v <- 0L
-  columns <- intersect(c("theta", "beta"), names(Filter(Negate(is.null), par)))
+  columns <- intersect(c("theta", "beta", "phi"), names(Filter(Negate(is.null), par)))
   report <- qmf_reporter(settings, environment())
   history <- qmf_history(min(settings$max_epochs, 1000L))
   previous <- NA_real_
@@ -299,7 +320,7 @@ qmf_adam_update <- function(p, m, s, g, t, lr, b1 = 0.9, b2 = 0.999) {
 # evaluation of the objective and its gradient. For the KL loss, U and V
 # have the lower bound 0.
 
-qmf_pack <- function(par) c(par$U, par$V, par$theta, par$beta)
+qmf_pack <- function(par) c(par$U, par$V, par$theta, par$beta, par$phi)
 
 qmf_unpack <- function(v, like) {
   at <- 0L
@@ -340,14 +361,15 @@ qmf_lbfgs <- function(prob, par, settings) {
     cache$ev
   }
   lower <- if (prob$positive) {
-    c(rep(0, length(par$U) + length(par$V)), rep(-Inf, length(par$theta) + length(par$beta)))
+    c(rep(0, length(par$U) + length(par$V)),
+      rep(-Inf, length(par$theta) + length(par$beta) + length(par$phi)))
   } else -Inf
   start <- qmf_pack(par)
   opt <- tryCatch({
     # inside the handler: with max_epochs = 1 the first evaluation ends the fit
     f0 <- evaluate(start)$value
     stats::optim(start, function(v) evaluate(v)$value,
-                 function(v) qmf_pack(evaluate(v)[c("U", "V", "theta", "beta")]),
+                 function(v) qmf_pack(evaluate(v)[c("U", "V", "theta", "beta", "phi")]),
                  method = "L-BFGS-B", lower = lower,
                  control = list(maxit = settings$max_epochs, lmm = 10L, pgtol = 0, factr = 10,
                                 fnscale = max(abs(f0), 1e-300)))

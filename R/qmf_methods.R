@@ -6,8 +6,7 @@
 # the others are multiplied by the power of two, exactly).
 qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
   par <- run$par
-  final <- qmf_rows_cpp(prob$x, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
-                        seq_len(prob$d), prob$options, FALSE, TRUE, prob$threads)
+  final <- qmf_rows(prob, par, gradient = FALSE, fitted = TRUE)
   x <- prob$x
   features <- rownames(x)
   factors <- paste0("factor", seq_len(settings$rank))
@@ -17,6 +16,17 @@ qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
   b <- if (is.null(par$beta)) matrix(1 / m, prob$d, m) else t(apply(par$beta, 2L, softmax))
   dimnames(q) <- dimnames(b) <- list(features, levels)
   fitted <- final$fitted
+  mapped <- NULL
+  p <- NULL
+  if (!is.null(par$phi)) {
+    # QMFQ: T(U V) approximates S(X); the reconstruction in the data's units
+    # is S^-1(T(U V))
+    mapped <- final$mapped
+    dimnames(mapped) <- dimnames(x)
+    fitted <- qmfq_unmap(x, mapped, fitted)
+    p <- t(qmfq_data_targets_cpp(par$phi, prob$positive)) * prob$scale + prob$center
+    dimnames(p) <- list(features, levels)
+  }
   dimnames(fitted) <- dimnames(x)
   history <- as.data.frame(run$history)
   history$epoch <- as.integer(history$epoch)
@@ -29,21 +39,48 @@ qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
     nmf_kl_unexplained = if (prob$positive) qmf_nmf_kl_unexplained(x, settings$rank),
     U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
     V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
-    q = q, b = b, fitted = fitted, objective = objective,
+    q = q, b = b, p = p, fitted = fitted, mapped = mapped,
+    fitted_mapped = if (!is.null(mapped)) `dimnames<-`(final$fitted, dimnames(x)),
+    objective = objective,
     relative_error = sqrt(sum((x - fitted)^2, na.rm = TRUE) / sum(x^2, na.rm = TRUE)),
     history = history, iterations = nrow(history),
     change = history$change[nrow(history)], converged = run$converged,
     seconds = seconds, optimizer_message = run$message,
     sinkhorn = list(unconverged = final$unconverged, error = final$error),
-    x = x, par = par, problem = prob[setdiff(names(prob), "x")],
+    x = x, par = par, problem = prob[setdiff(names(prob), c("x", "scores"))],
     settings = settings[setdiff(names(settings), c("verbose", "progress"))], unit = unit
   ), class = "qmf")
   if (unit != 1) {
     fit$x <- data
     fit$fitted <- fit$fitted * unit
     fit$q <- fit$q * unit
+    if (!is.null(mapped)) {
+      fit$p <- fit$p * unit
+      fit$mapped <- fit$mapped * unit
+      fit$fitted_mapped <- fit$fitted_mapped * unit
+    }
   }
   fit
+}
+
+# QMFQ's reconstruction in the data's units: each row's values `fitted` on
+# the scale of its map S (whose values at the observed data are `mapped`)
+# carried back through the inverse of S, the increasing interpolation from
+# S(x) to x (constant beyond the ends; a row that S maps to one value gives
+# its mean).
+qmfq_unmap <- function(x, mapped, fitted) {
+  out <- fitted
+  for (r in seq_len(nrow(x))) {
+    seen <- !is.na(x[r, ])
+    s <- mapped[r, seen]
+    v <- x[r, seen]
+    out[r, ] <- if (length(unique(s)) < 2L) {
+      mean(v)
+    } else {
+      stats::approx(s, v, xout = fitted[r, ], rule = 2, ties = mean)$y
+    }
+  }
+  out
 }
 
 # The fit's unit: 1 for data of ordinary scale, and for fits made before it
@@ -175,8 +212,8 @@ qmf_warn_near_constant <- function(fit) {
 #' Methods for quantile matrix factorizations
 #'
 #' `coef()` gives the factors and the row maps, `fitted()` the reconstruction
-#' `T(U V)` and `residuals()` the data minus it (features x samples, with the
-#' data's dimnames), `predict()` places new samples in the factorization,
+#' `T(U V)` (for QMFQ, `S^-1(T(U V))`, in the data's units) and `residuals()`
+#' the data minus it (features x samples, with the data's dimnames), `predict()` places new samples in the factorization,
 #' [sample_coordinates()] gives the samples' coordinates, and `plot()` shows
 #' the objective across epochs and the learned quantile functions of chosen
 #' rows against the rows' empirical quantiles.
@@ -189,7 +226,9 @@ qmf_warn_near_constant <- function(fit) {
 #' standardized data). Each row's map is the soft quantile normalization of
 #' the pooled row, so the model does not change, a single new sample can be
 #' predicted, and the new samples influence one another only through their
-#' share of the pooled rows. On the training samples it reproduces `V` up to
+#' share of the pooled rows. For QMFQ, the data map `S` is likewise that of
+#' the pooled rows with its targets `p` fixed, and `type = "fitted"` carries
+#' `T(U V)` back through it. On the training samples it reproduces `V` up to
 #' the tolerances of the two fits: `V` is a stationary point of this problem
 #' when the fit has converged.
 #'
@@ -215,7 +254,7 @@ qmf_warn_near_constant <- function(fit) {
 #' @param rows The rows whose quantile functions are plotted (names or
 #'   indices); by default the four with the largest variance.
 #' @param ... Must be empty.
-#' @return `coef()`: a list with `U`, `V`, `q` and `b`. `fitted()`,
+#' @return `coef()`: a list with `U`, `V`, `q`, `b` (and `p` for QMFQ). `fitted()`,
 #'   `residuals()`: matrices of the data's shape. `predict()`: a matrix
 #'   (coordinates: samples x `rank`, as [sample_coordinates()]; fitted:
 #'   features x samples), with the attributes `iterations` and `converged`. `summary()`: an object whose
@@ -234,7 +273,7 @@ NULL
 #' @export
 coef.qmf <- function(object, ...) {
   check_dots_empty(...)
-  object[c("U", "V", "q", "b")]
+  object[c("U", "V", "q", "b", if (!is.null(object$p)) "p")]
 }
 
 #' @rdname qmf-methods
@@ -256,8 +295,10 @@ residuals.qmf <- function(object, ...) {
 print.qmf <- function(x, ...) {
   check_dots_empty(...)
   s <- x$settings
-  cat(sprintf("<qmf> rank %d factorization of a %d x %d matrix, %d learned quantiles per row\n",
-              s$rank, nrow(x$x), ncol(x$x), s$n_quantiles))
+  qmfq <- identical(s$model, "qmfq")
+  cat(sprintf("<qmf> %srank %d factorization of a %d x %d matrix, %d learned quantiles per row\n",
+              if (qmfq) "QMFQ, S(X) ~ T(UV): " else "", s$rank, nrow(x$x), ncol(x$x),
+              s$n_quantiles))
   if (identical(s$loss, "kl") && !is.null(x$kl_unexplained)) {
     cat(sprintf("  KL divergence left unexplained %.4g (KL-divergence NMF at rank %d: %.4g)\n",
                 x$kl_unexplained, s$rank, x$nmf_kl_unexplained))
@@ -272,8 +313,13 @@ print.qmf <- function(x, ...) {
   cat(sprintf("  %s after %d epoch(s) (relative decrease %.3g, tol = %s), %.1f s\n",
               if (x$converged) "converged" else "NOT converged", x$iterations, x$change,
               format(s$tol), x$seconds))
-  cat(sprintf("  objective %.6g; relative error ||X - T(UV)|| / ||X|| = %.4g\n", x$objective,
-              x$relative_error))
+  if (qmfq) {
+    cat(sprintf(paste0("  objective %.6g (of S(X), the learned map of the data); relative error ",
+                       "||X - S^-1(T(UV))|| / ||X|| = %.4g\n"), x$objective, x$relative_error))
+  } else {
+    cat(sprintf("  objective %.6g; relative error ||X - T(UV)|| / ||X|| = %.4g\n", x$objective,
+                x$relative_error))
+  }
   invisible(x)
 }
 
@@ -365,6 +411,7 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
   pool <- cbind(train, xnew)
   prob$norm <- prob$norm / sum(!is.na(object$x)) * sum(!is.na(pool))
   prob$x <- pool
+  if (isTRUE(prob$options$map_data)) prob$scores <- qmf_normal_scores(pool, missing = NA_real_)
   prob$n <- ncol(pool)
   prob$threads <- threads
   par <- object$par
@@ -406,9 +453,10 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
               converged = opt$convergence != 1L)
   if (fitted) {
     par$V <- cbind(object$par$V, V)
-    rows <- qmf_rows_cpp(pool, par$U, par$V, par$theta, par$beta, prob$center, prob$scale,
-                         seq_len(nrow(pool)), prob$options, FALSE, TRUE, threads)
-    out$fitted <- rows$fitted[, new, drop = FALSE] * unit
+    rows <- qmf_rows(prob, par, gradient = FALSE, fitted = TRUE)
+    fitted <- rows$fitted
+    if (!is.null(par$phi)) fitted <- qmfq_unmap(pool, rows$mapped, fitted)
+    out$fitted <- fitted[, new, drop = FALSE] * unit
     dimnames(out$fitted) <- dimnames(xnew)
   }
   out

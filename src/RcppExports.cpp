@@ -142,8 +142,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // qmf_rows_cpp
-Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::NumericMatrix V, Rcpp::NumericMatrix theta, Rcpp::Nullable<Rcpp::NumericMatrix> beta, Rcpp::NumericVector center, Rcpp::NumericVector scale, Rcpp::IntegerVector rows, Rcpp::List options, bool gradient, bool fitted, int threads);
-RcppExport SEXP _diffrank_qmf_rows_cpp(SEXP xSEXP, SEXP USEXP, SEXP VSEXP, SEXP thetaSEXP, SEXP betaSEXP, SEXP centerSEXP, SEXP scaleSEXP, SEXP rowsSEXP, SEXP optionsSEXP, SEXP gradientSEXP, SEXP fittedSEXP, SEXP threadsSEXP) {
+Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::NumericMatrix V, Rcpp::NumericMatrix theta, Rcpp::Nullable<Rcpp::NumericMatrix> beta, Rcpp::Nullable<Rcpp::NumericMatrix> phi, Rcpp::Nullable<Rcpp::NumericMatrix> scores, Rcpp::NumericVector center, Rcpp::NumericVector scale, Rcpp::IntegerVector rows, Rcpp::List options, bool gradient, bool fitted, int threads);
+RcppExport SEXP _diffrank_qmf_rows_cpp(SEXP xSEXP, SEXP USEXP, SEXP VSEXP, SEXP thetaSEXP, SEXP betaSEXP, SEXP phiSEXP, SEXP scoresSEXP, SEXP centerSEXP, SEXP scaleSEXP, SEXP rowsSEXP, SEXP optionsSEXP, SEXP gradientSEXP, SEXP fittedSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
@@ -151,6 +151,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type V(VSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type theta(thetaSEXP);
     Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericMatrix> >::type beta(betaSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericMatrix> >::type phi(phiSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericMatrix> >::type scores(scoresSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type center(centerSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type scale(scaleSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type rows(rowsSEXP);
@@ -158,7 +160,7 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< bool >::type gradient(gradientSEXP);
     Rcpp::traits::input_parameter< bool >::type fitted(fittedSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(qmf_rows_cpp(x, U, V, theta, beta, center, scale, rows, options, gradient, fitted, threads));
+    rcpp_result_gen = Rcpp::wrap(qmf_rows_cpp(x, U, V, theta, beta, phi, scores, center, scale, rows, options, gradient, fitted, threads));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -172,6 +174,17 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type scale(scaleSEXP);
     Rcpp::traits::input_parameter< bool >::type positive(positiveSEXP);
     rcpp_result_gen = Rcpp::wrap(qmf_quantiles_cpp(theta, center, scale, positive));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qmfq_data_targets_cpp
+Rcpp::NumericMatrix qmfq_data_targets_cpp(Rcpp::NumericMatrix phi, bool positive);
+RcppExport SEXP _diffrank_qmfq_data_targets_cpp(SEXP phiSEXP, SEXP positiveSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type phi(phiSEXP);
+    Rcpp::traits::input_parameter< bool >::type positive(positiveSEXP);
+    rcpp_result_gen = Rcpp::wrap(qmfq_data_targets_cpp(phi, positive));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -662,8 +675,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_perturbed_state_product_cpp", (DL_FUNC) &_diffrank_perturbed_state_product_cpp, 4},
     {"_diffrank_perturbed_state_jacobian_cpp", (DL_FUNC) &_diffrank_perturbed_state_jacobian_cpp, 2},
     {"_diffrank_perturbed_state_fy_cpp", (DL_FUNC) &_diffrank_perturbed_state_fy_cpp, 3},
-    {"_diffrank_qmf_rows_cpp", (DL_FUNC) &_diffrank_qmf_rows_cpp, 12},
+    {"_diffrank_qmf_rows_cpp", (DL_FUNC) &_diffrank_qmf_rows_cpp, 14},
     {"_diffrank_qmf_quantiles_cpp", (DL_FUNC) &_diffrank_qmf_quantiles_cpp, 4},
+    {"_diffrank_qmfq_data_targets_cpp", (DL_FUNC) &_diffrank_qmfq_data_targets_cpp, 2},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
     {"_diffrank_qn_accumulate_sums", (DL_FUNC) &_diffrank_qn_accumulate_sums, 3},

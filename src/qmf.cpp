@@ -26,6 +26,7 @@ diffrank::QmfSettings qmf_settings(const Rcpp::List& options, std::size_t n, std
   s.k = k;
   s.m = m;
   s.learn_weights = option<bool>(options, "learn_weights");
+  s.map_data = option<bool>(options, "map_data");
   s.opt.eps = option<double>(options, "eps");
   s.opt.tol = option<double>(options, "sinkhorn_tol");
   s.opt.max_iter = option<int>(options, "sinkhorn_max_iter");
@@ -57,24 +58,34 @@ void reduce_v_gradient(const Rcpp::NumericMatrix& U, const Rcpp::IntegerVector& 
 
 // The data term of the QMF objective over the rows `rows` (1-based) of x:
 // each row's loss, and with `gradient` the gradients with respect to those
-// rows of U (B x k), theta, beta, q and b (m x B each) and to V (k x n,
-// summed over the rows); with `fitted` the fitted rows (B x n). theta and
-// beta are m x d (one column per feature); beta is NULL for equal weights.
+// rows of U (B x k), theta, beta, q, b and phi (m x B each) and to V (k x n,
+// summed over the rows); with `fitted` the fitted rows T(U V) and (QMFQ) the
+// mapped data S(x) (B x n each). theta, beta and phi are m x d (one column
+// per feature); beta is NULL for equal weights. QMFQ (option map_data) needs
+// phi and the scores (d x n, NaN where x is missing).
 // [[Rcpp::export(rng = false)]]
 Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::NumericMatrix V,
                         Rcpp::NumericMatrix theta, Rcpp::Nullable<Rcpp::NumericMatrix> beta,
-                        Rcpp::NumericVector center, Rcpp::NumericVector scale,
-                        Rcpp::IntegerVector rows, Rcpp::List options, bool gradient, bool fitted,
-                        int threads) {
+                        Rcpp::Nullable<Rcpp::NumericMatrix> phi,
+                        Rcpp::Nullable<Rcpp::NumericMatrix> scores, Rcpp::NumericVector center,
+                        Rcpp::NumericVector scale, Rcpp::IntegerVector rows, Rcpp::List options,
+                        bool gradient, bool fitted, int threads) {
   const std::size_t d = x.nrow(), n = x.ncol(), k = U.ncol(), m = theta.nrow(), B = rows.size();
   const diffrank::QmfSettings s = qmf_settings(options, n, k, m);
   Rcpp::NumericMatrix beta_m = beta.isNotNull() ? Rcpp::NumericMatrix(beta.get())
                                                 : Rcpp::NumericMatrix(0, 0);
   const bool has_beta = beta.isNotNull();
+  if (s.map_data && (phi.isNull() || scores.isNull())) Rcpp::stop("QMFQ needs phi and scores");
+  Rcpp::NumericMatrix phi_m = s.map_data ? Rcpp::NumericMatrix(phi.get()) : Rcpp::NumericMatrix(0, 0);
+  Rcpp::NumericMatrix scores_m =
+      s.map_data ? Rcpp::NumericMatrix(scores.get()) : Rcpp::NumericMatrix(0, 0);
+  const double* php = s.map_data ? phi_m.begin() : nullptr;
+  const double* scp = s.map_data ? scores_m.begin() : nullptr;
   Rcpp::NumericVector loss(B);
   Rcpp::NumericMatrix ubar(gradient ? B : 0, k), vbar(gradient ? k : 0, gradient ? n : 0),
       tbar(m, gradient ? B : 0), betabar(m, gradient ? B : 0), qbar(m, gradient ? B : 0),
-      bbar(m, gradient ? B : 0), fit(fitted ? B : 0, fitted ? n : 0);
+      bbar(m, gradient ? B : 0), phibar(m, gradient && s.map_data ? B : 0),
+      fit(fitted ? B : 0, fitted ? n : 0), mapped(fitted && s.map_data ? B : 0, fitted ? n : 0);
   std::vector<double> zbar(gradient ? B * n : 0), ub(gradient ? B * k : 0);
   std::vector<diffrank::SinkhornStatus> status(B);
   const double *xp = x.begin(), *up = U.begin(), *vp = V.begin(), *tp = theta.begin();
@@ -83,7 +94,8 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
   const int* rp = rows.begin();
   // raw pointers: workers must not go through Rcpp objects
   double *lossp = loss.begin(), *fitp = fit.begin(), *tbp = tbar.begin(),
-         *betabp = betabar.begin(), *qbp = qbar.begin(), *bbp = bbar.begin();
+         *betabp = betabar.begin(), *qbp = qbar.begin(), *bbp = bbar.begin(),
+         *phibp = phibar.begin(), *mapp = mapped.begin();
   diffrank::SinkhornStatus* stp = status.data();
   diffrank_glue::parallel_for(
       B, threads,
@@ -98,9 +110,12 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
           in.u_stride = d;
           in.theta = tp + r * m;
           in.beta = bp != nullptr ? bp + r * m : nullptr;
+          in.phi = php != nullptr ? php + r * m : nullptr;
+          in.scores = scp != nullptr ? scp + r : nullptr;
           in.center = cp[r];
           in.scale = sp[r];
-          lossp[b] = row.forward(s, vp, in, fitted ? fitp + b : nullptr, B, stp + b);
+          lossp[b] = row.forward(s, vp, in, fitted ? fitp + b : nullptr,
+                                 fitted && s.map_data ? mapp + b : nullptr, B, stp + b);
           if (!gradient) continue;
           diffrank::QmfRowGradient g;
           g.u = ub.data() + b * k;
@@ -109,6 +124,7 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
           g.beta = betabp + b * m;
           g.q = qbp + b * m;
           g.b = bbp + b * m;
+          g.phi = s.map_data ? phibp + b * m : nullptr;
           row.gradient(s, vp, in, g);
         }
       },
@@ -128,7 +144,8 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
   return Rcpp::List::create(
       Rcpp::Named("loss") = loss, Rcpp::Named("u") = ubar, Rcpp::Named("v") = vbar,
       Rcpp::Named("theta") = tbar, Rcpp::Named("beta") = betabar, Rcpp::Named("q") = qbar,
-      Rcpp::Named("b") = bbar, Rcpp::Named("fitted") = fit,
+      Rcpp::Named("b") = bbar, Rcpp::Named("phi") = phibar, Rcpp::Named("fitted") = fit,
+      Rcpp::Named("mapped") = mapped,
       Rcpp::Named("iterations") = iterations, Rcpp::Named("unconverged") = unconverged,
       Rcpp::Named("error") = error);
 }
@@ -143,4 +160,13 @@ Rcpp::NumericMatrix qmf_quantiles_cpp(Rcpp::NumericMatrix theta, Rcpp::NumericVe
     diffrank::qmf_quantiles(&theta[r * m], m, positive, center[r], scale[r], &q[r * m]);
   }
   return q;
+}
+
+// QMFQ's data-side targets (m x d) of phi (m x d), standardized (see qmf.hpp).
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericMatrix qmfq_data_targets_cpp(Rcpp::NumericMatrix phi, bool positive) {
+  const std::size_t m = phi.nrow(), d = phi.ncol();
+  Rcpp::NumericMatrix p(m, d);
+  for (std::size_t r = 0; r < d; ++r) diffrank::qmfq_data_targets(&phi[r * m], m, positive, &p[r * m]);
+  return p;
 }

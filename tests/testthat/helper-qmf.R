@@ -12,3 +12,20 @@ qmf_three_maps <- function(seed, d = 150, n = 60, k = 3) {
   dimnames(x) <- list(paste0("g", seq_len(d)), paste0("s", seq_len(n)))
   x
 }
+
+# The synthetic model of Cuturi, Teboul, Niles-Weed and Vert (2020), shared
+# by test-qmf.R and bench/qmf.R: a non-negative rank-k product U V whose rows
+# go through a hard quantile map T* onto m random increasing positive levels,
+# plus Gaussian noise of `noise` times each row's standard deviation, clipped
+# at 0. Returns the data and the noiseless signal T*(U V).
+qmf_paper_synthetic <- function(seed, d = 200, n = 100, k = 3, m = 8, noise = 0.1) {
+  set.seed(seed)
+  z <- matrix(runif(d * k), d) %*% matrix(runif(k * n), k)
+  signal <- t(apply(z, 1L, function(v) {
+    levels <- cumsum(rexp(m))
+    levels[ceiling(rank(v, ties.method = "first") * m / n)]
+  }))
+  x <- pmax(signal + noise * apply(signal, 1L, stats::sd) * matrix(rnorm(d * n), d), 0)
+  dimnames(x) <- dimnames(signal) <- list(paste0("g", seq_len(d)), paste0("s", seq_len(n)))
+  list(x = x, signal = signal)
+}

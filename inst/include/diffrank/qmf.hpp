@@ -20,6 +20,16 @@
 // with center and scale fixed from the data so that the optimizer works in
 // the same units for every row.
 //
+// QMFQ, the paper's second model, also maps the data: S(X) ~ T(U V), where
+// S_r is the soft quantile normalization of row r's normal scores (so that
+// it depends on the row's ranks only, as a quantile normalization does) onto
+// m increasing learned targets p_r with equal weights, in the row's units:
+//   S_r(x) = center + scale * (P_x p_r) / a,
+// with p_r standardized (mean 0 and variance 1 under the equal weights, so
+// that S cannot shrink the data towards a constant the model fits for free)
+// or, for the KL loss, positive with mean 1. The transport of the scores does
+// not depend on p_r, so S_r is linear in p_r.
+//
 // This header computes one row's data loss (squared error, or generalized
 // KL divergence x log(x / xhat) - x + xhat) over its observed entries, and
 // its gradient with respect to u_r, z (which the caller turns into V's
@@ -44,6 +54,7 @@ struct QmfSettings {
   std::size_t k = 0;  // rank
   std::size_t m = 0;  // target values per row
   bool learn_weights = false;
+  bool map_data = false;  // QMFQ: fit S(X), the learned map of the data's scores
   SinkhornOptions opt;  // eps, tol and max_iter of every row's transport
 };
 
@@ -55,6 +66,8 @@ struct QmfRowInput {
   std::size_t u_stride = 1;
   const double* theta = nullptr;  // m values
   const double* beta = nullptr;   // m values, or null for equal weights
+  const double* phi = nullptr;    // m values: QMFQ's data-side targets
+  const double* scores = nullptr;  // n values (QMFQ), NaN where x is missing
   double center = 0.0, scale = 1.0;
 };
 
@@ -66,6 +79,7 @@ struct QmfRowGradient {
   double* beta = nullptr;   // m
   double* q = nullptr;      // m: with respect to the target values
   double* b = nullptr;      // m: with respect to b (normalized weights, sum(b) = 1)
+  double* phi = nullptr;    // m: QMFQ's data-side parameters
 };
 
 namespace qmf_detail {
@@ -108,13 +122,66 @@ inline void qmf_weights(const double* beta, std::size_t m, double* b) {
   for (std::size_t j = 0; j < m; ++j) b[j] /= total;
 }
 
+// QMFQ's data-side targets p (m) from phi: p~_1 = softplus(phi_1) (KL; 0 for
+// the squared loss, where phi_1 is unused), p~_j = p~_{j-1} +
+// softplus(phi_j), then standardized to mean 0 and variance 1 (squared loss)
+// or divided by their mean (KL), under equal weights 1/m.
+inline void qmfq_data_targets(const double* phi, std::size_t m, bool positive, double* p) {
+  double acc = positive ? qmf_detail::softplus(phi[0]) : 0.0;
+  p[0] = acc;
+  for (std::size_t j = 1; j < m; ++j) {
+    acc += qmf_detail::softplus(phi[j]);
+    p[j] = acc;
+  }
+  double mean = 0.0;
+  for (std::size_t j = 0; j < m; ++j) mean += p[j];
+  mean /= static_cast<double>(m);
+  if (positive) {
+    for (std::size_t j = 0; j < m; ++j) p[j] /= mean;
+    return;
+  }
+  double var = 0.0;
+  for (std::size_t j = 0; j < m; ++j) var += (p[j] - mean) * (p[j] - mean);
+  const double sd = std::sqrt(var / static_cast<double>(m));
+  for (std::size_t j = 0; j < m; ++j) p[j] = (p[j] - mean) / sd;
+}
+
+// phi's gradient (m) from p's (pbar), at the targets p of phi.
+inline void qmfq_data_targets_vjp(const double* phi, const double* p, const double* pbar,
+                                  std::size_t m, bool positive, double* out) {
+  // the raw targets' gradient: through p = (p~ - mean) / sd, or p~ / mean
+  double mean_pbar = 0.0, mean_ppbar = 0.0, raw_mean = 0.0, raw_sd = 0.0;
+  double acc = positive ? qmf_detail::softplus(phi[0]) : 0.0;
+  std::vector<double> raw(m);
+  raw[0] = acc;
+  for (std::size_t j = 1; j < m; ++j) raw[j] = acc += qmf_detail::softplus(phi[j]);
+  for (std::size_t j = 0; j < m; ++j) {
+    mean_pbar += pbar[j];
+    mean_ppbar += p[j] * pbar[j];
+    raw_mean += raw[j];
+  }
+  const double dm = static_cast<double>(m);
+  mean_pbar /= dm;
+  mean_ppbar /= dm;
+  raw_mean /= dm;
+  for (std::size_t j = 0; j < m; ++j) raw_sd += (raw[j] - raw_mean) * (raw[j] - raw_mean);
+  raw_sd = std::sqrt(raw_sd / dm);
+  double tail = 0.0;
+  for (std::size_t j = m; j-- > 0;) {
+    tail += positive ? (pbar[j] - mean_ppbar) / raw_mean
+                     : (pbar[j] - mean_pbar - p[j] * mean_ppbar) / raw_sd;
+    out[j] = (j == 0 && !positive) ? 0.0 : tail * qmf_detail::sigmoid(phi[j]);
+  }
+}
+
 class QmfRow {
  public:
-  // The row's data loss at (u, V, theta, beta); writes the fitted row into
-  // fitted (n values, stride fitted_stride) when it is not null, and keeps
-  // what gradient() needs. V is k x n, column-major.
+  // The row's data loss at (u, V, theta, beta, and phi for QMFQ); writes
+  // the fitted row T(U V) into fitted and (QMFQ) the mapped data S(x) into
+  // mapped (n values each, stride `stride`) when they are not null, and
+  // keeps what gradient() needs. V is k x n, column-major.
   double forward(const QmfSettings& s, const double* V, const QmfRowInput& in, double* fitted,
-                 std::size_t fitted_stride, SinkhornStatus* status) {
+                 double* mapped, std::size_t stride, SinkhornStatus* status) {
     prepare(s);
     const std::size_t n = s.n, k = s.k;
     for (std::size_t i = 0; i < n; ++i) {
@@ -125,23 +192,34 @@ class QmfRow {
       x_[i] = in.x[i * in.x_stride];
     }
     const bool kl = s.loss == QmfLoss::kl;
+    SinkhornStatus data_status;
+    if (s.map_data) data_status = apply_data_map(s, in);
     qmf_quantiles(in.theta, s.m, kl, in.center, in.scale, q_.data());
     qmf_weights(s.learn_weights ? in.beta : nullptr, s.m, b_.data());
-    const SinkhornStatus st = col_.forward(task_, z_.data(), a_.data(), n, xhat_.data(), f_.data(),
-                                           g_.data());
+    SinkhornStatus st = col_.forward(task_, z_.data(), a_.data(), n, xhat_.data(), f_.data(),
+                                     g_.data());
+    if (s.map_data) {
+      st.iterations += data_status.iterations;
+      st.converged = st.converged && data_status.converged;
+      st.error = std::max(st.error, data_status.error);
+    }
     if (status != nullptr) *status = st;
     double loss = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
       const double x = x_[i], xh = xhat_[i];
-      if (fitted != nullptr) fitted[i * fitted_stride] = xh;
+      if (fitted != nullptr) fitted[i * stride] = xh;
+      if (mapped != nullptr) mapped[i * stride] = x;
       if (std::isnan(x)) {
         v_[i] = 0.0;  // missing entries are left out of the loss
+        xbar_[i] = 0.0;
       } else if (kl) {
         loss += (x > 0.0 ? x * std::log(x / xh) : 0.0) - x + xh;
         v_[i] = 1.0 - x / xh;
+        xbar_[i] = x > 0.0 ? std::log(x / xh) : 0.0;
       } else {
         loss += (x - xh) * (x - xh);
         v_[i] = 2.0 * (xh - x);
+        xbar_[i] = -v_[i];
       }
     }
     return loss;
@@ -172,9 +250,49 @@ class QmfRow {
     if (out.beta != nullptr) {
       for (std::size_t j = 0; j < m; ++j) out.beta[j] = b_[j] * (bbar_[j] - mean);
     }
+    if (s.map_data && out.phi != nullptr) phi_gradient(s, in, out.phi);
   }
 
  private:
+  // QMFQ: x_ = S(x), the transport of the observed scores onto p (equal
+  // weights), in the row's units; missing entries stay NaN.
+  SinkhornStatus apply_data_map(const QmfSettings& s, const QmfRowInput& in) {
+    const std::size_t n = s.n, m = s.m;
+    observed_.clear();
+    scores_.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const double sc = in.scores[i * in.x_stride];
+      if (std::isnan(sc)) continue;
+      observed_.push_back(i);
+      scores_.push_back(sc);
+    }
+    const std::size_t no = observed_.size();
+    data_a_.assign(no, 1.0 / static_cast<double>(no));
+    data_out_.resize(no);
+    data_f_.resize(no);
+    data_g_.resize(m);
+    p_.resize(m);
+    equal_b_.assign(m, 1.0 / static_cast<double>(m));
+    qmfq_data_targets(in.phi, m, s.loss == QmfLoss::kl, p_.data());
+    data_task_ = task_;
+    data_task_.b = equal_b_.data();
+    data_task_.w = p_.data();
+    const SinkhornStatus st = data_col_.forward(data_task_, scores_.data(), data_a_.data(), no,
+                                                data_out_.data(), data_f_.data(), data_g_.data());
+    for (std::size_t k = 0; k < no; ++k) x_[observed_[k]] = in.center + in.scale * data_out_[k];
+    return st;
+  }
+
+  // phi's gradient: p's is scale * P_x^T (xbar / a) over the observed entries.
+  void phi_gradient(const QmfSettings& s, const QmfRowInput& in, double* out) {
+    const std::size_t m = s.m, no = observed_.size();
+    std::vector<double> v(no), scores_bar(no, 0.0), b_bar(m, 0.0), p_bar(m, 0.0);
+    for (std::size_t k = 0; k < no; ++k) v[k] = xbar_[observed_[k]];
+    data_col_.vjp(data_task_, scores_.data(), data_a_.data(), no, data_f_.data(), data_g_.data(),
+                  v.data(), scores_bar.data(), b_bar.data(), p_bar.data(), in.scale);
+    qmfq_data_targets_vjp(in.phi, p_.data(), p_bar.data(), m, s.loss == QmfLoss::kl, out);
+  }
+
   void prepare(const QmfSettings& s) {
     const std::size_t n = s.n, m = s.m;
     if (y_.size() != m) {
@@ -195,6 +313,7 @@ class QmfRow {
       xhat_.resize(n);
       f_.resize(n);
       v_.resize(n);
+      xbar_.resize(n);
     }
     task_.kind = SinkhornKind::row;
     task_.squash = false;
@@ -216,9 +335,12 @@ class QmfRow {
     }
   }
 
-  SinkhornColumn col_;
-  SinkhornTask task_;
-  std::vector<double> x_, z_, a_, y_, q_, b_, xhat_, f_, g_, v_, bbar_, qbar_;
+  SinkhornColumn col_, data_col_;
+  SinkhornTask task_, data_task_;
+  std::vector<double> x_, z_, a_, y_, q_, b_, xhat_, f_, g_, v_, xbar_, bbar_, qbar_;
+  // QMFQ's data side: observed entries, their scores, transport and targets
+  std::vector<std::size_t> observed_;
+  std::vector<double> scores_, data_a_, data_out_, data_f_, data_g_, p_, equal_b_;
 };
 
 }  // namespace diffrank
