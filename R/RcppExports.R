@@ -13,6 +13,10 @@ rank_kernel_pair_cpp <- function(x, y, kernel, lambda, normalized) {
     .Call(`_diffrank_rank_kernel_pair_cpp`, x, y, kernel, lambda, normalized)
 }
 
+kl_nmf_updates_cpp <- function(x, w, h, iterations, mask, threads) {
+    .Call(`_diffrank_kl_nmf_updates_cpp`, x, w, h, iterations, mask, threads)
+}
+
 parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
     .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
 }

@@ -68,8 +68,8 @@
 #' steps). Rows of a batch run
 #' in parallel over `threads`; the gradient of `V` is summed in a fixed
 #' order, so a fit is identical for any number of threads, and `set.seed()`
-#' before the call reproduces it (the order of the rows, and the NMF start,
-#' come from R's random number generator).
+#' before the call reproduces it (Adam's order of the rows comes from R's
+#' random number generator; the starts use none).
 #'
 #' @section Initialization:
 #' For the squared loss, `U` and `V` start by default (`init = "ranks"`)
@@ -82,7 +82,8 @@
 #' its standard deviation). Either is split as `U = A S^(1/2) s`, `V =
 #' S^(1/2) B' / s` with the scale `s = (d/n)^(1/4)` that minimizes the
 #' penalty. For the KL loss they start from an NMF (multiplicative updates
-#' for the KL divergence, from a random start) of the data divided by each
+#' for the KL divergence, from the NNDSVD start of Boutsidis and
+#' Gallopoulos 2008) of the data divided by each
 #' row's mean, each row of `U` then divided by the row's coefficient of
 #' variation so that the rows of `U V` have about unit spread, as with the
 #' SVD start. For the squared loss, the targets and weights start from each
@@ -186,7 +187,7 @@
 #' @param progress Show a progress bar (when `verbose`); by default only in
 #'   interactive sessions, so that `Rscript` and knitr get the messages.
 #' @param control A list of further settings: `learning_rate` (Adam's step,
-#'   0.01), `sinkhorn_tol` (1e-8) and `sinkhorn_max_iter` (1000) for every
+#'   0.03), `sinkhorn_tol` (1e-6) and `sinkhorn_max_iter` (1000) for every
 #'   row's transport, `init` (`"ranks"`, `"svd"`, `"nmf"`, or a list with
 #'   matrices `U` and `V`; by default `"ranks"` for the squared loss and
 #'   `"nmf"` for KL) and

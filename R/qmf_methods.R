@@ -36,7 +36,9 @@ qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
   fit <- structure(list(
     unexplained = qmf_unexplained(x, fitted), svd_unexplained = baseline,
     kl_unexplained = if (prob$positive) qmf_kl_unexplained(x, fitted),
-    nmf_kl_unexplained = if (prob$positive) qmf_nmf_kl_unexplained(x, settings$rank),
+    nmf_kl_unexplained = if (prob$positive) {
+      qmf_nmf_kl_unexplained(x, settings$rank, threads = settings$threads)
+    },
     U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
     V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
     q = q, b = b, p = p, fitted = fitted, mapped = mapped,
@@ -126,13 +128,15 @@ generalized_kl <- function(x, y) {
 # multiplicative updates (Lee and Seung 2001) over the observed entries from
 # the deterministic NNDSVD start of Boutsidis and Gallopoulos (2008), so that
 # the baseline does not use the random number generator.
-qmf_nmf_kl_unexplained <- function(x, k, iterations = 300L) {
+qmf_nmf_kl_unexplained <- function(x, k, iterations = 300L, threads = 1L) {
   seen <- !is.na(x)
-  mask <- seen + 0
   filled <- x
   filled[!seen] <- rep(rowMeans(x, na.rm = TRUE), ncol(x))[!seen]
   start <- nndsvd(filled, k)
-  factors <- kl_nmf_updates(filled * mask, start$w, start$h, iterations, mask)
+  # without missing values, the masses are the column and row sums of the factors
+  mask <- if (all(seen)) NULL else seen + 0
+  factors <- kl_nmf_updates(if (is.null(mask)) filled else filled * mask, start$w, start$h,
+                            iterations, mask, threads)
   qmf_kl_unexplained(x, factors$w %*% factors$h)
 }
 

@@ -53,6 +53,21 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// kl_nmf_updates_cpp
+Rcpp::List kl_nmf_updates_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix w, Rcpp::NumericMatrix h, int iterations, Rcpp::Nullable<Rcpp::NumericMatrix> mask, int threads);
+RcppExport SEXP _diffrank_kl_nmf_updates_cpp(SEXP xSEXP, SEXP wSEXP, SEXP hSEXP, SEXP iterationsSEXP, SEXP maskSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type w(wSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type h(hSEXP);
+    Rcpp::traits::input_parameter< int >::type iterations(iterationsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::NumericMatrix> >::type mask(maskSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(kl_nmf_updates_cpp(x, w, h, iterations, mask, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // parallel_check_cpp
 Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int throw_at, std::string what);
 RcppExport SEXP _diffrank_parallel_check_cpp(SEXP nSEXP, SEXP threadsSEXP, SEXP grainSEXP, SEXP batchSEXP, SEXP throw_atSEXP, SEXP whatSEXP) {
@@ -668,6 +683,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
+    {"_diffrank_kl_nmf_updates_cpp", (DL_FUNC) &_diffrank_kl_nmf_updates_cpp, 6},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 6},
     {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},
     {"_diffrank_perturbed_points_cpp", (DL_FUNC) &_diffrank_perturbed_points_cpp, 4},

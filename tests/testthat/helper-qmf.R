@@ -29,3 +29,18 @@ qmf_paper_synthetic <- function(seed, d = 200, n = 100, k = 3, m = 8, noise = 0.
   dimnames(x) <- dimnames(signal) <- list(paste0("g", seq_len(d)), paste0("s", seq_len(n)))
   list(x = x, signal = signal)
 }
+
+# The multiplicative KL updates of kl_nmf_updates() written plainly in R:
+# the reference of the C++ core's (inst/include/diffrank/nmf.hpp).
+kl_nmf_updates_reference <- function(x, w, h, iterations, mask = NULL) {
+  tiny <- 1e-12
+  for (it in seq_len(iterations)) {
+    ratio <- x / pmax(w %*% h, tiny)
+    h_mass <- if (is.null(mask)) colSums(w) else crossprod(w, mask)
+    h <- h * crossprod(w, ratio) / pmax(h_mass, tiny)
+    ratio <- x / pmax(w %*% h, tiny)
+    w_mass <- if (is.null(mask)) rep(rowSums(h), each = nrow(x)) else tcrossprod(mask, h)
+    w <- w * tcrossprod(ratio, h) / pmax(w_mass, tiny)
+  }
+  list(w = w, h = h)
+}

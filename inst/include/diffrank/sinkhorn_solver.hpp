@@ -44,6 +44,8 @@ struct SinkhornOptions {
                                 // eps = kScalingStart * kScalingFactor^k down to eps
   bool warm_start = true;       // start from the dual potentials of the hard sort
   bool banded = true;           // skip kernel entries that cannot matter
+  int newton_after = -1;        // Sinkhorn iterations before Newton steps may start;
+                                // -1: 10 with at most kDenseSchur targets, else 50
   // Called between iterations and every kPollRows kernel rows, from the
   // thread that runs the problem; it may throw to abandon the work (the R
   // glue throws when the user interrupts). Empty: never called.
@@ -295,7 +297,9 @@ class Sinkhorn1D {
       }
       if (eps_cur_ <= opt_.eps) {
         ++at_target;
-        const int newton_after = np_[1] <= sinkhorn_detail::kDenseSchur ? 10 : 50;
+        const int newton_after = opt_.newton_after >= 0                           ? opt_.newton_after
+                                 : np_[1] <= sinkhorn_detail::kDenseSchur ? 10
+                                                                          : 50;
         if (at_target > newton_after && newton_step(next)) {
           aa.reset();
           best_err = std::numeric_limits<double>::infinity();
