@@ -82,8 +82,8 @@
 #' its standard deviation). Either is split as `U = A S^(1/2) s`, `V =
 #' S^(1/2) B' / s` with the scale `s = (d/n)^(1/4)` that minimizes the
 #' penalty. For the KL loss they start from an NMF (multiplicative updates
-#' for the KL divergence, from the NNDSVD start of Boutsidis and
-#' Gallopoulos 2008) of the data divided by each
+#' for the KL divergence, from the NNDSVD start of Boutsidis and Gallopoulos
+#' 2008) of the data divided by each
 #' row's mean, each row of `U` then divided by the row's coefficient of
 #' variation so that the rows of `U V` have about unit spread, as with the
 #' SVD start. For the squared loss, the targets and weights start from each
@@ -136,8 +136,9 @@
 #' `bench/qmf.R`, 7% of the variance left unexplained against QMF's 0.3%);
 #' on data whose rows take a few levels plus noise (the paper's synthetic
 #' model, in `vignette("qmf")` and `bench/qmf.R`), QMFQ and QMF both leave
-#' about a third of the KL divergence that a KL NMF leaves. `predict()` maps the pooled training and
-#' new samples by `S` with `p` fixed, as it does with `T`.
+#' about a third of the KL divergence that a KL NMF leaves. `predict()` maps
+#' the pooled training and new samples by `S` with `p` fixed, as it does
+#' with `T`.
 #'
 #' @param x A numeric matrix or data frame (features in rows, samples in
 #'   columns), or a `SummarizedExperiment`. Missing values are allowed (see
@@ -249,7 +250,8 @@ qmf <- function(x, ...) {
 #' @rdname qmf
 #' @export
 qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("squared", "kl"),
-                        model = c("qmf", "qmfq"), lambda = 0.01, learn_weights = TRUE, batch_size = 64L,
+                        model = c("qmf", "qmfq"), lambda = 0.01, learn_weights = TRUE,
+                        batch_size = 64L,
                         max_epochs = 300L, tol = 1e-3, optimizer = c("lbfgs", "adam"),
                         threads = diffrank_threads(), verbose = interactive(),
                         progress = verbose && interactive(), control = list(), ...) {

@@ -217,7 +217,8 @@ qmf_warn_near_constant <- function(fit) {
 #'
 #' `coef()` gives the factors and the row maps, `fitted()` the reconstruction
 #' `T(U V)` (for QMFQ, `S^-1(T(U V))`, in the data's units) and `residuals()`
-#' the data minus it (features x samples, with the data's dimnames), `predict()` places new samples in the factorization,
+#' the data minus it (features x samples, with the data's dimnames),
+#' `predict()` places new samples in the factorization,
 #' [sample_coordinates()] gives the samples' coordinates, and `plot()` shows
 #' the objective across epochs and the learned quantile functions of chosen
 #' rows against the rows' empirical quantiles.
@@ -261,7 +262,8 @@ qmf_warn_near_constant <- function(fit) {
 #' @return `coef()`: a list with `U`, `V`, `q`, `b` (and `p` for QMFQ). `fitted()`,
 #'   `residuals()`: matrices of the data's shape. `predict()`: a matrix
 #'   (coordinates: samples x `rank`, as [sample_coordinates()]; fitted:
-#'   features x samples), with the attributes `iterations` and `converged`. `summary()`: an object whose
+#'   features x samples), with the attributes `iterations` and `converged`.
+#'   `summary()`: an object whose
 #'   print method reports the fit. `plot()`: `x`, invisibly.
 #' @name qmf-methods
 #' @examples

@@ -82,7 +82,8 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
                                                 : Rcpp::NumericMatrix(0, 0);
   const bool has_beta = beta.isNotNull();
   if (s.map_data && (phi.isNull() || scores.isNull())) Rcpp::stop("QMFQ needs phi and scores");
-  Rcpp::NumericMatrix phi_m = s.map_data ? Rcpp::NumericMatrix(phi.get()) : Rcpp::NumericMatrix(0, 0);
+  Rcpp::NumericMatrix phi_m =
+      s.map_data ? Rcpp::NumericMatrix(phi.get()) : Rcpp::NumericMatrix(0, 0);
   Rcpp::NumericMatrix scores_m =
       s.map_data ? Rcpp::NumericMatrix(scores.get()) : Rcpp::NumericMatrix(0, 0);
   const double* php = s.map_data ? phi_m.begin() : nullptr;
@@ -173,6 +174,8 @@ Rcpp::NumericMatrix qmf_quantiles_cpp(Rcpp::NumericMatrix theta, Rcpp::NumericVe
 Rcpp::NumericMatrix qmfq_data_targets_cpp(Rcpp::NumericMatrix phi, bool positive) {
   const std::size_t m = phi.nrow(), d = phi.ncol();
   Rcpp::NumericMatrix p(m, d);
-  for (std::size_t r = 0; r < d; ++r) diffrank::qmfq_data_targets(&phi[r * m], m, positive, &p[r * m]);
+  for (std::size_t r = 0; r < d; ++r) {
+    diffrank::qmfq_data_targets(&phi[r * m], m, positive, &p[r * m]);
+  }
   return p;
 }
