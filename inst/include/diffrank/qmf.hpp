@@ -213,9 +213,10 @@ class QmfRow {
         v_[i] = 0.0;  // missing entries are left out of the loss
         xbar_[i] = 0.0;
       } else if (kl) {
-        loss += (x > 0.0 ? x * std::log(x / xh) : 0.0) - x + xh;
+        const double log_ratio = x > 0.0 ? std::log(x / xh) : 0.0;
+        loss += x * log_ratio - x + xh;
         v_[i] = 1.0 - x / xh;
-        xbar_[i] = x > 0.0 ? std::log(x / xh) : 0.0;
+        xbar_[i] = log_ratio;
       } else {
         loss += (x - xh) * (x - xh);
         v_[i] = 2.0 * (xh - x);
