@@ -72,16 +72,22 @@
 #' random number generator; the starts use none).
 #'
 #' @section Initialization:
-#' For the squared loss, `U` and `V` start by default (`init = "ranks"`)
-#' from the truncated SVD of the rows' normal scores (`qnorm((rank - 1/2) /
-#' n)` of each row's observed values, scaled to unit standard deviation,
+#' For the squared loss, `U` and `V` have two starts. `init = "ranks"` is
+#' the truncated SVD of the rows' normal scores (`qnorm((rank - 1/2) / n)`
+#' of each row's observed values, scaled to unit standard deviation,
 #' missing entries set to 0): an increasing map of a row does not change its
 #' ranks, so a low-rank signal seen through monotone maps stays about
-#' low-rank in the scores, where it does not in the data. `init = "svd"`
-#' uses the row-standardized data instead (each row centred and divided by
-#' its standard deviation). Either is split as `U = A S^(1/2) s`, `V =
-#' S^(1/2) B' / s` with the scale `s = (d/n)^(1/4)` that minimizes the
-#' penalty. For the KL loss they start from an NMF (multiplicative updates
+#' low-rank in the scores, where it does not in the data. `init = "svd"` is
+#' the truncated SVD of the row-centred data (missing entries set to the
+#' row's mean), the best rank-`rank` fit in the units of the loss, each row
+#' of `U` divided by the row's standard deviation (the targets' unit). Each
+#' is split between `U` and `V` so as to minimize the penalty. By default
+#' (`init = "auto"`) both starts are built with their targets and the fit
+#' starts from the one whose objective is lower: the rank-based start on
+#' rows seen through strong monotone maps, the SVD start on data close to
+#' linear in its units (log-expression data, for example), where the fit
+#' then leaves less unexplained than the SVD. The choice is in the fit's
+#' `start`. For the KL loss they start from an NMF (multiplicative updates
 #' for the KL divergence, from the NNDSVD start of Boutsidis and Gallopoulos
 #' 2008) of the data divided by each
 #' row's mean, each row of `U` then divided by the row's coefficient of
@@ -189,9 +195,10 @@
 #'   interactive sessions, so that `Rscript` and knitr get the messages.
 #' @param control A list of further settings: `learning_rate` (Adam's step,
 #'   0.03), `sinkhorn_tol` (1e-6) and `sinkhorn_max_iter` (1000) for every
-#'   row's transport, `init` (`"ranks"`, `"svd"`, `"nmf"`, or a list with
-#'   matrices `U` and `V`; by default `"ranks"` for the squared loss and
-#'   `"nmf"` for KL) and
+#'   row's transport, `init` (`"auto"`, `"ranks"`, `"svd"`, `"nmf"`, or a
+#'   list with matrices `U` and `V`; by default `"auto"`: for the squared
+#'   loss, whichever of `"ranks"` and `"svd"` starts at the lower objective,
+#'   and `"nmf"` for KL; see Initialization) and
 #'   `init_iter` (iterations of the NMF start, 100).
 #' @param assay.type For a `SummarizedExperiment`, the assay to factorize (a
 #'   name or an index).
@@ -216,8 +223,10 @@
 #'   last 5 epochs, seconds), the convergence report `iterations` (epochs),
 #'   `change` (the last relative decrease, `NA` before 6 epochs) and
 #'   `converged`, `sinkhorn` (rows whose transport did not
-#'   converge in the final pass, and the largest marginal error), the
-#'   training data, the settings and `unit` (1, or for data whose largest
+#'   converge in the final pass, and the largest marginal error), `start`
+#'   (the start the fit began from: `"ranks"`, `"svd"`, `"nmf"` or
+#'   `"given"`; see Initialization), the training data, the settings and
+#'   `unit` (1, or for data whose largest
 #'   absolute value is beyond `2^256` or below `2^-256`, the power of two
 #'   the data were divided by for the fit, which is otherwise the same: the
 #'   fit is equivariant to the scale of the data). Methods: `print()`, `summary()`,
@@ -270,11 +279,14 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
   unit <- power_of_two_unit(x)
   prob <- qmf_problem(if (unit == 1) x else x / unit, settings)
   par <- qmf_init(prob, settings)
+  start <- attr(par, "start")
+  attr(par, "start") <- NULL
   qmf_check_start(prob, par)
   started <- proc.time()[["elapsed"]]
   optimize <- if (settings$optimizer == "adam") qmf_adam else qmf_lbfgs
   run <- optimize(prob, par, settings)
   fit <- qmf_result(prob, run, settings, proc.time()[["elapsed"]] - started, unit, x)
+  fit$start <- start
   fit$call <- match.call()
   qmf_warn(fit)
   fit

@@ -5,25 +5,41 @@
 softplus_inv <- function(y) y + log(-expm1(-y))
 
 qmf_init <- function(prob, settings) {
-  k <- settings$rank
   init <- settings$control$init
-  if (is.null(init)) init <- if (prob$positive) "nmf" else "ranks"
+  if (is.null(init)) init <- "auto"
+  if (!is.list(init)) init <- match_choice(init, c("auto", "ranks", "svd", "nmf"), "control$init")
+  if (identical(init, "auto") && prob$positive) init <- "nmf"
+  if (!identical(init, "auto")) return(qmf_start(prob, settings, init))
+  # the squared loss's two starts, each with its targets: keep the one whose
+  # objective is lower (the rank-based one for rows seen through strong
+  # monotone maps, the SVD of the data for rows close to linear)
+  starts <- list(ranks = qmf_start(prob, settings, "ranks"), svd = qmf_start(prob, settings, "svd"))
+  values <- vapply(starts, function(par) qmf_evaluate(prob, par, gradient = FALSE)$value, 0)
+  values[!is.finite(values)] <- Inf
+  starts[[which.min(values)]]
+}
+
+# The starting parameters from the start `init` (a name, or a list of U and
+# V); attribute "start" names it.
+qmf_start <- function(prob, settings, init) {
+  k <- settings$rank
   factors <- if (is.list(init)) {
     qmf_check_init(init, prob, k)
   } else {
-    init <- match_choice(init, c("ranks", "svd", "nmf"), "control$init")
     switch(init, ranks = qmf_init_svd(prob, k, ranks = TRUE), svd = qmf_init_svd(prob, k),
            nmf = qmf_init_nmf(prob, k, settings$control$init_iter, settings$threads))
   }
   m <- settings$n_quantiles
-  if (prob$positive) {
-    return(list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
-                beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL,
-                phi = qmfq_init_phi(prob, m)))
+  par <- if (prob$positive) {
+    list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
+         beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL,
+         phi = qmfq_init_phi(prob, m))
+  } else {
+    targets <- qmf_init_targets(prob, factors, m, settings$learn_weights)
+    list(U = factors$U, V = factors$V, theta = targets$theta, beta = targets$beta,
+         phi = qmfq_init_phi(prob, m))
   }
-  targets <- qmf_init_targets(prob, factors, m, settings$learn_weights)
-  list(U = factors$U, V = factors$V, theta = targets$theta, beta = targets$beta,
-       phi = qmfq_init_phi(prob, m))
+  structure(par, start = if (is.list(init)) "given" else init)
 }
 
 # QMFQ's data-side parameters (m x d; NULL for QMF): the map S starts as the
@@ -72,12 +88,22 @@ qmf_init_svd <- function(prob, k, ranks = FALSE) {
   if (ranks) {
     xs <- qmf_normal_scores(prob$x)
   } else {
-    xs <- (prob$x - prob$center) / prob$scale
+    xs <- prob$x - prob$center
     xs[is.na(xs)] <- 0
   }
   s <- svd(xs, nu = k, nv = k)
   root <- sqrt(s$d[seq_len(k)])
-  qmf_balance(s$u %*% diag(root, k), diag(root, k) %*% t(s$v), prob$d, prob$n)
+  left <- s$u %*% diag(root, k)
+  right <- diag(root, k) %*% t(s$v)
+  if (ranks) return(qmf_balance(left, right, prob$d, prob$n))
+  # the best rank-k fit of the centred data in its own units (those of the
+  # loss), each row of U then divided by the row's scale so that the rows of
+  # U V are in the standardized units of the targets; the split
+  # U = left c, V = right / c with the smallest penalty
+  left <- left / prob$scale
+  c <- (sum(right^2) * prob$d / max(sum(left^2) * prob$n, 1e-300))^0.25
+  if (!is.finite(c) || !(c > 0)) c <- 1
+  list(U = left * c, V = right / c)
 }
 
 # KL-divergence NMF by multiplicative updates (Lee and Seung 2001) of the

@@ -312,10 +312,11 @@ print.qmf <- function(x, ...) {
     cat(sprintf("  variance left unexplained %.4g (truncated SVD at rank %d: %.4g)\n",
                 x$unexplained, s$rank, x$svd_unexplained))
   }
-  cat(sprintf("  loss \"%s\", eps = %s, lambda = %s, %s weights, optimizer \"%s\"%s\n", s$loss,
-              format(s$eps), format(s$lambda), if (s$learn_weights) "learned" else "equal",
-              s$optimizer,
-              if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else ""))
+  cat(sprintf("  loss \"%s\", eps = %s, lambda = %s, %s weights, optimizer \"%s\"%s%s\n",
+              s$loss, format(s$eps), format(s$lambda),
+              if (s$learn_weights) "learned" else "equal", s$optimizer,
+              if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else "",
+              if (!is.null(x$start)) sprintf(", start \"%s\"", x$start) else ""))
   cat(sprintf("  %s after %d epoch(s) (relative decrease %.3g, tol = %s), %.1f s\n",
               if (x$converged) "converged" else "NOT converged", x$iterations, x$change,
               format(s$tol), x$seconds))

@@ -155,6 +155,46 @@ test_that("with an almost affine map (large eps), QMF is no worse than a truncat
   expect_lt(fit$relative_error, err_svd * 1.01)
 })
 
+test_that("the default start is the rank-based or the SVD start, whichever has the lower objective", {
+  starts_of <- function(x, rank) {
+    settings <- qmf_settings(dim(x), rank)
+    prob <- qmf_problem(x, settings)
+    value <- function(init) {
+      qmf_evaluate(prob, qmf_start(prob, settings, init), gradient = FALSE)$value
+    }
+    list(prob = prob, settings = settings, ranks = value("ranks"), svd = value("svd"))
+  }
+  # rows through strong monotone maps: the ranks are low-rank, the data not
+  x <- qmf_three_maps(1, d = 60, n = 30)
+  s <- starts_of(x, 3)
+  expect_lt(s$ranks, s$svd)
+  expect_identical(attr(qmf_init(s$prob, s$settings), "start"), "ranks")
+  # a low-rank signal plus noise, rows of unequal variance: the SVD of the data
+  set.seed(8)
+  x <- (matrix(rnorm(60 * 3), 60) %*% matrix(rnorm(3 * 30), 3) +
+          matrix(rnorm(60 * 30), 60)) * exp(rnorm(60))
+  s <- starts_of(x, 3)
+  expect_lt(s$svd, s$ranks)
+  expect_identical(attr(qmf_init(s$prob, s$settings), "start"), "svd")
+  # the SVD start is the truncated SVD of the centred data, in each row's units
+  start <- qmf_start(s$prob, s$settings, "svd")
+  sv <- svd(x - rowMeans(x), 3, 3)
+  expect_equal((start$U %*% start$V) * s$prob$scale,
+               sv$u %*% diag(sv$d[1:3]) %*% t(sv$v), tolerance = 1e-10)
+  set.seed(1)
+  fit <- suppressWarnings(qmf(x, rank = 3, max_epochs = 20, verbose = FALSE))
+  expect_identical(fit$start, "svd")
+  set.seed(1)
+  given <- suppressWarnings(qmf(x, rank = 3, max_epochs = 20, verbose = FALSE,
+                               control = list(init = "svd")))
+  expect_identical(fit$U, given$U)
+  expect_identical(fit$q, given$q)
+  expect_identical(given$start, "svd")
+  # starting from the best linear fit, the fit leaves less unexplained
+  expect_lt(fit$unexplained, fit$svd_unexplained)
+  expect_error(qmf(x, rank = 3, control = list(init = "pca")), "control\\$init.*auto")
+})
+
 test_that("predict() on the training samples reproduces V, and places new samples", {
   set.seed(5)
   x <- exp(matrix(rnorm(40), 20) %*% matrix(rnorm(50), 2) / 2 + matrix(rnorm(500, sd = 0.1), 20))
