@@ -13,31 +13,44 @@ qmf_init <- function(prob, settings) {
   # the squared loss's two starts, each with its targets: keep the one whose
   # objective is lower (the rank-based one for rows seen through strong
   # monotone maps, the SVD of the data for rows close to linear)
-  starts <- list(ranks = qmf_start(prob, settings, "ranks"), svd = qmf_start(prob, settings, "svd"))
+  shared <- qmf_start_shared(prob, settings)
+  starts <- list(ranks = qmf_start(prob, settings, "ranks", shared),
+                 svd = qmf_start(prob, settings, "svd", shared))
   values <- vapply(starts, function(par) qmf_evaluate(prob, par, gradient = FALSE)$value, 0)
   values[!is.finite(values)] <- Inf
   starts[[which.min(values)]]
 }
 
+# What every start shares, whatever its factors: QMFQ's data-side
+# parameters and, for the squared loss, the rows' normal scores and each
+# row's m-level quantizer (see qmf_init_targets()).
+qmf_start_shared <- function(prob, settings) {
+  m <- settings$n_quantiles
+  out <- list(phi = qmfq_init_phi(prob, m))
+  if (prob$positive) return(out)
+  c(out, list(scores = qmf_normal_scores(prob$x),
+              levels = qmf_row_levels(prob$x, m, settings$learn_weights)))
+}
+
 # The starting parameters from the start `init` (a name, or a list of U and
 # V); attribute "start" names it.
-qmf_start <- function(prob, settings, init) {
+qmf_start <- function(prob, settings, init, shared = qmf_start_shared(prob, settings)) {
   k <- settings$rank
   factors <- if (is.list(init)) {
     qmf_check_init(init, prob, k)
   } else {
-    switch(init, ranks = qmf_init_svd(prob, k, ranks = TRUE), svd = qmf_init_svd(prob, k),
+    switch(init, ranks = qmf_init_svd(prob, k, shared$scores), svd = qmf_init_svd(prob, k),
            nmf = qmf_init_nmf(prob, k, settings$control$init_iter, settings$threads))
   }
   m <- settings$n_quantiles
   par <- if (prob$positive) {
     list(U = factors$U, V = factors$V, theta = qmf_init_theta(prob, factors, m),
          beta = if (settings$learn_weights) matrix(0, m, prob$d) else NULL,
-         phi = qmfq_init_phi(prob, m))
+         phi = shared$phi)
   } else {
-    targets <- qmf_init_targets(prob, factors, m, settings$learn_weights)
+    targets <- qmf_init_targets(prob, factors, shared$levels, shared$scores)
     list(U = factors$U, V = factors$V, theta = targets$theta, beta = targets$beta,
-         phi = qmfq_init_phi(prob, m))
+         phi = shared$phi)
   }
   structure(par, start = if (is.list(init)) "given" else init)
 }
@@ -84,9 +97,12 @@ qmf_balance <- function(left, right, d, n) {
   list(U = left * s, V = right / s)
 }
 
-qmf_init_svd <- function(prob, k, ranks = FALSE) {
+# The truncated SVD start: of the rows' normal scores `scores` (the
+# rank-based start), or without them of the row-centred data.
+qmf_init_svd <- function(prob, k, scores = NULL) {
+  ranks <- !is.null(scores)
   if (ranks) {
-    xs <- qmf_normal_scores(prob$x)
+    xs <- scores
   } else {
     xs <- prob$x - prob$center
     xs[is.na(xs)] <- 0
@@ -181,27 +197,40 @@ qmf_init_theta <- function(prob, factors, m) {
 # equal mass (the best targets for a hard map of exact ranks). The targets
 # are then shrunk towards the row's mean by the correlation between the
 # row's normal scores and its starting row of U V (see qmf_init_theta()).
-qmf_init_targets <- function(prob, factors, m, learn_weights) {
+# `levels` and `scores` (qmf_row_levels(), qmf_normal_scores()) do not
+# depend on the factors.
+qmf_init_targets <- function(prob, factors, levels, scores) {
   x <- prob$x
   z <- factors$U %*% factors$V
-  scores <- qmf_normal_scores(x)
   seen <- !is.na(x)
   z[!seen] <- 0
   zc <- (z - rowSums(z) / rowSums(seen)) * seen
   rho <- rowSums(scores * zc) / sqrt(rowSums(scores^2) * rowSums(zc^2))
   rho[is.na(rho)] <- 0.05
   rho <- pmin(pmax(rho, 0.05), 1)
-  theta <- matrix(0, m, prob$d)
-  beta <- if (learn_weights) matrix(0, m, prob$d) else NULL
-  for (r in seq_len(prob$d)) {
-    v <- sort(x[r, seen[r, ]])
+  q <- levels$mean + rho * (levels$q - levels$mean)
+  theta <- vapply(seq_len(prob$d), function(r) {
+    qmf_theta((q[r, ] - prob$center[r]) / prob$scale[r], FALSE, floor = 1e-3)
+  }, numeric(ncol(q)))
+  list(theta = theta, beta = if (!is.null(levels$b)) t(log(levels$b)))
+}
+
+# Each row's m-level quantizer of its observed values (d x m targets `q`,
+# with their shares `b` when the weights are learned, else NULL) and the
+# rows' means.
+qmf_row_levels <- function(x, m, learn_weights) {
+  d <- nrow(x)
+  q <- matrix(0, d, m)
+  b <- if (learn_weights) matrix(0, d, m) else NULL
+  means <- numeric(d)
+  for (r in seq_len(d)) {
+    v <- sort(x[r, !is.na(x[r, ])])
     level <- if (learn_weights) qmf_lloyd(v, m) else qmf_equal_bins(v, m)
-    mean_r <- mean(v)
-    q <- mean_r + rho[r] * (level$q - mean_r)
-    theta[, r] <- qmf_theta((q - prob$center[r]) / prob$scale[r], FALSE, floor = 1e-3)
-    if (learn_weights) beta[, r] <- log(level$b)
+    q[r, ] <- level$q
+    if (learn_weights) b[r, ] <- level$b
+    means[r] <- mean(v)
   }
-  list(theta = theta, beta = beta)
+  list(q = q, b = b, mean = means)
 }
 
 # The means of m bins of equal mass 1/m of the sorted values v (a value
