@@ -17,8 +17,8 @@ kl_nmf_updates_cpp <- function(x, w, h, iterations, mask, threads) {
     .Call(`_diffrank_kl_nmf_updates_cpp`, x, w, h, iterations, mask, threads)
 }
 
-parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what) {
-    .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what)
+parallel_check_cpp <- function(n, threads, grain, batch, throw_at, what, micros = 0L) {
+    .Call(`_diffrank_parallel_check_cpp`, n, threads, grain, batch, throw_at, what, micros)
 }
 
 check_interrupt_cpp <- function() {

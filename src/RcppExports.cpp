@@ -69,8 +69,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // parallel_check_cpp
-Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int throw_at, std::string what);
-RcppExport SEXP _diffrank_parallel_check_cpp(SEXP nSEXP, SEXP threadsSEXP, SEXP grainSEXP, SEXP batchSEXP, SEXP throw_atSEXP, SEXP whatSEXP) {
+Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int throw_at, std::string what, int micros);
+RcppExport SEXP _diffrank_parallel_check_cpp(SEXP nSEXP, SEXP threadsSEXP, SEXP grainSEXP, SEXP batchSEXP, SEXP throw_atSEXP, SEXP whatSEXP, SEXP microsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< int >::type n(nSEXP);
@@ -79,7 +79,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< int >::type batch(batchSEXP);
     Rcpp::traits::input_parameter< int >::type throw_at(throw_atSEXP);
     Rcpp::traits::input_parameter< std::string >::type what(whatSEXP);
-    rcpp_result_gen = Rcpp::wrap(parallel_check_cpp(n, threads, grain, batch, throw_at, what));
+    Rcpp::traits::input_parameter< int >::type micros(microsSEXP);
+    rcpp_result_gen = Rcpp::wrap(parallel_check_cpp(n, threads, grain, batch, throw_at, what, micros));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -684,7 +685,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
     {"_diffrank_kl_nmf_updates_cpp", (DL_FUNC) &_diffrank_kl_nmf_updates_cpp, 6},
-    {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 6},
+    {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 7},
     {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},
     {"_diffrank_perturbed_points_cpp", (DL_FUNC) &_diffrank_perturbed_points_cpp, 4},
     {"_diffrank_perturbed_state_cpp", (DL_FUNC) &_diffrank_perturbed_state_cpp, 7},

@@ -3,7 +3,16 @@
 # the glue works in batches, several batches); and the thread pool of
 # src/parallel.h itself.
 
-thread_counts <- c(1L, 2L, 3L, 8L)
+# The thread count a call runs is capped at the machine's cores; outside CRAN
+# (make test, CI) the cap is lifted for this file, so that 3 and 8 threads
+# really run (and cut the work differently) on a 2-core machine. CRAN never
+# sees more than 2 threads.
+if (identical(Sys.getenv("NOT_CRAN"), "true")) {
+  thread_counts <- c(1L, 2L, 3L, 8L)
+  withr::local_envvar(DIFFRANK_UNCAP_THREADS = "true", .local_envir = testthat::teardown_env())
+} else {
+  thread_counts <- c(1L, 2L)
+}
 
 # f(threads) for every thread count, compared with identical() to threads = 1.
 expect_thread_invariant <- function(f, label) {
@@ -124,6 +133,27 @@ test_that("the thread pool visits every index once, in timed batches, with progr
   # no batches: one call of the progress callback at the end
   expect_identical(parallel_check_cpp(10L, 2L, 1L, 0L, -1L, "")$progress, 10)
   expect_identical(parallel_check_cpp(0L, 2L, 1L, 0L, -1L, "")$progress, numeric(0))
+})
+
+test_that("a call runs the threads it asks for, up to the cap", {
+  # 400 indices of 1 ms in ranges of 2: every thread of the arena has time to
+  # join. Without the cap lifted, no call runs more threads than the machine
+  # has cores.
+  cores <- max(1L, parallel::detectCores(), na.rm = TRUE)
+  uncapped <- identical(Sys.getenv("DIFFRANK_UNCAP_THREADS"), "true")
+  for (threads in thread_counts) {
+    used <- parallel_check_cpp(400L, threads, 2L, 0L, -1L, "", 1000L)$threads_used
+    expect_lte(used, threads)
+    if (uncapped) {
+      expect_gte(used, min(threads, 3L))
+    } else {
+      expect_lte(used, cores)
+    }
+  }
+  withr::with_envvar(c(DIFFRANK_UNCAP_THREADS = NA), {
+    used <- parallel_check_cpp(400L, max(thread_counts), 2L, 0L, -1L, "", 1000L)$threads_used
+    expect_lte(used, cores)
+  })
 })
 
 test_that("exceptions thrown on worker threads become R errors", {
