@@ -30,10 +30,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "common.hpp"
 #include "isotonic.hpp"
 
@@ -45,64 +41,6 @@ enum class SoftKind { rank, sort };
 // Soft sorts refuse |x| or n / eps beyond this magnitude: the isotonic
 // solvers take differences of the two, which must stay finite.
 constexpr double soft_max_magnitude = 1e300;
-
-// A resizable array of a trivial type that, unlike std::vector, leaves new
-// elements uninitialized: the buffers below are always written before being
-// read, and zero-filling tens of megabytes per call would cost as much as the
-// sort.
-//
-// Buffers of several megabytes (n around 10^6) are fresh memory on every call,
-// and faulting them in 4 KB page by page cost about a third of a soft sort of
-// 10^6 values (more under virtualization). On Linux such buffers are aligned
-// to 2 MB and marked for transparent huge pages, which cuts the page faults
-// 512-fold; elsewhere, or if the kernel declines, they are ordinary memory.
-template <class T>
-class Buffer {
-  static_assert(std::is_trivial<T>::value, "Buffer holds trivial types only");
-
- public:
-  void resize(std::size_t n) {
-    if (n > capacity_) {
-      data_.reset(allocate(n));
-      capacity_ = n;
-    }
-    size_ = n;
-  }
-  std::size_t size() const { return size_; }
-  T* data() { return data_.get(); }
-  const T* data() const { return data_.get(); }
-  T& operator[](std::size_t i) { return data_.get()[i]; }
-  const T& operator[](std::size_t i) const { return data_.get()[i]; }
-  void swap(Buffer& other) {
-    data_.swap(other.data_);
-    std::swap(size_, other.size_);
-    std::swap(capacity_, other.capacity_);
-  }
-
- private:
-  static T* allocate(std::size_t n) {
-    const std::size_t bytes = std::max<std::size_t>(n * sizeof(T), 1);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    constexpr std::size_t huge = std::size_t(1) << 21;
-    if (bytes >= 2 * huge) {
-      const std::size_t rounded = (bytes + huge - 1) & ~(huge - 1);
-      void* p = nullptr;
-      if (posix_memalign(&p, huge, rounded) == 0) {
-        madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
-        return static_cast<T*>(p);
-      }
-    }
-#endif
-    void* p = std::malloc(bytes);
-    if (p == nullptr) throw std::bad_alloc();
-    return static_cast<T*>(p);
-  }
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  std::unique_ptr<T, Free> data_;
-  std::size_t size_ = 0, capacity_ = 0;
-};
 
 // Writes to perm[0..n) the positions of key[0..n) in decreasing order of
 // sign * key, ties in increasing order of position, and to sorted[0..n) (if
