@@ -7,6 +7,7 @@
 #               package and run R CMD check
 #   make cpp-test  the standalone C++ tests of the core alone (CMake, GoogleTest)
 #   make bench  install test dependencies and diffrank, run the scripts in bench/
+#   make site   build the pkgdown web site into docs/ (offline)
 #   make sanitize  build diffrank with AddressSanitizer and UndefinedBehaviorSanitizer
 #               into sanitize-lib/ and run the tests, examples and vignettes against it
 #               (tools/sanitize.sh); fails on any sanitizer report
@@ -38,9 +39,9 @@ DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdo
   r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf libasan8 libubsan1 \
   r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch \
   r-bioc-delayedarray r-bioc-hdf5array r-bioc-biocparallel r-cran-matrix
-DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild
+DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild r-cran-pkgdown
 
-.PHONY: demo test sanitize bench deps-run deps-test deps-dev install document release-checks
+.PHONY: demo test sanitize bench deps-run deps-test deps-dev install document release-checks site
 
 # The demo installs the built tarball, so that the vignettes are installed
 # too (vignette(package = "diffrank")); building them needs the test packages.
@@ -97,6 +98,11 @@ deps-dev:
 
 install:
 	MAKEFLAGS=-j$(JOBS) $(R) CMD INSTALL --preclean --no-multiarch .
+
+# The web site (_pkgdown.yml) into docs/: the reference grouped by family,
+# with its examples run, and the vignettes as articles. Builds offline.
+site: deps-dev
+	$(RSCRIPT) -e 'options(pkgdown.internet = FALSE); pkgdown::build_site(".", new_process = FALSE, install = TRUE)'
 
 # Regenerate NAMESPACE, man/ and the Rcpp exports after changing R/ or src/.
 # roxygen2 compiles src/ without optimization: remove those objects so that no

@@ -17,7 +17,9 @@
 #' }
 #' @source The Bioconductor data package ALL 1.40.0 (Li X, Artistic-2.0
 #'   licence; Debian package r-bioc-all). The subset is made by
-#'   `data-raw/all_leukemia.R` in diffrank's source repository.
+#'   `data-raw/all_leukemia.R` in diffrank's source repository. These data
+#'   keep the ALL package's Artistic-2.0 licence, the rest of diffrank is MIT
+#'   (`system.file("COPYRIGHTS", package = "diffrank")`).
 #' @references Chiaretti S, Li X, Gentleman R, Vitale A, Vignetti M, Mandelli
 #'   F, Ritz J, Foa R (2004). Gene expression profile of adult T-cell acute
 #'   lymphocytic leukemia identifies distinct subsets of patients with

@@ -97,21 +97,15 @@ test_that("fitted values are the Sinkhorn quantile normalization of each row of 
 })
 
 test_that("a monotonically distorted low-rank matrix is recovered far better than by SVD or NMF", {
-  has_rcppml <- requireNamespace("RcppML", quietly = TRUE)
-  if (!has_rcppml) skip_if_not_installed("NMF")
+  skip_if_not_installed("RcppML")
   s <- qmf_simulate(seed = 2)
   x <- s$x
   k <- 2
   sv <- svd(x, k, k)
   err_svd <- qmf_rel_error(x, sv$u %*% diag(sv$d[1:k]) %*% t(sv$v))
   shift <- min(x)  # NMF needs non-negative data
-  nmf_fit <- if (has_rcppml) {
-    nm <- RcppML::nmf(x - shift, k, seed = 1, verbose = FALSE, tol = 1e-8, maxit = 5000)
-    nm$w %*% diag(nm$d) %*% nm$h
-  } else {
-    nm <- NMF::nmf(x - shift, k, method = "lee", seed = 1)
-    NMF::basis(nm) %*% NMF::coef(nm)
-  }
+  nm <- RcppML::nmf(x - shift, k, seed = 1, verbose = FALSE, tol = 1e-8, maxit = 5000)
+  nmf_fit <- nm$w %*% diag(nm$d) %*% nm$h
   err_nmf <- qmf_rel_error(x, nmf_fit + shift)
   set.seed(1)
   fit <- suppressWarnings(qmf(x, rank = k, eps = 0.01, max_epochs = 300, tol = 1e-4,
