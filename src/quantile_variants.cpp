@@ -1,6 +1,6 @@
 // Glue for the quantile normalization variants (robust targets, subsets of
 // features, blocks of features, one target per sample); arguments are checked
-// in R/quantile_variants.R.
+// in R/quantile_variants.R, R/quantile_robust.R and R/quantile_groups.R.
 #include <Rcpp.h>
 
 #include <algorithm>
