@@ -31,8 +31,9 @@ TARBALL := diffrank_$(VERSION).tar.gz
 # sanitizer runtimes for make sanitize.
 DEPS_RUN := make r-base-dev r-cran-rcpp r-cran-rcppeigen r-cran-rcppparallel r-cran-cli \
   r-cran-rspectra
-# The C++ tests of the core (make cpp-test) need CMake and GoogleTest.
-DEPS_CPP := cmake libgtest-dev
+# The C++ tests of the core (make cpp-test) need CMake and GoogleTest, and
+# those of suquan.hpp the Eigen headers of RcppEigen (found with Rscript).
+DEPS_CPP := cmake libgtest-dev r-cran-rcppeigen
 DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc \
   r-bioc-preprocesscore r-bioc-limma r-bioc-summarizedexperiment r-cran-kernlab \
   r-cran-pcapp r-cran-withr r-bioc-all r-bioc-biobase r-cran-bench r-cran-glmnet \
