@@ -137,8 +137,6 @@ TEST(Sinkhorn1D, MarginalsOfTheSolvedPlan) {
       for (double eps : {0.1, 0.01, 1e-3}) {
         for (double power : {2.0, 1.5}) {
           for (bool warm : {true, false}) {
-            // eps scaling with few targets: see DISABLED_EpsScalingFewTargets
-            if (!warm && m < 10) continue;
             if (power != 2.0 && n * m > 5000) continue;  // std::pow costs seconds there
             diffrank::SinkhornOptions opt;
             opt.eps = eps;
@@ -195,24 +193,87 @@ TEST(Sinkhorn1D, PollIsCalledAndMayAbandonTheSolve) {
   EXPECT_THROW(stopped.solve(), Stop);
 }
 
-// Known failure: from zero potentials with eps scaling (warm_start false,
-// which no R function uses) and few targets (m = 3) at small eps, the Newton
-// steps let the potentials drift (to about 1e9) and the solver stops
-// unconverged with a marginal error near 1; the warm-started solver converges
-// on the same problems in a few iterations.
-TEST(Sinkhorn1D, DISABLED_EpsScalingFewTargets) {
-  std::mt19937_64 rng(34);
-  const Problem p = problem(5, 3, rng);
-  for (double power : {2.0, 1.5}) {
+// From zero potentials, eps scaling solves each eps of its schedule before
+// halving it, and reaches the plan of the warm start from the hard sort: also
+// with few targets at small eps, where halving eps after every iteration left
+// the potentials many eps away from the solution and the solver stopped
+// unconverged (the potentials drifted to about 1e9 and the marginal error
+// stayed near 1). The warm start takes Newton steps from its first iteration
+// (newton_after = 0, as the glue of qmf sets it): with the default (Anderson
+// iterations first) it does not converge on some of these problems, see
+// DISABLED_WarmStartFewTargets.
+TEST(Sinkhorn1D, EpsScalingReachesTheWarmStartedPlan) {
+  for (unsigned seed : {34u, 35u, 36u, 37u}) {
+    for (std::size_t n : {5u, 40u}) {
+      for (std::size_t m : {2u, 3u, 5u}) {
+        std::mt19937_64 rng(seed);
+        const Problem p = problem(n, m, rng);
+        for (double eps : {1e-2, 1e-3, 1e-4}) {
+          for (double power : {2.0, 1.5}) {
+            const std::string label = "seed " + std::to_string(seed) + " n " + std::to_string(n) +
+                                      " m " + std::to_string(m) + " eps " + std::to_string(eps) +
+                                      " power " + std::to_string(power);
+            std::vector<double> plans[2];
+            for (int warm = 0; warm < 2; ++warm) {
+              diffrank::SinkhornOptions opt;
+              opt.eps = eps;
+              opt.power = power;
+              opt.tol = 1e-11;
+              opt.max_iter = 5000;
+              opt.warm_start = warm == 1;
+              opt.scaling = warm == 0;
+              if (warm == 1) opt.newton_after = 0;
+              diffrank::Sinkhorn1D sk(p.z.data(), p.a.data(), n, p.y.data(), p.b.data(), m, opt);
+              const diffrank::SinkhornStatus st = sk.solve();
+              ASSERT_TRUE(st.converged) << label << (warm ? " warm" : " scaling") << ", error "
+                                        << st.error;
+              std::vector<double> rows(n), cols(m);
+              sk.apply(0, nullptr, rows.data());
+              sk.apply(1, nullptr, cols.data());
+              double l1 = 0.0;
+              for (std::size_t i = 0; i < n; ++i) l1 += std::abs(rows[i] - p.a[i]);
+              EXPECT_LE(l1, 1e-9) << label;
+              l1 = 0.0;
+              for (std::size_t j = 0; j < m; ++j) l1 += std::abs(cols[j] - p.b[j]);
+              EXPECT_LE(l1, 1e-9) << label;
+              plans[warm].resize(n * m);
+              sk.dense_plan(plans[warm].data());
+            }
+            EXPECT_LT(relative_error(plans[0], plans[1]), 1e-9) << label;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Known failure of the default warm-started iteration (the one every R
+// function runs), not of eps scaling: with few targets at small eps, the
+// plan can fall apart into blocks (the entries that link them negligible at
+// double precision) and the marginal error stall at twice the mass those
+// entries should carry. The Schur complement is then singular, the Newton
+// direction zero (or useless) across the cut, yet the line search accepts a
+// step on which the semi-dual only ties, so newton_step() reports success
+// without progress and the Sinkhorn update, which would move mass across the
+// cut, never runs again (Anderson extrapolations from that slow phase also
+// jump far off). Newton steps from the first iteration (newton_after = 0)
+// and eps scaling converge on these problems. Not fixed with eps scaling:
+// changing this iteration changes the results of the R functions.
+TEST(Sinkhorn1D, DISABLED_WarmStartFewTargets) {
+  struct Case {
+    unsigned seed;
+    std::size_t n, m;
+    double eps;
+  };
+  for (const Case& c : {Case{32, 5, 3, 1e-3}, Case{36, 40, 3, 1e-4}, Case{39, 40, 5, 1e-4}}) {
+    std::mt19937_64 rng(c.seed);
+    const Problem p = problem(c.n, c.m, rng);
     diffrank::SinkhornOptions opt;
-    opt.eps = 1e-3;
-    opt.power = power;
+    opt.eps = c.eps;
     opt.tol = 1e-9;
     opt.max_iter = 5000;
-    opt.warm_start = false;
-    opt.scaling = true;
-    diffrank::Sinkhorn1D sk(p.z.data(), p.a.data(), 5, p.y.data(), p.b.data(), 3, opt);
-    EXPECT_TRUE(sk.solve().converged) << "power " << power;
+    diffrank::Sinkhorn1D sk(p.z.data(), p.a.data(), c.n, p.y.data(), p.b.data(), c.m, opt);
+    EXPECT_TRUE(sk.solve().converged) << "seed " << c.seed << " n " << c.n << " m " << c.m;
   }
 }
 

@@ -7,9 +7,11 @@
 // entries that can change a result at double precision, found with a bound
 // that proves the rest negligible, so smaller eps costs less per iteration,
 // and memory stays O(n + m). Iterations start from the dual potentials of the
-// hard sort (or use eps scaling), are Anderson-accelerated (Walker and Ni
-// 2011), and switch to Newton steps on the semi-dual when Sinkhorn's linear
-// rate degrades at small eps. Derivatives come from differentiating the
+// hard sort, are Anderson-accelerated (Walker and Ni 2011), and switch to
+// Newton steps on the semi-dual when Sinkhorn's linear rate degrades at small
+// eps. (Eps scaling, the alternative start kept for tests and benchmarks, is
+// a continuation: each eps of the schedule is solved, by Sinkhorn and Newton
+// steps, before the next.) Derivatives come from differentiating the
 // fixed-point conditions once (implicit function theorem), not the
 // iterations.
 //
@@ -41,7 +43,8 @@ struct SinkhornOptions {
   double tol = 1e-6;            // stop when ||P^T 1 - b||_1 <= tol
   int max_iter = 1000;          // Sinkhorn iterations (one f and one g update each)
   bool scaling = false;         // eps scaling from zero potentials (without warm_start):
-                                // eps = kScalingStart * kScalingFactor^k down to eps
+                                // eps = kScalingStart * kScalingFactor^k down to eps,
+                                // each solved to kStageTol before the next
   bool warm_start = true;       // start from the dual potentials of the hard sort
   bool banded = true;           // skip kernel entries that cannot matter
   int newton_after = -1;        // Sinkhorn iterations before Newton steps may start;
@@ -72,6 +75,7 @@ constexpr std::size_t kDenseSchur = 400;  // larger Schur complements use conjug
 constexpr int kAndersonDepth = 8;         // iterates combined by Anderson acceleration
 constexpr double kScalingStart = 1.0;     // first eps of eps scaling
 constexpr double kScalingFactor = 0.5;    // eps scaling: eps_{k+1} = max(eps, factor eps_k)
+constexpr double kStageTol = 1e-6;        // eps scaling: marginal error that ends a stage
 constexpr std::size_t kParallelRows = 512;  // fewer rows per update: one thread
 constexpr std::size_t kDotRows = 4;         // rows whose products with a vector run side by side
 constexpr std::size_t kMaxChunks = 64;      // row chunks of one pass of the VJP (row_pass)
@@ -272,19 +276,22 @@ class Sinkhorn1D {
   SinkhornStatus solve() {
     SinkhornStatus st;
     entries_ = 0.0;
+    const bool scaling = !opt_.warm_start && opt_.scaling;
     if (opt_.warm_start) {
       hard_potentials();
       eps_cur_ = opt_.eps;
     } else {
       std::fill(pot_[0].begin(), pot_[0].end(), 0.0);
       std::fill(pot_[1].begin(), pot_[1].end(), 0.0);
-      eps_cur_ = opt_.scaling ? std::max(opt_.eps, sinkhorn_detail::kScalingStart) : opt_.eps;
+      eps_cur_ = scaling ? std::max(opt_.eps, sinkhorn_detail::kScalingStart) : opt_.eps;
     }
     std::vector<double> next(np_[1]);
     sinkhorn_detail::Anderson aa(np_[1], sinkhorn_detail::kAndersonDepth);
     double best_err = std::numeric_limits<double>::infinity();
     std::vector<double> best_g(pot_[1]);
     int at_target = 0;
+    double prev_err = std::numeric_limits<double>::infinity();  // eps scaling
+    bool newton_last = false;
     sweep(0, pot_[0].data(), nullptr);
     double err = std::numeric_limits<double>::infinity();
     while (st.iterations < opt_.max_iter) {
@@ -295,7 +302,28 @@ class Sinkhorn1D {
         st.converged = true;
         break;
       }
-      if (eps_cur_ <= opt_.eps) {
+      if (scaling) {
+        // Eps scaling is a continuation: eps is halved only once the
+        // current stage is solved, so that each stage starts from the
+        // solution of the previous one, where Newton steps converge. A
+        // Newton step follows each plain update that did not halve the error
+        // (the one that starts a stage included); the other iterations, and
+        // failed Newton steps, are plain updates, which still make progress
+        // where Newton steps no longer can (at the rounding floor). Halving
+        // eps after every iteration instead reached the target eps with
+        // potentials many eps from its solution, where Sinkhorn crawls and
+        // the accelerated iteration below can stall.
+        const bool slow = !(err <= 0.5 * prev_err);
+        prev_err = err;
+        if (eps_cur_ > opt_.eps && err <= sinkhorn_detail::kStageTol) {
+          eps_cur_ = std::max(opt_.eps, eps_cur_ * sinkhorn_detail::kScalingFactor);
+        } else if (slow && !newton_last && newton_step(next)) {
+          newton_last = true;
+          continue;
+        }
+        newton_last = false;
+      } else {
+        // eps_cur_ == opt_.eps: the accelerated iteration
         ++at_target;
         const int newton_after = opt_.newton_after >= 0                           ? opt_.newton_after
                                  : np_[1] <= sinkhorn_detail::kDenseSchur ? 10
@@ -320,7 +348,6 @@ class Sinkhorn1D {
       }
       pot_[1].swap(next);
       prepared_[1] = false;
-      eps_cur_ = std::max(opt_.eps, eps_cur_ * sinkhorn_detail::kScalingFactor);
       sweep(0, pot_[0].data(), nullptr);
     }
     if (!st.converged) {
@@ -335,11 +362,12 @@ class Sinkhorn1D {
   }
 
   // out[k] = sum_l P_kl v[l] for every k of side `dst` (v lives on the other
-  // side); with v == nullptr, the marginal sum_l P_kl.
+  // side); with v == nullptr, the marginal sum_l P_kl. (At the eps of the
+  // iterations: opt_.eps outside eps scaling, and after solve().)
   void apply(int dst, const double* v, double* out) {
     const int src = 1 - dst;
     prepare(src);
-    const double inv_eps = 1.0 / opt_.eps;
+    const double inv_eps = 1.0 / eps_cur_;
     constexpr std::size_t G = sinkhorn_detail::kDotRows;
     for_rows(dst, [&](std::size_t k0, std::size_t k1, Cache& cache) {
       double* row[G];
@@ -688,7 +716,7 @@ class Sinkhorn1D {
     Cache cache = serial_cache();
     for (std::size_t k = 0; k < np_[dst]; ++k) {
       const Range r = band(dst, k, cache);
-      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[dst][k] / opt_.eps);
+      sinkhorn_kernels::exp_shift_sum(cache.buf + r.lo, r.hi - r.lo, pot_[dst][k] / eps_cur_);
       row(k, static_cast<const double*>(cache.buf), r);
     }
     entries_ += cache.entries;
@@ -885,8 +913,8 @@ class Sinkhorn1D {
     rhs[0].assign(n, 0.0);
     rhs[1].resize(m);
     for (std::size_t j = 0; j < m; ++j) {
-      marg[1][j] = w_[1][j] * std::exp((pot_[1][j] - next[j]) / opt_.eps);
-      rhs[1][j] = opt_.eps * (w_[1][j] - marg[1][j]);
+      marg[1][j] = w_[1][j] * std::exp((pot_[1][j] - next[j]) / eps_cur_);
+      rhs[1][j] = eps_cur_ * (w_[1][j] - marg[1][j]);
     }
     cg_max_ = 200;
     cg_tol_ = 1e-8;
@@ -907,7 +935,7 @@ class Sinkhorn1D {
       prepared_[1] = false;
       sweep(0, pot_[0].data(), nullptr);
       const double j1 = objective();
-      if (std::isfinite(j1) && j1 >= j0 - 1e-15 * (std::fabs(j0) + opt_.eps)) return true;
+      if (std::isfinite(j1) && j1 >= j0 - 1e-15 * (std::fabs(j0) + eps_cur_)) return true;
     }
     pot_[0] = f0;
     pot_[1] = g0;
