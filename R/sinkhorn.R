@@ -501,6 +501,11 @@ sinkhorn_normalize_vjp <- function(x, v, target = NULL, eps = 0.01, weights = NU
 #'
 #' @param pred,response Numeric vectors of predictions and observed values.
 #' @param tau Quantile level of the absolute residuals, in `(0, 1)`.
+#' @param weights `NULL` (equal masses) or one positive weight per
+#'   observation: the soft quantile is that of the weighted residuals.
+#' @param tol Tolerance on the transport's marginals. Tighter than the
+#'   operators' default (`1e-6`): an optimizer such as BFGS needs the
+#'   gradient accurate beyond the value.
 #' @inheritParams sinkhorn_quantile
 #' @return A list with `value` (the soft quantile, a number) and `gradient`
 #'   (its derivative with respect to `pred`, a vector), and the convergence
@@ -518,8 +523,9 @@ sinkhorn_normalize_vjp <- function(x, v, target = NULL, eps = 0.01, weights = NU
 #'              function(b) drop(crossprod(X, loss(b)$gradient)), method = "BFGS")
 #' rbind(lqr = fit$par, ls = coef(lm(y ~ X - 1)))
 soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.01,
-                               scale = c("squash", "none"), tol = 1e-8, max_iter = 1000L,
-                               threads = diffrank_threads()) {
+                               weights = NULL, scale = c("squash", "none"), power = 2,
+                               tol = 1e-8, max_iter = 1000L, threads = diffrank_threads(),
+                               progress = interactive()) {
   pred <- check_numeric_vector(pred, "pred")
   response <- check_numeric_vector(response, "response")
   if (length(pred) != length(response)) {
@@ -530,8 +536,9 @@ soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.
   tau <- check_number(tau, "tau", lower = 0, upper = 1, allow_lower = FALSE)
   if (tau >= 1) abort("`tau` must be below 1, not %s.", format(tau))
   r <- response - pred
-  op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, scale = scale,
-                             tol = tol, max_iter = max_iter, threads = threads)
+  op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, weights = weights,
+                             scale = scale, power = power, tol = tol, max_iter = max_iter,
+                             threads = threads, progress = progress)
   g <- vjp_naming(op, 1, c("pred", "response"))
   list(value = op$value, gradient = -sign(r) * g)
 }
@@ -583,8 +590,10 @@ sinkhorn_args <- function(kind, x, eps, weights, scale, power, tol, max_iter, th
   }
   if (any(is.infinite(mat))) abort("`x` must not contain infinite values.")
   eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
-  if (eps < 1e-10) abort("`eps` must be at least 1e-10,
-  not %s; use rank() or sort() for the hard operators.", format(eps))
+  if (eps < 1e-10) {
+    abort("`eps` must be at least 1e-10, not %s; use rank() or sort() for the hard operators.",
+          format(eps))
+  }
   list(mat = mat, shape = input_shape(x, mat), a = sinkhorn_weights(weights, n, "weights"),
        threads = check_threads(threads),
        options = list(eps = eps, power = check_number(power, "power", lower = 1),

@@ -48,8 +48,9 @@
 #'              function(w) as.vector(loss(w)$gradient %*% t(x)), method = "BFGS",
 #'              control = list(maxit = 15))
 #' mean(max.col(t(matrix(fit$par, 3) %*% x)) == as.integer(iris$Species))
-soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, tol = 1e-6, max_iter = 1000L,
-                           threads = diffrank_threads()) {
+soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, scale = c("squash", "none"),
+                           power = 2, tol = 1e-6, max_iter = 1000L,
+                           threads = diffrank_threads(), progress = interactive()) {
   m <- as_numeric_matrix(pred, "pred")
   n_classes <- nrow(m)
   n_obs <- ncol(m)
@@ -64,7 +65,8 @@ soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, tol = 1e-6, max_iter
     abort("`k` must be below the number of classes (%d), not %d: the loss would always be zero.",
           n_classes, k)
   }
-  op <- sinkhorn_rank_fn(m, eps = eps, tol = tol, max_iter = max_iter, threads = threads)
+  op <- sinkhorn_rank_fn(m, eps = eps, scale = scale, power = power, tol = tol,
+                         max_iter = max_iter, threads = threads, progress = progress)
   cells <- cbind(class_index, seq_len(n_obs))
   excess <- n_classes - op$value[cells] - (k - 1)
   active <- excess > 0

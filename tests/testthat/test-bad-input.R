@@ -199,9 +199,6 @@ documented_errors <- list(
 
 # Known bugs: the current behaviour (an error, but not naming the argument) is
 # asserted, so that a fix shows up here.
-# BUG: soft_quantile_loss(numeric(0), numeric(0)) says "`x` must have at least one
-# value" -- the argument is `pred` (the check is in sinkhorn_args, via
-# sinkhorn_quantile_fn).
 known_bugs <- list()
 
 # threads: larger numbers than 1024 are documented to be taken as 1024.

@@ -342,6 +342,19 @@ test_that("soft_topk_loss() is J_k of the Sinkhorn soft rank of the true class, 
     }, as.vector(scores), h = 1e-5)
     expect_equal(as.vector(loss$gradient), as.vector(numeric_gradient), tolerance = 1e-5)
   }
+  # scale and power reach the soft rank
+  for (scale in c("squash", "none")) {
+    for (power in c(2, 1.5)) {
+      loss <- soft_topk_loss(scores, labels, k = 2, eps = 0.05, scale = scale, power = power,
+                             tol = 1e-10)
+      ranks <- sinkhorn_rank(scores, eps = 0.05, scale = scale, power = power, tol = 1e-10)
+      expect_equal(loss$value, mean(pmax(0, 5 - ranks[cbind(labels, 1:4)] - 1)),
+                   tolerance = 1e-12, label = sprintf("scale %s, power %g", scale, power))
+    }
+  }
+  expect_false(isTRUE(all.equal(
+    soft_topk_loss(scores, labels, k = 2, eps = 0.05, power = 1.5)$value,
+    soft_topk_loss(scores, labels, k = 2, eps = 0.05)$value)))
   # class names, factors and a single observation
   expect_equal(soft_topk_loss(scores, c("b", "e", "a", "c"), eps = 0.05, tol = 1e-10),
                soft_topk_loss(scores, labels, eps = 0.05, tol = 1e-10))

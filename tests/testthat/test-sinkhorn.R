@@ -419,6 +419,25 @@ test_that("least quantile regression beats least squares with 30% gross outliers
   expect_lt(max(abs(fit$par - beta)), 0.2)
 })
 
+test_that("soft_quantile_loss() passes weights and power to the soft quantile", {
+  set.seed(11)
+  pred <- rnorm(40)
+  response <- rnorm(40)
+  w <- runif(40, 0.5, 2)
+  for (power in c(2, 1.5)) {
+    loss <- soft_quantile_loss(pred, response, tau = 0.7, eps = 0.01, weights = w, power = power)
+    op <- sinkhorn_quantile_fn(abs(response - pred), probs = 0.7, eps = 0.01, weights = w,
+                               power = power, tol = 1e-8)
+    expect_identical(as.numeric(loss$value), as.numeric(op$value))
+    expect_identical(loss$gradient, -sign(response - pred) * op$vjp(1))
+  }
+  unweighted <- soft_quantile_loss(pred, response, tau = 0.7, eps = 0.01)
+  expect_false(isTRUE(all.equal(as.numeric(unweighted$value),
+                                as.numeric(soft_quantile_loss(pred, response, tau = 0.7, eps = 0.01,
+                                                              weights = w)$value))))
+  expect_error(soft_quantile_loss(pred, response, weights = w[-1]), "`weights`")
+})
+
 test_that("the default number of targets keeps long columns linear in n", {
   set.seed(30)
   x <- rnorm(1000)
