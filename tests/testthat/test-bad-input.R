@@ -278,12 +278,14 @@ test_that("each export works on its valid data (so errors below come from the ba
 })
 
 test_that("bad `x` gives an error naming the argument, or its documented value", {
+  skip_on_cran()  # over 5 s
   for (name in names(calls)) {
     for (case_name in names(cases$x)) check_case(name, "x", case_name, cases$x[[case_name]])
   }
 })
 
 test_that("bad `eps` and `threads` give an error naming the argument, or their documented value", {
+  skip_on_cran()  # over 5 s
   for (name in names(calls)) {
     for (arg in c("eps", "threads")) {
       if (!has_arg(name, arg)) next
@@ -358,6 +360,7 @@ test_that("bad `BPPARAM` and `filepath` give an error naming the argument", {
 # choice are errors naming the argument, never match.arg()'s "'arg' should be
 # one of".
 test_that("bad choice arguments give an error naming the argument", {
+  skip_on_cran()  # over 5 s
   bad <- list(na = NA, number = 1, misspelt = "no-such-choice", two = c("a", "b"))
   checked <- 0L
   for (name in names(calls)) {
@@ -558,6 +561,7 @@ test_that("the cases of issue 28 give a finite result, a warned overflow or a cl
 # Issue 28: what the fuzz harness (tools/fuzz.R) found after the first round
 # of fixes, each case as it was reported.
 test_that("the last fuzz findings give finite results, warnings or errors naming the argument", {
+  skip_on_cran()  # over 5 s
   x5 <- c(3, 1, 2, 5, 4)
   # huge cotangents of the soft (PAV) family are scaled by a power of two:
   # finite, and exactly the product of the scaled-down cotangent

@@ -44,6 +44,7 @@ test_that("tiny blocks split the test matrices into several blocks", {
 })
 
 test_that("normalize_quantiles() of a DelayedMatrix or HDF5Matrix is identical in memory", {
+  skip_on_cran()  # over 5 s
   with_small_blocks({
     for (ties in c("midrank", "average", "first")) {
       ref <- normalize_quantiles(bl_x, ties = ties)
@@ -231,6 +232,7 @@ test_that("a SummarizedExperiment with an HDF5 assay round-trips on disk", {
 bl_groups <- rep(c("A", "B", "C"), length.out = 23)
 
 test_that("robust and qsmooth variants are identical block by block", {
+  skip_on_cran()  # over 5 s
   positive <- abs(bl_x) + 1
   with_small_blocks({
     for (kind in c("delayed", "hdf5", "sparse")) {
@@ -332,6 +334,7 @@ test_that("block inputs give clear errors for what they do not support", {
 })
 
 test_that("results are identical for SerialParam, MulticoreParam(2) and SnowParam(2)", {
+  skip_on_cran()  # over 5 s
   skip_if_not_installed("BiocParallel")
   params <- list(serial = BiocParallel::SerialParam())
   if (.Platform$OS.type == "unix") {
@@ -389,6 +392,7 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
 # blocks to files of its own (the main process writing every block made two
 # workers slower than one); the result is one DelayedMatrix over the files.
 test_that("workers write their own blocks of an HDF5 result", {
+  skip_on_cran()  # over 5 s
   skip_if_not_installed("BiocParallel")
   skip_on_os("windows")
   multicore <- BiocParallel::MulticoreParam(2)

@@ -195,6 +195,7 @@ test_that("rank_svm() predicts new samples by feature name", {
 })
 
 test_that("rank_svm() handles three classes and SummarizedExperiment input", {
+  skip_on_cran()  # over 5 s
   skip_if_not_installed("kernlab")
   set.seed(8)
   p <- 300
@@ -267,6 +268,7 @@ test_that("centre = TRUE centres in feature space, and new samples with the trai
 })
 
 test_that("rank_svm(centre = TRUE) centres on the training samples, and predicts the same here", {
+  skip_on_cran()  # over 5 s
   skip_if_not_installed("kernlab")
   d <- kf_data(p = 400, n = 40, n_signal = 20, shift = 3, seed = 11)
   set.seed(12)

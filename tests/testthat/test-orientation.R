@@ -3,6 +3,7 @@
 # no feature with a fit are an error, with a hint when they look transposed.
 
 test_that("a likely transposed input gets a message from every entry point, a usual one none", {
+  skip_on_cran()  # over 5 s
   x <- all_leukemia$expr            # 1,000 genes x 128 samples
   tx <- t(x)
   groups <- rep(c("a", "b"), length.out = nrow(tx))

@@ -97,6 +97,7 @@ test_that("fitted values are the Sinkhorn quantile normalization of each row of 
 })
 
 test_that("a monotonically distorted low-rank matrix is recovered far better than by SVD or NMF", {
+  skip_on_cran()  # over 5 s
   skip_if_not_installed("RcppML")
   s <- qmf_simulate(seed = 2)
   x <- s$x
@@ -190,6 +191,7 @@ test_that("the default start is the rank-based or the SVD start, whichever has t
 })
 
 test_that("predict() on the training samples reproduces V, and places new samples", {
+  skip_on_cran()  # over 5 s
   set.seed(5)
   x <- exp(matrix(rnorm(40), 20) %*% matrix(rnorm(50), 2) / 2 + matrix(rnorm(500, sd = 0.1), 20))
   dimnames(x) <- list(paste0("g", 1:20), paste0("s", 1:25))
@@ -562,6 +564,7 @@ test_that("QMFQ: S is the soft quantile normalization of the rows' normal scores
 })
 
 test_that("QMFQ and QMF at their defaults beat a KL NMF on the paper's synthetic model", {
+  skip_on_cran()  # over 5 s
   s <- qmf_paper_synthetic(1, d = 150, n = 80)
   for (model in c("qmf", "qmfq")) {
     set.seed(1)

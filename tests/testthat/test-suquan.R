@@ -13,6 +13,7 @@ test_that("SUQUAN recovers a non-linear quantile function and beats plain QN", {
 })
 
 test_that("simulation: cv_suquan beats QN + ridge when the mean target is wrong, and nearly ties when it is right", {
+  skip_on_cran()  # over 5 s
   # Same folds, same lambda path: the baseline is cv_suquan with f fixed at
   # the mean quantiles (quantile normalization + ridge).
   accuracy <- function(target, seed) {
