@@ -328,13 +328,11 @@ class Sinkhorn1D {
         const int newton_after = opt_.newton_after >= 0                           ? opt_.newton_after
                                  : np_[1] <= sinkhorn_detail::kDenseSchur ? 10
                                                                           : 50;
-        if (at_target > newton_after && newton_step(next)) {
-          aa.reset();
-          best_err = std::numeric_limits<double>::infinity();
-          continue;
-        }
         // safeguard: an extrapolation that made things much worse (or
-        // non-finite) is dropped and the iteration restarts from the best g
+        // non-finite) is dropped and the iteration restarts from the best g.
+        // Checked before any Newton step: a Newton step from such an iterate
+        // (with few targets at small eps, one whose plan has fallen apart
+        // into blocks) cannot repair it, and would reset the safeguard.
         if (!(err <= 10.0 * best_err)) {
           aa.reset();
           std::copy(best_g.begin(), best_g.end(), next.begin());
@@ -342,6 +340,11 @@ class Sinkhorn1D {
           if (err < best_err) {
             best_err = err;
             best_g = pot_[1];
+          }
+          if (at_target > newton_after && newton_step(next)) {
+            aa.reset();
+            best_err = std::numeric_limits<double>::infinity();
+            continue;
           }
           aa.step(pot_[1].data(), next.data());
         }
@@ -904,7 +907,10 @@ class Sinkhorn1D {
   // the direction is eps S^{-1} (b - c), gauge fixed. Sinkhorn's linear rate
   // collapses at small eps; Newton's does not. `next` holds G(f) on entry
   // (it gives the column sums for free). Returns false, leaving the state
-  // unchanged, when no step length increases J.
+  // unchanged, when no step length increases J strictly: a step on which J
+  // only ties (a zero direction, where the plan has fallen apart into blocks
+  // and the Schur complement is singular) is no progress, and reporting it
+  // as one skipped the Sinkhorn update in every later iteration.
   bool newton_step(const std::vector<double>& next) {
     const std::size_t n = np_[0], m = np_[1];
     std::vector<double> marg[2], rhs[2], sol[2];
@@ -935,7 +941,7 @@ class Sinkhorn1D {
       prepared_[1] = false;
       sweep(0, pot_[0].data(), nullptr);
       const double j1 = objective();
-      if (std::isfinite(j1) && j1 >= j0 - 1e-15 * (std::fabs(j0) + eps_cur_)) return true;
+      if (std::isfinite(j1) && j1 > j0) return true;
     }
     pot_[0] = f0;
     pot_[1] = g0;
