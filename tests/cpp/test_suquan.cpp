@@ -828,6 +828,16 @@ struct FProblem {
   }
 };
 
+// The links of a quantile space: eta(i, k) = u_{i + n k}' f + b_k.
+void expect_links(const Matrix& eta, const Matrix& u, const Vector& f, const Vector& b) {
+  const Index n = eta.rows();
+  for (Index i = 0; i < n; ++i) {
+    for (Index k = 0; k < eta.cols(); ++k) {
+      EXPECT_NEAR(eta(i, k), u.col(i + n * k).dot(f) + b[k], 1e-13);
+    }
+  }
+}
+
 // The two spaces of the f step. FullSpace: the links u' f + b and the
 // gradient u g of the links' gradient g, the projection onto C (or the
 // roughness prox) and the roughness penalty.
@@ -843,11 +853,7 @@ TEST(SuquanQuantiles, FullSpaceIsTheLinksAndTheProjection) {
     EXPECT_EQ(space.weights(), nullptr);
     Matrix eta(n, K);
     space.links(f, b, eta);
-    for (Index i = 0; i < n; ++i) {
-      for (Index k = 0; k < K; ++k) {
-        EXPECT_NEAR(eta(i, k), u.col(i + n * k).dot(f) + b[k], 1e-13);
-      }
-    }
+    expect_links(eta, u, f, b);
     const Matrix g = normal_matrix(n, K, rng);
     Vector grad;
     space.gradient(Eigen::Map<const Vector>(g.data(), n * K), grad);
@@ -899,11 +905,7 @@ TEST(SuquanQuantiles, BlockSpaceIsCOnTheBlocks) {
     blocks.expand(v, full);
     Matrix eta(n, K);
     blocks.links(v, b, eta);
-    for (Index i = 0; i < n; ++i) {
-      for (Index k = 0; k < K; ++k) {
-        EXPECT_NEAR(eta(i, k), u.col(i + n * k).dot(full) + b[k], 1e-13);
-      }
-    }
+    expect_links(eta, u, full, b);
     const Matrix g = normal_matrix(n, K, rng);
     Vector grad;
     blocks.gradient(Eigen::Map<const Vector>(g.data(), n * K), grad);
