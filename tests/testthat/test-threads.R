@@ -9,7 +9,7 @@
 # sees more than 2 threads.
 if (identical(Sys.getenv("NOT_CRAN"), "true")) {
   thread_counts <- c(1L, 2L, 3L, 8L)
-  withr::local_envvar(DIFFRANK_UNCAP_THREADS = "true", .local_envir = testthat::teardown_env())
+  withr::local_envvar(DIFFRANK_UNCAP_THREADS = "true")  # until the end of this file
 } else {
   thread_counts <- c(1L, 2L)
 }
