@@ -40,7 +40,7 @@ DEPS_TEST := $(DEPS_RUN) $(DEPS_CPP) r-cran-testthat r-cran-knitr r-cran-rmarkdo
   r-cran-igraph r-cran-mlbench r-cran-rcppml r-cran-nmf libasan8 libubsan1 \
   r-bioc-multtest r-bioc-impute r-cran-th.data r-bioc-bladderbatch \
   r-bioc-delayedarray r-bioc-hdf5array r-bioc-biocparallel r-cran-matrix
-DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild r-cran-pkgdown
+DEPS_DEV := $(DEPS_TEST) r-cran-roxygen2 r-cran-pkgbuild r-cran-pkgdown qpdf
 
 .PHONY: demo test sanitize bench deps-run deps-test deps-dev install document release-checks site
 

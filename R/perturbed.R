@@ -122,7 +122,7 @@
 #' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
 #'   (2020). Learning with differentiable perturbed optimizers. *Advances in
 #'   Neural Information Processing Systems 33 (NeurIPS 2020)*.
-#'   <arXiv:2002.08676>
+#'   \doi{10.48550/arXiv.2002.08676}
 #' @seealso [fy_loss()] to learn with a perturbed solver, [rank_regression()]
 #'   for label ranking, and [soft_rank()] and [sinkhorn_rank()] for
 #'   deterministic soft ranks.
@@ -262,7 +262,7 @@ print.diffrank_perturbed <- function(x, ...) {
 #'   with its names): `(perturbed maximizer - target) / ncol(pred)`.
 #' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
 #'   (2020). Learning with differentiable perturbed optimizers. *NeurIPS
-#'   2020*. <arXiv:2002.08676>
+#'   2020*. \doi{10.48550/arXiv.2002.08676}
 #'
 #'   Blondel M, Martins AFT, Niculae V (2020). Learning with Fenchel-Young
 #'   losses. *Journal of Machine Learning Research* 21(35), 1-69.

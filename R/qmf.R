@@ -234,7 +234,7 @@
 #'   [sample_coordinates()].
 #' @references Cuturi M, Teboul O, Niles-Weed J, Vert JP (2020). Supervised
 #'   quantile normalization for low-rank matrix approximation. *ICML 2020*.
-#'   <arXiv:2002.03229>
+#'   \doi{10.48550/arXiv.2002.03229}
 #'
 #'   Boutsidis C, Gallopoulos E (2008). SVD based initialization: a head start
 #'   for nonnegative matrix factorization. *Pattern Recognition* 41(4),

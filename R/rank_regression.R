@@ -50,7 +50,7 @@
 #'   (Spearman and Kendall agreement with the observed rankings).
 #' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
 #'   (2020). Learning with differentiable perturbed optimizers. *NeurIPS
-#'   2020*. <arXiv:2002.08676>
+#'   2020*. \doi{10.48550/arXiv.2002.08676}
 #'
 #'   Cheng W, Hühn J, Hüllermeier E (2009). Decision tree and instance-based
 #'   learning for label ranking. *Proceedings of the 26th International

@@ -107,11 +107,11 @@
 #'   line of these diagnostics (class `sinkhorn_result`, which arithmetic and
 #'   `as.vector()` drop).
 #' @references Cuturi M, Teboul O, Vert JP (2019). Differentiable ranking and
-#'   sorting using optimal transport. *NeurIPS 2019*. <arXiv:1905.11885>
+#'   sorting using optimal transport. *NeurIPS 2019*. \doi{10.48550/arXiv.1905.11885}
 #'
 #'   Cuturi M, Teboul O, Niles-Weed J, Vert JP (2020). Supervised quantile
 #'   normalization for low-rank matrix approximation. *ICML 2020*.
-#'   <arXiv:2002.03229>
+#'   \doi{10.48550/arXiv.2002.03229}
 #' @seealso [sinkhorn_rank_fn()] for derivatives; `soft_rank()` for the
 #'   permutahedron-projection operators, exact in O(n log n).
 #' @export

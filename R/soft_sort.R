@@ -124,7 +124,7 @@
 #' @references Blondel M, Teboul O, Berthet Q, Djolonga J (2020). Fast
 #'   differentiable sorting and ranking. *Proceedings of the 37th International
 #'   Conference on Machine Learning (ICML)*, PMLR 119, 950-959.
-#'   <arXiv:2002.08871>
+#'   \doi{10.48550/arXiv.2002.08871}
 #' @seealso [soft_rank_fn()] and [soft_rank_vjp()] for derivatives,
 #'   [spearman_loss()], [plot_soft_path()].
 #' @export
@@ -199,7 +199,7 @@ soft_sort <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
 #'   `soft_rank_vjp()` and `soft_sort_vjp()` return the gradient, shaped like
 #'   `x` with its names or dimnames.
 #' @references Blondel M, Teboul O, Berthet Q, Djolonga J (2020). Fast
-#'   differentiable sorting and ranking. *ICML 2020*. <arXiv:2002.08871>
+#'   differentiable sorting and ranking. *ICML 2020*. \doi{10.48550/arXiv.2002.08871}
 #' @export
 #' @examples
 #' x <- c(0.3, 1.2, 1.25, -0.7)
@@ -263,7 +263,7 @@ soft_sort_vjp <- function(x, v, eps = 0.01, reg = c("l2", "kl"), decreasing = FA
 #' @return A list with `value` (the loss) and `gradient` (its gradient with
 #'   respect to `pred`, a vector with the names of `pred`).
 #' @references Blondel M, Teboul O, Berthet Q, Djolonga J (2020). Fast
-#'   differentiable sorting and ranking. *ICML 2020*. <arXiv:2002.08871>
+#'   differentiable sorting and ranking. *ICML 2020*. \doi{10.48550/arXiv.2002.08871}
 #' @export
 #' @examples
 #' set.seed(1)
@@ -451,7 +451,7 @@ isotonic_regression <- function(y, weights = NULL, decreasing = FALSE) {
 #' @param reg `"l2"` or `"kl"`.
 #' @return A numeric vector like `z`, with its names.
 #' @references Blondel M, Teboul O, Berthet Q, Djolonga J (2020). Fast
-#'   differentiable sorting and ranking. *ICML 2020*. <arXiv:2002.08871>
+#'   differentiable sorting and ranking. *ICML 2020*. \doi{10.48550/arXiv.2002.08871}
 #' @export
 #' @examples
 #' project_permutahedron(c(0.1, 2, 1.9), 1:3)   # close to a permutation of 1:3

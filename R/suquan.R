@@ -155,7 +155,7 @@
 #'   settings. Methods: `print()`, `summary()`, `coef()`, `predict()`,
 #'   `plot()`.
 #' @references Le Morvan M, Vert J-P (2017). Supervised quantile
-#'   normalisation. arXiv:1706.00244.
+#'   normalisation. \doi{10.48550/arXiv.1706.00244}.
 #'
 #'   Friedman J, Hastie T, Tibshirani R (2010). Regularization paths for
 #'   generalized linear models via coordinate descent. *Journal of

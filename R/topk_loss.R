@@ -33,7 +33,7 @@
 #'   its dimnames).
 #' @references Cuturi M, Teboul O, Vert JP (2019). Differentiable ranking and
 #'   sorting using optimal transport. *Advances in Neural Information
-#'   Processing Systems 32 (NeurIPS 2019)*. <arXiv:1905.11885>
+#'   Processing Systems 32 (NeurIPS 2019)*. \doi{10.48550/arXiv.1905.11885}
 #' @seealso [fy_loss()] for the perturbed Fenchel-Young losses.
 #' @export
 #' @examples
