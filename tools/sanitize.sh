@@ -75,6 +75,10 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 export R_LIBS="$lib${R_LIBS:+:$R_LIBS}"
 # vignettes and examples must not start more threads than the machine has
 export OMP_NUM_THREADS=1
+# the whole suite, as make test runs it: the tests skipped on CRAN (slow
+# ones, bad-input sweeps, block back-ends) are the ones most worth running
+# under the sanitizers
+export NOT_CRAN=true
 
 run() {  # run <name> <R code>: one R process under the sanitizers
   name=$1
