@@ -189,27 +189,30 @@ diffrank::PerturbedOperator solved(const PerturbSettings& s, const Draws& d, boo
   return op;
 }
 
-// theta + eps Z_m, from the header's description of the draws.
-std::vector<double> point_of(const PerturbSettings& s, const Draws& d, std::size_t m) {
+// Z_m, from the header's description of the draws: with antithetic normal
+// noise, draws 2b and 2b + 1 are +Z_b and -Z_b of base draw b.
+std::vector<double> draw_of(const PerturbSettings& s, const Draws& d, std::size_t m) {
   const std::size_t n = d.theta.size();
   const bool paired = s.antithetic && s.noise == PerturbNoise::normal;
   const std::size_t base = paired ? m / 2 : m;
   const double sign = paired && m % 2 == 1 ? -1.0 : 1.0;
-  std::vector<double> p(n);
-  for (std::size_t i = 0; i < n; ++i) p[i] = d.theta[i] + s.eps * (sign * d.z[base * n + i]);
+  std::vector<double> z(n);
+  for (std::size_t i = 0; i < n; ++i) z[i] = sign * d.z[base * n + i];
+  return z;
+}
+
+// theta + eps Z_m.
+std::vector<double> point_of(const PerturbSettings& s, const Draws& d, std::size_t m) {
+  std::vector<double> p = draw_of(s, d, m);
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] = d.theta[i] + s.eps * p[i];
   return p;
 }
 
 // grad_nu(Z_m): Z_m for the normal, 1 - exp(-Z_m) for the Gumbel.
 std::vector<double> noise_gradient(const PerturbSettings& s, const Draws& d, std::size_t m) {
-  const std::size_t n = d.theta.size();
-  const bool paired = s.antithetic && s.noise == PerturbNoise::normal;
-  const std::size_t base = paired ? m / 2 : m;
-  const double sign = paired && m % 2 == 1 ? -1.0 : 1.0;
-  std::vector<double> g(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const double z = sign * d.z[base * n + i];
-    g[i] = s.noise == PerturbNoise::gumbel ? 1.0 - std::exp(-z) : z;
+  std::vector<double> g = draw_of(s, d, m);
+  if (s.noise == PerturbNoise::gumbel) {
+    for (double& z : g) z = 1.0 - std::exp(-z);
   }
   return g;
 }
