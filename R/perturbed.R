@@ -162,8 +162,8 @@ perturbed <- function(x, solver, eps = 1, n_samples = 100, noise = c("normal", "
     return(eval(call, parent.frame()))
   }
   if (missing(solver)) abort("`solver` is missing: give a solver name or an R function.")
-  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
-                                       threads), warn_maximum = FALSE)$value
+  perturbed_build(x, solver, eps, n_samples, noise, antithetic, ..., threads = threads,
+                  warn_maximum = FALSE)$value
 }
 
 # Whether the first argument of perturbed() is a solver (the deprecated
@@ -184,22 +184,13 @@ perturbed_solver <- function(solver, eps = 1, n_samples = 100, noise = c("normal
 
 #' @rdname perturbed
 #' @export
-perturbed_fn <- function(x, solver, eps = 1, n_samples = 100, noise = c("normal", "gumbel"),
-                         antithetic = TRUE, ..., threads = diffrank_threads()) {
-  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
-                                       threads))
-}
+perturbed_fn <- operator_form("perturbed", "fn")
 
 #' @rdname perturbed
 #' @param v For `perturbed_vjp()`, the vector (or matrix) to multiply the
 #'   Jacobian with from the left, of the shape of the value.
 #' @export
-perturbed_vjp <- function(x, v, solver, eps = 1, n_samples = 100,
-                          noise = c("normal", "gumbel"), antithetic = TRUE, ...,
-                          threads = diffrank_threads()) {
-  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
-                                       threads), warn_maximum = FALSE)$vjp(v)
-}
+perturbed_vjp <- operator_form("perturbed", "vjp")
 
 #' @rdname perturbed
 #' @export
@@ -657,6 +648,18 @@ perturbed_shape <- function(out, fw) {
   if (!all(vapply(dn, is.null, TRUE))) dimnames(out) <- dn
   out
 }
+
+# The builder of the perturbed family (R/operator_table.R): the operator of
+# perturbed_fn(). Its value and one-call VJP forms do not warn about a
+# non-finite perturbed maximum, which only the operator object shows.
+perturbed_build <- function(x, solver, eps, n_samples, noise, antithetic, ..., threads,
+                            warn_maximum = TRUE) {
+  if (is.null(solver)) abort("`solver` is missing: give a solver name or an R function.")
+  perturbed_operator(x, perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...),
+                                       threads), warn_maximum)
+}
+
+perturbed_build_vjp <- function(x, v, ...) perturbed_build(x, ..., warn_maximum = FALSE)$vjp(v)
 
 perturbed_operator <- function(x, spec, warn_maximum = TRUE) {
   fw <- perturbed_forward(x, spec)

@@ -123,65 +123,27 @@
 #' sinkhorn_cdf(x)
 #' sinkhorn_quantile(c(1, 5, 2, 8, 3, 9, 4), probs = 0.5, eps = 1e-3)
 #' soft_topk(x, k = 2, eps = 1e-3)
-sinkhorn_rank <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                          decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                          max_iter = 1000L, threads = diffrank_threads(),
-                          progress = interactive()) {
-  sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$value
-}
+sinkhorn_rank <- operator_form("sinkhorn_rank", "value")
 
 #' @rdname sinkhorn_rank
 #' @export
-sinkhorn_cdf <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                         decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                         max_iter = 1000L, threads = diffrank_threads(),
-                         progress = interactive()) {
-  sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$value
-}
+sinkhorn_cdf <- operator_form("sinkhorn_cdf", "value")
 
 #' @rdname sinkhorn_rank
 #' @export
-sinkhorn_sort <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                          decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                          max_iter = 1000L, threads = diffrank_threads(),
-                          progress = interactive()) {
-  sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$value
-}
+sinkhorn_sort <- operator_form("sinkhorn_sort", "value")
 
 #' @rdname sinkhorn_rank
 #' @param probs Quantile levels in `[0, 1]`.
 #' @param width Mass of the middle target around each level (the fraction of
 #'   the values averaged into a soft quantile), in `(0, 1]`.
 #' @export
-sinkhorn_quantile <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
-                              scale = c("squash", "none"), power = 2, tol = 1e-6, max_iter = 1000L,
-                              threads = diffrank_threads(),
-                              progress = interactive()) {
-  sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
-  scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$value
-}
+sinkhorn_quantile <- operator_form("sinkhorn_quantile", "value")
 
 #' @rdname sinkhorn_rank
 #' @param k Number of top values to select, in `(0, n)` (need not be whole).
 #' @export
-soft_topk <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "none"), power = 2,
-                      tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
-                      progress = interactive()) {
-  sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$value
-}
+soft_topk <- operator_form("soft_topk", "value")
 
 #' Soft quantile normalization by optimal transport
 #'
@@ -338,157 +300,53 @@ sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #' # gradient of a soft quantile normalization with respect to its target
 #' op <- sinkhorn_normalize_fn(x, target = c(0, 1, 2, 3), eps = 0.05, tol = 1e-9)
 #' op$vjp(rep(1, 4), wrt = "target")
-sinkhorn_rank_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                             max_iter = 1000L, threads = diffrank_threads(),
-                             progress = interactive()) {
-  sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)
-}
+sinkhorn_rank_fn <- operator_form("sinkhorn_rank", "fn")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_cdf_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                            decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                            max_iter = 1000L, threads = diffrank_threads(),
-                            progress = interactive()) {
-  sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)
-}
+sinkhorn_cdf_fn <- operator_form("sinkhorn_cdf", "fn")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_sort_fn <- function(x, eps = 0.01, n_targets = NULL, weights = NULL, target_weights = NULL,
-                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                             max_iter = 1000L, threads = diffrank_threads(),
-                             progress = interactive()) {
-  sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)
-}
+sinkhorn_sort_fn <- operator_form("sinkhorn_sort", "fn")
 
 #' @rdname sinkhorn_rank_fn
 #' @inheritParams sinkhorn_quantile
 #' @export
-sinkhorn_quantile_fn <- function(x, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
-                                 scale = c("squash", "none"), power = 2, tol = 1e-6,
-                                 max_iter = 1000L,
-                                 threads = diffrank_threads(),
-                                 progress = interactive()) {
-  sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
-  scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)
-}
+sinkhorn_quantile_fn <- operator_form("sinkhorn_quantile", "fn")
 
 #' @rdname sinkhorn_rank_fn
 #' @inheritParams soft_topk
 #' @export
-soft_topk_fn <- function(x, k, eps = 0.01, weights = NULL, scale = c("squash", "none"), power = 2,
-                         tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
-                         progress = interactive()) {
-  sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)
-}
+soft_topk_fn <- operator_form("soft_topk", "fn")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_normalize_fn <- function(x, target = NULL, eps = 0.01, weights = NULL,
-                                  target_weights = NULL,
-                                  scale = c("squash", "none"), power = 2, tol = 1e-6,
-                                  max_iter = 1000L,
-                                  threads = diffrank_threads(),
-                                  progress = interactive()) {
-  sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
-                    target_weights = target_weights, scale = scale, power = power, tol = tol,
-                    max_iter = max_iter, threads = threads,
-                    progress = progress)
-}
+sinkhorn_normalize_fn <- operator_form("sinkhorn_normalize", "fn")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_rank_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
-                              target_weights = NULL,
-                              decreasing = FALSE, scale = c("squash", "none"), power = 2,
-                              tol = 1e-6,
-                              max_iter = 1000L, threads = diffrank_threads(),
-                              progress = interactive()) {
-  sinkhorn_operator("rank", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$vjp(v)
-}
+sinkhorn_rank_vjp <- operator_form("sinkhorn_rank", "vjp")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_cdf_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
-                             target_weights = NULL,
-                             decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-6,
-                             max_iter = 1000L, threads = diffrank_threads(),
-                             progress = interactive()) {
-  sinkhorn_operator("cdf", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$vjp(v)
-}
+sinkhorn_cdf_vjp <- operator_form("sinkhorn_cdf", "vjp")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_sort_vjp <- function(x, v, eps = 0.01, n_targets = NULL, weights = NULL,
-                              target_weights = NULL,
-                              decreasing = FALSE, scale = c("squash", "none"), power = 2,
-                              tol = 1e-6,
-                              max_iter = 1000L, threads = diffrank_threads(),
-                              progress = interactive()) {
-  sinkhorn_operator("sort", x, eps, n_targets = n_targets, weights = weights,
-                    target_weights = target_weights, decreasing = decreasing, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$vjp(v)
-}
+sinkhorn_sort_vjp <- operator_form("sinkhorn_sort", "vjp")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_quantile_vjp <- function(x, v, probs = 0.5, width = 0.05, eps = 0.01, weights = NULL,
-                                  scale = c("squash", "none"), power = 2, tol = 1e-6,
-                                  max_iter = 1000L,
-                                  threads = diffrank_threads(),
-                                  progress = interactive()) {
-  sinkhorn_operator("quantile", x, eps, probs = probs, width = width, weights = weights,
-  scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$vjp(v)
-}
+sinkhorn_quantile_vjp <- operator_form("sinkhorn_quantile", "vjp")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-soft_topk_vjp <- function(x, v, k, eps = 0.01, weights = NULL, scale = c("squash", "none"),
-                          power = 2,
-                          tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
-                          progress = interactive()) {
-  sinkhorn_operator("topk", x, eps, k = if (!missing(k)) k, weights = weights, scale = scale,
-                    power = power, tol = tol, max_iter = max_iter, threads = threads,
-                    progress = progress)$vjp(v)
-}
+soft_topk_vjp <- operator_form("soft_topk", "vjp")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
-sinkhorn_normalize_vjp <- function(x, v, target = NULL, eps = 0.01, weights = NULL,
-                                   target_weights = NULL,
-                                   scale = c("squash", "none"), power = 2, tol = 1e-6,
-                                   max_iter = 1000L,
-                                   threads = diffrank_threads(),
-                                   progress = interactive()) {
-  sinkhorn_operator("normalize", x, eps, target = target, weights = weights,
-                    target_weights = target_weights, scale = scale, power = power, tol = tol,
-                    max_iter = max_iter, threads = threads,
-                    progress = progress)$vjp(v)
-}
+sinkhorn_normalize_vjp <- operator_form("sinkhorn_normalize", "vjp")
 
 #' Soft quantile loss for least quantile regression
 #'

@@ -142,18 +142,11 @@
 #' mean(abs(soft_rank(y[1:100]) - rank(y[1:100])))
 #' # a matrix: one vector per column
 #' soft_rank(matrix(rnorm(12), 4, 3))
-soft_rank <- function(x, eps = 0.5, reg = c("l2", "kl"), decreasing = FALSE,
-                      scale = c("local", "spacing", "sd", "none"),
-                      threads = diffrank_threads()) {
-  soft_forward("rank", x, eps, reg, decreasing, scale, threads)
-}
+soft_rank <- operator_form("soft_rank", "value")
 
 #' @rdname soft_rank
 #' @export
-soft_sort <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
-                      scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
-  soft_forward("sort", x, eps, reg, decreasing, scale, threads)
-}
+soft_sort <- operator_form("soft_sort", "value")
 
 #' Derivatives of soft ranks and soft sorts
 #'
@@ -211,33 +204,19 @@ soft_sort <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
 #' soft_rank_vjp(x, c(1, 0, 0, 0), eps = 0.1)
 #' # soft sort, entropic regularization
 #' soft_sort_fn(x, eps = 0.05, reg = "kl")$jvp(c(1, 0, 0, 0))
-soft_rank_fn <- function(x, eps = 0.5, reg = c("l2", "kl"), decreasing = FALSE,
-                         scale = c("local", "spacing", "sd", "none"),
-                         threads = diffrank_threads()) {
-  soft_fn("rank", x, eps, reg, decreasing, scale, threads)
-}
+soft_rank_fn <- operator_form("soft_rank", "fn")
 
 #' @rdname soft_rank_fn
 #' @export
-soft_sort_fn <- function(x, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
-                         scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
-  soft_fn("sort", x, eps, reg, decreasing, scale, threads)
-}
+soft_sort_fn <- operator_form("soft_sort", "fn")
 
 #' @rdname soft_rank_fn
 #' @export
-soft_rank_vjp <- function(x, v, eps = 0.5, reg = c("l2", "kl"), decreasing = FALSE,
-                          scale = c("local", "spacing", "sd", "none"),
-                          threads = diffrank_threads()) {
-  soft_vjp("rank", x, v, eps, reg, decreasing, scale, threads)
-}
+soft_rank_vjp <- operator_form("soft_rank", "vjp")
 
 #' @rdname soft_rank_fn
 #' @export
-soft_sort_vjp <- function(x, v, eps = 0.01, reg = c("l2", "kl"), decreasing = FALSE,
-                          scale = c("spacing", "sd", "none"), threads = diffrank_threads()) {
-  soft_vjp("sort", x, v, eps, reg, decreasing, scale, threads)
-}
+soft_sort_vjp <- operator_form("soft_sort", "vjp")
 
 #' Spearman loss with its gradient
 #'
@@ -286,13 +265,14 @@ spearman_loss <- function(pred, response, eps = 0.5, reg = c("l2", "kl"),
           length(response))
   }
   if (length(pred) < 2L) abort("`pred` must have at least 2 values, not %d.", length(pred))
-  a <- soft_args("rank", pred, eps, reg, FALSE, scale, threads)
   response_rank <- rank(response)
   rc_response <- response_rank - mean(response_rank)
   response_norm <- sqrt(sum(rc_response^2))
   if (response_norm == 0) abort("`response` must not be constant: its ranks have no spread.")
-  op <- soft_state_cpp(a$m, a$shape$nrow, a$options, a$threads)
   # no near-constant warning: a correlation does not depend on the scale of the ranks
+  op <- withCallingHandlers(
+    soft_rank_fn(pred, eps = eps, reg = reg, scale = scale, threads = threads),
+    diffrank_near_constant = function(w) invokeRestart("muffleWarning"))
   r <- as.vector(op$value)
   rc <- r - mean(r)
   r_norm <- sqrt(sum(rc^2))
@@ -305,9 +285,7 @@ spearman_loss <- function(pred, response, eps = 0.5, reg = c("l2", "kl"),
   }
   rho <- sum(rc * rc_response) / (r_norm * response_norm)
   d_rank <- rc_response / (r_norm * response_norm) - rho * rc / r_norm^2
-  grad <- -soft_state_product_cpp(op$state, d_rank, TRUE, a$threads)
-  names(grad) <- names(pred)
-  list(value = 1 - rho, gradient = grad)
+  list(value = 1 - rho, gradient = -op$vjp(d_rank))
 }
 
 #' Regularization path of soft ranks or soft sorts
@@ -539,7 +517,7 @@ warn_soft_near_constant <- function(out, a) {
   out
 }
 
-soft_fn <- function(kind, x, eps, reg, decreasing, scale, threads) {
+soft_operator <- function(kind, x, eps, reg, decreasing, scale, threads) {
   a <- soft_args(kind, x, eps, reg, decreasing, scale, threads)
   res <- soft_state_cpp(a$m, a$shape$nrow, a$options, a$threads)
   state <- res$state
