@@ -78,3 +78,78 @@ expect_operator_contract <- function(make, x, forward, vjp_fun = NULL, inputs = 
   expect_output(print(op), "diffrank_operator")
   invisible(op)
 }
+
+# An example at which to check an operator of the package's table
+# (R/operator_table.R): `args` are its arguments after x; `inputs` names
+# those of them it is also differentiable in (their VJP is checked by finite
+# differences too); `seed` fixes the draws of a Monte-Carlo operator.
+operator_example <- function(x, args = list(), inputs = character(), seed = NULL,
+                             finite_differences = is.null(seed), label = "") {
+  list(x = x, args = args, inputs = inputs, seed = seed,
+       finite_differences = finite_differences, label = label)
+}
+
+# The contract checks of one example of the operator `name`, through its
+# three forms as a user calls them: name(), name_fn() and name_vjp(), found
+# in `env`.
+expect_operator_row <- function(name, example, env = asNamespace("diffrank")) {
+  form <- function(suffix) get(paste0(name, suffix), envir = env)
+  with_args <- function(f, args = example$args) {
+    function(...) {
+      run <- function() do.call(f, c(list(...), args))
+      if (is.null(example$seed)) run() else withr::with_seed(example$seed, run())
+    }
+  }
+  inputs <- lapply(stats::setNames(nm = example$inputs), function(input) {
+    list(value = as.double(example$args[[input]]), make = function(t) {
+      changed <- utils::modifyList(example$args, stats::setNames(list(t), input))
+      with_args(form("_fn"), changed)(example$x)
+    })
+  })
+  expect_operator_contract(with_args(form("_fn")), example$x, with_args(form("")),
+                           with_args(form("_vjp")), inputs = inputs,
+                           finite_differences = example$finite_differences,
+                           label = paste(name, example$label))
+}
+
+# The examples of every operator of the table; test-operators.R checks that
+# each row has at least one.
+operator_examples <- function() {
+  set.seed(40)
+  x <- rnorm(9)
+  soft <- list()
+  for (reg in c("l2", "kl")) for (decreasing in c(FALSE, TRUE)) for (scale in c("spacing", "none")) {
+    soft[[length(soft) + 1L]] <- list(reg = reg, decreasing = decreasing, scale = scale)
+  }
+  soft_examples <- function(eps_of) lapply(soft, function(s) {
+    operator_example(x, c(list(eps = eps_of(s$scale)), s),
+                     label = paste(s$reg, s$decreasing, s$scale))
+  })
+  set.seed(41)
+  y <- rnorm(8)
+  tol <- 1e-13
+  target <- c(2, 9, 4, 1)
+  perturbed_examples <- list()
+  for (solver in c("rank", "argmax", "sort")) for (noise in c("normal", "gumbel")) {
+    perturbed_examples[[length(perturbed_examples) + 1L]] <- operator_example(
+      c(0.3, -0.2, 1.1, 0.9, 0.4), list(solver = solver, eps = 0.5, n_samples = 50,
+                                         noise = noise), seed = 42,
+      label = paste(solver, noise))
+  }
+  list(
+    soft_rank = soft_examples(function(scale) if (scale == "none") 0.3 else 3),
+    soft_sort = soft_examples(function(scale) if (scale == "none") 2 else 0.05),
+    sinkhorn_rank = list(
+      operator_example(y, list(eps = 0.05, n_targets = 5, target_weights = c(1, 2, 3, 2, 1),
+                               tol = tol), inputs = "target_weights"),
+      operator_example(y, list(eps = 0.05, decreasing = TRUE, tol = tol), label = "decreasing")),
+    sinkhorn_cdf = list(operator_example(y, list(eps = 0.05, weights = 1:8, tol = tol))),
+    sinkhorn_sort = list(operator_example(y, list(eps = 0.03, decreasing = TRUE, tol = tol))),
+    sinkhorn_quantile = list(operator_example(y, list(probs = c(0, 0.3, 1), width = 0.2,
+                                                      eps = 0.05, tol = tol))),
+    soft_topk = list(operator_example(y, list(k = 3, eps = 0.03, tol = tol))),
+    sinkhorn_normalize = list(operator_example(
+      y, list(target = target, target_weights = 1:4 + 0, eps = 0.05, scale = "none",
+              tol = tol), inputs = c("target", "target_weights"))),
+    perturbed = perturbed_examples)
+}

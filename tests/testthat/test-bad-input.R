@@ -51,59 +51,58 @@ cases <- list(
 
 entry <- function(fun, data = bi_vec, arg = "x") list(fun = fun, data = data, arg = arg)
 
-calls <- list(
+# The entries of the three forms of every operator of the package's table
+# (R/operator_table.R), made from the row: its arguments without a default
+# (`k`, `solver`) take their values from the row's first contract example
+# (helper-operators.R), and the VJP's direction is shaped like the value.
+operator_calls <- function() {
+  examples <- operator_examples()
+  out <- list()
+  for (name in names(operator_table)) {
+    row <- operator_table[[name]]
+    required <- Filter(function(arg) identical(row$args[[arg]], quote(expr = )),
+                       setdiff(names(row$args), "..."))
+    fixed <- examples[[name]][[1L]]$args[required]
+    forms <- lapply(c(value = "", fn = "_fn", vjp = "_vjp"),
+                    function(suffix) get(paste0(name, suffix), asNamespace("diffrank")))
+    local({
+      forms <- forms
+      fixed <- fixed
+      out[[name]] <<- entry(function(x, ...) do.call(forms$value, c(list(x, ...), fixed)))
+      out[[paste0(name, "_fn")]] <<- entry(function(x, ...) {
+        do.call(forms$fn, c(list(x, ...), fixed))
+      })
+      out[[paste0(name, "_vjp")]] <<- entry(function(x, ...) {
+        value <- tryCatch(suppressWarnings(do.call(forms$value, c(list(x, ...), fixed))),
+                          error = function(e) x)
+        do.call(forms$vjp, c(list(x, ones_like(unclass(value)), ...), fixed))
+      })
+    })
+  }
+  out
+}
+
+calls <- c(operator_calls(), list(
   # soft sorting (vectors or matrices, by column)
-  soft_rank = entry(function(x, ...) soft_rank(x, ...)),
-  soft_sort = entry(function(x, ...) soft_sort(x, ...)),
-  soft_rank_fn = entry(function(x, ...) soft_rank_fn(x, ...)),
-  soft_sort_fn = entry(function(x, ...) soft_sort_fn(x, ...)),
-  soft_rank_vjp = entry(function(x, ...) soft_rank_vjp(x, ones_like(x), ...)),
-  soft_sort_vjp = entry(function(x, ...) soft_sort_vjp(x, ones_like(x), ...)),
   spearman_loss = entry(function(x, ...) spearman_loss(x, seq_len(NROW(x)), ...), arg = "pred"),
   plot_soft_path = entry(function(x, ...) plot_soft_path(x, plot = FALSE, ...)),
   isotonic_regression = entry(function(x, ...) isotonic_regression(x, ...), arg = "y"),
   project_permutahedron = entry(function(x, ...) project_permutahedron(x, seq_len(NROW(x)), ...),
                                 arg = "z"),
   # Sinkhorn operators
-  sinkhorn_rank = entry(function(x, ...) sinkhorn_rank(x, ...)),
-  sinkhorn_cdf = entry(function(x, ...) sinkhorn_cdf(x, ...)),
-  sinkhorn_sort = entry(function(x, ...) sinkhorn_sort(x, ...)),
-  sinkhorn_quantile = entry(function(x, ...) sinkhorn_quantile(x, ...)),
-  soft_topk = entry(function(x, ...) soft_topk(x, k = 1, ...)),
-  sinkhorn_normalize = entry(function(x, ...) sinkhorn_normalize(x, ...), data = bi_mat),
-  sinkhorn_rank_fn = entry(function(x, ...) sinkhorn_rank_fn(x, ...)),
-  sinkhorn_cdf_fn = entry(function(x, ...) sinkhorn_cdf_fn(x, ...)),
-  sinkhorn_sort_fn = entry(function(x, ...) sinkhorn_sort_fn(x, ...)),
-  sinkhorn_quantile_fn = entry(function(x, ...) sinkhorn_quantile_fn(x, ...)),
-  soft_topk_fn = entry(function(x, ...) soft_topk_fn(x, k = 1, ...)),
-  sinkhorn_normalize_fn = entry(function(x, ...) sinkhorn_normalize_fn(x, ...), data = bi_mat),
-  sinkhorn_rank_vjp = entry(function(x, ...) sinkhorn_rank_vjp(x, ones_like(x), ...)),
-  sinkhorn_cdf_vjp = entry(function(x, ...) sinkhorn_cdf_vjp(x, ones_like(x), ...)),
-  sinkhorn_sort_vjp = entry(function(x, ...) sinkhorn_sort_vjp(x, ones_like(x), ...)),
-  sinkhorn_quantile_vjp = entry(function(x, ...) {
-    v <- if (is.null(dim(x))) 1 else matrix(1, 1, ncol(x))
-    sinkhorn_quantile_vjp(x, v, ...)
-  }),
-  soft_topk_vjp = entry(function(x, ...) soft_topk_vjp(x, ones_like(x), k = 1, ...)),
-  sinkhorn_normalize_vjp = entry(function(x, ...) sinkhorn_normalize_vjp(x, ones_like(x), ...),
-                                 data = bi_mat),
   soft_quantile_loss = entry(function(x, ...) soft_quantile_loss(x, seq_len(NROW(x)), ...),
                              arg = "pred"),
   soft_topk_loss = entry(function(x, ...) soft_topk_loss(x, rep(1, NCOL(x)), ...), data = bi_mat,
                          arg = "pred"),
   # perturbed optimizers
-  perturbed = entry(function(x, ...) perturbed(x, "rank", n_samples = 10, ...)),
   perturbed_solver = entry(function(x, ...) perturbed_solver("rank", n_samples = 10, ...)(x)),
-  perturbed_fn = entry(function(x, ...) perturbed_fn(x, "rank", n_samples = 10, ...)),
-  perturbed_vjp = entry(function(x, ...) {
-    perturbed_vjp(x, ones_like(x), "rank", n_samples = 10, ...)
-  }),
   fy_loss = entry(function(x, ...) fy_loss(x, rank(seq_len(NROW(x))), "rank", n_samples = 10, ...),
                   arg = "pred"),
   rank_regression = entry(function(x, ...) {
     rank_regression(x, bi_rankings[, seq_len(max(NCOL(x), 2)) %% 8 + 1, drop = FALSE],
                     n_samples = 10, max_iter = 5, ...)
   }, data = bi_mat),
+
   # Kendall kernels
   kendall_kernel = entry(function(x, ...) kendall_kernel(x, ...), data = bi_mat),
   mallows_kernel = entry(function(x, ...) mallows_kernel(x, ...), data = bi_mat),
@@ -141,7 +140,7 @@ calls <- list(
   cv_suquan = entry(function(x, ...) {
     cv_suquan(x, y = labels_for(x), lambda = c(0.1, 0.01), nfolds = 2, progress = FALSE, ...)
   }, data = bi_mat)
-)
+))
 
 # Exports without a data argument, or whose input is an object.
 excluded <- c(

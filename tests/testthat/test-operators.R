@@ -1,86 +1,84 @@
-# Every differentiable family checked through the same contract
-# (helper-operators.R). A new family adds its rows here.
+# Every differentiable operator checked through the same contract
+# (helper-operators.R), one example row per operator of the package's table
+# (R/operator_table.R) in operator_examples().
 
-test_that("soft ranks and sorts follow the operator contract", {
-  set.seed(40)
-  x <- rnorm(9)
-  for (reg in c("l2", "kl")) {
-    for (decreasing in c(FALSE, TRUE)) {
-      for (scale in c("spacing", "none")) {
-        eps <- if (scale == "none") 0.3 else 3
-        label <- paste("soft", reg, decreasing, scale)
-        expect_operator_contract(
-          function(z) soft_rank_fn(z, eps, reg, decreasing, scale), x,
-          function(z) soft_rank(z, eps, reg, decreasing, scale),
-          function(z, v) soft_rank_vjp(z, v, eps, reg, decreasing, scale),
-          label = paste(label, "rank"))
-        sort_eps <- if (scale == "none") 2 else 0.05
-        expect_operator_contract(
-          function(z) soft_sort_fn(z, sort_eps, reg, decreasing, scale), x,
-          function(z) soft_sort(z, sort_eps, reg, decreasing, scale),
-          function(z, v) soft_sort_vjp(z, v, sort_eps, reg, decreasing, scale),
-          label = paste(label, "sort"))
-      }
-    }
+test_that("every operator of the table follows the operator contract", {
+  examples <- operator_examples()
+  expect_setequal(names(examples), names(operator_table))
+  for (name in names(operator_table)) {
+    expect_gt(length(examples[[name]]), 0L)
+    for (example in examples[[name]]) expect_operator_row(name, example)
   }
 })
 
-test_that("the Sinkhorn operators follow the operator contract", {
-  set.seed(41)
-  x <- rnorm(8)
-  tol <- 1e-13
-  tw <- c(1, 2, 3, 2, 1)
-  expect_operator_contract(
-    function(z) sinkhorn_rank_fn(z, eps = 0.05, n_targets = 5, target_weights = tw, tol = tol),
-    x, function(z) sinkhorn_rank(z, eps = 0.05, n_targets = 5, target_weights = tw, tol = tol),
-    function(z, v) sinkhorn_rank_vjp(z, v, eps = 0.05, n_targets = 5, target_weights = tw,
-                                     tol = tol),
-    inputs = list(target_weights = list(value = tw, make = function(w) {
-      sinkhorn_rank_fn(x, eps = 0.05, n_targets = 5, target_weights = w, tol = tol)
-    })), label = "sinkhorn_rank")
-  expect_operator_contract(
-    function(z) sinkhorn_rank_fn(z, eps = 0.05, decreasing = TRUE, tol = tol), x,
-    function(z) sinkhorn_rank(z, eps = 0.05, decreasing = TRUE, tol = tol),
-    function(z, v) sinkhorn_rank_vjp(z, v, eps = 0.05, decreasing = TRUE, tol = tol),
-    label = "sinkhorn_rank decreasing")
-  expect_operator_contract(
-    function(z) sinkhorn_cdf_fn(z, eps = 0.05, weights = 1:8, tol = tol), x,
-    function(z) sinkhorn_cdf(z, eps = 0.05, weights = 1:8, tol = tol),
-    function(z, v) sinkhorn_cdf_vjp(z, v, eps = 0.05, weights = 1:8, tol = tol),
-    label = "sinkhorn_cdf")
-  expect_operator_contract(
-    function(z) sinkhorn_sort_fn(z, eps = 0.03, decreasing = TRUE, tol = tol), x,
-    function(z) sinkhorn_sort(z, eps = 0.03, decreasing = TRUE, tol = tol),
-    function(z, v) sinkhorn_sort_vjp(z, v, eps = 0.03, decreasing = TRUE, tol = tol),
-    label = "sinkhorn_sort")
-  expect_operator_contract(
-    function(z) sinkhorn_quantile_fn(z, probs = c(0, 0.3, 1), width = 0.2, eps = 0.05, tol = tol),
-    x, function(z) sinkhorn_quantile(z, probs = c(0, 0.3, 1), width = 0.2, eps = 0.05, tol = tol),
-    function(z, v) sinkhorn_quantile_vjp(z, v, probs = c(0, 0.3, 1), width = 0.2, eps = 0.05,
-                                         tol = tol),
-    label = "sinkhorn_quantile")
-  expect_operator_contract(
-    function(z) soft_topk_fn(z, k = 3, eps = 0.03, tol = tol), x,
-    function(z) soft_topk(z, k = 3, eps = 0.03, tol = tol),
-    function(z, v) soft_topk_vjp(z, v, k = 3, eps = 0.03, tol = tol), label = "soft_topk")
-  target <- c(2, 9, 4, 1)
-  expect_operator_contract(
-    function(z) sinkhorn_normalize_fn(z, target = target, target_weights = 1:4, eps = 0.05,
-                                      scale = "none", tol = tol),
-    x, function(z) sinkhorn_normalize(z, target = target, target_weights = 1:4, eps = 0.05,
-                                      scale = "none", tol = tol),
-    function(z, v) sinkhorn_normalize_vjp(z, v, target = target, target_weights = 1:4,
-                                          eps = 0.05, scale = "none", tol = tol),
-    inputs = list(
-      target = list(value = target, make = function(t) {
-        sinkhorn_normalize_fn(x, target = t, target_weights = 1:4, eps = 0.05, scale = "none",
-                              tol = tol)
-      }),
-      target_weights = list(value = 1:4 + 0, make = function(w) {
-        sinkhorn_normalize_fn(x, target = target, target_weights = w, eps = 0.05,
-                              scale = "none", tol = tol)
-      })),
-    label = "sinkhorn_normalize")
+# The three forms of every row exist with the row's arguments: generated
+# forms are the table's own functions, and the forms written by hand (a
+# generic, a deprecated call) keep the same arguments.
+test_that("the forms of every operator come from its row of the table", {
+  ns <- asNamespace("diffrank")
+  exports <- getNamespaceExports("diffrank")
+  for (name in names(operator_table)) {
+    row <- operator_table[[name]]
+    for (form in c("value", "fn", "vjp")) {
+      fname <- paste0(name, switch(form, value = "", fn = "_fn", vjp = "_vjp"))
+      expect_true(fname %in% exports, label = fname)
+      f <- get(fname, ns)
+      if (form %in% row$forms) {
+        expect_identical(f, operator_form(name, form, env = ns), label = fname)
+      } else if (form == "value" && name == "sinkhorn_normalize") {
+        default <- formals(get("sinkhorn_normalize.default", ns))
+        expect_identical(as.list(default)[names(row$args)], row$args, label = fname)
+      } else {
+        expect_identical(as.list(formals(f)), operator_formals(row, form), label = fname)
+      }
+    }
+  }
+  # every operator object the package exports is a row
+  fn_forms <- sub("_fn$", "", grep("_fn$", exports, value = TRUE))
+  expect_setequal(fn_forms, names(operator_table))
+})
+
+# The steps of CONTRIBUTING.md, taken for a toy family defined here (the
+# softplus eps * log(1 + exp(x / eps)), elementwise): one builder, one table
+# row, one example; the generated forms pass the contract checks.
+test_that("a toy operator added by the steps of CONTRIBUTING.md passes the contract", {
+  toy_build <- function(kind, x, eps = 1, threads = diffrank_threads()) {
+    m <- as_numeric_matrix(x, "x")
+    shape <- input_shape(x, m)
+    eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
+    check_threads(threads)
+    slope <- stats::plogis(m / eps)
+    new_operator(
+      value = shape_like_input(eps * log1p(exp(m / eps)), shape),
+      input = shape,
+      vjp_impl = function(v, wrt) list(x = shape_like_input(slope * v, shape)),
+      jvp_impl = function(u) shape_like_input(slope * u, shape),
+      label = sprintf("toy_%s", kind), settings = list(eps = eps))
+  }
+  table <- list(toy_softplus = operator_row("toy", "softplus",
+                                            alist(eps = 1, threads = diffrank_threads())))
+  families <- list(toy = list(build = "toy_build"))
+  env <- environment()
+  toy_softplus <- operator_form("toy_softplus", "value", table, families, env)
+  toy_softplus_fn <- operator_form("toy_softplus", "fn", table, families, env)
+  toy_softplus_vjp <- operator_form("toy_softplus", "vjp", table, families, env)
+  expect_identical(names(formals(toy_softplus_vjp)), c("x", "v", "eps", "threads"))
+  expect_operator_row("toy_softplus", operator_example(c(-1, 0.2, 3), list(eps = 0.5)), env)
+  # and a wrong derivative is caught
+  toy_build <- function(kind, x, eps = 1, threads = 1L) {
+    op <- new_operator(
+      value = eps * log1p(exp(x / eps)), input = input_shape(x, as.matrix(x)),
+      vjp_impl = function(v, wrt) list(x = v), label = "toy_wrong")
+    op
+  }
+  failed <- character()
+  withCallingHandlers(
+    expect_operator_row("toy_softplus", operator_example(c(-1, 0.2, 3), list(eps = 0.5)), env),
+    expectation_failure = function(e) {
+      failed <<- c(failed, conditionMessage(e))
+      invokeRestart("continue_test")
+    })
+  expect_match(failed, "vjp vs finite differences", all = FALSE)
 })
 
 test_that("an operator's state does not survive saveRDS()", {
@@ -93,22 +91,6 @@ test_that("an operator's state does not survive saveRDS()", {
   op <- sinkhorn_rank_fn(c(0.1, 0.5, 0.3))
   saveRDS(op, path)
   expect_error(readRDS(path)$vjp(c(1, 0, 0)), "saved and reloaded")
-})
-
-test_that("perturbed optimizers follow the operator contract", {
-  x <- c(0.3, -0.2, 1.1, 0.9, 0.4)
-  for (solver in c("argmax", "rank", "sort")) {
-    for (noise in c("normal", "gumbel")) {
-      seeded <- function(f) function(...) withr::with_seed(42, f(...))
-      expect_operator_contract(
-        seeded(function(z) perturbed_fn(z, solver, eps = 0.5, n_samples = 50, noise = noise)),
-        x, seeded(function(z) perturbed_fn(z, solver, eps = 0.5, n_samples = 50,
-                                          noise = noise)$value),
-        seeded(function(z, v) perturbed_vjp(z, v, solver, eps = 0.5, n_samples = 50,
-                                           noise = noise)),
-        finite_differences = FALSE, label = paste("perturbed", solver, noise))
-    }
-  }
 })
 
 test_that("a Sinkhorn value can serve as a direction", {

@@ -185,3 +185,28 @@ test_that("threaded calls keep the resident memory flat", {
   for (i in 1:2000) parallel_check_cpp(1000L, 2L, 1L, 0L, -1L, "")
   expect_lt(rss() - before, 4)
 })
+
+# Every operator of the package's table (R/operator_table.R), at its first
+# contract example's settings (helper-operators.R), on a matrix of 16
+# columns (several column ranges): value, VJP and JVP.
+test_that("every operator of the table gives the same value and products for any threads", {
+  for (name in names(operator_table)) {
+    example <- operator_examples()[[name]][[1L]]
+    # as many rows as the example (its weights are per row), 16 columns
+    set.seed(19)
+    x <- matrix(rnorm(length(example$x) * 16), length(example$x))
+    make <- function(th) {
+      args <- utils::modifyList(example$args, list(threads = th))
+      run <- function() do.call(get(paste0(name, "_fn"), asNamespace("diffrank")), c(list(x), args))
+      if (is.null(example$seed)) run() else withr::with_seed(example$seed, run())
+    }
+    reference <- make(1L)
+    set.seed(20)
+    v <- array(rnorm(length(reference$value)), dim(reference$value))
+    u <- array(rnorm(length(x)), dim(x))
+    expect_thread_invariant(function(th) {
+      op <- make(th)
+      list(op$value, op$vjp(v), op$jvp(u))
+    }, name)
+  }
+})
