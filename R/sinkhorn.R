@@ -462,7 +462,8 @@ sinkhorn_args <- function(kind, x, eps, weights, scale, power, tol, max_iter, th
 
 # The transport problems of an operator: one per quantile level for
 # sinkhorn_quantile(), else one, with targets on a grid of [0, 1].
-# Each is list(y, b, w, cumsum, row), as src/sinkhorn.cpp reads it.
+# Each is list(y, b, w, cumsum, row), as src/sinkhorn.cpp reads it into a
+# diffrank::SinkhornProblem (inst/include/diffrank/sinkhorn_operator.hpp).
 sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL, target = NULL,
                               probs = NULL, width = NULL, k = NULL, threads = 1L) {
   n <- nrow(mat)
@@ -543,9 +544,10 @@ compress_target <- function(values, m = max_default_targets) {
 }
 
 # Runs the forward pass of a Sinkhorn operator and builds its
-# diffrank_operator: `decreasing` ranks (or sorts) -x and flips back. (The
-# first argument is not called `kind`, which `k` of soft_topk() would match
-# partially.)
+# diffrank_operator; the operator itself, `decreasing` and the chain rules
+# of its derivatives included, is SinkhornOperator of
+# inst/include/diffrank/sinkhorn_operator.hpp. (The first argument is not
+# called `kind`, which `k` of soft_topk() would match partially.)
 sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash", power = 2,
                               tol = 1e-6, max_iter = 1000L, threads = diffrank_threads(),
                               decreasing = FALSE, progress = FALSE, ...) {
@@ -554,11 +556,10 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   args$options$progress <- check_flag(progress, "progress")
   decreasing <- check_flag(decreasing, "decreasing")
   problems <- sinkhorn_problems(kind, args$mat, ..., threads = args$threads)
-  mat <- if (decreasing && kind != "sort") -args$mat else args$mat
-  fit <- sinkhorn_forward_cpp(mat, args$a, kind, problems, args$options, args$threads)
-  value <- fit$value
-  if (decreasing && kind == "sort") value <- value[nrow(value):1L, , drop = FALSE]
-  value <- sinkhorn_shape(value, kind, args, problems)
+  options <- c(args$options, list(decreasing = decreasing,
+                                  target_order = attr(problems, "order")))
+  fit <- sinkhorn_forward_cpp(args$mat, args$a, kind, problems, options, args$threads)
+  value <- sinkhorn_shape(fit$value, kind, args, problems)
   attr(value, "iterations") <- fit$iterations
   attr(value, "error") <- fit$error
   attr(value, "converged") <- fit$converged
@@ -567,14 +568,16 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   # missing values of x (normalize) stay missing; anything else not finite
   # (scale = "none" near the largest double) is an overflow
   if (nonfinite_kind_cpp(fit$value) != 0L) {
-    warn_nonfinite(if (anyNA(mat)) fit$value[!is.na(mat)] else fit$value, "x")
+    warn_nonfinite(if (anyNA(args$mat)) fit$value[!is.na(args$mat)] else fit$value, "x")
   }
-  sinkhorn_warn_near_constant(kind, fit, mat, args, problems)
-  vjp_impl <- sinkhorn_vjp_impl(kind, fit$state, args, problems, decreasing, list(...))
+  # the values the transport saw: -x for a decreasing order (but sorts)
+  seen <- if (decreasing && kind != "sort") -args$mat else args$mat
+  sinkhorn_warn_near_constant(kind, fit, seen, args, problems)
+  vjp_impl <- sinkhorn_vjp_impl(kind, fit$state, args, list(...))
   new_operator(
     value = value, input = args$shape,
     vjp_impl = vjp_impl,
-    jvp_impl = sinkhorn_jvp_impl(kind, fit$state, args, decreasing, value,
+    jvp_impl = sinkhorn_jvp_impl(fit$state, args, value,
                                  if (is.null(list(...)$target)) "x" else "target"),
     # one overflow warning for the whole Jacobian, not one per row
     jacobian_impl = function() {
@@ -593,24 +596,18 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
                     list(targets = length(problems[[1L]]$b))))
 }
 
-sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
+sinkhorn_vjp_impl <- function(kind, state, args, extra) {
   raw <- extra$target_weights
   raw_sum <- if (is.null(raw)) 1 else sum(as.double(raw) / max(raw)) * max(raw)
   target_name <- if (is.null(extra$target)) "x" else "target"
   force(state)
   function(v, wrt, warn = TRUE) {
-    v <- matrix(v, ncol = args$shape$ncol)
-    if (decreasing && kind == "sort") v <- v[nrow(v):1L, , drop = FALSE]
-    g <- sinkhorn_vjp_cpp(state, v, raw_sum, args$threads)
-    x_grad <- if (decreasing && kind != "sort") -g$x else g$x
-    target <- g$target
-    ord <- attr(problems, "order")
-    if (!is.null(ord)) target[ord] <- target
-    grads <- list(x = shape_like_input(x_grad, args$shape),
+    g <- sinkhorn_vjp_cpp(state, matrix(v, ncol = args$shape$ncol), raw_sum, args$threads)
+    grads <- list(x = shape_like_input(g$x, args$shape),
                   target_weights = if (kind %in% c("rank", "cdf", "sort", "normalize")) {
                     g$target_weights
                   },
-                  target = if (kind == "normalize") target)
+                  target = if (kind == "normalize") g$target)
     grads <- grads[!vapply(grads, is.null, TRUE)]
     # missing values of x (normalize) have a zero gradient, never NA; the
     # check in C++ allocates nothing on the usual, finite, result
@@ -624,16 +621,13 @@ sinkhorn_vjp_impl <- function(kind, state, args, problems, decreasing, extra) {
 }
 
 # The forward-mode product J u for a tangent u shaped like x, through the
-# same implicit derivative as the VJP (src/sinkhorn.cpp), shaped like the
+# same implicit derivative as the VJP (SinkhornOperator), shaped like the
 # value with its names (not its convergence attributes).
-sinkhorn_jvp_impl <- function(kind, state, args, decreasing, value, target_name) {
+sinkhorn_jvp_impl <- function(state, args, value, target_name) {
   force(state)
   function(u) {
-    u <- matrix(u, ncol = args$shape$ncol)
-    if (decreasing && kind != "sort") u <- -u
-    out <- sinkhorn_jvp_cpp(state, u, args$threads)
+    out <- sinkhorn_jvp_cpp(state, matrix(u, ncol = args$shape$ncol), args$threads)
     d <- out$value
-    if (decreasing && kind == "sort") d <- d[nrow(d):1L, , drop = FALSE]
     if (is.null(dim(value))) {
       d <- as.vector(d)
       names(d) <- names(value)

@@ -177,4 +177,12 @@ struct ObservedValues {
   }
 };
 
+// <b, bbar>: the constant by which the gradient bbar of weights b on the
+// simplex (sum(b) = 1) is defined; bbar - <b, bbar> is the gradient along it.
+inline double simplex_gauge(const double* b, const double* bbar, std::size_t m) {
+  double mean = 0.0;
+  for (std::size_t l = 0; l < m; ++l) mean += b[l] * bbar[l];
+  return mean;
+}
+
 }  // namespace diffrank

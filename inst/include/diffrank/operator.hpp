@@ -29,6 +29,10 @@
 // list the R wrapper builds; enums are parsed in one place
 // (src/glue.h: parse_choice).
 //
+// The Sinkhorn family's class is SinkhornOperator (sinkhorn_operator.hpp),
+// one column with all of its transport problems; the soft sorts' is
+// SoftOperator (permutahedron.hpp).
+//
 // The glue keeps a family's states (one per column) behind one external
 // pointer (src/glue.h: make_handle, handle_state), and the R wrapper builds
 // one `diffrank_operator` object from it (R/operator.R: new_operator), with

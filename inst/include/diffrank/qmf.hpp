@@ -243,8 +243,7 @@ class QmfRow {
     if (out.q != nullptr) std::copy(qbar_.begin(), qbar_.end(), out.q);
     if (out.theta != nullptr) theta_gradient(s, in, out.theta);
     // b's gradient is defined up to a constant (sum(b) = 1): project it
-    double mean = 0.0;
-    for (std::size_t j = 0; j < m; ++j) mean += b_[j] * bbar_[j];
+    const double mean = simplex_gauge(b_.data(), bbar_.data(), m);
     if (out.b != nullptr) {
       for (std::size_t j = 0; j < m; ++j) out.b[j] = bbar_[j] - mean;
     }

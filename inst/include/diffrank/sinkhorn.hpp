@@ -13,7 +13,9 @@
 //                          Anderson acceleration, Newton steps, eps scaling
 //                          and implicit derivatives,
 //   sinkhorn_unrolled.hpp  the dense unrolled reference for tests.
-// Including this header includes them all.
+// Including this header includes them all. The package's operators (kinds,
+// missing values, decreasing order, chain rules to the user's inputs) are
+// built on it in sinkhorn_operator.hpp.
 #pragma once
 
 #include <algorithm>

@@ -1,0 +1,368 @@
+// The Sinkhorn operators of the package on one column, whole: the kinds
+// (rank, CDF, sort, quantiles, top-k, normalization) as sets of transport
+// problems, missing values, the decreasing order, and the chain rules from
+// the transport's parameters to the user's inputs (raw target weights,
+// target values in the user's order). What is left to the glue
+// (src/sinkhorn.cpp) is reading R's arguments, the threads and the storage.
+//
+// A column is solved as one transport per problem (one, or one per quantile
+// level; sinkhorn.hpp: SinkhornColumn): kind "row" problems give one value
+// per input value, out_i = (P w)_i / a_i, with w = cumsum(b) for CDF values
+// (ranks are n times the CDF), w = the target values for normalization and
+// w = (0, 1) for top-k; kind "col" problems give the mean input value sent
+// to each target (sorts; a quantile is the middle target of its problem).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "common.hpp"
+#include "sinkhorn.hpp"
+
+namespace diffrank {
+
+enum class SinkhornOutput { rank, cdf, sort, quantile, topk, normalize };
+
+// One transport problem, the same for every column: m sorted targets y with
+// weights b; for a row problem, the values w averaged per input value (w =
+// cumsum(b) for ranks and CDFs, so that the gradient with respect to b also
+// flows through w). For a column problem, `row` is the output row of a
+// quantile (the middle target), or -1 for sorts (all m rows).
+struct SinkhornProblem {
+  std::vector<double> y, b, w;
+  bool w_is_cumsum = false;
+  int row = -1;
+
+  // w = cumsum(b), summed in order.
+  void set_cumsum_weights() {
+    w_is_cumsum = true;
+    w.resize(b.size());
+    double total = 0.0;
+    for (std::size_t l = 0; l < b.size(); ++l) w[l] = total += b[l];
+  }
+
+  SinkhornTask task(const SinkhornOptions& opt, bool squash) const {
+    SinkhornTask t;
+    t.y = y.data();
+    t.b = b.data();
+    t.m = y.size();
+    t.kind = w.empty() ? SinkhornKind::col : SinkhornKind::row;
+    t.w = w.empty() ? nullptr : w.data();
+    t.squash = squash;
+    t.opt = opt;
+    return t;
+  }
+};
+
+// An operator: its kind, problems and options, the same for every column of
+// n values. `decreasing` ranks -x (and sorts in decreasing order);
+// `target_order` (normalization) is the position in the user's target of
+// each sorted target value, empty when the user's target was sorted.
+struct SinkhornSpec {
+  SinkhornOutput output = SinkhornOutput::rank;
+  SinkhornOptions opt;
+  bool squash = true;
+  bool decreasing = false;
+  std::vector<SinkhornProblem> problems;
+  std::vector<std::size_t> target_order;
+  std::size_t n = 0;
+
+  // Output rows of a column: n values, m sorted values, or one per level.
+  std::size_t output_rows() const {
+    switch (output) {
+      case SinkhornOutput::sort: return problems[0].y.size();
+      case SinkhornOutput::quantile: return problems.size();
+      default: return n;
+    }
+  }
+  // Potentials kept per column: f (n per problem) and g (m_p per problem,
+  // problem p at g_offset(p)); a quantile column's target means are laid out
+  // as its g.
+  std::size_t f_size() const { return problems.size() * n; }
+  std::size_t g_size() const { return g_offset(problems.size()); }
+  std::size_t g_offset(std::size_t p) const {
+    std::size_t offset = 0;
+    for (std::size_t q = 0; q < p; ++q) offset += problems[q].y.size();
+    return offset;
+  }
+  // The first problem's targets: those whose weights (and, for
+  // normalization, values) are differentiable inputs.
+  std::size_t targets() const { return problems[0].y.size(); }
+};
+
+// Which inputs of a column were scaled by a power of two for its derivatives
+// (range_exponent in sinkhorn.hpp): the caller names them when a result is
+// still not finite.
+struct SinkhornRescaled {
+  bool x = false, direction = false, target = false;
+  void note(const SinkhornColumn& col) {
+    x = x || col.x_exponent() != 0;
+    direction = direction || col.v_exponent() != 0;
+    target = target || col.w_exponent() != 0;
+  }
+  void merge(const SinkhornRescaled& other) {
+    x = x || other.x;
+    direction = direction || other.direction;
+    target = target || other.target;
+  }
+};
+
+// One column of an operator. forward() fills the column's value and
+// potentials; vjp() and jvp() reuse the potentials. Objects are reused across
+// columns (one per thread); they hold buffers only.
+class SinkhornOperator {
+ public:
+  // The value of column x (n values, NaN where missing, which stay NaN in
+  // `out` and are left out of the transport, their weights a renormalized)
+  // into out (output_rows() values, written only where observed for row
+  // operators); the potentials into f (f_size()) and g (g_size()); for a
+  // quantile column, the mean input value sent to every target into
+  // `means` (g_size(), may be null).
+  SinkhornStatus forward(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x,
+                         const double* a, double* out, double* f, double* g, double* means) {
+    const double* xs = oriented(spec, x);
+    SinkhornStatus total;
+    total.converged = true;
+    total.error = 0.0;
+    for (std::size_t p = 0; p < spec.problems.size(); ++p) {
+      const SinkhornStatus one =
+          forward_problem(spec, opt, p, xs, a, out, f + p * spec.n, g + spec.g_offset(p),
+                          means == nullptr ? nullptr : means + spec.g_offset(p));
+      total.iterations += one.iterations;
+      total.error = std::max(total.error, one.error);
+      total.converged = total.converged && one.converged;
+      total.entries += one.entries;
+    }
+    finish(spec, out);
+    if (flips_rows(spec)) std::reverse(out, out + spec.output_rows());
+    return total;
+  }
+
+  // Adds to xbar (n) the VJP for the cotangent v (output_rows() values) at
+  // the potentials f, g of forward(); missing values get 0. Adds to bbar and
+  // wbar (targets() each) the gradients of the first problem's target
+  // weights b (before the cumsum, which is applied here) and averaged values
+  // w; target_gradients() turns the column sums into the user's.
+  void vjp(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x, const double* a,
+           const double* f, const double* g, const double* v, double* xbar, double* bbar,
+           double* wbar) {
+    const double* xs = oriented(spec, x);
+    const std::size_t rows = spec.output_rows();
+    if (flips_rows(spec)) {
+      flipped_.assign(v, v + rows);
+      std::reverse(flipped_.begin(), flipped_.end());
+      v = flipped_.data();
+    }
+    xbar_.assign(spec.n, 0.0);
+    const std::size_t m0 = spec.targets();
+    column_b_.assign(m0, 0.0);
+    column_w_.assign(m0, 0.0);
+    for (std::size_t p = 0; p < spec.problems.size(); ++p) {
+      const std::size_t mp = spec.problems[p].y.size();
+      double* bb = column_b_.data();
+      double* wb = column_w_.data();
+      if (p > 0) {  // quantile levels: their targets are not inputs
+        scratch_b_.assign(mp, 0.0);
+        scratch_w_.assign(mp, 0.0);
+        bb = scratch_b_.data();
+        wb = scratch_w_.data();
+      }
+      vjp_problem(spec, opt, p, xs, a, f + p * spec.n, g + spec.g_offset(p), v, xbar_.data(), bb,
+                  wb);
+    }
+    const double sign = negates(spec) ? -1.0 : 1.0;
+    for (std::size_t i = 0; i < spec.n; ++i) xbar[i] += sign * xbar_[i];
+    // w = cumsum(b): d/db_l gets every d/dw_k with k >= l
+    const SinkhornProblem& first = spec.problems[0];
+    double tail = 0.0;
+    for (std::size_t l = m0; l-- > 0;) {
+      tail += first.w_is_cumsum ? column_w_[l] : 0.0;
+      bbar[l] += column_b_[l] + tail;
+      wbar[l] += column_w_[l];
+    }
+  }
+
+  // The JVP for the tangent u of x (n values, ignored where x is missing)
+  // at the potentials f, g of forward(): output_rows() values, 0 where x is
+  // missing. The transpose of vjp().
+  void jvp(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x, const double* a,
+           const double* f, const double* g, const double* u, double* out) {
+    const double* xs = oriented(spec, x);
+    if (negates(spec)) {
+      negated_u_.resize(spec.n);
+      for (std::size_t i = 0; i < spec.n; ++i) negated_u_[i] = -u[i];
+      u = negated_u_.data();
+    }
+    for (std::size_t p = 0; p < spec.problems.size(); ++p) {
+      jvp_problem(spec, opt, p, xs, a, f + p * spec.n, g + spec.g_offset(p), u, out);
+    }
+    if (flips_rows(spec)) std::reverse(out, out + spec.output_rows());
+  }
+
+  // The inputs scaled by a power of two in the calls since the last reset.
+  const SinkhornRescaled& rescaled() const { return rescaled_; }
+  void reset_rescaled() { rescaled_ = SinkhornRescaled(); }
+
+ private:
+  static bool negates(const SinkhornSpec& spec) {
+    return spec.decreasing && spec.output != SinkhornOutput::sort;
+  }
+  static bool flips_rows(const SinkhornSpec& spec) {
+    return spec.decreasing && spec.output == SinkhornOutput::sort;
+  }
+
+  // x as the transport sees it: -x for a decreasing rank, CDF, quantile,
+  // top-k or normalization.
+  const double* oriented(const SinkhornSpec& spec, const double* x) {
+    if (!negates(spec)) return x;
+    negated_x_.resize(spec.n);
+    for (std::size_t i = 0; i < spec.n; ++i) negated_x_[i] = -x[i];
+    return negated_x_.data();
+  }
+
+  // CDF values may come out an ulp above 1; ranks are n times the CDF.
+  static void finish(const SinkhornSpec& spec, double* out) {
+    if (spec.output != SinkhornOutput::rank && spec.output != SinkhornOutput::cdf) return;
+    const double factor = spec.output == SinkhornOutput::rank ? static_cast<double>(spec.n) : 1.0;
+    for (std::size_t i = 0; i < spec.n; ++i) {
+      if (!std::isnan(out[i])) out[i] = factor * std::min(out[i], 1.0);
+    }
+  }
+
+  SinkhornStatus forward_problem(const SinkhornSpec& spec, const SinkhornOptions& opt,
+                                 std::size_t p, const double* x, const double* a, double* out,
+                                 double* f, double* g, double* means) {
+    const SinkhornProblem& pr = spec.problems[p];
+    const SinkhornTask task = pr.task(opt, spec.squash);
+    const std::size_t n = spec.n, m = pr.y.size();
+    const bool row = task.kind == SinkhornKind::row;
+    SinkhornStatus status;
+    if (!obs_.gather(x, a, n)) {
+      buffer_.resize(row ? n : m);
+      status = col_.forward(task, x, a, n, buffer_.data(), f, g);
+      if (row) std::copy(buffer_.begin(), buffer_.end(), out);
+    } else {
+      const std::size_t q = obs_.idx.size();
+      buffer_.resize(row ? q : m);
+      obs_f_.resize(q);
+      status = col_.forward(task, obs_.x.data(), obs_.a.data(), q, buffer_.data(), obs_f_.data(), g);
+      for (std::size_t k = 0; k < q; ++k) f[obs_.idx[k]] = obs_f_[k];
+      if (row) {
+        for (std::size_t k = 0; k < q; ++k) out[obs_.idx[k]] = buffer_[k];
+      }
+    }
+    if (!row) {
+      if (pr.row < 0) {
+        std::copy(buffer_.begin(), buffer_.begin() + m, out);
+      } else {
+        out[p] = buffer_[pr.row];
+        if (means != nullptr) std::copy(buffer_.begin(), buffer_.begin() + m, means);
+      }
+    }
+    return status;
+  }
+
+  void vjp_problem(const SinkhornSpec& spec, const SinkhornOptions& opt, std::size_t p,
+                   const double* x, const double* a, const double* f, const double* g,
+                   const double* v, double* xbar, double* bbar, double* wbar) {
+    const SinkhornProblem& pr = spec.problems[p];
+    const SinkhornTask task = pr.task(opt, spec.squash);
+    const std::size_t n = spec.n, m = pr.y.size();
+    const bool row = task.kind == SinkhornKind::row;
+    const double factor = spec.output == SinkhornOutput::rank ? static_cast<double>(n) : 1.0;
+    // the cotangent of this problem's own output (times factor, applied by
+    // the core)
+    if (row) {
+      cot_.assign(v, v + n);
+    } else if (pr.row < 0) {
+      cot_.assign(v, v + m);
+    } else {
+      cot_.assign(m, 0.0);
+      cot_[pr.row] = v[p];
+    }
+    if (!obs_.gather(x, a, n)) {
+      col_.vjp(task, x, a, n, f, g, cot_.data(), xbar, bbar, wbar, factor);
+      rescaled_.note(col_);
+      return;
+    }
+    // missing values get a zero gradient: the output does not depend on them
+    const std::size_t q = obs_.idx.size();
+    obs_f_.resize(q);
+    obs_xbar_.assign(q, 0.0);
+    for (std::size_t k = 0; k < q; ++k) obs_f_[k] = f[obs_.idx[k]];
+    if (row) {
+      obs_v_.resize(q);
+      for (std::size_t k = 0; k < q; ++k) obs_v_[k] = cot_[obs_.idx[k]];
+    }
+    col_.vjp(task, obs_.x.data(), obs_.a.data(), q, obs_f_.data(), g,
+             row ? obs_v_.data() : cot_.data(), obs_xbar_.data(), bbar, wbar, factor);
+    rescaled_.note(col_);
+    for (std::size_t k = 0; k < q; ++k) xbar[obs_.idx[k]] += obs_xbar_[k];
+  }
+
+  void jvp_problem(const SinkhornSpec& spec, const SinkhornOptions& opt, std::size_t p,
+                   const double* x, const double* a, const double* f, const double* g,
+                   const double* u, double* out) {
+    const SinkhornProblem& pr = spec.problems[p];
+    const SinkhornTask task = pr.task(opt, spec.squash);
+    const std::size_t n = spec.n, m = pr.y.size();
+    const bool row = task.kind == SinkhornKind::row;
+    if (!obs_.gather(x, a, n)) {
+      buffer_.resize(row ? n : m);
+      col_.jvp(task, x, a, n, f, g, u, buffer_.data());
+      if (row) std::copy(buffer_.begin(), buffer_.end(), out);
+    } else {
+      const std::size_t q = obs_.idx.size();
+      obs_f_.resize(q);
+      obs_v_.resize(q);
+      for (std::size_t k = 0; k < q; ++k) {
+        obs_f_[k] = f[obs_.idx[k]];
+        obs_v_[k] = u[obs_.idx[k]];
+      }
+      buffer_.resize(row ? q : m);
+      col_.jvp(task, obs_.x.data(), obs_.a.data(), q, obs_f_.data(), g, obs_v_.data(),
+               buffer_.data());
+      if (row) {
+        std::fill(out, out + n, 0.0);
+        for (std::size_t k = 0; k < q; ++k) out[obs_.idx[k]] = buffer_[k];
+      }
+    }
+    rescaled_.note(col_);
+    if (row) {
+      if (spec.output == SinkhornOutput::rank) {
+        for (std::size_t i = 0; i < n; ++i) out[i] *= static_cast<double>(n);
+      }
+    } else if (pr.row < 0) {
+      std::copy(buffer_.begin(), buffer_.begin() + m, out);
+    } else {
+      out[p] = buffer_[pr.row];
+    }
+  }
+
+  SinkhornColumn col_;
+  ObservedValues obs_;
+  SinkhornRescaled rescaled_;
+  std::vector<double> buffer_, cot_, obs_f_, obs_v_, obs_xbar_, xbar_, column_b_, column_w_,
+      scratch_b_, scratch_w_, negated_x_, negated_u_, flipped_;
+};
+
+// The gradients of the user's inputs from bbar and wbar summed over columns
+// (targets() values each): raw target weights, of which b = raw / sum(raw)
+// with sum(raw) = raw_sum (raw_grad), and target values in the user's order
+// (target_grad).
+inline void sinkhorn_target_gradients(const SinkhornSpec& spec, const double* bbar,
+                                      const double* wbar, double raw_sum, double* raw_grad,
+                                      double* target_grad) {
+  const SinkhornProblem& first = spec.problems[0];
+  const std::size_t m = first.y.size();
+  // b = raw / sum(raw): the gauge constant of b's gradient cancels here
+  const double mean_b = simplex_gauge(first.b.data(), bbar, m);
+  for (std::size_t l = 0; l < m; ++l) raw_grad[l] = (bbar[l] - mean_b) / raw_sum;
+  for (std::size_t l = 0; l < m; ++l) {
+    target_grad[spec.target_order.empty() ? l : spec.target_order[l]] = wbar[l];
+  }
+}
+
+}  // namespace diffrank
