@@ -428,24 +428,19 @@ class Sinkhorn1D {
   void vjp_plan(std::size_t rank, const double* const* u, const double* const* w, double* zbar,
                 double* bbar, double* ptu0 = nullptr, double* pw0 = nullptr) {
     using sinkhorn_kernels::axpy;
-    using sinkhorn_kernels::axpy_sq;
     using sinkhorn_kernels::dot;
-    const int o = np_[1] <= np_[0] ? 0 : 1, s = 1 - o;
-    const std::size_t ko = np_[o], ks = np_[s];
+    AdjointSystem sys(np_);
+    const int o = sys.o, s = sys.s;
+    const std::size_t ks = np_[s];
     // G = sum_r a_r c_r^T with a_r on side o, c_r on side s; the products
     // P c_0 (on side o) and P^T a_0 (on side s) go to these when not null
     const double* const* a = o == 0 ? u : w;
     const double* const* c = o == 0 ? w : u;
     double* pc0 = o == 0 ? pw0 : ptu0;
     double* pa0 = o == 0 ? ptu0 : pw0;
-    std::vector<double> marg[2], rhs[2], sol[2];
-    marg[o].resize(ko);
-    rhs[o].resize(ko);
-    marg[s].assign(ks, 0.0);
-    std::vector<double> bt(ks, 0.0), dsq(ks, 0.0);
     std::vector<std::vector<double>> q(rank, std::vector<double>(ks, 0.0));
     {
-      std::vector<double*> out = {marg[s].data(), bt.data(), dsq.data()};
+      std::vector<double*> out = sys.scatters();
       for (std::size_t r = 0; r < rank; ++r) out.push_back(q[r].data());
       row_pass(o, out.size(), out.data(),
                [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
@@ -457,40 +452,27 @@ class Sinkhorn1D {
                    if (r == 0 && pc0 != nullptr) pc0[k] += pc;
                    rk += a[r][k] * pc;
                  }
-                 marg[o][k] = total;
-                 rhs[o][k] = rk;
-                 axpy(1.0, p + lo, sc[0] + lo, len);
-                 axpy(rk / total, p + lo, sc[1] + lo, len);
-                 axpy_sq(1.0 / total, p + lo, sc[2] + lo, len);
+                 sys.record_row(k, p, lo, hi, total, rk, sc);
                  for (std::size_t r = 0; r < rank; ++r) axpy(a[r][k], p + lo, sc[3 + r] + lo, len);
                });
     }
     if (rank > 0 && pa0 != nullptr) {
       for (std::size_t l = 0; l < ks; ++l) pa0[l] += q[0][l];
     }
-    rhs[s].assign(ks, 0.0);
+    sys.rhs[s].assign(ks, 0.0);
     for (std::size_t l = 0; l < ks; ++l) {
-      for (std::size_t r = 0; r < rank; ++r) rhs[s][l] += c[r][l] * q[r][l];
+      for (std::size_t r = 0; r < rank; ++r) sys.rhs[s][l] += c[r][l] * q[r][l];
     }
-    schur_side(o, marg, rhs[s], bt, dsq, sol[s]);
-    // sol_o = D_o^-1 (rhs_o - P sol_s), then
+    solve_adjoint(sys);
     // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (sol0_i + sol1_j - G_ij)
-    sol[o].resize(ko);
-    auto solve_o = [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
-      sol[o][k] = (rhs[o][k] - dot(p + lo, sol[s].data() + lo, hi - lo)) / marg[o][k];
-    };
-    if (o == 1) {
-      row_pass(1, 0, nullptr,
-               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
-                   double* const*) { solve_o(k, p, lo, hi); });
-    }
     const double inv_eps = 1.0 / opt_.eps;
     const double* z = pts_[0];
     const double* y = pts_[1];
+    const std::vector<double>* sol = sys.sol;
     row_pass(0, 0, nullptr,
              [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
                  double* const*) {
-               if (o == 0) solve_o(i, p, lo, hi);
+               if (o == 0) sys.solve_row(i, p, lo, hi);
                const double f = sol[0][i];
                double acc = 0.0;
                for (std::size_t j = lo; j < hi; ++j) {
@@ -515,24 +497,17 @@ class Sinkhorn1D {
   // passes over the plan are those of vjp_plan: the cost of a VJP.
   void jvp_plan(const double* dz, std::size_t nu, const double* const* u, double* const* dptu,
                 std::size_t nw, const double* const* w, double* const* dpw) {
-    using sinkhorn_kernels::axpy;
-    using sinkhorn_kernels::axpy_sq;
-    using sinkhorn_kernels::dot;
     constexpr std::size_t kMaxVectors = 4;
-    const int o = np_[1] <= np_[0] ? 0 : 1, s = 1 - o;
-    const std::size_t ko = np_[o], ks = np_[s];
+    AdjointSystem sys(np_);
+    const int o = sys.o, s = sys.s;
     const double* z = pts_[0];
     const double* y = pts_[1];
     const double power = opt_.power;
-    std::vector<double> marg[2], rhs[2], sol[2];
-    marg[o].resize(ko);
-    rhs[o].resize(ko);
-    marg[s].assign(ks, 0.0);
-    rhs[s].assign(ks, 0.0);
-    std::vector<double> bt(ks, 0.0), dsq(ks, 0.0);
+    sys.rhs[s].assign(np_[s], 0.0);
     {
-      double* out[4] = {marg[s].data(), bt.data(), dsq.data(), rhs[s].data()};
-      row_pass(o, 4, out,
+      std::vector<double*> out = sys.scatters();
+      out.push_back(sys.rhs[s].data());
+      row_pass(o, out.size(), out.data(),
                [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
                    double* const* sc) {
                  // P_kl C'_kl, with the point and target of (k, l) taken
@@ -545,29 +520,17 @@ class Sinkhorn1D {
                  double acc = 0.0;
                  for (std::size_t l = lo; l < hi; ++l) acc += o == 0 ? pc(l) : pc(l) * dz[l];
                  const double rk = o == 0 ? acc * dz[k] : acc;
-                 marg[o][k] = total;
-                 rhs[o][k] = rk;
-                 axpy(1.0, p + lo, sc[0] + lo, hi - lo);
-                 axpy(rk / total, p + lo, sc[1] + lo, hi - lo);
-                 axpy_sq(1.0 / total, p + lo, sc[2] + lo, hi - lo);
+                 sys.record_row(k, p, lo, hi, total, rk, sc);
                  for (std::size_t l = lo; l < hi; ++l) sc[3][l] += pc(l) * (o == 0 ? dz[k] : dz[l]);
                });
     }
-    schur_side(o, marg, rhs[s], bt, dsq, sol[s]);
-    sol[o].resize(ko);
-    auto solve_o = [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
-      sol[o][k] = (rhs[o][k] - dot(p + lo, sol[s].data() + lo, hi - lo)) / marg[o][k];
-    };
-    if (o == 1) {
-      row_pass(1, 0, nullptr,
-               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
-                   double* const*) { solve_o(k, p, lo, hi); });
-    }
+    solve_adjoint(sys);
     const double inv_eps = 1.0 / opt_.eps;
+    const std::vector<double>* sol = sys.sol;
     row_pass(0, nu, dptu,
              [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
                  double* const* sc) {
-               if (o == 0) solve_o(i, p, lo, hi);
+               if (o == 0) sys.solve_row(i, p, lo, hi);
                double acc[kMaxVectors] = {0.0, 0.0, 0.0, 0.0};
                const double fi = sol[0][i], dzi = dz[i];
                for (std::size_t j = lo; j < hi; ++j) {
@@ -590,6 +553,58 @@ class Sinkhorn1D {
     std::size_t lo, hi;
     double max;
   };
+
+  // The linear system of vjp_plan and jvp_plan, [[D_o, P], [P^T, D_s]]
+  // (sol_o, sol_s) = (rhs_o, rhs_s) with D the marginals, solved on the
+  // smaller side s. One pass over the rows of side o records each row
+  // (record_row: its marginal and right-hand side, and the sums that
+  // schur_side needs); the caller fills rhs_s; solve_adjoint() then gives
+  // sol_s, and sol_o row by row (solve_row) in a later pass over side o.
+  struct AdjointSystem {
+    int o, s;
+    std::vector<double> marg[2], rhs[2], sol[2];
+    std::vector<double> bt, dsq;  // P^T D_o^-1 rhs_o and sum_k P_kl^2 / marg_o[k]
+
+    explicit AdjointSystem(const std::size_t* np) : o(np[1] <= np[0] ? 0 : 1), s(1 - o) {
+      marg[o].resize(np[o]);
+      rhs[o].resize(np[o]);
+      marg[s].assign(np[s], 0.0);
+      bt.assign(np[s], 0.0);
+      dsq.assign(np[s], 0.0);
+    }
+    // The scatter outputs of the first pass, in the order record_row adds
+    // to them.
+    std::vector<double*> scatters() { return {marg[s].data(), bt.data(), dsq.data()}; }
+    void record_row(std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
+                    double rk, double* const* sc) {
+      using sinkhorn_kernels::axpy;
+      using sinkhorn_kernels::axpy_sq;
+      const std::size_t len = hi - lo;
+      marg[o][k] = total;
+      rhs[o][k] = rk;
+      axpy(1.0, p + lo, sc[0] + lo, len);
+      axpy(rk / total, p + lo, sc[1] + lo, len);
+      axpy_sq(1.0 / total, p + lo, sc[2] + lo, len);
+    }
+    // sol_o = D_o^-1 (rhs_o - P sol_s), row k of side o.
+    void solve_row(std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
+      sol[o][k] = (rhs[o][k] - sinkhorn_kernels::dot(p + lo, sol[s].data() + lo, hi - lo)) /
+                  marg[o][k];
+    }
+  };
+
+  // sol_s by schur_side; sol_o is sized, and filled here when side o is the
+  // targets (a pass over their rows), else by the caller's last pass over
+  // the points, which needs each row of the plan anyway.
+  void solve_adjoint(AdjointSystem& sys) {
+    schur_side(sys.o, sys.marg, sys.rhs[sys.s], sys.bt, sys.dsq, sys.sol[sys.s]);
+    sys.sol[sys.o].resize(np_[sys.o]);
+    if (sys.o == 1) {
+      row_pass(1, 0, nullptr,
+               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
+                   double* const*) { sys.solve_row(k, p, lo, hi); });
+    }
+  }
 
   // The side-s part of the solution of [[D_o, P], [P^T, D_s]] (sol_o,
   // sol_s) = (rhs_o, rhs_s), sol_s[0] = 0 (the gauge), from what one pass
