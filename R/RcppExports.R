@@ -25,6 +25,10 @@ check_interrupt_cpp <- function() {
     invisible(.Call(`_diffrank_check_interrupt_cpp`))
 }
 
+max_threads_cpp <- function() {
+    .Call(`_diffrank_max_threads_cpp`)
+}
+
 perturbed_points_cpp <- function(theta, nrow, z, options) {
     .Call(`_diffrank_perturbed_points_cpp`, theta, nrow, z, options)
 }

@@ -21,8 +21,6 @@ diffrank_threads <- function() {
   check_threads(threads, "getOption(\"diffrank.threads\")")
 }
 
-# The most threads a call starts (src/parallel.h caps them at the same value).
-max_threads <- 1024L
 
 check_threads <- function(threads, arg = "threads") {
   if (!is.numeric(threads) || is.object(threads) || length(threads) != 1L || is.na(threads) ||
@@ -30,5 +28,6 @@ check_threads <- function(threads, arg = "threads") {
     abort("`%s` must be a whole number of threads, at least 1, not %s.",
           arg, describe(threads))
   }
-  as.integer(min(threads, max_threads))
+  # the most threads a call starts, defined once in src/parallel.h
+  as.integer(min(threads, max_threads_cpp()))
 }

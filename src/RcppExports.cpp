@@ -92,6 +92,15 @@ BEGIN_RCPP
     return R_NilValue;
 END_RCPP
 }
+// max_threads_cpp
+int max_threads_cpp();
+RcppExport SEXP _diffrank_max_threads_cpp() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    rcpp_result_gen = Rcpp::wrap(max_threads_cpp());
+    return rcpp_result_gen;
+END_RCPP
+}
 // perturbed_points_cpp
 Rcpp::NumericMatrix perturbed_points_cpp(Rcpp::NumericVector theta, int nrow, Rcpp::NumericVector z, Rcpp::List options);
 RcppExport SEXP _diffrank_perturbed_points_cpp(SEXP thetaSEXP, SEXP nrowSEXP, SEXP zSEXP, SEXP optionsSEXP) {
@@ -687,6 +696,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_kl_nmf_updates_cpp", (DL_FUNC) &_diffrank_kl_nmf_updates_cpp, 6},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 7},
     {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},
+    {"_diffrank_max_threads_cpp", (DL_FUNC) &_diffrank_max_threads_cpp, 0},
     {"_diffrank_perturbed_points_cpp", (DL_FUNC) &_diffrank_perturbed_points_cpp, 4},
     {"_diffrank_perturbed_state_cpp", (DL_FUNC) &_diffrank_perturbed_state_cpp, 7},
     {"_diffrank_perturbed_state_product_cpp", (DL_FUNC) &_diffrank_perturbed_state_product_cpp, 4},

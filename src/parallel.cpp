@@ -57,3 +57,8 @@ Rcpp::List parallel_check_cpp(int n, int threads, int grain, int batch, int thro
 void check_interrupt_cpp() {
   Rcpp::checkUserInterrupt();
 }
+
+// The most threads a call starts (src/parallel.h: max_threads), which the R
+// wrappers' checks of `threads` take as well (R/threads.R).
+// [[Rcpp::export(rng = false)]]
+int max_threads_cpp() { return diffrank_glue::max_threads; }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "glue.h"
+#include "operator_glue.h"
 #include "parallel.h"
 
 namespace {
@@ -36,18 +37,7 @@ diffrank::PerturbSettings make_settings(const Rcpp::List& options) {
   return s;
 }
 
-struct PerturbedState {
-  std::size_t n = 0, d = 0;
-  std::vector<diffrank::PerturbedOperator> ops;
-};
-
-// Draws per task and per interrupt check, for vectors of length n.
-std::size_t grain_size(std::size_t n) {
-  return std::max<std::size_t>(1, 2048 / std::max<std::size_t>(n, 1));
-}
-std::size_t batch_size(std::size_t n) {
-  return std::max<std::size_t>(64, (std::size_t(1) << 22) / std::max<std::size_t>(n, 1));
-}
+using PerturbedState = diffrank_glue::ColumnStates<diffrank::PerturbedOperator>;
 
 // Sets up one operator per column of theta (n x ncol, a plain vector) with
 // its base draws z (n x base draws x ncol).
@@ -61,8 +51,8 @@ PerturbedState* new_state(const Rcpp::NumericVector& theta, std::size_t n,
                static_cast<int>(n * nb * ncol));
   }
   auto* st = new PerturbedState();
-  st->n = n;
-  st->d = d;
+  st->input_size = n;
+  st->output_size = d;
   st->ops.resize(ncol);
   for (std::size_t j = 0; j < ncol; ++j) {
     st->ops[j].reset(theta.begin() + j * n, n, z.begin() + j * n * nb, d, s);
@@ -108,20 +98,18 @@ Rcpp::List perturbed_state_cpp(Rcpp::NumericVector theta, int nrow, Rcpp::Numeri
     given = sol.begin();
   }
   // one task per draw of one column, so that a single long vector uses every thread
-  diffrank_glue::parallel_for(
-      m * ncol, threads,
-      [&](std::size_t t0, std::size_t t1) {
-        diffrank::PerturbScratch scratch;
-        for (std::size_t t = t0; t < t1; ++t) {
-          auto& op = st->ops[t / m];
-          if (given != nullptr) {
-            op.store(t % m, given + t * dd, scratch);
-          } else {
-            op.solve(t % m, scratch);
-          }
-        }
-      },
-      grain_size(n), batch_size(n));
+  diffrank_glue::parallel_columns(m * ncol, threads, diffrank_glue::column_cuts(n),
+                                  [&](std::size_t t0, std::size_t t1) {
+                                    diffrank::PerturbScratch scratch;
+                                    for (std::size_t t = t0; t < t1; ++t) {
+                                      auto& op = st->ops[t / m];
+                                      if (given != nullptr) {
+                                        op.store(t % m, given + t * dd, scratch);
+                                      } else {
+                                        op.solve(t % m, scratch);
+                                      }
+                                    }
+                                  });
   Rcpp::NumericVector value(Rcpp::no_init(dd * ncol));
   Rcpp::NumericVector maximum(Rcpp::no_init(ncol));
   double* vp = value.begin();
@@ -141,46 +129,25 @@ Rcpp::List perturbed_state_cpp(Rcpp::NumericVector theta, int nrow, Rcpp::Numeri
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector perturbed_state_product_cpp(SEXP state, Rcpp::NumericVector u,
                                                 bool transpose, int threads) {
-  PerturbedState* st = diffrank_glue::handle_state<PerturbedState>(state);
-  const std::size_t ncol = st->ops.size();
-  const std::size_t in = transpose ? st->d : st->n, out_rows = transpose ? st->n : st->d;
-  if (static_cast<std::size_t>(u.size()) != in * ncol) {
-    Rcpp::stop("internal: the direction must have %d values", static_cast<int>(in * ncol));
-  }
-  Rcpp::NumericVector out(Rcpp::no_init(out_rows * ncol));
-  const double* up = u.begin();
-  double* op = out.begin();
-  diffrank_glue::parallel_for(ncol, threads, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j) {
-      if (transpose) {
-        st->ops[j].vjp(up + j * in, op + j * out_rows);
-      } else {
-        st->ops[j].jvp(up + j * in, op + j * out_rows);
-      }
-    }
-  });
-  return out;
+  PerturbedState& st = *diffrank_glue::handle_state<PerturbedState>(state);
+  // a product visits every draw of a column
+  const std::size_t samples = st.ops.empty() ? 1 : st.ops[0].samples();
+  return diffrank_glue::stored_products(st, u, transpose, threads,
+                                        diffrank_glue::column_cuts(st.input_size * samples));
 }
 
 // Jacobian estimates, d x n x ncol, column-major.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector perturbed_state_jacobian_cpp(SEXP state, int threads) {
-  PerturbedState* st = diffrank_glue::handle_state<PerturbedState>(state);
-  const std::size_t n = st->n, d = st->d, ncol = st->ops.size();
-  Rcpp::NumericVector out(Rcpp::no_init(d * n * ncol));
-  double* op = out.begin();
-  diffrank_glue::parallel_for(ncol, threads, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j) st->ops[j].jacobian(op + j * d * n);
-  });
-  out.attr("dim") = Rcpp::IntegerVector::create(d, n, ncol);
-  return out;
+  return diffrank_glue::stored_jacobians(*diffrank_glue::handle_state<PerturbedState>(state),
+                                         threads);
 }
 
 // The Fenchel-Young loss of every column against the targets (n x ncol).
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector perturbed_state_fy_cpp(SEXP state, Rcpp::NumericVector target, int threads) {
   PerturbedState* st = diffrank_glue::handle_state<PerturbedState>(state);
-  const std::size_t n = st->n, ncol = st->ops.size();
+  const std::size_t n = st->input_size, ncol = st->ops.size();
   if (static_cast<std::size_t>(target.size()) != n * ncol) Rcpp::stop("internal: target");
   Rcpp::NumericVector out(Rcpp::no_init(ncol));
   const double* tp = target.begin();

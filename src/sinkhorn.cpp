@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "glue.h"
+#include "operator_glue.h"
 #include "parallel.h"
 
 namespace {
@@ -118,27 +119,35 @@ std::size_t columns_per_batch(const SinkhornState& st, int threads) {
   return static_cast<std::size_t>(columns);
 }
 
-// Runs body(op, j) for every column j, spread over threads (or with the
-// rows of each column shared by them), with interrupts polled; `opt` gets
-// the run's options.
-template <class Body>
-void for_columns(const SinkhornState& st, int threads, diffrank::SinkhornOptions& opt,
-                 diffrank_glue::InterruptPoll& interrupt, const Body& body,
-                 diffrank_glue::ProgressLine* progress = nullptr) {
-  opt = st.spec.opt;
-  opt.poll = interrupt.callback();
-  const int column_threads = share_rows(opt, st.columns, threads) ? 1 : threads;
-  auto range = [&](std::size_t j0, std::size_t j1) {
-    diffrank::SinkhornOperator op;
-    for (std::size_t j = j0; j < j1; ++j) body(op, j);
-  };
-  if (progress != nullptr) {
-    diffrank_glue::parallel_batches(st.columns, column_threads, 1,
-                                    columns_per_batch(st, column_threads), range, *progress);
-  } else {
-    diffrank_glue::parallel_batches(st.columns, column_threads, 1,
-                                    columns_per_batch(st, column_threads), range);
-  }
+// The options of a run and how its columns are cut: over threads, or one
+// after another with the rows of each shared by the threads (share_rows);
+// interrupts are polled inside long columns too.
+struct ColumnRun {
+  diffrank::SinkhornOptions opt;
+  int threads = 1;
+  diffrank_glue::ColumnCuts cuts{1, 1};
+};
+
+ColumnRun column_run(const SinkhornState& st, int threads,
+                     diffrank_glue::InterruptPoll& interrupt) {
+  ColumnRun run;
+  run.opt = st.spec.opt;
+  run.opt.poll = interrupt.callback();
+  run.threads = share_rows(run.opt, st.columns, threads) ? 1 : threads;
+  run.cuts = {1, columns_per_batch(st, run.threads)};
+  return run;
+}
+
+// Column j of a stored state through the operator contract (VJP and JVP),
+// with the thread's workspace.
+diffrank::SinkhornColumnView column_view(const SinkhornState& st, const ColumnRun& run,
+                                         std::size_t j, diffrank::SinkhornOperator& work,
+                                         double* bbar, double* wbar,
+                                         diffrank::SinkhornRescaled* rescaled) {
+  const diffrank::SinkhornSpec& spec = st.spec;
+  return diffrank::SinkhornColumnView(work, spec, run.opt, st.a.data(),
+                                      {st.x.data() + j * spec.n, st.f.data() + j * spec.f_size(),
+                                       st.g.data() + j * spec.g_size(), bbar, wbar, rescaled});
 }
 
 Rcpp::List rescaled_flags(const std::vector<diffrank::SinkhornRescaled>& rescaled,
@@ -185,15 +194,19 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   diffrank_glue::ProgressLine progress(diffrank_glue::option<bool>(options, "progress"),
                                        "Sinkhorn", "columns", st.columns);
   diffrank_glue::InterruptPoll interrupt;
-  diffrank::SinkhornOptions opt;
-  for_columns(
-      st, threads, opt, interrupt,
-      [&](diffrank::SinkhornOperator& op, std::size_t j) {
-        status[j] = op.forward(spec, opt, st.x.data() + j * spec.n, st.a.data(),
-                               vp + j * rows_out, st.f.data() + j * f_size,
-                               st.g.data() + j * g_size, mp == nullptr ? nullptr : mp + j * g_size);
+  const ColumnRun run = column_run(st, threads, interrupt);
+  diffrank_glue::parallel_batches(
+      st.columns, run.threads, run.cuts.grain, run.cuts.batch,
+      [&](std::size_t j0, std::size_t j1) {
+        diffrank::SinkhornOperator op;
+        for (std::size_t j = j0; j < j1; ++j) {
+          status[j] =
+              op.forward(spec, run.opt, st.x.data() + j * spec.n, st.a.data(), vp + j * rows_out,
+                         st.f.data() + j * f_size, st.g.data() + j * g_size,
+                         mp == nullptr ? nullptr : mp + j * g_size);
+        }
       },
-      &progress);
+      progress);
 
   Rcpp::IntegerVector iterations(st.columns);
   Rcpp::NumericVector error(st.columns), entries(st.columns);
@@ -228,14 +241,13 @@ Rcpp::List sinkhorn_vjp_cpp(SEXP state, Rcpp::NumericMatrix v, double raw_sum, i
   double* xb = xbar.begin();
   std::vector<diffrank::SinkhornRescaled> rescaled(columns);
   diffrank_glue::InterruptPoll interrupt;
-  diffrank::SinkhornOptions opt;
-  for_columns(st, threads, opt, interrupt, [&](diffrank::SinkhornOperator& op, std::size_t j) {
-    op.reset_rescaled();
-    op.vjp(spec, opt, st.x.data() + j * n, st.a.data(), st.f.data() + j * spec.f_size(),
-           st.g.data() + j * spec.g_size(), vp + j * spec.output_rows(), xb + j * n,
-           bbar.data() + j * m, wbar.data() + j * m);
-    rescaled[j] = op.rescaled();
-  });
+  const ColumnRun run = column_run(st, threads, interrupt);
+  diffrank_glue::column_products<diffrank::SinkhornOperator>(
+      columns, vp, spec.output_rows(), xb, n, true, run.threads, run.cuts,
+      [&](std::size_t j, diffrank::SinkhornOperator& work) {
+        return column_view(st, run, j, work, bbar.data() + j * m, wbar.data() + j * m,
+                           &rescaled[j]);
+      });
   std::vector<double> b_sum(m, 0.0), w_sum(m, 0.0);
   for (std::size_t j = 0; j < columns; ++j) {
     for (std::size_t l = 0; l < m; ++l) {
@@ -266,13 +278,12 @@ Rcpp::List sinkhorn_jvp_cpp(SEXP state, Rcpp::NumericMatrix u, int threads) {
   double* out = value.begin();
   std::vector<diffrank::SinkhornRescaled> rescaled(columns);
   diffrank_glue::InterruptPoll interrupt;
-  diffrank::SinkhornOptions opt;
-  for_columns(st, threads, opt, interrupt, [&](diffrank::SinkhornOperator& op, std::size_t j) {
-    op.reset_rescaled();
-    op.jvp(spec, opt, st.x.data() + j * n, st.a.data(), st.f.data() + j * spec.f_size(),
-           st.g.data() + j * spec.g_size(), up + j * n, out + j * rows_out);
-    rescaled[j] = op.rescaled();
-  });
+  const ColumnRun run = column_run(st, threads, interrupt);
+  diffrank_glue::column_products<diffrank::SinkhornOperator>(
+      columns, up, n, out, rows_out, false, run.threads, run.cuts,
+      [&](std::size_t j, diffrank::SinkhornOperator& work) {
+        return column_view(st, run, j, work, nullptr, nullptr, &rescaled[j]);
+      });
   Rcpp::List flags = rescaled_flags(rescaled, "u_scaled");
   flags["value"] = value;
   return flags;

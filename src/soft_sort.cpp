@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "glue.h"
+#include "operator_glue.h"
 #include "parallel.h"
 
 namespace {
@@ -40,18 +41,7 @@ diffrank::SoftSettings make_settings(const Rcpp::List& options) {
   return s;
 }
 
-// Columns per interrupt check, and per task, for vectors of length n.
-std::size_t batch_size(std::size_t n) {
-  return std::max<std::size_t>(16, (std::size_t(1) << 22) / std::max<std::size_t>(n, 1));
-}
-std::size_t grain_size(std::size_t n) {
-  return std::max<std::size_t>(1, 2048 / std::max<std::size_t>(n, 1));
-}
-
-struct SoftState {
-  std::size_t n = 0;
-  std::vector<diffrank::SoftOperator> ops;
-};
+using SoftState = diffrank_glue::ColumnStates<diffrank::SoftOperator>;
 
 // What a forward pass of one column reports to R: fine, overflow (an error),
 // or a result near its constant eps -> infinity limit (a warning).
@@ -70,15 +60,13 @@ char column_status(bool ok, const diffrank::SoftOperator& soft) {
 std::vector<char> forward_columns(const double* xp, std::size_t n, std::size_t m,
                                   const diffrank::SoftSettings& s, int threads, double* op) {
   std::vector<char> status(m, 0);
-  diffrank_glue::parallel_for(
-      m, threads,
-      [&](std::size_t j0, std::size_t j1) {
+  diffrank_glue::parallel_columns(
+      m, threads, diffrank_glue::column_cuts(n), [&](std::size_t j0, std::size_t j1) {
         diffrank::SoftOperator soft;
         for (std::size_t j = j0; j < j1; ++j) {
           status[j] = column_status(soft.forward(xp + j * n, n, s, op + j * n), soft);
         }
-      },
-      grain_size(n), batch_size(n));
+      });
   return status;
 }
 
@@ -204,7 +192,7 @@ SEXP soft_forward_quick_cpp(SEXP kind, SEXP x, SEXP eps, SEXP reg, SEXP decreasi
   if (!single_number(threads, th) || !(th >= 1.0 && std::isfinite(th)) || th != std::round(th)) {
     return R_NilValue;
   }
-  const int nthreads = static_cast<int>(std::min(th, 1024.0));
+  const int nthreads = static_cast<int>(std::min(th, double(diffrank_glue::max_threads)));
   if (TYPEOF(x) != REALSXP || OBJECT(x)) return R_NilValue;
   const R_xlen_t len = XLENGTH(x);
   SEXP dim = Rf_getAttrib(x, R_DimSymbol);
@@ -270,20 +258,18 @@ Rcpp::NumericVector soft_vjp_cpp(Rcpp::NumericVector x, Rcpp::NumericVector v, i
   const double* vp = v.begin();
   double* op = out.begin();
   std::vector<char> failed(m, 0);
-  diffrank_glue::parallel_for(
-      m, threads,
-      [&](std::size_t j0, std::size_t j1) {
-        diffrank::SoftOperator soft;
-        for (std::size_t j = j0; j < j1; ++j) {
-          // no value written: the product alone fills the output column
-          if (!soft.forward(xp + j * n, n, s, nullptr)) {
-            failed[j] = 1;
-            continue;
-          }
-          soft.vjp(vp + j * n, op + j * n);
-        }
-      },
-      grain_size(n), batch_size(n));
+  diffrank_glue::parallel_columns(m, threads, diffrank_glue::column_cuts(n),
+                                  [&](std::size_t j0, std::size_t j1) {
+                                    diffrank::SoftOperator soft;
+                                    for (std::size_t j = j0; j < j1; ++j) {
+                                      // no value written: the product alone fills the output column
+                                      if (!soft.forward(xp + j * n, n, s, nullptr)) {
+                                        failed[j] = 1;
+                                        continue;
+                                      }
+                                      soft.vjp(vp + j * n, op + j * n);
+                                    }
+                                  });
   stop_overflow(failed, s);
   return out;
 }
@@ -295,20 +281,18 @@ Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, i
   const diffrank::SoftSettings s = make_settings(options);
   Rcpp::XPtr<SoftState> state = diffrank_glue::make_handle(new SoftState());
   SoftState* st = state.get();
-  st->n = n;
+  st->input_size = st->output_size = n;
   st->ops.resize(m);
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   const double* xp = x.begin();
   double* op = out.begin();
   std::vector<char> failed(m, 0);
-  diffrank_glue::parallel_for(
-      m, threads,
-      [&](std::size_t j0, std::size_t j1) {
+  diffrank_glue::parallel_columns(
+      m, threads, diffrank_glue::column_cuts(n), [&](std::size_t j0, std::size_t j1) {
         for (std::size_t j = j0; j < j1; ++j) {
           failed[j] = column_status(st->ops[j].forward(xp + j * n, n, s, op + j * n), st->ops[j]);
         }
-      },
-      grain_size(n), batch_size(n));
+      });
   stop_overflow(failed, s);
   out.attr("near_constant") = count_near_constant(failed);
   return Rcpp::List::create(Rcpp::Named("value") = out, Rcpp::Named("state") = state);
@@ -319,41 +303,15 @@ Rcpp::List soft_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, i
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector soft_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose,
                                            int threads) {
-  SoftState* st = diffrank_glue::handle_state<SoftState>(state);
-  const std::size_t n = st->n, m = st->ops.size();
-  if (static_cast<std::size_t>(u.size()) != n * m) {
-    Rcpp::stop("`v` must have %d values.", static_cast<int>(n * m));
-  }
-  Rcpp::NumericVector out(Rcpp::no_init(n * m));
-  const double* up = u.begin();
-  double* op = out.begin();
-  diffrank_glue::parallel_for(
-      m, threads,
-      [&](std::size_t j0, std::size_t j1) {
-        for (std::size_t j = j0; j < j1; ++j) {
-          if (transpose) {
-            st->ops[j].vjp(up + j * n, op + j * n);
-          } else {
-            st->ops[j].jvp(up + j * n, op + j * n);
-          }
-        }
-      },
-      grain_size(n), batch_size(n));
-  return out;
+  SoftState& st = *diffrank_glue::handle_state<SoftState>(state);
+  return diffrank_glue::stored_products(st, u, transpose, threads,
+                                        diffrank_glue::column_cuts(st.input_size));
 }
 
 // Full Jacobians, n x n x ncol, column-major.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector soft_state_jacobian_cpp(SEXP state, int threads) {
-  SoftState* st = diffrank_glue::handle_state<SoftState>(state);
-  const std::size_t n = st->n, m = st->ops.size();
-  Rcpp::NumericVector out(Rcpp::no_init(n * n * m));
-  double* op = out.begin();
-  diffrank_glue::parallel_for(m, threads, [&](std::size_t j0, std::size_t j1) {
-    for (std::size_t j = j0; j < j1; ++j) st->ops[j].jacobian(op + j * n * n);
-  });
-  out.attr("dim") = Rcpp::IntegerVector::create(n, n, m);
-  return out;
+  return diffrank_glue::stored_jacobians(*diffrank_glue::handle_state<SoftState>(state), threads);
 }
 
 // Numbers of PAV blocks of every column of a stored state.

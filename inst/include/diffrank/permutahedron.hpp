@@ -32,6 +32,7 @@
 
 #include "common.hpp"
 #include "isotonic.hpp"
+#include "operator.hpp"
 
 namespace diffrank {
 
@@ -398,6 +399,8 @@ class SoftOperator {
   }
 
   std::size_t n_blocks() const { return n_ == 0 ? 0 : nb_; }
+  std::size_t input_size() const { return n_; }
+  std::size_t output_size() const { return n_; }
 
   // Whether the last result is near its eps -> infinity limit: its standard
   // deviation below `fraction` of the hard result's (the package's one rule
@@ -831,5 +834,8 @@ class SoftOperator {
   // each block, in sorted order.
   Buffer<double> value_, weight_, xs_, s_, t_, work_, extra_;
 };
+
+static_assert(is_column_operator<SoftOperator>::value && has_jacobian<SoftOperator>::value,
+              "SoftOperator must meet the operator contract (operator.hpp)");
 
 }  // namespace diffrank

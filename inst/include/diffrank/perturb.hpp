@@ -38,6 +38,8 @@
 #include <utility>
 #include <vector>
 
+#include "operator.hpp"
+
 namespace diffrank {
 
 enum class PerturbSolver { argmax, topk, rank, sort, external };
@@ -188,8 +190,8 @@ class PerturbedOperator {
     objective_.assign(s.samples, std::numeric_limits<double>::quiet_NaN());
   }
 
-  std::size_t size() const { return n_; }
-  std::size_t out_size() const { return d_; }
+  std::size_t input_size() const { return n_; }
+  std::size_t output_size() const { return d_; }
   std::size_t samples() const { return s_.samples; }
 
   // theta + eps Z_m, into out (length n).
@@ -343,5 +345,9 @@ class PerturbedOperator {
   std::size_t n_ = 0, d_ = 0;
   std::vector<double> theta_, z_, grad_, y_, objective_;
 };
+
+static_assert(is_column_operator<PerturbedOperator>::value &&
+                  has_jacobian<PerturbedOperator>::value,
+              "PerturbedOperator must meet the operator contract (operator.hpp)");
 
 }  // namespace diffrank

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "operator.hpp"
 #include "sinkhorn.hpp"
 
 namespace diffrank {
@@ -347,6 +348,67 @@ class SinkhornOperator {
   std::vector<double> buffer_, cot_, obs_f_, obs_v_, obs_xbar_, xbar_, column_b_, column_w_,
       scratch_b_, scratch_w_, negated_x_, negated_u_, flipped_;
 };
+
+// One stored column of an operator through the contract of operator.hpp:
+// the caller keeps the column's input and the potentials of its forward pass
+// (SinkhornOperator::forward); the view computes the products with a
+// workspace (a SinkhornOperator of the calling thread), adds the first
+// problem's target gradients to bbar and wbar (when given, targets() values
+// each, for vjp) and records the inputs it rescaled (when `rescaled` is
+// given).
+class SinkhornColumnView {
+ public:
+  struct Column {
+    const double* x;
+    const double* f;
+    const double* g;
+    double* bbar = nullptr;
+    double* wbar = nullptr;
+    SinkhornRescaled* rescaled = nullptr;
+  };
+
+  SinkhornColumnView(SinkhornOperator& work, const SinkhornSpec& spec, const SinkhornOptions& opt,
+                     const double* a, const Column& column)
+      : work_(&work), spec_(&spec), opt_(&opt), a_(a), col_(column) {}
+
+  std::size_t input_size() const { return spec_->n; }
+  std::size_t output_size() const { return spec_->output_rows(); }
+
+  // xbar = J^T v (input_size() values).
+  void vjp(const double* v, double* xbar) {
+    std::fill(xbar, xbar + spec_->n, 0.0);
+    const std::size_t m = spec_->targets();
+    if (col_.bbar == nullptr) scratch_b_.assign(m, 0.0);
+    if (col_.wbar == nullptr) scratch_w_.assign(m, 0.0);
+    work_->reset_rescaled();
+    work_->vjp(*spec_, *opt_, col_.x, a_, col_.f, col_.g, v, xbar,
+               col_.bbar != nullptr ? col_.bbar : scratch_b_.data(),
+               col_.wbar != nullptr ? col_.wbar : scratch_w_.data());
+    note();
+  }
+
+  // out = J u (output_size() values).
+  void jvp(const double* u, double* out) {
+    work_->reset_rescaled();
+    work_->jvp(*spec_, *opt_, col_.x, a_, col_.f, col_.g, u, out);
+    note();
+  }
+
+ private:
+  void note() {
+    if (col_.rescaled != nullptr) col_.rescaled->merge(work_->rescaled());
+  }
+
+  SinkhornOperator* work_;
+  const SinkhornSpec* spec_;
+  const SinkhornOptions* opt_;
+  const double* a_;
+  Column col_;
+  std::vector<double> scratch_b_, scratch_w_;
+};
+
+static_assert(is_column_operator<SinkhornColumnView>::value,
+              "SinkhornColumnView must meet the operator contract (operator.hpp)");
 
 // The gradients of the user's inputs from bbar and wbar summed over columns
 // (targets() values each): raw target weights, of which b = raw / sum(raw)
