@@ -153,8 +153,8 @@
 #' size as a dense double matrix may not exceed the option
 #' `diffrank.memory_limit`, in bytes (4e9, 4 GB, when unset; its former name
 #' `diffrank.dense_limit` is still read). The same limit bounds the work that
-#' size arguments ask for (`n_targets`, `n_samples`, `target_length`,
-#' `n_quantiles`, ...): a call that would allocate more is an error naming the
+#' size arguments ask for (`n_targets`, `n_samples`, `n_quantiles`, ...): a
+#' call that would allocate more is an error naming the
 #' argument and the size.
 #'
 #' @section Packages:

@@ -66,7 +66,7 @@ normalize_quantiles_blocks <- function(x, target, ties, threads, subset, blocks,
               sink, BPPARAM)
 }
 
-quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset, target_length,
+quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset, n_quantiles,
                                    BPPARAM) {
   plain_trim <- is.numeric(trim) && length(trim) == 1L && !is.na(trim) && trim == 0
   if (!is.null(weights) || !plain_trim || !isFALSE(geometric) || !is.null(subset)) {
@@ -75,11 +75,11 @@ quantile_target_blocks <- function(x, threads, weights, trim, geometric, subset,
   }
   x <- block_input(x)
   BPPARAM <- check_bpparam(BPPARAM)
-  target_length <- check_target_length(target_length, x)
+  n_quantiles <- check_n_quantiles(n_quantiles, x)
   fit <- block_fit_target(block_plan(x), threads, BPPARAM)
   values <- fit$values
-  if (target_length != length(values)) {
-    values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, target_length, 1L)[, 1L]
+  if (n_quantiles != length(values)) {
+    values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, n_quantiles, 1L)[, 1L]
   }
   quantile_target_object(values, ncol(x), nrow(x), fit$n_missing, rownames(x))
 }

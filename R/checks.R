@@ -185,6 +185,27 @@ check_dots_empty <- function(...) {
         if (n > 1L) "s" else "", paste(labels, collapse = ", "), if (n > 1L) "them" else "it")
 }
 
+# Arguments renamed for the package's one vocabulary (?diffrank, section
+# Vocabulary) are accepted under their former name for one release: when
+# the caller's `dots` (list(...)) hold `old`, its value is assigned to `new`
+# in the calling function's frame `env`, with a warning of class
+# "diffrank_deprecated"; giving both names is an error. Returns `dots`
+# without `old`, for the caller's own check of what is left (for example
+# do.call(check_dots_empty, rest)). `fun` names the function, e.g.
+# "fy_loss()".
+take_renamed <- function(dots, old, new, fun, env = parent.frame()) {
+  if (!old %in% names(dots)) return(dots)
+  if (!eval(call("missing", as.name(new)), env)) {
+    abort("Give `%s` only: `%s` is its former name.", new, old)
+  }
+  warning(warningCondition(
+    sprintf("The argument `%s` of %s is now called `%s`; `%s` will stop working in the next release.",
+            old, fun, new, old),
+    class = c("diffrank_deprecated", "deprecatedWarning"), call = NULL))
+  assign(new, dots[[old]], envir = env)
+  dots[names(dots) != old]
+}
+
 # check_dots_empty() for the fits that need their data whole in memory
 # (qmf(), cv_suquan(), rank_regression()): they realize a block input `x`
 # (realize_block_input()), so the block arguments of ?diffrank_blocks given

@@ -16,16 +16,43 @@
 #' [diffrank_blocks]).
 #'
 #' @section Vocabulary:
-#' One set of argument names runs through the package: `x` (features in
-#' rows, samples in columns), `eps` (regularization), `scale` (how `eps` is
-#' made unit-free), `decreasing` (sort order, as in [sort()]), `weights`
-#' (masses of the values), `target` and `target_weights` (a reference
-#' distribution and its masses), `response` (observed values of a loss),
-#' `threads`, `assay.type` for `SummarizedExperiment` inputs, and `BPPARAM`
-#' (BiocParallel workers) and `filepath` (an HDF5 file for the result) for
-#' data processed in blocks ([diffrank_blocks]). Every
-#' differentiable operator has the forms `<op>()`, `<op>_fn()` (a
-#' [diffrank_operator]) and `<op>_vjp(x, v, ...)`.
+#' One set of argument names runs through the package:
+#' * data: `x` (features in rows, samples in columns); `y`, the observed
+#'   outcome of a fit ([suquan()], [cv_suquan()], [rank_svm()],
+#'   [rank_regression()]) or the second data set of a kernel
+#'   ([kendall_kernel()]); `pred` and `response`, the predictions and the
+#'   observed outcome of a loss ([spearman_loss()], [soft_quantile_loss()],
+#'   [soft_topk_loss()], [fy_loss()]);
+#' * smoothing: `eps` (regularization), `scale` (how `eps` is made
+#'   unit-free), `decreasing` (sort order, as in [sort()]);
+#' * distributions: `weights`, the masses of what is averaged: of the values
+#'   of each column for the Sinkhorn operators, of the samples in a quantile
+#'   target ([quantile_target()], [normalize_quantiles_robust()]); `target`
+#'   and `target_weights`, a reference distribution and its masses; `probs`,
+#'   quantile levels ([sinkhorn_quantile()], [soft_quantile_loss()]);
+#' * sizes: `n_quantiles`, the levels of a quantile target
+#'   ([quantile_target()], [qmf()]); `n_targets`, the targets of a transport
+#'   (the Sinkhorn operators); `n_samples`, Monte-Carlo draws;
+#' * `lambda`: the penalty of a fit ([suquan()], [cv_suquan()], [qmf()],
+#'   [rank_regression()], as in glmnet), and the bandwidth of the Mallows
+#'   kernel ([mallows_kernel()], as in Jiao and Vert 2015);
+#' * `blocks` of [normalize_quantiles()]: groups of features normalized
+#'   apart, as in preprocessCore's `normalize.quantiles.in.blocks()`; the
+#'   column blocks of data processed block by block are those of
+#'   DelayedArray ([diffrank_blocks], argument `BPPARAM`);
+#' * reporting: `progress`, a progress line on long work; `verbose` (fits),
+#'   the course of the objective as well;
+#' * `threads`; `assay.type` for `SummarizedExperiment` inputs; `BPPARAM`
+#'   (BiocParallel workers; `NULL`, the default, processes the blocks in
+#'   this process without BiocParallel, as `BiocParallel::SerialParam()`
+#'   does) and `filepath` (an HDF5 file for the result) for data processed
+#'   in blocks ([diffrank_blocks]).
+#'
+#' Every differentiable operator has the forms `<op>()`, `<op>_fn()` (a
+#' [diffrank_operator]) and `<op>_vjp(x, v, ...)`. Arguments renamed to
+#' this vocabulary (`tau`, `target` of [fy_loss()], `labels`, `rankings`,
+#' `target_length`) are still accepted under their former names, with a
+#' warning, for one release.
 #'
 #' @section Orientation and memory:
 #' Expression data are features (genes) in rows and samples in columns. The
@@ -34,7 +61,7 @@
 #' as rows, which is most often a transposed matrix; `predict()` with new data
 #' that share no feature name with the fit is an error, which says when the
 #' new data look transposed. Size arguments (`n_targets`, `n_samples`,
-#' `target_length`, `n_quantiles`) are checked against the option
+#' `n_quantiles`) are checked against the option
 #' `diffrank.memory_limit` (bytes, 4 GB when unset) before anything is
 #' allocated.
 #'

@@ -229,7 +229,7 @@ print.diffrank_perturbed <- function(x, ...) {
 #' \eqn{\varepsilon \gamma \sum_i y_i}{eps gamma sum_i y_i} (Euler's
 #' \eqn{\gamma}{gamma}) for Gumbel noise.
 #' For the argmax with Gumbel noise the loss is the multinomial logistic loss
-#' `eps * log(sum(exp(pred / eps))) - sum(pred * target)`.
+#' `eps * log(sum(exp(pred / eps))) - sum(pred * response)`.
 #'
 #' For [stats::optim()], call [set.seed()] at the start of the objective and
 #' of its gradient, so that both use the same draws at every step (common
@@ -243,14 +243,16 @@ print.diffrank_perturbed <- function(x, ...) {
 #'   section Estimates and draws of [perturbed()]. Ignored for Gumbel noise.
 #' @param pred The scores, a numeric vector, or a matrix with one problem per
 #'   column (one observation per column).
-#' @param target The observed solutions, of the shape of `pred`: points of
-#'   the solver's set (for `"rank"`, ranks with 1 for the smallest; for
-#'   `"argmax"`, one-hot vectors) or of its convex hull.
+#' @param response The observed solutions (the target of the loss), of the
+#'   shape of `pred`: points of the solver's set (for `"rank"`, ranks with 1
+#'   for the smallest; for `"argmax"`, one-hot vectors) or of its convex
+#'   hull. Formerly `target`, still accepted by name with a warning for one
+#'   release.
 #' @param solver `"argmax"`, `"topk"`, `"rank"` or an R function returning
 #'   the maximizer of `sum(y * theta)` (of the length of `theta`).
 #' @return A list with `value`, the loss averaged over the columns of `pred`,
 #'   and `gradient`, its gradient with respect to `pred` (shaped like `pred`,
-#'   with its names): `(perturbed maximizer - target) / ncol(pred)`.
+#'   with its names): `(perturbed maximizer - response) / ncol(pred)`.
 #' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
 #'   (2020). Learning with differentiable perturbed optimizers. *NeurIPS
 #'   2020*. \doi{10.48550/arXiv.2002.08676}
@@ -274,10 +276,12 @@ print.diffrank_perturbed <- function(x, ...) {
 #' fit <- optim(rep(0, 4), function(t) loss(t)$value, function(t) loss(t)$gradient,
 #'              method = "BFGS")
 #' rank(fit$par)
-fy_loss <- function(pred, target, solver, eps = 1, n_samples = 100,
+fy_loss <- function(pred, response, solver, eps = 1, n_samples = 100,
                     noise = c("normal", "gumbel"), antithetic = TRUE, ...,
                     threads = diffrank_threads()) {
-  spec <- perturbed_spec(solver, eps, n_samples, noise, antithetic, list(...), threads,
+  solver_args <- take_renamed(list(...), "target", "response", "fy_loss()")
+  if (missing(response)) abort("`response` is missing: give the observed solutions.")
+  spec <- perturbed_spec(solver, eps, n_samples, noise, antithetic, solver_args, threads,
                          arg = "pred")
   fw <- perturbed_forward(pred, spec, arg = "pred")
   perturbed_warn_near_constant(fw, spec)
@@ -285,14 +289,14 @@ fy_loss <- function(pred, target, solver, eps = 1, n_samples = 100,
     abort("`solver` has no Fenchel-Young loss: it must maximize sum(y * theta) and return a vector of the length of `pred` (\"sort\" does not).")
   }
   like <- if (fw$shape$vector) fw$shape$nrow else c(fw$shape$nrow, fw$shape$ncol)
-  target <- check_direction(target, like, "target", "`pred`")
-  losses <- perturbed_state_fy_cpp(fw$state, target, spec$threads)
+  response <- check_direction(response, like, "response", "`pred`")
+  losses <- perturbed_state_fy_cpp(fw$state, response, spec$threads)
   if (nonfinite_kind_cpp(losses) != 0L) {
     fw <- perturbed_downscale(fw, spec)
-    losses <- perturbed_state_fy_cpp(fw$scaled_state, target, spec$threads) * fw$scale
+    losses <- perturbed_state_fy_cpp(fw$scaled_state, response, spec$threads) * fw$scale
     warn_nonfinite(losses, c("pred", "eps"))
   }
-  gradient <- (fw$value - as.vector(target)) / fw$shape$ncol
+  gradient <- (fw$value - as.vector(response)) / fw$shape$ncol
   list(value = mean(losses), gradient = shape_like_input(gradient, fw$shape, TRUE))
 }
 

@@ -135,6 +135,9 @@ normalize_quantiles.SummarizedExperiment <- function(x, ..., assay.type = 1L,
 #'
 #' @inheritParams normalize_quantiles
 #' @param object,x A `quantile_target` (for the methods).
+#' @param ... Passed on to the default method; for the default method, only
+#'   the former name `target_length` of `n_quantiles` (with a warning, for one
+#'   release).
 #' @param newdata New samples: a matrix, data frame or vector as `x` of
 #'   [normalize_quantiles()] (a `DelayedMatrix` too: then `BPPARAM` and
 #'   `filepath` may be given), or a `SummarizedExperiment`. Its features may
@@ -165,18 +168,19 @@ quantile_target <- function(x, ...) {
 #' @rdname quantile_target
 #' @export
 quantile_target.default <- function(x, threads = diffrank_threads(), weights = NULL, trim = 0,
-                                    geometric = FALSE, subset = NULL, target_length = NULL,
+                                    geometric = FALSE, subset = NULL, n_quantiles = NULL,
                                     BPPARAM = NULL, ...) {
-  check_dots_empty(...)
+  do.call(check_dots_empty,
+          take_renamed(list(...), "target_length", "n_quantiles", "quantile_target()"))
   threads <- check_threads(threads)
   note_orientation(x)
   if (is_block_input(x)) {
-    return(quantile_target_blocks(x, threads, weights, trim, geometric, subset, target_length,
+    return(quantile_target_blocks(x, threads, weights, trim, geometric, subset, n_quantiles,
                                   BPPARAM))
   }
   check_block_args(BPPARAM)
   m <- check_expression_matrix(x)
-  new_quantile_target(m, weights, trim, geometric, subset, target_length, threads)
+  new_quantile_target(m, weights, trim, geometric, subset, n_quantiles, threads)
 }
 
 #' @rdname quantile_target

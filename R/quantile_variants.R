@@ -57,9 +57,10 @@ NULL
 #'   feature indices or row names. Each sample's quantile function is that of
 #'   its observed values in the subset, as in
 #'   `preprocessCore::normalize.quantiles.determine.target(subset = )`.
-#' @param target_length The number of target values, by default the number of
+#' @param n_quantiles The number of target values, by default the number of
 #'   features; the target is interpolated onto that many levels
-#'   (preprocessCore's `target.length`).
+#'   (preprocessCore's `target.length`). Formerly `target_length`, still
+#'   accepted with a warning for one release.
 #' @section Feature names:
 #' The object keeps the row names of the data it was fitted on (`$features`).
 #' When it normalizes data with another set of features (other names, or
@@ -70,7 +71,7 @@ NULL
 NULL
 
 # The fitted target values of a features x samples matrix `m`.
-fit_target_values <- function(m, weights, trim, geometric, mask, target_length, threads) {
+fit_target_values <- function(m, weights, trim, geometric, mask, n_quantiles, threads) {
   plain <- is.null(weights) && trim == 0 && !geometric && is.null(mask)
   values <- if (plain) {
     qn_fit_target(m, threads)
@@ -79,8 +80,8 @@ fit_target_values <- function(m, weights, trim, geometric, mask, target_length, 
     quantiles <- qn_column_quantiles(m, mask, nrow(m), threads)
     qn_summarize_levels(quantiles, weights, trim, geometric, threads)
   }
-  if (target_length != length(values)) {
-    values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, target_length, 1L)[, 1L]
+  if (n_quantiles != length(values)) {
+    values <- qn_column_quantiles(matrix(values, ncol = 1L), NULL, n_quantiles, 1L)[, 1L]
   }
   values
 }
@@ -88,7 +89,7 @@ fit_target_values <- function(m, weights, trim, geometric, mask, target_length, 
 # A quantile_target object fitted on the matrix `m` with the arguments of
 # quantile_target().
 new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, subset = NULL,
-                                target_length = NULL, threads = 1L) {
+                                n_quantiles = NULL, threads = 1L) {
   summary <- check_target_summary(weights, trim, geometric, m)
   weights <- summary$weights
   trim <- summary$trim
@@ -96,8 +97,8 @@ new_quantile_target <- function(m, weights = NULL, trim = 0, geometric = FALSE, 
   mask <- if (is.null(subset)) NULL else feature_mask(subset, m)
   if (!is.null(mask)) check_subset_observed(m, mask)
   if (geometric) check_positive_quantiles(m, weights, mask)
-  target_length <- check_target_length(target_length, m)
-  values <- fit_target_values(m, weights, trim, geometric, mask, target_length, threads)
+  n_quantiles <- check_n_quantiles(n_quantiles, m)
+  values <- fit_target_values(m, weights, trim, geometric, mask, n_quantiles, threads)
   summary <- if (trim >= 0.5) "median" else if (trim > 0) sprintf("mean trimmed by %g", trim)
              else if (!is.null(weights)) "weighted mean" else "mean"
   quantile_target_object(
@@ -222,11 +223,11 @@ warn_feature_mismatch <- function(target, m) {
 
 # The length of a fitted target: the number of features, or a whole number
 # whose quantiles (one column of them per sample) fit in memory_limit().
-check_target_length <- function(target_length, x) {
-  if (is.null(target_length)) return(nrow(x))
-  target_length <- check_whole(target_length, "target_length")
-  check_memory(8 * as.double(target_length) * (ncol(x) + 2), "target_length", target_length)
-  target_length
+check_n_quantiles <- function(n_quantiles, x) {
+  if (is.null(n_quantiles)) return(nrow(x))
+  n_quantiles <- check_whole(n_quantiles, "n_quantiles")
+  check_memory(8 * as.double(n_quantiles) * (ncol(x) + 2), "n_quantiles", n_quantiles)
+  n_quantiles
 }
 
 big <- function(n) format(n, big.mark = ",", scientific = FALSE, trim = TRUE)

@@ -18,7 +18,7 @@
 #' kept for the whole fit, so the objective is a fixed convex function whose
 #' gradient is exact, minimized by [stats::optim()] (BFGS). The target
 #' \eqn{y_i}{y_i} of a sample is the vertex of the permutahedron that ranks its
-#' preferred label highest: `nrow(rankings) + 1 - rankings[, i]`. The squared
+#' preferred label highest: `nrow(y) + 1 - y[, i]`. The squared
 #' loss \eqn{\frac{1}{2n} \sum_i \|\theta_i - y_i\|^2}{(1/(2n)) sum_i ||theta_i - y_i||^2}
 #' (with centred targets) is
 #' minimized in closed form.
@@ -30,10 +30,12 @@
 #'   within option `diffrank.memory_limit`: the fit needs its data whole in
 #'   memory (see [diffrank_blocks]). For `print()`, a `rank_regression`
 #'   fit.
-#' @param rankings Labels x samples: the ranking of the labels for each
-#'   sample, 1 for the preferred label (as `rank(-score)` gives); each column
-#'   must be a ranking of `1:nrow(rankings)`, with tied labels sharing their
-#'   average rank. Row names, if any, name the labels.
+#' @param y The observed rankings, labels x samples: the ranking of the
+#'   labels for each sample, 1 for the preferred label (as `rank(-score)`
+#'   gives); each column must be a ranking of `1:nrow(y)`, with tied labels
+#'   sharing their average rank. Row names, if any, name the labels. For
+#'   `summary()`, those of `newdata`. Formerly `rankings`, still accepted
+#'   with a warning for one release.
 #' @param loss `"fy"` (perturbed Fenchel-Young loss) or `"squared"`.
 #' @param eps Size of the perturbation of the scores (`"fy"` only), a
 #'   positive number: labels whose scores differ by less than about `eps`
@@ -74,10 +76,12 @@ rank_regression <- function(x, ...) {
 
 #' @rdname rank_regression
 #' @export
-rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps = 1,
+rank_regression.default <- function(x, y, loss = c("fy", "squared"), eps = 1,
                                     n_samples = 100L, lambda = 1e-3, max_iter = 500L,
                                     threads = diffrank_threads(), ...) {
-  check_dots_whole("rank_regression()", ...)
+  rest <- take_renamed(list(...), "rankings", "y", "rank_regression()")
+  do.call(check_dots_whole, c(list("rank_regression()"), rest))
+  if (missing(y)) abort("`y` is missing: give the observed rankings (labels x samples).")
   loss <- match_choice(loss, c("fy", "squared"), "loss")
   lambda <- check_number(lambda, "lambda", lower = 0)
   max_iter <- check_whole(max_iter, "max_iter")
@@ -88,7 +92,7 @@ rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps 
     abort("`x` must have at least one feature (row) and two samples (columns), not %d x %d.",
           nrow(m), ncol(m))
   }
-  r <- check_rankings(rankings, ncol(m))
+  r <- check_rankings(y, ncol(m))
   features <- rownames(m) %||% paste0("x", seq_len(nrow(m)))
   centre <- rowMeans(m)
   spread <- sqrt(rowMeans((m - centre)^2))
@@ -119,8 +123,10 @@ rank_regression.default <- function(x, rankings, loss = c("fy", "squared"), eps 
 #' @param assay.type For a `SummarizedExperiment`, the assay (name or number)
 #'   whose features x samples matrix is `x`.
 #' @export
-rank_regression.SummarizedExperiment <- function(x, rankings, ..., assay.type = 1L) {
-  rank_regression.default(se_assay(x, assay.type, blocks = TRUE), rankings, ...)
+rank_regression.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
+  rest <- take_renamed(list(...), "rankings", "y", "rank_regression()")
+  if (missing(y)) abort("`y` is missing: give the observed rankings (labels x samples).")
+  do.call(rank_regression.default, c(list(se_assay(x, assay.type, blocks = TRUE), y), rest))
 }
 
 #' @rdname rank_regression
@@ -132,7 +138,9 @@ rank_regression.SummarizedExperiment <- function(x, rankings, ..., assay.type = 
 #' @param type `"ranking"` (1 for the preferred label, ties in order of the
 #'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
 #' @param ... For `rank_regression()` on a `SummarizedExperiment`, the arguments of
-#'   the default method; otherwise must be empty.
+#'   the default method; for `rank_regression()` and `summary()`, also the
+#'   former name `rankings` of `y` (with a warning, for one release);
+#'   otherwise must be empty.
 #' @export
 predict.rank_regression <- function(object, newdata, type = c("ranking", "score"), ...) {
   check_dots_empty(...)
@@ -168,10 +176,10 @@ print.rank_regression <- function(x, ...) {
 
 #' @rdname rank_regression
 #' @export
-summary.rank_regression <- function(object, newdata = NULL, rankings = NULL, ...) {
-  check_dots_empty(...)
-  if (is.null(newdata) != is.null(rankings)) {
-    abort("Give both `newdata` and `rankings` (to evaluate on new samples), or neither.")
+summary.rank_regression <- function(object, newdata = NULL, y = NULL, ...) {
+  do.call(check_dots_empty, take_renamed(list(...), "rankings", "y", "summary()"))
+  if (is.null(newdata) != is.null(y)) {
+    abort("Give both `newdata` and `y` (to evaluate on new samples), or neither.")
   }
   if (is.null(newdata)) {
     predicted <- stats::predict(object)
@@ -179,7 +187,7 @@ summary.rank_regression <- function(object, newdata = NULL, rankings = NULL, ...
     data <- "training"
   } else {
     predicted <- stats::predict(object, newdata)
-    observed <- check_rankings(rankings, ncol(predicted))
+    observed <- check_rankings(y, ncol(predicted))
     data <- "new"
   }
   agreement <- rank_agreement(predicted, observed)
@@ -206,7 +214,7 @@ print.summary.rank_regression <- function(x, ...) {
 
 # A labels x samples matrix of rankings (1 = preferred, average ranks for
 # ties) with one column per sample.
-check_rankings <- function(rankings, n, arg = "rankings") {
+check_rankings <- function(rankings, n, arg = "y") {
   if (is.data.frame(rankings)) rankings <- as.matrix(rankings)
   if (!is.matrix(rankings) || !(is.numeric(rankings) || is.logical(rankings))) {
     abort("`%s` must be a numeric matrix (labels x samples), not %s.", arg, describe(rankings))

@@ -350,15 +350,20 @@ sinkhorn_normalize_vjp <- operator_form("sinkhorn_normalize", "vjp")
 
 #' Soft quantile loss for least quantile regression
 #'
-#' The soft `tau`-quantile of the absolute residuals `|response - pred|`, with
-#' its gradient with respect to `pred`: minimizing it over a model's
-#' parameters gives a least quantile (for `tau = 0.5`, least median)
-#' regression, robust to a fraction of gross outliers up to about `1 - tau`
+#' The soft quantile at level `probs` of the absolute residuals
+#' `|response - pred|`, with its gradient with respect to `pred`: minimizing
+#' it over a model's parameters gives a least quantile (for `probs = 0.5`,
+#' least median) regression, robust to a fraction of gross outliers up to
+#' about `1 - probs`
 #' (Cuturi, Teboul and Vert 2019, section 5). Pass `value` and `gradient` to
 #' [stats::optim()] through the chain rule, as in the example.
 #'
 #' @param pred,response Numeric vectors of predictions and observed values.
-#' @param tau Quantile level of the absolute residuals, in `(0, 1)`.
+#' @param probs Quantile level of the absolute residuals, one number in
+#'   `(0, 1)` (formerly `tau`, still accepted with a warning for one
+#'   release).
+#' @param ... Only the former name `tau` of `probs`; anything else is an
+#'   error.
 #' @param weights `NULL` (equal masses) or one positive weight per
 #'   observation: the soft quantile is that of the weighted residuals.
 #' @param tol Tolerance on the transport's marginals. Tighter than the
@@ -380,10 +385,11 @@ sinkhorn_normalize_vjp <- operator_form("sinkhorn_normalize", "vjp")
 #' fit <- optim(c(0, 0), function(b) loss(b)$value,
 #'              function(b) drop(crossprod(X, loss(b)$gradient)), method = "BFGS")
 #' rbind(lqr = fit$par, ls = coef(lm(y ~ X - 1)))
-soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.01,
+soft_quantile_loss <- function(pred, response, probs = 0.5, width = 0.05, eps = 0.01,
                                weights = NULL, scale = c("squash", "none"), power = 2,
                                tol = 1e-8, max_iter = 1000L, threads = diffrank_threads(),
-                               progress = interactive()) {
+                               progress = interactive(), ...) {
+  do.call(check_dots_empty, take_renamed(list(...), "tau", "probs", "soft_quantile_loss()"))
   pred <- check_numeric_vector(pred, "pred")
   response <- check_numeric_vector(response, "response")
   if (length(pred) != length(response)) {
@@ -391,10 +397,10 @@ soft_quantile_loss <- function(pred, response, tau = 0.5, width = 0.05, eps = 0.
           length(response))
   }
   if (length(pred) == 0L) abort("`pred` must have at least one value.")
-  tau <- check_number(tau, "tau", lower = 0, upper = 1, allow_lower = FALSE)
-  if (tau >= 1) abort("`tau` must be below 1, not %s.", format(tau))
+  probs <- check_number(probs, "probs", lower = 0, upper = 1, allow_lower = FALSE)
+  if (probs >= 1) abort("`probs` must be below 1, not %s.", format(probs))
   r <- response - pred
-  op <- sinkhorn_quantile_fn(abs(r), probs = tau, width = width, eps = eps, weights = weights,
+  op <- sinkhorn_quantile_fn(abs(r), probs = probs, width = width, eps = eps, weights = weights,
                              scale = scale, power = power, tol = tol, max_iter = max_iter,
                              threads = threads, progress = progress)
   g <- vjp_naming(op, 1, c("pred", "response"))

@@ -21,10 +21,13 @@
 #' @param pred Class scores: a matrix with one row per class and one column
 #'   per observation (the orientation of the package: each column one
 #'   problem), or a vector for a single observation. Higher is better.
-#' @param labels The true class of each observation (column of `pred`): whole
-#'   numbers from 1 to `nrow(pred)`; class names (a character vector or a
-#'   factor) matched to the row names of `pred`; or, when `pred` has no row
-#'   names, a factor whose levels are the rows in order.
+#' @param response The true class of each observation (column of `pred`):
+#'   whole numbers from 1 to `nrow(pred)`; class names (a character vector
+#'   or a factor) matched to the row names of `pred`; or, when `pred` has no
+#'   row names, a factor whose levels are the rows in order. Formerly
+#'   `labels`, still accepted with a warning for one release.
+#' @param ... Only the former name `labels` of `response`; anything else is
+#'   an error.
 #' @param k The loss is zero when the true class is among the `k` highest
 #'   scores: a whole number from 1 to `nrow(pred) - 1`.
 #' @inheritParams sinkhorn_rank
@@ -48,9 +51,11 @@
 #'              function(w) as.vector(loss(w)$gradient %*% t(x)), method = "BFGS",
 #'              control = list(maxit = 15))
 #' mean(max.col(t(matrix(fit$par, 3) %*% x)) == as.integer(iris$Species))
-soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, scale = c("squash", "none"),
+soft_topk_loss <- function(pred, response, k = 1, eps = 0.01, scale = c("squash", "none"),
                            power = 2, tol = 1e-6, max_iter = 1000L,
-                           threads = diffrank_threads(), progress = interactive()) {
+                           threads = diffrank_threads(), progress = interactive(), ...) {
+  do.call(check_dots_empty, take_renamed(list(...), "labels", "response", "soft_topk_loss()"))
+  if (missing(response)) abort("`response` is missing: give the true class of each observation.")
   m <- as_numeric_matrix(pred, "pred")
   n_classes <- nrow(m)
   n_obs <- ncol(m)
@@ -59,7 +64,7 @@ soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, scale = c("squash", 
           n_classes, n_obs)
   }
   if (anyNA(m) || any(is.infinite(m))) abort("`pred` must contain only finite values.")
-  class_index <- topk_labels(labels, m)
+  class_index <- topk_labels(response, m)
   k <- check_whole(k, "k")
   if (k >= n_classes) {
     abort("`k` must be below the number of classes (%d), not %d: the loss would always be zero.",
@@ -82,36 +87,36 @@ soft_topk_loss <- function(pred, labels, k = 1, eps = 0.01, scale = c("squash", 
 }
 
 # The row of each observation's true class.
-topk_labels <- function(labels, m) {
+topk_labels <- function(response, m) {
   n_obs <- ncol(m)
-  if (is.null(labels) || length(labels) != n_obs || !is.null(dim(labels))) {
-    abort("`labels` must have one class per observation (column of `pred`): %d, not %s.",
-          n_obs, describe(labels))
+  if (is.null(response) || length(response) != n_obs || !is.null(dim(response))) {
+    abort("`response` must have one class per observation (column of `pred`): %d, not %s.",
+          n_obs, describe(response))
   }
-  if (anyNA(labels)) abort("`labels` must not contain missing values.")
-  if (is.factor(labels) && is.null(rownames(m))) {
-    if (nlevels(labels) != nrow(m)) {
-      abort("`labels` has %d levels but `pred` has %d rows (classes); give `pred` row names to match them by name.",
-            nlevels(labels), nrow(m))
+  if (anyNA(response)) abort("`response` must not contain missing values.")
+  if (is.factor(response) && is.null(rownames(m))) {
+    if (nlevels(response) != nrow(m)) {
+      abort("`response` has %d levels but `pred` has %d rows (classes); give `pred` row names to match them by name.",
+            nlevels(response), nrow(m))
     }
-    return(as.integer(labels))
+    return(as.integer(response))
   }
-  if (is.factor(labels) || is.character(labels)) {
+  if (is.factor(response) || is.character(response)) {
     classes <- rownames(m)
     if (is.null(classes)) {
-      abort("`labels` gives class names, so `pred` must have row names (the classes).")
+      abort("`response` gives class names, so `pred` must have row names (the classes).")
     }
-    index <- match(as.character(labels), classes)
+    index <- match(as.character(response), classes)
     if (anyNA(index)) {
-      abort("`labels` has classes that are not row names of `pred`, for example \"%s\".",
-            as.character(labels)[is.na(index)][1L])
+      abort("`response` has classes that are not row names of `pred`, for example \"%s\".",
+            as.character(response)[is.na(index)][1L])
     }
     return(index)
   }
-  if (!is.numeric(labels) || any(labels != round(labels)) || any(labels < 1) ||
-      any(labels > nrow(m))) {
-    abort("`labels` must be whole numbers from 1 to %d (rows of `pred`) or class names, not %s.",
-          nrow(m), describe(labels))
+  if (!is.numeric(response) || any(response != round(response)) || any(response < 1) ||
+      any(response > nrow(m))) {
+    abort("`response` must be whole numbers from 1 to %d (rows of `pred`) or class names, not %s.",
+          nrow(m), describe(response))
   }
-  as.integer(labels)
+  as.integer(response)
 }

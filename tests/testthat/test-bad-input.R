@@ -390,7 +390,7 @@ test_that("size arguments beyond the memory limit are errors naming the argument
     n_samples = function() perturbed(c(3, 1, 2), "rank", n_samples = 1e5),
     n_samples = function() perturbed_vjp(c(3, 1, 2), c(1, 0, 0), "rank", n_samples = 1e5),
     n_samples = function() fy_loss(c(1, 2, 3), c(1, 2, 3), "rank", n_samples = 1e5),
-    target_length = function() quantile_target(bi_mat, target_length = 1e5),
+    n_quantiles = function() quantile_target(bi_mat, n_quantiles = 1e5),
     n_quantiles = function() qmf(bi_mat, rank = 1, n_quantiles = 1e5, verbose = FALSE)
   )
   for (i in seq_along(big_calls)) {

@@ -79,8 +79,8 @@ test_that("quantile_target() and predict() of a target are identical block by bl
     ref <- quantile_target(bl_x)
     for (input in bl_inputs(bl_x)) {
       expect_identical(quantile_target(input), ref)
-      expect_identical(quantile_target(input, target_length = 17),
-                       quantile_target(bl_x, target_length = 17))
+      expect_identical(quantile_target(input, n_quantiles = 17),
+                       quantile_target(bl_x, n_quantiles = 17))
     }
     fitted <- quantile_target(bl_complete)
     for (ties in c("midrank", "average")) {

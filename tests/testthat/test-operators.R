@@ -155,3 +155,38 @@ test_that("help pages render formulas as text and refer to what they contain", {
                                                            paste(named, collapse = ", ")))
   }
 })
+
+# Arguments renamed for one vocabulary (?diffrank, section Vocabulary) still
+# work under their former names for one release, with a warning; giving both
+# names is an error.
+test_that("renamed arguments are accepted under their former names, with a warning", {
+  set.seed(3)
+  pred <- rnorm(20)
+  response <- pred + rnorm(20, sd = 0.1)
+  expect_warning(old <- soft_quantile_loss(pred, response, tau = 0.3),
+                 "`tau` of soft_quantile_loss\\(\\) is now called `probs`",
+                 class = "diffrank_deprecated")
+  expect_identical(old, soft_quantile_loss(pred, response, probs = 0.3))
+  expect_error(soft_quantile_loss(pred, response, probs = 0.3, tau = 0.3), "Give `probs` only")
+  expect_error(soft_quantile_loss(pred, response, tua = 0.3), "Unknown argument `tua`")
+  ranks <- rank(response)
+  expect_warning(old <- withr::with_seed(1, fy_loss(pred, target = ranks, solver = "rank")),
+                 class = "diffrank_deprecated")
+  expect_identical(old, withr::with_seed(1, fy_loss(pred, ranks, "rank")))
+  expect_error(fy_loss(pred, solver = "rank"), "`response` is missing")
+  scores <- matrix(rnorm(12), 3)
+  expect_warning(old <- soft_topk_loss(scores, labels = c(1, 2, 3, 1)),
+                 class = "diffrank_deprecated")
+  expect_identical(old, soft_topk_loss(scores, c(1, 2, 3, 1)))
+  x <- matrix(rnorm(40), 4)
+  r <- apply(matrix(rnorm(30), 3), 2, rank)
+  expect_warning(old <- rank_regression(x, rankings = r, loss = "squared"),
+                 class = "diffrank_deprecated")
+  new <- rank_regression(x, r, loss = "squared")
+  expect_identical(coef(old), coef(new))
+  expect_warning(old <- summary(new, x, rankings = r), class = "diffrank_deprecated")
+  expect_identical(old$spearman, summary(new, x, r)$spearman)
+  m <- matrix(rexp(60), 20)
+  expect_warning(old <- quantile_target(m, target_length = 7), class = "diffrank_deprecated")
+  expect_identical(old$target, quantile_target(m, n_quantiles = 7)$target)
+})

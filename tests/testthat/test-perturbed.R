@@ -321,8 +321,8 @@ test_that("bad arguments and bad solvers give clear errors", {
                "for draw 1 of column 2")
   # losses
   expect_error(fy_loss(x, 1:4, "sort"), "`solver` has no Fenchel-Young loss")
-  expect_error(fy_loss(x, 1:3, "rank"), "`target` must have the shape of `pred`")
-  expect_error(fy_loss(x, c(1, 2, NA, 4), "rank"), "`target` must contain only finite values")
+  expect_error(fy_loss(x, 1:3, "rank"), "`response` must have the shape of `pred`")
+  expect_error(fy_loss(x, c(1, 2, NA, 4), "rank"), "`response` must contain only finite values")
   expect_error(fy_loss(c(1, NA), 1:2, "rank"), "`pred` must not contain missing values")
   expect_error(fy_loss(x, 1:4, function(t) c(1, 2)), "`solver` has no Fenchel-Young loss")
 })
@@ -366,8 +366,8 @@ test_that("soft_topk_loss() is J_k of the Sinkhorn soft rank of the true class, 
   # zero when the true class is clearly among the top k
   expect_identical(soft_topk_loss(c(5, 0, 1, -1), 1, k = 2, eps = 1e-3)$value, 0)
   expect_gt(soft_topk_loss(c(5, 0, 1, -1), 4, k = 2, eps = 1e-3)$value, 1.9)
-  expect_error(soft_topk_loss(scores, c(1, 2, 3)), "`labels` must have one class per observation")
-  expect_error(soft_topk_loss(scores, c(1, 2, 3, 6)), "`labels` must be whole numbers from 1 to 5")
+  expect_error(soft_topk_loss(scores, c(1, 2, 3)), "`response` must have one class per observation")
+  expect_error(soft_topk_loss(scores, c(1, 2, 3, 6)), "`response` must be whole numbers from 1 to 5")
   expect_error(soft_topk_loss(scores, c("a", "b", "z", "a")), "for example \"z\"")
   expect_error(soft_topk_loss(unname(scores), c("a", "b", "c", "a")), "must have row names")
   expect_error(soft_topk_loss(scores, labels, k = 5), "`k` must be below the number of classes")
@@ -436,14 +436,14 @@ test_that("rank_regression() methods: coef, predict, print, summary, and their c
   expect_error(print(fit, digits = 2), "Unknown argument `digits`")
   expect_error(summary(fit, x, r, 3), "Unknown argument an unnamed value")
   expect_error(print(s, digits = 2), "Unknown argument `digits`")
-  expect_error(summary(fit, newdata = x), "Give both `newdata` and `rankings`")
+  expect_error(summary(fit, newdata = x), "Give both `newdata` and `y`")
   expect_error(predict(fit, type = "link"), "`type` must be one of \"ranking\", \"score\"")
   # bad rankings
-  expect_error(rank_regression(x, r[, -1]), "`rankings` must have one column per sample \\(120\\)")
+  expect_error(rank_regression(x, r[, -1]), "`y` must have one column per sample \\(120\\)")
   bad <- r
   bad[1, 1] <- 5
-  expect_error(rank_regression(x, bad), "Column 1 of `rankings` is not a ranking of 1:3")
-  expect_error(rank_regression(x, as.vector(r)), "`rankings` must be a numeric matrix")
+  expect_error(rank_regression(x, bad), "Column 1 of `y` is not a ranking of 1:3")
+  expect_error(rank_regression(x, as.vector(r)), "`y` must be a numeric matrix")
   expect_error(rank_regression(x, r, lambda = -1), "`lambda` must be")
   expect_error(rank_regression(x, r, eps = 0), "`eps` must be")
   expect_error(rank_regression(x, r, loss = "hinge"), "`loss` must be one of")

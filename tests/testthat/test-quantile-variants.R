@@ -159,11 +159,11 @@ test_that("a target from a subset of features equals preprocessCore's determine.
   subset <- rep(c(TRUE, FALSE, FALSE), length.out = 200)
   for (len in c(50, 200, 333)) {
     for (m in list(x, x_na)) {
-      expect_equal(quantile_target(m, subset = subset, target_length = len)$target,
+      expect_equal(quantile_target(m, subset = subset, n_quantiles = len)$target,
                    preprocessCore::normalize.quantiles.determine.target(unname(m), len,
                                                                          subset = subset),
                    tolerance = 1e-12, info = len)
-      expect_equal(quantile_target(m, target_length = len)$target,
+      expect_equal(quantile_target(m, n_quantiles = len)$target,
                    preprocessCore::normalize.quantiles.determine.target(unname(m), len),
                    tolerance = 1e-12, info = len)
     }
@@ -343,7 +343,7 @@ test_that("robust and subset arguments are checked", {
   x_const[, 2] <- 1
   expect_error(robust_weights(x_const), "Column s2 of `x` is constant")
   expect_silent(robust_weights(x_const, "mean"))
-  expect_error(quantile_target(x, target_length = 0), "`target_length` must be a whole number")
+  expect_error(quantile_target(x, n_quantiles = 0), "`n_quantiles` must be a whole number")
   expect_error(quantile_target(x, subset = "nope"), "does not have")
 })
 

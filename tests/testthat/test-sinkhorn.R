@@ -412,7 +412,7 @@ test_that("bad inputs give clear errors", {
   expect_error(op$vjp(c(1, NA, 2)), "finite")
   expect_error(op$vjp(), "`v` is missing")
   expect_error(soft_quantile_loss(1:3, 1:2), "same length")
-  expect_error(soft_quantile_loss(1:3, 1:3, tau = 1), "`tau`")
+  expect_error(soft_quantile_loss(1:3, 1:3, probs = 1), "`probs`")
   expect_output(print(op), "diffrank_operator")
 })
 
@@ -425,7 +425,7 @@ test_that("least quantile regression beats least squares with 30% gross outliers
   bad <- sample(n, 0.3 * n)
   y[bad] <- y[bad] + rnorm(length(bad), mean = 8, sd = 2)
   ls <- coef(lm(y ~ X - 1))
-  loss <- function(b) soft_quantile_loss(X %*% b, y, tau = 0.5, eps = 1e-3)
+  loss <- function(b) soft_quantile_loss(X %*% b, y, probs = 0.5, eps = 1e-3)
   # the gradient is the chain rule through the VJP
   b0 <- c(0.5, 1)
   fd <- vapply(1:2, function(i) {
@@ -445,15 +445,15 @@ test_that("soft_quantile_loss() passes weights and power to the soft quantile", 
   response <- rnorm(40)
   w <- runif(40, 0.5, 2)
   for (power in c(2, 1.5)) {
-    loss <- soft_quantile_loss(pred, response, tau = 0.7, eps = 0.01, weights = w, power = power)
+    loss <- soft_quantile_loss(pred, response, probs = 0.7, eps = 0.01, weights = w, power = power)
     op <- sinkhorn_quantile_fn(abs(response - pred), probs = 0.7, eps = 0.01, weights = w,
                                power = power, tol = 1e-8)
     expect_identical(as.numeric(loss$value), as.numeric(op$value))
     expect_identical(loss$gradient, -sign(response - pred) * op$vjp(1))
   }
-  unweighted <- soft_quantile_loss(pred, response, tau = 0.7, eps = 0.01)
+  unweighted <- soft_quantile_loss(pred, response, probs = 0.7, eps = 0.01)
   expect_false(isTRUE(all.equal(as.numeric(unweighted$value),
-                                as.numeric(soft_quantile_loss(pred, response, tau = 0.7, eps = 0.01,
+                                as.numeric(soft_quantile_loss(pred, response, probs = 0.7, eps = 0.01,
                                                               weights = w)$value))))
   expect_error(soft_quantile_loss(pred, response, weights = w[-1]), "`weights`")
 })
