@@ -198,11 +198,17 @@ cv_suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinom
   )
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(cv_suquan) <- formals(cv_suquan.default)
+
 #' @rdname cv_suquan
 #' @export
-cv_suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
-  cv_suquan.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, y, "y"), ...)
-}
+cv_suquan.SummarizedExperiment <- se_method(
+  cv_suquan.default, alist(assay.type = 1L),
+  function(args) {
+    args$y <- quote(se_column(x, y, "y"))
+    bquote(cv_suquan.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 #' @rdname cv_suquan
 #' @param object A `cv_suquan` object.

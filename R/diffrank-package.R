@@ -74,17 +74,14 @@
 "_PACKAGE"
 
 # The table of the package-level help page: every exported function with its
-# arguments, built from the namespace when the documentation is generated. A
-# generic (`function(x, ...)`) shows the arguments of its default method,
-# the ones a matrix input takes.
+# arguments, built from the namespace when the documentation is generated
+# (the generics have their default method's arguments, R/args_of_generics.R).
 export_table_rd <- function() {
   ns <- asNamespace("diffrank")
   exports <- sort(getNamespaceExports("diffrank"))
   exports <- exports[vapply(exports, function(f) is.function(get(f, ns)), TRUE)]
   rows <- vapply(exports, function(f) {
-    default <- paste0(f, ".default")
-    fun <- if (exists(default, ns, inherits = FALSE)) get(default, ns) else get(f, ns)
-    args <- names(formals(fun))
+    args <- names(formals(get(f, ns)))
     sprintf("\\code{\\link{%s}} \\tab %s \\cr", f,
             gsub("_", "\\_", paste(args, collapse = ", "), fixed = TRUE))
   }, "")

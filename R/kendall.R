@@ -193,11 +193,12 @@ kendall_kernel.default <- function(x, y = NULL, variant = c("tau_b", "tau_a"),
   finish_features(out, sel, is.null(y), "kendall_kernel", centre = centre)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(kendall_kernel) <- formals(kendall_kernel.default)
+
 #' @rdname kendall_kernel
 #' @export
-kendall_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
-  kernel_on_assays(..., .kernel = kendall_kernel.default, .x = x, .y = y, .assay.type = assay.type)
-}
+kendall_kernel.SummarizedExperiment <- kernel_se_method("kendall_kernel.default")
 
 #' Mallows kernel between expression profiles
 #'
@@ -263,11 +264,12 @@ mallows_kernel.default <- function(x, y = NULL, lambda = 1, normalized = TRUE,
                   lambda = if (normalized) lambda else lambda * p * (p - 1) / 2, centre = centre)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(mallows_kernel) <- formals(mallows_kernel.default)
+
 #' @rdname mallows_kernel
 #' @export
-mallows_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
-  kernel_on_assays(..., .kernel = mallows_kernel.default, .x = x, .y = y, .assay.type = assay.type)
-}
+mallows_kernel.SummarizedExperiment <- kernel_se_method("mallows_kernel.default")
 
 #' Weighted Kendall kernels between expression profiles
 #'
@@ -360,11 +362,12 @@ weighted_kendall_kernel.default <- function(x, y = NULL, weighting = weightings,
   finish_features(out, sel, is.null(y), "weighted_kendall_kernel", centre = centre)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(weighted_kendall_kernel) <- formals(weighted_kendall_kernel.default)
+
 #' @rdname weighted_kendall_kernel
 #' @export
-weighted_kendall_kernel.SummarizedExperiment <- function(x, y = NULL, ..., assay.type = 1L) {
-  kernel_on_assays(..., .kernel = weighted_kendall_kernel.default, .x = x, .y = y, .assay.type = assay.type)
-}
+weighted_kendall_kernel.SummarizedExperiment <- kernel_se_method("weighted_kendall_kernel.default")
 
 weightings <- c("multiplicative", "additive", "top", "average")
 

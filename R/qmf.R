@@ -292,11 +292,16 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
   fit
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(qmf) <- formals(qmf.default)
+
 #' @rdname qmf
 #' @export
-qmf.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  qmf.default(se_assay(x, assay.type, blocks = TRUE), ...)
-}
+qmf.SummarizedExperiment <- se_method(
+  qmf.default, alist(assay.type = 1L),
+  function(args) {
+    bquote(qmf.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 # ---------------------------------------------------------------------------
 # helpers: data, settings, problem

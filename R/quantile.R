@@ -116,12 +116,16 @@ normalize_quantiles.default <- function(x, target = NULL,
   restore_shape(out, x, m)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(normalize_quantiles) <- formals(normalize_quantiles.default)
+
 #' @rdname normalize_quantiles
 #' @export
-normalize_quantiles.SummarizedExperiment <- function(x, ..., assay.type = 1L,
-                                                     name = "qnorm") {
-  se_add_assay(x, name, normalize_quantiles.default(se_assay(x, assay.type, blocks = TRUE), ...))
-}
+normalize_quantiles.SummarizedExperiment <- se_method(
+  normalize_quantiles.default, alist(assay.type = 1L, name = "qnorm"),
+  function(args) {
+    bquote(se_add_assay(x, name, normalize_quantiles.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
+  })
 
 #' Fit a quantile normalization target
 #'
@@ -183,11 +187,16 @@ quantile_target.default <- function(x, threads = diffrank_threads(), weights = N
   new_quantile_target(m, weights, trim, geometric, subset, n_quantiles, threads)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(quantile_target) <- formals(quantile_target.default)
+
 #' @rdname quantile_target
 #' @export
-quantile_target.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  quantile_target.default(se_assay(x, assay.type, blocks = TRUE), ...)
-}
+quantile_target.SummarizedExperiment <- se_method(
+  quantile_target.default, alist(assay.type = 1L),
+  function(args) {
+    bquote(quantile_target.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 #' @rdname quantile_target
 #' @export

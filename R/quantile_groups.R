@@ -103,14 +103,17 @@ normalize_quantiles_groups.default <- function(x, groups, weight = NULL, window 
   restore_shape(qn_normalize_columns(m, group_targets(refs, weight, groups), ties, threads), x, m)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(normalize_quantiles_groups) <- formals(normalize_quantiles_groups.default)
+
 #' @rdname normalize_quantiles_groups
 #' @export
-normalize_quantiles_groups.SummarizedExperiment <- function(x, groups, ..., assay.type = 1L,
-                                                            name = "qsmooth") {
-  groups <- se_column(x, groups, "groups")
-  se_add_assay(x, name, normalize_quantiles_groups.default(se_assay(x, assay.type, blocks = TRUE),
-                                                           groups, ...))
-}
+normalize_quantiles_groups.SummarizedExperiment <- se_method(
+  normalize_quantiles_groups.default, alist(assay.type = 1L, name = "qsmooth"),
+  function(args) {
+    args$groups <- quote(se_column(x, groups, "groups"))
+    bquote(se_add_assay(x, name, normalize_quantiles_groups.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
+  })
 
 #' Weights of smooth quantile normalization (qsmooth)
 #'
@@ -178,6 +181,9 @@ qsmooth_weights.default <- function(x, groups, window = 0.05, endrule = c("const
                     endrule)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(qsmooth_weights) <- formals(qsmooth_weights.default)
+
 #' Plot qsmooth weights
 #'
 #' Draws the weights of [qsmooth_weights()] along the quantile levels as a
@@ -228,10 +234,12 @@ plot_qsmooth_weights <- function(weights, rough = NULL, main = "qsmooth weights"
 
 #' @rdname qsmooth_weights
 #' @export
-qsmooth_weights.SummarizedExperiment <- function(x, groups, ..., assay.type = 1L) {
-  qsmooth_weights.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, groups, "groups"),
-                          ...)
-}
+qsmooth_weights.SummarizedExperiment <- se_method(
+  qsmooth_weights.default, alist(assay.type = 1L),
+  function(args) {
+    args$groups <- quote(se_column(x, groups, "groups"))
+    bquote(qsmooth_weights.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 # The references of qsmooth and its weights come from sums over the samples'
 # quantile functions, added block after block in column order (long double

@@ -82,13 +82,16 @@ normalize_quantiles_robust.default <- function(x, weights = NULL,
   restore_shape(qn_normalize(m, fit$target, ties, threads), x, m)
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(normalize_quantiles_robust) <- formals(normalize_quantiles_robust.default)
+
 #' @rdname normalize_quantiles_robust
 #' @export
-normalize_quantiles_robust.SummarizedExperiment <- function(x, ..., assay.type = 1L,
-                                                            name = "qnorm_robust") {
-  se_add_assay(x, name, normalize_quantiles_robust.default(se_assay(x, assay.type, blocks = TRUE),
-                                                           ...))
-}
+normalize_quantiles_robust.SummarizedExperiment <- se_method(
+  normalize_quantiles_robust.default, alist(assay.type = 1L, name = "qnorm_robust"),
+  function(args) {
+    bquote(se_add_assay(x, name, normalize_quantiles_robust.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
+  })
 
 #' Samples left out of a robust quantile normalization target
 #'
@@ -130,11 +133,16 @@ robust_weights.default <- function(x, remove_extreme = c("variance", "mean", "bo
   stats::setNames(extreme_weights(m, remove_extreme, n_remove, threads), colnames(m))
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(robust_weights) <- formals(robust_weights.default)
+
 #' @rdname robust_weights
 #' @export
-robust_weights.SummarizedExperiment <- function(x, ..., assay.type = 1L) {
-  robust_weights.default(se_assay(x, assay.type, blocks = TRUE), ...)
-}
+robust_weights.SummarizedExperiment <- se_method(
+  robust_weights.default, alist(assay.type = 1L),
+  function(args) {
+    bquote(robust_weights.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 extreme_weights <- function(m, remove_extreme, n_remove, threads) {
   rule <- check_extreme_rule(remove_extreme, n_remove, ncol(m))

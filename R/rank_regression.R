@@ -119,15 +119,18 @@ rank_regression.default <- function(x, y, loss = c("fy", "squared"), eps = 1,
   )
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(rank_regression) <- formals(rank_regression.default)
+
 #' @rdname rank_regression
 #' @param assay.type For a `SummarizedExperiment`, the assay (name or number)
 #'   whose features x samples matrix is `x`.
 #' @export
-rank_regression.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
-  rest <- take_renamed(list(...), "rankings", "y", "rank_regression()")
-  if (missing(y)) abort("`y` is missing: give the observed rankings (labels x samples).")
-  do.call(rank_regression.default, c(list(se_assay(x, assay.type, blocks = TRUE), y), rest))
-}
+rank_regression.SummarizedExperiment <- se_method(
+  rank_regression.default, alist(assay.type = 1L),
+  function(args) {
+    bquote(rank_regression.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 #' @rdname rank_regression
 #' @param object A `rank_regression` fit.

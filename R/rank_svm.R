@@ -183,9 +183,20 @@ rank_svm.default <- function(x, y, kernel = c("kendall", "mallows", "weighted_ke
   ), class = "rank_svm")
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(rank_svm) <- formals(rank_svm.default)
+
 #' @rdname rank_svm
 #' @export
-rank_svm.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
+rank_svm.SummarizedExperiment <- se_method(
+  rank_svm.default, alist(assay.type = 1L),
+  function(args) {
+    args$y <- quote(rank_svm_classes(x, y))
+    bquote(rank_svm.default(se_assay(x, assay.type), ..(args)), splice = TRUE)
+  })
+
+# The classes of an SE's samples: `y` itself, or the colData column it names.
+rank_svm_classes <- function(x, y) {
   if (is.character(y) && length(y) == 1L && ncol(x) != 1L) {
     cd <- SummarizedExperiment::colData(x)
     if (!y %in% colnames(cd)) {
@@ -194,7 +205,7 @@ rank_svm.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
     }
     y <- cd[[y]]
   }
-  rank_svm.default(se_assay(x, assay.type), y, ...)
+  y
 }
 
 #' @param object A `rank_svm` fit.

@@ -220,6 +220,9 @@ sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = N
                     progress = progress)$value
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(sinkhorn_normalize) <- formals(sinkhorn_normalize.default)
+
 #' @rdname sinkhorn_normalize
 #' @param assay.type For a `SummarizedExperiment`, the assay to normalize (a
 #'   name or an index), as in Bioconductor's scuttle and scran.
@@ -227,10 +230,11 @@ sinkhorn_normalize.default <- function(x, target = NULL, eps = 0.01, weights = N
 #'   normalized values are stored in (with the convergence attributes).
 #' @param ... Arguments of the default method (for a `SummarizedExperiment`).
 #' @export
-sinkhorn_normalize.SummarizedExperiment <- function(x, ..., assay.type = 1L,
-                                                    name = "sinkhorn") {
-  se_add_assay(x, name, sinkhorn_normalize.default(se_assay(x, assay.type, blocks = TRUE), ...))
-}
+sinkhorn_normalize.SummarizedExperiment <- se_method(
+  sinkhorn_normalize.default, alist(assay.type = 1L, name = "sinkhorn"),
+  function(args) {
+    bquote(se_add_assay(x, name, sinkhorn_normalize.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
+  })
 
 #' Derivatives of the Sinkhorn operators
 #'

@@ -250,11 +250,17 @@ suquan.default <- function(x, y, family = c("binomial", "gaussian", "multinomial
   )
 }
 
+# the generic shows the default method's arguments (R/args_of_generics.R)
+formals(suquan) <- formals(suquan.default)
+
 #' @rdname suquan
 #' @export
-suquan.SummarizedExperiment <- function(x, y, ..., assay.type = 1L) {
-  suquan.default(se_assay(x, assay.type, blocks = TRUE), se_column(x, y, "y"), ...)
-}
+suquan.SummarizedExperiment <- se_method(
+  suquan.default, alist(assay.type = 1L),
+  function(args) {
+    args$y <- quote(se_column(x, y, "y"))
+    bquote(suquan.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
+  })
 
 #' @rdname suquan
 #' @param object A `suquan` fit.

@@ -190,3 +190,26 @@ test_that("renamed arguments are accepted under their former names, with a warni
   expect_warning(old <- quantile_target(m, target_length = 7), class = "diffrank_deprecated")
   expect_identical(old$target, quantile_target(m, n_quantiles = 7)$target)
 })
+
+# The generics show the arguments of their default method (args(),
+# completion, help usage), and their SummarizedExperiment methods take the
+# same ones in the same order before their own (R/args_of_generics.R).
+test_that("every generic has its default method's arguments, and so do its methods", {
+  ns <- asNamespace("diffrank")
+  exports <- getNamespaceExports("diffrank")
+  generics <- exports[vapply(exports, function(f) {
+    exists(paste0(f, ".default"), ns, inherits = FALSE)
+  }, TRUE)]
+  expect_gte(length(generics), 15L)
+  for (g in generics) {
+    default <- formals(get(paste0(g, ".default"), ns))
+    expect_identical(formals(get(g, ns)), default, label = g)
+    se <- paste0(g, ".SummarizedExperiment")
+    if (exists(se, ns, inherits = FALSE)) {
+      method <- names(formals(get(se, ns)))
+      expect_identical(method[seq_along(default)], names(default), label = se)
+      expect_true("assay.type" %in% method, label = se)
+    }
+  }
+  expect_length(tools::checkS3methods(package = "diffrank"), 0L)
+})
