@@ -30,8 +30,21 @@
 #'   are independent problems;
 #' * `op$wrt`, `op$has_jvp`: what the operator offers;
 #' * `op$diagnostics`: a list of the family's own figures, for example
-#'   `n_blocks` (the isotonic blocks of each column) for the soft sorts, and
-#'   `iterations`, `error` and `converged` for the Sinkhorn operators.
+#'   `n_blocks` (the isotonic blocks of each column) for the soft sorts,
+#'   `iterations`, `error` and `converged` for the Sinkhorn operators, and
+#'   `maximum` (the perturbed maximum of each column) for the perturbed
+#'   optimizers.
+#'
+#' @section Values:
+#' One rule for every family: `<op>()` and `$value` are plain numeric vectors
+#' or matrices (shaped like `x` for ranks, CDF values, normalized values and
+#' masks, with its names; one value per target or level for sorts and
+#' quantiles). The Sinkhorn operators attach the convergence of the call
+#' that made them (attributes `iterations`, `error` and `converged`, class
+#' `sinkhorn_result`, printed as one line); a value derived from them
+#' (arithmetic, comparisons, `log()`, `round()`, subsetting, `as.vector()`)
+#' is plain, since those figures do not describe it. The family's own
+#' figures are in `$diagnostics` of every operator object.
 #'
 #' Printing an operator shows what it computes, its settings and its
 #' diagnostics. The derivative state lives in C++ memory: an operator saved

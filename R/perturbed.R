@@ -707,7 +707,8 @@ perturbed_operator <- function(x, spec, warn_maximum = TRUE) {
     jacobian_impl = jacobian,
     label = sprintf("perturbed %s", spec$label),
     settings = perturbed_settings(spec),
-    details = perturbed_details(fw, spec)
+    details = perturbed_details(fw, spec),
+    diagnostics = list(maximum = fw$maximum)
   )
   op$maximum <- fw$maximum
   if (warn_maximum && fw$has_maximum) warn_nonfinite(fw$maximum, c("x", "eps"))

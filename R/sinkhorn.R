@@ -104,8 +104,10 @@
 #'   length `n_targets` for sorts and `length(probs)` for quantiles. Attributes
 #'   `iterations`, `error` and `converged` give the convergence of each column
 #'   (`attr(r, "iterations")`); the result prints as its values followed by one
-#'   line of these diagnostics (class `sinkhorn_result`, which arithmetic and
-#'   `as.vector()` drop).
+#'   line of these diagnostics (class `sinkhorn_result`). They describe this
+#'   result only: arithmetic, comparisons, math functions (`log()`,
+#'   `round()`, ...), subsetting and `as.vector()` give plain values, as every
+#'   family's results are (see [diffrank_operator], section Values).
 #' @references Cuturi M, Teboul O, Vert JP (2019). Differentiable ranking and
 #'   sorting using optimal transport. *NeurIPS 2019*. \doi{10.48550/arXiv.1905.11885}
 #'
@@ -678,14 +680,35 @@ sinkhorn_shape <- function(value, kind, args, problems) {
 }
 
 #' @rdname sinkhorn_rank
+#' @param e1,e2 Operands of arithmetic or a comparison.
+#' @export
+Ops.sinkhorn_result <- function(e1, e2) {
+  # a value derived from a result has none of its convergence figures
+  if (missing(e2)) return(get(.Generic)(plain_values(e1)))
+  get(.Generic)(plain_values(e1), plain_values(e2))
+}
+
+#' @rdname sinkhorn_rank
+#' @export
+Math.sinkhorn_result <- function(x, ...) {
+  get(.Generic)(plain_values(x), ...)
+}
+
+# A sinkhorn_result without its class and convergence attributes (names,
+# dim and dimnames kept); anything else as it is.
+plain_values <- function(x) {
+  if (!inherits(x, "sinkhorn_result")) return(x)
+  for (name in c("iterations", "error", "converged")) attr(x, name) <- NULL
+  oldClass(x) <- NULL
+  x
+}
+
+#' @rdname sinkhorn_rank
 #' @param ... For `print()`, passed to [print.default()] (for example
 #'   `digits`).
 #' @export
 print.sinkhorn_result <- function(x, ...) {
-  values <- x
-  for (name in c("iterations", "error", "converged")) attr(values, name) <- NULL
-  oldClass(values) <- NULL
-  print(values, ...)
+  print(plain_values(x), ...)
   it <- range(attr(x, "iterations"))
   converged <- attr(x, "converged")
   cat(sprintf("<Sinkhorn: %s iterations, marginal error at most %.2g, %s>\n",

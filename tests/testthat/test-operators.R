@@ -213,3 +213,34 @@ test_that("every generic has its default method's arguments, and so do its metho
   }
   expect_length(tools::checkS3methods(package = "diffrank"), 0L)
 })
+
+# One rule for the values of every family (?diffrank_operator, section
+# Values): plain numbers; the Sinkhorn convergence figures describe the
+# result they come with, not values derived from it.
+test_that("values are plain, and derived Sinkhorn values drop the convergence figures", {
+  x <- c(a = 0.3, b = 1.2, c = 1.25, d = -0.7)
+  r <- sinkhorn_rank(x)
+  expect_s3_class(r, "sinkhorn_result")
+  expect_true(attr(r, "converged"))
+  plain <- setNames(as.vector(r), names(x))
+  for (derived in list(r * 2, 2 * r, -r, r + r, log(r), round(r, 2), r[1:4], exp(r) / r)) {
+    expect_null(attr(derived, "converged"))
+    expect_false(inherits(derived, "sinkhorn_result"))
+    expect_identical(names(derived), names(x))
+  }
+  expect_identical(r * 2, plain * 2)
+  expect_identical(log(r), log(plain))
+  expect_identical(r > 2, plain > 2)
+  expect_output(print(r * 2), "^ *a")
+  expect_failure(expect_output(print(r * 2), "converged"))
+  m <- sinkhorn_normalize(matrix(c(3, 1, 2, 5, 4, 6), 3, dimnames = list(NULL, c("s1", "s2"))))
+  expect_identical(dim(m + 1), c(3L, 2L))
+  expect_identical(dimnames(m + 1), list(NULL, c("s1", "s2")))
+  expect_null(attr(m + 1, "iterations"))
+  # the other families return plain values as they are
+  expect_identical(attributes(soft_rank(x)), list(names = names(x)))
+  expect_identical(attributes(withr::with_seed(1, perturbed(x, "rank", n_samples = 10))),
+                   list(names = names(x)))
+  expect_named(withr::with_seed(1, perturbed_fn(x, "rank", n_samples = 10))$diagnostics,
+               "maximum")
+})
