@@ -70,10 +70,9 @@
 #'   realized as an ordinary matrix, within option `diffrank.memory_limit`:
 #'   the folds are fitted on the data whole in memory (see
 #'   [diffrank_blocks]). For `print()` and `plot()`, a `cv_suquan` object.
-#' @param ... For the generic, passed on to the methods; for the
-#'   `SummarizedExperiment` method, passed on to the default method; for
-#'   `plot()`, graphical parameters passed on to [graphics::plot()];
-#'   otherwise unused (an error names any argument given there).
+#' @param ... For `plot()`, graphical parameters passed on to
+#'   [graphics::plot()]; otherwise must be empty (an error names any argument
+#'   given there).
 #' @return An object of class `cv_suquan`: `lambda` (the path, extension
 #'   included), `rounds`, `smooth` (the candidates), `cvm` (the mean measure
 #'   over folds, an array lambda x rounds x smooth), `cvsd` (its standard

@@ -65,8 +65,7 @@
 #' @param variant `"tau_b"` (the default) or `"tau_a"`.
 #' @param assay.type For a `SummarizedExperiment` `x` (and `y`), the assay to
 #'   use (a name or an index), as in Bioconductor's scuttle and scran.
-#' @param ... For the `SummarizedExperiment` method, the arguments of the
-#'   default method; must be empty otherwise.
+#' @param ... Must be empty (an error names any argument given there).
 #' @param na `"fail"` (the default) or `"pairwise"`; see the section Missing
 #'   values.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does

@@ -202,8 +202,7 @@
 #'   `init_iter` (iterations of the NMF start, 100).
 #' @param assay.type For a `SummarizedExperiment`, the assay to factorize (a
 #'   name or an index).
-#' @param ... For the `SummarizedExperiment` method, the arguments of the
-#'   default method; otherwise must be empty.
+#' @param ... Must be empty (an error names any argument given there).
 #' @return An object of class `qmf`, a list with `U` (features x `rank`), `V`
 #'   (`rank` x samples), `q` and `b` (features x `m`: targets and weights),
 #'   `fitted` (`T(U V)`; for QMFQ `S^-1(T(U V))`, and `p`, `mapped` and

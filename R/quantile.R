@@ -65,7 +65,7 @@
 #'   file the normalized values are written to. By default they go to an HDF5
 #'   file of HDF5Array's dump directory when `x` is stored on disk, else to
 #'   memory; see [diffrank_blocks].
-#' @param ... Passed on to the default method.
+#' @param ... Must be empty (an error names any argument given there).
 #' @return A double matrix of the shape of `x` with its dimnames (a vector for
 #'   a vector `x`); for a `SummarizedExperiment`, the object with one more
 #'   assay, `name`. For a `DelayedMatrix` or sparse `x`, a `DelayedMatrix`
@@ -139,9 +139,8 @@ normalize_quantiles.SummarizedExperiment <- se_method(
 #'
 #' @inheritParams normalize_quantiles
 #' @param object,x A `quantile_target` (for the methods).
-#' @param ... Passed on to the default method; for the default method, only
-#'   the former name `target_length` of `n_quantiles` (with a warning, for one
-#'   release).
+#' @param ... Only the former name `target_length` of `n_quantiles` (with a
+#'   warning, for one release); anything else is an error.
 #' @param newdata New samples: a matrix, data frame or vector as `x` of
 #'   [normalize_quantiles()] (a `DelayedMatrix` too: then `BPPARAM` and
 #'   `filepath` may be given), or a `SummarizedExperiment`. Its features may

@@ -31,8 +31,7 @@
 #'   over the ranks the block occupies) or `"first"` (ties broken by position
 #'   in the column, so tied values may get different values), as in
 #'   [normalize_quantiles()].
-#' @param ... For the `SummarizedExperiment` method, arguments of the default
-#'   method; for the default method, must be empty.
+#' @param ... Must be empty (an error names any argument given there).
 #' @param groups The biological group of each sample (a factor, character or
 #'   integer vector with one value per column); for a `SummarizedExperiment`
 #'   also the name of a column of its `colData`.
@@ -140,8 +139,7 @@ normalize_quantiles_groups.SummarizedExperiment <- se_method(
 #'   the rough weights, unsmoothed.
 #' @param endrule `"constant"` (qsmooth's rule) or `"median"`; see
 #'   [normalize_quantiles_groups()].
-#' @param ... For the `SummarizedExperiment` method, arguments of the default
-#'   method; for the default method, must be empty.
+#' @param ... Must be empty (an error names any argument given there).
 #' @return A numeric vector with one weight in `[0, 1]` per quantile level
 #'   (one per feature), from the lowest level to the highest. A
 #'   `DelayedMatrix` or sparse `x` is read in column blocks, twice, with

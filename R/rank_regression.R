@@ -140,10 +140,9 @@ rank_regression.SummarizedExperiment <- se_method(
 #'   within option `diffrank.memory_limit`). Missing: the training samples.
 #' @param type `"ranking"` (1 for the preferred label, ties in order of the
 #'   labels) or `"score"` (the scores \eqn{\theta}{theta}, higher is preferred).
-#' @param ... For `rank_regression()` on a `SummarizedExperiment`, the arguments of
-#'   the default method; for `rank_regression()` and `summary()`, also the
-#'   former name `rankings` of `y` (with a warning, for one release);
-#'   otherwise must be empty.
+#' @param ... For `rank_regression()` and `summary()`, only the former name
+#'   `rankings` of `y` (with a warning, for one release); otherwise must be
+#'   empty (an error names any argument given there).
 #' @export
 predict.rank_regression <- function(object, newdata, type = c("ranking", "score"), ...) {
   check_dots_empty(...)

@@ -57,8 +57,7 @@
 #'   for `"weighted_kendall"` (`k` must then be at most the smallest number
 #'   of features).
 #' @param threads Number of threads of the kernel; see [diffrank_threads()].
-#' @param ... For the `SummarizedExperiment` method, the arguments of the
-#'   default method; must be empty otherwise.
+#' @param ... Must be empty (an error names any argument given there).
 #' @param assay.type For a `SummarizedExperiment`, the assay to use.
 #' @return An object of class `"rank_svm"`: a list with `fit` (the kernlab
 #'   `ksvm` fit), `features` (the features used, by name or row number),

@@ -230,7 +230,7 @@ formals(sinkhorn_normalize) <- formals(sinkhorn_normalize.default)
 #'   name or an index), as in Bioconductor's scuttle and scran.
 #' @param name For a `SummarizedExperiment`, the name of the assay the
 #'   normalized values are stored in (with the convergence attributes).
-#' @param ... Arguments of the default method (for a `SummarizedExperiment`).
+#' @param ... Must be empty (an error names any argument given there).
 #' @export
 sinkhorn_normalize.SummarizedExperiment <- se_method(
   sinkhorn_normalize.default, alist(assay.type = 1L, name = "sinkhorn"),

@@ -138,10 +138,9 @@
 #'   not depend on it.
 #' @param assay.type For a `SummarizedExperiment`, the assay to use (a name
 #'   or an index), as in Bioconductor's scuttle and scran.
-#' @param ... For the generic, passed on to the methods; for the
-#'   `SummarizedExperiment` method, passed on to the default method; for
-#'   `plot()`, graphical parameters passed on to [graphics::matplot()];
-#'   otherwise unused (an error names any argument given there).
+#' @param ... For `plot()`, graphical parameters passed on to
+#'   [graphics::matplot()]; otherwise must be empty (an error names any
+#'   argument given there).
 #' @return An object of class `suquan`: a list with `f` (the learned target,
 #'   length `nrow(x)`, standardized as described above), `w` (named weights;
 #'   a features x classes matrix for `"multinomial"`), `b` (the intercept,

@@ -232,7 +232,9 @@ TEST(SoftRankLocal, DerivativesMatchFiniteDifferences) {
         EXPECT_NEAR(dot(v, ju), dot(g, u), 1e-10 * (1.0 + std::abs(dot(g, u)))) << label;
         // L2 (the default) mixes the closest neighbours at eps = 0.5; KL, whose
         // blocks compare with the gaps of log(rho), may be hard
-        if (reg == Regularization::l2) EXPECT_GT(std::sqrt(dot(g, g)), 0.0) << label;
+        if (reg == Regularization::l2) {
+          EXPECT_GT(std::sqrt(dot(g, g)), 0.0) << label;
+        }
       }
     }
   }
@@ -256,7 +258,9 @@ TEST(SoftRankLocal, InvariantUnderAffineMapsAndKeepsTies) {
   const std::vector<double> r = run(tied, up);
   for (std::size_t i = 0; i < tied.size(); ++i) {
     for (std::size_t j = 0; j < tied.size(); ++j) {
-      if (tied[i] == tied[j]) EXPECT_EQ(r[i], r[j]);
+      if (tied[i] == tied[j]) {
+        EXPECT_EQ(r[i], r[j]);
+      }
     }
   }
 }
