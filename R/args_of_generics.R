@@ -4,8 +4,9 @@
 # order, as R CMD check asks of S3 methods. Each generic gets the default
 # method's formals right after that method is defined:
 #   formals(normalize_quantiles) <- formals(normalize_quantiles.default)
-# and its SummarizedExperiment method is made by se_method(). (This file's
-# name sorts before every file that calls se_method().)
+# and its SummarizedExperiment method is made by assay_method() (or, for
+# the kernels and rank_svm(), by se_method() with a body of their own).
+# (This file's name sorts before every file that calls them.)
 
 # The SummarizedExperiment method of a generic whose default method is
 # `default`: the default's formals (`...` last), then the method's own
@@ -35,5 +36,20 @@ kernel_se_method <- function(default, env = parent.frame()) {
     args$y <- NULL
     bquote(kernel_on_assays(..(args), .kernel = .(as.symbol(default)), .x = x, .y = y,
                             .assay.type = assay.type), splice = TRUE)
+  }, env)
+}
+
+# The usual SummarizedExperiment method: the default method named `default`
+# on the assay `assay.type` (read block by block when it is a
+# DelayedMatrix); the arguments named in `columns` may be a column of
+# colData(x) (se_column()); with `name`, the result is added to x as the
+# assay of that name.
+assay_method <- function(default, name = NULL, columns = character(), env = parent.frame()) {
+  extra <- c(alist(assay.type = 1L), if (!is.null(name)) list(name = name))
+  se_method(get(default, env), extra, function(args) {
+    for (column in columns) args[[column]] <- call("se_column", quote(x), as.symbol(column), column)
+    result <- bquote(.(as.symbol(default))(se_assay(x, assay.type, blocks = TRUE), ..(args)),
+                     splice = TRUE)
+    if (is.null(name)) result else bquote(se_add_assay(x, name, .(result)))
   }, env)
 }

@@ -202,12 +202,7 @@ formals(cv_suquan) <- formals(cv_suquan.default)
 
 #' @rdname cv_suquan
 #' @export
-cv_suquan.SummarizedExperiment <- se_method(
-  cv_suquan.default, alist(assay.type = 1L),
-  function(args) {
-    args$y <- quote(se_column(x, y, "y"))
-    bquote(cv_suquan.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+cv_suquan.SummarizedExperiment <- assay_method("cv_suquan.default", columns = "y")
 
 #' @rdname cv_suquan
 #' @param object A `cv_suquan` object.

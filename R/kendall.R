@@ -366,7 +366,8 @@ formals(weighted_kendall_kernel) <- formals(weighted_kendall_kernel.default)
 
 #' @rdname weighted_kendall_kernel
 #' @export
-weighted_kendall_kernel.SummarizedExperiment <- kernel_se_method("weighted_kendall_kernel.default")
+weighted_kendall_kernel.SummarizedExperiment <-
+  kernel_se_method("weighted_kendall_kernel.default")
 
 weightings <- c("multiplicative", "additive", "top", "average")
 

@@ -93,7 +93,7 @@ format_setting <- function(value) {
 # or matrix of that shape.
 check_direction <- function(v, like_dim, arg = "v", what = "the operator's value") {
   if (missing(v)) abort("`%s` is missing: give the vector to multiply the Jacobian with.", arg)
-  if (inherits(v, "sinkhorn_result")) v <- unclass(v)   # a Sinkhorn value used as a direction
+  v <- plain_values(v)   # a Sinkhorn value used as a direction
   if (!(is.numeric(v) || is.logical(v)) || (is.object(v) && !is.matrix(v))) {
     abort("`%s` must be numeric, not %s.", arg, describe(v))
   }

@@ -296,11 +296,7 @@ formals(qmf) <- formals(qmf.default)
 
 #' @rdname qmf
 #' @export
-qmf.SummarizedExperiment <- se_method(
-  qmf.default, alist(assay.type = 1L),
-  function(args) {
-    bquote(qmf.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+qmf.SummarizedExperiment <- assay_method("qmf.default")
 
 # ---------------------------------------------------------------------------
 # helpers: data, settings, problem

@@ -121,11 +121,8 @@ formals(normalize_quantiles) <- formals(normalize_quantiles.default)
 
 #' @rdname normalize_quantiles
 #' @export
-normalize_quantiles.SummarizedExperiment <- se_method(
-  normalize_quantiles.default, alist(assay.type = 1L, name = "qnorm"),
-  function(args) {
-    bquote(se_add_assay(x, name, normalize_quantiles.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
-  })
+normalize_quantiles.SummarizedExperiment <- assay_method("normalize_quantiles.default",
+                                                         name = "qnorm")
 
 #' Fit a quantile normalization target
 #'
@@ -191,11 +188,7 @@ formals(quantile_target) <- formals(quantile_target.default)
 
 #' @rdname quantile_target
 #' @export
-quantile_target.SummarizedExperiment <- se_method(
-  quantile_target.default, alist(assay.type = 1L),
-  function(args) {
-    bquote(quantile_target.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+quantile_target.SummarizedExperiment <- assay_method("quantile_target.default")
 
 #' @rdname quantile_target
 #' @export

@@ -107,12 +107,8 @@ formals(normalize_quantiles_groups) <- formals(normalize_quantiles_groups.defaul
 
 #' @rdname normalize_quantiles_groups
 #' @export
-normalize_quantiles_groups.SummarizedExperiment <- se_method(
-  normalize_quantiles_groups.default, alist(assay.type = 1L, name = "qsmooth"),
-  function(args) {
-    args$groups <- quote(se_column(x, groups, "groups"))
-    bquote(se_add_assay(x, name, normalize_quantiles_groups.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
-  })
+normalize_quantiles_groups.SummarizedExperiment <- assay_method(
+  "normalize_quantiles_groups.default", name = "qsmooth", columns = "groups")
 
 #' Weights of smooth quantile normalization (qsmooth)
 #'
@@ -232,12 +228,8 @@ plot_qsmooth_weights <- function(weights, rough = NULL, main = "qsmooth weights"
 
 #' @rdname qsmooth_weights
 #' @export
-qsmooth_weights.SummarizedExperiment <- se_method(
-  qsmooth_weights.default, alist(assay.type = 1L),
-  function(args) {
-    args$groups <- quote(se_column(x, groups, "groups"))
-    bquote(qsmooth_weights.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+qsmooth_weights.SummarizedExperiment <- assay_method("qsmooth_weights.default",
+                                                     columns = "groups")
 
 # The references of qsmooth and its weights come from sums over the samples'
 # quantile functions, added block after block in column order (long double

@@ -87,11 +87,8 @@ formals(normalize_quantiles_robust) <- formals(normalize_quantiles_robust.defaul
 
 #' @rdname normalize_quantiles_robust
 #' @export
-normalize_quantiles_robust.SummarizedExperiment <- se_method(
-  normalize_quantiles_robust.default, alist(assay.type = 1L, name = "qnorm_robust"),
-  function(args) {
-    bquote(se_add_assay(x, name, normalize_quantiles_robust.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
-  })
+normalize_quantiles_robust.SummarizedExperiment <- assay_method(
+  "normalize_quantiles_robust.default", name = "qnorm_robust")
 
 #' Samples left out of a robust quantile normalization target
 #'
@@ -138,11 +135,7 @@ formals(robust_weights) <- formals(robust_weights.default)
 
 #' @rdname robust_weights
 #' @export
-robust_weights.SummarizedExperiment <- se_method(
-  robust_weights.default, alist(assay.type = 1L),
-  function(args) {
-    bquote(robust_weights.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+robust_weights.SummarizedExperiment <- assay_method("robust_weights.default")
 
 extreme_weights <- function(m, remove_extreme, n_remove, threads) {
   rule <- check_extreme_rule(remove_extreme, n_remove, ncol(m))

@@ -126,11 +126,7 @@ formals(rank_regression) <- formals(rank_regression.default)
 #' @param assay.type For a `SummarizedExperiment`, the assay (name or number)
 #'   whose features x samples matrix is `x`.
 #' @export
-rank_regression.SummarizedExperiment <- se_method(
-  rank_regression.default, alist(assay.type = 1L),
-  function(args) {
-    bquote(rank_regression.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+rank_regression.SummarizedExperiment <- assay_method("rank_regression.default")
 
 #' @rdname rank_regression
 #' @param object A `rank_regression` fit.

@@ -232,11 +232,8 @@ formals(sinkhorn_normalize) <- formals(sinkhorn_normalize.default)
 #'   normalized values are stored in (with the convergence attributes).
 #' @param ... Must be empty (an error names any argument given there).
 #' @export
-sinkhorn_normalize.SummarizedExperiment <- se_method(
-  sinkhorn_normalize.default, alist(assay.type = 1L, name = "sinkhorn"),
-  function(args) {
-    bquote(se_add_assay(x, name, sinkhorn_normalize.default(se_assay(x, assay.type, blocks = TRUE), ..(args))), splice = TRUE)
-  })
+sinkhorn_normalize.SummarizedExperiment <- assay_method("sinkhorn_normalize.default",
+                                                        name = "sinkhorn")
 
 #' Derivatives of the Sinkhorn operators
 #'
@@ -582,9 +579,9 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
   if (nonfinite_kind_cpp(fit$value) != 0L) {
     warn_nonfinite(if (anyNA(args$mat)) fit$value[!is.na(args$mat)] else fit$value, "x")
   }
-  # the values the transport saw: -x for a decreasing order (but sorts)
-  seen <- if (decreasing && kind != "sort") -args$mat else args$mat
-  sinkhorn_warn_near_constant(kind, fit, seen, args, problems)
+  # the transport saw -x for a decreasing order (but sorts)
+  sinkhorn_warn_near_constant(kind, fit, args$mat, args, problems,
+                              sign = if (decreasing && kind != "sort") -1 else 1)
   vjp_impl <- sinkhorn_vjp_impl(kind, fit$state, args, list(...))
   new_operator(
     value = value, input = args$shape,
@@ -726,8 +723,9 @@ print.sinkhorn_result <- function(x, ...) {
 # all tend to the mean of x as eps grows, so that one level can be judged.
 # The hard result is computed only for the columns whose spread is below 1%
 # of a bound on the hard result's (the range of the values it averages), so
-# that the rule costs one pass over the value on ordinary output.
-sinkhorn_warn_near_constant <- function(kind, fit, mat, args, problems) {
+# that the rule costs one pass over the value on ordinary output. `sign` is
+# -1 when the transport saw -x (a decreasing order).
+sinkhorn_warn_near_constant <- function(kind, fit, mat, args, problems, sign = 1) {
   value <- if (kind == "quantile") fit$means else fit$value
   a <- args$a
   pr <- problems[[1L]]
@@ -744,7 +742,7 @@ sinkhorn_warn_near_constant <- function(kind, fit, mat, args, problems) {
   if (length(candidates) == 0L) return(invisible())
   reference <- matrix(0, nrow(value), ncol(value))
   for (j in candidates) {
-    col <- mat[, j]
+    col <- sign * mat[, j]
     seen <- !is.na(col)
     aj <- a[seen] / sum(a[seen])
     reference[, j] <- if (is.null(w)) {

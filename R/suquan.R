@@ -254,12 +254,7 @@ formals(suquan) <- formals(suquan.default)
 
 #' @rdname suquan
 #' @export
-suquan.SummarizedExperiment <- se_method(
-  suquan.default, alist(assay.type = 1L),
-  function(args) {
-    args$y <- quote(se_column(x, y, "y"))
-    bquote(suquan.default(se_assay(x, assay.type, blocks = TRUE), ..(args)), splice = TRUE)
-  })
+suquan.SummarizedExperiment <- assay_method("suquan.default", columns = "y")
 
 #' @rdname suquan
 #' @param object A `suquan` fit.

@@ -141,8 +141,8 @@ class SinkhornOperator {
     return total;
   }
 
-  // Adds to xbar (n) the VJP for the cotangent v (output_rows() values) at
-  // the potentials f, g of forward(); missing values get 0. Adds to bbar and
+  // Writes to xbar (n) the VJP for the cotangent v (output_rows() values)
+  // at the potentials f, g of forward(); missing values get 0. Adds to bbar and
   // wbar (targets() each) the gradients of the first problem's target
   // weights b (before the cumsum, which is applied here) and averaged values
   // w; target_gradients() turns the column sums into the user's.
@@ -174,7 +174,7 @@ class SinkhornOperator {
                   wb);
     }
     const double sign = negates(spec) ? -1.0 : 1.0;
-    for (std::size_t i = 0; i < spec.n; ++i) xbar[i] += sign * xbar_[i];
+    for (std::size_t i = 0; i < spec.n; ++i) xbar[i] = sign * xbar_[i];
     // w = cumsum(b): d/db_l gets every d/dw_k with k >= l
     const SinkhornProblem& first = spec.problems[0];
     double tail = 0.0;
@@ -376,7 +376,6 @@ class SinkhornColumnView {
 
   // xbar = J^T v (input_size() values).
   void vjp(const double* v, double* xbar) {
-    std::fill(xbar, xbar + spec_->n, 0.0);
     const std::size_t m = spec_->targets();
     if (col_.bbar == nullptr) scratch_b_.assign(m, 0.0);
     if (col_.wbar == nullptr) scratch_w_.assign(m, 0.0);
