@@ -15,9 +15,14 @@
 #'   `rank(x)` as `eps` decreases;
 #' * `sinkhorn_sort()`: the `m` values `(t(P) x) / colSums(P)`, increasing; with
 #'   `n_targets = n` it tends to `sort(x)`;
-#' * `sinkhorn_quantile()`: soft quantiles at levels `probs`: for each level
-#'   the targets get the masses `(tau - width/2, width, 1 - tau - width/2)` and
-#'   the result is the mean of the values sent to the middle one;
+#' * `sinkhorn_quantile()`: soft quantiles at levels `probs`, all from one
+#'   transport: each level `tau` gets a target of mass `width` (its window
+#'   `[tau - width/2, tau + width/2]`, cut at 0, 1 and halfway to the
+#'   neighbouring levels), the masses between windows get targets of their
+#'   own, and the soft quantile is the mean of the values sent to the level's
+#'   target. The targets are `0.5` apart (for one level: masses
+#'   `(tau - width/2, width, 1 - tau - width/2)` at `0, 0.5, 1`), so that `eps`
+#'   means the same for any number of levels;
 #' * `soft_topk()`: the mass each value sends to the upper of two targets with
 #'   masses `1 - k/n` and `k/n`: a mask in `[0, 1]` that sums to `k` and tends
 #'   to the indicator of the `k` largest values;
@@ -136,9 +141,11 @@ sinkhorn_cdf <- operator_form("sinkhorn_cdf", "value")
 sinkhorn_sort <- operator_form("sinkhorn_sort", "value")
 
 #' @rdname sinkhorn_rank
-#' @param probs Quantile levels in `[0, 1]`.
-#' @param width Mass of the middle target around each level (the fraction of
-#'   the values averaged into a soft quantile), in `(0, 1]`.
+#' @param probs Quantile levels in `[0, 1]`, in any order (repeated levels
+#'   repeat their value); all levels cost one transport.
+#' @param width Mass of the target around each level (the fraction of the
+#'   values averaged into a soft quantile), in `(0, 1]`; cut halfway to the
+#'   neighbouring levels when they are closer than `width`.
 #' @export
 sinkhorn_quantile <- operator_form("sinkhorn_quantile", "value")
 
@@ -469,16 +476,16 @@ sinkhorn_args <- function(kind, x, eps, weights, scale, power, tol, max_iter, th
                       scale = match_choice(scale, c("squash", "none"), "scale")))
 }
 
-# The transport problems of an operator: one per quantile level for
-# sinkhorn_quantile(), else one, with targets on a grid of [0, 1].
-# Each is list(y, b, w, cumsum, row), as src/sinkhorn.cpp reads it into a
-# diffrank::SinkhornProblem (inst/include/diffrank/sinkhorn_operator.hpp).
+# The transport problem of an operator, with targets on a grid of [0, 1]
+# (quantiles: see quantile_problem()), as list(y, b, w, cumsum, rows), which
+# src/sinkhorn.cpp reads into a diffrank::SinkhornProblem
+# (inst/include/diffrank/sinkhorn_operator.hpp). The list has one problem.
 sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL, target = NULL,
                               probs = NULL, width = NULL, k = NULL, threads = 1L) {
   n <- nrow(mat)
   grid <- function(m) if (m == 1L) 0.5 else seq(0, 1, length.out = m)
-  problem <- function(b, w = NULL, cumsum = FALSE, row = -1L) {
-    list(y = grid(length(b)), b = b, w = w, cumsum = cumsum, row = as.integer(row))
+  problem <- function(b, w = NULL, cumsum = FALSE) {
+    list(y = grid(length(b)), b = b, w = w, cumsum = cumsum, rows = NULL)
   }
   switch(kind,
     rank = , cdf = , sort = {
@@ -507,16 +514,29 @@ sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL
         abort("`probs` must be a numeric vector of levels in [0, 1], not %s.", describe(probs))
       }
       width <- check_number(width, "width", lower = 0, upper = 1, allow_lower = FALSE)
-      problems <- lapply(as.double(probs), function(tau) {
-        lo <- max(0, tau - width / 2)
-        hi <- min(1, tau + width / 2)
-        masses <- c(lo, hi - lo, 1 - hi)
-        keep <- masses > 0
-        # the output is the value averaged into the middle target
-        problem(masses[keep] / sum(masses[keep]), row = sum(keep[1:2]) - 1L)
-      })
-      structure(problems, probs = as.double(probs))
+      structure(list(quantile_problem(as.double(probs), width)), probs = as.double(probs))
     })
+}
+
+# The one transport problem of sinkhorn_quantile() at all levels `probs`:
+# each distinct level tau gets a target of mass `width` centred on it (its
+# window [tau - width/2, tau + width/2], cut at 0, 1 and halfway to the
+# neighbouring levels, so that windows never overlap), and the masses
+# between windows go to targets of their own; empty masses are dropped. The
+# targets are 0.5 apart, as for one level (targets 0, 0.5, 1): `eps`
+# compares neighbouring targets the same way whatever the number of levels.
+# `rows` gives the window target of each level, in the user's order.
+quantile_problem <- function(probs, width) {
+  levels <- sort(unique(probs))
+  halfway <- (levels[-1L] + levels[-length(levels)]) / 2
+  lo <- pmax(0, levels - width / 2, c(0, halfway))
+  hi <- pmin(1, levels + width / 2, c(halfway, 1))
+  masses <- diff(c(0, rbind(lo, hi), 1))
+  window <- c(FALSE, rep(c(TRUE, FALSE), length(levels)))
+  keep <- masses > 0
+  target <- cumsum(keep)
+  list(y = 0.5 * (seq_len(sum(keep)) - 1), b = masses[keep] / sum(masses[keep]), w = NULL,
+       cumsum = FALSE, rows = target[window][match(probs, levels)])
 }
 
 # Number of targets of the rank, CDF and sort operators when n_targets is not

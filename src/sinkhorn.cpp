@@ -96,7 +96,12 @@ void read_problems(const Rcpp::List& problems, diffrank::SinkhornSpec& spec) {
     diffrank::SinkhornProblem& pr = spec.problems[p];
     pr.y = as_vector(description["y"]);
     pr.b = as_vector(description["b"]);
-    pr.row = Rcpp::as<int>(description["row"]);
+    // 1-based target indices of a quantile's levels; NULL for every other kind
+    if (!Rf_isNull(description["rows"])) {
+      for (int r : Rcpp::IntegerVector(description["rows"])) {
+        pr.rows.push_back(static_cast<std::size_t>(r - 1));
+      }
+    }
     if (Rcpp::as<bool>(description["cumsum"])) {
       pr.set_cumsum_weights();
     } else {

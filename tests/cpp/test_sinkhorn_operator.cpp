@@ -66,17 +66,14 @@ SinkhornSpec make_spec(SinkhornOutput output, std::size_t n, bool decreasing = f
       spec.target_order = order;
       break;
     }
-    case SinkhornOutput::quantile: {
-      // levels 0.3 and 0.8, width 0.2: masses (lo, width, 1 - hi)
-      for (double tau : {0.3, 0.8}) {
-        SinkhornProblem q;
-        q.b = {tau - 0.1, 0.2, 0.9 - tau};
-        q.y = grid(3);
-        q.row = 1;
-        spec.problems.push_back(q);
-      }
-      return spec;
-    }
+    case SinkhornOutput::quantile:
+      // levels 0.8, 0.3 and 0.3 again, width 0.2, in one problem: windows
+      // [0.2, 0.4] and [0.7, 0.9] and the masses around them, targets 0.5
+      // apart; the outputs are targets 3, 1 and 1
+      pr.b = {0.2, 0.2, 0.3, 0.2, 0.1};
+      pr.y = {0.0, 0.5, 1.0, 1.5, 2.0};
+      pr.rows = {3, 1, 1};
+      break;
   }
   spec.problems.push_back(pr);
   return spec;
@@ -253,6 +250,33 @@ TEST(SinkhornOperator, TargetGradientsInTheUsersTerms) {
     const std::vector<double> fd_target = finite_gradient(by_target, target, 1e-6);
     for (std::size_t l = 0; l < m; ++l) EXPECT_NEAR(target_grad[l], fd_target[l], 1e-6);
   }
+}
+
+// All quantile levels come from one transport: each output is the mean
+// input value sent to its level's target (a repeated level repeats it), and
+// the cotangents of a repeated level add up.
+TEST(SinkhornOperator, QuantileLevelsShareOneTransport) {
+  std::mt19937_64 rng(26);
+  const std::size_t n = 10;
+  const std::vector<double> a(n, 1.0 / n);
+  const std::vector<double> x = normals(n, rng);
+  const SinkhornSpec spec = make_spec(SinkhornOutput::quantile, n);
+  ASSERT_EQ(spec.output_rows(), 3u);
+  ASSERT_EQ(spec.g_size(), 5u);
+  std::vector<double> value(3), f(spec.f_size()), g(spec.g_size()), means(spec.g_size());
+  SinkhornOperator op;
+  op.forward(spec, spec.opt, x.data(), a.data(), value.data(), f.data(), g.data(), means.data());
+  EXPECT_EQ(value[0], means[3]);
+  EXPECT_EQ(value[1], means[1]);
+  EXPECT_EQ(value[2], means[1]);
+  EXPECT_LT(value[1], value[0]);
+  std::vector<double> split(n), summed(n), bbar(5, 0.0), wbar(5, 0.0);
+  const std::vector<double> v_split = {0.5, 1.0, 2.0}, v_summed = {0.5, 3.0, 0.0};
+  op.vjp(spec, spec.opt, x.data(), a.data(), f.data(), g.data(), v_split.data(), split.data(),
+         bbar.data(), wbar.data());
+  op.vjp(spec, spec.opt, x.data(), a.data(), f.data(), g.data(), v_summed.data(), summed.data(),
+         bbar.data(), wbar.data());
+  for (std::size_t i = 0; i < n; ++i) EXPECT_NEAR(split[i], summed[i], 1e-14);
 }
 
 // <b, bbar>: bbar minus it is orthogonal to the simplex's normal (sums to 0

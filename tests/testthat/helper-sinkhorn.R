@@ -2,7 +2,7 @@
 # plan, the unrolled reference or solver settings that the R functions do not
 # expose.
 sinkhorn_problem <- function(y, b, w = NULL) {
-  list(y = y, b = b, w = w, cumsum = FALSE, row = -1L)
+  list(y = y, b = b, w = w, cumsum = FALSE, rows = NULL)
 }
 
 sinkhorn_options <- function(eps, tol = 1e-9, max_iter = 1000L, squash = TRUE, ...) {

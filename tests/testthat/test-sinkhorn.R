@@ -21,6 +21,36 @@ dense_sinkhorn <- function(z, a, y, b, eps, iters = 5000, tol = 1e-13) {
 
 squash_ref <- function(x) 1 / (1 + exp(-(x - mean(x)) / stats::sd(x)))
 
+test_that("all quantile levels come from one transport, checked on a dense R Sinkhorn", {
+  set.seed(11)
+  x <- rnorm(25)
+  probs <- c(0.9, 0.1, 0.5, 0.12, 0.1, 1)
+  eps <- 0.05
+  q <- sinkhorn_quantile(x, probs = probs, width = 0.1, eps = eps, tol = 1e-12)
+  # levels 0.1, 0.12, 0.5, 0.9, 1: windows of width 0.1 cut halfway between
+  # 0.1 and 0.12 and at 1, the masses between them on targets of their own,
+  # every target 0.5 from the next
+  edges <- c(0, 0.05, 0.11, 0.11, 0.17, 0.45, 0.55, 0.85, 0.95, 0.95, 1)
+  b <- diff(edges)
+  keep <- b > 0
+  P <- dense_sinkhorn(squash_ref(x), rep(1 / 25, 25), 0.5 * (seq_len(sum(keep)) - 1), b[keep],
+                      eps)
+  means <- colSums(P * x) / colSums(P)
+  window <- cumsum(keep)[c(2, 4, 6, 8, 10)]
+  expect_equal(as.vector(q), means[window][c(4, 1, 3, 2, 1, 5)], tolerance = 1e-8)
+  expect_identical(names(q), c("90%", "10%", "50%", "12%", "10%", "100%"))
+  expect_identical(q[[2]], q[[5]])
+  # one transport whatever the number of levels: a level's value depends on
+  # its neighbours, and the levels in any order give the same values
+  sorted <- sinkhorn_quantile(x, probs = sort(unique(probs)), width = 0.1, eps = eps, tol = 1e-12)
+  expect_identical(as.vector(q), as.vector(sorted)[match(probs, sort(unique(probs)))])
+  expect_identical(attr(q, "iterations"), attr(sorted, "iterations"))
+  # the VJP of a repeated level adds its cotangents
+  expect_equal(sinkhorn_quantile_vjp(x, v = c(0, 1, 0, 0, 2, 0), probs = probs, width = 0.1),
+               sinkhorn_quantile_vjp(x, v = c(0, 3, 0, 0, 0, 0), probs = probs, width = 0.1),
+               tolerance = 1e-14)
+})
+
 test_that("the plan matches a dense R Sinkhorn and its marginals hold to tol", {
   set.seed(1)
   x <- rnorm(15)
@@ -561,7 +591,7 @@ test_that("the hard references of the near-constant rule are the operators at ep
   # a soft quantile's mean values per target tend to the hard ones
   fit <- diffrank:::sinkhorn_forward_cpp(
     as.matrix(x), a, "quantile",
-    list(list(y = c(0, 0.5, 1), b = c(0.4, 0.2, 0.4), w = NULL, cumsum = FALSE, row = 1L)),
+    list(list(y = c(0, 0.5, 1), b = c(0.4, 0.2, 0.4), w = NULL, cumsum = FALSE, rows = 2L)),
     list(eps = 1e-5, power = 2, tol = 1e-9, max_iter = 5000L, scale = "squash",
          progress = FALSE), 1L)
   expect_equal(drop(fit$means), hard(x, a, c(0.4, 0.2, 0.4)), tolerance = 1e-4)

@@ -5,12 +5,14 @@
 // target values in the user's order). What is left to the glue
 // (src/sinkhorn.cpp) is reading R's arguments, the threads and the storage.
 //
-// A column is solved as one transport per problem (one, or one per quantile
-// level; sinkhorn.hpp: SinkhornColumn): kind "row" problems give one value
-// per input value, out_i = (P w)_i / a_i, with w = cumsum(b) for CDF values
-// (ranks are n times the CDF), w = the target values for normalization and
-// w = (0, 1) for top-k; kind "col" problems give the mean input value sent
-// to each target (sorts; a quantile is the middle target of its problem).
+// A column is solved as one transport per problem (sinkhorn.hpp:
+// SinkhornColumn; every kind has one problem, and the loops over problems
+// keep the layout general): kind "row" problems give one value per input
+// value, out_i = (P w)_i / a_i, with w = cumsum(b) for CDF values (ranks are
+// n times the CDF), w = the target values for normalization and w = (0, 1)
+// for top-k; kind "col" problems give the mean input value sent to each
+// target (sorts; the quantiles at all levels are the means of their window
+// targets, from one transport).
 #pragma once
 
 #include <algorithm>
@@ -29,12 +31,20 @@ enum class SinkhornOutput { rank, cdf, sort, quantile, topk, normalize };
 // One transport problem, the same for every column: m sorted targets y with
 // weights b; for a row problem, the values w averaged per input value (w =
 // cumsum(b) for ranks and CDFs, so that the gradient with respect to b also
-// flows through w). For a column problem, `row` is the output row of a
-// quantile (the middle target), or -1 for sorts (all m rows).
+// flows through w). For a column problem, `rows` lists the targets whose
+// means are its outputs, one per output row (quantile levels in the user's
+// order: a repeated level repeats its target), or is empty for sorts (all m
+// targets, in order).
 struct SinkhornProblem {
   std::vector<double> y, b, w;
   bool w_is_cumsum = false;
-  int row = -1;
+  std::vector<std::size_t> rows;
+
+  // Output rows of this problem in a column of n values.
+  std::size_t output_rows(std::size_t n) const {
+    if (!w.empty()) return n;
+    return rows.empty() ? y.size() : rows.size();
+  }
 
   // w = cumsum(b), summed in order.
   void set_cumsum_weights() {
@@ -71,13 +81,7 @@ struct SinkhornSpec {
   std::size_t n = 0;
 
   // Output rows of a column: n values, m sorted values, or one per level.
-  std::size_t output_rows() const {
-    switch (output) {
-      case SinkhornOutput::sort: return problems[0].y.size();
-      case SinkhornOutput::quantile: return problems.size();
-      default: return n;
-    }
-  }
+  std::size_t output_rows() const { return problems[0].output_rows(n); }
   // Potentials kept per column: f (n per problem) and g (m_p per problem,
   // problem p at g_offset(p)); a quantile column's target means are laid out
   // as its g.
@@ -164,7 +168,7 @@ class SinkhornOperator {
       const std::size_t mp = spec.problems[p].y.size();
       double* bb = column_b_.data();
       double* wb = column_w_.data();
-      if (p > 0) {  // quantile levels: their targets are not inputs
+      if (p > 0) {  // only the first problem's targets are inputs
         scratch_b_.assign(mp, 0.0);
         scratch_w_.assign(mp, 0.0);
         bb = scratch_b_.data();
@@ -255,10 +259,10 @@ class SinkhornOperator {
       }
     }
     if (!row) {
-      if (pr.row < 0) {
+      if (pr.rows.empty()) {
         std::copy(buffer_.begin(), buffer_.begin() + m, out);
       } else {
-        out[p] = buffer_[pr.row];
+        for (std::size_t r = 0; r < pr.rows.size(); ++r) out[r] = buffer_[pr.rows[r]];
         if (means != nullptr) std::copy(buffer_.begin(), buffer_.begin() + m, means);
       }
     }
@@ -277,11 +281,11 @@ class SinkhornOperator {
     // the core)
     if (row) {
       cot_.assign(v, v + n);
-    } else if (pr.row < 0) {
+    } else if (pr.rows.empty()) {
       cot_.assign(v, v + m);
     } else {
       cot_.assign(m, 0.0);
-      cot_[pr.row] = v[p];
+      for (std::size_t r = 0; r < pr.rows.size(); ++r) cot_[pr.rows[r]] += v[r];
     }
     if (!obs_.gather(x, a, n)) {
       col_.vjp(task, x, a, n, f, g, cot_.data(), xbar, bbar, wbar, factor);
@@ -335,10 +339,10 @@ class SinkhornOperator {
       if (spec.output == SinkhornOutput::rank) {
         for (std::size_t i = 0; i < n; ++i) out[i] *= static_cast<double>(n);
       }
-    } else if (pr.row < 0) {
+    } else if (pr.rows.empty()) {
       std::copy(buffer_.begin(), buffer_.begin() + m, out);
     } else {
-      out[p] = buffer_[pr.row];
+      for (std::size_t r = 0; r < pr.rows.size(); ++r) out[r] = buffer_[pr.rows[r]];
     }
   }
 
