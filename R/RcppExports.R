@@ -137,10 +137,6 @@ sinkhorn_unrolled_cpp <- function(x, a, problem, options, iterations, v) {
     .Call(`_diffrank_sinkhorn_unrolled_cpp`, x, a, problem, options, iterations, v)
 }
 
-sinkhorn_plan_cpp <- function(x, a, problem, options) {
-    .Call(`_diffrank_sinkhorn_plan_cpp`, x, a, problem, options)
-}
-
 nonfinite_kind_cpp <- function(x) {
     .Call(`_diffrank_nonfinite_kind_cpp`, x)
 }

@@ -44,6 +44,7 @@ operator_table <- list(
   sinkhorn_rank = operator_row("sinkhorn", "rank", sinkhorn_grid_args),
   sinkhorn_cdf = operator_row("sinkhorn", "cdf", sinkhorn_grid_args),
   sinkhorn_sort = operator_row("sinkhorn", "sort", sinkhorn_grid_args),
+  sinkhorn_plan = operator_row("sinkhorn", "plan", sinkhorn_grid_args),
   sinkhorn_quantile = operator_row("sinkhorn", "quantile", c(
     alist(probs = 0.5, width = 0.05, eps = 0.01, weights = NULL), sinkhorn_solver_args)),
   soft_topk = operator_row("sinkhorn", "topk", c(

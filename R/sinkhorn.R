@@ -26,7 +26,13 @@
 #' * `soft_topk()`: the mass each value sends to the upper of two targets with
 #'   masses `1 - k/n` and `k/n`: a mask in `[0, 1]` that sums to `k` and tends
 #'   to the indicator of the `k` largest values;
-#' * [sinkhorn_normalize()]: soft quantile normalization.
+#' * [sinkhorn_normalize()]: soft quantile normalization;
+#' * `sinkhorn_plan()`: the plan `P` itself (`n x m`), a soft permutation
+#'   matrix when `n_targets = n` (`n P` tends to the permutation matrix of
+#'   `order(x)` as `eps` decreases, with `P[i, j]` the mass value `i` sends
+#'   to the `j`-th smallest target), differentiable like the others. It is
+#'   stored dense, with 0 outside the band the solver keeps (entries
+#'   negligible at double precision); a warning is given above 1e7 entries.
 #'
 #' @section Choosing eps:
 #' With `scale = "squash"` (the default) each column is first standardized and
@@ -106,7 +112,9 @@
 #'   a second).
 #' @return A vector (or a matrix with one column per column of `x`): of the
 #'   length of `x` for ranks, CDF values and top-k masks, with its names; of
-#'   length `n_targets` for sorts and `length(probs)` for quantiles. Attributes
+#'   length `n_targets` for sorts and `length(probs)` for quantiles. A plan is
+#'   an `n x m` matrix (values x targets) for a vector `x`, an `n x m x ncol`
+#'   array for a matrix. Attributes
 #'   `iterations`, `error` and `converged` give the convergence of each column
 #'   (`attr(r, "iterations")`); the result prints as its values followed by one
 #'   line of these diagnostics (class `sinkhorn_result`). They describe this
@@ -130,6 +138,8 @@
 #' sinkhorn_cdf(x)
 #' sinkhorn_quantile(c(1, 5, 2, 8, 3, 9, 4), probs = 0.5, eps = 1e-3)
 #' soft_topk(x, k = 2, eps = 1e-3)
+#' # a soft permutation matrix: row i is where the mass of x[i] goes
+#' round(4 * sinkhorn_plan(x, eps = 0.01), 2)
 sinkhorn_rank <- operator_form("sinkhorn_rank", "value")
 
 #' @rdname sinkhorn_rank
@@ -139,6 +149,10 @@ sinkhorn_cdf <- operator_form("sinkhorn_cdf", "value")
 #' @rdname sinkhorn_rank
 #' @export
 sinkhorn_sort <- operator_form("sinkhorn_sort", "value")
+
+#' @rdname sinkhorn_rank
+#' @export
+sinkhorn_plan <- operator_form("sinkhorn_plan", "value")
 
 #' @rdname sinkhorn_rank
 #' @param probs Quantile levels in `[0, 1]`, in any order (repeated levels
@@ -321,6 +335,10 @@ sinkhorn_cdf_fn <- operator_form("sinkhorn_cdf", "fn")
 sinkhorn_sort_fn <- operator_form("sinkhorn_sort", "fn")
 
 #' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_plan_fn <- operator_form("sinkhorn_plan", "fn")
+
+#' @rdname sinkhorn_rank_fn
 #' @inheritParams sinkhorn_quantile
 #' @export
 sinkhorn_quantile_fn <- operator_form("sinkhorn_quantile", "fn")
@@ -345,6 +363,10 @@ sinkhorn_cdf_vjp <- operator_form("sinkhorn_cdf", "vjp")
 #' @rdname sinkhorn_rank_fn
 #' @export
 sinkhorn_sort_vjp <- operator_form("sinkhorn_sort", "vjp")
+
+#' @rdname sinkhorn_rank_fn
+#' @export
+sinkhorn_plan_vjp <- operator_form("sinkhorn_plan", "vjp")
 
 #' @rdname sinkhorn_rank_fn
 #' @export
@@ -488,14 +510,16 @@ sinkhorn_problems <- function(kind, mat, n_targets = NULL, target_weights = NULL
     list(y = grid(length(b)), b = b, w = w, cumsum = cumsum, rows = NULL)
   }
   switch(kind,
-    rank = , cdf = , sort = {
+    rank = , cdf = , sort = , plan = {
       m <- if (is.null(n_targets)) default_targets(n) else check_whole(n_targets, "n_targets")
       # about 35 doubles per value and target in each column being solved
-      # (bench: 280 bytes per target), plus the m x ncol sorted output
+      # (bench: 280 bytes per target), plus the m x ncol sorted output; a
+      # plan is n x m per column, plus two copies per column being solved
       check_memory(8 * (as.double(n) + m) * (40 * min(ncol(mat), threads) + ncol(mat)),
                    "n_targets", m)
+      if (kind == "plan") warn_plan_size(n, m, ncol(mat), threads)
       b <- sinkhorn_weights(target_weights, m, "target_weights", "`n_targets`")
-      list(problem(b, cumsum = kind != "sort"))
+      list(problem(b, cumsum = kind %in% c("rank", "cdf")))
     },
     normalize = {
       t <- sinkhorn_target(target, mat, threads)
@@ -539,7 +563,25 @@ quantile_problem <- function(probs, width) {
        cumsum = FALSE, rows = target[window][match(probs, levels)])
 }
 
-# Number of targets of the rank, CDF and sort operators when n_targets is not
+# A plan is dense (n x m per column): an error when it cannot fit in memory,
+# a warning above 1e7 entries (80 MB), where the operators that read the plan
+# (ranks, sorts, quantiles) are the better choice.
+max_plan_entries <- 1e7
+warn_plan_size <- function(n, m, columns, threads) {
+  entries <- as.double(n) * m * columns
+  check_memory(8 * (entries + 2 * as.double(n) * m * min(columns, threads)), "n_targets", m)
+  if (entries > max_plan_entries) {
+    warning(sprintf(paste0("The plan has %s entries (%.0f MB): %d values x %d targets x %d ",
+                           "column(s). Use fewer `n_targets`, or sinkhorn_rank(), ",
+                           "sinkhorn_sort() or sinkhorn_quantile(), which read the plan ",
+                           "without storing it."),
+                    format(entries, big.mark = ",", scientific = FALSE), 8 * entries / 2^20, n,
+                    m, columns),
+            call. = FALSE)
+  }
+}
+
+# Number of targets of the rank, CDF, sort and plan operators when n_targets is not
 # given: n (the exact limit as eps -> 0) up to 128 values, then 128 quantile
 # levels, which keeps the cost of an iteration linear in n (a 50,000-value
 # column costs about 0.25 s).
@@ -609,12 +651,18 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
     jvp_impl = sinkhorn_jvp_impl(fit$state, args, value,
                                  if (is.null(list(...)$target)) "x" else "target"),
     # one overflow warning for the whole Jacobian, not one per row
+    # (a plan's has one row per entry of the plan of a column, in
+    # column-major order)
     jacobian_impl = function() {
-      jac <- jacobian_from_vjp(function(v) vjp_impl(v, "x", warn = FALSE)$x, value_dim(value),
-                               args$shape, TRUE)
+      vdim <- value_dim(value)
+      if (kind == "plan") {
+        vdim <- c(prod(vdim[1:2]), if (!args$shape$vector) args$shape$ncol)
+      }
+      jac <- jacobian_from_vjp(function(v) vjp_impl(v, "x", warn = FALSE)$x, vdim, args$shape,
+                               TRUE)
       warn_nonfinite(jac, "x")
     },
-    wrt = c("x", switch(kind, rank = , cdf = , sort = , normalize = "target_weights"),
+    wrt = c("x", switch(kind, rank = , cdf = , sort = , plan = , normalize = "target_weights"),
             if (kind == "normalize") "target"),
     label = sprintf("sinkhorn_%s", kind),
     settings = c(args$options[c("eps", "scale")], list(targets = length(problems[[1L]]$b))),
@@ -633,7 +681,7 @@ sinkhorn_vjp_impl <- function(kind, state, args, extra) {
   function(v, wrt, warn = TRUE) {
     g <- sinkhorn_vjp_cpp(state, matrix(v, ncol = args$shape$ncol), raw_sum, args$threads)
     grads <- list(x = shape_like_input(g$x, args$shape),
-                  target_weights = if (kind %in% c("rank", "cdf", "sort", "normalize")) {
+                  target_weights = if (kind %in% c("rank", "cdf", "sort", "plan", "normalize")) {
                     g$target_weights
                   },
                   target = if (kind == "normalize") g$target)
@@ -661,6 +709,7 @@ sinkhorn_jvp_impl <- function(state, args, value, target_name) {
       d <- as.vector(d)
       names(d) <- names(value)
     } else {
+      dim(d) <- dim(value)
       dimnames(d) <- dimnames(value)
     }
     if (nonfinite_kind_cpp(d) == 0L) return(d)
@@ -687,6 +736,7 @@ sinkhorn_shape <- function(value, kind, args, problems) {
   if (kind %in% c("rank", "cdf", "normalize", "topk")) {
     return(shape_like_input(value, args$shape))
   }
+  if (kind == "plan") return(plan_shape(value, args$shape, length(problems[[1L]]$b)))
   rownames(value) <- if (kind == "quantile") {
     paste0(format(100 * attr(problems, "probs"), trim = TRUE, digits = 7), "%")
   }
@@ -694,6 +744,18 @@ sinkhorn_shape <- function(value, kind, args, problems) {
   if (args$shape$vector && kind == "quantile") names(out) <- rownames(value)
   if (!args$shape$vector && kind == "quantile") rownames(out) <- rownames(value)
   out
+}
+
+# A plan's values (n * m rows, one column per column of x) as an n x m
+# matrix for a vector x, an n x m x ncol array for a matrix, with the names
+# of the values (rows) and of the columns of x (third dimension).
+plan_shape <- function(value, shape, m) {
+  n <- shape$nrow
+  values <- if (shape$vector) shape$names else shape$dimnames[[1L]]
+  names <- if (shape$vector) list(values, NULL) else list(values, NULL, shape$dimnames[[2L]])
+  dim(value) <- c(n, m, if (!shape$vector) shape$ncol)
+  if (!all(vapply(names, is.null, TRUE))) dimnames(value) <- names
+  value
 }
 
 #' @rdname sinkhorn_rank
@@ -740,16 +802,18 @@ print.sinkhorn_result <- function(x, ...) {
 # operator: each column of the value against the same operator at eps = 0,
 # the monotone (hard) transport of the column to the same targets. A soft
 # quantile is judged by the mean values sent to its targets (fit$means), which
-# all tend to the mean of x as eps grows, so that one level can be judged.
-# The hard result is computed only for the columns whose spread is below 1%
+# all tend to the mean of x as eps grows, so that one level can be judged; a
+# plan by the mean target position each value is sent to, (P y) / a, which
+# tends to the mean target position. The hard result is computed only for the columns whose spread is below 1%
 # of a bound on the hard result's (the range of the values it averages), so
 # that the rule costs one pass over the value on ordinary output. `sign` is
 # -1 when the transport saw -x (a decreasing order).
 sinkhorn_warn_near_constant <- function(kind, fit, mat, args, problems, sign = 1) {
-  value <- if (kind == "quantile") fit$means else fit$value
   a <- args$a
   pr <- problems[[1L]]
-  w <- switch(kind, rank = , cdf = cumsum(pr$b), topk = , normalize = pr$w, NULL)
+  value <- switch(kind, quantile = fit$means,
+                  plan = plan_positions(fit$value, pr$y, a), fit$value)
+  w <- switch(kind, rank = , cdf = cumsum(pr$b), topk = , normalize = pr$w, plan = pr$y, NULL)
   s <- apply(value, 2L, function(v) if (length(v) > 1L) stats::sd(v, na.rm = TRUE) else 0)
   n <- nrow(mat)
   # the sample sd of values in [lo, hi] is at most hi - lo
@@ -774,6 +838,7 @@ sinkhorn_warn_near_constant <- function(kind, fit, mat, args, problems, sign = 1
     }
   }
   what <- switch(kind, rank = "Sinkhorn rank", cdf = "Sinkhorn CDF", sort = "Sinkhorn sort",
+                 plan = "Sinkhorn transport plan (the mean target position of each value)",
                  quantile = "Sinkhorn quantile (the mean values sent to its targets)",
                  topk = "soft top-k mask", normalize = "Sinkhorn quantile normalization")
   if (anyNA(value)) {
@@ -809,6 +874,19 @@ hard_transport <- function(x, a, b, w = NULL) {
   means <- (integral(ends) - integral(starts)) / (ends - starts)
   out <- numeric(length(x))
   out[o] <- means[run]
+  out
+}
+
+# The mean target position (P y) / a of every value of every column of a
+# plan (fit$value: n * m rows, one column per column of x), n x ncol.
+plan_positions <- function(plans, y, a) {
+  n <- length(a)
+  out <- matrix(0, n, ncol(plans))
+  for (j in seq_len(ncol(plans))) {
+    p <- plans[, j]
+    dim(p) <- c(n, length(y))
+    out[, j] <- drop(p %*% y) / a
+  }
   out
 }
 

@@ -232,3 +232,25 @@ for (n in c(1000L, 100000L)) {
               max(abs(vapply(per_level, function(o) as.vector(o$value), 0) - hard)) /
                 stats::sd(xq)))
 }
+
+# ---------------------------------------------------------------------------
+# 10. The plan itself (sinkhorn_plan(), n x m dense) against the closest path,
+#     sinkhorn_rank() on the same transport, 1 thread
+cat("\n10. sinkhorn_plan() vs sinkhorn_rank() on the same transport, 1 thread\n")
+set.seed(10)
+for (n in c(500L, 2000L)) {
+  xp <- rnorm(n)
+  op_plan <- sinkhorn_plan_fn(xp, n_targets = n, threads = 1)
+  op_rank <- sinkhorn_rank_fn(xp, n_targets = n, threads = 1)
+  t_plan <- timeit(sinkhorn_plan_fn(xp, n_targets = n, threads = 1), reps = 5L)
+  t_rank <- timeit(sinkhorn_rank_fn(xp, n_targets = n, threads = 1), reps = 5L)
+  V <- matrix(rnorm(n * n), n)
+  vr <- rnorm(n)
+  t_vjp_plan <- timeit(op_plan$vjp(V), reps = 5L)
+  t_vjp_rank <- timeit(op_rank$vjp(vr), reps = 5L)
+  t_jvp_plan <- timeit(op_plan$jvp(vr), reps = 5L)
+  cat(sprintf(paste0("   n = m = %-5d forward %.3f s (rank %.3f s, %.2fx); VJP %.3f s (rank %.3f s,",
+                     " %.2fx); JVP %.3f s\n"),
+              n, t_plan, t_rank, t_plan / t_rank, t_vjp_plan, t_vjp_rank, t_vjp_plan / t_vjp_rank,
+              t_jvp_plan))
+}

@@ -455,19 +455,6 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
-// sinkhorn_plan_cpp
-Rcpp::NumericMatrix sinkhorn_plan_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a, Rcpp::List problem, Rcpp::List options);
-RcppExport SEXP _diffrank_sinkhorn_plan_cpp(SEXP xSEXP, SEXP aSEXP, SEXP problemSEXP, SEXP optionsSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
-    Rcpp::traits::input_parameter< Rcpp::List >::type problem(problemSEXP);
-    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
-    rcpp_result_gen = Rcpp::wrap(sinkhorn_plan_cpp(x, a, problem, options));
-    return rcpp_result_gen;
-END_RCPP
-}
 // nonfinite_kind_cpp
 int nonfinite_kind_cpp(Rcpp::NumericVector x);
 RcppExport SEXP _diffrank_nonfinite_kind_cpp(SEXP xSEXP) {
@@ -724,7 +711,6 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_sinkhorn_vjp_cpp", (DL_FUNC) &_diffrank_sinkhorn_vjp_cpp, 4},
     {"_diffrank_sinkhorn_jvp_cpp", (DL_FUNC) &_diffrank_sinkhorn_jvp_cpp, 3},
     {"_diffrank_sinkhorn_unrolled_cpp", (DL_FUNC) &_diffrank_sinkhorn_unrolled_cpp, 6},
-    {"_diffrank_sinkhorn_plan_cpp", (DL_FUNC) &_diffrank_sinkhorn_plan_cpp, 4},
     {"_diffrank_nonfinite_kind_cpp", (DL_FUNC) &_diffrank_nonfinite_kind_cpp, 1},
     {"_diffrank_soft_forward_quick_cpp", (DL_FUNC) &_diffrank_soft_forward_quick_cpp, 7},
     {"_diffrank_soft_forward_cpp", (DL_FUNC) &_diffrank_soft_forward_cpp, 4},

@@ -37,7 +37,8 @@ diffrank::SinkhornOutput parse_output(const std::string& kind) {
                                                       {"sort", SinkhornOutput::sort},
                                                       {"quantile", SinkhornOutput::quantile},
                                                       {"topk", SinkhornOutput::topk},
-                                                      {"normalize", SinkhornOutput::normalize}});
+                                                      {"normalize", SinkhornOutput::normalize},
+                                                      {"plan", SinkhornOutput::plan}});
 }
 
 // The options of one run: those of the state, with the rows of each problem
@@ -96,6 +97,7 @@ void read_problems(const Rcpp::List& problems, diffrank::SinkhornSpec& spec) {
     diffrank::SinkhornProblem& pr = spec.problems[p];
     pr.y = as_vector(description["y"]);
     pr.b = as_vector(description["b"]);
+    pr.whole_plan = spec.output == diffrank::SinkhornOutput::plan;
     // 1-based target indices of a quantile's levels; NULL for every other kind
     if (!Rf_isNull(description["rows"])) {
       for (int r : Rcpp::IntegerVector(description["rows"])) {
@@ -313,20 +315,4 @@ Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a,
                    xbar.begin(), bbar.begin(), wbar.begin());
   return Rcpp::List::create(Rcpp::Named("value") = value, Rcpp::Named("x") = xbar,
                             Rcpp::Named("b") = bbar, Rcpp::Named("w") = wbar);
-}
-
-// The transport plan of one column (n x m), for small problems and tests.
-// [[Rcpp::export(rng = false)]]
-Rcpp::NumericMatrix sinkhorn_plan_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a,
-                                      Rcpp::List problem, Rcpp::List options) {
-  diffrank::SinkhornSpec spec;
-  read_options(options, spec);
-  read_problems(Rcpp::List::create(problem), spec);
-  diffrank::SinkhornTask task = spec.problems[0].task(spec.opt, spec.squash);
-  task.kind = diffrank::SinkhornKind::col;
-  const std::size_t n = x.size(), m = task.m;
-  Rcpp::NumericMatrix plan(n, m);
-  diffrank::SinkhornColumn col;
-  col.plan(task, x.begin(), a.begin(), n, plan.begin());
-  return plan;
 }

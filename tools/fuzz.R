@@ -181,6 +181,7 @@ make_fits <- function(env) {
   lazy("OP_SK_QUANTILE", sinkhorn_quantile_fn(X_MAT, probs = c(0.25, 0.5), eps = 0.05,
                                               threads = 2, progress = FALSE))
   lazy("OP_SK_TOPK", soft_topk_fn(X_MAT, k = 2, eps = 0.05, threads = 2, progress = FALSE))
+  lazy("OP_SK_PLAN", sinkhorn_plan_fn(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
   lazy("OP_SK_NORMALIZE", sinkhorn_normalize_fn(X_MAT, target = TARGET, eps = 0.05, threads = 2,
                                                 progress = FALSE))
   lazy("OP_PERTURBED", perturbed_fn(X_VEC, "rank", eps = 0.5, n_samples = 50, threads = 2))
@@ -204,13 +205,13 @@ spec <- function(label, f, args, roles = character(), fixed = character(), requi
 default_roles <- c(
   x = "data", y = "data", v = "data", u = "data", z = "data", w = "data", pred = "data",
   response = "data", target = "data", weights = "data", target_weights = "data",
-  newdata = "data", train = "data", rankings = "data", rough = "data",
+  newdata = "data", train = "data", rough = "data",
   eps = "number", tol = "number", lambda = "number", power = "number", width = "number",
-  probs = "number", tau = "number", trim = "number", window = "number", alpha = "number",
+  probs = "number", trim = "number", window = "number", alpha = "number",
   smooth = "number", cost = "number", lambda_min_ratio = "number", weight = "number",
   n_targets = "size", k = "size", max_iter = "size", n_samples = "size", threads = "size",
   rank = "size", n_quantiles = "size", batch_size = "size", max_epochs = "size",
-  nfolds = "size", nlambda = "size", n_remove = "size", target_length = "size",
+  nfolds = "size", nlambda = "size", n_remove = "size",
   rounds = "size", n_features = "size", assay.type = "size", rows = "size",
   reg = "choice", scale = "choice", loss = "choice", noise = "choice", type = "choice",
   variant = "choice", na = "choice", weighting = "choice", remove_extreme = "choice",
@@ -267,12 +268,16 @@ build_specs <- function() {
     sk("sinkhorn_sort", extra = q(target_weights = c(1, 2, 3, 2), n_targets = 4)),
     sk("sinkhorn_quantile", extra = q(probs = c(0.25, 0.5), width = 0.1)),
     sk("soft_topk", extra = q(k = 2)),
+    sk("sinkhorn_plan"),
     spec("sinkhorn_normalize", quote(sinkhorn_normalize),
          q(x = X_MAT, target = TARGET, eps = 0.05, scale = "none", threads = 2, progress = FALSE),
          se = TRUE),
     sk("sinkhorn_rank_fn"), sk("sinkhorn_cdf_fn"), sk("sinkhorn_sort_fn"),
     sk("sinkhorn_quantile_fn", extra = q(probs = 0.5)), sk("soft_topk_fn", extra = q(k = 2)),
     sk("sinkhorn_normalize_fn", extra = q(target = TARGET)),
+    sk("sinkhorn_plan_fn"),
+    spec("sinkhorn_plan_vjp", quote(sinkhorn_plan_vjp),
+         q(x = X_MAT, v = array(V_MAT, c(8, 8, 4)), eps = 0.05, threads = 2, progress = FALSE)),
     skv("sinkhorn_rank_vjp"), skv("sinkhorn_cdf_vjp"), skv("sinkhorn_sort_vjp"),
     spec("sinkhorn_quantile_vjp", quote(sinkhorn_quantile_vjp),
          q(x = X_MAT, v = V_MAT[1, , drop = FALSE], probs = 0.5, eps = 0.05, threads = 2,
@@ -280,9 +285,10 @@ build_specs <- function() {
     skv("soft_topk_vjp", extra = q(k = 2)),
     skv("sinkhorn_normalize_vjp", extra = q(target = TARGET)),
     spec("soft_quantile_loss", quote(soft_quantile_loss),
-         q(pred = PRED, response = RESPONSE, tau = 0.5, width = 0.05, eps = 0.01, threads = 2)),
+         q(pred = PRED, response = RESPONSE, probs = 0.5, width = 0.05, eps = 0.01, threads = 2)),
     spec("soft_topk_loss", quote(soft_topk_loss),
-         q(pred = SCORES, labels = TOPK_LABELS, k = 1, eps = 0.01, threads = 2)),
+         q(pred = SCORES, response = TOPK_LABELS, k = 1, eps = 0.01, threads = 2),
+         roles = c(response = "labels")),
     spec("perturbed", quote(perturbed),
          q(x = X_VEC, solver = "rank", eps = 0.5, n_samples = 50, noise = "normal",
            antithetic = TRUE, threads = 2)),
@@ -297,7 +303,7 @@ build_specs <- function() {
     spec("perturbed_solver", quote(perturbed_solver), q(solver = "rank", eps = 0.5, n_samples = 50,
                                                         threads = 2)),
     spec("perturbed_solver()(x)", quote(P_SOLVER), q(x = X_VEC)),
-    spec("fy_loss", quote(fy_loss), q(pred = X_VEC, target = W_VEC, solver = "rank", eps = 0.5,
+    spec("fy_loss", quote(fy_loss), q(pred = X_VEC, response = W_VEC, solver = "rank", eps = 0.5,
                                       n_samples = 50, threads = 2)),
     spec("normalize_quantiles", quote(normalize_quantiles),
          q(x = X_MAT, target = NULL, ties = "midrank", threads = 2), se = TRUE),
@@ -305,7 +311,7 @@ build_specs <- function() {
          q(x = X_MAT, target = TARGET, subset = 1:6, threads = 2)),
     spec("quantile_target", quote(quantile_target),
          q(x = X_MAT, threads = 2, weights = c(1, 2, 1, 1), trim = 0, geometric = FALSE,
-           target_length = 8), se = TRUE),
+           n_quantiles = 8), se = TRUE),
     spec("predict.quantile_target", quote(predict), q(object = QT, newdata = X_MAT[, 1:2],
                                                       ties = "average", threads = 2),
          fixed = "object"),
@@ -390,16 +396,19 @@ build_specs <- function() {
     spec("print.summary.rank_svm", quote(print), q(x = SUM_SVM), fixed = "x"),
     spec("coef.rank_svm", quote(coef), q(object = FIT_SVM), fixed = "object"),
     spec("rank_regression", quote(rank_regression),
-         q(x = RANK_X, rankings = RANKINGS, loss = "fy", eps = 1, n_samples = 20L, lambda = 1e-3,
+         q(x = RANK_X, y = RANKINGS, loss = "fy", eps = 1, n_samples = 20L, lambda = 1e-3,
            max_iter = 20L, threads = 2), se = TRUE),
     spec("predict.rank_regression", quote(predict), q(object = FIT_RR, newdata = RANK_X[, 1:3],
                                                       type = "score"), fixed = "object"),
     spec("coef.rank_regression", quote(coef), q(object = FIT_RR), fixed = "object"),
     spec("print.rank_regression", quote(print), q(x = FIT_RR), fixed = "x"),
     spec("summary.rank_regression", quote(summary),
-         q(object = FIT_RR, newdata = RANK_X, rankings = RANKINGS), fixed = "object"),
+         q(object = FIT_RR, newdata = RANK_X, y = RANKINGS), fixed = "object"),
     spec("print.summary.rank_regression", quote(print), q(x = SUM_RR), fixed = "x"),
     spec("print.sinkhorn_result", quote(print), q(x = SK_VALUE), fixed = "x"),
+    # base R's arithmetic and math: what they accept is R's, not the package's
+    spec("Ops.sinkhorn_result", quote(`+`), q(e1 = SK_VALUE, e2 = X_MAT), fixed = c("e1", "e2")),
+    spec("Math.sinkhorn_result", quote(log), q(x = SK_VALUE, base = 2), fixed = c("x", "base")),
     spec("print.diffrank_perturbed", quote(print), q(x = P_SOLVER), fixed = "x"),
     spec("diffrank_threads", quote(diffrank_threads), list())
   )
@@ -408,9 +417,11 @@ build_specs <- function() {
            OP_SK_RANK = "sinkhorn_rank_fn", OP_SK_CDF = "sinkhorn_cdf_fn",
            OP_SK_SORT = "sinkhorn_sort_fn", OP_SK_QUANTILE = "sinkhorn_quantile_fn",
            OP_SK_TOPK = "soft_topk_fn", OP_SK_NORMALIZE = "sinkhorn_normalize_fn",
+           OP_SK_PLAN = "sinkhorn_plan_fn",
            OP_PERTURBED = "perturbed_fn", OP_P_SOLVER = "perturbed_solver()")
   # the cotangent and tangent of each: shaped like the value and the input
-  vshape <- list(OP_SK_QUANTILE = quote(V_MAT[1:2, ]), OP_PERTURBED = quote(V_VEC),
+  vshape <- list(OP_SK_QUANTILE = quote(V_MAT[1:2, ]), OP_SK_PLAN = quote(array(V_MAT, c(8, 8, 4))),
+                 OP_PERTURBED = quote(V_VEC),
                  OP_P_SOLVER = quote(V_VEC))
   ushape <- list(OP_PERTURBED = quote(V_VEC), OP_P_SOLVER = quote(V_VEC))
   for (op in names(ops)) {

@@ -22,6 +22,8 @@ cases <- list(
                                  "sinkhorn_rank(x, eps = 1e-4, n_targets = 2000, threads = 2, progress = FALSE)"),
   sinkhorn_rank_one_long_column = c("x <- rnorm(50000)",
                                     "sinkhorn_rank(x, eps = 1e-3, n_targets = 50000, threads = 2, progress = FALSE)"),
+  sinkhorn_plan = c("x <- matrix(rnorm(5000 * 2000), 5000)",
+                    "suppressWarnings(sinkhorn_plan(x, eps = 1e-5, n_targets = 8, threads = 2, progress = FALSE))"),
   sinkhorn_normalize = c("x <- matrix(rnorm(50000 * 400), 50000)",
                          "sinkhorn_normalize(x, threads = 2, progress = FALSE)"),
   soft_rank = c("x <- matrix(rnorm(2e8), 1e4)", "soft_rank(x, threads = 2)"),

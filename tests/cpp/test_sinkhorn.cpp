@@ -544,10 +544,11 @@ TEST(SinkhornColumn, PlanIsInTheCallersOrder) {
   std::mt19937_64 rng(37);
   const std::size_t n = 9, m = 4;
   const std::vector<double> x = normals(n, rng), a(n, 1.0 / n), y = grid(m), b(m, 0.25);
-  const diffrank::SinkhornTask task = make_task(y, b, {}, false, true, 0.05);
+  diffrank::SinkhornTask task = make_task(y, b, {}, false, true, 0.05);
+  task.kind = diffrank::SinkhornKind::plan;
   diffrank::SinkhornColumn col;
-  std::vector<double> plan(n * m);
-  ASSERT_TRUE(col.plan(task, x.data(), a.data(), n, plan.data()).converged);
+  std::vector<double> plan(n * m), f(n), g(m);
+  ASSERT_TRUE(col.forward(task, x.data(), a.data(), n, plan.data(), f.data(), g.data()).converged);
   for (std::size_t i = 0; i < n; ++i) {
     double row = 0.0;
     for (std::size_t j = 0; j < m; ++j) row += plan[i + j * n];

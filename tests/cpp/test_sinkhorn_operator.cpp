@@ -50,6 +50,9 @@ SinkhornSpec make_spec(SinkhornOutput output, std::size_t n, bool decreasing = f
     case SinkhornOutput::rank:
     case SinkhornOutput::cdf: pr.set_cumsum_weights(); break;
     case SinkhornOutput::sort: break;
+    case SinkhornOutput::plan:
+      pr.whole_plan = true;
+      break;
     case SinkhornOutput::topk:
       pr.y = grid(2);
       pr.b = {0.6, 0.4};
@@ -96,9 +99,9 @@ Solved forward(const SinkhornSpec& spec, const std::vector<double>& x, const std
   return r;
 }
 
-const SinkhornOutput kinds[] = {SinkhornOutput::rank,     SinkhornOutput::cdf,
-                                SinkhornOutput::sort,     SinkhornOutput::quantile,
-                                SinkhornOutput::topk,     SinkhornOutput::normalize};
+const SinkhornOutput kinds[] = {
+    SinkhornOutput::rank, SinkhornOutput::cdf,       SinkhornOutput::sort, SinkhornOutput::quantile,
+    SinkhornOutput::topk, SinkhornOutput::normalize, SinkhornOutput::plan};
 
 }  // namespace
 
@@ -250,6 +253,42 @@ TEST(SinkhornOperator, TargetGradientsInTheUsersTerms) {
     const std::vector<double> fd_target = finite_gradient(by_target, target, 1e-6);
     for (std::size_t l = 0; l < m; ++l) EXPECT_NEAR(target_grad[l], fd_target[l], 1e-6);
   }
+}
+
+// The plan's rows and columns sum to the weights, and its VJP for the
+// cotangent 1 w^T (summed over the targets) is that of the row average P w
+// times a (the CDF's, without the division by a).
+TEST(SinkhornOperator, PlanIsTheTransportTheOthersRead) {
+  std::mt19937_64 rng(27);
+  const std::size_t n = 7, m = 5;
+  const std::vector<double> a = testing_helpers::normalized({1, 2, 1, 3, 1, 2, 1});
+  const std::vector<double> x = normals(n, rng);
+  const SinkhornSpec plan = make_spec(SinkhornOutput::plan, n);
+  const SinkhornSpec cdf = make_spec(SinkhornOutput::cdf, n);
+  ASSERT_EQ(plan.output_rows(), n * m);
+  const Solved p = forward(plan, x, a), c = forward(cdf, x, a);
+  const std::vector<double>& w = cdf.problems[0].w;
+  for (std::size_t i = 0; i < n; ++i) {
+    double row = 0.0, pw = 0.0;
+    for (std::size_t j = 0; j < m; ++j) {
+      row += p.value[i + j * n];
+      pw += p.value[i + j * n] * w[j];
+    }
+    EXPECT_NEAR(row, a[i], 1e-14);
+    EXPECT_NEAR(pw / a[i], c.value[i], 1e-12);
+  }
+  const std::vector<double> v = normals(n, rng);
+  std::vector<double> outer(n * m);
+  for (std::size_t j = 0; j < m; ++j) {
+    for (std::size_t i = 0; i < n; ++i) outer[i + j * n] = v[i] / a[i] * w[j];
+  }
+  SinkhornOperator op;
+  std::vector<double> xbar_plan(n), xbar_cdf(n), bbar(m, 0.0), wbar(m, 0.0);
+  op.vjp(plan, plan.opt, x.data(), a.data(), p.f.data(), p.g.data(), outer.data(), xbar_plan.data(),
+         bbar.data(), wbar.data());
+  op.vjp(cdf, cdf.opt, x.data(), a.data(), c.f.data(), c.g.data(), v.data(), xbar_cdf.data(),
+         bbar.data(), wbar.data());
+  for (std::size_t i = 0; i < n; ++i) EXPECT_NEAR(xbar_plan[i], xbar_cdf[i], 1e-10);
 }
 
 // All quantile levels come from one transport: each output is the mean

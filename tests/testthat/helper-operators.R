@@ -145,6 +145,11 @@ operator_examples <- function() {
       operator_example(y, list(eps = 0.05, decreasing = TRUE, tol = tol), label = "decreasing")),
     sinkhorn_cdf = list(operator_example(y, list(eps = 0.05, weights = 1:8, tol = tol))),
     sinkhorn_sort = list(operator_example(y, list(eps = 0.03, decreasing = TRUE, tol = tol))),
+    sinkhorn_plan = list(
+      operator_example(y, list(eps = 0.05, n_targets = 4, target_weights = c(1, 3, 2, 2),
+                               tol = tol), inputs = "target_weights"),
+      operator_example(y[1:5], list(eps = 0.1, decreasing = TRUE, tol = tol),
+                       label = "decreasing")),
     sinkhorn_quantile = list(operator_example(y, list(probs = c(0, 0.3, 1), width = 0.2,
                                                       eps = 0.05, tol = tol))),
     soft_topk = list(operator_example(y, list(k = 3, eps = 0.03, tol = tol))),

@@ -11,7 +11,9 @@ sinkhorn_options <- function(eps, tol = 1e-9, max_iter = 1000L, squash = TRUE, .
 }
 
 plan_cpp <- function(x, a, y, b, eps, tol = 1e-9, max_iter = 1000L) {
-  diffrank:::sinkhorn_plan_cpp(x, a, sinkhorn_problem(y, b), sinkhorn_options(eps, tol, max_iter))
+  fit <- diffrank:::sinkhorn_forward_cpp(as.matrix(x), a, "plan", list(sinkhorn_problem(y, b)),
+                                         sinkhorn_options(eps, tol, max_iter), 1L)
+  matrix(fit$value, length(x), length(y))
 }
 
 # The forward pass of one problem ("rank"-like row kind when w is given, else

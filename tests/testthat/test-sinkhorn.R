@@ -21,6 +21,45 @@ dense_sinkhorn <- function(z, a, y, b, eps, iters = 5000, tol = 1e-13) {
 
 squash_ref <- function(x) 1 / (1 + exp(-(x - mean(x)) / stats::sd(x)))
 
+test_that("sinkhorn_plan() is the transport the other operators read", {
+  set.seed(12)
+  x <- c(a = 0.3, b = -1.2, c = 2.1, d = 0.35, e = 0.9)
+  w <- c(1, 2, 1, 1, 3)
+  tw <- c(2, 1, 1, 3)
+  P <- sinkhorn_plan(x, eps = 0.02, n_targets = 4, weights = w, target_weights = tw, tol = 1e-12)
+  expect_identical(dim(P), c(5L, 4L))
+  expect_identical(rownames(P), names(x))
+  expect_equal(rowSums(P), w / sum(w), tolerance = 1e-12, ignore_attr = TRUE)
+  expect_equal(colSums(P), tw / sum(tw), tolerance = 1e-10)
+  s <- sinkhorn_sort(x, eps = 0.02, n_targets = 4, weights = w, target_weights = tw, tol = 1e-12)
+  expect_equal(as.vector(s), colSums(P * x) / colSums(P), tolerance = 1e-10)
+  cdf <- sinkhorn_cdf(x, eps = 0.02, n_targets = 4, weights = w, target_weights = tw, tol = 1e-12)
+  expect_equal(as.vector(cdf), as.vector(P %*% cumsum(tw / sum(tw))) / (w / sum(w)),
+               tolerance = 1e-10)
+  # a soft permutation matrix: n P tends to the permutation of order(x)
+  hard <- 5 * sinkhorn_plan(x, eps = 1e-4)
+  expect_equal(hard, diag(5)[rank(x), ], tolerance = 1e-5, ignore_attr = TRUE)
+  expect_equal(5 * sinkhorn_plan(x, eps = 1e-4, decreasing = TRUE), diag(5)[rank(-x), ],
+               tolerance = 1e-5, ignore_attr = TRUE)
+  # a matrix: values x targets x columns
+  m <- cbind(s1 = rnorm(6), s2 = rnorm(6))
+  Pm <- sinkhorn_plan(m, n_targets = 3)
+  expect_identical(dim(Pm), c(6L, 3L, 2L))
+  expect_identical(dimnames(Pm), list(NULL, NULL, c("s1", "s2")))
+  expect_identical(as.vector(Pm[, , 2]), as.vector(sinkhorn_plan(m[, 2], n_targets = 3)))
+  op <- sinkhorn_plan_fn(m, n_targets = 3)
+  expect_identical(dim(op$jvp(m)), dim(Pm))
+  expect_identical(dim(op$jacobian()), c(18L, 6L, 2L))
+  # the VJP of the total mass, a constant, is zero
+  expect_equal(op$vjp(array(1, dim(Pm))), 0 * m, tolerance = 1e-12)
+  # a dense plan is large: a warning above 1e7 entries, an error beyond memory
+  expect_warning(diffrank:::warn_plan_size(4000, 4000, 1, 1), "16,000,000 entries")
+  expect_silent(diffrank:::warn_plan_size(3000, 3000, 1, 1))
+  old <- options(diffrank.memory_limit = 1e6)
+  on.exit(options(old))
+  expect_error(sinkhorn_plan(rnorm(500), n_targets = 500), "`n_targets`")
+})
+
 test_that("all quantile levels come from one transport, checked on a dense R Sinkhorn", {
   set.seed(11)
   x <- rnorm(25)

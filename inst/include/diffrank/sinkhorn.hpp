@@ -188,8 +188,9 @@ struct Squash {
 // targets (y, b) and reads an operator; the potentials are returned in the
 // caller's order so that a VJP can be taken later without solving again.
 // kind row: out_i = (P w)_i / a_i (n values); kind col: out_j = weighted mean
-// of x over the mass sent to target j (m values).
-enum class SinkhornKind { row, col };
+// of x over the mass sent to target j (m values); kind plan: P itself (n x m,
+// column-major, entries outside the solver's band 0).
+enum class SinkhornKind { row, col, plan };
 
 struct SinkhornTask {
   SinkhornKind kind = SinkhornKind::row;
@@ -201,6 +202,19 @@ struct SinkhornTask {
   std::size_t m = 0;
 };
 
+// The number of values of a task's output for a column of n values.
+inline std::size_t sinkhorn_output_size(const SinkhornTask& task, std::size_t n) {
+  switch (task.kind) {
+    case SinkhornKind::row:
+      return n;
+    case SinkhornKind::col:
+      return task.m;
+    case SinkhornKind::plan:
+      return n * task.m;
+  }
+  return 0;
+}
+
 class SinkhornColumn {
  public:
   SinkhornStatus forward(const SinkhornTask& task, const double* x, const double* a, std::size_t n,
@@ -208,7 +222,11 @@ class SinkhornColumn {
     setup(task, x, a, n);
     Sinkhorn1D sk(zs_.data(), as_.data(), n, task.y, task.b, task.m, task.opt);
     const SinkhornStatus st = sk.solve();
-    read(task, sk, n, out);
+    if (task.kind == SinkhornKind::plan) {
+      read_plan(sk, n, task.m, out);
+    } else {
+      read(task, sk, n, out);
+    }
     if (task.kind == SinkhornKind::col && x_exponent_ != 0) {
       for (std::size_t j = 0; j < task.m; ++j) out[j] = std::ldexp(out[j], -x_exponent_);
     }
@@ -231,29 +249,37 @@ class SinkhornColumn {
     for (std::size_t k = 0; k < n; ++k) fs[k] = f[order_[k]];
     sk.set_potentials(fs.data(), g);
     const bool row = task.kind == SinkhornKind::row;
-    const std::size_t len = row ? n : task.m;
+    const bool degree0 = task.kind != SinkhornKind::col;  // in x: rows and plans
+    const std::size_t len = sinkhorn_output_size(task, n);
     v_exponent_ = range_exponent(v, len);
     const int r = w_exponent_ = row ? range_exponent(task.w, task.m) : 0;
+    auto back = [&](const SinkhornTask& t, const double* vv, double* xb, double* bb, double* wb) {
+      if (t.kind == SinkhornKind::plan) {
+        backward_plan(sk, n, t.m, t.squash, vv, xb, bb);
+      } else {
+        backward(t, sk, n, vv, xb, bb, wb);
+      }
+    };
     if (x_exponent_ == 0 && v_exponent_ == 0 && r == 0) {
       if (factor == 1.0) {
-        backward(task, sk, n, v, xbar, bbar, wbar);
+        back(task, v, xbar, bbar, wbar);
       } else {
         std::vector<double> vf(v, v + len);
         for (double& c : vf) c *= factor;
-        backward(task, sk, n, vf.data(), xbar, bbar, wbar);
+        back(task, vf.data(), xbar, bbar, wbar);
       }
       return;
     }
     // on x 2^s, v 2^t and w 2^r: a row operator (of degree 0 in x, 1 in w)
     // has the gradient 2^(s - t - r) times that of the scaled problem for x,
-    // 2^(-t - r) for b, 2^-t for w; a column operator (degree 1 in x) has
-    // 2^-t for x, 2^(-s - t) for b
+    // 2^(-t - r) for b, 2^-t for w (a plan: r = 0); a column operator
+    // (degree 1 in x) has 2^-t for x, 2^(-s - t) for b
     const int s = x_exponent_, t = v_exponent_;
     const SinkhornTask scaled = scaled_task(task, r);
     std::vector<double> vs(len), xb(n, 0.0), bb(task.m, 0.0), wb(task.m, 0.0);
     for (std::size_t k = 0; k < len; ++k) vs[k] = std::ldexp(v[k], t) * factor;
-    backward(scaled, sk, n, vs.data(), xb.data(), bb.data(), wb.data());
-    const int ex = row ? s - t - r : -t, eb = row ? -t - r : -s - t;
+    back(scaled, vs.data(), xb.data(), bb.data(), wb.data());
+    const int ex = degree0 ? s - t - r : -t, eb = degree0 ? -t - r : -s - t;
     for (std::size_t i = 0; i < n; ++i) xbar[i] += std::ldexp(xb[i], ex);
     for (std::size_t l = 0; l < task.m; ++l) {
       bbar[l] += std::ldexp(bb[l], eb);
@@ -262,8 +288,9 @@ class SinkhornColumn {
   }
 
   // Writes to out (n values in the caller's order for the row kind, m for
-  // the column kind) the JVP of the operator for the tangent dx of x, at the
-  // potentials f, g of a forward run: the transpose of vjp().
+  // the column kind, n x m for the plan) the JVP of the operator for the
+  // tangent dx of x, at the potentials f, g of a forward run: the transpose
+  // of vjp().
   void jvp(const SinkhornTask& task, const double* x, const double* a, std::size_t n,
            const double* f, const double* g, const double* dx, double* out) {
     setup(task, x, a, n);
@@ -290,8 +317,17 @@ class SinkhornColumn {
     }
     const bool row = task.kind == SinkhornKind::row;
     const int r = w_exponent_ = row ? range_exponent(task.w, task.m) : 0;
-    const int e = row ? s - t - r : -t;
-    if (row) {
+    const int e = task.kind != SinkhornKind::col ? s - t - r : -t;
+    if (task.kind == SinkhornKind::plan) {
+      const std::size_t m = task.m;
+      std::vector<double> dp(n * m, 0.0);
+      sk.jvp_plan(dz.data(), 0, nullptr, nullptr, 0, nullptr, nullptr, dp.data());
+      for (std::size_t j = 0; j < m; ++j) {
+        for (std::size_t k = 0; k < n; ++k) {
+          out[order_[k] + j * n] = e == 0 ? dp[k + j * n] : std::ldexp(dp[k + j * n], e);
+        }
+      }
+    } else if (row) {
       std::vector<double> o(n);
       const SinkhornTask scaled = scaled_task(task, r);
       sinkhorn_row_average_jvp(sk, as_.data(), scaled.w, dz.data(), o.data());
@@ -323,19 +359,6 @@ class SinkhornColumn {
                         task.opt.power, iterations);
     read(task, sk, n, out);
     backward(task, sk, n, v, xbar, bbar, wbar);
-  }
-
-  // The plan (n x m, caller's row order, column-major), for tests.
-  SinkhornStatus plan(const SinkhornTask& task, const double* x, const double* a, std::size_t n,
-                      double* out) {
-    setup(task, x, a, n);
-    Sinkhorn1D sk(zs_.data(), as_.data(), n, task.y, task.b, task.m, task.opt);
-    const SinkhornStatus st = sk.solve();
-    std::vector<double> p(n * task.m);
-    sk.dense_plan(p.data());
-    for (std::size_t j = 0; j < task.m; ++j)
-      for (std::size_t k = 0; k < n; ++k) out[order_[k] + j * n] = p[k + j * n];
-    return st;
   }
 
  private:
@@ -394,9 +417,37 @@ class SinkhornColumn {
     } else {
       sinkhorn_col_average_vjp(sk, xs_.data(), v, zbar.data(), bbar, xsbar.data());
     }
+    pull_back(n, task.squash, zbar, xsbar, xbar);
+  }
+
+  // The plan's VJP for the cotangent v (n x m, caller's row order).
+  void backward_plan(Sinkhorn1D& sk, std::size_t n, std::size_t m, bool squash, const double* v,
+                     double* xbar, double* bbar) {
+    std::vector<double> vs(n * m), zbar(n, 0.0), xsbar(n, 0.0);
+    for (std::size_t j = 0; j < m; ++j) {
+      for (std::size_t k = 0; k < n; ++k) vs[k + j * n] = v[order_[k] + j * n];
+    }
+    sk.vjp_entries([&](std::size_t i, std::size_t j) { return vs[i + j * n]; }, zbar.data(), bbar);
+    pull_back(n, squash, zbar, xsbar, xbar);
+  }
+
+  // The plan (n x m) in the caller's row order.
+  void read_plan(Sinkhorn1D& sk, std::size_t n, std::size_t m, double* out) {
+    std::vector<double> p(n * m);
+    sk.dense_plan(p.data());
+    for (std::size_t j = 0; j < m; ++j) {
+      for (std::size_t k = 0; k < n; ++k) out[order_[k] + j * n] = p[k + j * n];
+    }
+  }
+
+  // Adds to xbar (caller's order) the gradient of x from zbar, that of the
+  // sorted transported points (through the squash), and xsbar, that of the
+  // sorted values averaged by a column operator.
+  void pull_back(std::size_t n, bool squash, const std::vector<double>& zbar,
+                 const std::vector<double>& xsbar, double* xbar) {
     std::vector<double> zb(n), xb(n, 0.0);
     for (std::size_t k = 0; k < n; ++k) zb[order_[k]] = zbar[k];
-    if (task.squash) {
+    if (squash) {
       std::vector<double> xo(n);
       for (std::size_t k = 0; k < n; ++k) xo[order_[k]] = xs_[k];
       squash_.vjp(xo.data(), zb.data(), n, xb.data());

@@ -1,5 +1,5 @@
 // The Sinkhorn operators of the package on one column, whole: the kinds
-// (rank, CDF, sort, quantiles, top-k, normalization) as sets of transport
+// (rank, CDF, sort, quantiles, top-k, normalization, the plan) as transport
 // problems, missing values, the decreasing order, and the chain rules from
 // the transport's parameters to the user's inputs (raw target weights,
 // target values in the user's order). What is left to the glue
@@ -12,7 +12,7 @@
 // n times the CDF), w = the target values for normalization and w = (0, 1)
 // for top-k; kind "col" problems give the mean input value sent to each
 // target (sorts; the quantiles at all levels are the means of their window
-// targets, from one transport).
+// targets, from one transport); a "plan" problem gives the plan itself.
 #pragma once
 
 #include <algorithm>
@@ -26,7 +26,7 @@
 
 namespace diffrank {
 
-enum class SinkhornOutput { rank, cdf, sort, quantile, topk, normalize };
+enum class SinkhornOutput { rank, cdf, sort, quantile, topk, normalize, plan };
 
 // One transport problem, the same for every column: m sorted targets y with
 // weights b; for a row problem, the values w averaged per input value (w =
@@ -39,9 +39,11 @@ struct SinkhornProblem {
   std::vector<double> y, b, w;
   bool w_is_cumsum = false;
   std::vector<std::size_t> rows;
+  bool whole_plan = false;  // the output is the plan itself (n x m)
 
   // Output rows of this problem in a column of n values.
   std::size_t output_rows(std::size_t n) const {
+    if (whole_plan) return n * y.size();
     if (!w.empty()) return n;
     return rows.empty() ? y.size() : rows.size();
   }
@@ -59,7 +61,7 @@ struct SinkhornProblem {
     t.y = y.data();
     t.b = b.data();
     t.m = y.size();
-    t.kind = w.empty() ? SinkhornKind::col : SinkhornKind::row;
+    t.kind = whole_plan ? SinkhornKind::plan : w.empty() ? SinkhornKind::col : SinkhornKind::row;
     t.w = w.empty() ? nullptr : w.data();
     t.squash = squash;
     t.opt = opt;
@@ -242,6 +244,9 @@ class SinkhornOperator {
     const SinkhornProblem& pr = spec.problems[p];
     const SinkhornTask task = pr.task(opt, spec.squash);
     const std::size_t n = spec.n, m = pr.y.size();
+    // a plan has a row for every value: x has no missing value (R/sinkhorn.R
+    // admits them for normalization only)
+    if (task.kind == SinkhornKind::plan) return col_.forward(task, x, a, n, out, f, g);
     const bool row = task.kind == SinkhornKind::row;
     SinkhornStatus status;
     if (!obs_.gather(x, a, n)) {
@@ -277,6 +282,11 @@ class SinkhornOperator {
     const std::size_t n = spec.n, m = pr.y.size();
     const bool row = task.kind == SinkhornKind::row;
     const double factor = spec.output == SinkhornOutput::rank ? static_cast<double>(n) : 1.0;
+    if (task.kind == SinkhornKind::plan) {
+      col_.vjp(task, x, a, n, f, g, v, xbar, bbar, wbar);
+      rescaled_.note(col_);
+      return;
+    }
     // the cotangent of this problem's own output (times factor, applied by
     // the core)
     if (row) {
@@ -313,6 +323,11 @@ class SinkhornOperator {
     const SinkhornProblem& pr = spec.problems[p];
     const SinkhornTask task = pr.task(opt, spec.squash);
     const std::size_t n = spec.n, m = pr.y.size();
+    if (task.kind == SinkhornKind::plan) {
+      col_.jvp(task, x, a, n, f, g, u, out);
+      rescaled_.note(col_);
+      return;
+    }
     const bool row = task.kind == SinkhornKind::row;
     if (!obs_.gather(x, a, n)) {
       buffer_.resize(row ? n : m);

@@ -464,26 +464,41 @@ class Sinkhorn1D {
       for (std::size_t r = 0; r < rank; ++r) sys.rhs[s][l] += c[r][l] * q[r][l];
     }
     solve_adjoint(sys);
-    // d loss / dz_i = (1/eps) sum_j P_ij C'_ij (sol0_i + sol1_j - G_ij)
-    const double inv_eps = 1.0 / opt_.eps;
-    const double* z = pts_[0];
-    const double* y = pts_[1];
-    const std::vector<double>* sol = sys.sol;
-    row_pass(0, 0, nullptr,
-             [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
-                 double* const*) {
-               if (o == 0) sys.solve_row(i, p, lo, hi);
-               const double f = sol[0][i];
-               double acc = 0.0;
-               for (std::size_t j = lo; j < hi; ++j) {
-                 double gij = 0.0;
-                 for (std::size_t r = 0; r < rank; ++r) gij += u[r][i] * w[r][j];
-                 acc += p[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
-                        (f + sol[1][j] - gij);
-               }
-               zbar[i] += acc * inv_eps;
-             });
-    for (std::size_t j = 0; j < np_[1]; ++j) bbar[j] += sol[1][j];
+    vjp_result(
+        sys,
+        [&](std::size_t i, std::size_t j) {
+          double gij = 0.0;
+          for (std::size_t r = 0; r < rank; ++r) gij += u[r][i] * w[r][j];
+          return gij;
+        },
+        zbar, bbar);
+  }
+
+  // vjp_plan for a cotangent G given entry by entry, G(i, j) for point i and
+  // target j (in the solver's sorted order): the VJP of any function of the
+  // whole plan, at the cost of a VJP.
+  template <class Entry>
+  void vjp_entries(Entry&& entry, double* zbar, double* bbar) {
+    AdjointSystem sys(np_);
+    const int o = sys.o, s = sys.s;
+    sys.rhs[s].assign(np_[s], 0.0);
+    {
+      std::vector<double*> out = sys.scatters();
+      out.push_back(sys.rhs[s].data());
+      row_pass(o, out.size(), out.data(),
+               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
+                   double* const* sc) {
+                 double rk = 0.0;
+                 for (std::size_t l = lo; l < hi; ++l) {
+                   const double pg = p[l] * (o == 0 ? entry(k, l) : entry(l, k));
+                   rk += pg;
+                   sc[3][l] += pg;
+                 }
+                 sys.record_row(k, p, lo, hi, total, rk, sc);
+               });
+    }
+    solve_adjoint(sys);
+    vjp_result(sys, entry, zbar, bbar);
   }
 
   // Jacobian-vector product through the plan at the fixed point, the
@@ -493,10 +508,13 @@ class Sinkhorn1D {
   // with r0_i = dz_i sum_j P_ij C'_ij and r1_j = sum_i P_ij C'_ij dz_i (the
   // marginals stay fixed), in the same way (schur_side). Writes dP w_r (n
   // values) to dpw[r] for the nw <= 4 target-side vectors w_r, and adds dP^T
-  // u_r (m values) to dptu[r] for the nu <= 4 point-side vectors u_r. The
-  // passes over the plan are those of vjp_plan: the cost of a VJP.
+  // u_r (m values) to dptu[r] for the nu <= 4 point-side vectors u_r, and
+  // dP itself to dplan (n x m, column-major, entries within the band; the
+  // caller zeroes it) when dplan is not null. The passes over the plan are
+  // those of vjp_plan: the cost of a VJP.
   void jvp_plan(const double* dz, std::size_t nu, const double* const* u, double* const* dptu,
-                std::size_t nw, const double* const* w, double* const* dpw) {
+                std::size_t nw, const double* const* w, double* const* dpw,
+                double* dplan = nullptr) {
     constexpr std::size_t kMaxVectors = 4;
     AdjointSystem sys(np_);
     const int o = sys.o, s = sys.s;
@@ -539,6 +557,7 @@ class Sinkhorn1D {
                                    sinkhorn_detail::cost_deriv(z[i] - y[j], power) * dzi);
                  for (std::size_t r = 0; r < nw; ++r) acc[r] += e * w[r][j];
                  for (std::size_t r = 0; r < nu; ++r) sc[r][j] += e * u[r][i];
+                 if (dplan != nullptr) dplan[i + j * np_[0]] = e;
                }
                for (std::size_t r = 0; r < nw; ++r) dpw[r][i] = acc[r];
              });
@@ -604,6 +623,31 @@ class Sinkhorn1D {
                [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double,
                    double* const*) { sys.solve_row(k, p, lo, hi); });
     }
+  }
+
+  // The last pass of a VJP through the plan, once the adjoint system is
+  // solved: d loss / dz_i = (1/eps) sum_j P_ij C'_ij (sol0_i + sol1_j - G_ij)
+  // added to zbar, and sol1 (d loss / db) added to bbar.
+  template <class Entry>
+  void vjp_result(AdjointSystem& sys, Entry&& entry, double* zbar, double* bbar) {
+    const double inv_eps = 1.0 / opt_.eps;
+    const double* z = pts_[0];
+    const double* y = pts_[1];
+    const std::vector<double>* sol = sys.sol;
+    const bool solve_rows = sys.o == 0;
+    row_pass(0, 0, nullptr,
+             [&](std::size_t i, const double* p, std::size_t lo, std::size_t hi, double,
+                 double* const*) {
+               if (solve_rows) sys.solve_row(i, p, lo, hi);
+               const double f = sol[0][i];
+               double acc = 0.0;
+               for (std::size_t j = lo; j < hi; ++j) {
+                 acc += p[j] * sinkhorn_detail::cost_deriv(z[i] - y[j], opt_.power) *
+                        (f + sol[1][j] - entry(i, j));
+               }
+               zbar[i] += acc * inv_eps;
+             });
+    for (std::size_t j = 0; j < np_[1]; ++j) bbar[j] += sol[1][j];
   }
 
   // The side-s part of the solution of [[D_o, P], [P^T, D_s]] (sol_o,
