@@ -15,6 +15,7 @@
 operator_families <- list(
   soft = list(build = "soft_operator", value = "soft_forward", vjp = "soft_vjp"),
   sinkhorn = list(build = "sinkhorn_operator"),
+  sinkhorn_by = list(build = "sinkhorn_by_operator"),
   perturbed = list(build = "perturbed_build", vjp = "perturbed_build_vjp")
 )
 
@@ -45,6 +46,7 @@ operator_table <- list(
   sinkhorn_cdf = operator_row("sinkhorn", "cdf", sinkhorn_grid_args),
   sinkhorn_sort = operator_row("sinkhorn", "sort", sinkhorn_grid_args),
   sinkhorn_plan = operator_row("sinkhorn", "plan", sinkhorn_grid_args),
+  sinkhorn_sort_by = operator_row("sinkhorn_by", "sort", c(alist(by = ), sinkhorn_grid_args)),
   sinkhorn_quantile = operator_row("sinkhorn", "quantile", c(
     alist(probs = 0.5, width = 0.05, eps = 0.01, weights = NULL), sinkhorn_solver_args)),
   soft_topk = operator_row("sinkhorn", "topk", c(

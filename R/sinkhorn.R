@@ -571,13 +571,14 @@ warn_plan_size <- function(n, m, columns, threads) {
   entries <- as.double(n) * m * columns
   check_memory(8 * (entries + 2 * as.double(n) * m * min(columns, threads)), "n_targets", m)
   if (entries > max_plan_entries) {
-    warning(sprintf(paste0("The plan has %s entries (%.0f MB): %d values x %d targets x %d ",
-                           "column(s). Use fewer `n_targets`, or sinkhorn_rank(), ",
-                           "sinkhorn_sort() or sinkhorn_quantile(), which read the plan ",
-                           "without storing it."),
-                    format(entries, big.mark = ",", scientific = FALSE), 8 * entries / 2^20, n,
-                    m, columns),
-            call. = FALSE)
+    message <- sprintf(paste0("The plan has %s entries (%.0f MB): %d values x %d targets x %d ",
+                              "column(s). Use fewer `n_targets`, or sinkhorn_rank(), ",
+                              "sinkhorn_sort() or sinkhorn_quantile(), which read the plan ",
+                              "without storing it."),
+                       format(entries, big.mark = ",", scientific = FALSE), 8 * entries / 2^20,
+                       n, m, columns)
+    warning(structure(class = c("diffrank_plan_size", "warning", "condition"),
+                      list(message = message, call = NULL)))
   }
 }
 
@@ -657,6 +658,10 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
       vdim <- value_dim(value)
       if (kind == "plan") {
         vdim <- c(prod(vdim[1:2]), if (!args$shape$vector) args$shape$ncol)
+        size <- as.double(vdim[1L]) * args$shape$nrow * args$shape$ncol
+        if (size > 1e8) {
+          abort("The Jacobian would have %.3g entries; use $jvp() or $vjp() instead.", size)
+        }
       }
       jac <- jacobian_from_vjp(function(v) vjp_impl(v, "x", warn = FALSE)$x, vdim, args$shape,
                                TRUE)

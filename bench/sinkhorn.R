@@ -254,3 +254,26 @@ for (n in c(500L, 2000L)) {
               n, t_plan, t_rank, t_plan / t_rank, t_vjp_plan, t_vjp_rank, t_vjp_plan / t_vjp_rank,
               t_jvp_plan))
 }
+
+# ---------------------------------------------------------------------------
+# 11. Rows of a matrix sorted by a key (sinkhorn_sort_by(), through the dense
+#     plan) against sinkhorn_sort() of the key alone, 1 thread
+cat("\n11. sinkhorn_sort_by(): 20 columns sorted by a key vs sinkhorn_sort() of the key, 1 thread\n")
+set.seed(11)
+for (n in c(2000L, 20000L)) {
+  key <- rnorm(n)
+  xs <- matrix(rnorm(n * 20), n)
+  op_by <- sinkhorn_sort_by_fn(xs, key, threads = 1)
+  op_sort <- sinkhorn_sort_fn(key, threads = 1)
+  t_by <- timeit(sinkhorn_sort_by_fn(xs, key, threads = 1), reps = 5L)
+  t_sort <- timeit(sinkhorn_sort_fn(key, threads = 1), reps = 5L)
+  V <- matrix(rnorm(length(op_by$value)), nrow(op_by$value))
+  vs <- rnorm(length(op_sort$value))
+  t_vjp_x <- timeit(op_by$vjp(V), reps = 5L)
+  t_vjp_by <- timeit(op_by$vjp(V, wrt = "by"), reps = 5L)
+  t_vjp_sort <- timeit(op_sort$vjp(vs), reps = 5L)
+  cat(sprintf(paste0("   n = %-6d m = %d: forward %.3f s (sort %.3f s, %.1fx); VJP for x %.3f s,",
+                     " for the key %.3f s (sort %.3f s, %.1fx)\n"),
+              n, nrow(op_by$value), t_by, t_sort, t_by / t_sort, t_vjp_x, t_vjp_by, t_vjp_sort,
+              t_vjp_by / t_vjp_sort))
+}

@@ -182,6 +182,8 @@ make_fits <- function(env) {
                                               threads = 2, progress = FALSE))
   lazy("OP_SK_TOPK", soft_topk_fn(X_MAT, k = 2, eps = 0.05, threads = 2, progress = FALSE))
   lazy("OP_SK_PLAN", sinkhorn_plan_fn(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
+  lazy("OP_SK_SORT_BY", sinkhorn_sort_by_fn(X_MAT, by = X_MAT[, 1], eps = 0.05, threads = 2,
+                                            progress = FALSE))
   lazy("OP_SK_NORMALIZE", sinkhorn_normalize_fn(X_MAT, target = TARGET, eps = 0.05, threads = 2,
                                                 progress = FALSE))
   lazy("OP_PERTURBED", perturbed_fn(X_VEC, "rank", eps = 0.5, n_samples = 50, threads = 2))
@@ -204,7 +206,7 @@ spec <- function(label, f, args, roles = character(), fixed = character(), requi
 
 default_roles <- c(
   x = "data", y = "data", v = "data", u = "data", z = "data", w = "data", pred = "data",
-  response = "data", target = "data", weights = "data", target_weights = "data",
+  response = "data", target = "data", by = "data", weights = "data", target_weights = "data",
   newdata = "data", train = "data", rough = "data",
   eps = "number", tol = "number", lambda = "number", power = "number", width = "number",
   probs = "number", trim = "number", window = "number", alpha = "number",
@@ -269,6 +271,7 @@ build_specs <- function() {
     sk("sinkhorn_quantile", extra = q(probs = c(0.25, 0.5), width = 0.1)),
     sk("soft_topk", extra = q(k = 2)),
     sk("sinkhorn_plan"),
+    sk("sinkhorn_sort_by", extra = q(by = X_MAT[, 1])),
     spec("sinkhorn_normalize", quote(sinkhorn_normalize),
          q(x = X_MAT, target = TARGET, eps = 0.05, scale = "none", threads = 2, progress = FALSE),
          se = TRUE),
@@ -276,6 +279,9 @@ build_specs <- function() {
     sk("sinkhorn_quantile_fn", extra = q(probs = 0.5)), sk("soft_topk_fn", extra = q(k = 2)),
     sk("sinkhorn_normalize_fn", extra = q(target = TARGET)),
     sk("sinkhorn_plan_fn"),
+    sk("sinkhorn_sort_by_fn", extra = q(by = X_MAT[, 1])),
+    spec("sinkhorn_sort_by_vjp", quote(sinkhorn_sort_by_vjp),
+         q(x = X_MAT, v = V_MAT, by = X_MAT[, 1], eps = 0.05, threads = 2, progress = FALSE)),
     spec("sinkhorn_plan_vjp", quote(sinkhorn_plan_vjp),
          q(x = X_MAT, v = array(V_MAT, c(8, 8, 4)), eps = 0.05, threads = 2, progress = FALSE)),
     skv("sinkhorn_rank_vjp"), skv("sinkhorn_cdf_vjp"), skv("sinkhorn_sort_vjp"),
@@ -417,7 +423,7 @@ build_specs <- function() {
            OP_SK_RANK = "sinkhorn_rank_fn", OP_SK_CDF = "sinkhorn_cdf_fn",
            OP_SK_SORT = "sinkhorn_sort_fn", OP_SK_QUANTILE = "sinkhorn_quantile_fn",
            OP_SK_TOPK = "soft_topk_fn", OP_SK_NORMALIZE = "sinkhorn_normalize_fn",
-           OP_SK_PLAN = "sinkhorn_plan_fn",
+           OP_SK_PLAN = "sinkhorn_plan_fn", OP_SK_SORT_BY = "sinkhorn_sort_by_fn",
            OP_PERTURBED = "perturbed_fn", OP_P_SOLVER = "perturbed_solver()")
   # the cotangent and tangent of each: shaped like the value and the input
   vshape <- list(OP_SK_QUANTILE = quote(V_MAT[1:2, ]), OP_SK_PLAN = quote(array(V_MAT, c(8, 8, 4))),

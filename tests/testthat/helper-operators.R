@@ -82,11 +82,22 @@ expect_operator_contract <- function(make, x, forward, vjp_fun = NULL, inputs = 
 # An example at which to check an operator of the package's table
 # (R/operator_table.R): `args` are its arguments after x; `inputs` names
 # those of them it is also differentiable in (their VJP is checked by finite
-# differences too); `seed` fixes the draws of a Monte-Carlo operator.
+# differences too); `seed` fixes the draws of a Monte-Carlo operator;
+# `per_row` names the arguments with one value per row of x (`by` of
+# sinkhorn_sort_by()), which tests on other data recycle (example_args()).
 operator_example <- function(x, args = list(), inputs = character(), seed = NULL,
-                             finite_differences = is.null(seed), label = "") {
+                             finite_differences = is.null(seed), label = "",
+                             per_row = character()) {
   list(x = x, args = args, inputs = inputs, seed = seed,
-       finite_differences = finite_differences, label = label)
+       finite_differences = finite_differences, label = label, per_row = per_row)
+}
+
+# The arguments `names` of an example for the data x: those with one value
+# per row recycled to the rows of x.
+example_args <- function(example, x, names = names(example$args)) {
+  args <- example$args[names]
+  for (arg in intersect(example$per_row, names)) args[[arg]] <- rep_len(args[[arg]], NROW(x))
+  args
 }
 
 # The contract checks of one example of the operator `name`, through its
@@ -145,6 +156,12 @@ operator_examples <- function() {
       operator_example(y, list(eps = 0.05, decreasing = TRUE, tol = tol), label = "decreasing")),
     sinkhorn_cdf = list(operator_example(y, list(eps = 0.05, weights = 1:8, tol = tol))),
     sinkhorn_sort = list(operator_example(y, list(eps = 0.03, decreasing = TRUE, tol = tol))),
+    sinkhorn_sort_by = list(
+      operator_example(cbind(y, y^2), list(by = rev(y), eps = 0.05, n_targets = 5,
+                                           target_weights = c(1, 2, 3, 2, 1), tol = tol),
+                       inputs = c("by", "target_weights"), per_row = "by"),
+      operator_example(y, list(by = y[c(2:8, 1)], eps = 0.1, decreasing = TRUE, tol = tol),
+                       inputs = "by", label = "vector, decreasing", per_row = "by")),
     sinkhorn_plan = list(
       operator_example(y, list(eps = 0.05, n_targets = 4, target_weights = c(1, 3, 2, 2),
                                tol = tol), inputs = "target_weights"),

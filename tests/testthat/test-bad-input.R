@@ -62,20 +62,22 @@ operator_calls <- function() {
     row <- operator_table[[name]]
     required <- Filter(function(arg) identical(row$args[[arg]], quote(expr = )),
                        setdiff(names(row$args), "..."))
-    fixed <- examples[[name]][[1L]]$args[required]
+    example <- examples[[name]][[1L]]
     forms <- lapply(c(value = "", fn = "_fn", vjp = "_vjp"),
                     function(suffix) get(paste0(name, suffix), asNamespace("diffrank")))
     local({
       forms <- forms
-      fixed <- fixed
-      out[[name]] <<- entry(function(x, ...) do.call(forms$value, c(list(x, ...), fixed)))
+      example <- example
+      required <- required
+      fixed <- function(x) example_args(example, x, required)
+      out[[name]] <<- entry(function(x, ...) do.call(forms$value, c(list(x, ...), fixed(x))))
       out[[paste0(name, "_fn")]] <<- entry(function(x, ...) {
-        do.call(forms$fn, c(list(x, ...), fixed))
+        do.call(forms$fn, c(list(x, ...), fixed(x)))
       })
       out[[paste0(name, "_vjp")]] <<- entry(function(x, ...) {
-        value <- tryCatch(suppressWarnings(do.call(forms$value, c(list(x, ...), fixed))),
+        value <- tryCatch(suppressWarnings(do.call(forms$value, c(list(x, ...), fixed(x)))),
                           error = function(e) x)
-        do.call(forms$vjp, c(list(x, ones_like(unclass(value)), ...), fixed))
+        do.call(forms$vjp, c(list(x, ones_like(unclass(value)), ...), fixed(x)))
       })
     })
   }

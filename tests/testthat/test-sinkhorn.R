@@ -60,6 +60,31 @@ test_that("sinkhorn_plan() is the transport the other operators read", {
   expect_error(sinkhorn_plan(rnorm(500), n_targets = 500), "`n_targets`")
 })
 
+test_that("sinkhorn_sort_by() averages the rows of x by the plan of the key", {
+  set.seed(13)
+  x <- cbind(id = 1:7, score = rnorm(7))
+  by <- rnorm(7)
+  s <- sinkhorn_sort_by(x, by, eps = 0.05, n_targets = 4, tol = 1e-12)
+  P <- unclass(sinkhorn_plan(by, eps = 0.05, n_targets = 4, tol = 1e-12))
+  expect_equal(unclass(s)[, ], crossprod(P, x) / colSums(P), tolerance = 1e-14,
+               ignore_attr = TRUE)
+  expect_identical(colnames(s), colnames(x))
+  expect_true(attr(s, "converged"))
+  # sinkhorn_sort() is the sort of a vector by itself
+  expect_equal(as.vector(sinkhorn_sort_by(by, by, eps = 0.05, tol = 1e-12)),
+               as.vector(sinkhorn_sort(by, eps = 0.05, tol = 1e-12)), tolerance = 1e-10)
+  # small eps: the rows in the order of the key, either way
+  expect_equal(unclass(sinkhorn_sort_by(x, by, eps = 1e-4, n_targets = 7))[, ], x[order(by), ],
+               tolerance = 1e-4, ignore_attr = TRUE)
+  expect_equal(unclass(sinkhorn_sort_by(x, by, eps = 1e-4, n_targets = 7, decreasing = TRUE))[, ],
+               x[order(by, decreasing = TRUE), ], tolerance = 1e-4, ignore_attr = TRUE)
+  # the key's errors name it
+  expect_error(sinkhorn_sort_by(x), "`by` is missing")
+  expect_error(sinkhorn_sort_by(x, by[-1]), "`by` must be a numeric vector with one value per row")
+  expect_error(sinkhorn_sort_by(x, replace(by, 2, NA)), "`by` must contain only finite")
+  expect_error(sinkhorn_sort_by(x, as.character(by)), "`by` must be a numeric vector")
+})
+
 test_that("all quantile levels come from one transport, checked on a dense R Sinkhorn", {
   set.seed(11)
   x <- rnorm(25)

@@ -194,7 +194,7 @@ test_that("every operator of the table gives the same value and products for any
     example <- operator_examples()[[name]][[1L]]
     # as many rows as the example (its weights are per row), 16 columns
     set.seed(19)
-    x <- matrix(rnorm(length(example$x) * 16), length(example$x))
+    x <- matrix(rnorm(NROW(example$x) * 16), NROW(example$x))
     make <- function(th) {
       args <- utils::modifyList(example$args, list(threads = th))
       run <- function() do.call(get(paste0(name, "_fn"), asNamespace("diffrank")), c(list(x), args))
