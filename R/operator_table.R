@@ -15,7 +15,7 @@
 operator_families <- list(
   soft = list(build = "soft_operator", value = "soft_forward", vjp = "soft_vjp"),
   sinkhorn = list(build = "sinkhorn_operator"),
-  sinkhorn_by = list(build = "sinkhorn_by_operator"),
+  sinkhorn_plan = list(build = "sinkhorn_plan_operator"),
   perturbed = list(build = "perturbed_build", vjp = "perturbed_build_vjp")
 )
 
@@ -46,7 +46,9 @@ operator_table <- list(
   sinkhorn_cdf = operator_row("sinkhorn", "cdf", sinkhorn_grid_args),
   sinkhorn_sort = operator_row("sinkhorn", "sort", sinkhorn_grid_args),
   sinkhorn_plan = operator_row("sinkhorn", "plan", sinkhorn_grid_args),
-  sinkhorn_sort_by = operator_row("sinkhorn_by", "sort", c(alist(by = ), sinkhorn_grid_args)),
+  sinkhorn_sort_by = operator_row("sinkhorn_plan", "sort_by", c(alist(by = ), sinkhorn_grid_args)),
+  sinkhorn_quantize = operator_row("sinkhorn_plan", "quantize", c(
+    alist(n_targets = 4, eps = 0.01, weights = NULL, target_weights = NULL), sinkhorn_solver_args)),
   sinkhorn_quantile = operator_row("sinkhorn", "quantile", c(
     alist(probs = 0.5, width = 0.05, eps = 0.01, weights = NULL), sinkhorn_solver_args)),
   soft_topk = operator_row("sinkhorn", "topk", c(

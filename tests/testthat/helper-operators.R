@@ -162,6 +162,10 @@ operator_examples <- function() {
                        inputs = c("by", "target_weights"), per_row = "by"),
       operator_example(y, list(by = y[c(2:8, 1)], eps = 0.1, decreasing = TRUE, tol = tol),
                        inputs = "by", label = "vector, decreasing", per_row = "by")),
+    sinkhorn_quantize = list(
+      operator_example(y, list(n_targets = 3, eps = 0.05, target_weights = c(1, 2, 1),
+                               tol = tol), inputs = "target_weights"),
+      operator_example(cbind(y, rev(y)^3), list(eps = 0.1, tol = tol), label = "matrix")),
     sinkhorn_plan = list(
       operator_example(y, list(eps = 0.05, n_targets = 4, target_weights = c(1, 3, 2, 2),
                                tol = tol), inputs = "target_weights"),

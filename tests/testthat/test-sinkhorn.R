@@ -85,6 +85,29 @@ test_that("sinkhorn_sort_by() averages the rows of x by the plan of the key", {
   expect_error(sinkhorn_sort_by(x, as.character(by)), "`by` must be a numeric vector")
 })
 
+test_that("sinkhorn_quantize() sends each value to the mean level of its quantile group", {
+  x <- c(b = 1.1, a = 0.1, c = 0.2, d = 1.3, e = 3.0, f = 2.9)
+  q <- sinkhorn_quantize(x, n_targets = 3, eps = 1e-4)
+  groups <- c(1.2, 0.15, 0.15, 1.2, 2.95, 2.95)
+  expect_equal(as.vector(q), groups, tolerance = 1e-5)
+  expect_identical(names(q), names(x))
+  # the levels are the soft sort at n_targets levels, P q / a the value
+  P <- unclass(sinkhorn_plan(x, n_targets = 3, eps = 0.05, tol = 1e-12))
+  levels <- as.vector(sinkhorn_sort(x, n_targets = 3, eps = 0.05, tol = 1e-12))
+  expect_equal(as.vector(sinkhorn_quantize(x, n_targets = 3, eps = 0.05, tol = 1e-12)),
+               unname(drop(P %*% levels) * 6), tolerance = 1e-9)
+  # columns apart
+  m <- cbind(x, rev(x) * 10)
+  expect_identical(as.vector(sinkhorn_quantize(m, eps = 0.05)[, 2]),
+                   as.vector(sinkhorn_quantize(rev(x) * 10, eps = 0.05)))
+  # mean-preserving: the value's weighted mean is that of x
+  w <- c(1, 2, 1, 3, 1, 2)
+  expect_equal(sum(w * sinkhorn_quantize(x, weights = w, eps = 0.05, tol = 1e-12)) / sum(w),
+               sum(w * x) / sum(w), tolerance = 1e-9)
+  expect_warning(sinkhorn_quantize(x, eps = 1e6), "nearly constant")
+  expect_error(sinkhorn_quantize(x, n_targets = 0), "`n_targets`")
+})
+
 test_that("all quantile levels come from one transport, checked on a dense R Sinkhorn", {
   set.seed(11)
   x <- rnorm(25)
