@@ -108,6 +108,15 @@ sinkhorn_plan_operator <- function(operator, x, by = NULL, eps, n_targets = NULL
   }
   if (anyNA(mat) || any(is.infinite(mat))) abort("`x` must contain only finite values.")
   key <- if (operator == "sort_by") checked_key(by, n) else mat
+  # both operators are of degree 1 in x given the plan, and the squashed plan
+  # does not depend on the scale of x: x of extreme magnitude is divided by a
+  # power of two, exactly, and the value and gradients scaled back
+  scale <- match_choice(scale, c("squash", "none"), "scale")
+  ex <- if (operator == "sort_by" || scale == "squash") pow2_exponent(mat) else 0
+  if (ex != 0) {
+    mat <- times_pow2(mat, -ex)
+    if (operator == "quantize") key <- mat
+  }
   plan <- withCallingHandlers(
     sinkhorn_operator("plan", x = key, eps = eps, n_targets = n_targets, weights = weights,
                       target_weights = target_weights, decreasing = decreasing, scale = scale,
@@ -116,24 +125,40 @@ sinkhorn_plan_operator <- function(operator, x, by = NULL, eps, n_targets = NULL
     # the plan is these operators' working storage: check_memory() guards it
     diffrank_plan_size = function(w) invokeRestart("muffleWarning"))
   parts <- if (operator == "sort_by") sort_by_parts(plan, mat) else quantize_parts(plan, mat)
-  value <- shape_like_input(parts$value, shape, row_names = operator == "quantize")
+  value <- shape_like_input(times_pow2(parts$value, ex), shape, row_names = operator == "quantize")
   for (name in c("iterations", "error", "converged")) attr(value, name) <- plan$diagnostics[[name]]
   oldClass(value) <- "sinkhorn_result"
   key_name <- if (operator == "sort_by") "by" else "x"
+  # the gradients are linear in v: a v of extreme magnitude is scaled too
   vjp_impl <- function(v, wrt) {
     v <- matrix(v, ncol = ncol(mat))
+    ev <- pow2_exponent(v)
+    v <- times_pow2(v, -ev)
     grads <- list(x = parts$vjp_linear(v))
     if (wrt != "x" || operator == "quantize") {
       through_plan <- plan$vjp(parts$plan_cotangent(v), wrt = "all")
-      grads[[key_name]] <- if (key_name == "x") grads$x + through_plan$x else through_plan$x
-      grads$target_weights <- through_plan$target_weights
+      # the plan's gradients are those of the value at x / 2^ex
+      grads[[key_name]] <- if (key_name == "x") {
+        grads$x + through_plan$x
+      } else {
+        times_pow2(through_plan$x, ex)
+      }
+      grads$target_weights <- times_pow2(through_plan$target_weights, ex)
     }
+    grads <- lapply(grads, times_pow2, ev)
     grads$x <- shape_like_input(grads$x, shape)
+    asked <- if (wrt == "all") grads else grads[wrt]
+    if (any(vapply(asked, nonfinite_kind_cpp, 0L) != 0L)) {
+      warn_nonfinite(unlist(asked, use.names = FALSE), c("x", "v"))
+    }
     grads
   }
   jvp_impl <- function(u) {
     u <- matrix(u, ncol = ncol(mat))
-    d <- parts$jvp(u, if (operator == "quantize") plain_values(plan$jvp(u)))
+    eu <- pow2_exponent(u)
+    u <- times_pow2(u, -eu)
+    d <- times_pow2(parts$jvp(u, if (operator == "quantize") plain_values(plan$jvp(u))), eu)
+    if (nonfinite_kind_cpp(d) != 0L) warn_nonfinite(d, c("x", "u"))
     shape_like_input(d, shape, row_names = operator == "quantize")
   }
   new_operator(value = value, input = shape, vjp_impl = vjp_impl,
@@ -141,6 +166,19 @@ sinkhorn_plan_operator <- function(operator, x, by = NULL, eps, n_targets = NULL
                jvp_impl = jvp_impl, label = paste0("sinkhorn_", operator),
                settings = attr(plan, "info")$settings, details = attr(plan, "info")$details,
                diagnostics = plan$diagnostics)
+}
+
+# The power of two e with max|z| / 2^e in [1, 2) when max|z| is outside
+# [2^-256, 2^256], else 0 (as range_exponent() of sinkhorn.hpp); and z 2^e,
+# in two exact steps so that neither factor leaves the double range.
+pow2_exponent <- function(z) {
+  big <- suppressWarnings(max(abs(z)))
+  if (!is.finite(big) || big == 0 || (big >= 2^-256 && big <= 2^256)) return(0)
+  floor(log2(big))
+}
+times_pow2 <- function(z, e) {
+  if (is.null(z) || e == 0) return(z)
+  z * 2^(e %/% 2) * 2^(e - e %/% 2)
 }
 
 checked_key <- function(by, n) {

@@ -277,3 +277,21 @@ for (n in c(2000L, 20000L)) {
               n, nrow(op_by$value), t_by, t_sort, t_by / t_sort, t_vjp_x, t_vjp_by, t_vjp_sort,
               t_vjp_by / t_vjp_sort))
 }
+
+# ---------------------------------------------------------------------------
+# 12. Soft quantization (sinkhorn_quantize(), through the dense plan) against
+#     sinkhorn_sort() at the same levels, 1 thread
+cat("\n12. sinkhorn_quantize() vs sinkhorn_sort() at the same 8 levels, 1 thread\n")
+set.seed(12)
+for (n in c(2000L, 100000L)) {
+  xq <- rnorm(n)
+  op_q <- sinkhorn_quantize_fn(xq, n_targets = 8, threads = 1)
+  op_s <- sinkhorn_sort_fn(xq, n_targets = 8, threads = 1)
+  t_q <- timeit(sinkhorn_quantize_fn(xq, n_targets = 8, threads = 1), reps = 5L)
+  t_s <- timeit(sinkhorn_sort_fn(xq, n_targets = 8, threads = 1), reps = 5L)
+  vq <- rnorm(n)
+  t_vjp_q <- timeit(op_q$vjp(vq), reps = 5L)
+  t_vjp_s <- timeit(op_s$vjp(rnorm(8)), reps = 5L)
+  cat(sprintf("   n = %-6d forward %.3f s (sort %.3f s, %.1fx); VJP %.3f s (sort %.3f s, %.1fx)\n",
+              n, t_q, t_s, t_q / t_s, t_vjp_q, t_vjp_s, t_vjp_q / t_vjp_s))
+}

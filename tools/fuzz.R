@@ -182,6 +182,7 @@ make_fits <- function(env) {
                                               threads = 2, progress = FALSE))
   lazy("OP_SK_TOPK", soft_topk_fn(X_MAT, k = 2, eps = 0.05, threads = 2, progress = FALSE))
   lazy("OP_SK_PLAN", sinkhorn_plan_fn(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
+  lazy("OP_SK_QUANTIZE", sinkhorn_quantize_fn(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
   lazy("OP_SK_SORT_BY", sinkhorn_sort_by_fn(X_MAT, by = X_MAT[, 1], eps = 0.05, threads = 2,
                                             progress = FALSE))
   lazy("OP_SK_NORMALIZE", sinkhorn_normalize_fn(X_MAT, target = TARGET, eps = 0.05, threads = 2,
@@ -272,6 +273,7 @@ build_specs <- function() {
     sk("soft_topk", extra = q(k = 2)),
     sk("sinkhorn_plan"),
     sk("sinkhorn_sort_by", extra = q(by = X_MAT[, 1])),
+    sk("sinkhorn_quantize", extra = q(n_targets = 3)),
     spec("sinkhorn_normalize", quote(sinkhorn_normalize),
          q(x = X_MAT, target = TARGET, eps = 0.05, scale = "none", threads = 2, progress = FALSE),
          se = TRUE),
@@ -280,6 +282,8 @@ build_specs <- function() {
     sk("sinkhorn_normalize_fn", extra = q(target = TARGET)),
     sk("sinkhorn_plan_fn"),
     sk("sinkhorn_sort_by_fn", extra = q(by = X_MAT[, 1])),
+    sk("sinkhorn_quantize_fn", extra = q(n_targets = 3)),
+    skv("sinkhorn_quantize_vjp", extra = q(n_targets = 3)),
     spec("sinkhorn_sort_by_vjp", quote(sinkhorn_sort_by_vjp),
          q(x = X_MAT, v = V_MAT, by = X_MAT[, 1], eps = 0.05, threads = 2, progress = FALSE)),
     spec("sinkhorn_plan_vjp", quote(sinkhorn_plan_vjp),
@@ -424,6 +428,7 @@ build_specs <- function() {
            OP_SK_SORT = "sinkhorn_sort_fn", OP_SK_QUANTILE = "sinkhorn_quantile_fn",
            OP_SK_TOPK = "soft_topk_fn", OP_SK_NORMALIZE = "sinkhorn_normalize_fn",
            OP_SK_PLAN = "sinkhorn_plan_fn", OP_SK_SORT_BY = "sinkhorn_sort_by_fn",
+           OP_SK_QUANTIZE = "sinkhorn_quantize_fn",
            OP_PERTURBED = "perturbed_fn", OP_P_SOLVER = "perturbed_solver()")
   # the cotangent and tangent of each: shaped like the value and the input
   vshape <- list(OP_SK_QUANTILE = quote(V_MAT[1:2, ]), OP_SK_PLAN = quote(array(V_MAT, c(8, 8, 4))),

@@ -24,6 +24,8 @@ cases <- list(
                                     "sinkhorn_rank(x, eps = 1e-3, n_targets = 50000, threads = 2, progress = FALSE)"),
   sinkhorn_plan = c("x <- matrix(rnorm(5000 * 2000), 5000)",
                     "suppressWarnings(sinkhorn_plan(x, eps = 1e-5, n_targets = 8, threads = 2, progress = FALSE))"),
+  sinkhorn_quantize = c("x <- matrix(rnorm(5000 * 2000), 5000)",
+                        "sinkhorn_quantize(x, eps = 1e-5, n_targets = 8, threads = 2, progress = FALSE)"),
   sinkhorn_normalize = c("x <- matrix(rnorm(50000 * 400), 50000)",
                          "sinkhorn_normalize(x, threads = 2, progress = FALSE)"),
   soft_rank = c("x <- matrix(rnorm(2e8), 1e4)", "soft_rank(x, threads = 2)"),

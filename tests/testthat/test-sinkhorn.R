@@ -104,6 +104,17 @@ test_that("sinkhorn_quantize() sends each value to the mean level of its quantil
   w <- c(1, 2, 1, 3, 1, 2)
   expect_equal(sum(w * sinkhorn_quantize(x, weights = w, eps = 0.05, tol = 1e-12)) / sum(w),
                sum(w * x) / sum(w), tolerance = 1e-9)
+  # x of extreme magnitude: the value scales, the gradient does not
+  small <- sinkhorn_quantize_fn(x, n_targets = 3, eps = 0.05)
+  huge <- sinkhorn_quantize_fn(x * 2^900, n_targets = 3, eps = 0.05)
+  v <- seq(-1, 1, length.out = 6)
+  expect_equal(as.vector(huge$value), as.vector(small$value) * 2^900)
+  expect_equal(huge$vjp(v), small$vjp(v))
+  expect_equal(huge$vjp(v * 1e300), small$vjp(v) * 1e300)
+  expect_equal(huge$vjp(v, wrt = "target_weights"), small$vjp(v, wrt = "target_weights") * 2^900)
+  expect_equal(huge$jvp(v), small$jvp(v))
+  expect_no_warning(g <- sinkhorn_quantize_vjp(x / 3.2 * 1e308, v, n_targets = 3, eps = 0.05))
+  expect_equal(g, small$vjp(v))
   expect_warning(sinkhorn_quantize(x, eps = 1e6), "nearly constant")
   expect_error(sinkhorn_quantize(x, n_targets = 0), "`n_targets`")
 })
