@@ -479,24 +479,17 @@ class Sinkhorn1D {
   // whole plan, at the cost of a VJP.
   template <class Entry>
   void vjp_entries(Entry&& entry, double* zbar, double* bbar) {
-    AdjointSystem sys(np_);
-    const int o = sys.o, s = sys.s;
-    sys.rhs[s].assign(np_[s], 0.0);
-    {
-      std::vector<double*> out = sys.scatters();
-      out.push_back(sys.rhs[s].data());
-      row_pass(o, out.size(), out.data(),
-               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
-                   double* const* sc) {
-                 double rk = 0.0;
-                 for (std::size_t l = lo; l < hi; ++l) {
-                   const double pg = p[l] * (o == 0 ? entry(k, l) : entry(l, k));
-                   rk += pg;
-                   sc[3][l] += pg;
-                 }
-                 sys.record_row(k, p, lo, hi, total, rk, sc);
-               });
-    }
+    const int o = AdjointSystem::rows_side(np_);
+    auto pg = [&](std::size_t k, const double* p, std::size_t l) {
+      return p[l] * (o == 0 ? entry(k, l) : entry(l, k));
+    };
+    AdjointSystem sys = entry_system(
+        [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
+          double rk = 0.0;
+          for (std::size_t l = lo; l < hi; ++l) rk += pg(k, p, l);
+          return rk;
+        },
+        pg);
     solve_adjoint(sys);
     vjp_result(sys, entry, zbar, bbar);
   }
@@ -516,32 +509,24 @@ class Sinkhorn1D {
                 std::size_t nw, const double* const* w, double* const* dpw,
                 double* dplan = nullptr) {
     constexpr std::size_t kMaxVectors = 4;
-    AdjointSystem sys(np_);
-    const int o = sys.o, s = sys.s;
+    const int o = AdjointSystem::rows_side(np_);
     const double* z = pts_[0];
     const double* y = pts_[1];
     const double power = opt_.power;
-    sys.rhs[s].assign(np_[s], 0.0);
-    {
-      std::vector<double*> out = sys.scatters();
-      out.push_back(sys.rhs[s].data());
-      row_pass(o, out.size(), out.data(),
-               [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
-                   double* const* sc) {
-                 // P_kl C'_kl, with the point and target of (k, l) taken
-                 // from the side of the rows (computed again for the
-                 // scatter: the rows of a pass may run on several threads)
-                 auto pc = [&](std::size_t l) {
-                   return p[l] * sinkhorn_detail::cost_deriv(o == 0 ? z[k] - y[l] : z[l] - y[k],
-                                                             power);
-                 };
-                 double acc = 0.0;
-                 for (std::size_t l = lo; l < hi; ++l) acc += o == 0 ? pc(l) : pc(l) * dz[l];
-                 const double rk = o == 0 ? acc * dz[k] : acc;
-                 sys.record_row(k, p, lo, hi, total, rk, sc);
-                 for (std::size_t l = lo; l < hi; ++l) sc[3][l] += pc(l) * (o == 0 ? dz[k] : dz[l]);
-               });
-    }
+    // P_kl C'_kl, with the point and target of (k, l) taken from the side of
+    // the rows
+    auto pc = [&](std::size_t k, const double* p, std::size_t l) {
+      return p[l] * sinkhorn_detail::cost_deriv(o == 0 ? z[k] - y[l] : z[l] - y[k], power);
+    };
+    AdjointSystem sys = entry_system(
+        [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi) {
+          double acc = 0.0;
+          for (std::size_t l = lo; l < hi; ++l) acc += o == 0 ? pc(k, p, l) : pc(k, p, l) * dz[l];
+          return o == 0 ? acc * dz[k] : acc;
+        },
+        [&](std::size_t k, const double* p, std::size_t l) {
+          return pc(k, p, l) * (o == 0 ? dz[k] : dz[l]);
+        });
     solve_adjoint(sys);
     const double inv_eps = 1.0 / opt_.eps;
     const std::vector<double>* sol = sys.sol;
@@ -584,7 +569,10 @@ class Sinkhorn1D {
     std::vector<double> marg[2], rhs[2], sol[2];
     std::vector<double> bt, dsq;  // P^T D_o^-1 rhs_o and sum_k P_kl^2 / marg_o[k]
 
-    explicit AdjointSystem(const std::size_t* np) : o(np[1] <= np[0] ? 0 : 1), s(1 - o) {
+    // The rows of the passes are those of the larger side; the system is
+    // solved on the smaller one.
+    static int rows_side(const std::size_t* np) { return np[1] <= np[0] ? 0 : 1; }
+    explicit AdjointSystem(const std::size_t* np) : o(rows_side(np)), s(1 - o) {
       marg[o].resize(np[o]);
       rhs[o].resize(np[o]);
       marg[s].assign(np[s], 0.0);
@@ -611,6 +599,26 @@ class Sinkhorn1D {
                   marg[o][k];
     }
   };
+
+  // The adjoint system whose right-hand sides are the row and column sums of
+  // a matrix H on the plan's support, from one pass over the rows of side o:
+  // row_sum(k, p, lo, hi) gives row k's sum (rhs_o), entry(k, p, l) its entry
+  // l, scattered into rhs_s (computed again there: the rows of a pass may run
+  // on several threads).
+  template <class RowSum, class Entry>
+  AdjointSystem entry_system(RowSum&& row_sum, Entry&& entry) {
+    AdjointSystem sys(np_);
+    sys.rhs[sys.s].assign(np_[sys.s], 0.0);
+    std::vector<double*> out = sys.scatters();
+    out.push_back(sys.rhs[sys.s].data());
+    row_pass(sys.o, out.size(), out.data(),
+             [&](std::size_t k, const double* p, std::size_t lo, std::size_t hi, double total,
+                 double* const* sc) {
+               sys.record_row(k, p, lo, hi, total, row_sum(k, p, lo, hi), sc);
+               for (std::size_t l = lo; l < hi; ++l) sc[3][l] += entry(k, p, l);
+             });
+    return sys;
+  }
 
   // sol_s by schur_side; sol_o is sized, and filled here when side o is the
   // targets (a pass over their rows), else by the caller's last pass over
