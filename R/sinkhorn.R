@@ -68,7 +68,10 @@
 #' the hard sort, with Anderson acceleration (and Newton steps on the
 #' semi-dual when they slow down, as they do at small `eps`), until the L1
 #' error of the target marginal is at most `tol` or `max_iter` iterations were
-#' made. Every
+#' made. A column that this does not solve (it can stall with few targets at
+#' very small `eps`) is solved once more from zero potentials by eps scaling
+#' (eps decreased in stages down to `eps`), with `max_iter` iterations of its
+#' own, and the better of the two is kept. Every
 #' result carries the attributes `iterations`, `error` and `converged` (one
 #' value per column), and a warning is given when a column did not converge.
 #' The rows of the plan are always exact, so CDF values stay in `[0, 1]`.
@@ -103,7 +106,8 @@
 #'   has no unit; `"none"`: transport the values of `x` themselves.
 #' @param power The cost is `|x - y|^power`, `power >= 1` (2 by default).
 #' @param tol Convergence tolerance on the L1 error of the target marginal.
-#' @param max_iter Maximum number of Sinkhorn iterations.
+#' @param max_iter Maximum number of Sinkhorn iterations (of each of the two
+#'   attempts, see Convergence).
 #' @param threads Number of threads, over the columns (or inside a column
 #'   when there are fewer columns than threads); see [diffrank_threads()].
 #'   Results do not depend on it.

@@ -88,6 +88,8 @@ void read_options(const Rcpp::List& options, diffrank::SinkhornSpec& spec) {
     spec.opt.warm_start = option<bool>(options, "warm_start");
     spec.opt.scaling = !spec.opt.warm_start;
   }
+  // a warm start that stalls is solved again by eps scaling
+  spec.opt.rescue = !options.containsElementNamed("rescue") || option<bool>(options, "rescue");
 }
 
 void read_problems(const Rcpp::List& problems, diffrank::SinkhornSpec& spec) {

@@ -506,7 +506,27 @@ test_that("no NaN or Inf for small and large eps, ties, constant and short input
   # not converged: a warning and the attribute
   expect_warning(r <- sinkhorn_rank(rnorm(100), eps = 1e-5, max_iter = 2), "did not converge")
   expect_false(attr(r, "converged"))
-  expect_identical(attr(r, "iterations"), 2L)
+  # max_iter of the warm start, then of the eps-scaling attempt
+  expect_identical(attr(r, "iterations"), 4L)
+})
+
+test_that("a warm start that stalls (few targets, very small eps) is solved by eps scaling", {
+  set.seed(1)
+  x <- matrix(rnorm(200 * 60), 200)
+  # with the warm start alone, several of these columns stop with a marginal
+  # error of 1.75 (diffrank before 0.1)
+  s <- sinkhorn_sort(x, eps = 1e-5, n_targets = 8, threads = 1)
+  expect_true(all(attr(s, "converged")))
+  expect_lt(max(attr(s, "error")), 1e-6)
+  j <- which.max(attr(s, "iterations"))
+  a <- rep(1 / 200, 200)
+  problem <- sinkhorn_problem(seq(0, 1, length.out = 8), rep(1 / 8, 8))
+  warm <- diffrank:::sinkhorn_forward_cpp(x[, j, drop = FALSE], a, "sort", list(problem),
+                                          sinkhorn_options(1e-5, 1e-6, rescue = FALSE), 1L)
+  expect_false(warm$converged)
+  scaled <- diffrank:::sinkhorn_forward_cpp(x[, j, drop = FALSE], a, "sort", list(problem),
+                                            sinkhorn_options(1e-5, 1e-6, warm_start = FALSE), 1L)
+  expect_equal(as.vector(s[, j]), as.vector(scaled$value), tolerance = 1e-8)
 })
 
 test_that("bad inputs give clear errors", {

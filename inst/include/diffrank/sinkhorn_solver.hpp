@@ -46,6 +46,9 @@ struct SinkhornOptions {
                                 // eps = kScalingStart * kScalingFactor^k down to eps,
                                 // each solved to kStageTol before the next
   bool warm_start = true;       // start from the dual potentials of the hard sort
+  bool rescue = false;          // when a warm start does not converge, solve again by eps
+                                // scaling (which it can stall without: few targets at
+                                // small eps) and keep the better of the two
   bool banded = true;           // skip kernel entries that cannot matter
   int newton_after = -1;        // Sinkhorn iterations before Newton steps may start;
                                 // -1: 10 with at most kDenseSchur targets, else 50
@@ -274,10 +277,28 @@ class Sinkhorn1D {
   }
 
   SinkhornStatus solve() {
-    SinkhornStatus st;
     entries_ = 0.0;
-    const bool scaling = !opt_.warm_start && opt_.scaling;
-    if (opt_.warm_start) {
+    SinkhornStatus st = solve_from(opt_.warm_start, opt_.scaling);
+    if (st.converged || !opt_.warm_start || !opt_.rescue) return st;
+    const std::vector<double> f(pot_[0]), g(pot_[1]);
+    SinkhornStatus again = solve_from(false, true);
+    again.iterations += st.iterations;
+    if (again.converged || again.error < st.error) return again;
+    pot_[0] = f;
+    pot_[1] = g;
+    prepared_[0] = prepared_[1] = false;
+    st.iterations = again.iterations;
+    st.entries = again.entries;
+    return st;
+  }
+
+ private:
+  // The iterations from the hard sort's potentials (warm) or from zero
+  // potentials, by eps scaling when `scaling`; entries_ accumulates.
+  SinkhornStatus solve_from(bool warm, bool scaling_asked) {
+    SinkhornStatus st;
+    const bool scaling = !warm && scaling_asked;
+    if (warm) {
       hard_potentials();
       eps_cur_ = opt_.eps;
     } else {
@@ -364,6 +385,7 @@ class Sinkhorn1D {
     return st;
   }
 
+ public:
   // out[k] = sum_l P_kl v[l] for every k of side `dst` (v lives on the other
   // side); with v == nullptr, the marginal sum_l P_kl. (At the eps of the
   // iterations: opt_.eps outside eps scaling, and after solve().)
