@@ -92,25 +92,25 @@ void read_options(const Rcpp::List& options, diffrank::SinkhornSpec& spec) {
   spec.opt.rescue = !options.containsElementNamed("rescue") || option<bool>(options, "rescue");
 }
 
-void read_problems(const Rcpp::List& problems, diffrank::SinkhornSpec& spec) {
-  spec.problems.resize(problems.size());
-  for (R_xlen_t p = 0; p < problems.size(); ++p) {
-    const Rcpp::List description(problems[p]);
-    diffrank::SinkhornProblem& pr = spec.problems[p];
-    pr.y = as_vector(description["y"]);
-    pr.b = as_vector(description["b"]);
-    pr.whole_plan = spec.output == diffrank::SinkhornOutput::plan;
-    // 1-based target indices of a quantile's levels; NULL for every other kind
-    if (!Rf_isNull(description["rows"])) {
-      for (int r : Rcpp::IntegerVector(description["rows"])) {
-        pr.rows.push_back(static_cast<std::size_t>(r - 1));
-      }
+// The transport problem of sinkhorn_problems() (R/sinkhorn.R): the one
+// element of `problems`.
+void read_problem(const Rcpp::List& problems, diffrank::SinkhornSpec& spec) {
+  if (problems.size() != 1) Rcpp::stop("one Sinkhorn problem expected");
+  const Rcpp::List description(problems[0]);
+  diffrank::SinkhornProblem& pr = spec.problem;
+  pr.y = as_vector(description["y"]);
+  pr.b = as_vector(description["b"]);
+  pr.whole_plan = spec.output == diffrank::SinkhornOutput::plan;
+  // 1-based target indices of a quantile's levels; NULL for every other kind
+  if (!Rf_isNull(description["rows"])) {
+    for (int r : Rcpp::IntegerVector(description["rows"])) {
+      pr.rows.push_back(static_cast<std::size_t>(r - 1));
     }
-    if (Rcpp::as<bool>(description["cumsum"])) {
-      pr.set_cumsum_weights();
-    } else {
-      pr.w = as_vector(description["w"]);
-    }
+  }
+  if (Rcpp::as<bool>(description["cumsum"])) {
+    pr.set_cumsum_weights();
+  } else {
+    pr.w = as_vector(description["w"]);
   }
 }
 
@@ -119,10 +119,8 @@ void read_problems(const Rcpp::List& problems, diffrank::SinkhornSpec& spec) {
 // entries per iteration (a fraction of a second), between one column per
 // thread and 64 columns.
 std::size_t columns_per_batch(const SinkhornState& st, int threads) {
-  double entries = 0.0;
-  for (const diffrank::SinkhornProblem& pr : st.spec.problems) {
-    entries += static_cast<double>(st.spec.n) * static_cast<double>(pr.y.size());
-  }
+  const double entries =
+      static_cast<double>(st.spec.n) * static_cast<double>(st.spec.problem.y.size());
   const double fit = 1e7 / std::max(entries, 1.0);
   const double columns = std::min(64.0, std::max(static_cast<double>(threads), fit));
   return static_cast<std::size_t>(columns);
@@ -171,8 +169,8 @@ Rcpp::List rescaled_flags(const std::vector<diffrank::SinkhornRescaled>& rescale
 }  // namespace
 
 // Forward pass of a Sinkhorn operator on every column of x: the value
-// (output rows x columns), the convergence of every column (iterations summed
-// and error maximized over its problems) and the state for the VJP.
+// (output rows x columns), the convergence of every column and the state
+// for the VJP.
 // [[Rcpp::export(rng = false)]]
 Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, std::string kind,
                                 Rcpp::List problems, Rcpp::List options, int threads) {
@@ -181,7 +179,7 @@ Rcpp::List sinkhorn_forward_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector a, st
   diffrank::SinkhornSpec& spec = st.spec;
   spec.output = parse_output(kind);
   read_options(options, spec);
-  read_problems(problems, spec);
+  read_problem(problems, spec);
   spec.n = x.nrow();
   st.columns = x.ncol();
   st.x.assign(x.begin(), x.end());
@@ -306,8 +304,8 @@ Rcpp::List sinkhorn_unrolled_cpp(Rcpp::NumericVector x, Rcpp::NumericVector a,
                                  Rcpp::NumericVector v) {
   diffrank::SinkhornSpec spec;
   read_options(options, spec);
-  read_problems(Rcpp::List::create(problem), spec);
-  const diffrank::SinkhornProblem& pr = spec.problems[0];
+  read_problem(Rcpp::List::create(problem), spec);
+  const diffrank::SinkhornProblem& pr = spec.problem;
   diffrank::SinkhornTask task = pr.task(spec.opt, spec.squash);
   const std::size_t n = x.size(), m = pr.y.size();
   const std::size_t rows_v = task.kind == diffrank::SinkhornKind::row ? n : m;

@@ -78,7 +78,7 @@ SinkhornSpec make_spec(SinkhornOutput output, std::size_t n, bool decreasing = f
       pr.rows = {3, 1, 1};
       break;
   }
-  spec.problems.push_back(pr);
+  spec.problem = pr;
   return spec;
 }
 
@@ -267,7 +267,7 @@ TEST(SinkhornOperator, PlanIsTheTransportTheOthersRead) {
   const SinkhornSpec cdf = make_spec(SinkhornOutput::cdf, n);
   ASSERT_EQ(plan.output_rows(), n * m);
   const Solved p = forward(plan, x, a), c = forward(cdf, x, a);
-  const std::vector<double>& w = cdf.problems[0].w;
+  const std::vector<double>& w = cdf.problem.w;
   for (std::size_t i = 0; i < n; ++i) {
     double row = 0.0, pw = 0.0;
     for (std::size_t j = 0; j < m; ++j) {

@@ -5,14 +5,13 @@
 // target values in the user's order). What is left to the glue
 // (src/sinkhorn.cpp) is reading R's arguments, the threads and the storage.
 //
-// A column is solved as one transport per problem (sinkhorn.hpp:
-// SinkhornColumn; every kind has one problem, and the loops over problems
-// keep the layout general): kind "row" problems give one value per input
-// value, out_i = (P w)_i / a_i, with w = cumsum(b) for CDF values (ranks are
-// n times the CDF), w = the target values for normalization and w = (0, 1)
+// A column is solved as one transport problem (sinkhorn.hpp:
+// SinkhornColumn): kind "row" problems give one value per input value,
+// out_i = (P w)_i / a_i, with w = cumsum(b) for CDF values (ranks are n
+// times the CDF), w = the target values for normalization and w = (0, 1)
 // for top-k; kind "col" problems give the mean input value sent to each
 // target (sorts; the quantiles at all levels are the means of their window
-// targets, from one transport); a "plan" problem gives the plan itself.
+// targets); a "plan" problem gives the plan itself.
 #pragma once
 
 #include <algorithm>
@@ -69,7 +68,7 @@ struct SinkhornProblem {
   }
 };
 
-// An operator: its kind, problems and options, the same for every column of
+// An operator: its kind, problem and options, the same for every column of
 // n values. `decreasing` ranks -x (and sorts in decreasing order);
 // `target_order` (normalization) is the position in the user's target of
 // each sorted target value, empty when the user's target was sorted.
@@ -78,25 +77,20 @@ struct SinkhornSpec {
   SinkhornOptions opt;
   bool squash = true;
   bool decreasing = false;
-  std::vector<SinkhornProblem> problems;
+  SinkhornProblem problem;
   std::vector<std::size_t> target_order;
   std::size_t n = 0;
 
-  // Output rows of a column: n values, m sorted values, or one per level.
-  std::size_t output_rows() const { return problems[0].output_rows(n); }
-  // Potentials kept per column: f (n per problem) and g (m_p per problem,
-  // problem p at g_offset(p)); a quantile column's target means are laid out
-  // as its g.
-  std::size_t f_size() const { return problems.size() * n; }
-  std::size_t g_size() const { return g_offset(problems.size()); }
-  std::size_t g_offset(std::size_t p) const {
-    std::size_t offset = 0;
-    for (std::size_t q = 0; q < p; ++q) offset += problems[q].y.size();
-    return offset;
-  }
-  // The first problem's targets: those whose weights (and, for
-  // normalization, values) are differentiable inputs.
-  std::size_t targets() const { return problems[0].y.size(); }
+  // Output rows of a column: n values, m sorted values, one per level, or
+  // the n x m plan.
+  std::size_t output_rows() const { return problem.output_rows(n); }
+  // Potentials kept per column: f (n) and g (one per target); a quantile
+  // column's target means are laid out as its g.
+  std::size_t f_size() const { return n; }
+  std::size_t g_size() const { return targets(); }
+  // The targets, whose weights (and, for normalization, values) are
+  // differentiable inputs.
+  std::size_t targets() const { return problem.y.size(); }
 };
 
 // Which inputs of a column were scaled by a power of two for its derivatives
@@ -129,29 +123,17 @@ class SinkhornOperator {
   // `means` (g_size(), may be null).
   SinkhornStatus forward(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x,
                          const double* a, double* out, double* f, double* g, double* means) {
-    const double* xs = oriented(spec, x);
-    SinkhornStatus total;
-    total.converged = true;
-    total.error = 0.0;
-    for (std::size_t p = 0; p < spec.problems.size(); ++p) {
-      const SinkhornStatus one =
-          forward_problem(spec, opt, p, xs, a, out, f + p * spec.n, g + spec.g_offset(p),
-                          means == nullptr ? nullptr : means + spec.g_offset(p));
-      total.iterations += one.iterations;
-      total.error = std::max(total.error, one.error);
-      total.converged = total.converged && one.converged;
-      total.entries += one.entries;
-    }
+    const SinkhornStatus status =
+        forward_problem(spec, opt, oriented(spec, x), a, out, f, g, means);
     finish(spec, out);
     if (flips_rows(spec)) std::reverse(out, out + spec.output_rows());
-    return total;
+    return status;
   }
 
   // Writes to xbar (n) the VJP for the cotangent v (output_rows() values)
   // at the potentials f, g of forward(); missing values get 0. Adds to bbar and
-  // wbar (targets() each) the gradients of the first problem's target
-  // weights b (before the cumsum, which is applied here) and averaged values
-  // w; target_gradients() turns the column sums into the user's.
+  // wbar (targets() each) the gradients of the target weights b (before the cumsum, which is
+  // applied here) and averaged values w; target_gradients() turns the column sums into the user's.
   void vjp(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x, const double* a,
            const double* f, const double* g, const double* v, double* xbar, double* bbar,
            double* wbar) {
@@ -166,26 +148,13 @@ class SinkhornOperator {
     const std::size_t m0 = spec.targets();
     column_b_.assign(m0, 0.0);
     column_w_.assign(m0, 0.0);
-    for (std::size_t p = 0; p < spec.problems.size(); ++p) {
-      const std::size_t mp = spec.problems[p].y.size();
-      double* bb = column_b_.data();
-      double* wb = column_w_.data();
-      if (p > 0) {  // only the first problem's targets are inputs
-        scratch_b_.assign(mp, 0.0);
-        scratch_w_.assign(mp, 0.0);
-        bb = scratch_b_.data();
-        wb = scratch_w_.data();
-      }
-      vjp_problem(spec, opt, p, xs, a, f + p * spec.n, g + spec.g_offset(p), v, xbar_.data(), bb,
-                  wb);
-    }
+    vjp_problem(spec, opt, xs, a, f, g, v, xbar_.data(), column_b_.data(), column_w_.data());
     const double sign = negates(spec) ? -1.0 : 1.0;
     for (std::size_t i = 0; i < spec.n; ++i) xbar[i] = sign * xbar_[i];
     // w = cumsum(b): d/db_l gets every d/dw_k with k >= l
-    const SinkhornProblem& first = spec.problems[0];
     double tail = 0.0;
     for (std::size_t l = m0; l-- > 0;) {
-      tail += first.w_is_cumsum ? column_w_[l] : 0.0;
+      tail += spec.problem.w_is_cumsum ? column_w_[l] : 0.0;
       bbar[l] += column_b_[l] + tail;
       wbar[l] += column_w_[l];
     }
@@ -202,9 +171,7 @@ class SinkhornOperator {
       for (std::size_t i = 0; i < spec.n; ++i) negated_u_[i] = -u[i];
       u = negated_u_.data();
     }
-    for (std::size_t p = 0; p < spec.problems.size(); ++p) {
-      jvp_problem(spec, opt, p, xs, a, f + p * spec.n, g + spec.g_offset(p), u, out);
-    }
+    jvp_problem(spec, opt, xs, a, f, g, u, out);
     if (flips_rows(spec)) std::reverse(out, out + spec.output_rows());
   }
 
@@ -239,9 +206,9 @@ class SinkhornOperator {
   }
 
   SinkhornStatus forward_problem(const SinkhornSpec& spec, const SinkhornOptions& opt,
-                                 std::size_t p, const double* x, const double* a, double* out,
-                                 double* f, double* g, double* means) {
-    const SinkhornProblem& pr = spec.problems[p];
+                                 const double* x, const double* a, double* out, double* f,
+                                 double* g, double* means) {
+    const SinkhornProblem& pr = spec.problem;
     const SinkhornTask task = pr.task(opt, spec.squash);
     const std::size_t n = spec.n, m = pr.y.size();
     // a plan has a row for every value: x has no missing value (R/sinkhorn.R
@@ -274,10 +241,10 @@ class SinkhornOperator {
     return status;
   }
 
-  void vjp_problem(const SinkhornSpec& spec, const SinkhornOptions& opt, std::size_t p,
-                   const double* x, const double* a, const double* f, const double* g,
-                   const double* v, double* xbar, double* bbar, double* wbar) {
-    const SinkhornProblem& pr = spec.problems[p];
+  void vjp_problem(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x,
+                   const double* a, const double* f, const double* g, const double* v, double* xbar,
+                   double* bbar, double* wbar) {
+    const SinkhornProblem& pr = spec.problem;
     const SinkhornTask task = pr.task(opt, spec.squash);
     const std::size_t n = spec.n, m = pr.y.size();
     const bool row = task.kind == SinkhornKind::row;
@@ -317,10 +284,10 @@ class SinkhornOperator {
     for (std::size_t k = 0; k < q; ++k) xbar[obs_.idx[k]] += obs_xbar_[k];
   }
 
-  void jvp_problem(const SinkhornSpec& spec, const SinkhornOptions& opt, std::size_t p,
-                   const double* x, const double* a, const double* f, const double* g,
-                   const double* u, double* out) {
-    const SinkhornProblem& pr = spec.problems[p];
+  void jvp_problem(const SinkhornSpec& spec, const SinkhornOptions& opt, const double* x,
+                   const double* a, const double* f, const double* g, const double* u,
+                   double* out) {
+    const SinkhornProblem& pr = spec.problem;
     const SinkhornTask task = pr.task(opt, spec.squash);
     const std::size_t n = spec.n, m = pr.y.size();
     if (task.kind == SinkhornKind::plan) {
@@ -365,7 +332,7 @@ class SinkhornOperator {
   ObservedValues obs_;
   SinkhornRescaled rescaled_;
   std::vector<double> buffer_, cot_, obs_f_, obs_v_, obs_xbar_, xbar_, column_b_, column_w_,
-      scratch_b_, scratch_w_, negated_x_, negated_u_, flipped_;
+      negated_x_, negated_u_, flipped_;
 };
 
 // One stored column of an operator through the contract of operator.hpp:
@@ -435,7 +402,7 @@ static_assert(is_column_operator<SinkhornColumnView>::value,
 inline void sinkhorn_target_gradients(const SinkhornSpec& spec, const double* bbar,
                                       const double* wbar, double raw_sum, double* raw_grad,
                                       double* target_grad) {
-  const SinkhornProblem& first = spec.problems[0];
+  const SinkhornProblem& first = spec.problem;
   const std::size_t m = first.y.size();
   // b = raw / sum(raw): the gauge constant of b's gradient cancels here
   const double mean_b = simplex_gauge(first.b.data(), bbar, m);
