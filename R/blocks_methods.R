@@ -271,10 +271,12 @@ sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
 # ---------------------------------------------------------------------------
 # rank kernels
 
-kernel_tile_task <- function(a, b = NULL, kernel, lambda, normalized, u, na, arg_b, threads) {
+kernel_tile_task <- function(a, b = NULL, kernel, lambda, normalized, u, na, arg_b, threads,
+                             top = 0) {
   ma <- rank_input(a, "x", na)
   mb <- if (is.null(b)) NULL else rank_input(b, arg_b, na)
-  rank_kernel_matrix(ma, mb, kernel, lambda, normalized, u, threads, FALSE)
+  rank_kernel_matrix(ma, mb, kernel, lambda, normalized, u, threads, FALSE, top,
+                     na == "interleave")
 }
 
 # The kernel matrix of block inputs in tiles: for a symmetric kernel the tiles
@@ -282,7 +284,7 @@ kernel_tile_task <- function(a, b = NULL, kernel, lambda, normalized, u, na, arg
 # kernel computes it (the pair in the same order), so that the matrix is
 # identical; with y, every tile of x's blocks by y's blocks.
 rank_kernel_blocks <- function(x, y, kernel, lambda, normalized, u, na, threads, progress,
-                               BPPARAM) {
+                               BPPARAM, top = 0) {
   BPPARAM <- check_bpparam(BPPARAM)
   as_block <- function(v, arg) {
     if (is_block_input(v)) return(block_input(v, arg))
@@ -314,6 +316,7 @@ rank_kernel_blocks <- function(x, y, kernel, lambda, normalized, u, na, threads,
   if (length(u) > 0L && length(u) != nrow(bx)) {
     abort("`u` must have one weight per feature (%d), not %d.", nrow(bx), length(u))
   }
+  check_top(top, nrow(bx))
   # Tiles narrow enough that every worker gets some.
   workers <- if (is.null(BPPARAM)) 1L else BiocParallel::bpnworkers(BPPARAM)
   width <- function(m) {
@@ -337,7 +340,7 @@ rank_kernel_blocks <- function(x, y, kernel, lambda, normalized, u, na, threads,
   out <- matrix(0, ncol(bx), if (is.null(by)) ncol(bx) else ncol(by))
   run_blocks(if (is.null(by)) list(x = px) else list(x = px, y = py), items, kernel_tile_task,
              list(kernel = kernel, lambda = lambda, normalized = normalized, u = u, na = na,
-                  arg_b = if (is.null(by)) "x" else "y", threads = threads),
+                  arg_b = if (is.null(by)) "x" else "y", threads = threads, top = top),
              function(t, value) {
                rows <- px$cols[[pairs[t, 1L]]]
                cols <- py$cols[[pairs[t, 2L]]]

@@ -23,6 +23,35 @@
 #' `SummarizedExperiment` (samples in columns too) is used through its assay
 #' `assay.type`.
 #'
+#' @section Partial rankings:
+#' A ranking that does not order every feature stands for all the total
+#' orders consistent with it, and the kernel between two such rankings is the
+#' mean of the kernel over every pair of these orders (the convolution kernel
+#' of Jiao and Vert 2018, positive semidefinite like the kernel it averages).
+#' For the Kendall kernel this mean has a closed form, computed in O(p log p)
+#' per pair of samples like the kernel on full rankings:
+#' * **Ties** (a bucket order): tied features in any order. The mean kernel is
+#'   `variant = "tau_a"` as it stands, and `"tau_b"` is the same kernel
+#'   normalized to a unit diagonal, so values tied within a sample are
+#'   already treated this way.
+#' * **Top-k lists**, `type = "topk"`: each sample keeps its `k` largest
+#'   values ranked and leaves the other features unordered, tied below them,
+#'   as a list of the k most expressed genes does. Features tied with the
+#'   k-th largest value stay ranked, so a list may hold more than k.
+#'   [mallows_kernel()] takes `type = "topk"` too, averaged over the orders of
+#'   tied features in the same way.
+#' * **Missing features**, `na = "interleave"`: a feature missing from a
+#'   sample (`NA`) was not ranked there, and may sit anywhere among its q
+#'   observed features, each of the q + 1 places around them equally likely.
+#'   The kernel then compares every pair of samples on all the features,
+#'   whereas `na = "pairwise"` drops the features either one lacks. With
+#'   `"tau_a"` a sample's kernel with itself falls below 1 as features go
+#'   missing; `"tau_b"` normalizes it to 1.
+#'
+#' The two combine: with `type = "topk"` and `na = "interleave"`, the top k
+#' of each sample's observed values are ranked. Without missing values, and
+#' with `k >= p - 1`, both give the kernel on full rankings to the last bit.
+#'
 #' @section Missing values:
 #' With `na = "fail"` (the default) any `NA` or `NaN` is an error. With
 #' `na = "pairwise"` each pair of samples is compared on the features observed
@@ -33,7 +62,9 @@
 #' values also recompute both samples' self-kernels on the shared features
 #' (three times the work for such pairs). A pair sharing fewer than two
 #' features gives `NA` with a warning. A matrix computed pairwise need not be
-#' positive semidefinite.
+#' positive semidefinite. `na = "interleave"` (Kendall kernel only) treats a
+#' missing value as an unranked feature instead (see the section Partial
+#' rankings); its matrices are positive semidefinite.
 #'
 #' @section Use with kernlab:
 #' The matrix is a kernlab `kernelMatrix` when kernlab is installed, so it can
@@ -66,8 +97,12 @@
 #' @param assay.type For a `SummarizedExperiment` `x` (and `y`), the assay to
 #'   use (a name or an index), as in Bioconductor's scuttle and scran.
 #' @param ... Must be empty (an error names any argument given there).
-#' @param na `"fail"` (the default) or `"pairwise"`; see the section Missing
-#'   values.
+#' @param na `"fail"` (the default), `"pairwise"` or (Kendall kernel only)
+#'   `"interleave"`; see the sections Missing values and Partial rankings.
+#' @param type `"full"` (the default) to rank every feature, or `"topk"` to
+#'   compare top-`k` lists: see the section Partial rankings.
+#' @param k For `type = "topk"`, the number of top features each sample keeps
+#'   ranked, a whole number from 1 to the number of features.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
 #' @param BPPARAM For a `DelayedMatrix` or sparse `x` or `y` (for example an
@@ -157,7 +192,8 @@
 #'
 #' Jiao Y, Vert J-P (2018). The Kendall and Mallows kernels for permutations.
 #' *IEEE Transactions on Pattern Analysis and Machine Intelligence* 40(7),
-#' 1755-1769 (ICML 2015).
+#' 1755-1769 (ICML 2015). Its section on partial rankings gives the
+#' convolution kernels of top-k lists and of interleaved partial rankings.
 #' @seealso [mallows_kernel()], [weighted_kendall_kernel()],
 #'   [kendall_counts()], [kendall_kernlab()], [support_kernel()].
 #' @export
@@ -172,6 +208,11 @@
 #' # rank only the 20 genes of largest variance across the samples
 #' K20 <- kendall_kernel(x, features = 20)
 #' attr(K20, "features")
+#' # compare the samples' lists of their 10 largest values
+#' kendall_kernel(x, type = "topk", k = 10)
+#' # rankings from studies that did not measure every gene
+#' x[sample(length(x), 20)] <- NA
+#' kendall_kernel(x, na = "interleave")
 kendall_kernel <- function(x, ...) {
   UseMethod("kendall_kernel")
 }
@@ -179,17 +220,19 @@ kendall_kernel <- function(x, ...) {
 #' @rdname kendall_kernel
 #' @export
 kendall_kernel.default <- function(x, y = NULL, variant = c("tau_b", "tau_a"),
-                                   na = c("fail", "pairwise"), threads = diffrank_threads(),
-                                   progress = interactive(), BPPARAM = NULL, features = NULL,
-                                   centre = FALSE, ...) {
+                                   na = c("fail", "pairwise", "interleave"),
+                                   threads = diffrank_threads(), progress = interactive(),
+                                   BPPARAM = NULL, features = NULL, centre = FALSE,
+                                   type = c("full", "topk"), k = NULL, ...) {
   check_dots_empty(...)
   variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
   check_centre(centre, y)
-  na <- match_choice(na, c("fail", "pairwise"), "na")
+  na <- match_choice(na, c("fail", "pairwise", "interleave"), "na")
+  top <- top_k(type, k, na)
   sel <- select_features(features, x, y, na)
   out <- rank_kernel(sel$x, sel$y, kernel = variant, na = na, threads = threads,
-                     progress = progress, BPPARAM = BPPARAM)
-  finish_features(out, sel, is.null(y), "kendall_kernel", centre = centre)
+                     progress = progress, BPPARAM = BPPARAM, top = top)
+  finish_features(out, sel, is.null(y), "kendall_kernel", centre = centre, top_lists = top > 0)
 }
 
 # the generic shows the default method's arguments (R/args_of_generics.R)
@@ -217,10 +260,32 @@ kendall_kernel.SummarizedExperiment <- kernel_se_method("kendall_kernel.default"
 #' so the kernel stays positive definite with ties, which counting discordant
 #' pairs only would not.
 #'
+#' With `type = "topk"` the kernel is instead averaged over the orders of the
+#' tied features (the section Partial rankings of [kendall_kernel()]), ties
+#' within the top k included: exp(-lambda n_d / m) for the n_d pairs ordered
+#' oppositely in the two samples, times, for the blocks of tied features, the
+#' mean of exp(-lambda d / m) over their orders, a ratio of q-factorials
+#' (q = exp(-lambda / m)) computed in O(p log p) per pair. With `normalized =
+#' TRUE`, m = n0 - (p - k)(p - k - 1)/2 is the number of pairs a top-k list
+#' orders (n0 for k = p; 1 when not normalized), so that `lambda` weighs the
+#' share of these pairs that two lists order oppositely, as it does for full
+#' rankings: divided by n0, the distances between top-500 lists of 12,625
+#' genes would be 13 times smaller, and the kernel near 1. A list's mean
+#' kernel with itself is below 1 (two random orders of its bottom features
+#' disagree), so the mean is divided by the geometric mean of the two lists'
+#' kernels with themselves: the diagonal is 1, as for full rankings, and the
+#' matrix stays positive semidefinite. Missing values are not allowed with
+#' it: the mean over the places of missing features has no closed form.
+#'
 #' @inheritParams kendall_kernel
 #' @inheritSection kendall_kernel Orientation
 #' @inheritSection kendall_kernel Missing values
 #' @inheritSection kendall_kernel Use with kernlab
+#' @param na `"fail"` (the default) or `"pairwise"`; see the section Missing
+#'   values. (`"interleave"` is for [kendall_kernel()] only.)
+#' @param type `"full"` (the default) to rank every feature, or `"topk"` to
+#'   compare top-`k` lists (see the section Ties, and the section Partial
+#'   rankings of [kendall_kernel()]).
 #' @param lambda The kernel's bandwidth, a number >= 0.
 #' @param normalized Whether the distance is divided by the number of pairs
 #'   of features (so that `lambda` does not depend on their number).
@@ -240,6 +305,8 @@ kendall_kernel.SummarizedExperiment <- kernel_se_method("kendall_kernel.default"
 #' # without ties: exp(-lambda * discordant pairs / all pairs)
 #' counts <- kendall_counts(x[, 1], x[, 2])
 #' exp(-2 * counts[["discordant"]] / counts[["n0"]])
+#' # the samples' top-10 lists
+#' mallows_kernel(x, lambda = 2, type = "topk", k = 10)
 mallows_kernel <- function(x, ...) {
   UseMethod("mallows_kernel")
 }
@@ -249,18 +316,28 @@ mallows_kernel <- function(x, ...) {
 mallows_kernel.default <- function(x, y = NULL, lambda = 1, normalized = TRUE,
                                    na = c("fail", "pairwise"), threads = diffrank_threads(),
                                    progress = interactive(), BPPARAM = NULL, features = NULL,
-                                   centre = FALSE, ...) {
+                                   centre = FALSE, type = c("full", "topk"), k = NULL, ...) {
   check_dots_empty(...)
   lambda <- check_number(lambda, "lambda", lower = 0)
   check_centre(centre, y)
   normalized <- check_flag(normalized, "normalized")
+  if (identical(na, "interleave")) {
+    abort(paste0("`na = \"interleave\"` is offered by kendall_kernel() only: the Mallows ",
+                 "kernel averaged over the places of missing items has no closed form. Use ",
+                 "na = \"pairwise\" or kendall_kernel()."))
+  }
   na <- match_choice(na, c("fail", "pairwise"), "na")
+  top <- top_k(type, k, na)
   sel <- select_features(features, x, y, na)
   out <- rank_kernel(sel$x, sel$y, kernel = "mallows", lambda = lambda, normalized = normalized,
-                     na = na, threads = threads, progress = progress, BPPARAM = BPPARAM)
+                     na = na, threads = threads, progress = progress, BPPARAM = BPPARAM,
+                     top = top)
   p <- if (is.null(dim(sel$x))) length(sel$x) else nrow(sel$x)
+  # the pairs the distances are divided by when normalized (see Ties)
+  pairs <- p * (p - 1) / 2 - if (top > 0) (p - top) * (p - top - 1) / 2 else 0
   finish_features(out, sel, is.null(y), "mallows_kernel",
-                  lambda = if (normalized) lambda else lambda * p * (p - 1) / 2, centre = centre)
+                  lambda = if (normalized) lambda else lambda * pairs, centre = centre,
+                  top_lists = top > 0)
 }
 
 # the generic shows the default method's arguments (R/args_of_generics.R)
@@ -303,6 +380,8 @@ mallows_kernel.SummarizedExperiment <- kernel_se_method("mallows_kernel.default"
 #' @inheritParams kendall_kernel
 #' @inheritSection kendall_kernel Orientation
 #' @inheritSection kendall_kernel Use with kernlab
+#' @param na `"fail"` (the default) or `"pairwise"`; see the section Missing
+#'   values.
 #' @param weighting How pairs of positions are weighted: `"multiplicative"`,
 #'   `"additive"`, `"top"` or `"average"`.
 #' @param k For `weighting = "top"`, the number of top positions, a whole number
@@ -455,6 +534,28 @@ weight_spec <- function(weighting, k, u, p, normalized = TRUE) {
   )
 }
 
+# The length of the top-k lists (`k` of type = "topk"; 0 for full rankings),
+# checked as far as it can be without the data (rank_kernel checks k <= p).
+top_k <- function(type, k, na) {
+  type <- match_choice(type, c("full", "topk"), "type")
+  if (type == "full") {
+    if (!is.null(k)) abort("`k` is only used with type = \"topk\", not \"full\".")
+    return(0)
+  }
+  if (is.null(k)) {
+    abort("`k` must be given for type = \"topk\": how many top features of each sample stay ranked.")
+  }
+  if (!is.numeric(k) || length(k) != 1L || is.object(k) || is.na(k) || !is.finite(k) ||
+        k != round(k) || k < 1) {
+    abort("`k` must be a whole number >= 1, not %s.", describe(k))
+  }
+  if (na == "pairwise") {
+    abort(paste0("`type = \"topk\"` compares top-k lists on all the features: with missing ",
+                 "values use na = \"interleave\" (kendall_kernel()), not \"pairwise\"."))
+  }
+  as.double(k)
+}
+
 # A features x samples double matrix from x (or y), checked for ranking.
 rank_input <- function(x, arg, na) {
   if (is.null(x)) abort("`%s` must be a numeric vector, matrix or data frame, not NULL.", arg)
@@ -472,17 +573,18 @@ rank_input <- function(x, arg, na) {
 }
 
 rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(0), na,
-                        threads, progress, BPPARAM = NULL) {
+                        threads, progress, BPPARAM = NULL, top = 0) {
   threads <- check_threads(threads)
   progress <- check_flag(progress, "progress")
   if (is_block_input(x) || is_block_input(y)) {
     return(rank_kernel_blocks(x, y, kernel, lambda, normalized, u, na, threads, progress,
-                              BPPARAM))
+                              BPPARAM, top))
   }
   check_block_args(BPPARAM)
   scalar <- !is.null(y) && is.null(dim(x)) && is.null(dim(y)) &&
     !is.data.frame(x) && !is.data.frame(y)
-  if (scalar && kernel %in% c("tau_a", "tau_b", "mallows") && is.double(x) && is.double(y) &&
+  if (scalar && top == 0 && na != "interleave" && kernel %in% c("tau_a", "tau_b", "mallows") &&
+        is.double(x) && is.double(y) &&
         !is.object(x) && !is.object(y) && length(x) == length(y) && length(x) >= 2L &&
         length(x) < 2^32 - 1 && (na == "pairwise" || !anyNA(x) && !anyNA(y)) &&
         (is.null(names(x)) || is.null(names(y)) || identical(names(x), names(y)))) {
@@ -512,8 +614,14 @@ rank_kernel <- function(x, y, kernel, lambda = 1, normalized = TRUE, u = double(
   if (length(u) > 0L && length(u) != nrow(mx)) {
     abort("`u` must have one weight per feature (%d), not %d.", nrow(mx), length(u))
   }
-  out <- rank_kernel_matrix(mx, my, kernel, lambda, normalized, u, threads, progress)
+  check_top(top, nrow(mx))
+  out <- rank_kernel_matrix(mx, my, kernel, lambda, normalized, u, threads, progress, top,
+                            na == "interleave")
   finish_kernel(out, colnames(mx), if (is.null(my)) colnames(mx) else colnames(my), scalar)
+}
+
+check_top <- function(top, p) {
+  if (top > p) abort("`k` must be at most the number of features (%d), not %s.", p, format(top))
 }
 
 # The kernel matrix with undefined values as NA (and a warning), its

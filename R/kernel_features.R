@@ -118,9 +118,16 @@ row_variance <- function(x) {
 
 # The kernel matrix `out` with the selected features as an attribute, checked
 # for a near-constant matrix when it is the kernel between the samples of x.
-finish_features <- function(out, sel, symmetric, what, lambda = NULL, centre = FALSE) {
+finish_features <- function(out, sel, symmetric, what, lambda = NULL, centre = FALSE,
+                            top_lists = FALSE) {
   if (is.null(dim(out))) return(out)
-  if (symmetric) check_near_constant_kernel(out, what, lambda)
+  if (symmetric) {
+    check_near_constant_kernel(out, what, lambda, spread_limit = if (top_lists) {
+      near_constant_top_list_spread
+    } else {
+      near_constant_kernel_spread
+    })
+  }
   if (!isFALSE(centre)) out <- centre_kernel(out, centre)
   if (!is.null(sel$features)) attr(out, "features") <- sel$features
   out
@@ -187,7 +194,17 @@ centre_kernel <- function(out, centre) {
 # arrays 0.035, that of their 500 to 2,000 most variable ones 0.065 to 0.10.
 near_constant_kernel_spread <- 0.05
 
-check_near_constant_kernel <- function(k, what, lambda = NULL) {
+# The same for the kernels of top-k lists (type = "topk"), whose values vary
+# less by construction: most pairs of features compare a top feature with a
+# bottom one, and most expressed genes are in every list. On the 12,625 probe
+# sets of the ALL arrays, the Kendall kernels of the top 100 to 2,000 have a
+# standard deviation of 0.044 to 0.051 and an SVM on them tells B from T
+# cells right for 0.95 to 1.00 of the samples at C = 10; on noise, 0.009 for
+# any k from 100 to 2,000.
+near_constant_top_list_spread <- 0.025
+
+check_near_constant_kernel <- function(k, what, lambda = NULL,
+                                       spread_limit = near_constant_kernel_spread) {
   n <- nrow(k)
   if (n < 3L) return(invisible(FALSE))
   m <- k[, , drop = FALSE]
@@ -203,7 +220,7 @@ check_near_constant_kernel <- function(k, what, lambda = NULL) {
   if (length(off) < 3L) return(invisible(FALSE))
   spread <- stats::sd(off)
   if (!is.finite(level) || level <= 0 || !is.finite(spread) ||
-        spread >= near_constant_kernel_spread * level) {
+        spread >= spread_limit * level) {
     return(invisible(FALSE))
   }
   message <- sprintf(paste0(
@@ -211,7 +228,7 @@ check_near_constant_kernel <- function(k, what, lambda = NULL) {
     "of %s, below %s%% of its diagonal (%s): all samples look about equally alike. Either ",
     "they order most pairs of features the same way, as on whole expression arrays (keep ",
     "the most variable features, e.g. `features = 1000`), or the features carry no signal."),
-    what, format(signif(spread, 2)), format(100 * near_constant_kernel_spread),
+    what, format(signif(spread, 2)), format(100 * spread_limit),
     format(signif(level, 3)))
   warning(structure(class = c("diffrank_near_constant_kernel", "warning", "condition"),
                     list(message = message, call = NULL)))

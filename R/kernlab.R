@@ -24,6 +24,12 @@
 #' @inheritParams kendall_kernel
 #' @inheritParams mallows_kernel
 #' @inheritParams weighted_kendall_kernel
+#' @param type `"full"` (the default) to rank every feature, or `"topk"` to
+#'   compare top-`k` lists (see the section Partial rankings of
+#'   [kendall_kernel()]).
+#' @param k For `type = "topk"`, the length of the top-k lists; for
+#'   `weighted_kendall_kernlab(weighting = "top")`, the number of top
+#'   positions.
 #' @param features `NULL` for all the columns, or the columns (features) to
 #'   use: their names (the data given to kernlab must then have column names),
 #'   column numbers or a logical vector. Not a number of features: choose
@@ -46,32 +52,45 @@
 #' }
 #' kendall_kernlab()
 #' weighted_kendall_kernlab(weighting = "top", k = 10, features = 1:20)
-kendall_kernlab <- function(variant = c("tau_b", "tau_a"), features = NULL) {
+kendall_kernlab <- function(variant = c("tau_b", "tau_a"), features = NULL,
+                            type = c("full", "topk"), k = NULL) {
   variant <- match_choice(variant, c("tau_b", "tau_a"), "variant")
   check_kernlab_features(features)
+  type <- match_choice(type, c("full", "topk"), "type")
+  top <- top_k(type, k, "fail")
   make_kernel_fn(
-    function(x, y) kendall_kernel(x, y, variant = variant, threads = 1L, progress = FALSE),
-    kernel = variant, kpar = list(variant = variant, features = features),
-    features = features, label = sprintf("Kendall kernel (%s)", variant)
+    function(x, y) {
+      kendall_kernel(x, y, variant = variant, type = type, k = k, threads = 1L,
+                     progress = FALSE)
+    },
+    kernel = variant, top = top, kpar = list(variant = variant, features = features,
+                                             type = type, k = k),
+    features = features, label = sprintf("Kendall kernel (%s%s)", variant, top_label(top))
   )
 }
 
 #' @rdname kendall_kernlab
 #' @export
-mallows_kernlab <- function(lambda = 1, normalized = TRUE, features = NULL) {
+mallows_kernlab <- function(lambda = 1, normalized = TRUE, features = NULL,
+                            type = c("full", "topk"), k = NULL) {
   lambda <- check_number(lambda, "lambda", lower = 0)
   normalized <- check_flag(normalized, "normalized")
   check_kernlab_features(features)
+  type <- match_choice(type, c("full", "topk"), "type")
+  top <- top_k(type, k, "fail")
   make_kernel_fn(
     function(x, y) {
-      mallows_kernel(x, y, lambda = lambda, normalized = normalized, threads = 1L,
-                     progress = FALSE)
+      mallows_kernel(x, y, lambda = lambda, normalized = normalized, type = type, k = k,
+                     threads = 1L, progress = FALSE)
     },
-    kernel = "mallows", lambda = lambda, normalized = normalized,
-    kpar = list(lambda = lambda, normalized = normalized, features = features),
-    features = features, label = "Mallows kernel"
+    kernel = "mallows", lambda = lambda, normalized = normalized, top = top,
+    kpar = list(lambda = lambda, normalized = normalized, features = features, type = type,
+                k = k),
+    features = features, label = sprintf("Mallows kernel%s", top_label(top))
   )
 }
+
+top_label <- function(top) if (top > 0) sprintf(", top-%d lists", as.integer(top)) else ""
 
 #' @rdname kendall_kernlab
 #' @export
@@ -189,7 +208,7 @@ support_kernel <- function(fit, newdata, train, ..., kernel = kendall_kernel, fe
 # the C++ kernel; anything else goes through the checked R function.
 make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
                            position_weights = function(p) double(0), kpar = list(),
-                           features = NULL, label = "Rank kernel") {
+                           features = NULL, label = "Rank kernel", top = 0) {
   f <- function(x, y = NULL) {
     if (is.null(y)) y <- x
     if (!is.null(features)) {
@@ -198,10 +217,10 @@ make_kernel_fn <- function(checked, kernel, lambda = 1, normalized = TRUE,
     }
     if (is.null(dim(x)) && is.null(dim(y))) {
       if (is.numeric(x) && is.numeric(y) && !is.object(x) && !is.object(y) &&
-            length(x) == length(y) && length(x) >= 2L && !anyNA(x) && !anyNA(y)) {
+            length(x) == length(y) && length(x) >= max(2L, top) && !anyNA(x) && !anyNA(y)) {
         u <- position_weights(length(x))
         value <- rank_kernel_matrix(matrix(as.double(x)), matrix(as.double(y)), kernel, lambda,
-                                    normalized, u, 1L, FALSE)[1L]
+                                    normalized, u, 1L, FALSE, top)[1L]
         if (!is.nan(value)) return(value)
       }
       return(checked(x, y))

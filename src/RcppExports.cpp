@@ -12,8 +12,8 @@ Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
 // rank_kernel_matrix
-Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y, std::string kernel, double lambda, bool normalized, Rcpp::NumericVector u, int threads, bool progress);
-RcppExport SEXP _diffrank_rank_kernel_matrix(SEXP xSEXP, SEXP ySEXP, SEXP kernelSEXP, SEXP lambdaSEXP, SEXP normalizedSEXP, SEXP uSEXP, SEXP threadsSEXP, SEXP progressSEXP) {
+Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y, std::string kernel, double lambda, bool normalized, Rcpp::NumericVector u, int threads, bool progress, double top, bool interleave);
+RcppExport SEXP _diffrank_rank_kernel_matrix(SEXP xSEXP, SEXP ySEXP, SEXP kernelSEXP, SEXP lambdaSEXP, SEXP normalizedSEXP, SEXP uSEXP, SEXP threadsSEXP, SEXP progressSEXP, SEXP topSEXP, SEXP interleaveSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
@@ -24,7 +24,9 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     Rcpp::traits::input_parameter< bool >::type progress(progressSEXP);
-    rcpp_result_gen = Rcpp::wrap(rank_kernel_matrix(x, y, kernel, lambda, normalized, u, threads, progress));
+    Rcpp::traits::input_parameter< double >::type top(topSEXP);
+    Rcpp::traits::input_parameter< bool >::type interleave(interleaveSEXP);
+    rcpp_result_gen = Rcpp::wrap(rank_kernel_matrix(x, y, kernel, lambda, normalized, u, threads, progress, top, interleave));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -677,7 +679,7 @@ END_RCPP
 }
 
 static const R_CallMethodDef CallEntries[] = {
-    {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 8},
+    {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 10},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
     {"_diffrank_kl_nmf_updates_cpp", (DL_FUNC) &_diffrank_kl_nmf_updates_cpp, 6},

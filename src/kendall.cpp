@@ -25,7 +25,8 @@ struct Profiles {
   bool complete(std::size_t j) const { return q[j] == n; }
 };
 
-Profiles rank_columns(const Rcpp::NumericMatrix& x, int threads) {
+// With top > 0, each column is cut to a top-`top` list (keep_top).
+Profiles rank_columns(const Rcpp::NumericMatrix& x, std::size_t top, int threads) {
   Profiles p;
   p.n = x.nrow();
   p.count = x.ncol();
@@ -37,8 +38,9 @@ Profiles rank_columns(const Rcpp::NumericMatrix& x, int threads) {
   diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
     diffrank::RankScratch scratch;
     for (std::size_t j = j0; j < j1; ++j) {
-      const diffrank::RankedProfile r = diffrank::rank_profile(
+      diffrank::RankedProfile r = diffrank::rank_profile(
           xp + j * p.n, p.n, p.order.data() + j * p.n, p.rank.data() + j * p.n, scratch);
+      diffrank::keep_top(r, p.rank.data() + j * p.n, top);
       p.q[j] = r.q;
       p.distinct[j] = r.distinct;
     }
@@ -54,10 +56,21 @@ struct Spec {
   bool normalized = true;
   diffrank::WeightKind weights = diffrank::WeightKind::product;
   const double* u = nullptr;
+  // Missing items interleaved at random among the observed ones (the
+  // convolution Kendall kernel) rather than left out of the pair.
+  bool interleave = false;
+  // Mallows kernel averaged over the orders of tied items (top-k lists):
+  // mallows_ties_exponent with distances over `pairs` and the table G of
+  // lambda / pairs.
+  bool average_ties = false;
+  double pairs = 1.0;
+  std::vector<double> mean_q_factorial_logs;
 };
 
-Spec parse_spec(const std::string& kernel, double lambda, bool normalized, const double* u) {
+Spec parse_spec(const std::string& kernel, double lambda, bool normalized, const double* u,
+                bool interleave = false) {
   Spec s;
+  s.interleave = interleave;
   s.lambda = lambda;
   s.normalized = normalized;
   s.u = u;
@@ -79,14 +92,26 @@ Spec parse_spec(const std::string& kernel, double lambda, bool normalized, const
 
 // The kernel between profile a of one set and profile b of another; self_a and
 // self_b are the weighted kernels of a and b with themselves (when complete).
-double evaluate(const Spec& spec, const diffrank::RankedProfile& a, bool a_complete, double self_a,
-                const diffrank::RankedProfile& b, bool b_complete, double self_b,
-                diffrank::KendallScratch& s) {
+double evaluate(const Spec& spec, std::size_t n, const diffrank::RankedProfile& a, bool a_complete,
+                double self_a, const diffrank::RankedProfile& b, bool b_complete, double self_b,
+                diffrank::KendallScratch& s, diffrank::PartialScratch& partial) {
+  if (spec.interleave && !(a_complete && b_complete)) {
+    const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
+    const double raw = diffrank::interleaved_kendall(a, b, n, c, partial);
+    if (spec.kernel == Kernel::tau_a) {
+      return raw / static_cast<double>(diffrank::pairs_of(static_cast<std::int64_t>(n)));
+    }
+    if (!(self_a > 0.0 && self_b > 0.0)) return diffrank::nan_value();
+    return raw / diffrank::geometric_mean(self_a, self_b);
+  }
   if (spec.kernel != Kernel::weighted) {
     const diffrank::KendallCounts c = diffrank::kendall_counts(a, b, b, s);
     if (spec.kernel == Kernel::tau_a) return diffrank::tau_a(c);
     if (spec.kernel == Kernel::tau_b) return diffrank::tau_b(c);
-    return diffrank::mallows(c, spec.lambda, spec.normalized);
+    if (!spec.average_ties) return diffrank::mallows(c, spec.lambda, spec.normalized);
+    if (c.n0 == 0) return diffrank::nan_value();
+    return std::exp(diffrank::mallows_ties_exponent(a, b, c, spec.lambda, spec.pairs,
+                                                    spec.mean_q_factorial_logs, s.yblock.data()));
   }
   const double raw = diffrank::weighted_kendall(a, b, b, spec.weights, spec.u, s);
   if (!spec.normalized) return raw;
@@ -101,9 +126,23 @@ double evaluate(const Spec& spec, const diffrank::RankedProfile& a, bool a_compl
 
 // Weighted kernels of the complete profiles of p with themselves, for
 // normalizing (0 for the others, and for every profile when the kernel is not
-// a normalized weighted one).
+// a normalized weighted one); for tau-b with interleaved missing items, the
+// convolution kernel of every profile with itself.
 std::vector<double> self_kernels(const Spec& spec, const Profiles& p, int threads) {
   std::vector<double> out(p.count, 0.0);
+  if (spec.interleave && spec.kernel == Kernel::tau_b) {
+    diffrank_glue::parallel_for(
+        p.count, threads,
+        [&](std::size_t j0, std::size_t j1) {
+          diffrank::PartialScratch s;
+          s.reserve(p.n);
+          for (std::size_t j = j0; j < j1; ++j) {
+            out[j] = diffrank::interleaved_kendall_self(p.at(j), p.n, s);
+          }
+        },
+        1, diffrank_glue::timed_batches);
+    return out;
+  }
   if (spec.kernel != Kernel::weighted || !spec.normalized) return out;
   diffrank_glue::parallel_for(p.count, threads, [&](std::size_t j0, std::size_t j1) {
     diffrank::KendallScratch s;
@@ -157,16 +196,18 @@ struct PairRange {
   void operator()(std::size_t t0, std::size_t t1) const {
     const std::size_t nx = px.count;
     diffrank::KendallScratch s;
+    diffrank::PartialScratch partial;
     if (spec.kernel == Kernel::weighted) {
       s.reserve_weighted(px.n);
     } else {
       s.reserve(px.n);
     }
+    if (spec.interleave) partial.reserve(px.n);
     std::size_t i, j;
     pair_at(t0, i, j);
     for (std::size_t t = t0; t < t1; ++t) {
-      const double value = evaluate(spec, px.at(i), px.complete(i), self_x[i], py.at(j),
-                                    py.complete(j), self_y[j], s);
+      const double value = evaluate(spec, px.n, px.at(i), px.complete(i), self_x[i], py.at(j),
+                                    py.complete(j), self_y[j], s, partial);
       o[i + j * nx] = value;
       if (symmetric) {
         o[j + i * nx] = value;
@@ -187,11 +228,28 @@ struct PairRange {
 // Kernel matrix between the columns of x (and those of y when given).
 // kernel is "tau_a", "tau_b", "mallows", "product", "additive" or "average";
 // u holds the position weights of the weighted kernels (u[0] for the top).
+// top > 0 cuts every profile to a top-`top` list; interleave (tau_a and tau_b
+// only) takes missing items as interleaved at random (see kendall.hpp).
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y,
                                        std::string kernel, double lambda, bool normalized,
-                                       Rcpp::NumericVector u, int threads, bool progress) {
-  const Spec spec = parse_spec(kernel, lambda, normalized, u.begin());
+                                       Rcpp::NumericVector u, int threads, bool progress,
+                                       double top = 0, bool interleave = false) {
+  Spec spec = parse_spec(kernel, lambda, normalized, u.begin(), interleave);
+  if (interleave && spec.kernel != Kernel::tau_a && spec.kernel != Kernel::tau_b) {
+    Rcpp::stop("internal: interleaved missing items need a Kendall kernel");
+  }
+  if (top > 0 && spec.kernel == Kernel::mallows) {
+    // Top-k lists are compared on all their items (R/kendall.R admits no
+    // missing values here). Normalized, distances are divided by the pairs a
+    // list orders, all but those inside its bottom: n0 for k = p.
+    const std::int64_t p = x.nrow(), k = static_cast<std::int64_t>(top);
+    spec.average_ties = true;
+    if (normalized) {
+      spec.pairs = static_cast<double>(diffrank::pairs_of(p) - diffrank::pairs_of(p - k));
+    }
+    spec.mean_q_factorial_logs = diffrank::mean_q_factorial_logs(x.nrow(), lambda / spec.pairs);
+  }
   const bool symmetric = y.isNull();
   const std::size_t n = x.nrow(), nx = x.ncol();
   if (static_cast<std::size_t>(u.size()) < n && spec.kernel == Kernel::weighted &&
@@ -203,9 +261,10 @@ Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcp
   // The output is allocated before any C++ buffer: when R cannot allocate it,
   // its error jumps over this frame, and destructors would not run.
   Rcpp::NumericMatrix out(Rcpp::no_init(nx, ny));
-  const Profiles px = rank_columns(x, threads);
+  const std::size_t top_k = static_cast<std::size_t>(top);
+  const Profiles px = rank_columns(x, top_k, threads);
   Profiles py_store;
-  if (!symmetric) py_store = rank_columns(ym, threads);
+  if (!symmetric) py_store = rank_columns(ym, top_k, threads);
   const Profiles& py = symmetric ? px : py_store;
 
   // Weighted kernels of complete profiles with themselves, for normalizing.

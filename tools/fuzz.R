@@ -95,6 +95,7 @@ make_data <- function(env) {
   env$W_VEC <- c(6, 5, 4, 3, 2, 1)
   env$X_MAT <- matrix(rnorm(8 * 4), 8, 4, dimnames = list(paste0("g", 1:8), paste0("s", 1:4)))
   env$V_MAT <- matrix(rnorm(8 * 4), 8, 4)
+  env$X_MAT_NA <- replace(env$X_MAT, c(2, 11, 20, 21), NA)
   env$TARGET <- sort(rnorm(8))
   env$GROUPS <- c("A", "A", "B", "B")
   x <- matrix(rnorm(40 * 24), 40, dimnames = list(paste0("g", 1:40), paste0("s", 1:24)))
@@ -170,6 +171,7 @@ make_fits <- function(env) {
                              Y_BIN[TRAIN], type = "C-svc"))
   lazy("KL_KENDALL", kendall_kernlab())
   lazy("KL_MALLOWS", mallows_kernlab())
+  lazy("KL_KENDALL_TOP", kendall_kernlab(type = "topk", k = 3))
   lazy("KL_WKENDALL", weighted_kendall_kernlab())
   lazy("P_SOLVER", perturbed_solver("rank", eps = 0.5, n_samples = 50))
   lazy("SK_VALUE", sinkhorn_rank(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
@@ -340,6 +342,11 @@ build_specs <- function() {
     spec("kendall_kernel", quote(kendall_kernel),
          q(x = X_MAT, y = NULL, variant = "tau_b", na = "fail", threads = 2, progress = FALSE,
            centre = FALSE), se = TRUE),
+    spec("kendall_kernel[topk, interleave]", quote(kendall_kernel),
+         q(x = X_MAT_NA, y = NULL, variant = "tau_a", na = "interleave", type = "topk", k = 3,
+           threads = 2, progress = FALSE)),
+    spec("mallows_kernel[topk]", quote(mallows_kernel),
+         q(x = X_MAT, lambda = 2, type = "topk", k = 3, threads = 2, progress = FALSE)),
     spec("mallows_kernel", quote(mallows_kernel),
          q(x = X_MAT, y = X_MAT[, 1:2], lambda = 1, normalized = TRUE, threads = 2,
            progress = FALSE), se = TRUE),
@@ -351,6 +358,7 @@ build_specs <- function() {
     spec("weighted_kendall_kernlab", quote(weighted_kendall_kernlab),
          q(weighting = "additive", normalized = TRUE)),
     spec("kendall_kernlab()(x, y)", quote(KL_KENDALL), q(x = X_VEC, y = V_VEC)),
+    spec("kendall_kernlab(topk)(x, y)", quote(KL_KENDALL_TOP), q(x = X_VEC, y = V_VEC)),
     spec("mallows_kernlab()(x, y)", quote(KL_MALLOWS), q(x = X_VEC, y = V_VEC)),
     spec("weighted_kendall_kernlab()(x, y)", quote(KL_WKENDALL), q(x = X_VEC, y = V_VEC)),
     spec("print.diffrank_kernlab", quote(print), q(x = KL_MALLOWS), fixed = "x"),

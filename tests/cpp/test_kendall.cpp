@@ -1,6 +1,7 @@
 // kendall.hpp: pair counts against an O(n^2) count (with ties and missing
-// values), the three counting paths against each other, and the weighted
-// kernels against their O(n^2) definition.
+// values), the three counting paths against each other, the weighted
+// kernels against their O(n^2) definition, and the kernels on partial
+// rankings against enumeration of the total orders consistent with them.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <diffrank/kendall.hpp>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -245,6 +247,127 @@ TEST(KendallCounts, PairCountsOfVeryLongVectors) {
   for (std::size_t i = 0; i < n; i += 7) x[i] = std::round(x[i] * 100.0);
   expect_counts_equal(diffrank::PairCounts()(x.data(), y.data(), n), counts(x, y));
   expect_counts_equal(counts(x, y), counts_by_merge(x, y));
+}
+
+// The total orders of x.size() items (sigma[i] = rank, larger above)
+// consistent with x: observed items with x_i > x_j above, tied and missing
+// (NaN) items anywhere.
+std::vector<std::vector<int>> consistent_orders(const std::vector<double>& x) {
+  std::vector<int> sigma(x.size());
+  std::iota(sigma.begin(), sigma.end(), 0);
+  std::vector<std::vector<int>> out;
+  do {
+    bool ok = true;
+    for (std::size_t i = 0; i < x.size() && ok; ++i) {
+      for (std::size_t j = 0; j < x.size() && ok; ++j) ok = !(x[i] > x[j]) || sigma[i] > sigma[j];
+    }
+    if (ok) out.push_back(sigma);
+  } while (std::next_permutation(sigma.begin(), sigma.end()));
+  return out;
+}
+
+// Mean of sign(sigma_i - sigma_j) over the orders, pair by pair.
+std::vector<double> mean_embedding(const std::vector<std::vector<int>>& orders, std::size_t n) {
+  std::vector<double> phi;
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = i + 1; j < n; ++j) {
+      double sum = 0.0;
+      for (const auto& s : orders) sum += (s[i] > s[j]) - (s[i] < s[j]);
+      phi.push_back(sum / static_cast<double>(orders.size()));
+    }
+  }
+  return phi;
+}
+
+// x with its values below the k-th largest tied at the bottom.
+std::vector<double> top_list(std::vector<double> x, std::size_t k) {
+  std::vector<double> seen;
+  for (double v : x) {
+    if (!std::isnan(v)) seen.push_back(v);
+  }
+  if (k == 0 || k >= seen.size()) return x;
+  std::sort(seen.begin(), seen.end(), std::greater<double>());
+  for (double& v : x) {
+    if (!std::isnan(v) && v < seen[k - 1]) v = -1e300;
+  }
+  return x;
+}
+
+TEST(PartialRankings, InterleavedKendallIsTheMeanOverConsistentOrders) {
+  std::mt19937_64 rng(7);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::uniform_int_distribution<std::size_t> size(2, 6);
+  for (int rep = 0; rep < 200; ++rep) {
+    const std::size_t n = size(rng);
+    std::vector<double> x = integers(n, rng, rep % 2 ? 3 : 1000),
+                        y = integers(n, rng, rep % 3 ? 4 : 1000);
+    std::uniform_int_distribution<std::size_t> item(0, n - 1);
+    for (int m = 0; m < rep % 4; ++m) x[item(rng)] = nan;
+    for (int m = 0; m < (rep / 4) % 3; ++m) y[item(rng)] = nan;
+    const Ranked a(x), b(y);
+    diffrank::KendallScratch s;
+    s.reserve(n);
+    diffrank::PartialScratch partial;
+    partial.reserve(n);
+    const diffrank::KendallCounts c = diffrank::kendall_counts(a.profile, b.profile, b.profile, s);
+    const std::vector<double> pa = mean_embedding(consistent_orders(x), n),
+                              pb = mean_embedding(consistent_orders(y), n);
+    double expected = 0.0, self_a = 0.0;
+    for (std::size_t t = 0; t < pa.size(); ++t) {
+      expected += pa[t] * pb[t];
+      self_a += pa[t] * pa[t];
+    }
+    EXPECT_NEAR(diffrank::interleaved_kendall(a.profile, b.profile, n, c, partial), expected,
+                1e-12);
+    EXPECT_NEAR(diffrank::interleaved_kendall_self(a.profile, n, partial), self_a, 1e-12);
+  }
+}
+
+TEST(PartialRankings, TopListsAndTheirMallowsKernel) {
+  std::mt19937_64 rng(8);
+  std::uniform_int_distribution<std::size_t> size(2, 6);
+  for (int rep = 0; rep < 120; ++rep) {
+    const std::size_t n = size(rng);
+    const std::vector<double> x = integers(n, rng, rep % 2 ? 3 : 1000), y = integers(n, rng, 1000);
+    std::uniform_int_distribution<std::size_t> cut(1, n);
+    const std::size_t k = cut(rng);
+    Ranked a(x), b(y);
+    diffrank::keep_top(a.profile, a.rank.data(), k);
+    diffrank::keep_top(b.profile, b.rank.data(), k);
+    // the cut profiles rank the items as the cut values do
+    const Ranked a_cut(top_list(x, k));
+    for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(a.rank[i], a_cut.rank[i]);
+    EXPECT_EQ(a.profile.distinct, a_cut.profile.distinct);
+
+    diffrank::KendallScratch s;
+    s.reserve(n);
+    const diffrank::KendallCounts c = diffrank::kendall_counts(a.profile, b.profile, b.profile, s);
+    const auto oa = consistent_orders(top_list(x, k)), ob = consistent_orders(top_list(y, k));
+    for (double lambda : {0.0, 0.3, 2.0, 50.0}) {
+      // the mean kernel between two sets of orders
+      auto mean_kernel = [&](const std::vector<std::vector<int>>& o1,
+                             const std::vector<std::vector<int>>& o2) {
+        double sum = 0.0;
+        for (const auto& sa : o1) {
+          for (const auto& sb : o2) {
+            int d = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+              for (std::size_t j = i + 1; j < n; ++j) d += (sa[i] > sa[j]) != (sb[i] > sb[j]);
+            }
+            sum += std::exp(-lambda * d);
+          }
+        }
+        return sum / static_cast<double>(o1.size() * o2.size());
+      };
+      const double expected =
+          mean_kernel(oa, ob) / std::sqrt(mean_kernel(oa, oa) * mean_kernel(ob, ob));
+      const std::vector<double> g = diffrank::mean_q_factorial_logs(n, lambda);
+      std::vector<std::uint32_t> scratch(n);
+      const double got = std::exp(
+          diffrank::mallows_ties_exponent(a.profile, b.profile, c, lambda, 1.0, g, scratch.data()));
+      EXPECT_NEAR(got, expected, 1e-13 * std::max(1.0, expected)) << "lambda " << lambda;
+    }
+  }
 }
 
 }  // namespace

@@ -465,6 +465,7 @@ test_that("the kernels take SummarizedExperiments, defaults run, and unknown arg
   expect_error(kendall_kernel(se, assay.type = "nope"), "`assay.type`")
   # every kernel runs with its defaults
   expect_equal(diag(plain(weighted_kendall_kernel(x))), rep(1, 6))
-  expect_error(kendall_kernel(x, type = "tau_a"), "Unknown argument `type`")
+  expect_error(kendall_kernel(x, method = "tau_a"), "Unknown argument `method`")
+  expect_error(kendall_kernel(x, type = "tau_a"), "`type` must be one of \"full\", \"topk\"")
   expect_error(weighted_kendall_kernel(x, weights = "top"), "Unknown argument `weights`")
 })

@@ -53,6 +53,13 @@ test_that("rank kernels do not depend on the number of threads", {
   expect_thread_invariant(function(th) mallows_kernel(x, lambda = 3, threads = th),
                           "mallows_kernel")
   expect_thread_invariant(function(th) mallows_kernel(x, y, threads = th), "mallows_kernel, x and y")
+  expect_thread_invariant(function(th) kendall_kernel(xna, na = "interleave", threads = th),
+                          "kendall_kernel interleave")
+  expect_thread_invariant(
+    function(th) kendall_kernel(x, y, variant = "tau_a", type = "topk", k = 8, threads = th),
+    "kendall_kernel topk, x and y")
+  expect_thread_invariant(function(th) mallows_kernel(x, type = "topk", k = 8, threads = th),
+                          "mallows_kernel topk")
   for (weighting in c("additive", "multiplicative", "average")) {
     # noise: the "average" kernel is nearly constant, and says so
     expect_thread_invariant(

@@ -471,6 +471,209 @@ inline double mallows(const KendallCounts& c, double lambda, bool normalized) {
   return std::exp(-lambda * d);
 }
 
+// Partial rankings (Jiao and Vert 2018, section on partial rankings). A
+// profile with ties or missing items stands for the set of total orders
+// consistent with it: tied items in any order, and each missing item anywhere
+// among the observed ones. The convolution Kendall kernel of two such
+// profiles is the mean Kendall kernel over all pairs of total orders, which
+// is the inner product of their mean embeddings: for a pair of items (i, j),
+// the mean of sign(sigma(i) - sigma(j)) over the total orders sigma.
+//   - Both observed: the sign of x_i - x_j (0 when tied), so profiles with
+//     ties but no missing items give tau-a's numerator n_c - n_d.
+//   - i observed, j missing: j falls into each of the q + 1 gaps around the q
+//     observed items with the same chance, so the mean is
+//     (below(i) - above(i)) / (q + 1), with below(i) and above(i) the observed
+//     items strictly below and above i (ties count half each way: a tied
+//     block's items take its positions in random order).
+//   - Both missing: 0, by symmetry.
+// Summed over the pairs, by whether each item is observed in both profiles
+// (O), in a only (A), in b only (B) or in neither (N), the products are
+//   sum over pairs in O of sign_a sign_b                      (Knight's count)
+//   + sum over i in O, j in A of sign_a(i, j) c_b(i)
+//   + sum over i in O, j in B of sign_b(i, j) c_a(i)
+//   + |N| sum over i in O of c_a(i) c_b(i)
+//   - (sum over i in A of c_a(i)) (sum over j in B of c_b(j))
+// (pairs inside A, inside B, or with one item in N and the other not in O
+// are 0 in one of the two profiles), each a walk over a profile's order:
+// O(n log n) for a pair.
+
+// Keeps the items of p among its k largest values ranked and ties all the
+// others at the bottom (a top-k list): ranks below the k-th largest value's
+// become 0. Items tied with the k-th largest value stay ranked, so the list
+// may hold more than k items. rank is p's rank array (writable).
+inline void keep_top(RankedProfile& p, std::uint32_t* rank, std::size_t k) {
+  if (k == 0 || k >= p.q) return;
+  const std::uint32_t cut = rank[p.order[p.q - k]];
+  if (cut == 0) return;
+  for (std::size_t t = 0; t < p.q; ++t) {
+    const std::uint32_t f = p.order[t];
+    rank[f] = rank[f] >= cut ? rank[f] - cut + 1 : 0;
+  }
+  p.distinct -= cut - 1;
+}
+
+// For each observed item i of p, below(i) - above(i) over the observed items
+// of p (see above), in num[i]; when sub is given, also sub_num[i] = the same
+// count over the observed items of p missing in `other` only, and returns
+// the sum of num over those items. `other` may be p itself (no such items).
+inline double position_numerators(const RankedProfile& p, const RankedProfile& other,
+                                  std::int64_t* num, std::int64_t* sub_num,
+                                  std::int64_t& sub_count) {
+  sub_count = 0;
+  for (std::size_t t = 0; t < p.q; ++t) sub_count += other.rank[p.order[t]] == kMissingRank;
+  const std::int64_t q = static_cast<std::int64_t>(p.q);
+  std::int64_t below = 0, sub_below = 0;
+  double sub_sum = 0.0;
+  std::size_t k = 0;
+  while (k < p.q) {
+    std::size_t e = k + 1;
+    while (e < p.q && p.rank[p.order[e]] == p.rank[p.order[k]]) ++e;
+    const std::int64_t size = static_cast<std::int64_t>(e - k);
+    std::int64_t sub_size = 0;
+    for (std::size_t t = k; t < e; ++t) sub_size += other.rank[p.order[t]] == kMissingRank;
+    const std::int64_t value = below - (q - below - size);
+    const std::int64_t sub_value = sub_below - (sub_count - sub_below - sub_size);
+    for (std::size_t t = k; t < e; ++t) {
+      const std::uint32_t f = p.order[t];
+      num[f] = value;
+      if (sub_num != nullptr) sub_num[f] = sub_value;
+      if (other.rank[f] == kMissingRank) sub_sum += static_cast<double>(value);
+    }
+    below += size;
+    sub_below += sub_size;
+    k = e;
+  }
+  return sub_sum;
+}
+
+// Scratch of interleaved_kendall: four counts per item.
+struct PartialScratch {
+  std::vector<std::int64_t> num_a, sub_a, num_b, sub_b;
+  void reserve(std::size_t n) {
+    num_a.resize(n);
+    sub_a.resize(n);
+    num_b.resize(n);
+    sub_b.resize(n);
+  }
+};
+
+// The sum over the pairs of n items of the products of the mean embeddings
+// of a and b (the convolution kernel times n(n-1)/2); `counts` are a and b's
+// Knight counts on the items observed in both.
+inline double interleaved_kendall(const RankedProfile& a, const RankedProfile& b, std::size_t n,
+                                  const KendallCounts& counts, PartialScratch& s) {
+  std::int64_t only_a = 0, only_b = 0;
+  const double sum_a = position_numerators(a, b, s.num_a.data(), s.sub_a.data(), only_a);
+  const double sum_b = position_numerators(b, a, s.num_b.data(), s.sub_b.data(), only_b);
+  // over the items observed in both: sign sums against A and B, and c_a c_b
+  std::int64_t against_a = 0, against_b = 0, both = 0;
+  for (std::size_t t = 0; t < a.q; ++t) {
+    const std::uint32_t f = a.order[t];
+    if (b.rank[f] == kMissingRank) continue;
+    against_a += s.sub_a[f] * s.num_b[f];
+    against_b += s.sub_b[f] * s.num_a[f];
+    both += s.num_a[f] * s.num_b[f];
+  }
+  const double gaps_a = static_cast<double>(a.q) + 1.0, gaps_b = static_cast<double>(b.q) + 1.0;
+  const double neither =
+      static_cast<double>(static_cast<std::int64_t>(n) - counts.n - only_a - only_b);
+  // grouped so that swapping a and b gives the same bits (a symmetric matrix
+  // holds one of the two)
+  return static_cast<double>(counts.concordant - counts.discordant) +
+         (static_cast<double>(against_a) / gaps_b + static_cast<double>(against_b) / gaps_a) +
+         (neither * static_cast<double>(both) - sum_a * sum_b) / (gaps_a * gaps_b);
+}
+
+// interleaved_kendall of a profile with itself: its pairs ordered among the
+// observed items, plus (n - q) sum of c(i)^2 over the observed items.
+inline double interleaved_kendall_self(const RankedProfile& p, std::size_t n, PartialScratch& s) {
+  std::int64_t none = 0;
+  position_numerators(p, p, s.num_a.data(), nullptr, none);
+  std::int64_t tied = 0, squares = 0;
+  std::size_t k = 0;
+  while (k < p.q) {
+    std::size_t e = k + 1;
+    while (e < p.q && p.rank[p.order[e]] == p.rank[p.order[k]]) ++e;
+    tied += pairs_of(static_cast<std::int64_t>(e - k));
+    k = e;
+  }
+  for (std::size_t t = 0; t < p.q; ++t) squares += s.num_a[p.order[t]] * s.num_a[p.order[t]];
+  const double gaps = static_cast<double>(p.q) + 1.0;
+  return static_cast<double>(pairs_of(static_cast<std::int64_t>(p.q)) - tied) +
+         static_cast<double>(n - p.q) * static_cast<double>(squares) / (gaps * gaps);
+}
+
+// Convolution Mallows kernel of two profiles with ties (bucket orders, such
+// as top-k lists): the mean of exp(-lambda d) over the total orders
+// consistent with each, d the number of discordant pairs. Given b's order,
+// the pairs inside a tie block of a of size t are discordant as often as the
+// inversions of a random order of t items, whose mean of q^inv (q =
+// exp(-lambda)) is [t]_q! / t! with [t]_q! the q-factorial; the pairs in
+// different blocks of a but one block of b are the inversions of a random
+// order of b's block against a's weak order on it, whose mean of q^inv is the
+// q-multinomial over t! on the parts tied in both. With G(t) = log([t]_q! /
+// t!), the kernel is
+//   exp(-lambda n_d + sum over a's blocks G(t) + sum over b's blocks G(t)
+//       - sum over the groups tied in both G(t)),
+// n_d the pairs strictly ordered in both and discordant; without ties it is
+// exp(-lambda n_d). A profile's kernel with itself is exp(sum over its blocks
+// G(t)), below 1 with ties; the package divides by the geometric mean of the
+// two, for a unit diagonal like the Mallows kernel of full rankings:
+//   exp(-lambda n_d + (1/2) sum over a's and b's blocks G(t)
+//       - sum over the groups tied in both G(t)).
+
+// G(t) for t = 0..n.
+inline std::vector<double> mean_q_factorial_logs(std::size_t n, double lambda) {
+  std::vector<double> g(n + 1, 0.0);
+  if (!(lambda > 0.0)) return g;
+  const double unit = std::expm1(-lambda);  // 1 - q, negated
+  for (std::size_t t = 2; t <= n; ++t) {
+    const double j = static_cast<double>(t);
+    // [j]_q / j = (1 - q^j) / ((1 - q) j)
+    g[t] = g[t - 1] + std::log(std::expm1(-lambda * j) / (unit * j));
+  }
+  return g;
+}
+
+// The exponent of the convolution Mallows kernel above, divided by the
+// geometric mean of the two profiles' kernels with themselves (0 for a
+// profile with itself), with counts a and b's Knight counts, distances
+// divided by `pairs` (as mallows() divides by n0, so that profiles without
+// ties give its bits when pairs = n0), and g from mean_q_factorial_logs for
+// lambda / pairs; scratch holds n values.
+inline double mallows_ties_exponent(const RankedProfile& a, const RankedProfile& b,
+                                    const KendallCounts& counts, double lambda, double pairs,
+                                    const std::vector<double>& g, std::uint32_t* scratch) {
+  double distance = static_cast<double>(counts.discordant);
+  if (pairs != 1.0) distance /= pairs;
+  double exponent = -lambda * distance;
+  auto blocks = [&](const RankedProfile& p, bool groups) {
+    std::size_t k = 0;
+    while (k < p.q) {
+      std::size_t e = k + 1;
+      while (e < p.q && p.rank[p.order[e]] == p.rank[p.order[k]]) ++e;
+      if (e - k > 1) {
+        exponent += 0.5 * g[e - k];
+        if (groups) {
+          const std::size_t m = e - k;
+          for (std::size_t t = 0; t < m; ++t) scratch[t] = b.rank[p.order[k + t]];
+          std::sort(scratch, scratch + m);
+          for (std::size_t t = 0; t < m;) {
+            std::size_t u = t + 1;
+            while (u < m && scratch[u] == scratch[t]) ++u;
+            exponent -= g[u - t];
+            t = u;
+          }
+        }
+      }
+      k = e;
+    }
+  };
+  blocks(a, true);
+  blocks(b, false);
+  return exponent;
+}
+
 enum class WeightKind {
   product,   // w(a, b) = u_a u_b (top-k: u = 1 on the k top positions)
   additive,  // w(a, b) = u_a + u_b
