@@ -5,8 +5,12 @@
 #' ranked by decreasing score. With `loss = "fy"` the model is trained with
 #' the Fenchel-Young loss of the perturbed ranks ([fy_loss()] with the
 #' `"rank"` solver: the label-ranking experiment of Berthet et al. 2020); with
-#' `loss = "squared"`, the baseline, by least squares of the scores on the
-#' target ranks. Both add the ridge penalty `lambda * sum(W^2)`.
+#' `loss = "soft_rank"`, by least squares of the soft ranks of the scores
+#' ([soft_rank()], projections onto the permutahedron) on the target ranks
+#' (the label-ranking experiment of Blondel et al. 2020); with `loss =
+#' "squared"`, the baseline, by least squares of the scores themselves on the
+#' target ranks, one regression per label. All add the ridge penalty `lambda
+#' * sum(W^2)`.
 #'
 #' @section Fitting:
 #' Features are centred and scaled before fitting (coefficients are reported
@@ -21,7 +25,12 @@
 #' preferred label highest: `nrow(y) + 1 - y[, i]`. The squared
 #' loss \eqn{\frac{1}{2n} \sum_i \|\theta_i - y_i\|^2}{(1/(2n)) sum_i ||theta_i - y_i||^2}
 #' (with centred targets) is
-#' minimized in closed form.
+#' minimized in closed form. The soft-rank loss
+#' \eqn{\frac{1}{2n} \sum_i \|r_\varepsilon(\theta_i) - y_i\|^2}{(1/(2n)) sum_i ||r_eps(theta_i) - y_i||^2},
+#' with \eqn{r_\varepsilon}{r_eps} the soft ranks of [soft_rank()] at `eps` on the
+#' scores as they are (`scale = "none"`, so that the ridge penalty fixes the
+#' scale of the scores), is not convex: it is minimized by BFGS from the
+#' least-squares fit, with the exact gradient of the soft ranks' VJP.
 #'
 #' @param x Features x samples: a numeric matrix or data frame with one
 #'   column per sample (use `t()` on a data frame with one row per
@@ -36,23 +45,30 @@
 #'   sharing their average rank. Row names, if any, name the labels. For
 #'   `summary()`, those of `newdata`. Formerly `rankings`, still accepted
 #'   with a warning for one release.
-#' @param loss `"fy"` (perturbed Fenchel-Young loss) or `"squared"`.
-#' @param eps Size of the perturbation of the scores (`"fy"` only), a
-#'   positive number: labels whose scores differ by less than about `eps`
-#'   are treated as exchangeable by the loss.
+#' @param loss `"fy"` (perturbed Fenchel-Young loss), `"soft_rank"` (squared
+#'   loss of the soft ranks) or `"squared"` (squared loss of the scores).
+#' @param eps The smoothing of the ranks (`"fy"` and `"soft_rank"`), a
+#'   positive number on the scale of the scores: for `"fy"` the size of the
+#'   perturbation, for `"soft_rank"` the regularization of [soft_rank()].
+#'   Labels whose scores differ by less than about `eps` are treated as
+#'   exchangeable by the loss.
 #' @param n_samples Number of draws per sample (`"fy"` only).
 #' @param lambda Ridge penalty, a number `>= 0`.
-#' @param max_iter Maximum number of BFGS iterations (`"fy"` only).
+#' @param max_iter Maximum number of BFGS iterations (`"fy"` and `"soft_rank"`).
 #' @param threads Number of threads; see [diffrank_threads()].
 #' @return An object of class `rank_regression`: a list with `coefficients`
 #'   (labels x (1 + features), the intercept first), `fitted` (the training
 #'   scores, labels x samples), the settings, and `optim`, what
-#'   [stats::optim()] reported (`"fy"`). Methods: `print()`, `coef()`,
+#'   [stats::optim()] reported (`"fy"` and `"soft_rank"`). Methods: `print()`, `coef()`,
 #'   `predict()` (rankings or scores of new samples) and `summary()`
 #'   (Spearman and Kendall agreement with the observed rankings).
 #' @references Berthet Q, Blondel M, Teboul O, Cuturi M, Vert JP, Bach F
 #'   (2020). Learning with differentiable perturbed optimizers. *NeurIPS
 #'   2020*. \doi{10.48550/arXiv.2002.08676}
+#'
+#'   Blondel M, Teboul O, Berthet Q, Djolonga J (2020). Fast differentiable
+#'   sorting and ranking. *Proceedings of the 37th International Conference
+#'   on Machine Learning (ICML)*. \doi{10.48550/arXiv.2002.08871}
 #'
 #'   Cheng W, Hühn J, Hüllermeier E (2009). Decision tree and instance-based
 #'   learning for label ranking. *Proceedings of the 26th International
@@ -76,13 +92,13 @@ rank_regression <- function(x, ...) {
 
 #' @rdname rank_regression
 #' @export
-rank_regression.default <- function(x, y, loss = c("fy", "squared"), eps = 1,
+rank_regression.default <- function(x, y, loss = c("fy", "soft_rank", "squared"), eps = 1,
                                     n_samples = 100L, lambda = 1e-3, max_iter = 500L,
                                     threads = diffrank_threads(), ...) {
   rest <- take_renamed(list(...), "rankings", "y", "rank_regression()")
   do.call(check_dots_whole, c(list("rank_regression()"), rest))
   if (missing(y)) abort("`y` is missing: give the observed rankings (labels x samples).")
-  loss <- match_choice(loss, c("fy", "squared"), "loss")
+  loss <- match_choice(loss, c("fy", "soft_rank", "squared"), "loss")
   lambda <- check_number(lambda, "lambda", lower = 0)
   max_iter <- check_whole(max_iter, "max_iter")
   x <- realize_block_input(x, "x", "rank_regression() fits its data whole in memory.")
@@ -99,12 +115,17 @@ rank_regression.default <- function(x, y, loss = c("fy", "squared"), eps = 1,
   spread[!(spread > 0)] <- 1
   xs <- (m - centre) / spread
   target <- nrow(r) + 1 - r
-  fit <- if (loss == "fy") {
-    spec <- perturbed_spec("rank", eps, n_samples, "normal", TRUE, list(), threads)
-    fit_rank_fy(xs, target, spec, lambda, max_iter)
-  } else {
-    fit_rank_squared(xs, target, lambda)
-  }
+  fit <- switch(loss,
+    fy = {
+      spec <- perturbed_spec("rank", eps, n_samples, "normal", TRUE, list(), threads)
+      fit_rank_fy(xs, target, spec, lambda, max_iter)
+    },
+    soft_rank = {
+      eps <- check_number(eps, "eps", lower = 0, allow_lower = FALSE)
+      fit_rank_soft(xs, target, eps, lambda, max_iter, check_threads(threads))
+    },
+    squared = fit_rank_squared(xs, target, lambda)
+  )
   w <- fit$w / rep(spread, each = nrow(fit$w))
   coefficients <- cbind(fit$c - drop(w %*% centre), w)
   dimnames(coefficients) <- list(rownames(r), c("(Intercept)", features))
@@ -112,7 +133,8 @@ rank_regression.default <- function(x, y, loss = c("fy", "squared"), eps = 1,
   dimnames(fitted) <- list(rownames(r), colnames(m))
   structure(
     list(coefficients = coefficients, fitted = fitted, rankings = r, loss = loss,
-         eps = if (loss == "fy") eps else NULL, n_samples = if (loss == "fy") n_samples else NULL,
+         eps = if (loss != "squared") eps else NULL,
+         n_samples = if (loss == "fy") n_samples else NULL,
          lambda = lambda, optim = fit$optim, n_features = nrow(m), features = rownames(m),
          labels = rownames(r), call = match.call()),
     class = "rank_regression"
@@ -263,6 +285,40 @@ fit_rank_fy <- function(xs, target, spec, lambda, max_iter) {
   list(w = matrix(opt$par[seq_len(d * p)], d, p), c = opt$par[d * p + seq_len(d)], optim = opt)
 }
 
+# Minimizes the mean squared loss of the soft ranks (PAV, scale = "none") on
+# the targets plus the ridge penalty with BFGS, from the least-squares fit
+# (the soft ranks of all-zero scores are all equal, a poor start).
+fit_rank_soft <- function(xs, target, eps, lambda, max_iter, threads) {
+  d <- nrow(target)
+  p <- nrow(xs)
+  evaluate <- soft_rank_objective(xs, target, eps, lambda, threads)
+  start <- fit_rank_squared(xs, target, lambda)
+  opt <- stats::optim(c(start$w, start$c), function(par) evaluate(par)$value,
+                      function(par) evaluate(par)$gradient, method = "BFGS",
+                      control = list(maxit = max_iter))
+  list(w = matrix(opt$par[seq_len(d * p)], d, p), c = opt$par[d * p + seq_len(d)], optim = opt)
+}
+
+# The objective of fit_rank_soft() and its gradient, as a function of the
+# parameters c(W, c) (the last evaluation cached, for optim's two calls).
+soft_rank_objective <- function(xs, target, eps, lambda, threads) {
+  d <- nrow(target)
+  p <- nrow(xs)
+  n <- ncol(xs)
+  last <- NULL
+  function(par) {
+    if (identical(par, last$par)) return(last)
+    w <- matrix(par[seq_len(d * p)], d, p)
+    theta <- w %*% xs + par[d * p + seq_len(d)]
+    op <- soft_rank_fn(theta, eps = eps, scale = "none", threads = threads)
+    residual <- op$value - target
+    g <- op$vjp(residual) / n
+    last <<- list(par = par, value = sum(residual^2) / (2 * n) + lambda * sum(w^2),
+                  gradient = c(g %*% t(xs) + 2 * (lambda * w), rowSums(g)))
+    last
+  }
+}
+
 # Ridge least squares of the centred targets on the standardized features:
 # W (xs xs' / n + 2 lambda I) = y xs' / n, and c the mean target.
 fit_rank_squared <- function(xs, target, lambda) {
@@ -286,6 +342,7 @@ rank_scores <- function(object, newdata) {
 
 rank_loss_label <- function(fit) {
   if (fit$loss == "squared") return("squared loss on ranks")
+  if (fit$loss == "soft_rank") return(sprintf("squared loss of soft ranks (eps = %g)", fit$eps))
   sprintf("Fenchel-Young loss of perturbed ranks (eps = %g, %d draws)", fit$eps, fit$n_samples)
 }
 

@@ -385,17 +385,40 @@ test_that("rank_regression() recovers a planted affine ranking model better than
   set.seed(24)
   fy <- rank_regression(train$x, train$rankings, loss = "fy", eps = 1, n_samples = 100)
   squared <- rank_regression(train$x, train$rankings, loss = "squared")
+  soft <- rank_regression(train$x, train$rankings, loss = "soft_rank")
   expect_identical(fy$optim$convergence, 0L)
+  expect_identical(soft$optim$convergence, 0L)
   on_test <- function(fit, rankings) mean(summary(fit, test$x, rankings)$spearman)
   expect_gt(on_test(fy, test$rankings), on_test(squared, test$rankings))
   expect_gt(on_test(fy, test$truth), on_test(squared, test$truth) + 0.005)
   expect_gt(on_test(fy, test$truth), 0.95)
+  # the coefficients themselves, up to a positive scale and a shift common to
+  # all labels (which changes no ranking)
+  centred <- function(m) sweep(m, 2, colMeans(m))
+  expect_gt(cor(as.vector(centred(coef(fy)[, -1])), as.vector(centred(w))), 0.99)
+  # the soft-rank loss, from the least-squares start, improves on it too
+  expect_gt(on_test(soft, test$truth), on_test(squared, test$truth) + 0.003)
   # Kendall agreement through kendall_counts(), against a direct count
   s <- summary(fy, test$x[, 1:50], test$rankings[, 1:50])
   predicted <- predict(fy, test$x[, 1:50])
   direct <- vapply(1:50, function(i) stats::cor(predicted[, i], test$rankings[, i],
                                                 method = "kendall"), 0)
   expect_equal(s$kendall, direct, tolerance = 1e-12)
+})
+
+test_that("the soft-rank loss of rank_regression() has the gradient of its value", {
+  set.seed(31)
+  xs <- matrix(rnorm(3 * 40), 3)
+  target <- apply(matrix(rnorm(4 * 40), 4), 2, rank)
+  objective <- diffrank:::soft_rank_objective(xs, target, eps = 0.7, lambda = 0.01, threads = 1)
+  par <- rnorm(4 * 3 + 4)
+  h <- 1e-6
+  numeric_gradient <- vapply(seq_along(par), function(j) {
+    step <- replace(numeric(length(par)), j, h)
+    (objective(par + step)$value - objective(par - step)$value) / (2 * h)
+  }, 0)
+  expect_equal(objective(par)$gradient, numeric_gradient, tolerance = 1e-6)
+  expect_error(rank_regression(xs, target, loss = "soft_rank", eps = 0), "`eps`")
 })
 
 test_that("rank_regression() methods: coef, predict, print, summary, and their checks", {
@@ -430,6 +453,8 @@ test_that("rank_regression() methods: coef, predict, print, summary, and their c
   expect_output(print(s), "Spearman")
   expect_output(print(summary(fit, x[, 1:10], r[, 1:10])), "10 new samples")
   expect_output(print(rank_regression(x, r, loss = "squared")), "squared loss on ranks")
+  expect_output(print(rank_regression(x, r, loss = "soft_rank")),
+                "squared loss of soft ranks \\(eps = 1\\)")
   # every method refuses arguments it does not use
   expect_error(predict(fit, x, kind = "score"), "Unknown argument `kind`")
   expect_error(coef(fit, exact = TRUE), "Unknown argument `exact`")
