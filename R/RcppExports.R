@@ -13,6 +13,26 @@ rank_kernel_pair_cpp <- function(x, y, kernel, lambda, normalized) {
     .Call(`_diffrank_rank_kernel_pair_cpp`, x, y, kernel, lambda, normalized)
 }
 
+mallows_draws_cpp <- function(uniforms, centre_order, theta, threads) {
+    .Call(`_diffrank_mallows_draws_cpp`, uniforms, centre_order, theta, threads)
+}
+
+kendall_distances_cpp <- function(x, centre, threads) {
+    .Call(`_diffrank_kendall_distances_cpp`, x, centre, threads)
+}
+
+mallows_log_normalizer_cpp <- function(n, theta) {
+    .Call(`_diffrank_mallows_log_normalizer_cpp`, n, theta)
+}
+
+mallows_expected_distance_cpp <- function(n, theta) {
+    .Call(`_diffrank_mallows_expected_distance_cpp`, n, theta)
+}
+
+mallows_theta_cpp <- function(n, mean_distance) {
+    .Call(`_diffrank_mallows_theta_cpp`, n, mean_distance)
+}
+
 kl_nmf_updates_cpp <- function(x, w, h, iterations, mask, threads) {
     .Call(`_diffrank_kl_nmf_updates_cpp`, x, w, h, iterations, mask, threads)
 }

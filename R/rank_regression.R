@@ -324,8 +324,12 @@ soft_rank_objective <- function(xs, target, eps, lambda, threads) {
 fit_rank_squared <- function(xs, target, lambda) {
   n <- ncol(xs)
   y <- target - rowMeans(target)
-  gram <- tcrossprod(xs) / n + 2 * lambda * diag(nrow(xs))
-  w <- t(solve(gram, tcrossprod(xs, y) / n))
+  w <- if (is.finite(2 * lambda)) {
+    gram <- tcrossprod(xs) / n + 2 * lambda * diag(nrow(xs))
+    t(solve(gram, tcrossprod(xs, y) / n))
+  } else {
+    matrix(0, nrow(y), nrow(xs))  # a penalty beyond the doubles: W = 0 in the limit
+  }
   list(w = w, c = rowMeans(target) - drop(w %*% rowMeans(xs)), optim = NULL)
 }
 

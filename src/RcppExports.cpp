@@ -55,6 +55,64 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// mallows_draws_cpp
+Rcpp::NumericMatrix mallows_draws_cpp(Rcpp::NumericMatrix uniforms, Rcpp::IntegerVector centre_order, double theta, int threads);
+RcppExport SEXP _diffrank_mallows_draws_cpp(SEXP uniformsSEXP, SEXP centre_orderSEXP, SEXP thetaSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type uniforms(uniformsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type centre_order(centre_orderSEXP);
+    Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_draws_cpp(uniforms, centre_order, theta, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// kendall_distances_cpp
+Rcpp::NumericVector kendall_distances_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVector centre, int threads);
+RcppExport SEXP _diffrank_kendall_distances_cpp(SEXP xSEXP, SEXP centreSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type centre(centreSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(kendall_distances_cpp(x, centre, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_log_normalizer_cpp
+double mallows_log_normalizer_cpp(double n, double theta);
+RcppExport SEXP _diffrank_mallows_log_normalizer_cpp(SEXP nSEXP, SEXP thetaSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< double >::type n(nSEXP);
+    Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_log_normalizer_cpp(n, theta));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_expected_distance_cpp
+double mallows_expected_distance_cpp(double n, double theta);
+RcppExport SEXP _diffrank_mallows_expected_distance_cpp(SEXP nSEXP, SEXP thetaSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< double >::type n(nSEXP);
+    Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_expected_distance_cpp(n, theta));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_theta_cpp
+double mallows_theta_cpp(double n, double mean_distance);
+RcppExport SEXP _diffrank_mallows_theta_cpp(SEXP nSEXP, SEXP mean_distanceSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< double >::type n(nSEXP);
+    Rcpp::traits::input_parameter< double >::type mean_distance(mean_distanceSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_theta_cpp(n, mean_distance));
+    return rcpp_result_gen;
+END_RCPP
+}
 // kl_nmf_updates_cpp
 Rcpp::List kl_nmf_updates_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix w, Rcpp::NumericMatrix h, int iterations, Rcpp::Nullable<Rcpp::NumericMatrix> mask, int threads);
 RcppExport SEXP _diffrank_kl_nmf_updates_cpp(SEXP xSEXP, SEXP wSEXP, SEXP hSEXP, SEXP iterationsSEXP, SEXP maskSEXP, SEXP threadsSEXP) {
@@ -682,6 +740,11 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 10},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
+    {"_diffrank_mallows_draws_cpp", (DL_FUNC) &_diffrank_mallows_draws_cpp, 4},
+    {"_diffrank_kendall_distances_cpp", (DL_FUNC) &_diffrank_kendall_distances_cpp, 3},
+    {"_diffrank_mallows_log_normalizer_cpp", (DL_FUNC) &_diffrank_mallows_log_normalizer_cpp, 2},
+    {"_diffrank_mallows_expected_distance_cpp", (DL_FUNC) &_diffrank_mallows_expected_distance_cpp, 2},
+    {"_diffrank_mallows_theta_cpp", (DL_FUNC) &_diffrank_mallows_theta_cpp, 2},
     {"_diffrank_kl_nmf_updates_cpp", (DL_FUNC) &_diffrank_kl_nmf_updates_cpp, 6},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 7},
     {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},

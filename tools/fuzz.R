@@ -172,6 +172,7 @@ make_fits <- function(env) {
   lazy("KL_KENDALL", kendall_kernlab())
   lazy("KL_MALLOWS", mallows_kernlab())
   lazy("KL_KENDALL_TOP", kendall_kernlab(type = "topk", k = 3))
+  lazy("FIT_MALLOWS", mallows_model(RANKINGS))
   lazy("KL_WKENDALL", weighted_kendall_kernlab())
   lazy("P_SOLVER", perturbed_solver("rank", eps = 0.5, n_samples = 50))
   lazy("SK_VALUE", sinkhorn_rank(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
@@ -419,6 +420,11 @@ build_specs <- function() {
     spec("rank_regression[soft_rank]", quote(rank_regression),
          q(x = RANK_X, y = RANKINGS, loss = "soft_rank", eps = 1, lambda = 1e-3, max_iter = 20L,
            threads = 2)),
+    spec("rmallows", quote(rmallows), q(n = 5, consensus = W_VEC, theta = 0.5, threads = 2)),
+    spec("dmallows", quote(dmallows), q(x = RANKINGS, consensus = c(2, 1, 3), theta = 0.5,
+                                        log = FALSE)),
+    spec("mallows_model", quote(mallows_model), q(x = RANKINGS, consensus = NULL, threads = 2)),
+    spec("print.mallows_model", quote(print), q(x = FIT_MALLOWS), fixed = "x"),
     spec("predict.rank_regression", quote(predict), q(object = FIT_RR, newdata = RANK_X[, 1:3],
                                                       type = "score"), fixed = "object"),
     spec("coef.rank_regression", quote(coef), q(object = FIT_RR), fixed = "object"),

@@ -105,6 +105,13 @@ calls <- c(operator_calls(), list(
                     n_samples = 10, max_iter = 5, ...)
   }, data = bi_mat),
 
+  # the Mallows model
+  rmallows = entry(function(x, ...) rmallows(3, x, theta = 0.5, ...), data = c(2, 1, 3, 5, 4),
+                   arg = "consensus"),
+  dmallows = entry(function(x, ...) dmallows(x, c(2, 1, 3, 5, 4), theta = 0.5, ...),
+                   data = c(1, 2, 3, 4, 5)),
+  mallows_model = entry(function(x, ...) mallows_model(x, ...), data = bi_rankings),
+
   # Kendall kernels
   kendall_kernel = entry(function(x, ...) kendall_kernel(x, ...), data = bi_mat),
   mallows_kernel = entry(function(x, ...) mallows_kernel(x, ...), data = bi_mat),
@@ -599,6 +606,10 @@ test_that("the last fuzz findings give finite results, warnings or errors naming
   expect_error(rank_regression(features, rankings, eps = 1e307),
                "loss is not finite at the start \\(eps = 1e\\+307\\): give a smaller `eps`")
   expect_true(all(is.finite(coef(rank_regression(features, rankings, lambda = 1e308)))))
+  for (loss in c("squared", "soft_rank")) {
+    expect_true(all(is.finite(coef(rank_regression(features, rankings, loss = loss,
+                                                   lambda = 1e308)))))
+  }
   # a misspelt argument of perturbed() reaches the solver's `...`: named
   expect_error(perturbed(x5, function(theta) theta, threadss = 2), "`threadss` = \\.\\.\\.")
   expect_error(sinkhorn_sort(c(3, 1, 2, 5, 4, 6, 7, 8), target_weights = 1:4),

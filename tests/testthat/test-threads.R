@@ -74,6 +74,25 @@ test_that("rank kernels do not depend on the number of threads", {
     "weighted_kendall_kernel top, x and y")
 })
 
+test_that("Mallows draws and fits do not depend on the number of threads", {
+  expect_thread_invariant(function(th) {
+    set.seed(15)
+    rmallows(3000, sample(30), theta = 0.2, threads = th)
+  }, "rmallows")
+  set.seed(16)
+  r <- rmallows(3000, sample(30), theta = 0.2)
+  expect_thread_invariant(function(th) mallows_model(r, threads = th), "mallows_model")
+})
+
+test_that("rank_regression with the soft-rank loss does not depend on the number of threads", {
+  set.seed(14)
+  x <- matrix(rnorm(3 * 300), 3)
+  rankings <- apply(matrix(rnorm(5 * 300), 5) + rbind(x, x[1:2, ]), 2, rank)
+  expect_thread_invariant(
+    function(th) coef(rank_regression(x, rankings, loss = "soft_rank", threads = th)),
+    "rank_regression soft_rank")
+})
+
 test_that("soft ranks and sorts and their VJPs do not depend on the number of threads", {
   set.seed(13)
   # 200 rows: ranges of 10 columns, so 60 columns make six of them
