@@ -13,8 +13,12 @@ rank_kernel_pair_cpp <- function(x, y, kernel, lambda, normalized) {
     .Call(`_diffrank_rank_kernel_pair_cpp`, x, y, kernel, lambda, normalized)
 }
 
-mallows_draws_cpp <- function(uniforms, centre_order, theta, threads) {
-    .Call(`_diffrank_mallows_draws_cpp`, uniforms, centre_order, theta, threads)
+mallows_output_cpp <- function(p, n) {
+    .Call(`_diffrank_mallows_output_cpp`, p, n)
+}
+
+mallows_draws_into_cpp <- function(out, first, uniforms, consensus_order, theta, threads) {
+    invisible(.Call(`_diffrank_mallows_draws_into_cpp`, out, first, uniforms, consensus_order, theta, threads))
 }
 
 kendall_distances_cpp <- function(x, centre, threads) {

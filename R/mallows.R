@@ -78,17 +78,19 @@ rmallows <- function(n, consensus, theta, threads = diffrank_threads()) {
   threads <- check_threads(threads)
   p <- length(consensus)
   check_memory(8 * as.double(n) * p, "n", n)
-  out <- matrix(0, p, n, dimnames = list(names(consensus), NULL))
+  out <- mallows_output_cpp(p, n)
   consensus_order <- order(consensus) - 1L
-  # Draws in chunks of about 2^20 uniforms: bounded scratch memory, and R
-  # checks for interrupts between chunks (runif() does not). The uniforms are
-  # drawn in the same order as all at once.
+  # Draws in chunks of about 2^20 uniforms, written into `out` in place:
+  # bounded scratch memory, and R checks for interrupts between chunks
+  # (runif() does not). The uniforms are drawn in the same order as all at
+  # once.
   per_chunk <- max(1L, as.integer(2^20 %/% max(p - 1L, 1L)))
   for (first in if (n > 0L) seq(1L, n, by = per_chunk) else integer(0)) {
-    cols <- first:min(n, first + per_chunk - 1L)
-    uniforms <- matrix(stats::runif((p - 1L) * length(cols)), p - 1L, length(cols))
-    out[, cols] <- mallows_draws_cpp(uniforms, consensus_order, theta, threads)
+    count <- min(n, first + per_chunk - 1L) - first + 1L
+    uniforms <- matrix(stats::runif((p - 1L) * count), p - 1L, count)
+    mallows_draws_into_cpp(out, first - 1, uniforms, consensus_order, theta, threads)
   }
+  dimnames(out) <- list(names(consensus), NULL)
   out
 }
 

@@ -55,17 +55,29 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
-// mallows_draws_cpp
-Rcpp::NumericMatrix mallows_draws_cpp(Rcpp::NumericMatrix uniforms, Rcpp::IntegerVector centre_order, double theta, int threads);
-RcppExport SEXP _diffrank_mallows_draws_cpp(SEXP uniformsSEXP, SEXP centre_orderSEXP, SEXP thetaSEXP, SEXP threadsSEXP) {
+// mallows_output_cpp
+Rcpp::NumericMatrix mallows_output_cpp(int p, int n);
+RcppExport SEXP _diffrank_mallows_output_cpp(SEXP pSEXP, SEXP nSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< int >::type p(pSEXP);
+    Rcpp::traits::input_parameter< int >::type n(nSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_output_cpp(p, n));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_draws_into_cpp
+void mallows_draws_into_cpp(Rcpp::NumericMatrix out, double first, Rcpp::NumericMatrix uniforms, Rcpp::IntegerVector consensus_order, double theta, int threads);
+RcppExport SEXP _diffrank_mallows_draws_into_cpp(SEXP outSEXP, SEXP firstSEXP, SEXP uniformsSEXP, SEXP consensus_orderSEXP, SEXP thetaSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type out(outSEXP);
+    Rcpp::traits::input_parameter< double >::type first(firstSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type uniforms(uniformsSEXP);
-    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type centre_order(centre_orderSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type consensus_order(consensus_orderSEXP);
     Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(mallows_draws_cpp(uniforms, centre_order, theta, threads));
-    return rcpp_result_gen;
+    mallows_draws_into_cpp(out, first, uniforms, consensus_order, theta, threads);
+    return R_NilValue;
 END_RCPP
 }
 // kendall_distances_cpp
@@ -740,7 +752,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 10},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
-    {"_diffrank_mallows_draws_cpp", (DL_FUNC) &_diffrank_mallows_draws_cpp, 4},
+    {"_diffrank_mallows_output_cpp", (DL_FUNC) &_diffrank_mallows_output_cpp, 2},
+    {"_diffrank_mallows_draws_into_cpp", (DL_FUNC) &_diffrank_mallows_draws_into_cpp, 6},
     {"_diffrank_kendall_distances_cpp", (DL_FUNC) &_diffrank_kendall_distances_cpp, 3},
     {"_diffrank_mallows_log_normalizer_cpp", (DL_FUNC) &_diffrank_mallows_log_normalizer_cpp, 2},
     {"_diffrank_mallows_expected_distance_cpp", (DL_FUNC) &_diffrank_mallows_expected_distance_cpp, 2},

@@ -9,27 +9,40 @@
 
 #include "parallel.h"
 
-// Draws of the Mallows model: column d of `uniforms` ((n - 1) x draws) makes
-// draw d; centre_order lists the items (0-based) from the top of the centre.
-// Returns the n x draws matrix of ranks (1 = top).
+// An uninitialized p x n matrix for rmallows() to fill chunk by chunk: a
+// zero-filled one (matrix(0, p, n)) costs seconds at a gigabyte, without an
+// interrupt check, while here the pages are touched by the draws themselves.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericMatrix mallows_draws_cpp(Rcpp::NumericMatrix uniforms,
-                                      Rcpp::IntegerVector centre_order, double theta, int threads) {
-  const std::size_t n = centre_order.size(), draws = uniforms.ncol();
-  Rcpp::NumericMatrix out(Rcpp::no_init(n, draws));
-  std::vector<std::uint32_t> order(centre_order.begin(), centre_order.end());
+Rcpp::NumericMatrix mallows_output_cpp(int p, int n) {
+  return Rcpp::NumericMatrix(Rcpp::no_init(p, n));
+}
+
+// Draws of the Mallows model into columns first..first+draws-1 (0-based) of
+// `out`, which rmallows() owns (made by mallows_output_cpp and never
+// shared): column d of `uniforms` ((p - 1) x draws) makes draw d;
+// consensus_order lists the items (0-based) from the top of the consensus.
+// Writes the ranks (1 = top).
+// [[Rcpp::export(rng = false)]]
+void mallows_draws_into_cpp(Rcpp::NumericMatrix out, double first, Rcpp::NumericMatrix uniforms,
+                            Rcpp::IntegerVector consensus_order, double theta, int threads) {
+  const std::size_t p = consensus_order.size(), draws = uniforms.ncol();
+  const std::size_t offset = static_cast<std::size_t>(first);
+  if (static_cast<std::size_t>(out.nrow()) != p ||
+      offset + draws > static_cast<std::size_t>(out.ncol())) {
+    Rcpp::stop("internal: Mallows draws outside their matrix");
+  }
+  std::vector<std::uint32_t> order(consensus_order.begin(), consensus_order.end());
   const double* u = uniforms.begin();
-  double* o = out.begin();
+  double* o = out.begin() + offset * p;
   diffrank_glue::parallel_for(
       draws, threads,
       [&](std::size_t d0, std::size_t d1) {
         diffrank::MallowsSampler sampler;
         for (std::size_t d = d0; d < d1; ++d) {
-          sampler.draw(u + d * (n > 0 ? n - 1 : 0), theta, order.data(), n, o + d * n);
+          sampler.draw(u + d * (p > 0 ? p - 1 : 0), theta, order.data(), p, o + d * p);
         }
       },
       1, diffrank_glue::timed_batches);
-  return out;
 }
 
 // Kendall distance (discordant pairs) of every column of x to `centre`.
