@@ -40,7 +40,8 @@
 #' @param n Number of rankings to draw, a whole number >= 0.
 #' @param consensus The consensus ranking (the model's centre, the most
 #'   likely ranking): a ranking of the p items, 1 for the top item (as
-#'   `rank(-score)` gives), without ties. Its names, if any, name the items.
+#'   `rank(-score)` gives), without ties. Its names, if any, name the items;
+#'   when the rows of `x` are named too, they are matched by name.
 #'   For `mallows_model()`, `NULL` (the default) to estimate it.
 #' @param theta The dispersion, a finite number >= 0.
 #' @param x Rankings, items x rankings: each column a ranking of
@@ -101,6 +102,7 @@ dmallows <- function(x, consensus, theta, log = FALSE) {
   theta <- check_number(theta, "theta", lower = 0)
   log <- check_flag(log, "log")
   r <- check_full_rankings(x, length(consensus))
+  consensus <- align_items(consensus, rownames(r))
   d <- kendall_distances_cpp(r, as.double(consensus), 1L)
   out <- -theta * d - mallows_log_normalizer_cpp(length(consensus), theta)
   names(out) <- colnames(r)
@@ -117,7 +119,7 @@ mallows_model <- function(x, consensus = NULL, threads = diffrank_threads(), ...
   consensus <- if (is.null(consensus)) {
     local_kemeny(r)
   } else {
-    check_consensus_ranking(consensus, p)
+    align_items(check_consensus_ranking(consensus, p), rownames(r))
   }
   if (!is.null(rownames(r))) names(consensus) <- rownames(r)
   d <- kendall_distances_cpp(r, as.double(consensus), threads)
@@ -169,6 +171,20 @@ check_consensus_ranking <- function(consensus, p = NULL, arg = "consensus") {
     abort("`%s` must rank the %d items (rows) of `x`, not %d.", arg, p, length(consensus))
   }
   stats::setNames(as.double(consensus), names(consensus))
+}
+
+# The consensus in the order of the rows of x when both name their items
+# (the same items, perhaps in another order).
+align_items <- function(consensus, items) {
+  if (is.null(items) || is.null(names(consensus)) || identical(names(consensus), items)) {
+    return(consensus)
+  }
+  if (!setequal(names(consensus), items) || anyDuplicated(items)) {
+    abort("`consensus` and the rows of `x` name different items (for example \"%s\").",
+          setdiff(union(names(consensus), items), intersect(names(consensus), items))[1L] %||%
+            items[anyDuplicated(items)])
+  }
+  consensus[items]
 }
 
 # Rankings (items x rankings) of 1:p without ties or missing values, as a

@@ -76,8 +76,9 @@ test_that("the fit recovers a planted consensus and dispersion", {
     expect_gt(fit$log_likelihood, loglik(fit$theta / 1.05))
   }
   # a given consensus is kept
-  fit <- mallows_model(r, consensus = rev(consensus))
+  fit <- mallows_model(r, consensus = rev(unname(consensus)))
   expect_equal(unname(fit$consensus), rev(unname(consensus)))
+  expect_named(fit$consensus, rownames(r))
   expect_output(print(fit), "<mallows_model> Mallows model \\(Kendall distance\\) of 2000 rankings of 15 items")
 })
 
@@ -93,6 +94,16 @@ test_that("extreme dispersions: identical rankings, random rankings, one item", 
   expect_equal(unname(rmallows(4, c(a = 1), theta = 1)), matrix(1, 1, 4))
   expect_identical(dim(rmallows(0, 1:3, theta = 1)), c(3L, 0L))
   expect_true(all(rmallows(50, c(3, 1, 2), theta = 1e300) == c(3, 1, 2)))
+})
+
+test_that("named items are matched by name", {
+  set.seed(4)
+  consensus <- c(a = 1, b = 2, c = 3, d = 4)
+  r <- rmallows(30, consensus, theta = 0.5)
+  shuffled <- consensus[c(3, 1, 4, 2)]
+  expect_identical(dmallows(r, shuffled, 0.5), dmallows(r, consensus, 0.5))
+  expect_identical(mallows_model(r, consensus = shuffled)$consensus, consensus)
+  expect_error(dmallows(r, c(a = 1, b = 2, c = 3, z = 4), 0.5), "name different items")
 })
 
 test_that("clear errors for bad rankings and settings", {
