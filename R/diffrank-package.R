@@ -27,7 +27,8 @@
 #'   unit-free), `decreasing` (sort order, as in [sort()]);
 #' * distributions: `weights`, the masses of what is averaged: of the values
 #'   of each column for the Sinkhorn operators, of the samples in a quantile
-#'   target ([quantile_target()], [normalize_quantiles_robust()]); `target`
+#'   target ([quantile_target()], [normalize_quantiles_robust()]), of the
+#'   rankings aggregated ([aggregate_rankings()]); `target`
 #'   and `target_weights`, a reference distribution and its masses; `probs`,
 #'   quantile levels ([sinkhorn_quantile()], [soft_quantile_loss()]);
 #' * sizes: `n_quantiles`, the levels of a quantile target

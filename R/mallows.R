@@ -12,30 +12,50 @@
 #' observed rankings.
 #'
 #' @section The model:
-#' Listing the items from the top of the consensus, let \eqn{V_j}{V_j} count the
-#' items below the j-th in the consensus that a ranking puts above it. Every
-#' ranking has one such vector, its distance to the consensus is
-#' \eqn{\sum_j V_j}{sum V_j}, and under the model the \eqn{V_j}{V_j} are
-#' independent truncated geometric variables on \eqn{0, \ldots, p - j}{0..p-j}
-#' (Fligner and Verducci 1986). This gives the normalizing constant
+#' A ranking is built from the top, one position at a time: at stage j the
+#' item placed is the \eqn{(S_j + 1)}{(S_j + 1)}-th, in the consensus order, of
+#' the items not placed yet. \eqn{S_j}{S_j} counts the pairs (the item placed,
+#' an item placed later) that the consensus orders the other way, so the
+#' distance to the consensus is \eqn{\sum_j S_j}{sum S_j}, and under the model
+#' the \eqn{S_j}{S_j} are independent truncated geometric variables on
+#' \eqn{0, \ldots, p - j}{0..p-j} (the multistage representation of Fligner
+#' and Verducci 1986). This gives the normalizing constant
 #' \eqn{\psi(\theta) = \prod_{j=1}^{p} (1 - e^{-j\theta}) / (1 - e^{-\theta})}{psi(theta) = prod_j (1 - exp(-j theta)) / (1 - exp(-theta))},
 #' the expected distance in closed form, and exact draws from p - 1 uniforms
 #' each (R's generator: `set.seed()` reproduces them), placed in
 #' O(p log p) per draw.
 #'
+#' With one dispersion \eqn{\theta_j}{theta_j} per stage, \eqn{P(\sigma)
+#' \propto \exp(-\sum_j \theta_j S_j)}{P(sigma) proportional to exp(-sum_j
+#' theta_j S_j)}, this is the generalized Mallows model (`theta` a vector of
+#' p - 1 values; `model = "generalized"`): large \eqn{\theta_j}{theta_j} for
+#' the first stages say that the rankings agree on the top items and less
+#' below.
+#'
+#' @section Top-k lists:
+#' A top-k list ranks its first k items and leaves the others unordered below
+#' them (`NA` in `x`). Its probability, the sum over the full rankings that
+#' extend it, is that of its first k stages (Fligner and Verducci 1986; Meila
+#' and Bao 2010), so `dmallows()` and `mallows_model()` take top-k lists
+#' and full rankings together. Other partial rankings (ties, or missing items
+#' above listed ones) have no closed-form likelihood; [aggregate_rankings()]
+#' takes them.
+#'
 #' @section Fitting:
-#' `mallows_model()` takes the consensus given, or estimates it: the Borda
-#' ranking (items by mean rank), then a local search that swaps neighbours of
-#' the consensus while fewer rankings agree with their order than disagree (each
-#' swap lowers the total Kendall distance to the rankings; the result is
-#' locally Kemeny-optimal, not necessarily the Kemeny ranking). The search
-#' needs the p x p table of pairwise preferences: beyond 2,000 items the
-#' consensus is the Borda ranking alone. For a given
-#' consensus, the maximum-likelihood dispersion solves
-#' \eqn{E_\theta[d] = \bar d}{E_theta[d] = mean distance}, which has one
-#' solution (0 when the mean distance is at least p(p - 1)/4, that of
-#' rankings drawn at random; infinite, with a warning, when every ranking
-#' equals the consensus).
+#' `mallows_model()` takes the consensus given, or estimates it by its
+#' maximum likelihood, the ranking closest to the rankings in summed Kendall
+#' distance (a Kemeny ranking; unlisted items of top lists count as tied
+#' below the listed ones): exact for at most 16 items, beyond that the Borda
+#' ranking improved by moves of single items (a local optimum); see
+#' [aggregate_rankings()]. For `model = "generalized"` the consensus is the
+#' same (the maximum-likelihood centre of the generalized model needs a search
+#' of its own; Mandhani and Meila 2009). For a given consensus, the
+#' maximum-likelihood dispersion solves \eqn{E_\theta[\sum_j S_j] = \sum_j
+#' S_j}{E_theta[sum S_j] = observed sum}, which has one solution (0 when the
+#' rankings are farther from the consensus than random rankings; infinite,
+#' with a warning, when every ranking agrees with it), and each stage's
+#' dispersion of the generalized model the same equation for its stage (`NA`
+#' for stages no top list reaches).
 #'
 #' @param n Number of rankings to draw, a whole number >= 0.
 #' @param consensus The consensus ranking (the model's centre, the most
@@ -43,25 +63,40 @@
 #'   `rank(-score)` gives), without ties. Its names, if any, name the items;
 #'   when the rows of `x` are named too, they are matched by name.
 #'   For `mallows_model()`, `NULL` (the default) to estimate it.
-#' @param theta The dispersion, a finite number >= 0.
+#' @param theta The dispersion, a finite number >= 0; or, for the generalized
+#'   model, one per stage (p - 1 values, the first for the top position).
 #' @param x Rankings, items x rankings: each column a ranking of
-#'   `1:nrow(x)`, 1 for the top item, without ties or missing values; a
-#'   vector for one ranking. For `print()`, a `mallows_model`.
+#'   `1:nrow(x)`, 1 for the top item, without ties, or a top-k list (ranks
+#'   `1:k` and `NA` for the other items); a vector for one ranking. For
+#'   `print()`, a `mallows_model`.
+#' @param model `"mallows"` (the default; one dispersion) or `"generalized"`
+#'   (one per stage).
 #' @param log Whether to return log-probabilities.
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
 #' @param ... Must be empty (an error names any argument given there).
 #' @return `rmallows()`: a p x n matrix of rankings (1 = top), with the item
 #'   names of `consensus` as row names. `dmallows()`: one probability per
-#'   ranking. `mallows_model()`: an object of class `mallows_model`, a list
-#'   with `consensus` (a ranking of the items, 1 = top), `theta`, `distance`
-#'   (each ranking's distance to the consensus), `log_likelihood`,
-#'   `expected_distance` (under the fit) and `n_items`, `n_rankings`.
+#'   ranking (of a top-k list: that of the set of rankings that extend it).
+#'   `mallows_model()`: an object of class `mallows_model`, a list with
+#'   `consensus` (a ranking of the items, 1 = top), `theta` (one value, or
+#'   one per stage), `model`, `distance` (each ranking's distance to the
+#'   consensus, over the pairs a top list orders), `log_likelihood`,
+#'   `expected_distance` (of a full ranking under the fit), `exact` (whether
+#'   the estimated consensus is an exact Kemeny ranking; `NA` when given),
+#'   `list_length` (the stages each ranking fixes, p - 1 for a full ranking),
+#'   `n_items` and `n_rankings`.
 #' @references
 #' Mallows CL (1957). Non-null ranking models. I. *Biometrika* 44, 114-130.
 #'
 #' Fligner MA, Verducci JS (1986). Distance based ranking models. *Journal of
 #' the Royal Statistical Society B* 48(3), 359-369.
+#'
+#' Mandhani B, Meila M (2009). Tractable search for learning exponential
+#' models of rankings. *Proceedings of AISTATS*, 392-399.
+#'
+#' Meila M, Bao L (2010). An exponential model for infinite rankings.
+#' *Journal of Machine Learning Research* 11, 3481-3518.
 #' @seealso [mallows_kernel()], the kernel exp(-lambda d) between rankings.
 #' @export
 #' @examples
@@ -72,12 +107,18 @@
 #' dmallows(r[, 1:3], consensus, theta = 0.7)
 #' fit <- mallows_model(r)   # the consensus and theta from the rankings
 #' fit
+#' # top-3 lists: the other items NA
+#' top3 <- ifelse(r <= 3, r, NA)
+#' mallows_model(top3)
+#' # the generalized model: agreement on the top, less below
+#' g <- rmallows(500, consensus, theta = c(2, 1, 0.3, 0.1))
+#' mallows_model(g, model = "generalized")$theta
 rmallows <- function(n, consensus, theta, threads = diffrank_threads()) {
   n <- check_whole(n, "n", lower = 0)
   consensus <- check_consensus_ranking(consensus)
-  theta <- check_number(theta, "theta", lower = 0)
-  threads <- check_threads(threads)
   p <- length(consensus)
+  theta <- check_dispersion(theta, p)
+  threads <- check_threads(threads)
   check_memory(8 * as.double(n) * p, "n", n)
   out <- mallows_output_cpp(p, n)
   consensus_order <- order(consensus) - 1L
@@ -99,44 +140,68 @@ rmallows <- function(n, consensus, theta, threads = diffrank_threads()) {
 #' @export
 dmallows <- function(x, consensus, theta, log = FALSE) {
   consensus <- check_consensus_ranking(consensus)
-  theta <- check_number(theta, "theta", lower = 0)
+  p <- length(consensus)
+  theta <- check_dispersion(theta, p)
   log <- check_flag(log, "log")
-  r <- check_full_rankings(x, length(consensus))
+  r <- check_top_lists(x, p)
   consensus <- align_items(consensus, rownames(r))
-  d <- kendall_distances_cpp(r, as.double(consensus), 1L)
-  out <- -theta * d - mallows_log_normalizer_cpp(length(consensus), theta)
+  codes <- mallows_stage_codes_cpp(r, consensus, 1L)
+  out <- stage_log_likelihoods(codes, theta, p)
   names(out) <- colnames(r)
   if (log) out else exp(out)
 }
 
 #' @rdname rmallows
 #' @export
-mallows_model <- function(x, consensus = NULL, threads = diffrank_threads(), ...) {
+mallows_model <- function(x, consensus = NULL, model = c("mallows", "generalized"),
+                          threads = diffrank_threads(), ...) {
   check_dots_empty(...)
+  model <- match_choice(model, c("mallows", "generalized"), "model")
   threads <- check_threads(threads)
-  r <- check_full_rankings(x, NULL)
+  r <- check_top_lists(x, NULL)
   p <- nrow(r)
-  consensus <- if (is.null(consensus)) {
-    local_kemeny(r)
+  exact <- NA
+  if (is.null(consensus)) {
+    consensus <- kemeny_consensus(r, threads)
+    exact <- attr(consensus, "exact")
+    attributes(consensus) <- NULL
   } else {
-    align_items(check_consensus_ranking(consensus, p), rownames(r))
+    consensus <- align_items(check_consensus_ranking(consensus, p), rownames(r))
   }
   if (!is.null(rownames(r))) names(consensus) <- rownames(r)
-  d <- kendall_distances_cpp(r, as.double(consensus), threads)
-  theta <- mallows_theta_cpp(p, mean(d))
-  if (is.infinite(theta)) {
+  codes <- mallows_stage_codes_cpp(r, unname(consensus), threads)
+  reached <- rowSums(!is.na(codes))
+  totals <- rowSums(codes, na.rm = TRUE)
+  theta <- if (model == "mallows") {
+    mallows_theta_stages_cpp(p, reached, sum(totals))
+  } else {
+    vapply(seq_along(reached), function(j) {
+      if (reached[j] == 0) return(NA_real_)
+      mallows_theta_stages_cpp(p, replace(numeric(length(reached)), j, reached[j]), totals[j])
+    }, numeric(1))
+  }
+  if (any(is.infinite(theta))) {
     warning(structure(class = c("diffrank_infinite_dispersion", "warning", "condition"), list(
-      message = paste0("Every ranking equals the consensus: the maximum-likelihood theta is ",
-                       "infinite (the model puts all its mass on the consensus)."),
+      message = if (model == "mallows") {
+        paste0("Every ranking agrees with the consensus: the maximum-likelihood theta is ",
+               "infinite (the model puts all its mass on the consensus).")
+      } else {
+        sprintf(paste0("At stage%s %s every ranking picks the consensus' next item: ",
+                       "the maximum-likelihood dispersion there is infinite."),
+                if (sum(is.infinite(theta)) > 1L) "s" else "",
+                paste(utils::head(which(is.infinite(theta)), 10L), collapse = ", "))
+      },
       call = NULL)))
   }
-  log_likelihood <- if (is.infinite(theta)) 0 else {
-    -theta * sum(d) - ncol(r) * mallows_log_normalizer_cpp(p, theta)
-  }
+  stage_theta <- if (model == "mallows") rep(theta, p - 1L) else theta
+  log_likelihood <- sum(stage_log_likelihoods(codes, stage_theta, p))
+  expected <- stage_expectations(stage_theta, p)
   structure(
-    list(consensus = consensus, theta = theta, distance = d, log_likelihood = log_likelihood,
-         expected_distance = if (is.infinite(theta)) 0 else mallows_expected_distance_cpp(p, theta),
-         n_items = p, n_rankings = ncol(r), call = match.call()),
+    list(consensus = consensus, theta = theta, model = model,
+         distance = colSums(codes, na.rm = TRUE), log_likelihood = log_likelihood,
+         expected_distance = if (anyNA(expected)) NA_real_ else sum(expected),
+         exact = exact, list_length = pmin(colSums(!is.na(r)), p - 1L), n_items = p,
+         n_rankings = ncol(r), call = match.call()),
     class = "mallows_model"
   )
 }
@@ -145,18 +210,65 @@ mallows_model <- function(x, consensus = NULL, threads = diffrank_threads(), ...
 #' @export
 print.mallows_model <- function(x, ...) {
   check_dots_empty(...)
-  cat(sprintf("<mallows_model> Mallows model (Kendall distance) of %d rankings of %d items\n",
-              x$n_rankings, x$n_items))
+  partial <- any(x$list_length < x$n_items - 1L)
+  cat(sprintf("<mallows_model> %sMallows model (Kendall distance) of %d %s of %d items\n",
+              if (x$model == "generalized") "generalized " else "", x$n_rankings,
+              if (partial) "rankings (top lists among them)" else "rankings", x$n_items))
   top <- order(x$consensus)
   labels <- names(x$consensus)[top] %||% as.character(top)
   shown <- utils::head(labels, 10L)
-  cat("Centre:", paste(shown, collapse = " > "), if (length(labels) > 10L) "> ..." else "", "\n")
-  cat(sprintf("theta = %s; mean distance to the consensus %.3f (%.3f of the %s pairs)\n",
-              format(signif(x$theta, 4)), mean(x$distance),
-              mean(x$distance) / (x$n_items * (x$n_items - 1) / 2),
-              format(x$n_items * (x$n_items - 1) / 2)))
+  cat("Centre:", paste(shown, collapse = " > "), if (length(labels) > 10L) "> ..." else "",
+      if (isTRUE(x$exact)) "(exact)" else if (identical(x$exact, FALSE)) "(local search)" else "",
+      "\n")
+  if (x$model == "mallows") {
+    cat(sprintf("theta = %s; ", format(signif(x$theta, 4))))
+  } else {
+    shown <- utils::head(x$theta, 6L)
+    cat(sprintf("theta by stage: %s%s\n", paste(format(signif(shown, 3)), collapse = " "),
+                if (length(x$theta) > 6L) " ..." else ""))
+  }
+  pairs <- x$n_items * (x$n_items - 1) / 2
+  cat(sprintf("mean distance to the consensus %.3f (%.3f of the %s pairs)\n",
+              mean(x$distance), mean(x$distance) / pairs, format(pairs)))
   cat(sprintf("log-likelihood %s\n", format(signif(x$log_likelihood, 6))))
   invisible(x)
+}
+
+# log P of each column of stage codes ((p - 1) x rankings, NA beyond a list's
+# last stage) under the stage dispersions theta (p - 1 of them).
+stage_log_likelihoods <- function(codes, theta, p) {
+  if (p < 2L) return(numeric(ncol(codes)))
+  reached <- !is.na(codes)
+  m <- p - seq_len(p - 1L)
+  # an infinite theta where the code is 0 contributes 0 (probability 1)
+  log_norm <- mallows_stage_log_normalizers_cpp(m, theta)
+  penalty <- ifelse(codes == 0, 0, codes * theta)
+  penalty[!reached] <- 0
+  -colSums(penalty) - colSums(reached * log_norm)
+}
+
+# E[S_j] for each stage (NA where theta is NA).
+stage_expectations <- function(theta, p) {
+  if (p < 2L) return(numeric(0))
+  out <- rep(NA_real_, p - 1L)
+  known <- !is.na(theta)
+  m <- p - seq_len(p - 1L)
+  out[known] <- ifelse(is.infinite(theta[known]), 0,
+                       mallows_stage_means_cpp(m[known], pmin(theta[known], 1e300)))
+  out
+}
+
+# One dispersion >= 0, or one per stage (p - 1) for the generalized model.
+check_dispersion <- function(theta, p) {
+  stages <- max(p - 1L, 0L)
+  ok <- is.numeric(theta) && !is.object(theta) && is.null(dim(theta)) &&
+    length(theta) %in% unique(c(1L, stages)) && !anyNA(theta) && all(is.finite(theta)) &&
+    all(theta >= 0)
+  if (!ok) {
+    abort(paste0("`theta` must be one finite dispersion >= 0, or one per stage (%d, the ",
+                 "generalized model), not %s."), stages, describe(theta))
+  }
+  rep_len(as.double(theta), stages)
 }
 
 # A ranking of 1:p without ties (p = length when NULL), as a double vector.
@@ -187,9 +299,10 @@ align_items <- function(consensus, items) {
   consensus[items]
 }
 
-# Rankings (items x rankings) of 1:p without ties or missing values, as a
-# double matrix; p = nrow when NULL.
-check_full_rankings <- function(x, p, arg = "x") {
+# Rankings or top-t lists (items x rankings) as a double matrix: each column
+# ranks 1..t (t >= 1) of its items without ties and has NA for the others
+# (t = p for a full ranking); p = nrow when NULL.
+check_top_lists <- function(x, p, arg = "x") {
   if (is.numeric(x) && is.null(dim(x)) && !is.object(x)) {
     x <- matrix(x, ncol = 1L, dimnames = list(names(x), NULL))
   }
@@ -201,46 +314,27 @@ check_full_rankings <- function(x, p, arg = "x") {
     abort("`%s` must hold at least one ranking of at least one item, not %d x %d.", arg,
           nrow(m), ncol(m))
   }
-  if (anyNA(m)) {
-    abort("`%s` has missing values: the Mallows model here takes complete rankings only.", arg)
-  }
-  sorted <- apply(m, 2L, sort)
-  if (any(matrix(sorted, nrow(m)) != seq_len(nrow(m)))) {
-    bad <- which(colSums(matrix(sorted, nrow(m)) != seq_len(nrow(m))) > 0)[1L]
-    abort("Each column of `%s` must be a ranking of 1:%d without ties; column %d is not.", arg,
-          nrow(m), bad)
+  listed <- colSums(!is.na(m))
+  # each column sorted, NAs last: position i must hold i up to the list length
+  sorted <- matrix(m[order(col(m), m, na.last = TRUE)], nrow(m))
+  wanted <- ifelse(row(sorted) <= listed[col(sorted)], row(sorted), NA)
+  bad <- which(colSums(xor(is.na(sorted), is.na(wanted)) | (!is.na(sorted) & sorted != wanted),
+                       na.rm = TRUE) > 0 | listed == 0)
+  if (length(bad)) {
+    abort(paste0("Each column of `%s` must be a ranking of 1:%d, or a top-k list (ranks 1:k, ",
+                 "NA for the other items), without ties; column %d is not. (Rankings with ties ",
+                 "or other missing items: aggregate_rankings().)"), arg, nrow(m), bad[1L])
   }
   m
 }
 
-# The Borda ranking of the columns of r (items by mean rank, ties by item),
-# then swaps of neighbours while more rankings order them the other way.
-local_kemeny <- function(r) {
+# The Kemeny consensus of rankings or top lists (unlisted items tied at the
+# bottom), started from the Borda ranking; attribute "exact".
+kemeny_consensus <- function(r, threads) {
   p <- nrow(r)
-  top <- order(rowMeans(r), seq_len(p))
-  if (p < 2L) return(1)
-  if (p > 2000L) {
-    consensus <- numeric(p)
-    consensus[top] <- seq_len(p)
-    return(consensus)
-  }
-  # above[a, b]: the rankings that put item a above item b
-  above <- matrix(0, p, p)
-  for (k in seq_len(ncol(r))) above <- above + outer(r[, k], r[, k], "<")
-  repeat {
-    swapped <- FALSE
-    for (i in seq_len(p - 1L)) {
-      a <- top[i]
-      b <- top[i + 1L]
-      if (above[b, a] > above[a, b]) {
-        top[i] <- b
-        top[i + 1L] <- a
-        swapped <- TRUE
-      }
-    }
-    if (!swapped) break
-  }
-  consensus <- numeric(p)
-  consensus[top] <- seq_len(p)
-  consensus
+  if (p < 2L) return(structure(1, exact = TRUE))
+  borda <- rank(borda_scores(r, NULL, "bottom"), ties.method = "first")
+  above <- preference_table(replace(r, is.na(r), Inf), NULL, threads)
+  exact <- p <= kemeny_exact_max_items
+  structure(as.vector(kemeny_ranking_cpp(above, as.double(borda), exact)), exact = exact)
 }

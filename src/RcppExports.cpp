@@ -11,6 +11,76 @@ Rcpp::Rostream<true>&  Rcpp::Rcout = Rcpp::Rcpp_cout_get();
 Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
+// pairwise_preferences_cpp
+Rcpp::NumericMatrix pairwise_preferences_cpp(Rcpp::NumericMatrix r, Rcpp::NumericVector weights, int threads);
+RcppExport SEXP _diffrank_pairwise_preferences_cpp(SEXP rSEXP, SEXP weightsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type r(rSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(pairwise_preferences_cpp(r, weights, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// kemeny_ranking_cpp
+Rcpp::NumericVector kemeny_ranking_cpp(Rcpp::NumericMatrix above, Rcpp::NumericVector start, bool exact);
+RcppExport SEXP _diffrank_kemeny_ranking_cpp(SEXP aboveSEXP, SEXP startSEXP, SEXP exactSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type above(aboveSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type start(startSEXP);
+    Rcpp::traits::input_parameter< bool >::type exact(exactSEXP);
+    rcpp_result_gen = Rcpp::wrap(kemeny_ranking_cpp(above, start, exact));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_stage_codes_cpp
+Rcpp::NumericMatrix mallows_stage_codes_cpp(Rcpp::NumericMatrix r, Rcpp::NumericVector centre, int threads);
+RcppExport SEXP _diffrank_mallows_stage_codes_cpp(SEXP rSEXP, SEXP centreSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type r(rSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type centre(centreSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_stage_codes_cpp(r, centre, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_theta_stages_cpp
+double mallows_theta_stages_cpp(double n, Rcpp::NumericVector reached, double total);
+RcppExport SEXP _diffrank_mallows_theta_stages_cpp(SEXP nSEXP, SEXP reachedSEXP, SEXP totalSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< double >::type n(nSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type reached(reachedSEXP);
+    Rcpp::traits::input_parameter< double >::type total(totalSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_theta_stages_cpp(n, reached, total));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_stage_log_normalizers_cpp
+Rcpp::NumericVector mallows_stage_log_normalizers_cpp(Rcpp::NumericVector m, Rcpp::NumericVector theta);
+RcppExport SEXP _diffrank_mallows_stage_log_normalizers_cpp(SEXP mSEXP, SEXP thetaSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type m(mSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type theta(thetaSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_stage_log_normalizers_cpp(m, theta));
+    return rcpp_result_gen;
+END_RCPP
+}
+// mallows_stage_means_cpp
+Rcpp::NumericVector mallows_stage_means_cpp(Rcpp::NumericVector m, Rcpp::NumericVector theta);
+RcppExport SEXP _diffrank_mallows_stage_means_cpp(SEXP mSEXP, SEXP thetaSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type m(mSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type theta(thetaSEXP);
+    rcpp_result_gen = Rcpp::wrap(mallows_stage_means_cpp(m, theta));
+    return rcpp_result_gen;
+END_RCPP
+}
 // rank_kernel_matrix
 Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y, std::string kernel, double lambda, bool normalized, Rcpp::NumericVector u, int threads, bool progress, double top, bool interleave);
 RcppExport SEXP _diffrank_rank_kernel_matrix(SEXP xSEXP, SEXP ySEXP, SEXP kernelSEXP, SEXP lambdaSEXP, SEXP normalizedSEXP, SEXP uSEXP, SEXP threadsSEXP, SEXP progressSEXP, SEXP topSEXP, SEXP interleaveSEXP) {
@@ -67,14 +137,14 @@ BEGIN_RCPP
 END_RCPP
 }
 // mallows_draws_into_cpp
-void mallows_draws_into_cpp(Rcpp::NumericMatrix out, double first, Rcpp::NumericMatrix uniforms, Rcpp::IntegerVector consensus_order, double theta, int threads);
+void mallows_draws_into_cpp(Rcpp::NumericMatrix out, double first, Rcpp::NumericMatrix uniforms, Rcpp::IntegerVector consensus_order, Rcpp::NumericVector theta, int threads);
 RcppExport SEXP _diffrank_mallows_draws_into_cpp(SEXP outSEXP, SEXP firstSEXP, SEXP uniformsSEXP, SEXP consensus_orderSEXP, SEXP thetaSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type out(outSEXP);
     Rcpp::traits::input_parameter< double >::type first(firstSEXP);
     Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type uniforms(uniformsSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type consensus_order(consensus_orderSEXP);
-    Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type theta(thetaSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     mallows_draws_into_cpp(out, first, uniforms, consensus_order, theta, threads);
     return R_NilValue;
@@ -749,6 +819,12 @@ END_RCPP
 }
 
 static const R_CallMethodDef CallEntries[] = {
+    {"_diffrank_pairwise_preferences_cpp", (DL_FUNC) &_diffrank_pairwise_preferences_cpp, 3},
+    {"_diffrank_kemeny_ranking_cpp", (DL_FUNC) &_diffrank_kemeny_ranking_cpp, 3},
+    {"_diffrank_mallows_stage_codes_cpp", (DL_FUNC) &_diffrank_mallows_stage_codes_cpp, 3},
+    {"_diffrank_mallows_theta_stages_cpp", (DL_FUNC) &_diffrank_mallows_theta_stages_cpp, 3},
+    {"_diffrank_mallows_stage_log_normalizers_cpp", (DL_FUNC) &_diffrank_mallows_stage_log_normalizers_cpp, 2},
+    {"_diffrank_mallows_stage_means_cpp", (DL_FUNC) &_diffrank_mallows_stage_means_cpp, 2},
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 10},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},

@@ -20,26 +20,30 @@ Rcpp::NumericMatrix mallows_output_cpp(int p, int n) {
 // Draws of the Mallows model into columns first..first+draws-1 (0-based) of
 // `out`, which rmallows() owns (made by mallows_output_cpp and never
 // shared): column d of `uniforms` ((p - 1) x draws) makes draw d;
-// consensus_order lists the items (0-based) from the top of the consensus.
+// consensus_order lists the items (0-based) from the top of the consensus;
+// theta holds the dispersion of each of the p - 1 stages.
 // Writes the ranks (1 = top).
 // [[Rcpp::export(rng = false)]]
 void mallows_draws_into_cpp(Rcpp::NumericMatrix out, double first, Rcpp::NumericMatrix uniforms,
-                            Rcpp::IntegerVector consensus_order, double theta, int threads) {
+                            Rcpp::IntegerVector consensus_order, Rcpp::NumericVector theta,
+                            int threads) {
   const std::size_t p = consensus_order.size(), draws = uniforms.ncol();
   const std::size_t offset = static_cast<std::size_t>(first);
   if (static_cast<std::size_t>(out.nrow()) != p ||
+      static_cast<std::size_t>(theta.size()) != (p > 0 ? p - 1 : 0) ||
       offset + draws > static_cast<std::size_t>(out.ncol())) {
     Rcpp::stop("internal: Mallows draws outside their matrix");
   }
   std::vector<std::uint32_t> order(consensus_order.begin(), consensus_order.end());
   const double* u = uniforms.begin();
+  const double* th = theta.begin();
   double* o = out.begin() + offset * p;
   diffrank_glue::parallel_for(
       draws, threads,
       [&](std::size_t d0, std::size_t d1) {
         diffrank::MallowsSampler sampler;
         for (std::size_t d = d0; d < d1; ++d) {
-          sampler.draw(u + d * (p > 0 ? p - 1 : 0), theta, order.data(), p, o + d * p);
+          sampler.draw(u + d * (p > 0 ? p - 1 : 0), th, order.data(), p, o + d * p);
         }
       },
       1, diffrank_glue::timed_batches);

@@ -173,6 +173,7 @@ make_fits <- function(env) {
   lazy("KL_MALLOWS", mallows_kernlab())
   lazy("KL_KENDALL_TOP", kendall_kernlab(type = "topk", k = 3))
   lazy("FIT_MALLOWS", mallows_model(RANKINGS))
+  lazy("AGG", aggregate_rankings(RANKINGS))
   lazy("KL_WKENDALL", weighted_kendall_kernlab())
   lazy("P_SOLVER", perturbed_solver("rank", eps = 0.5, n_samples = 50))
   lazy("SK_VALUE", sinkhorn_rank(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
@@ -423,8 +424,19 @@ build_specs <- function() {
     spec("rmallows", quote(rmallows), q(n = 5, consensus = W_VEC, theta = 0.5, threads = 2)),
     spec("dmallows", quote(dmallows), q(x = RANKINGS, consensus = c(2, 1, 3), theta = 0.5,
                                         log = FALSE)),
-    spec("mallows_model", quote(mallows_model), q(x = RANKINGS, consensus = NULL, threads = 2)),
+    spec("mallows_model", quote(mallows_model), q(x = RANKINGS, consensus = NULL,
+                                                  model = "mallows", threads = 2)),
+    spec("mallows_model[generalized]", quote(mallows_model),
+         q(x = RANKINGS, consensus = c(2, 1, 3), model = "generalized", threads = 2)),
+    spec("rmallows[generalized]", quote(rmallows), q(n = 5, consensus = W_VEC,
+                                                     theta = c(2, 1, 1, 0.5, 0), threads = 2)),
     spec("print.mallows_model", quote(print), q(x = FIT_MALLOWS), fixed = "x"),
+    spec("aggregate_rankings", quote(aggregate_rankings),
+         q(x = RANKINGS, method = "kemeny", missing = "bottom", weights = NULL, threads = 2)),
+    spec("aggregate_rankings[copeland]", quote(aggregate_rankings),
+         q(x = RANKINGS, method = "copeland", missing = "ignore", weights = NULL,
+           threads = 2)),
+    spec("print.rank_aggregation", quote(print), q(x = AGG), fixed = "x"),
     spec("predict.rank_regression", quote(predict), q(object = FIT_RR, newdata = RANK_X[, 1:3],
                                                       type = "score"), fixed = "object"),
     spec("coef.rank_regression", quote(coef), q(object = FIT_RR), fixed = "object"),

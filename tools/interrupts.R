@@ -24,6 +24,8 @@ cases <- list(
                      "mallows_kernel(x, threads = 2, progress = FALSE)"),
   rmallows = c("consensus <- sample(2000)",
                "rmallows(1e5, consensus, theta = 0.001, threads = 2)"),
+  aggregate_rankings = c("x <- matrix(sample(4000, 4000 * 400, replace = TRUE), 4000)",
+                         "aggregate_rankings(x, threads = 2)"),
   sinkhorn_rank_many_columns = c("x <- matrix(rnorm(2000 * 2000), 2000)",
                                  "sinkhorn_rank(x, eps = 1e-4, n_targets = 2000, threads = 2, progress = FALSE)"),
   sinkhorn_rank_one_long_column = c("x <- rnorm(50000)",

@@ -1,6 +1,6 @@
 // mallows.hpp: the normalizing constant and the expected distance against
-// enumeration of all permutations, and draws that are permutations at the
-// distance their inversion vector gives.
+// enumeration of all permutations, draws that are permutations at the
+// distance their stage codes give, and the stage codes of top lists.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -49,7 +49,7 @@ TEST(Mallows, NormalizerAndExpectedDistanceMatchEnumeration) {
   }
 }
 
-TEST(Mallows, DrawsArePermutationsAtTheirInversionDistance) {
+TEST(Mallows, DrawsArePermutationsAtTheirStageDistance) {
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<double> unif(0.0, 1.0);
   diffrank::MallowsSampler sampler;
@@ -62,7 +62,8 @@ TEST(Mallows, DrawsArePermutationsAtTheirInversionDistance) {
     for (double theta : {0.0, 0.2, 5.0, 1e300}) {
       std::vector<double> u(n > 0 ? n - 1 : 0), rank(n);
       for (double& v : u) v = unif(rng);
-      const std::uint64_t d = sampler.draw(u.data(), theta, order.data(), n, rank.data());
+      const std::vector<double> thetas(n, theta);
+      const std::uint64_t d = sampler.draw(u.data(), thetas.data(), order.data(), n, rank.data());
       std::vector<double> sorted = rank;
       std::sort(sorted.begin(), sorted.end());
       for (std::size_t k = 0; k < n; ++k) EXPECT_EQ(sorted[k], static_cast<double>(k + 1));
@@ -86,6 +87,63 @@ TEST(Mallows, DrawsArePermutationsAtTheirInversionDistance) {
       }
     }
   }
+}
+
+TEST(Mallows, StageCodesOfDrawsAndTopLists) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  diffrank::MallowsSampler sampler;
+  diffrank::StageCoder coder;
+  const std::size_t n = 9;
+  std::vector<std::uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<double> centre_rank(n);
+  for (std::size_t k = 0; k < n; ++k) centre_rank[order[k]] = static_cast<double>(k + 1);
+  std::vector<double> thetas{2.0, 1.0, 0.5, 0.5, 0.2, 0.0, 0.0, 3.0};
+  for (int rep = 0; rep < 50; ++rep) {
+    std::vector<double> u(n - 1), rank(n), codes(n - 1);
+    for (double& v : u) v = unif(rng);
+    sampler.draw(u.data(), thetas.data(), order.data(), n, rank.data());
+    // the codes read back are those the draw used
+    EXPECT_EQ(coder(rank.data(), centre_rank.data(), n, codes.data()), n - 1);
+    for (std::size_t j = 0; j + 1 < n; ++j) {
+      EXPECT_EQ(codes[j], static_cast<double>(
+                              diffrank::MallowsSampler::inversions(u[j], n - 1 - j, thetas[j])));
+    }
+    // a top-3 list keeps the first three codes: items placed later that the
+    // centre puts above each of its items
+    std::vector<double> top(rank);
+    for (double& v : top) {
+      if (v > 3.0) v = std::nan("");
+    }
+    std::vector<double> top_codes(n - 1, -1.0);
+    EXPECT_EQ(coder(top.data(), centre_rank.data(), n, top_codes.data()), 3u);
+    for (std::size_t j = 0; j < 3; ++j) {
+      std::size_t placed = 0;
+      for (std::size_t i = 0; i < n; ++i) placed = rank[i] == j + 1.0 ? i : placed;
+      double expected = 0.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        expected += rank[i] > j + 1.0 && centre_rank[i] < centre_rank[placed];
+      }
+      EXPECT_EQ(top_codes[j], expected);
+    }
+    EXPECT_EQ(top_codes[3], -1.0);
+  }
+}
+
+TEST(Mallows, ThetaForStagesSolvesTheLikelihoodEquation) {
+  const std::size_t n = 8;
+  const std::vector<double> reached{100, 100, 80, 80, 50, 10, 0};
+  for (double theta : {0.01, 0.3, 2.0}) {
+    double total = 0.0;
+    for (std::size_t j = 0; j + 1 < n; ++j) {
+      total += reached[j] * diffrank::truncated_geometric_mean(n - 1 - j, theta);
+    }
+    EXPECT_NEAR(diffrank::mallows_theta_for_stages(n, reached.data(), total), theta, 1e-9 * theta);
+  }
+  EXPECT_EQ(diffrank::mallows_theta_for_stages(n, reached.data(), 0.0), INFINITY);
+  EXPECT_EQ(diffrank::mallows_theta_for_stages(n, reached.data(), 1e6), 0.0);
 }
 
 }  // namespace

@@ -111,6 +111,7 @@ calls <- c(operator_calls(), list(
   dmallows = entry(function(x, ...) dmallows(x, c(2, 1, 3, 5, 4), theta = 0.5, ...),
                    data = c(1, 2, 3, 4, 5)),
   mallows_model = entry(function(x, ...) mallows_model(x, ...), data = bi_rankings),
+  aggregate_rankings = entry(function(x, ...) aggregate_rankings(x, ...), data = bi_rankings),
 
   # Kendall kernels
   kendall_kernel = entry(function(x, ...) kendall_kernel(x, ...), data = bi_mat),

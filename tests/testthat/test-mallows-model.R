@@ -113,7 +113,101 @@ test_that("clear errors for bad rankings and settings", {
   expect_error(rmallows(3, 1:3, Inf), "`theta`")
   expect_error(dmallows(c(1, 2, 2), 1:3, 1), "column 1 is not")
   expect_error(dmallows(1:4, 1:3, 1), "one row per item of `consensus` \\(3\\)")
-  expect_error(mallows_model(cbind(1:3, c(1, NA, 3))), "missing values")
+  expect_error(mallows_model(cbind(1:3, c(1, NA, 3))), "top-k list .*column 2 is not")
+  expect_error(mallows_model(cbind(c(NA, NA, NA))), "column 1 is not")
+  expect_error(rmallows(3, 1:3, c(1, 2, 3)), "one per stage \\(2")
+  expect_error(rmallows(3, 1:3, c(1, NA)), "`theta`")
+  expect_error(mallows_model(cbind(1:3), model = "gmm"), "`model` must be one of")
   expect_error(mallows_model(cbind(1:3, 3:1), consensus = 1:4), "`consensus` must rank the 3 items")
   expect_error(mallows_model(cbind(1:3), foo = 1), "Unknown argument `foo`")
+})
+
+test_that("a top-k list has the probability of the rankings that extend it", {
+  r <- all_rankings(5)
+  consensus <- c(3, 1, 5, 2, 4)
+  for (theta in list(0.6, c(1.5, 0.2, 0.8, 0), 0)) {
+    full <- dmallows(r, consensus, theta)
+    expect_equal(sum(full), 1, tolerance = 1e-12)
+    for (k in 1:4) {
+      top <- ifelse(r <= k, r, NA)
+      key <- apply(top, 2, paste, collapse = " ")
+      expected <- as.vector(tapply(full, key, sum)[key])
+      expect_equal(dmallows(top, consensus, theta), unname(expected), tolerance = 1e-12)
+    }
+  }
+  # a top-(p-1) list is the full ranking
+  expect_equal(dmallows(c(2, NA, 1), 1:3, 0.7), dmallows(c(2, 3, 1), 1:3, 0.7))
+})
+
+test_that("generalized draws have stage codes of the right means", {
+  set.seed(5)
+  p <- 12
+  theta <- seq(2, 0, length.out = p - 1)
+  consensus <- sample(p)
+  r <- rmallows(1e5, consensus, theta)
+  codes <- diffrank:::mallows_stage_codes_cpp(r, as.double(consensus), 1L)
+  m <- p - seq_len(p - 1)
+  expected <- ifelse(theta == 0, m / 2, 1 / expm1(theta) - (m + 1) / expm1(theta * (m + 1)))
+  se <- apply(codes, 1, sd) / sqrt(ncol(codes))
+  expect_true(all(abs(rowMeans(codes) - expected) < 3 * pmax(se, 1e-12) + 1e-12))
+  # the summed codes are the Kendall distances
+  expect_equal(colSums(codes), diffrank:::kendall_distances_cpp(r, as.double(consensus), 1L))
+  # and the fit recovers each stage's dispersion (the top ones within 10%)
+  fit <- mallows_model(r, model = "generalized")
+  expect_equal(unname(fit$consensus), consensus)
+  expect_lt(max(abs(fit$theta[1:8] / theta[1:8] - 1)), 0.1)
+  expect_lt(abs(fit$theta[11]), 0.05)
+  loglik <- function(t) sum(dmallows(r, consensus, t, log = TRUE))
+  expect_equal(fit$log_likelihood, loglik(fit$theta), tolerance = 1e-9)
+  for (j in c(1, 5)) {
+    expect_gt(fit$log_likelihood, loglik(replace(fit$theta, j, fit$theta[j] * 1.05)))
+  }
+  expect_output(print(fit), "generalized Mallows model")
+  expect_output(print(fit), "theta by stage")
+})
+
+test_that("top-k lists: the fit recovers the consensus and theta", {
+  set.seed(6)
+  consensus <- setNames(sample(10), letters[1:10])
+  r <- rmallows(3000, consensus, theta = 0.4)
+  k <- sample(2:9, ncol(r), replace = TRUE)
+  top <- r
+  top[sweep(r, 2, k, ">")] <- NA
+  fit <- mallows_model(top)
+  expect_equal(fit$consensus, consensus)
+  expect_lt(abs(fit$theta / 0.4 - 1), 0.1)
+  expect_identical(unname(fit$list_length), as.double(pmin(k, 9)))
+  loglik <- function(t) sum(dmallows(top, consensus, t, log = TRUE))
+  expect_equal(fit$log_likelihood, loglik(fit$theta), tolerance = 1e-9)
+  expect_gt(fit$log_likelihood, loglik(fit$theta * 1.05))
+  expect_gt(fit$log_likelihood, loglik(fit$theta / 1.05))
+  expect_output(print(fit), "top lists among them")
+  # stages that no list reaches have no dispersion
+  g <- mallows_model(top[, k <= 4], model = "generalized")
+  expect_true(all(is.na(g$theta[5:9])) && !anyNA(g$theta[1:4]))
+  expect_identical(g$expected_distance, NA_real_)
+})
+
+test_that("APA election: the consensus and theta of an exhaustive search", {
+  apa <- utils::read.csv(test_path("data", "apa_rankings.csv"))
+  r <- t(as.matrix(apa[rep(seq_len(nrow(apa)), apa$count), LETTERS[1:5]]))
+  rownames(r) <- LETTERS[1:5]
+  expect_identical(ncol(r), 5738L)
+  fit <- mallows_model(r)
+  # every one of the 120 centres: the fit's has the least total distance
+  centres <- all_rankings(5)
+  totals <- apply(centres, 2, function(c) sum(diffrank:::kendall_distances_cpp(r, as.double(c), 1L)))
+  best <- centres[, which.min(totals)]
+  expect_identical(sum(totals == min(totals)), 1L)
+  expect_equal(unname(fit$consensus), as.double(best))
+  expect_identical(names(sort(fit$consensus)), c("A", "C", "E", "D", "B"))
+  expect_identical(sum(fit$distance), min(totals))
+  # theta solves E[d] = mean distance (uniroot in R, to 1e-15)
+  j <- 1:4
+  m <- 5 - j
+  mean_d <- min(totals) / ncol(r)
+  theta <- stats::uniroot(function(t) sum(1 / expm1(t) - (m + 1) / expm1(t * (m + 1))) - mean_d,
+                          c(1e-3, 1), tol = 1e-15)$root
+  expect_equal(fit$theta, theta, tolerance = 1e-10)
+  expect_equal(fit$theta, 0.072188740773927, tolerance = 1e-10)
 })

@@ -82,6 +82,24 @@ test_that("Mallows draws and fits do not depend on the number of threads", {
   set.seed(16)
   r <- rmallows(3000, sample(30), theta = 0.2)
   expect_thread_invariant(function(th) mallows_model(r, threads = th), "mallows_model")
+  expect_thread_invariant(function(th) {
+    set.seed(17)
+    rmallows(3000, sample(30), theta = seq(1, 0, length.out = 29), threads = th)
+  }, "rmallows generalized")
+  top <- ifelse(r <= 10, r, NA)
+  expect_thread_invariant(function(th) mallows_model(top, model = "generalized", threads = th),
+                          "mallows_model generalized top lists")
+})
+
+test_that("rank aggregation does not depend on the number of threads", {
+  set.seed(18)
+  r <- matrix(sample(40, 40 * 300, replace = TRUE), 40)
+  r[sample(length(r), 2000)] <- NA
+  w <- runif(300)
+  for (method in c("kemeny", "copeland")) {
+    expect_thread_invariant(
+      function(th) aggregate_rankings(r, method, weights = w, threads = th), method)
+  }
 })
 
 test_that("rank_regression with the soft-rank loss does not depend on the number of threads", {
