@@ -174,6 +174,7 @@ make_fits <- function(env) {
   lazy("KL_KENDALL_TOP", kendall_kernlab(type = "topk", k = 3))
   lazy("FIT_MALLOWS", mallows_model(RANKINGS))
   lazy("AGG", aggregate_rankings(RANKINGS))
+  lazy("MIX", mallows_mixture(RANKINGS, 2))
   lazy("KL_WKENDALL", weighted_kendall_kernlab())
   lazy("P_SOLVER", perturbed_solver("rank", eps = 0.5, n_samples = 50))
   lazy("SK_VALUE", sinkhorn_rank(X_MAT, eps = 0.05, threads = 2, progress = FALSE))
@@ -437,6 +438,14 @@ build_specs <- function() {
          q(x = RANKINGS, method = "copeland", missing = "ignore", weights = NULL,
            threads = 2)),
     spec("print.rank_aggregation", quote(print), q(x = AGG), fixed = "x"),
+    spec("mallows_mixture", quote(mallows_mixture),
+         q(x = RANKINGS, n_components = 2, n_starts = 2, max_iter = 20, tol = 1e-8,
+           threads = 2)),
+    spec("mallows_mixture[select]", quote(mallows_mixture),
+         q(x = RANKINGS, n_components = 1:2, n_starts = 1, holdout = 0.3, threads = 2)),
+    spec("print.mallows_mixture", quote(print), q(x = MIX), fixed = "x"),
+    spec("predict.mallows_mixture", quote(predict), q(object = MIX, newdata = RANKINGS,
+                                                      threads = 2), fixed = "object"),
     spec("predict.rank_regression", quote(predict), q(object = FIT_RR, newdata = RANK_X[, 1:3],
                                                       type = "score"), fixed = "object"),
     spec("coef.rank_regression", quote(coef), q(object = FIT_RR), fixed = "object"),

@@ -112,6 +112,7 @@ calls <- c(operator_calls(), list(
                    data = c(1, 2, 3, 4, 5)),
   mallows_model = entry(function(x, ...) mallows_model(x, ...), data = bi_rankings),
   aggregate_rankings = entry(function(x, ...) aggregate_rankings(x, ...), data = bi_rankings),
+  mallows_mixture = entry(function(x, ...) mallows_mixture(x, ...), data = bi_rankings),
 
   # Kendall kernels
   kendall_kernel = entry(function(x, ...) kendall_kernel(x, ...), data = bi_mat),

@@ -91,6 +91,15 @@ test_that("Mallows draws and fits do not depend on the number of threads", {
                           "mallows_model generalized top lists")
 })
 
+test_that("Mallows mixtures do not depend on the number of threads", {
+  set.seed(19)
+  r <- cbind(rmallows(300, sample(20), 0.3), rmallows(200, sample(20), 0.3))
+  expect_thread_invariant(function(th) {
+    set.seed(20)
+    mallows_mixture(r, 1:3, n_starts = 2, threads = th)
+  }, "mallows_mixture")
+})
+
 test_that("rank aggregation does not depend on the number of threads", {
   set.seed(18)
   r <- matrix(sample(40, 40 * 300, replace = TRUE), 40)
