@@ -47,9 +47,13 @@
 #' distance (a Kemeny ranking; unlisted items of top lists count as tied
 #' below the listed ones): exact for at most 16 items, beyond that the Borda
 #' ranking improved by moves of single items (a local optimum); see
-#' [aggregate_rankings()]. For `model = "generalized"` the consensus is the
-#' same (the maximum-likelihood centre of the generalized model needs a search
-#' of its own; Mandhani and Meila 2009). For a given consensus, the
+#' [aggregate_rankings()]. For `model = "generalized"`, the centre maximizes
+#' the profile likelihood (each stage's dispersion at its maximum): over
+#' every ranking for at most 6 items; up to 100 items, the Kemeny ranking
+#' improved by swaps of neighbouring items while the profile likelihood
+#' rises (a local maximum: the landscape is rugged, and an exact search
+#' needs branch and bound, Mandhani and Meila 2009); beyond, the Kemeny
+#' ranking. For a given consensus, the
 #' maximum-likelihood dispersion solves \eqn{E_\theta[\sum_j S_j] = \sum_j
 #' S_j}{E_theta[sum S_j] = observed sum}, which has one solution (0 when the
 #' rankings are farther from the consensus than random rankings; infinite,
@@ -83,7 +87,8 @@
 #'   one per stage), `model`, `distance` (each ranking's distance to the
 #'   consensus, over the pairs a top list orders), `log_likelihood`,
 #'   `expected_distance` (of a full ranking under the fit), `exact` (whether
-#'   the estimated consensus is an exact Kemeny ranking; `NA` when given),
+#'   the estimated consensus is an exact maximum of the likelihood: an exact
+#'   Kemeny ranking of the Mallows model; `NA` when given),
 #'   `list_length` (the stages each ranking fixes, p - 1 for a full ranking),
 #'   `n_items` and `n_rankings`.
 #' @references
@@ -169,17 +174,20 @@ mallows_model <- function(x, consensus = NULL, model = c("mallows", "generalized
     consensus <- align_items(check_consensus_ranking(consensus, p), rownames(r))
   }
   if (!is.null(rownames(r))) names(consensus) <- rownames(r)
-  codes <- mallows_stage_codes_cpp(r, unname(consensus), threads)
-  reached <- rowSums(!is.na(codes))
-  totals <- rowSums(codes, na.rm = TRUE)
-  theta <- if (model == "mallows") {
-    mallows_theta_stages_cpp(p, reached, sum(totals))
-  } else {
-    vapply(seq_along(reached), function(j) {
-      if (reached[j] == 0) return(NA_real_)
-      mallows_theta_stages_cpp(p, replace(numeric(length(reached)), j, reached[j]), totals[j])
-    }, numeric(1))
+  dispersion <- fit_dispersions(r, unname(consensus), model, threads)
+  if (model == "generalized" && !is.na(exact) && p > 2L && p <= generalized_search_max_items) {
+    # the generalized model's own maximum-likelihood centre: over every
+    # ranking of a few items, else from the Kemeny ranking by swaps of
+    # neighbours that raise the profile likelihood
+    moved <- generalized_centre_search(r, unname(consensus), dispersion, threads)
+    exact <- moved$exact
+    if (!identical(moved$consensus, unname(consensus))) {
+      consensus[] <- moved$consensus
+      dispersion <- moved$dispersion
+    }
   }
+  codes <- dispersion$codes
+  theta <- dispersion$theta
   if (any(is.infinite(theta))) {
     warning(structure(class = c("diffrank_infinite_dispersion", "warning", "condition"), list(
       message = if (model == "mallows") {
@@ -193,9 +201,8 @@ mallows_model <- function(x, consensus = NULL, model = c("mallows", "generalized
       },
       call = NULL)))
   }
-  stage_theta <- if (model == "mallows") rep(theta, p - 1L) else theta
-  log_likelihood <- sum(stage_log_likelihoods(codes, stage_theta, p))
-  expected <- stage_expectations(stage_theta, p)
+  log_likelihood <- dispersion$log_likelihood
+  expected <- stage_expectations(dispersion$stage_theta, p)
   structure(
     list(consensus = consensus, theta = theta, model = model,
          distance = colSums(codes, na.rm = TRUE), log_likelihood = log_likelihood,
@@ -234,12 +241,86 @@ print.mallows_model <- function(x, ...) {
   invisible(x)
 }
 
+# The maximum-likelihood dispersions for a given centre (one, or one per
+# stage), with the stage codes and the log-likelihood.
+fit_dispersions <- function(r, centre, model, threads) {
+  p <- nrow(r)
+  codes <- mallows_stage_codes_cpp(r, centre, threads)
+  reached <- rowSums(!is.na(codes))
+  totals <- rowSums(codes, na.rm = TRUE)
+  theta <- if (model == "mallows") {
+    mallows_theta_stages_cpp(p, reached, sum(totals))
+  } else {
+    vapply(seq_along(reached), function(j) {
+      if (reached[j] == 0) return(NA_real_)
+      mallows_theta_stages_cpp(p, replace(numeric(length(reached)), j, reached[j]), totals[j])
+    }, numeric(1))
+  }
+  stage_theta <- if (model == "mallows") rep(theta, p - 1L) else theta
+  list(codes = codes, theta = theta, stage_theta = stage_theta,
+       log_likelihood = sum(stage_log_likelihoods(codes, stage_theta, p)))
+}
+
+# Items up to which the generalized model's centre is searched, and over
+# every ranking (6! = 720 profile likelihoods).
+generalized_search_max_items <- 100L
+generalized_exhaustive_max_items <- 6L
+
+# The centre of the generalized model with the largest profile
+# log-likelihood (each stage's dispersion at its maximum for the centre):
+# over every ranking of at most generalized_exhaustive_max_items items (the
+# first best in the order of the rankings, from the Kemeny one), else a
+# local maximum by swaps of neighbours from the Kemeny ranking.
+generalized_centre_search <- function(r, centre, dispersion, threads) {
+  p <- length(centre)
+  tol <- 1e-10 * max(1, abs(dispersion$log_likelihood))
+  if (p <= generalized_exhaustive_max_items) {
+    for (order in all_orders(p)) {
+      candidate <- numeric(p)
+      candidate[order] <- seq_len(p)
+      trial <- fit_dispersions(r, candidate, "generalized", threads)
+      if (trial$log_likelihood > dispersion$log_likelihood + tol) {
+        centre <- candidate
+        dispersion <- trial
+      }
+    }
+    return(list(consensus = centre, dispersion = dispersion, exact = TRUE))
+  }
+  repeat {
+    improved <- FALSE
+    for (i in seq_len(p - 1L)) {
+      a <- which(centre == i)
+      b <- which(centre == i + 1L)
+      swapped <- centre
+      swapped[c(a, b)] <- c(i + 1, i)
+      trial <- fit_dispersions(r, swapped, "generalized", threads)
+      if (trial$log_likelihood > dispersion$log_likelihood + tol) {
+        centre <- swapped
+        dispersion <- trial
+        improved <- TRUE
+      }
+    }
+    if (!improved) break
+  }
+  list(consensus = centre, dispersion = dispersion, exact = FALSE)
+}
+
+# Every ordering of 1:p, as a list.
+all_orders <- function(p) {
+  if (p == 1L) return(list(1L))
+  shorter <- all_orders(p - 1L)
+  unlist(lapply(seq_len(p), function(first) {
+    lapply(shorter, function(o) c(first, setdiff(seq_len(p), first)[o]))
+  }), recursive = FALSE)
+}
+
 # log P of each column of stage codes ((p - 1) x rankings, NA beyond a list's
 # last stage) under the stage dispersions theta (p - 1 of them).
 stage_log_likelihoods <- function(codes, theta, p) {
   if (p < 2L) return(numeric(ncol(codes)))
   reached <- !is.na(codes)
   m <- p - seq_len(p - 1L)
+  theta[is.na(theta)] <- 0  # stages that no ranking reaches contribute nothing
   # an infinite theta where the code is 0 contributes 0 (probability 1)
   log_norm <- mallows_stage_log_normalizers_cpp(m, theta)
   penalty <- ifelse(codes == 0, 0, codes * theta)

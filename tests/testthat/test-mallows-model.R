@@ -210,4 +210,21 @@ test_that("APA election: the consensus and theta of an exhaustive search", {
                           c(1e-3, 1), tol = 1e-15)$root
   expect_equal(fit$theta, theta, tolerance = 1e-10)
   expect_equal(fit$theta, 0.072188740773927, tolerance = 1e-10)
+  # the generalized model: its centre maximizes the profile likelihood over
+  # the 120 centres, each stage's theta solving its own equation
+  g <- mallows_model(r, model = "generalized")
+  profile <- apply(centres, 2, function(c) {
+    codes <- diffrank:::mallows_stage_codes_cpp(r, as.double(c), 1L)
+    theta <- vapply(1:4, function(j) {
+      mean_code <- mean(codes[j, ])
+      m <- 5 - j
+      if (mean_code >= m / 2) return(0)
+      stats::uniroot(function(t) 1 / expm1(t) - (m + 1) / expm1(t * (m + 1)) - mean_code,
+                     c(1e-8, 50), tol = 1e-14)$root
+    }, numeric(1))
+    sum(dmallows(r, as.double(c), theta, log = TRUE))
+  })
+  expect_equal(g$log_likelihood, max(profile), tolerance = 1e-9)
+  expect_equal(unname(g$consensus), as.double(centres[, which.max(profile)]))
+  expect_true(g$exact)
 })
