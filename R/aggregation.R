@@ -25,7 +25,12 @@
 #'   whose likelihood is known in closed form.
 #'
 #' `"copeland"`, `"kemeny"` and `"mallows"` hold a table of the p x p pairwise
-#' preferences (8 p^2 bytes) and take O(p^2) time per ranking.
+#' preferences (16 p^2 bytes while it is built) and take O(p^2) time per
+#' ranking; the local search takes O(p^2) per pass over the items, and many
+#' passes on long rankings: 4,000 items take about 5 s, 12,625 items (a
+#' whole array) about 5 minutes. The default, `"auto"`, is therefore Kemeny
+#' up to 2,000 items and Borda (linear) beyond; the result's `method` says
+#' which.
 #'
 #' @section Missing items:
 #' With `missing = "bottom"` (the default), an item missing from a ranking
@@ -43,7 +48,8 @@
 #'   or a list of character vectors, each the items of one ranking from the
 #'   top (a gene list), the items it does not list missing. Row names (or the
 #'   list's items) name the items.
-#' @param method `"kemeny"` (the default), `"borda"`, `"copeland"` or
+#' @param method `"auto"` (the default: `"kemeny"` for at most 2,000
+#'   items, `"borda"` beyond), `"kemeny"`, `"borda"`, `"copeland"` or
 #'   `"mallows"`; see Methods.
 #' @param missing How an item missing from a ranking counts: `"bottom"` (the
 #'   default) or `"ignore"`; see Missing items.
@@ -52,14 +58,15 @@
 #' @param threads Number of threads; see [diffrank_threads()]. The result does
 #'   not depend on it.
 #' @param ... Must be empty (an error names any argument given there).
-#' @return An object of class `rank_aggregation`, a list with `ranking` (the
+#' @return An object of class `rank_aggregation`, a list with `method` (the
+#'   method used), `ranking` (the
 #'   consensus rank of each item, 1 for the top, without ties, named by item),
 #'   `items` (the items from the top), `score` (the Borda mean rank, or the
 #'   Copeland score, by item; `NULL` for Kemeny), `disagreement` (the summed
 #'   weight of the pairwise preferences the consensus contradicts; `NA` for
 #'   Borda beyond 2,000 items, where the table is not built), `exact`
 #'   (whether the Kemeny ranking is the exact optimum), `model` (the
-#'   [mallows_model()] fit for `"mallows"`), `method`, `missing`, `n_items`
+#'   [mallows_model()] fit for `"mallows"`), `missing`, `n_items`
 #'   and `n_rankings`.
 #' @references
 #' Kemeny JG (1959). Mathematics without numbers. *Daedalus* 88, 577-591.
@@ -87,16 +94,17 @@
 #'            judge3 = c(1, 3, 2, 5, 4))
 #' rownames(r) <- letters[1:5]
 #' aggregate_rankings(r, method = "copeland")$ranking
-aggregate_rankings <- function(x, method = c("kemeny", "borda", "copeland", "mallows"),
+aggregate_rankings <- function(x, method = c("auto", "kemeny", "borda", "copeland", "mallows"),
                                missing = c("bottom", "ignore"), weights = NULL,
                                threads = diffrank_threads(), ...) {
   check_dots_empty(...)
-  method <- match_choice(method, c("kemeny", "borda", "copeland", "mallows"), "method")
+  method <- match_choice(method, c("auto", "kemeny", "borda", "copeland", "mallows"), "method")
   missing <- match_choice(missing, c("bottom", "ignore"), "missing")
   threads <- check_threads(threads)
   r <- rankings_matrix(x)
   weights <- check_ranking_weights(weights, ncol(r))
   p <- nrow(r)
+  if (method == "auto") method <- if (p <= auto_kemeny_max_items) "kemeny" else "borda"
   if (method == "mallows") {
     if (missing != "bottom") {
       abort(paste0("`missing` must be \"bottom\" for method = \"mallows\": the Mallows likelihood ",
@@ -163,6 +171,8 @@ print.rank_aggregation <- function(x, ...) {
 
 # Items the exact Kemeny search takes (aggregation.hpp).
 kemeny_exact_max_items <- 16L
+# Items up to which method = "auto" is Kemeny (about a second), Borda above.
+auto_kemeny_max_items <- 2000L
 
 # The rankings as a double matrix, items x rankings, named items, NA for a
 # missing item: from a matrix (or vector, data frame) of ranks, or a list of

@@ -136,6 +136,16 @@ test_that("complete rankings: Kemeny equals the Mallows centre and the summed Ke
                sum(diffrank:::kendall_distances_cpp(r, unname(fit$ranking), 1L)))
 })
 
+test_that("the default is Kemeny up to 2,000 items and Borda beyond", {
+  set.seed(5)
+  small <- replicate(3, sample(50))
+  expect_identical(aggregate_rankings(small)$method, "kemeny")
+  expect_identical(aggregate_rankings(small), aggregate_rankings(small, "kemeny"))
+  large <- replicate(3, sample(2001))
+  expect_identical(aggregate_rankings(large), aggregate_rankings(large, "borda"))
+  expect_output(print(aggregate_rankings(large)), "Borda consensus")
+})
+
 test_that("one item, one ranking, constant rankings", {
   expect_equal(unname(aggregate_rankings(matrix(1, 1, 3))$ranking), 1)
   one <- aggregate_rankings(c(a = 3, b = 1, c = 2))
