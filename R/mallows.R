@@ -45,9 +45,9 @@
 #' `mallows_model()` takes the consensus given, or estimates it by its
 #' maximum likelihood, the ranking closest to the rankings in summed Kendall
 #' distance (a Kemeny ranking; unlisted items of top lists count as tied
-#' below the listed ones): exact for at most 16 items, beyond that the Borda
-#' ranking improved by moves of single items (a local optimum); see
-#' [aggregate_rankings()]. For `model = "generalized"`, the centre maximizes
+#' below the listed ones): exact for at most 16 items, up to 2,000 items the
+#' Borda ranking improved by moves of single items (a local optimum), beyond
+#' the Borda ranking; see [aggregate_rankings()]. For `model = "generalized"`, the centre maximizes
 #' the profile likelihood (each stage's dispersion at its maximum): over
 #' every ranking for at most 6 items; up to 100 items, the Kemeny ranking
 #' improved by swaps of neighbouring items while the profile likelihood
@@ -410,11 +410,13 @@ check_top_lists <- function(x, p, arg = "x") {
 }
 
 # The Kemeny consensus of rankings or top lists (unlisted items tied at the
-# bottom), started from the Borda ranking; attribute "exact".
+# bottom), started from the Borda ranking (the Borda ranking alone beyond
+# auto_kemeny_max_items items, as in aggregate_rankings()); attribute "exact".
 kemeny_consensus <- function(r, threads) {
   p <- nrow(r)
   if (p < 2L) return(structure(1, exact = TRUE))
   borda <- rank(borda_scores(r, NULL, "bottom"), ties.method = "first")
+  if (p > auto_kemeny_max_items) return(structure(as.double(borda), exact = FALSE))
   above <- preference_table(replace(r, is.na(r), Inf), NULL, threads)
   exact <- p <= kemeny_exact_max_items
   structure(as.vector(kemeny_ranking_cpp(above, as.double(borda), exact)), exact = exact)

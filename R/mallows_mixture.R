@@ -11,9 +11,10 @@
 #' The E-step gives each ranking its probability of coming from each
 #' component. The M-step is exact for the dispersions and proportions, and
 #' for each consensus it is the Kemeny ranking of the rankings weighted by
-#' those probabilities (exact for at most 16 items; beyond, the local search
-#' of [aggregate_rankings()] started from the current consensus, which never
-#' lowers the likelihood). The iterations stop when the log-likelihood gains
+#' those probabilities (exact for at most 16 items; up to 2,000 items, the
+#' local search of [aggregate_rankings()] started from the current
+#' consensus, which never lowers the likelihood; beyond, the weighted Borda
+#' ranking). The iterations stop when the log-likelihood gains
 #' less than `tol` times its size, after `max_iter` at most. EM finds a local
 #' maximum: `n_starts` runs from different starts (consensus rankings drawn
 #' among the data, R's generator: `set.seed()` reproduces them) keep the
@@ -182,11 +183,16 @@ mixture_log_densities <- function(r, fit, threads) {
   list(total = top + log(sums), responsibilities = scaled / sums)
 }
 
-# The M-step of one component: the weighted Kemeny consensus (from `start`)
-# and the weighted maximum-likelihood dispersion.
+# The M-step of one component: the weighted Kemeny consensus (from `start`;
+# the weighted Borda ranking beyond auto_kemeny_max_items items) and the
+# weighted maximum-likelihood dispersion.
 mixture_component <- function(r, values, w, start, threads) {
   p <- nrow(r)
-  centre <- if (p < 2L) 1 else {
+  centre <- if (p < 2L) {
+    1
+  } else if (p > auto_kemeny_max_items) {
+    rank(borda_scores(r, w, "bottom"), ties.method = "first")
+  } else {
     above <- pairwise_preferences_cpp(values, w, threads)
     as.vector(kemeny_ranking_cpp(above, as.double(start), p <= kemeny_exact_max_items))
   }
@@ -202,7 +208,7 @@ mixture_component <- function(r, values, w, start, threads) {
 mixture_em <- function(r, k, n_starts, max_iter, tol, threads) {
   p <- nrow(r)
   values <- replace(r, is.na(r), Inf)
-  check_memory(16 * as.double(p)^2, "x", sprintf("%d items", p))
+  if (p <= auto_kemeny_max_items) check_memory(16 * as.double(p)^2, "x", sprintf("%d items", p))
   best <- NULL
   for (start in seq_len(n_starts)) {
     # start: k rankings of the data (top lists completed in item order) as

@@ -96,6 +96,14 @@ test_that("extreme dispersions: identical rankings, random rankings, one item", 
   expect_true(all(rmallows(50, c(3, 1, 2), theta = 1e300) == c(3, 1, 2)))
 })
 
+test_that("beyond 2,000 items the consensus is the Borda ranking", {
+  set.seed(7)
+  r <- rmallows(5, sample(2001), theta = 0.01)
+  fit <- mallows_model(r)
+  expect_false(fit$exact)
+  expect_equal(unname(fit$consensus), rank(rowMeans(r), ties.method = "first"))
+})
+
 test_that("named items are matched by name", {
   set.seed(4)
   consensus <- c(a = 1, b = 2, c = 3, d = 4)
