@@ -3,6 +3,7 @@
 # monotone likelihood, one component against mallows_model(), predict().
 
 test_that("EM recovers planted components and held-out likelihood picks their number", {
+  skip_on_cran()  # over 5 s
   set.seed(1)
   p <- 12
   centres <- list(sample(p), sample(p), sample(p))

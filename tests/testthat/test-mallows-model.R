@@ -29,6 +29,7 @@ test_that("probabilities are exp(-theta d) normalized over all rankings", {
 })
 
 test_that("the mean distance of 1e5 draws equals the closed-form expectation", {
+  skip_on_cran()  # over 5 s
   set.seed(1)
   for (case in list(c(p = 20, theta = 0.3), c(p = 8, theta = 0), c(p = 50, theta = 2),
                     c(p = 200, theta = 0.01))) {
