@@ -25,7 +25,7 @@ cases <- list(
   rmallows = c("consensus <- sample(2000)",
                "rmallows(1e5, consensus, theta = 0.001, threads = 2)"),
   aggregate_rankings = c("x <- matrix(sample(4000, 4000 * 400, replace = TRUE), 4000)",
-                         "aggregate_rankings(x, threads = 2)"),
+                         "aggregate_rankings(x, method = \"kemeny\", threads = 2)"),
   mallows_mixture = c("r <- cbind(rmallows(2e4, sample(300), 0.01), rmallows(2e4, sample(300), 0.01))",
                       "mallows_mixture(r, 1:4, threads = 2)"),
   sinkhorn_rank_many_columns = c("x <- matrix(rnorm(2000 * 2000), 2000)",
