@@ -9,6 +9,10 @@ kemeny_ranking_cpp <- function(above, start, exact) {
     .Call(`_diffrank_kemeny_ranking_cpp`, above, start, exact)
 }
 
+kemeny_disagreement_cpp <- function(above, ranking) {
+    .Call(`_diffrank_kemeny_disagreement_cpp`, above, ranking)
+}
+
 mallows_stage_codes_cpp <- function(r, centre, threads) {
     .Call(`_diffrank_mallows_stage_codes_cpp`, r, centre, threads)
 }
@@ -47,18 +51,6 @@ mallows_draws_into_cpp <- function(out, first, uniforms, consensus_order, theta,
 
 kendall_distances_cpp <- function(x, centre, threads) {
     .Call(`_diffrank_kendall_distances_cpp`, x, centre, threads)
-}
-
-mallows_log_normalizer_cpp <- function(n, theta) {
-    .Call(`_diffrank_mallows_log_normalizer_cpp`, n, theta)
-}
-
-mallows_expected_distance_cpp <- function(n, theta) {
-    .Call(`_diffrank_mallows_expected_distance_cpp`, n, theta)
-}
-
-mallows_theta_cpp <- function(n, mean_distance) {
-    .Call(`_diffrank_mallows_theta_cpp`, n, mean_distance)
 }
 
 kl_nmf_updates_cpp <- function(x, w, h, iterations, mask, threads) {

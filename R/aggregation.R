@@ -118,7 +118,9 @@ aggregate_rankings <- function(x, method = c("auto", "kemeny", "borda", "copelan
     values <- if (missing == "bottom") replace(r, is.na(r), Inf) else r
     borda <- borda_scores(r, weights, missing)
     borda_ranking <- rank(borda, ties.method = "first")
-    above <- if (method != "borda" || p <= 2000L) preference_table(values, weights, threads)
+    above <- if (method != "borda" || p <= auto_kemeny_max_items) {
+      preference_table(values, weights, threads)
+    }
     out <- switch(method,
       borda = list(ranking = borda_ranking, score = borda),
       copeland = {
@@ -128,13 +130,12 @@ aggregate_rankings <- function(x, method = c("auto", "kemeny", "borda", "copelan
         list(ranking = ranking, score = wins)
       },
       kemeny = {
-        ranking <- kemeny_ranking_cpp(above, as.double(borda_ranking),
-                                      p <= kemeny_exact_max_items)
-        list(ranking = as.vector(ranking), score = NULL, exact = p <= kemeny_exact_max_items)
+        ranking <- kemeny_search(values, weights, borda_ranking, threads, above)
+        list(ranking = as.vector(ranking), score = NULL, exact = attr(ranking, "exact"))
       }
     )
     out$disagreement <- if (is.null(above)) NA_real_ else {
-      kemeny_disagreement(above, out$ranking)
+      kemeny_disagreement_cpp(above, as.double(out$ranking))
     }
     out$exact <- out$exact %||% NA
   }
@@ -253,7 +254,27 @@ preference_table <- function(values, weights, threads) {
   pairwise_preferences_cpp(values, weights %||% numeric(0), threads)
 }
 
-kemeny_disagreement <- function(above, ranking) {
-  top <- order(ranking)
-  sum(above[top, top][lower.tri(above)])
+# A Kemeny ranking of `values` (items x rankings, NA ordering nothing) with
+# weights (or NULL), searched from the ranking `start`: exact for at most
+# kemeny_exact_max_items items, else the local search; `above`, their
+# preference table, when already built. Attributes `exact` and
+# `disagreement`.
+kemeny_search <- function(values, weights, start, threads, above = NULL) {
+  above <- above %||% preference_table(values, weights, threads)
+  exact <- nrow(values) <= kemeny_exact_max_items
+  ranking <- kemeny_ranking_cpp(above, as.double(start), exact)
+  structure(as.vector(ranking), exact = exact, disagreement = attr(ranking, "disagreement"))
+}
+
+# The centre of a Mallows model of rankings or top lists (unlisted items tied
+# at the bottom) with weights (or NULL): the Kemeny ranking searched from
+# `start` (the Borda ranking when NULL); beyond auto_kemeny_max_items items,
+# as aggregate_rankings() does by default, the Borda ranking. Attribute
+# `exact`.
+mallows_centre <- function(r, weights, threads, start = NULL) {
+  if (is.null(start) || nrow(r) > auto_kemeny_max_items) {
+    start <- rank(borda_scores(r, weights, "bottom"), ties.method = "first")
+    if (nrow(r) > auto_kemeny_max_items) return(structure(as.double(start), exact = FALSE))
+  }
+  kemeny_search(replace(r, is.na(r), Inf), weights, start, threads)
 }

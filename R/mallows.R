@@ -167,7 +167,7 @@ mallows_model <- function(x, consensus = NULL, model = c("mallows", "generalized
   p <- nrow(r)
   exact <- NA
   if (is.null(consensus)) {
-    consensus <- kemeny_consensus(r, threads)
+    consensus <- mallows_centre(r, NULL, threads)
     exact <- attr(consensus, "exact")
     attributes(consensus) <- NULL
   } else {
@@ -407,17 +407,4 @@ check_top_lists <- function(x, p, arg = "x") {
                  "or other missing items: aggregate_rankings().)"), arg, nrow(m), bad[1L])
   }
   m
-}
-
-# The Kemeny consensus of rankings or top lists (unlisted items tied at the
-# bottom), started from the Borda ranking (the Borda ranking alone beyond
-# auto_kemeny_max_items items, as in aggregate_rankings()); attribute "exact".
-kemeny_consensus <- function(r, threads) {
-  p <- nrow(r)
-  if (p < 2L) return(structure(1, exact = TRUE))
-  borda <- rank(borda_scores(r, NULL, "bottom"), ties.method = "first")
-  if (p > auto_kemeny_max_items) return(structure(as.double(borda), exact = FALSE))
-  above <- preference_table(replace(r, is.na(r), Inf), NULL, threads)
-  exact <- p <= kemeny_exact_max_items
-  structure(as.vector(kemeny_ranking_cpp(above, as.double(borda), exact)), exact = exact)
 }

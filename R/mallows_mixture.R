@@ -102,7 +102,6 @@ mallows_mixture <- function(x, n_components = 2, n_starts = 5, max_iter = 100, t
     n_components <- n_components[which.max(scores)]
   }
   fit <- mixture_em(r, as.integer(n_components), n_starts, max_iter, tol, threads)
-  dens <- mixture_log_densities(r, fit, threads)
   k <- length(fit$theta)
   items <- rownames(r)
   dimnames(fit$consensus) <- list(items, paste0("component", seq_len(k)))
@@ -110,9 +109,9 @@ mallows_mixture <- function(x, n_components = 2, n_starts = 5, max_iter = 100, t
   # rankings are discrete, as in the BIC of Murphy and Martin 2003)
   structure(
     list(consensus = fit$consensus, theta = fit$theta, proportions = fit$proportions,
-         responsibilities = dens$responsibilities, cluster = max.col(dens$responsibilities, "first"),
-         log_likelihood = sum(dens$total),
-         bic = -2 * sum(dens$total) + (2 * k - 1) * log(ncol(r)),
+         responsibilities = fit$responsibilities,
+         cluster = max.col(fit$responsibilities, "first"), log_likelihood = fit$log_likelihood,
+         bic = -2 * fit$log_likelihood + (2 * k - 1) * log(ncol(r)),
          iterations = fit$iterations, converged = fit$converged, selection = selection,
          n_items = nrow(r), n_rankings = ncol(r), call = match.call()),
     class = "mallows_mixture"
@@ -183,19 +182,11 @@ mixture_log_densities <- function(r, fit, threads) {
   list(total = top + log(sums), responsibilities = scaled / sums)
 }
 
-# The M-step of one component: the weighted Kemeny consensus (from `start`;
-# the weighted Borda ranking beyond auto_kemeny_max_items items) and the
-# weighted maximum-likelihood dispersion.
-mixture_component <- function(r, values, w, start, threads) {
+# The M-step of one component: the weighted Mallows centre (from `start`)
+# and the weighted maximum-likelihood dispersion.
+mixture_component <- function(r, w, start, threads) {
   p <- nrow(r)
-  centre <- if (p < 2L) {
-    1
-  } else if (p > auto_kemeny_max_items) {
-    rank(borda_scores(r, w, "bottom"), ties.method = "first")
-  } else {
-    above <- pairwise_preferences_cpp(values, w, threads)
-    as.vector(kemeny_ranking_cpp(above, as.double(start), p <= kemeny_exact_max_items))
-  }
+  centre <- as.vector(mallows_centre(r, w, threads, start))
   codes <- mallows_stage_codes_cpp(r, centre, threads)
   reached <- drop((!is.na(codes)) %*% w)
   codes[is.na(codes)] <- 0
@@ -207,14 +198,12 @@ mixture_component <- function(r, values, w, start, threads) {
 # EM with k components, the best of n_starts runs.
 mixture_em <- function(r, k, n_starts, max_iter, tol, threads) {
   p <- nrow(r)
-  values <- replace(r, is.na(r), Inf)
-  if (p <= auto_kemeny_max_items) check_memory(16 * as.double(p)^2, "x", sprintf("%d items", p))
   best <- NULL
   for (start in seq_len(n_starts)) {
     # start: k rankings of the data (top lists completed in item order) as
     # the consensus rankings, theta 0.5, equal proportions
     seeds <- sample.int(ncol(r), k)
-    fit <- list(consensus = vapply(seeds, function(i) rank(values[, i], ties.method = "first"),
+    fit <- list(consensus = vapply(seeds, function(i) rank(r[, i], ties.method = "first"),
                                    numeric(p)),
                 theta = rep(0.5, k), proportions = rep(1 / k, k))
     fit$consensus <- matrix(fit$consensus, p, k)
@@ -231,13 +220,16 @@ mixture_em <- function(r, k, n_starts, max_iter, tol, threads) {
       w <- dens$responsibilities
       for (j in seq_len(k)) {
         if (sum(w[, j]) <= 0) next
-        component <- mixture_component(r, values, w[, j], fit$consensus[, j], threads)
+        component <- mixture_component(r, w[, j], fit$consensus[, j], threads)
         fit$consensus[, j] <- component$centre
         fit$theta[j] <- component$theta
       }
       fit$proportions <- pmax(colMeans(w), .Machine$double.xmin)
     }
-    fit$log_likelihood <- sum(mixture_log_densities(r, fit, threads)$total)
+    # the densities of the last M-step's fit (known when the run converged)
+    if (!converged) dens <- mixture_log_densities(r, fit, threads)
+    fit$log_likelihood <- sum(dens$total)
+    fit$responsibilities <- dens$responsibilities
     fit$iterations <- iteration
     fit$converged <- converged
     if (is.null(best) || fit$log_likelihood > best$log_likelihood) best <- fit
@@ -247,5 +239,6 @@ mixture_em <- function(r, k, n_starts, max_iter, tol, threads) {
   best$consensus <- best$consensus[, o, drop = FALSE]
   best$theta <- best$theta[o]
   best$proportions <- best$proportions[o]
+  best$responsibilities <- best$responsibilities[, o, drop = FALSE]
   best
 }

@@ -35,6 +35,17 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// kemeny_disagreement_cpp
+double kemeny_disagreement_cpp(Rcpp::NumericMatrix above, Rcpp::NumericVector ranking);
+RcppExport SEXP _diffrank_kemeny_disagreement_cpp(SEXP aboveSEXP, SEXP rankingSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type above(aboveSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type ranking(rankingSEXP);
+    rcpp_result_gen = Rcpp::wrap(kemeny_disagreement_cpp(above, ranking));
+    return rcpp_result_gen;
+END_RCPP
+}
 // mallows_stage_codes_cpp
 Rcpp::NumericMatrix mallows_stage_codes_cpp(Rcpp::NumericMatrix r, Rcpp::NumericVector centre, int threads);
 RcppExport SEXP _diffrank_mallows_stage_codes_cpp(SEXP rSEXP, SEXP centreSEXP, SEXP threadsSEXP) {
@@ -159,39 +170,6 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type centre(centreSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     rcpp_result_gen = Rcpp::wrap(kendall_distances_cpp(x, centre, threads));
-    return rcpp_result_gen;
-END_RCPP
-}
-// mallows_log_normalizer_cpp
-double mallows_log_normalizer_cpp(double n, double theta);
-RcppExport SEXP _diffrank_mallows_log_normalizer_cpp(SEXP nSEXP, SEXP thetaSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< double >::type n(nSEXP);
-    Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
-    rcpp_result_gen = Rcpp::wrap(mallows_log_normalizer_cpp(n, theta));
-    return rcpp_result_gen;
-END_RCPP
-}
-// mallows_expected_distance_cpp
-double mallows_expected_distance_cpp(double n, double theta);
-RcppExport SEXP _diffrank_mallows_expected_distance_cpp(SEXP nSEXP, SEXP thetaSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< double >::type n(nSEXP);
-    Rcpp::traits::input_parameter< double >::type theta(thetaSEXP);
-    rcpp_result_gen = Rcpp::wrap(mallows_expected_distance_cpp(n, theta));
-    return rcpp_result_gen;
-END_RCPP
-}
-// mallows_theta_cpp
-double mallows_theta_cpp(double n, double mean_distance);
-RcppExport SEXP _diffrank_mallows_theta_cpp(SEXP nSEXP, SEXP mean_distanceSEXP) {
-BEGIN_RCPP
-    Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< double >::type n(nSEXP);
-    Rcpp::traits::input_parameter< double >::type mean_distance(mean_distanceSEXP);
-    rcpp_result_gen = Rcpp::wrap(mallows_theta_cpp(n, mean_distance));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -821,6 +799,7 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_pairwise_preferences_cpp", (DL_FUNC) &_diffrank_pairwise_preferences_cpp, 3},
     {"_diffrank_kemeny_ranking_cpp", (DL_FUNC) &_diffrank_kemeny_ranking_cpp, 3},
+    {"_diffrank_kemeny_disagreement_cpp", (DL_FUNC) &_diffrank_kemeny_disagreement_cpp, 2},
     {"_diffrank_mallows_stage_codes_cpp", (DL_FUNC) &_diffrank_mallows_stage_codes_cpp, 3},
     {"_diffrank_mallows_theta_stages_cpp", (DL_FUNC) &_diffrank_mallows_theta_stages_cpp, 3},
     {"_diffrank_mallows_stage_log_normalizers_cpp", (DL_FUNC) &_diffrank_mallows_stage_log_normalizers_cpp, 2},
@@ -831,9 +810,6 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_mallows_output_cpp", (DL_FUNC) &_diffrank_mallows_output_cpp, 2},
     {"_diffrank_mallows_draws_into_cpp", (DL_FUNC) &_diffrank_mallows_draws_into_cpp, 6},
     {"_diffrank_kendall_distances_cpp", (DL_FUNC) &_diffrank_kendall_distances_cpp, 3},
-    {"_diffrank_mallows_log_normalizer_cpp", (DL_FUNC) &_diffrank_mallows_log_normalizer_cpp, 2},
-    {"_diffrank_mallows_expected_distance_cpp", (DL_FUNC) &_diffrank_mallows_expected_distance_cpp, 2},
-    {"_diffrank_mallows_theta_cpp", (DL_FUNC) &_diffrank_mallows_theta_cpp, 2},
     {"_diffrank_kl_nmf_updates_cpp", (DL_FUNC) &_diffrank_kl_nmf_updates_cpp, 6},
     {"_diffrank_parallel_check_cpp", (DL_FUNC) &_diffrank_parallel_check_cpp, 7},
     {"_diffrank_check_interrupt_cpp", (DL_FUNC) &_diffrank_check_interrupt_cpp, 0},

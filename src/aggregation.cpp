@@ -36,6 +36,19 @@ Rcpp::NumericMatrix pairwise_preferences_cpp(Rcpp::NumericMatrix r, Rcpp::Numeri
   return above;
 }
 
+namespace {
+
+// The items (0-based) from the top of a ranking of 1..n (checked in R).
+std::vector<std::uint32_t> order_of(const Rcpp::NumericVector& ranking) {
+  std::vector<std::uint32_t> order(ranking.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    order[static_cast<std::size_t>(ranking[i]) - 1] = static_cast<std::uint32_t>(i);
+  }
+  return order;
+}
+
+}  // namespace
+
 // A ranking (1 = top) that minimizes the disagreement with `above`: the
 // exact minimum when exact is true (n <= kKemenyExactMaxItems), else the
 // local search from `start` (a ranking). Returns the ranking with
@@ -44,8 +57,7 @@ Rcpp::NumericMatrix pairwise_preferences_cpp(Rcpp::NumericMatrix r, Rcpp::Numeri
 Rcpp::NumericVector kemeny_ranking_cpp(Rcpp::NumericMatrix above, Rcpp::NumericVector start,
                                        bool exact) {
   const std::size_t n = above.nrow();
-  std::vector<std::uint32_t> order(n);
-  for (std::size_t i = 0; i < n; ++i) order[static_cast<std::size_t>(start[i]) - 1] = i;
+  std::vector<std::uint32_t> order = order_of(start);
   std::size_t moves = 0;
   if (exact) {
     if (n > diffrank::kKemenyExactMaxItems) Rcpp::stop("internal: too many items to search");
@@ -64,6 +76,13 @@ Rcpp::NumericVector kemeny_ranking_cpp(Rcpp::NumericMatrix above, Rcpp::NumericV
   ranking.attr("disagreement") = diffrank::kemeny_disagreement(above.begin(), n, order.data());
   ranking.attr("moves") = static_cast<double>(moves);
   return ranking;
+}
+
+// The disagreement of `ranking` (1 = top) with the preference table.
+// [[Rcpp::export(rng = false)]]
+double kemeny_disagreement_cpp(Rcpp::NumericMatrix above, Rcpp::NumericVector ranking) {
+  const std::vector<std::uint32_t> order = order_of(ranking);
+  return diffrank::kemeny_disagreement(above.begin(), above.nrow(), order.data());
 }
 
 // The stage codes S_j of every column of r (top-t lists: ranks 1..t and NaN,

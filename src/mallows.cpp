@@ -69,18 +69,3 @@ Rcpp::NumericVector kendall_distances_cpp(Rcpp::NumericMatrix x, Rcpp::NumericVe
       1, diffrank_glue::timed_batches);
   return out;
 }
-
-// [[Rcpp::export(rng = false)]]
-double mallows_log_normalizer_cpp(double n, double theta) {
-  return diffrank::mallows_log_normalizer(static_cast<std::size_t>(n), theta);
-}
-
-// [[Rcpp::export(rng = false)]]
-double mallows_expected_distance_cpp(double n, double theta) {
-  return diffrank::mallows_expected_distance(static_cast<std::size_t>(n), theta);
-}
-
-// [[Rcpp::export(rng = false)]]
-double mallows_theta_cpp(double n, double mean_distance) {
-  return diffrank::mallows_theta_for_distance(static_cast<std::size_t>(n), mean_distance);
-}

@@ -43,7 +43,9 @@ TEST(Mallows, NormalizerAndExpectedDistanceMatchEnumeration) {
                   1e-9 * std::max(1.0, weighted / total));
       // (at theta near 0 the mean distance barely moves with theta: ill-conditioned)
       if (theta > 1e-3 && theta < 30.0 && n > 1) {
-        EXPECT_NEAR(diffrank::mallows_theta_for_distance(n, weighted / total), theta, 1e-8 * theta);
+        const std::vector<double> reached(n - 1, 1.0);
+        EXPECT_NEAR(diffrank::mallows_theta_for_stages(n, reached.data(), weighted / total), theta,
+                    1e-8 * theta);
       }
     }
   }

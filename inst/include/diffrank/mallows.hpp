@@ -91,12 +91,6 @@ inline double mallows_theta_for_stages(std::size_t n, const double* reached, dou
   return std::exp(0.5 * (lo + hi));
 }
 
-// The theta >= 0 whose expected distance for full rankings is `mean`.
-inline double mallows_theta_for_distance(std::size_t n, double mean) {
-  const std::vector<double> reached(n > 0 ? n - 1 : 0, 1.0);
-  return mallows_theta_for_stages(n, reached.data(), mean);
-}
-
 // A Fenwick tree over the positions 1..n of the centre's order, each 1 while
 // its item is not placed yet.
 class RemainingItems {
