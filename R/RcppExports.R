@@ -29,6 +29,14 @@ mallows_stage_means_cpp <- function(m, theta) {
     .Call(`_diffrank_mallows_stage_means_cpp`, m, theta)
 }
 
+birkhoff_state_cpp <- function(x, nrow, a, options, threads) {
+    .Call(`_diffrank_birkhoff_state_cpp`, x, nrow, a, options, threads)
+}
+
+birkhoff_state_product_cpp <- function(state, u, transpose, threads) {
+    .Call(`_diffrank_birkhoff_state_product_cpp`, state, u, transpose, threads)
+}
+
 rank_kernel_matrix <- function(x, y, kernel, lambda, normalized, u, threads, progress, top = 0, interleave = FALSE) {
     .Call(`_diffrank_rank_kernel_matrix`, x, y, kernel, lambda, normalized, u, threads, progress, top, interleave)
 }
@@ -215,6 +223,18 @@ isotonic_cpp <- function(y, weights, decreasing) {
 
 project_permutahedron_cpp <- function(z, w, reg) {
     .Call(`_diffrank_project_permutahedron_cpp`, z, w, reg)
+}
+
+network_comparators_cpp <- function(network, n) {
+    .Call(`_diffrank_network_comparators_cpp`, network, n)
+}
+
+network_state_cpp <- function(x, nrow, options, threads) {
+    .Call(`_diffrank_network_state_cpp`, x, nrow, options, threads)
+}
+
+network_state_product_cpp <- function(state, u, transpose, threads) {
+    .Call(`_diffrank_network_state_product_cpp`, state, u, transpose, threads)
 }
 
 suquan_positions <- function(x, threads) {

@@ -184,6 +184,18 @@ match_wrt <- function(wrt, available, label) {
   wrt
 }
 
+# The Jacobian of an operator whose value is a plan (n x m per column of x,
+# an array): one row per entry of a column's plan, in column-major order.
+plan_jacobian <- function(vjp_x, value, shape) {
+  vdim <- value_dim(value)
+  vdim <- c(prod(vdim[1:2]), if (!shape$vector) shape$ncol)
+  size <- as.double(vdim[1L]) * shape$nrow * shape$ncol
+  if (size > 1e8) {
+    abort("The Jacobian would have %.3g entries; use $jvp() or $vjp() instead.", size)
+  }
+  jacobian_from_vjp(vjp_x, vdim, shape, TRUE)
+}
+
 # J[i, j] = d value[i] / d x[j] from vector-Jacobian products with unit
 # cotangents: row i of every column's Jacobian at once when the columns are
 # independent problems, else one product per entry of the value.
@@ -216,4 +228,47 @@ jacobian_from_vjp <- function(vjp_x, vdim, input, columnwise) {
     jac[i, ] <- as.vector(vjp_x(v))
   }
   jac
+}
+
+# x of an operator that takes finite values only, as a double matrix (one
+# problem per column), with at least one value and one column.
+finite_operator_input <- function(x) {
+  mat <- as_numeric_matrix(x, "x")
+  if (nrow(mat) == 0L || ncol(mat) == 0L) {
+    abort("`x` must have at least one value (and one column), not %d x %d.", nrow(mat),
+          ncol(mat))
+  }
+  if (anyNA(mat)) abort("`x` must not contain missing values (NA or NaN); remove them first.")
+  if (any(is.infinite(mat))) abort("`x` must not contain infinite values.")
+  mat
+}
+
+# A value of an operator with one column object per column of x
+# (src/operator_glue.h), shaped for the user: like x for ranks (with its
+# names), one row per sorted position for sorts, an n x m plan per column.
+shape_stored_value <- function(out, kind, shape, m) {
+  switch(kind,
+    plan = plan_shape(out, shape, m),
+    rank = shape_like_input(out, shape),
+    sort = shape_like_input(out, shape, row_names = FALSE))
+}
+
+# The diffrank_operator of such a family (the Birkhoff projections, the
+# sorting networks), with its products through product(direction,
+# transpose), the glue's stored_products(); `...` goes to new_operator().
+stored_operator <- function(kind, value, shape, m, product, ...) {
+  vjp_impl <- function(v, wrt) {
+    list(x = product_in_range(function(d) shape_like_input(product(d, TRUE), shape), v,
+                              c("v", "x")))
+  }
+  new_operator(
+    value = value, input = shape, vjp_impl = vjp_impl,
+    jvp_impl = function(u) {
+      product_in_range(function(d) shape_stored_value(product(d, FALSE), kind, shape, m), u,
+                       c("u", "x"))
+    },
+    jacobian_impl = if (kind == "plan") {
+      function() plan_jacobian(function(v) vjp_impl(v, "x")$x, value, shape)
+    },
+    ...)
 }

@@ -16,7 +16,9 @@ operator_families <- list(
   soft = list(build = "soft_operator", value = "soft_forward", vjp = "soft_vjp"),
   sinkhorn = list(build = "sinkhorn_operator"),
   sinkhorn_plan = list(build = "sinkhorn_plan_operator"),
-  perturbed = list(build = "perturbed_build", vjp = "perturbed_build_vjp")
+  perturbed = list(build = "perturbed_build", vjp = "perturbed_build_vjp"),
+  birkhoff = list(build = "birkhoff_operator"),
+  network = list(build = "network_operator")
 )
 
 # The arguments every Sinkhorn operator ends with.
@@ -26,6 +28,16 @@ sinkhorn_solver_args <- alist(scale = c("squash", "none"), power = 2, tol = 1e-6
 sinkhorn_grid_args <- c(alist(eps = 0.01, n_targets = NULL, weights = NULL,
                               target_weights = NULL, decreasing = FALSE),
                         sinkhorn_solver_args)
+
+# The arguments of the L2 Birkhoff projections (R/permutation_birkhoff.R): those of the
+# Sinkhorn plan, with a Newton solver's tolerance and iterations.
+birkhoff_args <- alist(eps = 1e-4, n_targets = NULL, weights = NULL, target_weights = NULL,
+                       decreasing = FALSE, scale = c("squash", "none"), power = 2, tol = 1e-9,
+                       max_iter = 100L, threads = diffrank_threads())
+# The arguments of the sorting networks (R/sorting_network.R).
+network_args <- alist(eps = 0.25, network = c("bitonic", "odd_even"),
+                      relaxation = c("logistic", "cauchy"), decreasing = FALSE,
+                      scale = c("spacing", "sd", "none"), threads = diffrank_threads())
 
 # `forms`: the forms made from the row; the others are written by hand (with
 # the same arguments, which test-operators.R checks): sinkhorn_normalize() is
@@ -56,6 +68,12 @@ operator_table <- list(
   sinkhorn_normalize = operator_row("sinkhorn", "normalize", c(
     alist(target = NULL, eps = 0.01, weights = NULL, target_weights = NULL),
     sinkhorn_solver_args), forms = c("fn", "vjp")),
+  birkhoff_plan = operator_row("birkhoff", "plan", birkhoff_args),
+  birkhoff_rank = operator_row("birkhoff", "rank", birkhoff_args),
+  birkhoff_sort = operator_row("birkhoff", "sort", birkhoff_args),
+  network_sort = operator_row("network", "sort", network_args),
+  network_rank = operator_row("network", "rank", network_args),
+  network_plan = operator_row("network", "plan", network_args),
   perturbed = operator_row("perturbed", NULL, alist(
     solver = , eps = 1, n_samples = 100, noise = c("normal", "gumbel"), antithetic = TRUE,
     ... = , threads = diffrank_threads()), forms = c("fn", "vjp"))

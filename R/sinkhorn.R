@@ -659,16 +659,12 @@ sinkhorn_operator <- function(operator, x, eps, weights = NULL, scale = "squash"
     # (a plan's has one row per entry of the plan of a column, in
     # column-major order)
     jacobian_impl = function() {
-      vdim <- value_dim(value)
-      if (kind == "plan") {
-        vdim <- c(prod(vdim[1:2]), if (!args$shape$vector) args$shape$ncol)
-        size <- as.double(vdim[1L]) * args$shape$nrow * args$shape$ncol
-        if (size > 1e8) {
-          abort("The Jacobian would have %.3g entries; use $jvp() or $vjp() instead.", size)
-        }
+      vjp_x <- function(v) vjp_impl(v, "x", warn = FALSE)$x
+      jac <- if (kind == "plan") {
+        plan_jacobian(vjp_x, value, args$shape)
+      } else {
+        jacobian_from_vjp(vjp_x, value_dim(value), args$shape, TRUE)
       }
-      jac <- jacobian_from_vjp(function(v) vjp_impl(v, "x", warn = FALSE)$x, vdim, args$shape,
-                               TRUE)
       warn_nonfinite(jac, "x")
     },
     wrt = c("x", switch(kind, rank = , cdf = , sort = , plan = , normalize = "target_weights"),

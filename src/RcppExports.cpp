@@ -92,6 +92,33 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// birkhoff_state_cpp
+Rcpp::List birkhoff_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::NumericVector a, Rcpp::List options, int threads);
+RcppExport SEXP _diffrank_birkhoff_state_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP aSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type a(aSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(birkhoff_state_cpp(x, nrow, a, options, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// birkhoff_state_product_cpp
+Rcpp::NumericVector birkhoff_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose, int threads);
+RcppExport SEXP _diffrank_birkhoff_state_product_cpp(SEXP stateSEXP, SEXP uSEXP, SEXP transposeSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
+    Rcpp::traits::input_parameter< bool >::type transpose(transposeSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(birkhoff_state_product_cpp(state, u, transpose, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // rank_kernel_matrix
 Rcpp::NumericMatrix rank_kernel_matrix(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::NumericMatrix> y, std::string kernel, double lambda, bool normalized, Rcpp::NumericVector u, int threads, bool progress, double top, bool interleave);
 RcppExport SEXP _diffrank_rank_kernel_matrix(SEXP xSEXP, SEXP ySEXP, SEXP kernelSEXP, SEXP lambdaSEXP, SEXP normalizedSEXP, SEXP uSEXP, SEXP threadsSEXP, SEXP progressSEXP, SEXP topSEXP, SEXP interleaveSEXP) {
@@ -699,6 +726,43 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// network_comparators_cpp
+double network_comparators_cpp(std::string network, double n);
+RcppExport SEXP _diffrank_network_comparators_cpp(SEXP networkSEXP, SEXP nSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< std::string >::type network(networkSEXP);
+    Rcpp::traits::input_parameter< double >::type n(nSEXP);
+    rcpp_result_gen = Rcpp::wrap(network_comparators_cpp(network, n));
+    return rcpp_result_gen;
+END_RCPP
+}
+// network_state_cpp
+Rcpp::List network_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options, int threads);
+RcppExport SEXP _diffrank_network_state_cpp(SEXP xSEXP, SEXP nrowSEXP, SEXP optionsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type nrow(nrowSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type options(optionsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(network_state_cpp(x, nrow, options, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// network_state_product_cpp
+Rcpp::NumericVector network_state_product_cpp(SEXP state, Rcpp::NumericVector u, bool transpose, int threads);
+RcppExport SEXP _diffrank_network_state_product_cpp(SEXP stateSEXP, SEXP uSEXP, SEXP transposeSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type state(stateSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type u(uSEXP);
+    Rcpp::traits::input_parameter< bool >::type transpose(transposeSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(network_state_product_cpp(state, u, transpose, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // suquan_positions
 Rcpp::NumericMatrix suquan_positions(Rcpp::NumericMatrix x, int threads);
 RcppExport SEXP _diffrank_suquan_positions(SEXP xSEXP, SEXP threadsSEXP) {
@@ -804,6 +868,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_mallows_theta_stages_cpp", (DL_FUNC) &_diffrank_mallows_theta_stages_cpp, 3},
     {"_diffrank_mallows_stage_log_normalizers_cpp", (DL_FUNC) &_diffrank_mallows_stage_log_normalizers_cpp, 2},
     {"_diffrank_mallows_stage_means_cpp", (DL_FUNC) &_diffrank_mallows_stage_means_cpp, 2},
+    {"_diffrank_birkhoff_state_cpp", (DL_FUNC) &_diffrank_birkhoff_state_cpp, 5},
+    {"_diffrank_birkhoff_state_product_cpp", (DL_FUNC) &_diffrank_birkhoff_state_product_cpp, 4},
     {"_diffrank_rank_kernel_matrix", (DL_FUNC) &_diffrank_rank_kernel_matrix, 10},
     {"_diffrank_kendall_pair_counts", (DL_FUNC) &_diffrank_kendall_pair_counts, 2},
     {"_diffrank_rank_kernel_pair_cpp", (DL_FUNC) &_diffrank_rank_kernel_pair_cpp, 5},
@@ -851,6 +917,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_soft_state_blocks_cpp", (DL_FUNC) &_diffrank_soft_state_blocks_cpp, 1},
     {"_diffrank_isotonic_cpp", (DL_FUNC) &_diffrank_isotonic_cpp, 3},
     {"_diffrank_project_permutahedron_cpp", (DL_FUNC) &_diffrank_project_permutahedron_cpp, 3},
+    {"_diffrank_network_comparators_cpp", (DL_FUNC) &_diffrank_network_comparators_cpp, 2},
+    {"_diffrank_network_state_cpp", (DL_FUNC) &_diffrank_network_state_cpp, 4},
+    {"_diffrank_network_state_product_cpp", (DL_FUNC) &_diffrank_network_state_product_cpp, 4},
     {"_diffrank_suquan_positions", (DL_FUNC) &_diffrank_suquan_positions, 2},
     {"_diffrank_suquan_fit_cpp", (DL_FUNC) &_diffrank_suquan_fit_cpp, 7},
     {"_diffrank_suquan_path_cpp", (DL_FUNC) &_diffrank_suquan_path_cpp, 8},

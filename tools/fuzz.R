@@ -192,6 +192,10 @@ make_fits <- function(env) {
                                             progress = FALSE))
   lazy("OP_SK_NORMALIZE", sinkhorn_normalize_fn(X_MAT, target = TARGET, eps = 0.05, threads = 2,
                                                 progress = FALSE))
+  lazy("OP_BK_PLAN", birkhoff_plan_fn(X_MAT, eps = 0.01, threads = 2))
+  lazy("OP_BK_RANK", birkhoff_rank_fn(X_MAT, threads = 2))
+  lazy("OP_NET_SORT", network_sort_fn(X_MAT, threads = 2))
+  lazy("OP_NET_PLAN", network_plan_fn(X_MAT, relaxation = "cauchy", threads = 2))
   lazy("OP_PERTURBED", perturbed_fn(X_VEC, "rank", eps = 0.5, n_samples = 50, threads = 2))
   lazy("OP_P_SOLVER", P_SOLVER(X_VEC))
   env
@@ -299,6 +303,26 @@ build_specs <- function() {
            progress = FALSE)),
     skv("soft_topk_vjp", extra = q(k = 2)),
     skv("sinkhorn_normalize_vjp", extra = q(target = TARGET)),
+    spec("birkhoff_plan", quote(birkhoff_plan),
+         q(x = X_MAT, eps = 1e-3, n_targets = 4, weights = W_VEC[1:8 %% 6 + 1],
+           target_weights = c(1, 2, 3, 2), decreasing = FALSE, scale = "squash", power = 2,
+           tol = 1e-9, max_iter = 100L, threads = 2)),
+    spec("birkhoff_rank", quote(birkhoff_rank), q(x = X_MAT, eps = 1e-3, threads = 2)),
+    spec("birkhoff_sort", quote(birkhoff_sort), q(x = X_VEC, eps = 1e-3, scale = "none")),
+    spec("birkhoff_rank_fn", quote(birkhoff_rank_fn), q(x = X_MAT, eps = 0.01, threads = 2)),
+    spec("birkhoff_rank_vjp", quote(birkhoff_rank_vjp),
+         q(x = X_MAT, v = V_MAT, eps = 0.01, threads = 2)),
+    spec("birkhoff_plan_vjp", quote(birkhoff_plan_vjp),
+         q(x = X_MAT, v = array(V_MAT, c(8, 8, 4)), eps = 0.01, threads = 2)),
+    spec("network_sort", quote(network_sort),
+         q(x = X_MAT, eps = 0.25, network = "bitonic", relaxation = "logistic",
+           decreasing = FALSE, scale = "spacing", threads = 2)),
+    spec("network_rank", quote(network_rank), q(x = X_MAT, network = "odd_even", threads = 2)),
+    spec("network_plan", quote(network_plan), q(x = X_VEC, relaxation = "cauchy")),
+    spec("network_rank_fn", quote(network_rank_fn), q(x = X_MAT, eps = 1, threads = 2)),
+    spec("network_sort_vjp", quote(network_sort_vjp), q(x = X_MAT, v = V_MAT, threads = 2)),
+    spec("network_plan_vjp", quote(network_plan_vjp),
+         q(x = X_MAT, v = array(V_MAT, c(8, 8, 4)), threads = 2)),
     spec("soft_quantile_loss", quote(soft_quantile_loss),
          q(pred = PRED, response = RESPONSE, probs = 0.5, width = 0.05, eps = 0.01, threads = 2)),
     spec("soft_topk_loss", quote(soft_topk_loss),
@@ -467,9 +491,13 @@ build_specs <- function() {
            OP_SK_TOPK = "soft_topk_fn", OP_SK_NORMALIZE = "sinkhorn_normalize_fn",
            OP_SK_PLAN = "sinkhorn_plan_fn", OP_SK_SORT_BY = "sinkhorn_sort_by_fn",
            OP_SK_QUANTIZE = "sinkhorn_quantize_fn",
+           OP_BK_PLAN = "birkhoff_plan_fn", OP_BK_RANK = "birkhoff_rank_fn",
+           OP_NET_SORT = "network_sort_fn", OP_NET_PLAN = "network_plan_fn",
            OP_PERTURBED = "perturbed_fn", OP_P_SOLVER = "perturbed_solver()")
   # the cotangent and tangent of each: shaped like the value and the input
   vshape <- list(OP_SK_QUANTILE = quote(V_MAT[1:2, ]), OP_SK_PLAN = quote(array(V_MAT, c(8, 8, 4))),
+                 OP_BK_PLAN = quote(array(V_MAT, c(8, 8, 4))),
+                 OP_NET_PLAN = quote(array(V_MAT, c(8, 8, 4))),
                  OP_PERTURBED = quote(V_VEC),
                  OP_P_SOLVER = quote(V_VEC))
   ushape <- list(OP_PERTURBED = quote(V_VEC), OP_P_SOLVER = quote(V_VEC))

@@ -71,4 +71,32 @@ inline double relative_error(const std::vector<double>& a, const std::vector<dou
   return den > 0.0 ? num / den : num;
 }
 
+// The three readings of <v, J u> for an operator of the contract after its
+// forward pass at x: from its JVP, from its VJP, and by central differences
+// of value(x) (the operator's output at x) with step h along u.
+struct DirectionalDerivatives {
+  double jvp, vjp, finite_difference;
+};
+
+template <class Op, class Value>
+DirectionalDerivatives directional_derivatives(Op& op, const std::vector<double>& x, Value value,
+                                               std::mt19937_64& rng, double h) {
+  const std::size_t n = x.size(), d = op.output_size();
+  const std::vector<double> v = normals(d, rng), u = normals(n, rng);
+  std::vector<double> g(n), ju(d);
+  op.vjp(v.data(), g.data());
+  op.jvp(u.data(), ju.data());
+  DirectionalDerivatives out{0.0, 0.0, 0.0};
+  for (std::size_t i = 0; i < d; ++i) out.jvp += v[i] * ju[i];
+  for (std::size_t i = 0; i < n; ++i) out.vjp += g[i] * u[i];
+  std::vector<double> xp = x, xm = x;
+  for (std::size_t i = 0; i < n; ++i) {
+    xp[i] += h * u[i];
+    xm[i] -= h * u[i];
+  }
+  const std::vector<double> fp = value(xp), fm = value(xm);
+  for (std::size_t i = 0; i < d; ++i) out.finite_difference += v[i] * (fp[i] - fm[i]) / (2.0 * h);
+  return out;
+}
+
 }  // namespace testing_helpers

@@ -7,6 +7,7 @@
 #include <diffrank/permutahedron.hpp>
 #include <diffrank/perturb.hpp>
 #include <diffrank/sinkhorn_operator.hpp>
+#include <diffrank/sorting_network.hpp>
 
 namespace {
 
@@ -29,6 +30,7 @@ TEST(OperatorContract, EveryFamilyMeetsIt) {
   EXPECT_TRUE(diffrank::is_column_operator<diffrank::SoftOperator>::value);
   EXPECT_TRUE(diffrank::is_column_operator<diffrank::PerturbedOperator>::value);
   EXPECT_TRUE(diffrank::is_column_operator<diffrank::SinkhornColumnView>::value);
+  EXPECT_TRUE(diffrank::is_column_operator<diffrank::NetworkOperator>::value);
   EXPECT_TRUE(diffrank::has_jacobian<diffrank::SoftOperator>::value);
   EXPECT_TRUE(diffrank::has_jacobian<diffrank::PerturbedOperator>::value);
   EXPECT_FALSE(diffrank::has_jacobian<diffrank::SinkhornColumnView>::value);

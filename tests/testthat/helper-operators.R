@@ -177,5 +177,32 @@ operator_examples <- function() {
     sinkhorn_normalize = list(operator_example(
       y, list(target = target, target_weights = 1:4 + 0, eps = 0.05, scale = "none",
               tol = tol), inputs = c("target", "target_weights"))),
+    birkhoff_plan = list(
+      operator_example(y, list(eps = 0.01, n_targets = 5, target_weights = c(1, 2, 3, 2, 1),
+                               weights = 1:8)),
+      operator_example(cbind(y, rev(y)^3), list(eps = 0.05, decreasing = TRUE, power = 1.5),
+                       label = "matrix, decreasing")),
+    birkhoff_rank = list(
+      operator_example(y, list(eps = 0.01)),
+      operator_example(y, list(eps = 2, scale = "none", decreasing = TRUE), label = "none")),
+    birkhoff_sort = list(operator_example(cbind(y, y^2), list(eps = 0.01, n_targets = 6))),
+    network_sort = network_examples(y),
+    network_rank = network_examples(y),
+    network_plan = network_examples(y[1:6]),
     perturbed = perturbed_examples)
+}
+
+# Every network and relaxation, increasing and decreasing, on a vector and
+# a matrix (odd length: the bitonic network pads).
+network_examples <- function(y) {
+  out <- list()
+  for (network in c("bitonic", "odd_even")) for (relaxation in c("logistic", "cauchy")) {
+    decreasing <- relaxation == "cauchy"
+    out[[length(out) + 1L]] <- operator_example(
+      if (network == "bitonic") y[-1] else cbind(y, y^3),
+      list(eps = 2, network = network, relaxation = relaxation, decreasing = decreasing,
+           scale = if (network == "odd_even") "sd" else "spacing"),
+      label = paste(network, relaxation, decreasing))
+  }
+  out
 }

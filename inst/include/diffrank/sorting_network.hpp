@@ -1,0 +1,380 @@
+// Differentiable sorting networks (Petersen, Borgelt, Kuehne and Deussen
+// 2021, "Differentiable sorting networks for scalable sorting and ranking
+// supervision", ICML; 2022, "Monotonic differentiable sorting networks",
+// ICLR).
+//
+// A sorting network is a fixed sequence of layers of disjoint comparators
+// (lo, hi); each puts the smaller of its two wires on lo and the larger on
+// hi. Relaxed, a comparator of the values (u, v) on (lo, hi) mixes them with
+// alpha = sigma((v - u) / tau), the probability that they are in order:
+//   lo <- alpha u + (1 - alpha) v,   hi <- (1 - alpha) u + alpha v,
+// with sigma the logistic function or the Cauchy CDF (atan(t) / pi + 1/2,
+// whose heavy tails make the relaxation monotone, Petersen et al. 2022).
+// Each layer is a doubly stochastic matrix A_k, so the network's relaxed
+// permutation matrix P (P_ij: the part of value i that ends at sorted
+// position j) is the transpose of A_K ... A_1, the soft sort is P^T x and the
+// soft ranks are P (1, ..., n). Networks: odd-even transposition (n layers,
+// n (n - 1) / 2 comparators, any n) and bitonic (log2 N (log2 N + 1) / 2
+// layers of N / 2 comparators, N the next power of two: the n values are
+// padded with N - n infinite values, whose comparators are exact, so that
+// padding never mixes with data).
+//
+// tau is eps times a unit of x (sd(x) / n for scale "spacing", sd(x) for
+// "sd", 1 for "none"; 1 also when x is constant), and the unit is
+// differentiated as well. Derivatives are exact reverse and forward passes
+// over the stored comparators: O(comparators) per product for sorts and
+// ranks, O(n comparators) for the plan (as its value), with O(comparators)
+// memory.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <numeric>
+#include <vector>
+
+#include "common.hpp"
+#include "operator.hpp"
+
+namespace diffrank {
+
+enum class NetworkKind { odd_even, bitonic };
+enum class NetworkRelaxation { logistic, cauchy };
+enum class NetworkOutput { sort, rank, plan };
+enum class NetworkScale { spacing, sd, none };
+
+struct NetworkSettings {
+  NetworkKind network = NetworkKind::bitonic;
+  NetworkRelaxation relaxation = NetworkRelaxation::logistic;
+  NetworkOutput output = NetworkOutput::sort;
+  NetworkScale scale = NetworkScale::spacing;
+  double eps = 0.1;
+  bool decreasing = false;
+};
+
+// The comparators of a network on n wires, layer after layer (lo < hi). A
+// bitonic network runs on N = 2^ceil(log2 n) wires; wires n..N-1 hold +Inf.
+struct Comparator {
+  std::size_t lo, hi;
+};
+
+// The number of comparators, without building the network: n (n - 1) / 2
+// for odd-even transposition, N/2 log2(N) (log2(N) + 1) / 2 for bitonic.
+inline double network_comparator_count(NetworkKind kind, double n) {
+  if (kind == NetworkKind::odd_even) return n * (n - 1.0) / 2.0;
+  double wires = 1.0, levels = 0.0;
+  while (wires < n) {
+    wires *= 2.0;
+    levels += 1.0;
+  }
+  return wires / 2.0 * levels * (levels + 1.0) / 2.0;
+}
+
+inline std::vector<Comparator> network_comparators(NetworkKind kind, std::size_t n,
+                                                   std::size_t* wires) {
+  std::vector<Comparator> out;
+  out.reserve(static_cast<std::size_t>(network_comparator_count(kind, static_cast<double>(n))));
+  if (kind == NetworkKind::odd_even) {
+    *wires = n;
+    for (std::size_t layer = 0; layer < n; ++layer) {
+      for (std::size_t i = layer % 2; i + 1 < n; i += 2) out.push_back({i, i + 1});
+    }
+    return out;
+  }
+  std::size_t N = 1;
+  while (N < n) N *= 2;
+  *wires = N;
+  // Bitonic sort with every comparator ascending: each merge of two sorted
+  // blocks of size p first compares mirrored wires, then half-cleans.
+  for (std::size_t p = 1; p < N; p *= 2) {
+    for (std::size_t block = 0; block < N; block += 2 * p) {
+      for (std::size_t k = 0; k < p; ++k) out.push_back({block + k, block + 2 * p - 1 - k});
+    }
+    for (std::size_t q = p / 2; q >= 1; q /= 2) {
+      for (std::size_t block = 0; block < N; block += 2 * q) {
+        for (std::size_t k = 0; k < q; ++k) out.push_back({block + k, block + k + q});
+      }
+    }
+  }
+  return out;
+}
+
+class NetworkOperator {
+ public:
+  // Sorts x (n values) through the relaxed network and writes the output
+  // (n sorted values, n ranks, or the n x n plan, column-major) to out
+  // (skipped when null).
+  void forward(const double* x, std::size_t n, const NetworkSettings& s, double* out) {
+    n_ = n;
+    s_ = s;
+    comps_ = network_comparators(s.network, n, &wires_);
+    xs_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) xs_[i] = s.decreasing ? -x[i] : x[i];
+    set_temperature();
+    // the value pass: values and padding flags of the wires
+    std::vector<double> v(wires_, 0.0);
+    std::vector<char> pad(wires_, 1);
+    std::copy(xs_.begin(), xs_.end(), v.begin());
+    std::fill(pad.begin(), pad.begin() + static_cast<std::ptrdiff_t>(n), 0);
+    const std::size_t c = comps_.size();
+    alpha_.assign(c, 1.0);
+    slope_.assign(c, 0.0);
+    diff_.assign(c, 0.0);
+    for (std::size_t k = 0; k < c; ++k) {
+      const Comparator& cp = comps_[k];
+      if (pad[cp.lo] || pad[cp.hi]) {
+        // exact: the infinite padding goes up, the value down
+        if (pad[cp.lo] && !pad[cp.hi]) {
+          std::swap(v[cp.lo], v[cp.hi]);
+          std::swap(pad[cp.lo], pad[cp.hi]);
+          alpha_[k] = 0.0;
+        }
+        continue;
+      }
+      const double u = v[cp.lo], w = v[cp.hi], d = w - u;
+      double a, da;
+      relax(d / tau_, &a, &da);
+      alpha_[k] = a;
+      slope_[k] = da / tau_;
+      diff_[k] = d;
+      v[cp.lo] = a * u + (1.0 - a) * w;
+      v[cp.hi] = (1.0 - a) * u + a * w;
+    }
+    if (s.output == NetworkOutput::rank) ranks_backward();
+    if (out == nullptr) return;
+    switch (s.output) {
+      case NetworkOutput::sort:
+        for (std::size_t j = 0; j < n; ++j) out[j] = s.decreasing ? -v[j] : v[j];
+        break;
+      case NetworkOutput::rank:
+        std::copy(rank_.begin(), rank_.end(), out);
+        break;
+      case NetworkOutput::plan: {
+        std::vector<double> w(wires_);
+        for (std::size_t i = 0; i < n; ++i) {
+          if (poll && i % 16 == 0) poll();
+          std::fill(w.begin(), w.end(), 0.0);
+          w[i] = 1.0;
+          push(w);
+          for (std::size_t j = 0; j < n; ++j) out[i + j * n] = w[j];
+        }
+        break;
+      }
+    }
+  }
+
+  std::size_t input_size() const { return n_; }
+  std::size_t output_size() const { return s_.output == NetworkOutput::plan ? n_ * n_ : n_; }
+  std::size_t comparators() const { return comps_.size(); }
+
+  // Called between rows of the plan and its products (one network pass
+  // each), set by the caller for the duration of a call: may throw to
+  // stop a long column.
+  std::function<void()> poll;
+
+  // out = J^T g.
+  void vjp(const double* g, double* out) {
+    const std::size_t c = comps_.size();
+    std::vector<double> abar(c, 0.0);  // d L / d alpha of each comparator
+    std::vector<double> vbar(wires_, 0.0);
+    switch (s_.output) {
+      case NetworkOutput::sort:
+        for (std::size_t j = 0; j < n_; ++j) vbar[j] = s_.decreasing ? -g[j] : g[j];
+        break;
+      case NetworkOutput::rank: {
+        // L = r^T M_K u with u = g: push u forward, meet the stored z
+        std::vector<double> w(wires_, 0.0);
+        std::copy(g, g + n_, w.begin());
+        alpha_adjoints(w, zdiff_, abar);
+        break;
+      }
+      case NetworkOutput::plan: {
+        // L = sum_i <g[i, ], M_K e_i>: one rank-like pass per value i
+        std::vector<double> z(wires_), zd(c), w(wires_);
+        for (std::size_t i = 0; i < n_; ++i) {
+          if (poll && i % 16 == 0) poll();
+          std::fill(z.begin(), z.end(), 0.0);
+          for (std::size_t j = 0; j < n_; ++j) z[j] = g[i + j * n_];
+          pull(z, zd);
+          std::fill(w.begin(), w.end(), 0.0);
+          w[i] = 1.0;
+          alpha_adjoints(w, zd, abar);
+        }
+        break;
+      }
+    }
+    // reverse pass over the value path
+    double taubar = 0.0;
+    for (std::size_t k = c; k-- > 0;) {
+      const Comparator& cp = comps_[k];
+      const double gl = vbar[cp.lo], gh = vbar[cp.hi];
+      const double a = alpha_[k];
+      // lo = a u + (1 - a) w, hi = (1 - a) u + a w, w - u = diff (exact
+      // comparators of the padding have slope 0 and diff 0: routing only)
+      const double ab = abar[k] + (gl - gh) * (-diff_[k]);
+      double ub = a * gl + (1.0 - a) * gh;
+      double wb = (1.0 - a) * gl + a * gh;
+      // a = sigma(diff / tau)
+      const double db = ab * slope_[k];
+      ub -= db;
+      wb += db;
+      taubar -= ab * slope_[k] * diff_[k] / tau_;
+      vbar[cp.lo] = ub;
+      vbar[cp.hi] = wb;
+    }
+    for (std::size_t i = 0; i < n_; ++i) {
+      double gi = vbar[i] + taubar * tau_grad_[i];
+      out[i] = s_.decreasing ? -gi : gi;
+    }
+  }
+
+  // out = J t.
+  void jvp(const double* t, double* out) {
+    const std::size_t c = comps_.size();
+    std::vector<double> dx(n_);
+    for (std::size_t i = 0; i < n_; ++i) dx[i] = s_.decreasing ? -t[i] : t[i];
+    double dtau = 0.0;
+    for (std::size_t i = 0; i < n_; ++i) dtau += tau_grad_[i] * dx[i];
+    // forward tangent of the value pass, with d alpha per comparator
+    std::vector<double> dv(wires_, 0.0), dalpha(c, 0.0);
+    std::copy(dx.begin(), dx.end(), dv.begin());
+    for (std::size_t k = 0; k < c; ++k) {
+      const Comparator& cp = comps_[k];
+      const double a = alpha_[k];
+      const double du = dv[cp.lo], dw = dv[cp.hi];
+      const double da = slope_[k] * ((dw - du) - diff_[k] * dtau / tau_);
+      dalpha[k] = da;
+      // lo - hi before the step is -diff: d lo = a du + (1-a) dw - da diff
+      dv[cp.lo] = a * du + (1.0 - a) * dw - da * diff_[k];
+      dv[cp.hi] = (1.0 - a) * du + a * dw + da * diff_[k];
+    }
+    switch (s_.output) {
+      case NetworkOutput::sort:
+        for (std::size_t j = 0; j < n_; ++j) out[j] = s_.decreasing ? -dv[j] : dv[j];
+        break;
+      case NetworkOutput::rank: {
+        // d(M_K^T r): the backward pass of r with the alpha tangents
+        std::vector<double> z(wires_, 0.0), dz(wires_, 0.0);
+        for (std::size_t j = 0; j < n_; ++j) z[j] = static_cast<double>(j + 1);
+        for (std::size_t k = c; k-- > 0;) {
+          const Comparator& cp = comps_[k];
+          const double a = alpha_[k];
+          const double zl = z[cp.lo], zh = z[cp.hi], dl = dz[cp.lo], dh = dz[cp.hi];
+          z[cp.lo] = a * zl + (1.0 - a) * zh;
+          z[cp.hi] = (1.0 - a) * zl + a * zh;
+          dz[cp.lo] = a * dl + (1.0 - a) * dh + dalpha[k] * (zl - zh);
+          dz[cp.hi] = (1.0 - a) * dl + a * dh - dalpha[k] * (zl - zh);
+        }
+        std::copy(dz.begin(), dz.begin() + static_cast<std::ptrdiff_t>(n_), out);
+        break;
+      }
+      case NetworkOutput::plan: {
+        std::vector<double> w(wires_), dw(wires_);
+        for (std::size_t i = 0; i < n_; ++i) {
+          if (poll && i % 16 == 0) poll();
+          std::fill(w.begin(), w.end(), 0.0);
+          std::fill(dw.begin(), dw.end(), 0.0);
+          w[i] = 1.0;
+          for (std::size_t k = 0; k < c; ++k) {
+            const Comparator& cp = comps_[k];
+            const double a = alpha_[k];
+            const double wl = w[cp.lo], wh = w[cp.hi], dl = dw[cp.lo], dh = dw[cp.hi];
+            w[cp.lo] = a * wl + (1.0 - a) * wh;
+            w[cp.hi] = (1.0 - a) * wl + a * wh;
+            dw[cp.lo] = a * dl + (1.0 - a) * dh + dalpha[k] * (wl - wh);
+            dw[cp.hi] = (1.0 - a) * dl + a * dh - dalpha[k] * (wl - wh);
+          }
+          for (std::size_t j = 0; j < n_; ++j) out[i + j * n_] = dw[j];
+        }
+        break;
+      }
+    }
+  }
+
+ private:
+  void relax(double t, double* a, double* da) const {
+    if (s_.relaxation == NetworkRelaxation::logistic) {
+      const double e = std::exp(-std::fabs(t));
+      const double p = 1.0 / (1.0 + e);  // sigma(|t|), no overflow
+      *a = t >= 0.0 ? p : 1.0 - p;
+      *da = p * (1.0 - p);
+    } else {
+      *a = std::atan(t) / M_PI + 0.5;
+      *da = 1.0 / (M_PI * (1.0 + t * t));
+    }
+  }
+
+  // tau = eps * unit(x), and d tau / d x (zero for "none" and constant x).
+  void set_temperature() {
+    tau_grad_.assign(n_, 0.0);
+    const double sd = n_ > 1 ? standard_deviation(xs_.data(), n_) : 0.0;
+    if (s_.scale == NetworkScale::none || !(sd > 0.0) || !std::isfinite(sd)) {
+      tau_ = s_.eps;
+      return;
+    }
+    const double factor = s_.scale == NetworkScale::spacing ? 1.0 / static_cast<double>(n_) : 1.0;
+    tau_ = s_.eps * sd * factor;
+    double mean = 0.0;
+    for (double v : xs_) mean += v;
+    mean /= static_cast<double>(n_);
+    // d sd / d x_i = (x_i - mean) / ((n - 1) sd)
+    for (std::size_t i = 0; i < n_; ++i) {
+      tau_grad_[i] = s_.eps * factor * (xs_[i] - mean) / (static_cast<double>(n_ - 1) * sd);
+    }
+  }
+
+  // w <- A_K ... A_1 w (the mass of w carried to the sorted positions).
+  void push(std::vector<double>& w) const {
+    for (std::size_t k = 0; k < comps_.size(); ++k) {
+      const Comparator& cp = comps_[k];
+      const double a = alpha_[k], wl = w[cp.lo], wh = w[cp.hi];
+      w[cp.lo] = a * wl + (1.0 - a) * wh;
+      w[cp.hi] = (1.0 - a) * wl + a * wh;
+    }
+  }
+
+  // z <- A_1^T ... A_K^T z, keeping z_lo - z_hi at each comparator's output.
+  void pull(std::vector<double>& z, std::vector<double>& zd) const {
+    for (std::size_t k = comps_.size(); k-- > 0;) {
+      const Comparator& cp = comps_[k];
+      const double a = alpha_[k], zl = z[cp.lo], zh = z[cp.hi];
+      zd[k] = zl - zh;
+      z[cp.lo] = a * zl + (1.0 - a) * zh;
+      z[cp.hi] = (1.0 - a) * zl + a * zh;
+    }
+  }
+
+  // Soft ranks: z = M_K^T (1, ..., n), with z_lo - z_hi stored per comparator.
+  void ranks_backward() {
+    std::vector<double> z(wires_, 0.0);
+    for (std::size_t j = 0; j < n_; ++j) z[j] = static_cast<double>(j + 1);
+    zdiff_.resize(comps_.size());
+    pull(z, zdiff_);
+    rank_.assign(z.begin(), z.begin() + static_cast<std::ptrdiff_t>(n_));
+  }
+
+  // abar_k += (z_lo - z_hi)_k (w_lo - w_hi)_k for w pushed forward from its
+  // start (d/d alpha of z^T A_K ... A_1 w).
+  void alpha_adjoints(std::vector<double>& w, const std::vector<double>& zd,
+                      std::vector<double>& abar) const {
+    for (std::size_t k = 0; k < comps_.size(); ++k) {
+      const Comparator& cp = comps_[k];
+      const double a = alpha_[k], wl = w[cp.lo], wh = w[cp.hi];
+      abar[k] += zd[k] * (wl - wh);
+      w[cp.lo] = a * wl + (1.0 - a) * wh;
+      w[cp.hi] = (1.0 - a) * wl + a * wh;
+    }
+  }
+
+  std::size_t n_ = 0, wires_ = 0;
+  NetworkSettings s_;
+  std::vector<Comparator> comps_;
+  std::vector<double> xs_, alpha_, slope_, diff_, zdiff_, rank_, tau_grad_;
+  double tau_ = 1.0;
+};
+
+static_assert(is_column_operator<NetworkOperator>::value,
+              "NetworkOperator must meet the operator contract (operator.hpp)");
+
+}  // namespace diffrank
