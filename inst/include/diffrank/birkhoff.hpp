@@ -194,6 +194,7 @@ class BirkhoffOperator {
     for (std::size_t j = 0; j < m_; ++j) value += b_[j] * g[j];
     double penalty = 0.0;
     for (std::size_t j = 0; j < m_; ++j) {
+      poll_every(j);
       double col = 0.0;
       for (std::size_t i = 0; i < n_; ++i) {
         const double t = f[i] + g[j] - cost(i, j);
@@ -284,6 +285,7 @@ class BirkhoffOperator {
   void collect_support(const std::vector<double>& f, const std::vector<double>& g) {
     support_.clear();
     for (std::size_t j = 0; j < m_; ++j) {
+      poll_every(j);
       for (std::size_t i = 0; i < n_; ++i) {
         const double t = f[i] + g[j] - cost(i, j);
         if (t > 0.0) {
@@ -294,13 +296,31 @@ class BirkhoffOperator {
     }
   }
 
+  // Every potential set to its exact maximizer, the values' then the
+  // targets'.
+  void block_ascent(std::vector<double>& f, std::vector<double>& g) const {
+    for (std::size_t i = 0; i < n_; ++i) {
+      poll_every(i);
+      f[i] = best_potential(0, i, f, g);
+    }
+    for (std::size_t j = 0; j < m_; ++j) {
+      poll_every(j);
+      g[j] = best_potential(1, j, f, g);
+    }
+  }
+
+  // The caller's interrupt poll, every 64 steps of a pass over the plan.
+  void poll_every(std::size_t step) const {
+    if (poll_ != nullptr && *poll_ && step % 64 == 0) (*poll_)();
+  }
+
   void solve(const BirkhoffSettings& s) {
+    poll_ = &s.poll;
     std::vector<double> f(n_), g(m_), res;
     hard_potentials(f, g);
     // Exact block ascent once on each side gives every value and target a
     // support to start the Newton iterations from.
-    for (std::size_t i = 0; i < n_; ++i) f[i] = best_potential(0, i, f, g);
-    for (std::size_t j = 0; j < m_; ++j) g[j] = best_potential(1, j, f, g);
+    block_ascent(f, g);
     double value = dual(f, g, &res);
     error = marginal_error(res);
     iterations = 0;
@@ -314,7 +334,6 @@ class BirkhoffOperator {
         if (polishing || error <= 1e-14) break;
         polishing = true;
       }
-      if (s.poll) s.poll();
       ++iterations;
       collect_support(f, g);
       factor();
@@ -343,15 +362,13 @@ class BirkhoffOperator {
       }
       // Values or targets left without support, and any step the line
       // search refused: exact block ascent, which never lowers the dual.
-      if (!polishing && (!moved || has_isolated(f, g))) {
-        for (std::size_t i = 0; i < n_; ++i) f[i] = best_potential(0, i, f, g);
-        for (std::size_t j = 0; j < m_; ++j) g[j] = best_potential(1, j, f, g);
-      }
+      if (!polishing && (!moved || has_isolated(f, g))) block_ascent(f, g);
       value = dual(f, g, &res);
       error = marginal_error(res);
     }
     converged = error <= tol;
     collect_support(f, g);
+    poll_ = nullptr;
   }
 
   // The marginal error rounding allows: the plan's entries are differences
@@ -497,6 +514,7 @@ class BirkhoffOperator {
   Squash squash_;
   std::vector<Entry> support_;
   std::vector<std::size_t> order_;  // the values by increasing z
+  const std::function<void()>* poll_ = nullptr;  // the settings' poll, during forward()
   std::vector<Eigen::Index> index_;
   Eigen::Index free_ = 0;
   // behind a pointer: Eigen's factorizations cannot be copied or moved, and
