@@ -200,9 +200,10 @@ class BirkhoffOperator {
         const double t = f[i] + g[j] - cost(i, j);
         if (t <= 0.0) continue;
         const double k = a_[i] * b_[j];
-        penalty += k * t * t;
+        const double q = t / eps_;  // divided first: no overflow at huge eps
+        penalty += k * t * q;
         if (res != nullptr) {
-          const double p = k * t / eps_;
+          const double p = k * q;
           (*res)[i] += p;
           col += p;
         }
@@ -213,7 +214,7 @@ class BirkhoffOperator {
       for (std::size_t i = 0; i < n_; ++i) (*res)[i] = a_[i] - (*res)[i];
       for (std::size_t j = 0; j < m_; ++j) (*res)[n_ + j] = b_[j] - (*res)[n_ + j];
     }
-    return value - penalty / (2.0 * eps_);
+    return value - 0.5 * penalty;
   }
 
   // The largest marginal error relative to the marginal.

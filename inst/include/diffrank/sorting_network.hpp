@@ -71,16 +71,15 @@ inline double network_comparator_count(NetworkKind kind, double n) {
   return wires / 2.0 * levels * (levels + 1.0) / 2.0;
 }
 
-inline std::vector<Comparator> network_comparators(NetworkKind kind, std::size_t n,
-                                                   std::size_t* wires) {
-  std::vector<Comparator> out;
-  out.reserve(static_cast<std::size_t>(network_comparator_count(kind, static_cast<double>(n))));
+// Calls emit(lo, hi) for every comparator, layer after layer; sets *wires.
+template <class Emit>
+void for_each_comparator(NetworkKind kind, std::size_t n, std::size_t* wires, Emit emit) {
   if (kind == NetworkKind::odd_even) {
     *wires = n;
     for (std::size_t layer = 0; layer < n; ++layer) {
-      for (std::size_t i = layer % 2; i + 1 < n; i += 2) out.push_back({i, i + 1});
+      for (std::size_t i = layer % 2; i + 1 < n; i += 2) emit(i, i + 1);
     }
-    return out;
+    return;
   }
   std::size_t N = 1;
   while (N < n) N *= 2;
@@ -89,14 +88,23 @@ inline std::vector<Comparator> network_comparators(NetworkKind kind, std::size_t
   // blocks of size p first compares mirrored wires, then half-cleans.
   for (std::size_t p = 1; p < N; p *= 2) {
     for (std::size_t block = 0; block < N; block += 2 * p) {
-      for (std::size_t k = 0; k < p; ++k) out.push_back({block + k, block + 2 * p - 1 - k});
+      for (std::size_t k = 0; k < p; ++k) emit(block + k, block + 2 * p - 1 - k);
     }
     for (std::size_t q = p / 2; q >= 1; q /= 2) {
       for (std::size_t block = 0; block < N; block += 2 * q) {
-        for (std::size_t k = 0; k < q; ++k) out.push_back({block + k, block + k + q});
+        for (std::size_t k = 0; k < q; ++k) emit(block + k, block + k + q);
       }
     }
   }
+}
+
+inline std::vector<Comparator> network_comparators(NetworkKind kind, std::size_t n,
+                                                   std::size_t* wires) {
+  std::vector<Comparator> out;
+  out.reserve(static_cast<std::size_t>(network_comparator_count(kind, static_cast<double>(n))));
+  for_each_comparator(kind, n, wires, [&](std::size_t lo, std::size_t hi) {
+    out.push_back({lo, hi});
+  });
   return out;
 }
 
@@ -108,7 +116,19 @@ class NetworkOperator {
   void forward(const double* x, std::size_t n, const NetworkSettings& s, double* out) {
     n_ = n;
     s_ = s;
-    comps_ = network_comparators(s.network, n, &wires_);
+    // per-comparator storage in uninitialized buffers (every entry is
+    // written below): zero-filling hundreds of megabytes at large n would
+    // cost more than the network
+    const std::size_t c =
+        static_cast<std::size_t>(network_comparator_count(s.network, static_cast<double>(n)));
+    comps_.resize(c);
+    std::size_t k = 0;
+    for_each_comparator(s.network, n, &wires_, [&](std::size_t lo, std::size_t hi) {
+      comps_[k++] = {lo, hi};
+    });
+    alpha_.resize(c);
+    slope_.resize(c);
+    diff_.resize(c);
     xs_.resize(n);
     for (std::size_t i = 0; i < n; ++i) xs_[i] = s.decreasing ? -x[i] : x[i];
     set_temperature();
@@ -117,14 +137,12 @@ class NetworkOperator {
     std::vector<char> pad(wires_, 1);
     std::copy(xs_.begin(), xs_.end(), v.begin());
     std::fill(pad.begin(), pad.begin() + static_cast<std::ptrdiff_t>(n), 0);
-    const std::size_t c = comps_.size();
-    alpha_.assign(c, 1.0);
-    slope_.assign(c, 0.0);
-    diff_.assign(c, 0.0);
-    for (std::size_t k = 0; k < c; ++k) {
+    for (k = 0; k < c; ++k) {
       const Comparator& cp = comps_[k];
       if (pad[cp.lo] || pad[cp.hi]) {
         // exact: the infinite padding goes up, the value down
+        alpha_[k] = 1.0;
+        slope_[k] = diff_[k] = 0.0;
         if (pad[cp.lo] && !pad[cp.hi]) {
           std::swap(v[cp.lo], v[cp.hi]);
           std::swap(pad[cp.lo], pad[cp.hi]);
@@ -134,9 +152,10 @@ class NetworkOperator {
       }
       const double u = v[cp.lo], w = v[cp.hi], d = w - u;
       double a, da;
-      relax(d / tau_, &a, &da);
+      // ties mix evenly, also when tau underflowed to 0 (eps near 1e-308)
+      relax(d == 0.0 ? 0.0 : d / tau_, &a, &da);
       alpha_[k] = a;
-      slope_[k] = da / tau_;
+      slope_[k] = da == 0.0 ? 0.0 : da / tau_;
       diff_[k] = d;
       v[cp.lo] = a * u + (1.0 - a) * w;
       v[cp.hi] = (1.0 - a) * u + a * w;
@@ -186,7 +205,7 @@ class NetworkOperator {
         // L = r^T M_K u with u = g: push u forward, meet the stored z
         std::vector<double> w(wires_, 0.0);
         std::copy(g, g + n_, w.begin());
-        alpha_adjoints(w, zdiff_, abar);
+        alpha_adjoints(w, zdiff_.data(), abar);
         break;
       }
       case NetworkOutput::plan: {
@@ -196,10 +215,10 @@ class NetworkOperator {
           if (poll && i % 16 == 0) poll();
           std::fill(z.begin(), z.end(), 0.0);
           for (std::size_t j = 0; j < n_; ++j) z[j] = g[i + j * n_];
-          pull(z, zd);
+          pull(z, zd.data());
           std::fill(w.begin(), w.end(), 0.0);
           w[i] = 1.0;
-          alpha_adjoints(w, zd, abar);
+          alpha_adjoints(w, zd.data(), abar);
         }
         break;
       }
@@ -219,7 +238,7 @@ class NetworkOperator {
       const double db = ab * slope_[k];
       ub -= db;
       wb += db;
-      taubar -= ab * slope_[k] * diff_[k] / tau_;
+      if (slope_[k] != 0.0) taubar -= ab * slope_[k] * diff_[k] / tau_;
       vbar[cp.lo] = ub;
       vbar[cp.hi] = wb;
     }
@@ -236,6 +255,7 @@ class NetworkOperator {
     for (std::size_t i = 0; i < n_; ++i) dx[i] = s_.decreasing ? -t[i] : t[i];
     double dtau = 0.0;
     for (std::size_t i = 0; i < n_; ++i) dtau += tau_grad_[i] * dx[i];
+    const double dlog_tau = tau_ > 0.0 ? dtau / tau_ : 0.0;
     // forward tangent of the value pass, with d alpha per comparator
     std::vector<double> dv(wires_, 0.0), dalpha(c, 0.0);
     std::copy(dx.begin(), dx.end(), dv.begin());
@@ -243,7 +263,7 @@ class NetworkOperator {
       const Comparator& cp = comps_[k];
       const double a = alpha_[k];
       const double du = dv[cp.lo], dw = dv[cp.hi];
-      const double da = slope_[k] * ((dw - du) - diff_[k] * dtau / tau_);
+      const double da = slope_[k] * ((dw - du) - diff_[k] * dlog_tau);
       dalpha[k] = da;
       // lo - hi before the step is -diff: d lo = a du + (1-a) dw - da diff
       dv[cp.lo] = a * du + (1.0 - a) * dw - da * diff_[k];
@@ -295,7 +315,9 @@ class NetworkOperator {
  private:
   void relax(double t, double* a, double* da) const {
     if (s_.relaxation == NetworkRelaxation::logistic) {
-      const double e = std::exp(-std::fabs(t));
+      // beyond 700 exp() underflows (slowly, through subnormals) to a
+      // derivative below 1e-304: exactly 0 and 1 instead
+      const double e = std::fabs(t) > 700.0 ? 0.0 : std::exp(-std::fabs(t));
       const double p = 1.0 / (1.0 + e);  // sigma(|t|), no overflow
       *a = t >= 0.0 ? p : 1.0 - p;
       *da = p * (1.0 - p);
@@ -335,7 +357,7 @@ class NetworkOperator {
   }
 
   // z <- A_1^T ... A_K^T z, keeping z_lo - z_hi at each comparator's output.
-  void pull(std::vector<double>& z, std::vector<double>& zd) const {
+  void pull(std::vector<double>& z, double* zd) const {
     for (std::size_t k = comps_.size(); k-- > 0;) {
       const Comparator& cp = comps_[k];
       const double a = alpha_[k], zl = z[cp.lo], zh = z[cp.hi];
@@ -350,14 +372,13 @@ class NetworkOperator {
     std::vector<double> z(wires_, 0.0);
     for (std::size_t j = 0; j < n_; ++j) z[j] = static_cast<double>(j + 1);
     zdiff_.resize(comps_.size());
-    pull(z, zdiff_);
+    pull(z, zdiff_.data());
     rank_.assign(z.begin(), z.begin() + static_cast<std::ptrdiff_t>(n_));
   }
 
   // abar_k += (z_lo - z_hi)_k (w_lo - w_hi)_k for w pushed forward from its
   // start (d/d alpha of z^T A_K ... A_1 w).
-  void alpha_adjoints(std::vector<double>& w, const std::vector<double>& zd,
-                      std::vector<double>& abar) const {
+  void alpha_adjoints(std::vector<double>& w, const double* zd, std::vector<double>& abar) const {
     for (std::size_t k = 0; k < comps_.size(); ++k) {
       const Comparator& cp = comps_[k];
       const double a = alpha_[k], wl = w[cp.lo], wh = w[cp.hi];
@@ -369,8 +390,9 @@ class NetworkOperator {
 
   std::size_t n_ = 0, wires_ = 0;
   NetworkSettings s_;
-  std::vector<Comparator> comps_;
-  std::vector<double> xs_, alpha_, slope_, diff_, zdiff_, rank_, tau_grad_;
+  Buffer<Comparator> comps_;
+  Buffer<double> alpha_, slope_, diff_, zdiff_;
+  std::vector<double> xs_, rank_, tau_grad_;
   double tau_ = 1.0;
 };
 
