@@ -12,7 +12,12 @@
 
 namespace {
 
-using NetworkState = diffrank_glue::ColumnStates<diffrank::NetworkOperator>;
+// The columns' networks, and how columns are cut into tasks for the forward
+// pass and the products alike (a pass costs one network, n networks for a
+// plan).
+struct NetworkState : diffrank_glue::ColumnStates<diffrank::NetworkOperator> {
+  diffrank_glue::ColumnCuts cuts{1, 1};
+};
 
 diffrank::NetworkSettings make_settings(const Rcpp::List& options) {
   using diffrank_glue::option;
@@ -78,18 +83,17 @@ Rcpp::List network_state_cpp(Rcpp::NumericVector x, int nrow, Rcpp::List options
   const std::size_t rows = st->output_size;
   const double work = diffrank::network_comparator_count(s.network, static_cast<double>(n)) *
                       (s.output == diffrank::NetworkOutput::plan ? static_cast<double>(n) : 1.0);
+  st->cuts = diffrank_glue::column_cuts(static_cast<std::size_t>(work));
   Rcpp::NumericVector out(Rcpp::no_init(rows * columns));
   const double* xp = x.begin();
   double* op = out.begin();
   diffrank_glue::InterruptPoll interrupt;
   PollGuard guard(*st, interrupt);
-  diffrank_glue::parallel_columns(columns, threads,
-                                  diffrank_glue::column_cuts(static_cast<std::size_t>(work)),
-                                  [&](std::size_t j0, std::size_t j1) {
-                                    for (std::size_t j = j0; j < j1; ++j) {
-                                      st->ops[j].forward(xp + j * n, n, s, op + j * rows);
-                                    }
-                                  });
+  diffrank_glue::parallel_columns(columns, threads, st->cuts, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t j = j0; j < j1; ++j) {
+      st->ops[j].forward(xp + j * n, n, s, op + j * rows);
+    }
+  });
   return Rcpp::List::create(Rcpp::Named("value") = out, Rcpp::Named("state") = state);
 }
 
@@ -100,11 +104,5 @@ Rcpp::NumericVector network_state_product_cpp(SEXP state, Rcpp::NumericVector u,
   NetworkState& st = *diffrank_glue::handle_state<NetworkState>(state);
   diffrank_glue::InterruptPoll interrupt;
   PollGuard guard(st, interrupt);
-  const double per_column =
-      st.ops.empty()
-          ? 1.0
-          : static_cast<double>(st.ops[0].comparators()) *
-                (st.output_size > st.input_size ? static_cast<double>(st.input_size) : 1.0);
-  return diffrank_glue::stored_products(
-      st, u, transpose, threads, diffrank_glue::column_cuts(static_cast<std::size_t>(per_column)));
+  return diffrank_glue::stored_products(st, u, transpose, threads, st.cuts);
 }

@@ -76,6 +76,9 @@ class BirkhoffOperator {
     decreasing_ = s.decreasing;
     y_ = s.y;
     b_ = s.b;
+    cum_b_.resize(m_);
+    double total = 0.0;
+    for (std::size_t j = 0; j < m_; ++j) cum_b_[j] = total += b_[j];
     a_.assign(a, a + n);
     x_.assign(x, x + n);
     xs_.resize(n);
@@ -347,12 +350,12 @@ class BirkhoffOperator {
       // Backtracking (Armijo) on the dual; near the solution, where the
       // dual's change is below rounding, a step that halves the marginal
       // error is taken as well.
-      double step = 1.0;
+      double step = 1.0, next = value;
       bool moved = false;
       for (int halving = 0; halving < (polishing ? 1 : 40) && !moved; ++halving, step *= 0.5) {
         for (std::size_t i = 0; i < n_; ++i) nf[i] = f[i] + step * d[i];
         for (std::size_t j = 0; j < m_; ++j) ng[j] = g[j] + step * d[n_ + j];
-        const double next = dual(nf, ng, &nres);
+        next = dual(nf, ng, &nres);
         const double next_error = marginal_error(nres);
         moved = polishing ? next_error < error
                           : next >= value + 1e-4 * step * slope || next_error <= 0.5 * error;
@@ -360,11 +363,15 @@ class BirkhoffOperator {
       if (moved) {
         f.swap(nf);
         g.swap(ng);
+        res.swap(nres);
+        value = next;
       }
       // Values or targets left without support, and any step the line
       // search refused: exact block ascent, which never lowers the dual.
-      if (!polishing && (!moved || has_isolated(f, g))) block_ascent(f, g);
-      value = dual(f, g, &res);
+      if (!polishing && (!moved || has_isolated(res))) {
+        block_ascent(f, g);
+        value = dual(f, g, &res);
+      }
       error = marginal_error(res);
     }
     converged = error <= tol;
@@ -382,15 +389,16 @@ class BirkhoffOperator {
     return 1e-14 * std::max(big, 1.0) / eps_;
   }
 
-  bool has_isolated(const std::vector<double>& f, const std::vector<double>& g) const {
-    std::vector<char> row(n_, 0), col(m_, 0);
-    for (std::size_t j = 0; j < m_; ++j) {
-      for (std::size_t i = 0; i < n_; ++i) {
-        if (f[i] + g[j] - cost(i, j) > 0.0) row[i] = col[j] = 1;
-      }
+  // Whether a value or target has no support: its row (column) of the plan
+  // sums to exactly 0, so its residual is exactly its weight.
+  bool has_isolated(const std::vector<double>& res) const {
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (res[i] == a_[i]) return true;
     }
-    return std::find(row.begin(), row.end(), 0) != row.end() ||
-           std::find(col.begin(), col.end(), 0) != col.end();
+    for (std::size_t j = 0; j < m_; ++j) {
+      if (res[n_ + j] == b_[j]) return true;
+    }
+    return false;
   }
 
   // Factors the Laplacian of the current support, with the first node of
@@ -439,9 +447,6 @@ class BirkhoffOperator {
     lap.setFromTriplets(t.begin(), t.end());
     free_ = free;
     if (free > 0) ldlt_->compute(lap);
-    cum_b_.resize(m_);
-    double total = 0.0;
-    for (std::size_t j = 0; j < m_; ++j) cum_b_[j] = total += b_[j];
   }
 
   // x with M x = rhs on the unpinned nodes and 0 on the pinned ones.

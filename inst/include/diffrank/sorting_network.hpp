@@ -108,6 +108,23 @@ inline std::vector<Comparator> network_comparators(NetworkKind kind, std::size_t
   return out;
 }
 
+// A relaxed comparator on the pair (l, h): l <- a l + (1 - a) h,
+// h <- (1 - a) l + a h. Its matrix is symmetric, so the same step carries
+// values forward and cotangents back.
+inline void mix(double a, double& l, double& h) {
+  const double l0 = l, h0 = h;
+  l = a * l0 + (1.0 - a) * h0;
+  h = (1.0 - a) * l0 + a * h0;
+}
+
+// The tangent of mix() for a change da of a, with l - h the difference of
+// the pair it mixes: (dl, dh) mixed, plus da (l - h) and -da (l - h).
+inline void mix_tangent(double a, double da, double l_minus_h, double& dl, double& dh) {
+  mix(a, dl, dh);
+  dl += da * l_minus_h;
+  dh -= da * l_minus_h;
+}
+
 class NetworkOperator {
  public:
   // Sorts x (n values) through the relaxed network and writes the output
@@ -157,8 +174,7 @@ class NetworkOperator {
       alpha_[k] = a;
       slope_[k] = da == 0.0 ? 0.0 : da / tau_;
       diff_[k] = d;
-      v[cp.lo] = a * u + (1.0 - a) * w;
-      v[cp.hi] = (1.0 - a) * u + a * w;
+      mix(a, v[cp.lo], v[cp.hi]);
     }
     if (s.output == NetworkOutput::rank) ranks_backward();
     if (out == nullptr) return;
@@ -227,20 +243,15 @@ class NetworkOperator {
     double taubar = 0.0;
     for (std::size_t k = c; k-- > 0;) {
       const Comparator& cp = comps_[k];
-      const double gl = vbar[cp.lo], gh = vbar[cp.hi];
-      const double a = alpha_[k];
       // lo = a u + (1 - a) w, hi = (1 - a) u + a w, w - u = diff (exact
       // comparators of the padding have slope 0 and diff 0: routing only)
-      const double ab = abar[k] + (gl - gh) * (-diff_[k]);
-      double ub = a * gl + (1.0 - a) * gh;
-      double wb = (1.0 - a) * gl + a * gh;
+      const double ab = abar[k] - (vbar[cp.lo] - vbar[cp.hi]) * diff_[k];
+      mix(alpha_[k], vbar[cp.lo], vbar[cp.hi]);
       // a = sigma(diff / tau)
       const double db = ab * slope_[k];
-      ub -= db;
-      wb += db;
-      if (slope_[k] != 0.0) taubar -= ab * slope_[k] * diff_[k] / tau_;
-      vbar[cp.lo] = ub;
-      vbar[cp.hi] = wb;
+      vbar[cp.lo] -= db;
+      vbar[cp.hi] += db;
+      if (slope_[k] != 0.0) taubar -= db * diff_[k] / tau_;
     }
     for (std::size_t i = 0; i < n_; ++i) {
       double gi = vbar[i] + taubar * tau_grad_[i];
@@ -251,23 +262,19 @@ class NetworkOperator {
   // out = J t.
   void jvp(const double* t, double* out) {
     const std::size_t c = comps_.size();
-    std::vector<double> dx(n_);
-    for (std::size_t i = 0; i < n_; ++i) dx[i] = s_.decreasing ? -t[i] : t[i];
-    double dtau = 0.0;
-    for (std::size_t i = 0; i < n_; ++i) dtau += tau_grad_[i] * dx[i];
-    const double dlog_tau = tau_ > 0.0 ? dtau / tau_ : 0.0;
     // forward tangent of the value pass, with d alpha per comparator
-    std::vector<double> dv(wires_, 0.0), dalpha(c, 0.0);
-    std::copy(dx.begin(), dx.end(), dv.begin());
+    std::vector<double> dv(wires_, 0.0), dalpha(c);
+    double dtau = 0.0;
+    for (std::size_t i = 0; i < n_; ++i) {
+      dv[i] = s_.decreasing ? -t[i] : t[i];
+      dtau += tau_grad_[i] * dv[i];
+    }
+    const double dlog_tau = tau_ > 0.0 ? dtau / tau_ : 0.0;
     for (std::size_t k = 0; k < c; ++k) {
       const Comparator& cp = comps_[k];
-      const double a = alpha_[k];
-      const double du = dv[cp.lo], dw = dv[cp.hi];
-      const double da = slope_[k] * ((dw - du) - diff_[k] * dlog_tau);
-      dalpha[k] = da;
-      // lo - hi before the step is -diff: d lo = a du + (1-a) dw - da diff
-      dv[cp.lo] = a * du + (1.0 - a) * dw - da * diff_[k];
-      dv[cp.hi] = (1.0 - a) * du + a * dw + da * diff_[k];
+      dalpha[k] = slope_[k] * ((dv[cp.hi] - dv[cp.lo]) - diff_[k] * dlog_tau);
+      // the values' lo - hi before the step is -diff
+      mix_tangent(alpha_[k], dalpha[k], -diff_[k], dv[cp.lo], dv[cp.hi]);
     }
     switch (s_.output) {
       case NetworkOutput::sort:
@@ -279,12 +286,8 @@ class NetworkOperator {
         for (std::size_t j = 0; j < n_; ++j) z[j] = static_cast<double>(j + 1);
         for (std::size_t k = c; k-- > 0;) {
           const Comparator& cp = comps_[k];
-          const double a = alpha_[k];
-          const double zl = z[cp.lo], zh = z[cp.hi], dl = dz[cp.lo], dh = dz[cp.hi];
-          z[cp.lo] = a * zl + (1.0 - a) * zh;
-          z[cp.hi] = (1.0 - a) * zl + a * zh;
-          dz[cp.lo] = a * dl + (1.0 - a) * dh + dalpha[k] * (zl - zh);
-          dz[cp.hi] = (1.0 - a) * dl + a * dh - dalpha[k] * (zl - zh);
+          mix_tangent(alpha_[k], dalpha[k], z[cp.lo] - z[cp.hi], dz[cp.lo], dz[cp.hi]);
+          mix(alpha_[k], z[cp.lo], z[cp.hi]);
         }
         std::copy(dz.begin(), dz.begin() + static_cast<std::ptrdiff_t>(n_), out);
         break;
@@ -298,12 +301,8 @@ class NetworkOperator {
           w[i] = 1.0;
           for (std::size_t k = 0; k < c; ++k) {
             const Comparator& cp = comps_[k];
-            const double a = alpha_[k];
-            const double wl = w[cp.lo], wh = w[cp.hi], dl = dw[cp.lo], dh = dw[cp.hi];
-            w[cp.lo] = a * wl + (1.0 - a) * wh;
-            w[cp.hi] = (1.0 - a) * wl + a * wh;
-            dw[cp.lo] = a * dl + (1.0 - a) * dh + dalpha[k] * (wl - wh);
-            dw[cp.hi] = (1.0 - a) * dl + a * dh - dalpha[k] * (wl - wh);
+            mix_tangent(alpha_[k], dalpha[k], w[cp.lo] - w[cp.hi], dw[cp.lo], dw[cp.hi]);
+            mix(alpha_[k], w[cp.lo], w[cp.hi]);
           }
           for (std::size_t j = 0; j < n_; ++j) out[i + j * n_] = dw[j];
         }
@@ -348,22 +347,16 @@ class NetworkOperator {
 
   // w <- A_K ... A_1 w (the mass of w carried to the sorted positions).
   void push(std::vector<double>& w) const {
-    for (std::size_t k = 0; k < comps_.size(); ++k) {
-      const Comparator& cp = comps_[k];
-      const double a = alpha_[k], wl = w[cp.lo], wh = w[cp.hi];
-      w[cp.lo] = a * wl + (1.0 - a) * wh;
-      w[cp.hi] = (1.0 - a) * wl + a * wh;
-    }
+    for (std::size_t k = 0; k < comps_.size(); ++k)
+      mix(alpha_[k], w[comps_[k].lo], w[comps_[k].hi]);
   }
 
   // z <- A_1^T ... A_K^T z, keeping z_lo - z_hi at each comparator's output.
   void pull(std::vector<double>& z, double* zd) const {
     for (std::size_t k = comps_.size(); k-- > 0;) {
       const Comparator& cp = comps_[k];
-      const double a = alpha_[k], zl = z[cp.lo], zh = z[cp.hi];
-      zd[k] = zl - zh;
-      z[cp.lo] = a * zl + (1.0 - a) * zh;
-      z[cp.hi] = (1.0 - a) * zl + a * zh;
+      zd[k] = z[cp.lo] - z[cp.hi];
+      mix(alpha_[k], z[cp.lo], z[cp.hi]);
     }
   }
 
@@ -381,10 +374,8 @@ class NetworkOperator {
   void alpha_adjoints(std::vector<double>& w, const double* zd, std::vector<double>& abar) const {
     for (std::size_t k = 0; k < comps_.size(); ++k) {
       const Comparator& cp = comps_[k];
-      const double a = alpha_[k], wl = w[cp.lo], wh = w[cp.hi];
-      abar[k] += zd[k] * (wl - wh);
-      w[cp.lo] = a * wl + (1.0 - a) * wh;
-      w[cp.hi] = (1.0 - a) * wl + a * wh;
+      abar[k] += zd[k] * (w[cp.lo] - w[cp.hi]);
+      mix(alpha_[k], w[cp.lo], w[cp.hi]);
     }
   }
 
