@@ -109,6 +109,10 @@ qmfq_data_targets_cpp <- function(phi, positive) {
     .Call(`_diffrank_qmfq_data_targets_cpp`, phi, positive)
 }
 
+qmf_place_cpp <- function(xnew, U, q, g, eps, loss, ridge, start, tol, max_iter, threads) {
+    .Call(`_diffrank_qmf_place_cpp`, xnew, U, q, g, eps, loss, ridge, start, tol, max_iter, threads)
+}
+
 qn_fit_target <- function(x, threads) {
     .Call(`_diffrank_qn_fit_target`, x, threads)
 }

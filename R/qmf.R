@@ -205,6 +205,8 @@
 #' @param ... Must be empty (an error names any argument given there).
 #' @return An object of class `qmf`, a list with `U` (features x `rank`), `V`
 #'   (`rank` x samples), `q` and `b` (features x `m`: targets and weights),
+#'   `potentials` (features x `m`: the targets' potentials of the rows'
+#'   transports, which extend the maps to new values; see [predict.qmf()]),
 #'   `fitted` (`T(U V)`; for QMFQ `S^-1(T(U V))`, and `p`, `mapped` and
 #'   `fitted_mapped`, see QMFQ), `objective` and `relative_error` (`||X -
 #'   T(UV)||_F / ||X||_F` over the observed entries), `unexplained` (the

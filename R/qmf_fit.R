@@ -476,8 +476,9 @@ qmf_reporter <- function(settings, env) {
       now <- proc.time()[["elapsed"]]
       if (epoch == 1L || last || now - shown >= 2) {
         shown <<- now
-        message(sprintf("QMF epoch %d/%d: objective %.6g, relative decrease %.3g (tol %.3g)%s",
-                        epoch, settings$max_epochs, objective, change, settings$tol,
+        message(sprintf("QMF epoch %d/%d: objective %.6g, %s (tol %.3g)%s",
+                        epoch, settings$max_epochs, objective, qmf_change_text(change),
+                        settings$tol,
                         if (last) "; done" else ""))
       }
     })

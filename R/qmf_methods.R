@@ -41,7 +41,8 @@ qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
     },
     U = matrix(par$U, dimnames = list(features, factors), nrow = prob$d),
     V = matrix(par$V, dimnames = list(factors, colnames(x)), ncol = prob$n),
-    q = q, b = b, p = p, fitted = fitted, mapped = mapped,
+    q = q, b = b, p = p, potentials = `dimnames<-`(t(final$potentials), list(features, levels)),
+    fitted = fitted, mapped = mapped,
     fitted_mapped = if (!is.null(mapped)) `dimnames<-`(final$fitted, dimnames(x)),
     objective = objective,
     relative_error = sqrt(sum((x - fitted)^2, na.rm = TRUE) / sum(x^2, na.rm = TRUE)),
@@ -176,12 +177,19 @@ softmax <- function(v) {
   e / sum(e)
 }
 
+# The relative decrease per epoch over the last 5 epochs, as reported; it is
+# NA before 6 epochs.
+qmf_change_text <- function(change) {
+  if (is.na(change)) return("relative decrease not measured before 6 epochs")
+  sprintf("relative decrease %.3g", change)
+}
+
 qmf_warn <- function(fit) {
   s <- fit$settings
   if (!fit$converged) {
-    warning(sprintf(paste0("QMF did not converge within %d epochs (relative decrease %.3g, ",
+    warning(sprintf(paste0("QMF did not converge within %d epochs (%s, ",
                            "tol = %.3g); increase `max_epochs` or loosen `tol`."),
-                    fit$iterations, fit$change, s$tol), call. = FALSE)
+                    fit$iterations, qmf_change_text(fit$change), s$tol), call. = FALSE)
   }
   if (fit$sinkhorn$unconverged > 0L) {
     warning(sprintf(paste0("The transport of %d of %d rows did not converge within %d ",
@@ -224,18 +232,24 @@ qmf_warn_near_constant <- function(fit) {
 #' rows against the rows' empirical quantiles.
 #'
 #' @section Prediction:
-#' New samples are fitted with `U`, the targets, the weights and the
-#' training samples' `V` fixed: `predict()` minimizes the objective of
-#' [qmf()] over the training and new samples together, over the new columns
-#' of `V` only (L-BFGS-B, from a ridge regression of the training `V` on the
-#' standardized data). Each row's map is the soft quantile normalization of
-#' the pooled row, so the model does not change, a single new sample can be
-#' predicted, and the new samples influence one another only through their
-#' share of the pooled rows. For QMFQ, the data map `S` is likewise that of
-#' the pooled rows with its targets `p` fixed, and `type = "fitted"` carries
-#' `T(U V)` back through it. On the training samples it reproduces `V` up to
-#' the tolerances of the two fits: `V` is a stationary point of this problem
-#' when the fit has converged.
+#' New samples are placed in the fit with `U`, the targets and the weights
+#' fixed. For QMF, each row's map is kept as a function of a new value `z`:
+#' the out-of-sample extension of the fit's entropic map (Pooladian and
+#' Niles-Weed 2021), `T_r(z) = sum_j q_rj w_j(z)` with `w(z)` the softmax of
+#' `(g_rj - (z - y_j)^2) / eps` over the targets, `g_r` the potentials of the
+#' targets in the fit's transport of row `r` (stored in the fit as
+#' `potentials`). At the training samples it gives the fitted values
+#' exactly. Each new sample's coordinates minimize its own loss plus the
+#' fit's penalty on a column of `V` (projected Levenberg-Marquardt on the
+#' Gauss-Newton model, from a ridge regression of the training `V` on the
+#' standardized data), so a sample gets the same coordinates alone or with
+#' others, and the fit does not change. On the training samples this
+#' reproduces `V` up to the effect each sample had on the maps it was fitted
+#' with. For QMFQ, whose data map `S` depends on the ranks of each row,
+#' `predict()` minimizes the objective of [qmf()] over the training and new
+#' samples together, over the new columns of `V` only (L-BFGS-B): each
+#' row's maps are those of the pooled row, with the targets `q` and `p`
+#' fixed, and `type = "fitted"` carries `T(U V)` back through `S`.
 #'
 #' @param object,x A `qmf` fit.
 #' @param newdata New samples: features x samples, the same features as in
@@ -243,15 +257,16 @@ qmf_warn_near_constant <- function(fit) {
 #'   position). Missing values are left out of the loss. New data so far
 #'   beyond the scale of the training data that their loss leaves the range
 #'   of double precision are an error. A `DelayedMatrix` or
-#'   sparse matrix is realized in memory (the new samples are fitted jointly
-#'   with the training samples), within the limit of [diffrank_blocks].
+#'   sparse matrix is realized in memory, within the limit of
+#'   [diffrank_blocks].
 #' @param type `"coordinates"` (the new columns of `V`, transposed: new
 #'   samples x `rank`, the orientation of [sample_coordinates()] and
 #'   `prcomp()$x`) or `"fitted"` (their reconstruction `T(U V)`, features x
 #'   new samples, the orientation of the data). Without `newdata`, the same
 #'   for the training samples.
 #' @param tol,max_iter Relative tolerance on the objective and largest number
-#'   of iterations of the fit of the new samples.
+#'   of iterations of the fit of each new sample (QMF) or of the new samples
+#'   together (QMFQ).
 #' @param threads Number of threads over rows; see [diffrank_threads()].
 #' @param which What to plot: `"loss"` (the objective by epoch) and/or
 #'   `"quantiles"` (the learned target values `q` of `rows` at the levels of
@@ -262,9 +277,12 @@ qmf_warn_near_constant <- function(fit) {
 #' @return `coef()`: a list with `U`, `V`, `q`, `b` (and `p` for QMFQ). `fitted()`,
 #'   `residuals()`: matrices of the data's shape. `predict()`: a matrix
 #'   (coordinates: samples x `rank`, as [sample_coordinates()]; fitted:
-#'   features x samples), with the attributes `iterations` and `converged`.
+#'   features x samples), with the attributes `iterations` (for QMF, the
+#'   most any new sample took) and `converged` (for every new sample).
 #'   `summary()`: an object whose
 #'   print method reports the fit. `plot()`: `x`, invisibly.
+#' @references Pooladian AA, Niles-Weed J (2021). Entropic estimation of
+#'   optimal transport maps. \doi{10.48550/arXiv.2109.12004}
 #' @name qmf-methods
 #' @examples
 #' set.seed(1)
@@ -317,9 +335,9 @@ print.qmf <- function(x, ...) {
               if (s$learn_weights) "learned" else "equal", s$optimizer,
               if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else "",
               if (!is.null(x$start)) sprintf(", start \"%s\"", x$start) else ""))
-  cat(sprintf("  %s after %d epoch(s) (relative decrease %.3g, tol = %s), %.1f s\n",
-              if (x$converged) "converged" else "NOT converged", x$iterations, x$change,
-              format(s$tol), x$seconds))
+  cat(sprintf("  %s after %d epoch(s) (%s, tol = %s), %.1f s\n",
+              if (x$converged) "converged" else "NOT converged", x$iterations,
+              qmf_change_text(x$change), format(s$tol), x$seconds))
   if (qmfq) {
     cat(sprintf(paste0("  objective %.6g (of S(X), the learned map of the data); relative error ",
                        "||X - S^-1(T(UV))|| / ||X|| = %.4g\n"), x$objective, x$relative_error))
@@ -371,15 +389,24 @@ predict.qmf <- function(object, newdata, type = c("coordinates", "fitted"), tol 
     return(if (type == "coordinates") t(object$V) else object$fitted)
   }
   newdata <- realize_block_input(newdata, "newdata", paste0(
-    "the new samples are fitted jointly with the training samples, all in memory ",
-    "(see ?diffrank_blocks)."))
+    "the new samples are placed in the fit in memory (see ?diffrank_blocks)."))
   xnew <- qmf_match_features(qmf_data(newdata, object$settings$loss, "newdata"), object)
   tol <- check_number(tol, "tol", lower = 0)
   max_iter <- check_whole(max_iter, "max_iter")
-  solved <- qmf_predict_solve(object, xnew, tol, max_iter, check_threads(threads))
+  threads <- check_threads(threads)
+  solved <- if (is.null(object$par$phi)) {
+    qmf_place(object, xnew, tol, max_iter, threads)
+  } else {
+    qmf_predict_solve(object, xnew, tol, max_iter, threads)
+  }
   if (!solved$converged) {
-    warning(sprintf(paste0("The fit of the new samples did not converge within %d ",
-                           "iterations; increase `max_iter` or loosen `tol`."), max_iter),
+    warning(sprintf(paste0("The fit of %s did not converge within %d ",
+                           "iterations; increase `max_iter` or loosen `tol`."),
+                    if (is.null(solved$unconverged)) {
+                      "the new samples"
+                    } else {
+                      sprintf("%d of the %d new samples", solved$unconverged, ncol(xnew))
+                    }, max_iter),
             call. = FALSE)
   }
   out <- if (type == "coordinates") t(solved$V) else solved$fitted
@@ -405,8 +432,52 @@ qmf_match_features <- function(xnew, object) {
   xnew
 }
 
-# Minimizes the objective of the training and new samples together over the
-# new columns of V, everything else fixed.
+# QMF: places each new sample on its own, with every row's map fixed as a
+# function (QmfRowMap in qmf.hpp), by minimizing its data term plus the
+# fit's penalty on a column of V (see qmf_evaluate(): the objective times
+# prob$norm).
+qmf_place <- function(object, xnew, tol, max_iter, threads) {
+  prob <- object$problem
+  par <- object$par
+  unit <- qmf_unit(object)
+  q <- qmf_quantiles_cpp(par$theta, prob$center, prob$scale, prob$positive)
+  start <- matrix(qmf_predict_start(object, object$x / unit, xnew / unit), nrow(par$V))
+  placed <- qmf_place_cpp(xnew / unit, par$U, q, t(qmf_potentials(object, threads)),
+                          prob$options$eps, prob$options$loss,
+                          prob$lambda * prob$norm / prob$n, start, tol, max_iter, threads)
+  if (!all(is.finite(placed$objective))) qmf_beyond(object$x, xnew)
+  V <- placed$V
+  dimnames(V) <- list(rownames(object$V), colnames(xnew))
+  fitted <- placed$fitted * unit
+  dimnames(fitted) <- dimnames(xnew)
+  list(V = V, fitted = fitted, iterations = max(placed$iterations, 0L),
+       unconverged = sum(!placed$converged), converged = all(placed$converged))
+}
+
+# The potentials of the rows' targets (d x m) at the fit; fits made before
+# they were stored solve the rows' transports again.
+qmf_potentials <- function(object, threads) {
+  if (!is.null(object$potentials)) return(object$potentials)
+  prob <- object$problem
+  prob$x <- object$x / qmf_unit(object)
+  prob$threads <- threads
+  t(qmf_rows(prob, object$par, gradient = FALSE, fitted = TRUE)$potentials)
+}
+
+# New data far beyond the scale of the training data (whose targets the
+# maps are fixed to) make the loss, or the transports of the extrapolated
+# start, overflow: no coordinates can represent them.
+qmf_beyond <- function(x, xnew) {
+  abort(paste0("`newdata` has values up to %s, far beyond those of the data the fit was made on ",
+               "(up to %s): the fit cannot represent them (the objective of the new samples is ",
+               "not finite). Give new data on the scale of the training data."),
+        format(max(abs(xnew), na.rm = TRUE), digits = 3),
+        format(max(abs(x), na.rm = TRUE), digits = 3))
+}
+
+# QMFQ: minimizes the objective of the training and new samples together
+# over the new columns of V, everything else fixed (the data map S depends
+# on the ranks of the pooled rows).
 qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRUE) {
   prob <- object$problem
   n <- ncol(object$x)
@@ -434,16 +505,7 @@ qmf_predict_solve <- function(object, xnew, tol, max_iter, threads, fitted = TRU
     cache$ev
   }
   start <- qmf_predict_start(object, train, xnew)
-  # New data far beyond the scale of the training data (whose targets the
-  # maps are fixed to) make the loss, or the transports of the extrapolated
-  # start, overflow: no coordinates can represent them.
-  beyond <- function() {
-    abort(paste0("`newdata` has values up to %s, far beyond those of the data the fit was made on ",
-                 "(up to %s): the fit cannot represent them (the objective of the new samples is ",
-                 "not finite). Give new data on the scale of the training data."),
-          format(max(abs(xnew_data), na.rm = TRUE), digits = 3),
-          format(max(abs(object$x), na.rm = TRUE), digits = 3))
-  }
+  beyond <- function() qmf_beyond(object$x, xnew_data)
   f0 <- evaluate(start)$value
   if (!is.finite(f0)) beyond()
   opt <- tryCatch(
@@ -483,7 +545,12 @@ qmf_predict_start <- function(object, x, xnew) {
   xs <- standardize(x)
   kernel <- crossprod(xs)
   ridge <- 1e-6 * mean(diag(kernel)) + 1e-12
-  start <- object$par$V %*% solve(kernel + diag(ridge, ncol(x)), crossprod(xs, standardize(xnew)))
+  weights <- object$par$V %*% solve(kernel + diag(ridge, ncol(x)), t(xs))
+  # one matrix-vector product per new sample, so that a sample starts from
+  # the same coordinates alone or with others
+  new <- standardize(xnew)
+  start <- vapply(seq_len(ncol(new)), function(j) as.vector(weights %*% new[, j]),
+                  numeric(nrow(weights)))
   if (object$problem$positive) start <- pmax(start, 0)
   as.vector(start)
 }

@@ -360,6 +360,26 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// qmf_place_cpp
+Rcpp::List qmf_place_cpp(Rcpp::NumericMatrix xnew, Rcpp::NumericMatrix U, Rcpp::NumericMatrix q, Rcpp::NumericMatrix g, double eps, std::string loss, double ridge, Rcpp::NumericMatrix start, double tol, int max_iter, int threads);
+RcppExport SEXP _diffrank_qmf_place_cpp(SEXP xnewSEXP, SEXP USEXP, SEXP qSEXP, SEXP gSEXP, SEXP epsSEXP, SEXP lossSEXP, SEXP ridgeSEXP, SEXP startSEXP, SEXP tolSEXP, SEXP max_iterSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type xnew(xnewSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type U(USEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type q(qSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type g(gSEXP);
+    Rcpp::traits::input_parameter< double >::type eps(epsSEXP);
+    Rcpp::traits::input_parameter< std::string >::type loss(lossSEXP);
+    Rcpp::traits::input_parameter< double >::type ridge(ridgeSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type start(startSEXP);
+    Rcpp::traits::input_parameter< double >::type tol(tolSEXP);
+    Rcpp::traits::input_parameter< int >::type max_iter(max_iterSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qmf_place_cpp(xnew, U, q, g, eps, loss, ridge, start, tol, max_iter, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_fit_target
 Rcpp::NumericVector qn_fit_target(Rcpp::NumericMatrix x, int threads);
 RcppExport SEXP _diffrank_qn_fit_target(SEXP xSEXP, SEXP threadsSEXP) {
@@ -888,6 +908,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qmf_rows_cpp", (DL_FUNC) &_diffrank_qmf_rows_cpp, 14},
     {"_diffrank_qmf_quantiles_cpp", (DL_FUNC) &_diffrank_qmf_quantiles_cpp, 4},
     {"_diffrank_qmfq_data_targets_cpp", (DL_FUNC) &_diffrank_qmfq_data_targets_cpp, 2},
+    {"_diffrank_qmf_place_cpp", (DL_FUNC) &_diffrank_qmf_place_cpp, 11},
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
     {"_diffrank_qn_accumulate_sums", (DL_FUNC) &_diffrank_qn_accumulate_sums, 3},

@@ -66,7 +66,8 @@ void reduce_v_gradient(const Rcpp::NumericMatrix& U, const Rcpp::IntegerVector& 
 // each row's loss, and with `gradient` the gradients with respect to those
 // rows of U (B x k), theta, beta, q, b and phi (m x B each) and to V (k x n,
 // summed over the rows); with `fitted` the fitted rows T(U V) and (QMFQ) the
-// mapped data S(x) (B x n each). theta, beta and phi are m x d (one column
+// mapped data S(x) (B x n each) and the potentials of the rows' targets
+// (m x B, for the rows' maps as functions, QmfRowMap). theta, beta and phi are m x d (one column
 // per feature); beta is NULL for equal weights. QMFQ (option map_data) needs
 // phi and the scores (d x n, NaN where x is missing).
 // [[Rcpp::export(rng = false)]]
@@ -92,7 +93,8 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
   Rcpp::NumericMatrix ubar(gradient ? B : 0, k), vbar(gradient ? k : 0, gradient ? n : 0),
       tbar(m, gradient ? B : 0), betabar(m, gradient ? B : 0), qbar(m, gradient ? B : 0),
       bbar(m, gradient ? B : 0), phibar(m, gradient && s.map_data ? B : 0),
-      fit(fitted ? B : 0, fitted ? n : 0), mapped(fitted && s.map_data ? B : 0, fitted ? n : 0);
+      fit(fitted ? B : 0, fitted ? n : 0), mapped(fitted && s.map_data ? B : 0, fitted ? n : 0),
+      potentials(m, fitted ? B : 0);
   std::vector<double> zbar(gradient ? B * n : 0), ub(gradient ? B * k : 0);
   std::vector<diffrank::SinkhornStatus> status(B);
   const double *xp = x.begin(), *up = U.begin(), *vp = V.begin(), *tp = theta.begin();
@@ -100,9 +102,9 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
   const double *cp = center.begin(), *sp = scale.begin();
   const int* rp = rows.begin();
   // raw pointers: workers must not go through Rcpp objects
-  double *lossp = loss.begin(), *fitp = fit.begin(), *tbp = tbar.begin(),
-         *betabp = betabar.begin(), *qbp = qbar.begin(), *bbp = bbar.begin(),
-         *phibp = phibar.begin(), *mapp = mapped.begin();
+  double *lossp = loss.begin(), *fitp = fit.begin(), *tbp = tbar.begin(), *betabp = betabar.begin(),
+         *qbp = qbar.begin(), *bbp = bbar.begin(), *phibp = phibar.begin(), *mapp = mapped.begin(),
+         *potp = potentials.begin();
   diffrank::SinkhornStatus* stp = status.data();
   diffrank_glue::parallel_for(
       B, threads,
@@ -123,6 +125,7 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
           in.scale = sp[r];
           lossp[b] = row.forward(s, vp, in, fitted ? fitp + b : nullptr,
                                  fitted && s.map_data ? mapp + b : nullptr, B, stp + b);
+          if (fitted) std::copy(row.target_potentials(), row.target_potentials() + m, potp + b * m);
           if (!gradient) continue;
           diffrank::QmfRowGradient g;
           g.u = ub.data() + b * k;
@@ -152,7 +155,7 @@ Rcpp::List qmf_rows_cpp(Rcpp::NumericMatrix x, Rcpp::NumericMatrix U, Rcpp::Nume
       Rcpp::Named("loss") = loss, Rcpp::Named("u") = ubar, Rcpp::Named("v") = vbar,
       Rcpp::Named("theta") = tbar, Rcpp::Named("beta") = betabar, Rcpp::Named("q") = qbar,
       Rcpp::Named("b") = bbar, Rcpp::Named("phi") = phibar, Rcpp::Named("fitted") = fit,
-      Rcpp::Named("mapped") = mapped,
+      Rcpp::Named("mapped") = mapped, Rcpp::Named("potentials") = potentials,
       Rcpp::Named("iterations") = iterations, Rcpp::Named("unconverged") = unconverged,
       Rcpp::Named("error") = error);
 }
@@ -178,4 +181,58 @@ Rcpp::NumericMatrix qmfq_data_targets_cpp(Rcpp::NumericMatrix phi, bool positive
     diffrank::qmfq_data_targets(&phi[r * m], m, positive, &p[r * m]);
   }
   return p;
+}
+
+// Places new samples in a QMF fit, each on its own (QmfPlacer): xnew (d x
+// n_new, in the fit's unit), U (d x k), the rows' targets q and potentials
+// g (m x d each), start (k x n_new); returns the coordinates V
+// (k x n_new) and the fitted values T(U V) (d x n_new). Samples are independent
+// problems spread over threads, so results do not depend on their number.
+// [[Rcpp::export(rng = false)]]
+Rcpp::List qmf_place_cpp(Rcpp::NumericMatrix xnew, Rcpp::NumericMatrix U, Rcpp::NumericMatrix q,
+                         Rcpp::NumericMatrix g, double eps, std::string loss, double ridge,
+                         Rcpp::NumericMatrix start, double tol, int max_iter, int threads) {
+  const std::size_t d = xnew.nrow(), n = xnew.ncol(), k = U.ncol(), m = q.nrow();
+  diffrank::QmfPlaceSettings s;
+  s.loss = diffrank_glue::parse_choice<diffrank::QmfLoss>(
+      loss, "loss", {{"squared", diffrank::QmfLoss::squared}, {"kl", diffrank::QmfLoss::kl}});
+  s.k = k;
+  s.ridge = ridge;
+  s.tol = tol;
+  s.max_iter = max_iter;
+  const std::vector<double> y = diffrank::qmf_grid(m);
+  std::vector<diffrank::QmfRowMap> maps(d);
+  for (std::size_t r = 0; r < d; ++r) {
+    maps[r].q = &q[r * m];
+    maps[r].g = &g[r * m];
+    maps[r].y = y.data();
+    maps[r].m = m;
+    maps[r].eps = eps;
+  }
+  Rcpp::NumericMatrix V = Rcpp::clone(start);
+  Rcpp::NumericVector objective(n);
+  Rcpp::IntegerVector iterations(n);
+  Rcpp::LogicalVector converged(n);
+  Rcpp::NumericMatrix fitted(d, n);
+  const double *xp = xnew.begin(), *up = U.begin();
+  double *vp = V.begin(), *op = objective.begin(), *fp = fitted.begin();
+  std::vector<diffrank::QmfPlaceResult> results(n);
+  diffrank_glue::parallel_for(
+      n, threads,
+      [&](std::size_t i0, std::size_t i1) {
+        diffrank::QmfPlacer placer;
+        for (std::size_t i = i0; i < i1; ++i) {
+          results[i] = placer.place(s, maps, xp + i * d, 1, up, vp + i * k);
+          op[i] = results[i].objective;
+          diffrank::qmf_map_values(maps, up, k, vp + i * k, fp + i * d, 1);
+        }
+      },
+      1, diffrank_glue::timed_batches);
+  for (std::size_t i = 0; i < n; ++i) {
+    iterations[i] = results[i].iterations;
+    converged[i] = results[i].converged;
+  }
+  return Rcpp::List::create(
+      Rcpp::Named("V") = V, Rcpp::Named("fitted") = fitted, Rcpp::Named("objective") = objective,
+      Rcpp::Named("iterations") = iterations, Rcpp::Named("converged") = converged);
 }

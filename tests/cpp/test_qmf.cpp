@@ -2,7 +2,9 @@
 // written out, the weights against softmax, and the gradients of one row's
 // loss (QMF and QMFQ, squared and KL, with a missing entry) against central
 // differences of the forward loss, the row read from d x n matrices with the
-// strides the R glue (src/qmf.cpp) uses.
+// strides the R glue (src/qmf.cpp) uses; the rows' maps as functions
+// (QmfRowMap) against the fitted rows and their own differences, and the
+// placement of new samples (QmfPlacer) on data the fit represents exactly.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -443,6 +445,171 @@ TEST(QmfRow, EqualWeightsAndMissingEntries) {
   seen.X[seen.r + 4 * seen.d] = 0.25;
   const double extra = (0.25 - fitted[4]) * (0.25 - fitted[4]);
   EXPECT_NEAR(seen.loss(), loss + extra, 1e-13 * (loss + extra));
+}
+
+// A fitted factorization to place samples in: d rows, each solved by
+// QmfRow on its own random training row, keeping its targets q and the
+// potentials g that QmfRowMap needs.
+struct PlacedFit {
+  std::size_t d = 0, n = 0, k = 0, m = 0;
+  double eps = 0.05;
+  std::vector<double> U, V, q, g, fitted, y;  // U d x k, V k x n, q g m x d, fitted d x n
+  std::vector<diffrank::QmfRowMap> maps;
+};
+
+PlacedFit make_fit(diffrank::QmfLoss loss, std::mt19937_64& rng) {
+  PlacedFit f;
+  f.d = 30;
+  f.n = 15;
+  f.k = 3;
+  f.m = 6;
+  const bool kl = loss == diffrank::QmfLoss::kl;
+  diffrank::QmfSettings s;
+  s.loss = loss;
+  s.n = f.n;
+  s.k = f.k;
+  s.m = f.m;
+  s.learn_weights = true;
+  s.opt.eps = f.eps;
+  s.opt.tol = 1e-14;
+  s.opt.max_iter = 5000;
+  s.opt.newton_after = 0;
+  const std::vector<double> X =
+      kl ? uniforms(f.d * f.n, rng, 0.2, 3.0) : normals(f.d * f.n, rng, 1.5);
+  // KL fits keep U and V non-negative
+  f.U = kl ? uniforms(f.d * f.k, rng, 0.0, 0.5) : normals(f.d * f.k, rng, 0.3);
+  f.V = kl ? uniforms(f.k * f.n, rng, 0.0, 0.5) : normals(f.k * f.n, rng, 0.3);
+  const std::vector<double> theta = uniforms(f.m * f.d, rng, -1.0, 1.0);
+  const std::vector<double> beta = normals(f.m * f.d, rng, 0.5);
+  f.q.resize(f.m * f.d);
+  f.g.resize(f.m * f.d);
+  f.fitted.resize(f.d * f.n);
+  f.y = diffrank::qmf_grid(f.m);
+  diffrank::QmfRow row;
+  for (std::size_t r = 0; r < f.d; ++r) {
+    diffrank::QmfRowInput in;
+    in.x = X.data() + r;
+    in.x_stride = f.d;
+    in.u = f.U.data() + r;
+    in.u_stride = f.d;
+    in.theta = theta.data() + r * f.m;
+    in.beta = beta.data() + r * f.m;
+    in.center = kl ? 0.0 : 0.4;
+    in.scale = kl ? 1.2 : 1.5;
+    diffrank::SinkhornStatus st;
+    row.forward(s, f.V.data(), in, f.fitted.data() + r, nullptr, f.d, &st);
+    EXPECT_TRUE(st.converged);
+    diffrank::qmf_quantiles(in.theta, f.m, kl, in.center, in.scale, f.q.data() + r * f.m);
+    std::copy(row.target_potentials(), row.target_potentials() + f.m, f.g.data() + r * f.m);
+  }
+  f.maps.resize(f.d);
+  for (std::size_t r = 0; r < f.d; ++r) {
+    f.maps[r].q = f.q.data() + r * f.m;
+    f.maps[r].g = f.g.data() + r * f.m;
+    f.maps[r].y = f.y.data();
+    f.maps[r].m = f.m;
+    f.maps[r].eps = f.eps;
+  }
+  return f;
+}
+
+// At the training values the map is the fitted row (the plan's rows); its
+// slope is the derivative of the value, and it is increasing everywhere.
+TEST(QmfRowMap, ReproducesTheFittedRowsAndTheirSlope) {
+  std::mt19937_64 rng(68);
+  for (diffrank::QmfLoss loss : {diffrank::QmfLoss::squared, diffrank::QmfLoss::kl}) {
+    const PlacedFit f = make_fit(loss, rng);
+    std::vector<double> w(f.m), values(f.d * f.n);
+    for (std::size_t i = 0; i < f.n; ++i) {
+      diffrank::qmf_map_values(f.maps, f.U.data(), f.k, f.V.data() + i * f.k,
+                               values.data() + i * f.d, 1);
+    }
+    for (std::size_t e = 0; e < values.size(); ++e) {
+      EXPECT_NEAR(values[e], f.fitted[e], 1e-11 * (1.0 + std::fabs(f.fitted[e])));
+    }
+    for (std::size_t r = 0; r < f.d; r += 7) {
+      double previous = -std::numeric_limits<double>::infinity();
+      for (double z = -1.5; z <= 2.5; z += 0.05) {
+        double slope = kNaN;
+        const double value = f.maps[r](z, &slope, w.data());
+        const double h = 1e-6;
+        const double numeric =
+            (f.maps[r](z + h, nullptr, w.data()) - f.maps[r](z - h, nullptr, w.data())) / (2 * h);
+        EXPECT_NEAR(slope, numeric, 1e-6 * (1.0 + std::fabs(numeric)))
+            << "row " << r << ", z " << z;
+        EXPECT_GE(slope, 0.0);
+        EXPECT_GE(value, previous - 1e-12);
+        previous = value;
+      }
+    }
+  }
+}
+
+// Data that the fit represents exactly, x = T(U v*), place at v*: from a
+// perturbed start, for both losses; for KL with a coordinate of v* at its
+// bound 0. With a ridge penalty, the result is stationary: the projected
+// gradient of the objective vanishes.
+TEST(QmfPlacer, RecoversTheCoordinatesOfExactData) {
+  std::mt19937_64 rng(69);
+  for (diffrank::QmfLoss loss : {diffrank::QmfLoss::squared, diffrank::QmfLoss::kl}) {
+    const bool kl = loss == diffrank::QmfLoss::kl;
+    const PlacedFit f = make_fit(loss, rng);
+    for (std::size_t i = 0; i < 4; ++i) {
+      std::vector<double> truth(f.V.begin() + i * f.k, f.V.begin() + (i + 1) * f.k);
+      if (kl && i == 0) truth[1] = 0.0;
+      std::vector<double> x(f.d);
+      diffrank::qmf_map_values(f.maps, f.U.data(), f.k, truth.data(), x.data(), 1);
+      if (i == 3) x[5] = kNaN;  // missing entries are left out
+      diffrank::QmfPlaceSettings s;
+      s.loss = loss;
+      s.k = f.k;
+      s.tol = 1e-15;
+      s.max_iter = 200;
+      std::vector<double> v(truth);
+      for (double& value : v) value += 0.1;
+      diffrank::QmfPlacer placer;
+      const diffrank::QmfPlaceResult res =
+          placer.place(s, f.maps, x.data(), 1, f.U.data(), v.data());
+      EXPECT_TRUE(res.converged);
+      EXPECT_LT(res.objective, 1e-16);
+      for (std::size_t l = 0; l < f.k; ++l) {
+        EXPECT_NEAR(v[l], truth[l], 1e-6) << (kl ? "kl" : "squared") << ", sample " << i;
+        if (kl) {
+          EXPECT_GE(v[l], 0.0);
+        }
+      }
+      // with a ridge: the projected gradient of the penalized objective vanishes
+      s.ridge = 0.05;
+      const diffrank::QmfPlaceResult ridged =
+          placer.place(s, f.maps, x.data(), 1, f.U.data(), v.data());
+      EXPECT_TRUE(ridged.converged);
+      auto objective = [&](const std::vector<double>& at) {
+        std::vector<double> t(f.d);
+        diffrank::qmf_map_values(f.maps, f.U.data(), f.k, at.data(), t.data(), 1);
+        double total = 0.0;
+        for (std::size_t r = 0; r < f.d; ++r) {
+          if (std::isnan(x[r])) continue;
+          total +=
+              kl ? (x[r] * std::log(x[r] / t[r]) - x[r] + t[r]) : (x[r] - t[r]) * (x[r] - t[r]);
+        }
+        for (double value : at) total += s.ridge * value * value;
+        return total;
+      };
+      EXPECT_NEAR(objective(v), ridged.objective, 1e-12 * ridged.objective);
+      for (std::size_t l = 0; l < f.k; ++l) {
+        const double h = 1e-6;
+        std::vector<double> up(v), down(v);
+        up[l] += h;
+        down[l] = kl ? std::max(0.0, down[l] - h) : down[l] - h;
+        const double grad = (objective(up) - objective(down)) / (up[l] - down[l]);
+        if (kl && v[l] == 0.0) {
+          EXPECT_GT(grad, -1e-6);  // at the bound, the objective rises inwards
+        } else {
+          EXPECT_NEAR(grad, 0.0, 1e-5) << (kl ? "kl" : "squared") << ", sample " << i;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -218,6 +218,49 @@ test_that("predict() on the training samples reproduces V, and places new sample
   expect_identical(predict(fit), t(coef(fit)$V))
 })
 
+test_that("predict() places each new sample on its own, through the fit's maps as functions", {
+  skip_on_cran()  # over 5 s
+  x <- qmf_three_maps(2, n = 75)
+  train <- x[, 1:60]
+  new <- x[, 61:75]
+  set.seed(1)
+  fit <- qmf(train, rank = 3, verbose = FALSE)
+  # at the training samples, the maps as functions (targets and potentials)
+  # give the fitted values: the plan's rows
+  prob <- fit$problem
+  q <- qmf_quantiles_cpp(fit$par$theta, prob$center, prob$scale, prob$positive)
+  at_fit <- qmf_place_cpp(train, fit$par$U, q, t(fit$potentials), prob$options$eps, "squared",
+                          0, fit$par$V, 1e-8, 0L, 1L)
+  expect_equal(at_fit$fitted, fitted(fit), tolerance = 1e-10, ignore_attr = TRUE)
+  # held-out samples at the defaults: far closer than the SVD's projection
+  rec <- predict(fit, new, type = "fitted")
+  means <- rowMeans(train)
+  s <- svd(train - means, nu = 3, nv = 0)
+  svd_new <- s$u %*% crossprod(s$u, new - means) + means
+  expect_lt(qmf_unexplained(new, rec), qmf_unexplained(new, svd_new) / 3)
+  # a sample alone, in another order, with other threads: the same coordinates
+  v <- predict(fit, new, threads = 1)
+  expect_true(attr(v, "converged"))
+  expect_identical(as.vector(predict(fit, new[, 4, drop = FALSE])), as.vector(v[4, ]))
+  expect_identical(as.vector(predict(fit, new[, 15:1], threads = 2)[15:1, ]), as.vector(v))
+  # predict(type = "fitted") is the maps at the coordinates
+  expect_identical(as.vector(rec), as.vector(qmf_place_cpp(
+    new, fit$par$U, q, t(fit$potentials), prob$options$eps, "squared", 0, t(v), 1e-8, 0L,
+    1L)$fitted))
+  # a fit stored without potentials solves the rows' transports again
+  old <- fit
+  old$potentials <- NULL
+  expect_equal(predict(old, new), v, tolerance = 1e-8)
+  # the KL loss: non-negative coordinates, and the same alone as in a batch
+  counts <- qmf_paper_synthetic(3, d = 60, n = 50)$x
+  kl <- suppressWarnings(qmf(counts[, 1:40], rank = 3, loss = "kl", max_epochs = 30,
+                             verbose = FALSE))
+  v_kl <- predict(kl, counts[, 41:50])
+  expect_true(all(v_kl >= 0))
+  expect_identical(as.vector(predict(kl, counts[, 43, drop = FALSE])), as.vector(v_kl[3, ]))
+  expect_true(all(predict(kl, counts[, 41:50], type = "fitted") > 0))
+})
+
 test_that("fits are identical with 1 and 2 threads and reproducible with set.seed", {
   s <- qmf_simulate(d = 40, n = 30, seed = 7)
   run <- function(threads, optimizer) {
@@ -305,7 +348,8 @@ test_that("bad arguments give errors that name them", {
 test_that("convergence is reported, with a warning when the budget ran out", {
   x <- qmf_simulate(d = 20, n = 25, seed = 3)$x
   expect_warning(fit <- qmf(x, rank = 2, max_epochs = 3, tol = 1e-12, verbose = FALSE),
-                 "did not converge within 3 epochs")
+                 "did not converge within 3 epochs \\(relative decrease not measured before 6")
+  expect_output(print(fit), "NOT converged after 3 epoch\\(s\\) \\(relative decrease not measured")
   expect_false(fit$converged)
   expect_identical(fit$iterations, 3L)
   expect_equal(nrow(fit$history), 3L)

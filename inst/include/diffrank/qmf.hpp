@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstddef>
 #include <diffrank/sinkhorn.hpp>
+#include <limits>
 #include <vector>
 
 namespace diffrank {
@@ -174,6 +175,16 @@ inline void qmfq_data_targets_vjp(const double* phi, const double* p, const doub
   }
 }
 
+// The grid of target positions y_j = (j - 1) / (m - 1) that every row's
+// transport uses (0.5 for a single target).
+inline std::vector<double> qmf_grid(std::size_t m) {
+  std::vector<double> y(m);
+  for (std::size_t j = 0; j < m; ++j) {
+    y[j] = m > 1 ? static_cast<double>(j) / static_cast<double>(m - 1) : 0.5;
+  }
+  return y;
+}
+
 class QmfRow {
  public:
   // The row's data loss at (u, V, theta, beta, and phi for QMFQ); writes
@@ -225,6 +236,11 @@ class QmfRow {
     }
     return loss;
   }
+
+  // The potentials of the targets (m values) of the last forward() call:
+  // with the targets, their weights and the grid they define the row's map
+  // T_r as a function of any value (QmfRowMap).
+  const double* target_potentials() const { return g_.data(); }
 
   // The gradient of the loss of the last forward() call (same inputs).
   void gradient(const QmfSettings& s, const double* V, const QmfRowInput& in,
@@ -296,10 +312,7 @@ class QmfRow {
   void prepare(const QmfSettings& s) {
     const std::size_t n = s.n, m = s.m;
     if (y_.size() != m) {
-      y_.resize(m);
-      for (std::size_t j = 0; j < m; ++j) {
-        y_[j] = m > 1 ? static_cast<double>(j) / static_cast<double>(m - 1) : 0.5;
-      }
+      y_ = qmf_grid(m);
       q_.resize(m);
       b_.resize(m);
       bbar_.resize(m);
@@ -341,6 +354,244 @@ class QmfRow {
   // QMFQ's data side: observed entries, their scores, transport and targets
   std::vector<std::size_t> observed_;
   std::vector<double> scores_, data_a_, data_out_, data_f_, data_g_, p_, equal_b_;
+};
+
+// One row's fitted map as a function of a new value z: the out-of-sample
+// extension of the entropic map (Pooladian and Niles-Weed 2021,
+// "Entropic estimation of optimal transport maps", arXiv:2109.12004),
+//   T(z) = sum_j q_j w_j(z),  w(z) = softmax_j((g_j - (z - y_j)^2) / eps),
+// where g are the targets' potentials of the transport the fit solved for
+// the row (QmfRow::target_potentials(); the solver's potentials hold the
+// log weights, P_ij = exp((f_i + g_j - (z_i - y_j)^2) / eps)). At a
+// training value z_i, w(z_i) is row i of the plan divided by a_i (the
+// row's marginal), so T(z_i) is the fitted value; a new
+// sample is mapped without changing the row's plan, so each new sample is
+// placed independently of the others. T is increasing, with derivative
+//   T'(z) = (2 / eps) sum_j w_j (q_j - T) (y_j - ybar),  ybar = sum_j w_j y_j.
+struct QmfRowMap {
+  const double* q = nullptr;  // m target values
+  const double* g = nullptr;  // m potentials
+  const double* y = nullptr;  // m grid points
+  std::size_t m = 0;
+  double eps = 1.0;
+
+  // T(z), and T'(z) into *slope when slope is not null; w is m scratch values.
+  double operator()(double z, double* slope, double* w) const {
+    double top = -std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < m; ++j) {
+      const double d = z - y[j];
+      w[j] = (g[j] - d * d) / eps;
+      top = std::max(top, w[j]);
+    }
+    double total = 0.0;
+    for (std::size_t j = 0; j < m; ++j) total += w[j] = std::exp(w[j] - top);
+    double value = 0.0, ybar = 0.0;
+    for (std::size_t j = 0; j < m; ++j) {
+      w[j] /= total;
+      value += w[j] * q[j];
+      ybar += w[j] * y[j];
+    }
+    if (slope != nullptr) {
+      double cov = 0.0;
+      for (std::size_t j = 0; j < m; ++j) cov += w[j] * (q[j] - value) * (y[j] - ybar);
+      *slope = 2.0 * cov / eps;
+    }
+    return value;
+  }
+};
+
+// The fitted values T_r(u_r' v) of one sample at coordinates v (k values)
+// for the rows of `maps` (U is d x k, column-major), into out (stride apart).
+inline void qmf_map_values(const std::vector<QmfRowMap>& maps, const double* U, std::size_t k,
+                           const double* v, double* out, std::size_t stride) {
+  const std::size_t d = maps.size();
+  std::vector<double> w;
+  for (std::size_t r = 0; r < d; ++r) {
+    double z = 0.0;
+    for (std::size_t l = 0; l < k; ++l) z += U[r + l * d] * v[l];
+    w.resize(maps[r].m);
+    out[r * stride] = maps[r](z, nullptr, w.data());
+  }
+}
+
+struct QmfPlaceSettings {
+  QmfLoss loss = QmfLoss::squared;
+  std::size_t k = 0;
+  double ridge = 0.0;  // penalty ridge * ||v||^2, the fit's penalty on a column of V
+  double tol = 1e-8;   // relative decrease of the objective that ends the search
+  int max_iter = 500;
+};
+
+struct QmfPlaceResult {
+  double objective = 0.0;
+  int iterations = 0;
+  bool converged = false;
+};
+
+// Places one new sample x (d values, NaN when missing) in a fit: the
+// coordinates v (k values; non-negative for the KL loss) that minimize
+//   sum_r loss(x_r, T_r(u_r' v)) + ridge ||v||^2
+// with every row's map fixed (QmfRowMap). Projected Levenberg-Marquardt on
+// the Gauss-Newton model of the loss (squared: 2 T'^2 u u'; KL, whose second
+// derivative in T is x / T^2: x / T^2 T'^2 u u'), from the v given; the
+// coordinates at a bound with a gradient pointing out of the feasible set
+// are held there for the step.
+class QmfPlacer {
+ public:
+  QmfPlaceResult place(const QmfPlaceSettings& s, const std::vector<QmfRowMap>& maps,
+                       const double* x, std::size_t x_stride, const double* U, double* v) {
+    const std::size_t k = s.k;
+    const bool positive = s.loss == QmfLoss::kl;
+    grad_.assign(k, 0.0);
+    hess_.assign(k * k, 0.0);
+    trial_.resize(k);
+    step_.resize(k);
+    free_.resize(k);
+    if (positive) {
+      for (std::size_t l = 0; l < k; ++l) v[l] = std::max(v[l], 0.0);
+    }
+    QmfPlaceResult out;
+    double f = evaluate(s, maps, x, x_stride, U, v, true);
+    double damping = 1e-3;
+    for (out.iterations = 0; out.iterations < s.max_iter;) {
+      std::size_t nfree = 0;
+      for (std::size_t l = 0; l < k; ++l) {
+        free_[l] = !positive || v[l] > 0.0 || grad_[l] < 0.0;
+        nfree += free_[l] ? 1 : 0;
+      }
+      if (nfree == 0) {
+        out.converged = true;
+        break;
+      }
+      if (!solve_step(k, damping)) {
+        damping *= 10.0;
+        if (damping > 1e12) break;
+        continue;
+      }
+      ++out.iterations;
+      for (std::size_t l = 0; l < k; ++l) {
+        trial_[l] = v[l] + step_[l];
+        if (positive) trial_[l] = std::max(trial_[l], 0.0);
+      }
+      const double ft = evaluate(s, maps, x, x_stride, U, trial_.data(), false);
+      if (ft < f) {
+        const double decrease = (f - ft) / std::max(std::fabs(f), 1e-300);
+        std::copy(trial_.begin(), trial_.end(), v);
+        f = evaluate(s, maps, x, x_stride, U, v, true);
+        damping = std::max(damping / 3.0, 1e-12);
+        if (decrease <= s.tol) {
+          out.converged = true;
+          break;
+        }
+      } else {
+        // no decrease: a shorter, steeper step; at the minimum (to rounding)
+        // every step fails and the damping grows without bound
+        damping *= 4.0;
+        if (damping > 1e12) {
+          out.converged = true;
+          break;
+        }
+      }
+    }
+    out.objective = f;
+    return out;
+  }
+
+ private:
+  // The objective at v; with derivatives, its gradient and Gauss-Newton
+  // matrix into grad_ and hess_.
+  double evaluate(const QmfPlaceSettings& s, const std::vector<QmfRowMap>& maps, const double* x,
+                  std::size_t x_stride, const double* U, const double* v, bool derivatives) {
+    const std::size_t k = s.k, d = maps.size();
+    const bool kl = s.loss == QmfLoss::kl;
+    if (derivatives) {
+      std::fill(grad_.begin(), grad_.end(), 0.0);
+      std::fill(hess_.begin(), hess_.end(), 0.0);
+    }
+    double f = 0.0;
+    for (std::size_t r = 0; r < d; ++r) {
+      const double xr = x[r * x_stride];
+      if (std::isnan(xr)) continue;
+      double z = 0.0;
+      for (std::size_t l = 0; l < k; ++l) z += U[r + l * d] * v[l];
+      w_.resize(maps[r].m);
+      double slope = 0.0;
+      const double t = maps[r](z, derivatives ? &slope : nullptr, w_.data());
+      double dt = 0.0, curvature = 0.0;  // d loss / d T and its Gauss-Newton second derivative
+      if (kl) {
+        f += (xr > 0.0 ? xr * std::log(xr / t) : 0.0) - xr + t;
+        dt = 1.0 - xr / t;
+        curvature = xr / (t * t);
+      } else {
+        f += (xr - t) * (xr - t);
+        dt = 2.0 * (t - xr);
+        curvature = 2.0;
+      }
+      if (!derivatives) continue;
+      const double gz = dt * slope, hz = curvature * slope * slope;
+      for (std::size_t l = 0; l < k; ++l) {
+        const double ul = U[r + l * d];
+        grad_[l] += gz * ul;
+        for (std::size_t c = 0; c <= l; ++c) hess_[l * k + c] += hz * ul * U[r + c * d];
+      }
+    }
+    for (std::size_t l = 0; l < k; ++l) f += s.ridge * v[l] * v[l];
+    if (derivatives) {
+      for (std::size_t l = 0; l < k; ++l) {
+        grad_[l] += 2.0 * s.ridge * v[l];
+        hess_[l * k + l] += 2.0 * s.ridge;
+        for (std::size_t c = 0; c < l; ++c) hess_[c * k + l] = hess_[l * k + c];
+      }
+    }
+    return f;
+  }
+
+  // step_ = -(H + damping diag(H))^-1 grad on the free coordinates (0 on
+  // the others), by Cholesky; false when the damped matrix is not positive
+  // definite.
+  bool solve_step(std::size_t k, double damping) {
+    std::vector<std::size_t> idx;
+    for (std::size_t l = 0; l < k; ++l)
+      if (free_[l]) idx.push_back(l);
+    const std::size_t nf = idx.size();
+    double scale = 0.0;
+    for (std::size_t a = 0; a < nf; ++a) scale = std::max(scale, hess_[idx[a] * k + idx[a]]);
+    if (!(scale > 0.0)) scale = 1.0;
+    chol_.assign(nf * nf, 0.0);
+    for (std::size_t a = 0; a < nf; ++a) {
+      for (std::size_t c = 0; c <= a; ++c) chol_[a * nf + c] = hess_[idx[a] * k + idx[c]];
+      chol_[a * nf + a] += damping * std::max(hess_[idx[a] * k + idx[a]], 1e-12 * scale);
+    }
+    for (std::size_t a = 0; a < nf; ++a) {
+      for (std::size_t c = 0; c <= a; ++c) {
+        double sum = chol_[a * nf + c];
+        for (std::size_t e = 0; e < c; ++e) sum -= chol_[a * nf + e] * chol_[c * nf + e];
+        if (a == c) {
+          if (!(sum > 0.0)) return false;
+          chol_[a * nf + a] = std::sqrt(sum);
+        } else {
+          chol_[a * nf + c] = sum / chol_[c * nf + c];
+        }
+      }
+    }
+    std::vector<double> sol(nf);
+    for (std::size_t a = 0; a < nf; ++a) {
+      double sum = -grad_[idx[a]];
+      for (std::size_t e = 0; e < a; ++e) sum -= chol_[a * nf + e] * sol[e];
+      sol[a] = sum / chol_[a * nf + a];
+    }
+    for (std::size_t a = nf; a-- > 0;) {
+      double sum = sol[a];
+      for (std::size_t e = a + 1; e < nf; ++e) sum -= chol_[e * nf + a] * sol[e];
+      sol[a] = sum / chol_[a * nf + a];
+    }
+    std::fill(step_.begin(), step_.end(), 0.0);
+    for (std::size_t a = 0; a < nf; ++a) step_[idx[a]] = sol[a];
+    return true;
+  }
+
+  std::vector<double> grad_, hess_, trial_, step_, chol_, w_;
+  std::vector<char> free_;
 };
 
 }  // namespace diffrank
