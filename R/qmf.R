@@ -387,16 +387,25 @@ qmf_control <- function(control) {
 
 # Everything the objective needs besides the parameters: the data, the fixed
 # row centres and scales, the normalization of the loss and the core's options.
+# The rows' scales, with the rows that have none (constant rows; zero rows
+# for KL) given the root mean square of the others' (1 when no row has a
+# scale), so that the fit stays equivariant to a power-of-two scale of the
+# data with such rows too.
+qmf_typical_scale <- function(scale) {
+  none <- !(scale > 0)
+  if (any(none)) scale[none] <- if (all(none)) 1 else sqrt(mean(scale[!none]^2))
+  scale
+}
+
 qmf_problem <- function(x, settings) {
   observed <- !is.na(x)
   if (settings$loss == "squared") {
     center <- rowMeans(x, na.rm = TRUE)
-    scale <- sqrt(rowSums((x - center)^2, na.rm = TRUE) / pmax(rowSums(observed) - 1, 1))
-    scale[!(scale > 0)] <- 1
+    scale <- qmf_typical_scale(sqrt(rowSums((x - center)^2, na.rm = TRUE) /
+                                      pmax(rowSums(observed) - 1, 1)))
     norm <- mean(scale^2)
   } else {
-    scale <- rowMeans(x, na.rm = TRUE)
-    scale[!(scale > 0)] <- 1
+    scale <- qmf_typical_scale(rowMeans(x, na.rm = TRUE))
     center <- numeric(nrow(x))
     norm <- mean(x, na.rm = TRUE)
     if (!(norm > 0)) norm <- 1

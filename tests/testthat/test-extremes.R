@@ -250,6 +250,21 @@ test_that("QMF fits and predicts data of any finite scale, in a power-of-two uni
   expect_true(all(is.finite(predict(big, x[, 12:14] * 1e307))))
 })
 
+test_that("QMF is equivariant to a power-of-two scale with a constant row, for both losses", {
+  x <- ext_qmf_data()
+  x[3, ] <- 0.5
+  for (loss in c("squared", "kl")) {
+    if (loss == "kl") x[5, ] <- 0
+    fit <- ext_qmf(x[, 1:11], loss = loss)
+    scaled <- ext_qmf(x[, 1:11] * 4, loss = loss)
+    expect_identical(scaled$unit, 1)
+    expect_identical(scaled$U, fit$U)
+    expect_identical(scaled$V, fit$V)
+    expect_identical(scaled$fitted, fit$fitted * 4)
+    expect_identical(predict(scaled, x[, 12:14] * 4), predict(fit, x[, 12:14]))
+  }
+})
+
 test_that("QMF gives clear errors for new data beyond the fit and for a huge lambda", {
   x <- ext_qmf_data()
   fit <- ext_qmf(x[, 1:11])
