@@ -306,6 +306,10 @@ qmf.SummarizedExperiment <- assay_method("qmf.default")
 # The data as a double matrix with its dimnames, checked for the loss.
 qmf_data <- function(x, loss, arg = "x") {
   m <- as_numeric_matrix(x, arg)
+  if (nrow(m) == 0L || ncol(m) == 0L) {
+    abort("`%s` must have at least one feature (row) and one sample (column), not %d x %d.",
+          arg, nrow(m), ncol(m))
+  }
   if (any(is.infinite(m))) {
     abort("`%s` must not contain infinite values; use NA for values that are missing.", arg)
   }

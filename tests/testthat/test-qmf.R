@@ -341,6 +341,9 @@ test_that("bad arguments give errors that name them", {
                "`newdata` lacks 5 of the fit's features \\(the first is g6\\)")
   expect_error(predict(fit, unname(x[1:5, ])), "`newdata` must have the fit's 10 features")
   expect_error(predict(fit, x, type = "link"), "`type` must be one of")
+  expect_error(predict(fit, x[, 0]),
+               "`newdata` must have at least one feature \\(row\\) and one sample.*not 10 x 0")
+  expect_error(qmf(x[0, ], rank = 1), "`x` must have at least one feature.*not 0 x")
   expect_error(plot(fit, which = "bars"), "`which` must be")
   expect_error(plot(fit, which = "quantiles", rows = 11), "`rows` must be names or indices")
 })
