@@ -469,14 +469,15 @@ test_that("a KL fit's headline is the divergence left unexplained next to a KL N
   set.seed(3)
   x <- matrix(rpois(40 * 25, 50 * exp(matrix(rnorm(80), 40) %*% matrix(rnorm(50), 2) / 2)), 40)
   x[2, 3] <- NA
-  fit <- qmf(x, rank = 2, loss = "kl", max_epochs = 60)
+  fit <- qmf(x, rank = 2, loss = "kl", verbose = FALSE)
+  expect_true(fit$converged)
   seen <- !is.na(x)
   gkl <- function(a, b) sum(ifelse(a > 0, a * log(a / b), 0) - a + b)
   null_model <- matrix(rowMeans(x, na.rm = TRUE), nrow(x), ncol(x))
   expect_equal(fit$kl_unexplained, gkl(x[seen], fitted(fit)[seen]) / gkl(x[seen], null_model[seen]))
   # the baseline is a rank-2 non-negative fit: better than the row means,
   # worse than QMF on these counts of an exponential map (observed 0.48
-  # against 0.39), and it leaves the random number generator alone
+  # against 0.34), and it leaves the random number generator alone
   expect_gt(fit$nmf_kl_unexplained, 0)
   expect_lt(fit$nmf_kl_unexplained, 1)
   expect_lt(fit$kl_unexplained, fit$nmf_kl_unexplained)
