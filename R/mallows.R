@@ -234,9 +234,18 @@ print.mallows_model <- function(x, ...) {
     cat(sprintf("theta by stage: %s%s\n", paste(format(signif(shown, 3)), collapse = " "),
                 if (length(x$theta) > 6L) " ..." else ""))
   }
-  pairs <- x$n_items * (x$n_items - 1) / 2
-  cat(sprintf("mean distance to the consensus %.3f (%.3f of the %s pairs)\n",
-              mean(x$distance), mean(x$distance) / pairs, format(pairs)))
+  # the pairs a ranking orders: (p - 1) + ... + (p - L) for L stages, all
+  # p (p - 1) / 2 pairs for a full ranking
+  stages <- x$list_length
+  pairs <- stages * x$n_items - stages * (stages + 1) / 2
+  share <- if (mean(pairs) > 0) {
+    sprintf(" (%.3f of the %s pairs %s)", mean(x$distance) / mean(pairs),
+            format(signif(mean(pairs), 4)),
+            if (partial) "a ranking orders, on average" else "of items")
+  } else {
+    ""
+  }
+  cat(sprintf("mean distance to the consensus %.3f%s\n", mean(x$distance), share))
   cat(sprintf("log-likelihood %s\n", format(signif(x$log_likelihood, 6))))
   invisible(x)
 }

@@ -81,6 +81,8 @@ test_that("the fit recovers a planted consensus and dispersion", {
   expect_equal(unname(fit$consensus), rev(unname(consensus)))
   expect_named(fit$consensus, rownames(r))
   expect_output(print(fit), "<mallows_model> Mallows model \\(Kendall distance\\) of 2000 rankings of 15 items")
+  expect_output(print(fit), sprintf("\\(%.3f of the 105 pairs of items\\)",
+                                    mean(fit$distance) / 105))
 })
 
 test_that("extreme dispersions: identical rankings, random rankings, one item", {
@@ -191,6 +193,11 @@ test_that("top-k lists: the fit recovers the consensus and theta", {
   expect_gt(fit$log_likelihood, loglik(fit$theta * 1.05))
   expect_gt(fit$log_likelihood, loglik(fit$theta / 1.05))
   expect_output(print(fit), "top lists among them")
+  # the distance as a fraction of the pairs each list orders
+  ordered <- pmin(k, 9) * 10 - pmin(k, 9) * (pmin(k, 9) + 1) / 2
+  expect_output(print(fit), sprintf("\\(%.3f of the %s pairs a ranking orders, on average\\)",
+                                    mean(fit$distance) / mean(ordered),
+                                    format(signif(mean(ordered), 4))))
   # stages that no list reaches have no dispersion
   g <- mallows_model(top[, k <= 4], model = "generalized")
   expect_true(all(is.na(g$theta[5:9])) && !anyNA(g$theta[1:4]))
