@@ -255,13 +255,20 @@ block_read <- function(x, spec) {
 
 # Loads the packages of the classes of x and of its seeds (HDF5Array for an
 # HDF5Matrix), whose methods read the blocks.
+# The package of x's own class is loaded first: the first S4 dispatch on x
+# (seedApply()) would otherwise attach it through methods, which prints the
+# start-up messages of it and its dependencies from every fresh worker.
 load_seed_packages <- function(x) {
   package_of <- function(object) attr(class(object), "package")
-  packages <- unique(c(package_of(x),
-                       unlist(DelayedArray::seedApply(x, package_of), use.names = FALSE)))
-  for (pkg in packages) {
-    if (!isNamespaceLoaded(pkg)) requireNamespace(pkg, quietly = TRUE)
+  load_quietly <- function(packages) {
+    for (pkg in packages) {
+      if (!isNamespaceLoaded(pkg)) {
+        suppressPackageStartupMessages(requireNamespace(pkg, quietly = TRUE))
+      }
+    }
   }
+  load_quietly(package_of(x))
+  load_quietly(unique(unlist(DelayedArray::seedApply(x, package_of), use.names = FALSE)))
 }
 
 # The blocks of a task are named by an item: an integer vector of block

@@ -391,6 +391,26 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
 # Issue 24: with several workers and an HDF5 result, each worker writes its
 # blocks to files of its own (the main process writing every block made two
 # workers slower than one); the result is one DelayedMatrix over the files.
+test_that("fresh SnowParam workers load the packages of an HDF5 input quietly", {
+  skip_on_cran()  # a subprocess with two workers: over 5 s
+  skip_if_not_installed("BiocParallel")
+  skip_if(!is.null(asNamespace("diffrank")$.__DEVTOOLS__), "the workers need the installed package")
+  script <- tempfile(fileext = ".R")
+  on.exit(unlink(script), add = TRUE)
+  writeLines(c(
+    sprintf(".libPaths(c(%s))", paste(deparse(.libPaths()), collapse = "")),
+    "suppressPackageStartupMessages({library(diffrank); library(HDF5Array)})",
+    "h <- writeHDF5Array(matrix(as.double(1:400), 40), tempfile(fileext = '.h5'), 'x')",
+    "r <- normalize_quantiles(h, BPPARAM = BiocParallel::SnowParam(2))",
+    "cat('normalized', dim(r), '\\n')"), script)
+  out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE)
+  expect_true(any(grepl("normalized 40 10", out)), label = paste(out, collapse = "\n"))
+  # before, every worker printed "Loading required package: HDF5Array" and
+  # the start-up messages of its dependencies
+  expect_false(any(grepl("Loading required package|Attaching package", out)),
+               label = paste(out, collapse = "\n"))
+})
+
 test_that("workers write their own blocks of an HDF5 result", {
   skip_on_cran()  # over 5 s
   skip_if_not_installed("BiocParallel")
