@@ -267,7 +267,8 @@ qmf_warn_near_constant <- function(fit) {
 #' @param tol,max_iter Relative tolerance on the objective and largest number
 #'   of iterations of the fit of each new sample (QMF) or of the new samples
 #'   together (QMFQ).
-#' @param threads Number of threads over rows; see [diffrank_threads()].
+#' @param threads Number of threads (over new samples for QMF, over rows for QMFQ);
+#'   see [diffrank_threads()].
 #' @param which What to plot: `"loss"` (the objective by epoch) and/or
 #'   `"quantiles"` (the learned target values `q` of `rows` at the levels of
 #'   their weights, with the rows' empirical quantiles at the same levels).
