@@ -546,7 +546,8 @@ qmf_predict_start <- function(object, x, xnew) {
   xs <- standardize(x)
   kernel <- crossprod(xs)
   ridge <- 1e-6 * mean(diag(kernel)) + 1e-12
-  weights <- object$par$V %*% solve(kernel + diag(ridge, ncol(x)), t(xs))
+  # rank x features, without a samples x features intermediate
+  weights <- tcrossprod(object$par$V %*% solve(kernel + diag(ridge, ncol(x))), xs)
   # one matrix-vector product per new sample, so that a sample starts from
   # the same coordinates alone or with others
   new <- standardize(xnew)
