@@ -254,10 +254,10 @@ block_read <- function(x, spec) {
 }
 
 # Loads the packages of the classes of x and of its seeds (HDF5Array for an
-# HDF5Matrix), whose methods read the blocks.
-# The package of x's own class is loaded first: the first S4 dispatch on x
-# (seedApply()) would otherwise attach it through methods, which prints the
-# start-up messages of it and its dependencies from every fresh worker.
+# HDF5Matrix), whose methods read the blocks. The package of x's own class
+# comes first: the first S4 dispatch on x (seedApply()) would otherwise
+# attach it through methods, which prints the start-up messages of it and
+# its dependencies from every fresh worker.
 load_seed_packages <- function(x) {
   package_of <- function(object) attr(class(object), "package")
   load_quietly <- function(packages) {

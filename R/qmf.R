@@ -389,8 +389,6 @@ qmf_control <- function(control) {
   out
 }
 
-# Everything the objective needs besides the parameters: the data, the fixed
-# row centres and scales, the normalization of the loss and the core's options.
 # The rows' scales, with the rows that have none (constant rows; zero rows
 # for KL) given the root mean square of the others' (1 when no row has a
 # scale), so that the fit stays equivariant to a power-of-two scale of the
@@ -401,6 +399,8 @@ qmf_typical_scale <- function(scale) {
   scale
 }
 
+# Everything the objective needs besides the parameters: the data, the fixed
+# row centres and scales, the normalization of the loss and the core's options.
 qmf_problem <- function(x, settings) {
   observed <- !is.na(x)
   if (settings$loss == "squared") {

@@ -238,8 +238,8 @@ class QmfRow {
   }
 
   // The potentials of the targets (m values) of the last forward() call:
-  // with the targets, their weights and the grid they define the row's map
-  // T_r as a function of any value (QmfRowMap).
+  // with the targets and the grid they define the row's map T_r as a
+  // function of any value (QmfRowMap).
   const double* target_potentials() const { return g_.data(); }
 
   // The gradient of the loss of the last forward() call (same inputs).
@@ -400,6 +400,15 @@ struct QmfRowMap {
   }
 };
 
+// Row r's score u_r' v of a sample at coordinates v (k values); U is d x k,
+// column-major.
+inline double qmf_score(const double* U, std::size_t d, std::size_t k, std::size_t r,
+                        const double* v) {
+  double z = 0.0;
+  for (std::size_t l = 0; l < k; ++l) z += U[r + l * d] * v[l];
+  return z;
+}
+
 // The fitted values T_r(u_r' v) of one sample at coordinates v (k values)
 // for the rows of `maps` (U is d x k, column-major), into out (stride apart).
 inline void qmf_map_values(const std::vector<QmfRowMap>& maps, const double* U, std::size_t k,
@@ -407,10 +416,8 @@ inline void qmf_map_values(const std::vector<QmfRowMap>& maps, const double* U, 
   const std::size_t d = maps.size();
   std::vector<double> w;
   for (std::size_t r = 0; r < d; ++r) {
-    double z = 0.0;
-    for (std::size_t l = 0; l < k; ++l) z += U[r + l * d] * v[l];
     w.resize(maps[r].m);
-    out[r * stride] = maps[r](z, nullptr, w.data());
+    out[r * stride] = maps[r](qmf_score(U, d, k, r, v), nullptr, w.data());
   }
 }
 
@@ -463,11 +470,7 @@ class QmfPlacer {
         out.converged = true;
         break;
       }
-      if (!solve_step(k, damping)) {
-        damping *= 10.0;
-        if (damping > 1e12) break;
-        continue;
-      }
+      solve_step(k, damping);
       ++out.iterations;
       for (std::size_t l = 0; l < k; ++l) {
         trial_[l] = v[l] + step_[l];
@@ -512,11 +515,9 @@ class QmfPlacer {
     for (std::size_t r = 0; r < d; ++r) {
       const double xr = x[r * x_stride];
       if (std::isnan(xr)) continue;
-      double z = 0.0;
-      for (std::size_t l = 0; l < k; ++l) z += U[r + l * d] * v[l];
       w_.resize(maps[r].m);
       double slope = 0.0;
-      const double t = maps[r](z, derivatives ? &slope : nullptr, w_.data());
+      const double t = maps[r](qmf_score(U, d, k, r, v), derivatives ? &slope : nullptr, w_.data());
       double dt = 0.0, curvature = 0.0;  // d loss / d T and its Gauss-Newton second derivative
       if (kl) {
         f += (xr > 0.0 ? xr * std::log(xr / t) : 0.0) - xr + t;
@@ -547,50 +548,30 @@ class QmfPlacer {
   }
 
   // step_ = -(H + damping diag(H))^-1 grad on the free coordinates (0 on
-  // the others), by Cholesky; false when the damped matrix is not positive
-  // definite.
-  bool solve_step(std::size_t k, double damping) {
-    std::vector<std::size_t> idx;
+  // the others). The damped Gauss-Newton matrix is positive definite; a
+  // pivot lost to rounding leaves its component of the step at 0.
+  void solve_step(std::size_t k, double damping) {
+    idx_.clear();
     for (std::size_t l = 0; l < k; ++l)
-      if (free_[l]) idx.push_back(l);
-    const std::size_t nf = idx.size();
+      if (free_[l]) idx_.push_back(l);
+    const std::size_t nf = idx_.size();
     double scale = 0.0;
-    for (std::size_t a = 0; a < nf; ++a) scale = std::max(scale, hess_[idx[a] * k + idx[a]]);
+    for (std::size_t a = 0; a < nf; ++a) scale = std::max(scale, hess_[idx_[a] * k + idx_[a]]);
     if (!(scale > 0.0)) scale = 1.0;
-    chol_.assign(nf * nf, 0.0);
+    chol_.resize(nf * nf);
+    sol_.resize(nf);
     for (std::size_t a = 0; a < nf; ++a) {
-      for (std::size_t c = 0; c <= a; ++c) chol_[a * nf + c] = hess_[idx[a] * k + idx[c]];
-      chol_[a * nf + a] += damping * std::max(hess_[idx[a] * k + idx[a]], 1e-12 * scale);
+      for (std::size_t c = 0; c < nf; ++c) chol_[a * nf + c] = hess_[idx_[a] * k + idx_[c]];
+      chol_[a * nf + a] += damping * std::max(hess_[idx_[a] * k + idx_[a]], 1e-12 * scale);
+      sol_[a] = -grad_[idx_[a]];
     }
-    for (std::size_t a = 0; a < nf; ++a) {
-      for (std::size_t c = 0; c <= a; ++c) {
-        double sum = chol_[a * nf + c];
-        for (std::size_t e = 0; e < c; ++e) sum -= chol_[a * nf + e] * chol_[c * nf + e];
-        if (a == c) {
-          if (!(sum > 0.0)) return false;
-          chol_[a * nf + a] = std::sqrt(sum);
-        } else {
-          chol_[a * nf + c] = sum / chol_[c * nf + c];
-        }
-      }
-    }
-    std::vector<double> sol(nf);
-    for (std::size_t a = 0; a < nf; ++a) {
-      double sum = -grad_[idx[a]];
-      for (std::size_t e = 0; e < a; ++e) sum -= chol_[a * nf + e] * sol[e];
-      sol[a] = sum / chol_[a * nf + a];
-    }
-    for (std::size_t a = nf; a-- > 0;) {
-      double sum = sol[a];
-      for (std::size_t e = a + 1; e < nf; ++e) sum -= chol_[e * nf + a] * sol[e];
-      sol[a] = sum / chol_[a * nf + a];
-    }
+    sinkhorn_detail::cholesky_solve(chol_, nf, sol_.data());
     std::fill(step_.begin(), step_.end(), 0.0);
-    for (std::size_t a = 0; a < nf; ++a) step_[idx[a]] = sol[a];
-    return true;
+    for (std::size_t a = 0; a < nf; ++a) step_[idx_[a]] = sol_[a];
   }
 
-  std::vector<double> grad_, hess_, trial_, step_, chol_, w_;
+  std::vector<double> grad_, hess_, trial_, step_, chol_, sol_, w_;
+  std::vector<std::size_t> idx_;
   std::vector<char> free_;
 };
 
