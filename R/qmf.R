@@ -166,10 +166,18 @@
 #'   divergence, for non-negative data, with non-negative `U` and `V`).
 #' @param model `"qmf"` (default): `X ~ T(U V)`; `"qmfq"`: `S(X) ~ T(U V)`
 #'   with a learned monotone map `S` of the data as well (see QMFQ).
-#' @param lambda The L2 penalty on `U` and `V`, a number `>= 0`. The default,
-#'   0.01, keeps the fit of data far from low-rank (log expression values)
-#'   from overfitting: on held-out samples of the embedded leukaemia data it
-#'   is then as good as the truncated SVD, where 0.001 is 2% worse. A
+#' @param lambda The L2 penalty on `U` and `V`, a number `>= 0`, or `NULL`
+#'   (default) to choose it from the data. For the squared loss it is then
+#'   the noise-to-signal ratio `f / (1 - f)` of the rank-`k` truncated SVD
+#'   (`f` the fraction of the variance it leaves unexplained) times 0.1, kept
+#'   between 0.01 and 0.1; for `loss = "kl"` it is 0.01. A ridge penalty on
+#'   the factors grows with the noise variance (it is the ratio of the noise
+#'   to the prior variance in the factors' maximum a posteriori reading), so
+#'   data far from low rank (log expression values: 0.076 on the full ALL
+#'   data at rank 10) are kept from overfitting, and held-out samples are
+#'   then placed as well as by the SVD or better, while data close to low
+#'   rank through non-linear maps keep 0.01, which lets the maps follow
+#'   them. The value used is in `settings$lambda` and in the print. A
 #'   `lambda` so large that the penalty overflows at the start is an error.
 #' @param learn_weights If `TRUE` (default), learn the target weights `b_r`
 #'   of each row (through a softmax) as well, from the shares of the row's
@@ -260,7 +268,7 @@ qmf <- function(x, ...) {
 #' @rdname qmf
 #' @export
 qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("squared", "kl"),
-                        model = c("qmf", "qmfq"), lambda = 0.01, learn_weights = TRUE,
+                        model = c("qmf", "qmfq"), lambda = NULL, learn_weights = TRUE,
                         batch_size = 64L,
                         max_epochs = 300L, tol = 1e-3, optimizer = c("lbfgs", "adam"),
                         threads = diffrank_threads(), verbose = interactive(),
@@ -278,7 +286,13 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
   # from unit scale, whose squares would leave the double range, are fitted
   # in a power-of-two unit stored in the fit.
   unit <- power_of_two_unit(x)
-  prob <- qmf_problem(if (unit == 1) x else x / unit, settings)
+  x_unit <- if (unit == 1) x else x / unit
+  baseline <- qmf_svd_unexplained(x_unit, settings$rank)
+  if (is.null(settings$lambda)) {
+    settings$lambda <- qmf_default_lambda(baseline, loss)
+    settings$lambda_from_data <- TRUE
+  }
+  prob <- qmf_problem(x_unit, settings)
   par <- qmf_init(prob, settings)
   start <- attr(par, "start")
   attr(par, "start") <- NULL
@@ -286,7 +300,7 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
   started <- proc.time()[["elapsed"]]
   optimize <- if (settings$optimizer == "adam") qmf_adam else qmf_lbfgs
   run <- optimize(prob, par, settings)
-  fit <- qmf_result(prob, run, settings, proc.time()[["elapsed"]] - started, unit, x)
+  fit <- qmf_result(prob, run, settings, proc.time()[["elapsed"]] - started, unit, x, baseline)
   fit$start <- start
   fit$call <- match.call()
   qmf_warn(fit)
@@ -302,6 +316,17 @@ qmf.SummarizedExperiment <- assay_method("qmf.default")
 
 # ---------------------------------------------------------------------------
 # helpers: data, settings, problem
+
+# The penalty `lambda = NULL` stands for, from the fraction of the variance
+# the rank-k truncated SVD leaves unexplained (see ?qmf): 0.1 times the
+# noise-to-signal ratio, between 0.01 (which lets the maps of data close to
+# low rank follow strongly non-linear rows) and 0.1 (held-out samples of
+# log-expression data are as well placed from 0.075 to 0.3, and worse at 1).
+qmf_default_lambda <- function(svd_unexplained, loss) {
+  if (loss == "kl" || is.na(svd_unexplained)) return(0.01)
+  if (svd_unexplained >= 1) return(0.1)
+  min(0.1, max(0.01, 0.1 * svd_unexplained / (1 - svd_unexplained)))
+}
 
 # The data as a double matrix with its dimnames, checked for the loss.
 qmf_data <- function(x, loss, arg = "x") {
@@ -357,7 +382,7 @@ qmf_settings <- function(dims, rank, n_quantiles = 16L, eps = 0.01, loss = "squa
     rank = rank, n_quantiles = n_quantiles,
     eps = check_number(eps, "eps", lower = 1e-10), loss = loss,
     model = match_choice(model, c("qmf", "qmfq"), "model"),
-    lambda = check_number(lambda, "lambda", lower = 0),
+    lambda = if (!is.null(lambda)) check_number(lambda, "lambda", lower = 0),
     learn_weights = check_flag(learn_weights, "learn_weights"),
     batch_size = min(check_whole(batch_size, "batch_size"), dims[1L]),
     max_epochs = check_whole(max_epochs, "max_epochs"),

@@ -4,7 +4,8 @@
 # everything is computed in that unit, and the data, the reconstruction and
 # the targets are returned in the data's units (`data` is the data itself;
 # the others are multiplied by the power of two, exactly).
-qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
+qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL,
+                       baseline = qmf_svd_unexplained(prob$x, settings$rank)) {
   par <- run$par
   final <- qmf_rows(prob, par, gradient = FALSE, fitted = TRUE)
   x <- prob$x
@@ -32,7 +33,6 @@ qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL) {
   history$epoch <- as.integer(history$epoch)
   objective <- sum(final$loss) / prob$norm +
     prob$lambda * (sum(par$U^2) / prob$d + sum(par$V^2) / prob$n)
-  baseline <- qmf_svd_unexplained(x, settings$rank)
   fit <- structure(list(
     unexplained = qmf_unexplained(x, fitted), svd_unexplained = baseline,
     kl_unexplained = if (prob$positive) qmf_kl_unexplained(x, fitted),
@@ -331,8 +331,9 @@ print.qmf <- function(x, ...) {
     cat(sprintf("  variance left unexplained %.4g (truncated SVD at rank %d: %.4g)\n",
                 x$unexplained, s$rank, x$svd_unexplained))
   }
-  cat(sprintf("  loss \"%s\", eps = %s, lambda = %s, %s weights, optimizer \"%s\"%s%s\n",
-              s$loss, format(s$eps), format(s$lambda),
+  cat(sprintf("  loss \"%s\", eps = %s, lambda = %s%s, %s weights, optimizer \"%s\"%s%s\n",
+              s$loss, format(s$eps), format(s$lambda, digits = 3),
+              if (isTRUE(s$lambda_from_data)) " (from the data)" else "",
               if (s$learn_weights) "learned" else "equal", s$optimizer,
               if (s$optimizer == "adam") sprintf(" (batches of %d rows)", s$batch_size) else "",
               if (!is.null(x$start)) sprintf(", start \"%s\"", x$start) else ""))

@@ -452,6 +452,47 @@ test_that("at its defaults, QMF converges and beats the truncated SVD 3 times ov
   }
 })
 
+test_that("the default lambda follows the data's noise; held-out samples of expression data beat the SVD", {
+  skip_on_cran()  # about 25 s
+  # near low rank through non-linear maps: the floor 0.01, as with lambda = 0.01
+  x <- qmf_three_maps(1, d = 60, n = 30)
+  set.seed(1)
+  fit <- suppressWarnings(qmf(x, rank = 3, max_epochs = 5))
+  expect_identical(fit$settings$lambda, 0.01)
+  expect_true(fit$settings$lambda_from_data)
+  expect_match(capture.output(print(fit))[3], "lambda = 0.01 (from the data)", fixed = TRUE)
+  set.seed(1)
+  given <- suppressWarnings(qmf(x, rank = 3, max_epochs = 5, lambda = 0.01))
+  expect_identical(given$U, fit$U)
+  expect_null(given$settings$lambda_from_data)
+  expect_no_match(capture.output(print(given))[3], "from the data", fixed = TRUE)
+  # the KL loss keeps 0.01 whatever the noise
+  counts <- qmf_paper_synthetic(3, d = 60, n = 50)$x
+  kl <- suppressWarnings(qmf(counts, rank = 2, loss = "kl", max_epochs = 2, verbose = FALSE))
+  expect_identical(kl$settings$lambda, 0.01)
+  # log expression values, far from low rank: 0.1 f / (1 - f), f the SVD's
+  # share of the variance left (0.063 to 0.067 on these splits at rank 10)
+  expr <- all_leukemia$expr
+  unexplained <- function(d, a) sum((d - a)^2) / sum((d - rowMeans(d))^2)
+  for (split in 1:3) {
+    set.seed(split)
+    test <- sort(sample(ncol(expr), 26))
+    train <- expr[, -test]
+    means <- rowMeans(train)
+    u <- svd(train - means, nu = 10, nv = 0)$u
+    svd_new <- unexplained(expr[, test], u %*% crossprod(u, expr[, test] - means) + means)
+    set.seed(1)
+    fit <- qmf(train, rank = 10, verbose = FALSE)
+    f <- fit$svd_unexplained
+    expect_equal(fit$settings$lambda, 0.1 * f / (1 - f))
+    expect_lt(fit$unexplained, f)
+    # observed -0.0007, -0.0035, -0.0047 below the SVD; with lambda = 0.01,
+    # +0.0089, +0.0038, +0.0030 above it
+    new <- unexplained(expr[, test], predict(fit, expr[, test], type = "fitted"))
+    expect_lt(new, svd_new)
+  }
+})
+
 test_that("the print headline is the variance left unexplained next to the SVD's", {
   x <- qmf_three_maps(1, d = 30, n = 20)
   fit <- suppressWarnings(qmf(x, rank = 2, max_epochs = 5))
