@@ -444,9 +444,12 @@ test_that("at its defaults, QMF converges and beats the truncated SVD 3 times ov
     set.seed(seed)
     expect_silent(fit <- qmf(x, rank = 3))
     expect_true(fit$converged)
-    # observed: 0.0461, 0.0416, 0.0428 against the SVD's 0.26, 0.33, 0.32
+    # observed: 0.0461, 0.0416, 0.0428 against the SVD's 0.26, 0.33, 0.32;
+    # below the issue's hand-tuned 0.053, and below 0.048, which the fits
+    # stopped at a floor of 3% of the variance did not reach (0.0505, 0.0478,
+    # 0.0509)
     expect_lt(fit$relative_error, err_svd / 3)
-    expect_lt(fit$relative_error, 0.053)
+    expect_lt(fit$relative_error, 0.048)
     expect_lt(fit$unexplained, fit$svd_unexplained / 9)
   }
 })
