@@ -290,13 +290,16 @@ qmf.default <- function(x, rank, n_quantiles = 16L, eps = 0.01, loss = c("square
   unit <- power_of_two_unit(x)
   x_unit <- if (unit == 1) x else x / unit
   baseline <- qmf_svd_unexplained(x_unit, settings$rank)
+  # the rows' normal scores: the noise the default penalty reads, and the
+  # squared loss's rank-based start
+  scores <- if (loss == "squared") qmf_normal_scores(x_unit)
   if (is.null(settings$lambda)) {
-    settings$lambda <- if (loss == "kl") 0.01 else
-      qmf_default_lambda(qmf_noise_share(x_unit, settings$rank))
+    settings$lambda <- if (is.null(scores)) 0.01 else
+      qmf_default_lambda(qmf_noise_share(scores, settings$rank))
     settings$lambda_from_data <- TRUE
   }
   prob <- qmf_problem(x_unit, settings)
-  par <- qmf_init(prob, settings)
+  par <- qmf_init(prob, settings, scores)
   start <- attr(par, "start")
   attr(par, "start") <- NULL
   qmf_check_start(prob, par)
@@ -327,17 +330,16 @@ qmf.SummarizedExperiment <- assay_method("qmf.default")
 # are as well placed from 0.075 to 0.3, and worse at 1).
 qmf_default_lambda <- function(noise) {
   if (is.na(noise)) return(0.01)
-  if (noise >= 1) return(0.1)
   min(0.1, max(0.01, 0.1 * noise / (1 - noise)))
 }
 
-# The share of the variance of the rows' normal scores (qmf_normal_scores())
-# that their rank-k truncated SVD leaves unexplained: the noise, read where
-# monotone maps of the rows do not count as such (the data's own SVD reads a
-# non-linear map of a low-rank signal as noise: 0.06 to 0.14 on the test's
-# synthetic data, against 0.02 to 0.04 here).
-qmf_noise_share <- function(x, k) {
-  d2 <- svd(qmf_normal_scores(x), nu = 0, nv = 0)$d^2
+# The share of the variance of the rows' normal scores (`scores`, from
+# qmf_normal_scores()) that their rank-k truncated SVD leaves unexplained:
+# the noise, read where monotone maps of the rows do not count as such (the
+# data's own SVD reads a non-linear map of a low-rank signal as noise: 0.06
+# to 0.14 on the test's synthetic data, against 0.02 to 0.04 here).
+qmf_noise_share <- function(scores, k) {
+  d2 <- svd(scores, nu = 0, nv = 0)$d^2
   1 - sum(d2[seq_len(k)]) / sum(d2)
 }
 

@@ -4,16 +4,18 @@
 
 softplus_inv <- function(y) y + log(-expm1(-y))
 
-qmf_init <- function(prob, settings) {
+# `scores` are the rows' normal scores (squared loss) when the caller has
+# them already.
+qmf_init <- function(prob, settings, scores = NULL) {
   init <- settings$control$init
   if (is.null(init)) init <- "auto"
   if (!is.list(init)) init <- match_choice(init, c("auto", "ranks", "svd", "nmf"), "control$init")
   if (identical(init, "auto") && prob$positive) init <- "nmf"
-  if (!identical(init, "auto")) return(qmf_start(prob, settings, init))
+  shared <- qmf_start_shared(prob, settings, scores)
+  if (!identical(init, "auto")) return(qmf_start(prob, settings, init, shared))
   # the squared loss's two starts, each with its targets: keep the one whose
   # objective is lower (the rank-based one for rows seen through strong
   # monotone maps, the SVD of the data for rows close to linear)
-  shared <- qmf_start_shared(prob, settings)
   starts <- list(ranks = qmf_start(prob, settings, "ranks", shared),
                  svd = qmf_start(prob, settings, "svd", shared))
   values <- vapply(starts, function(par) qmf_evaluate(prob, par, gradient = FALSE)$value, 0)
@@ -24,11 +26,11 @@ qmf_init <- function(prob, settings) {
 # What every start shares, whatever its factors: QMFQ's data-side
 # parameters and, for the squared loss, the rows' normal scores and each
 # row's m-level quantizer (see qmf_init_targets()).
-qmf_start_shared <- function(prob, settings) {
+qmf_start_shared <- function(prob, settings, scores = NULL) {
   m <- settings$n_quantiles
   out <- list(phi = qmfq_init_phi(prob, m))
   if (prob$positive) return(out)
-  c(out, list(scores = qmf_normal_scores(prob$x),
+  c(out, list(scores = scores %||% qmf_normal_scores(prob$x),
               levels = qmf_row_levels(prob$x, m, settings$learn_weights)))
 }
 

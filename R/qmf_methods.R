@@ -3,9 +3,9 @@
 # The fit of data divided by `unit` (a power of two, see qmf.default()):
 # everything is computed in that unit, and the data, the reconstruction and
 # the targets are returned in the data's units (`data` is the data itself;
-# the others are multiplied by the power of two, exactly).
-qmf_result <- function(prob, run, settings, seconds, unit = 1, data = NULL,
-                       baseline = qmf_svd_unexplained(prob$x, settings$rank)) {
+# the others are multiplied by the power of two, exactly). `baseline` is the
+# truncated SVD's share of the variance left (qmf_svd_unexplained()).
+qmf_result <- function(prob, run, settings, seconds, unit, data, baseline) {
   par <- run$par
   final <- qmf_rows(prob, par, gradient = FALSE, fitted = TRUE)
   x <- prob$x
