@@ -125,6 +125,18 @@ qn_accumulate_sums <- function(sums, quantiles, threads) {
     .Call(`_diffrank_qn_accumulate_sums`, sums, quantiles, threads)
 }
 
+qn_fold_sums <- function(sums, quantiles, threads) {
+    .Call(`_diffrank_qn_fold_sums`, sums, quantiles, threads)
+}
+
+qn_fold_sums_bytes <- function(sums) {
+    .Call(`_diffrank_qn_fold_sums_bytes`, sums)
+}
+
+qn_merge_sums <- function(sums, more) {
+    .Call(`_diffrank_qn_merge_sums`, sums, more)
+}
+
 qn_target_from_sums <- function(sums, n) {
     .Call(`_diffrank_qn_target_from_sums`, sums, n)
 }

@@ -37,9 +37,9 @@
 #' of its collections, so the block passes collect it as they go (a
 #' young-generation `gc()` after every 16 MB of blocks, about 10 ms):
 #' * [normalize_quantiles()] reads the data twice: a first pass sorts every
-#'   block and adds its quantiles to the mean target (in the order of the
-#'   columns and in the same long double sums as the in-memory function, so
-#'   that the target is identical to the last bit); a second pass normalizes
+#'   block and adds its quantiles to the sums of the mean target (exact sums,
+#'   as in the in-memory function: the target is the exact mean rounded once,
+#'   identical to the last bit for any blocks and workers); a second pass normalizes
 #'   each block to the target and writes it. [quantile_target()] needs the
 #'   first pass only, `predict()` of a target and a given `target` the second
 #'   only. [sinkhorn_normalize()] does the same with its Sinkhorn solver on each
@@ -58,8 +58,8 @@
 #' * [normalize_quantiles_groups()] (and [qsmooth_weights()]) reads the data
 #'   once for the global and group references, once more for the weights
 #'   (`SST`, when `weight` is `NULL`) and once to write the result; each
-#'   pass adds to running sums in the order of the columns, so the weights
-#'   and values are those of the in-memory function to the last bit.
+#'   pass adds to exact running sums, so the weights and values are those of
+#'   the in-memory function to the last bit.
 #' * [suquan()] computes the positions (ranks) of the samples block by block;
 #'   the fit then holds them in memory (as many values as the data), as the
 #'   in-memory fit does. `predict()` of a fit computes positions and links
@@ -107,9 +107,11 @@
 #' `threads` threads, so `workers x threads` should not exceed the cores).
 #' Unlike `BiocParallel::bpparam()`, which may start as many processes as the
 #' machine has cores, it is safe on shared machines and in package checks.
-#' Results do not depend on `BPPARAM`: the sums of the target happen in this
-#' process, in the order of the columns, and every block is normalized the
-#' same way wherever it runs.
+#' Results do not depend on `BPPARAM`: the mean target's sums are exact, so
+#' that each worker sums the quantiles of a range of blocks and this process
+#' adds up the ranges' sums (the other running sums, of the robust and group
+#' targets, happen in this process, in the order of the columns), and every
+#' block is normalized the same way wherever it runs.
 #'
 #' With two or more workers and a result that goes to HDF5 (`filepath`, or an
 #' on-disk input without a realization backend), each worker writes the
@@ -117,8 +119,7 @@
 #' without its extension (or a new name in `HDF5Array::getHDF5DumpDir()`)
 #' followed by the worker's host and process id, e.g. `result-node1-4711.h5`,
 #' one dataset per block. Blocks go to the next free worker
-#' (`BiocParallel::bpiterate()`), and this process adds up the target's sums
-#' in column order as the blocks come back. The result is one `DelayedMatrix`
+#' (`BiocParallel::bpiterate()`). The result is one `DelayedMatrix`
 #' over these datasets (`DelayedArray::nseed()` is the number of blocks),
 #' with the same values;
 #' `HDF5Array::writeHDF5Array()` copies it to a single file when one is
@@ -312,23 +313,46 @@ collect_garbage <- function(bytes, every = 2^24) {
 # their matrices in `sources` (or takes those sent with them) and calls
 # task(block, ..., args). Errors come back as values, so that they are raised
 # here with their own message. A worker (`collect`) collects its garbage.
-block_worker <- function(specs, sources, task, args, collect = FALSE) {
+# With `fold` (a function), the blocks (of one range of columns) are read one
+# at a time and folded: state <- task(block, state, args), from state NULL,
+# and fold(last state) is the value; `specs` may then be an item, whose specs
+# are made here one block at a time from the `layouts` of the plans
+# (fold_layouts()). `fold` is sent to the workers: a function of the
+# package's namespace, not a closure over a caller's data.
+block_worker <- function(specs, sources, task, args, collect = FALSE, fold = NULL,
+                         layouts = NULL) {
+  read <- function(spec) if (!is.null(spec$data)) spec$data else block_read(sources[[spec$source]], spec)
   value <- tryCatch({
     # a fresh worker process loads the packages that read the matrices
     for (source in sources) load_seed_packages(source)
-    blocks <- lapply(specs, function(spec) {
-      if (!is.null(spec$data)) spec$data else block_read(sources[[spec$source]], spec)
-    })
-    # a task that writes its own result (part_task) is told which columns
-    # its block holds
-    extra <- if (".cols" %in% names(formals(task))) list(.cols = specs[[1L]]$cols)
-    do.call(task, c(unname(blocks), args, extra))
+    if (!is.null(fold)) {
+      state <- NULL
+      for (k in seq_along(specs)) {
+        spec <- if (is.list(specs)) specs[[k]] else {
+          source <- names(specs)[k]
+          block_spec(c(layouts[[source]], list(x = sources[[source]])), specs[[k]], source)
+        }
+        state <- do.call(task, c(list(read(spec), state), args))
+        collect_garbage(spec$bytes)
+      }
+      fold(state)
+    } else {
+      blocks <- lapply(specs, read)
+      # a task that writes its own result (part_task) is told which columns
+      # its block holds
+      extra <- if (".cols" %in% names(formals(task))) list(.cols = specs[[1L]]$cols)
+      do.call(task, c(unname(blocks), args, extra))
+    }
   }, error = function(e) {
     structure(list(message = conditionMessage(e)), class = "diffrank_block_error")
   })
-  if (collect) collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
+  if (collect && is.null(fold)) collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
   value
 }
+
+# What block_spec() needs of the plans but their matrices: small, and sent
+# to the workers with every item of a fold.
+fold_layouts <- function(plans) lapply(plans, `[`, c("grid", "cols", "labels"))
 
 # Calls task on the blocks of every item of `items` (see block_spec()),
 # spread over the workers of BPPARAM, and consume(i, value) here, in the
@@ -336,7 +360,7 @@ block_worker <- function(specs, sources, task, args, collect = FALSE) {
 # `progress`, a progress bar (cli's, shown when the work takes more than a
 # few seconds) counts the items.
 run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progress = FALSE,
-                       label = "blocks") {
+                       label = "blocks", fold = NULL) {
   if (progress) {
     bar <- cli::cli_progress_bar(label, total = length(items), .envir = environment())
   }
@@ -347,8 +371,13 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
     if (progress) cli::cli_progress_update(id = bar)
   }
   sources <- lapply(plans, `[[`, "x")
+  layouts <- if (!is.null(fold)) fold_layouts(plans)
   if (is.null(BPPARAM)) {
     for (i in seq_along(items)) {
+      if (!is.null(fold)) {
+        done(i, block_worker(items[[i]], sources, task, args, fold = fold, layouts = layouts))
+        next
+      }
       specs <- item_specs(plans, items[[i]])
       done(i, block_worker(specs, sources, task, args))
       collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
@@ -359,10 +388,7 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
     BiocParallel::bpstart(BPPARAM)
     on.exit(BiocParallel::bpstop(BPPARAM), add = TRUE)
   }
-  # Workers that do not share this process's memory get the blocks of an
-  # in-memory matrix, not the whole matrix with every item.
-  send <- !all(vapply(plans, `[[`, TRUE, "on_disk")) &&
-    !methods::is(BPPARAM, "SerialParam") && !methods::is(BPPARAM, "MulticoreParam")
+  send <- sends_blocks(plans, BPPARAM)
   # bpiterate() hands a worker its next item as soon as it returns one, and
   # this process consumes the values in the order of the items while the
   # workers go on: with one synchronous batch of items per worker at a time,
@@ -373,6 +399,9 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
   next_item <- function() {
     if (sent >= length(items) || !is.null(failure)) return(NULL)
     sent <<- sent + 1L
+    # a fold's worker makes the specs of its blocks itself, one at a time
+    # (a range's viewports would be hundreds of KB each, to build and send)
+    if (!is.null(fold) && !send) return(items[[sent]])
     specs <- item_specs(plans, items[[sent]])
     # handing out an item leaves garbage here too (its task serialized for
     # the worker, about a block's worth)
@@ -395,15 +424,25 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
     NULL
   }
   BiocParallel::bpiterate(next_item, block_worker, sources = if (send) NULL else sources,
-                          task = task, args = args, collect = TRUE, REDUCE = reduce,
+                          task = task, args = args, collect = TRUE, fold = fold,
+                          layouts = layouts, REDUCE = reduce,
                           init = NULL, reduce.in.order = TRUE, BPPARAM = BPPARAM)
   if (!is.null(failure)) stop(failure)
   invisible()
 }
 
+# TRUE when the workers of BPPARAM do not share this process's memory and
+# the plans hold an in-memory matrix: they get its blocks with the items,
+# not the whole matrix with every item.
+sends_blocks <- function(plans, BPPARAM) {
+  !is.null(BPPARAM) && !all(vapply(plans, `[[`, TRUE, "on_disk")) &&
+    !methods::is(BPPARAM, "SerialParam") && !methods::is(BPPARAM, "MulticoreParam")
+}
+
 # The bytes of the numbers a worker sent back, for collect_garbage().
 block_value_bytes <- function(value) {
   if (is.numeric(value)) return(8 * as.double(length(value)))
+  if (is.raw(value)) return(as.double(length(value)))
   if (!is.list(value)) return(0)
   sum(vapply(value, block_value_bytes, 0))
 }
@@ -630,3 +669,11 @@ finish_sink <- function(sink) {
 
 # Items of one block each, for the passes over the columns.
 column_items <- function(plan) lapply(seq_len(plan$n), function(b) c(x = b))
+
+# The blocks of plan in `pieces` ranges of consecutive blocks, as items of
+# a fold of run_blocks().
+range_items <- function(plan, pieces) {
+  pieces <- max(1L, min(as.integer(pieces), plan$n))
+  ranges <- split(seq_len(plan$n), ((seq_len(plan$n) - 1L) * pieces) %/% plan$n)
+  lapply(unname(ranges), function(r) stats::setNames(r, rep("x", length(r))))
+}

@@ -13,17 +13,35 @@ qn_quantiles_task <- function(block, threads) {
   list(quantiles = qn_column_quantiles(block, NULL, nrow(block), threads), n_missing = n_missing)
 }
 
+# qn_quantiles_task() folded over a range of blocks: the quantiles are added
+# to the exact sums of the range, kept in C++ (src/quantile.cpp), which
+# qn_sums_finish() turns into bytes that can be sent.
+qn_sums_task <- function(block, state, threads) {
+  value <- qn_quantiles_task(block, threads)
+  list(sums = qn_fold_sums(state$sums, value$quantiles, threads),
+       n_missing = value$n_missing + if (is.null(state)) 0L else state$n_missing)
+}
+
+qn_sums_finish <- function(state) {
+  list(sums = qn_fold_sums_bytes(state$sums), n_missing = state$n_missing)
+}
+
 # The mean target of a block input, identical to qn_fit_target() of the
-# whole matrix: the quantiles of the columns are added in column order to
-# long double sums kept between blocks (src/quantile.cpp).
+# whole matrix: the sums of the columns' quantiles are exact, so each worker
+# sums a range of blocks and this process adds up the ranges' sums. Four
+# ranges per worker even out their times; workers that are sent the blocks
+# of an in-memory matrix get one block at a time.
 block_fit_target <- function(plan, threads, BPPARAM) {
+  plans <- list(x = plan)
+  pieces <- if (is.null(BPPARAM)) 1L else if (sends_blocks(plans, BPPARAM)) plan$n else
+    4L * BiocParallel::bpnworkers(BPPARAM)
   sums <- NULL
   n_missing <- 0L
-  run_blocks(list(x = plan), column_items(plan), qn_quantiles_task, list(threads = threads),
+  run_blocks(plans, range_items(plan, pieces), qn_sums_task, list(threads = threads),
              function(i, value) {
-               sums <<- qn_accumulate_sums(sums, value$quantiles, threads)
+               sums <<- if (is.null(sums)) value$sums else qn_merge_sums(sums, value$sums)
                n_missing <<- n_missing + value$n_missing
-             }, BPPARAM)
+             }, BPPARAM, fold = qn_sums_finish)
   list(values = qn_target_from_sums(sums, ncol(plan$x)), n_missing = n_missing)
 }
 

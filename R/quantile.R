@@ -128,7 +128,10 @@ normalize_quantiles.SummarizedExperiment <- assay_method("normalize_quantiles.de
 #'
 #' Computes the reference distribution of quantile normalization, the mean of
 #' the samples' quantile functions (the mean of the sorted columns when
-#' nothing is missing), and keeps it as an object that normalizes new samples
+#' nothing is missing; each level's mean is the exact sum of the samples'
+#' quantiles divided by their number and rounded once, so it does not depend
+#' on the order of the samples, on threads or on blocks), and keeps it as an
+#' object that normalizes new samples
 #' later with [predict()], like preprocessCore's
 #' `normalize.quantiles.determine.target()` and
 #' `normalize.quantiles.use.target()`. The object can be saved with

@@ -232,9 +232,8 @@ qsmooth_weights.SummarizedExperiment <- assay_method("qsmooth_weights.default",
                                                      columns = "groups")
 
 # The references of qsmooth and its weights come from sums over the samples'
-# quantile functions, added block after block in column order (long double
-# sums, src/quantile.cpp), so that a matrix read in blocks gives the values
-# it gives whole.
+# quantile functions, added block after block (exact sums, src/quantile.cpp),
+# so that a matrix read in blocks gives the values it gives whole.
 
 # `sums` (NULL at first) with the quantile functions `quantiles` of samples
 # of groups `groups` added: their sum overall and by group, and the largest

@@ -416,6 +416,39 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// qn_fold_sums
+SEXP qn_fold_sums(SEXP sums, Rcpp::NumericMatrix quantiles, int threads);
+RcppExport SEXP _diffrank_qn_fold_sums(SEXP sumsSEXP, SEXP quantilesSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type sums(sumsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericMatrix >::type quantiles(quantilesSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_fold_sums(sums, quantiles, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_fold_sums_bytes
+Rcpp::RawVector qn_fold_sums_bytes(SEXP sums);
+RcppExport SEXP _diffrank_qn_fold_sums_bytes(SEXP sumsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< SEXP >::type sums(sumsSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_fold_sums_bytes(sums));
+    return rcpp_result_gen;
+END_RCPP
+}
+// qn_merge_sums
+Rcpp::RawVector qn_merge_sums(Rcpp::Nullable<Rcpp::RawVector> sums, Rcpp::RawVector more);
+RcppExport SEXP _diffrank_qn_merge_sums(SEXP sumsSEXP, SEXP moreSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< Rcpp::Nullable<Rcpp::RawVector> >::type sums(sumsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::RawVector >::type more(moreSEXP);
+    rcpp_result_gen = Rcpp::wrap(qn_merge_sums(sums, more));
+    return rcpp_result_gen;
+END_RCPP
+}
 // qn_target_from_sums
 Rcpp::NumericVector qn_target_from_sums(Rcpp::RawVector sums, double n);
 RcppExport SEXP _diffrank_qn_target_from_sums(SEXP sumsSEXP, SEXP nSEXP) {
@@ -912,6 +945,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_diffrank_qn_fit_target", (DL_FUNC) &_diffrank_qn_fit_target, 2},
     {"_diffrank_qn_normalize", (DL_FUNC) &_diffrank_qn_normalize, 4},
     {"_diffrank_qn_accumulate_sums", (DL_FUNC) &_diffrank_qn_accumulate_sums, 3},
+    {"_diffrank_qn_fold_sums", (DL_FUNC) &_diffrank_qn_fold_sums, 3},
+    {"_diffrank_qn_fold_sums_bytes", (DL_FUNC) &_diffrank_qn_fold_sums_bytes, 1},
+    {"_diffrank_qn_merge_sums", (DL_FUNC) &_diffrank_qn_merge_sums, 2},
     {"_diffrank_qn_target_from_sums", (DL_FUNC) &_diffrank_qn_target_from_sums, 2},
     {"_diffrank_qn_normalize_fitted", (DL_FUNC) &_diffrank_qn_normalize_fitted, 4},
     {"_diffrank_expression_matrix_scan", (DL_FUNC) &_diffrank_expression_matrix_scan, 1},

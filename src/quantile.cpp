@@ -4,36 +4,83 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <diffrank/exact_sum.hpp>
 #include <diffrank/quantile.hpp>
 #include <string>
 #include <vector>
 
 #include "glue.h"
-#include "ties.h"
 #include "parallel.h"
+#include "ties.h"
 
 namespace {
 
-// Mean over the columns of the p x n matrix s, written to means[0..p): each
-// row is summed in column order in long double (as R's rowMeans), whatever the
-// split over threads.
-void row_means(const double* s, std::size_t p, std::size_t n, int threads, double* means) {
-  const std::size_t block = 256;
-  const std::size_t n_blocks = (p + block - 1) / block;
+constexpr std::size_t kRowBlock = 256;  // rows summed together, in cache
+
+// Adds rows [i0, i1) of the columns of the p x n matrix s to sums[0..i1 - i0).
+void add_row_range(const double* s, std::size_t p, std::size_t n, std::size_t i0, std::size_t i1,
+                   diffrank::ExactSum* sums) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const double* col = s + j * p;
+    for (std::size_t i = i0; i < i1; ++i) sums[i - i0].add(col[i]);
+  }
+}
+
+// Adds the columns of the p x n matrix s to the exact sums of its rows,
+// spread over threads by rows.
+void add_columns(const double* s, std::size_t p, std::size_t n, int threads,
+                 std::vector<diffrank::ExactSum>& sums) {
+  const std::size_t n_blocks = (p + kRowBlock - 1) / kRowBlock;
   diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
-    std::vector<long double> acc(block);
     for (std::size_t b = b0; b < b1; ++b) {
-      const std::size_t i0 = b * block, i1 = std::min(p, i0 + block);
-      std::fill(acc.begin(), acc.end(), 0.0L);
-      for (std::size_t j = 0; j < n; ++j) {
-        const double* col = s + j * p;
-        for (std::size_t i = i0; i < i1; ++i) acc[i - i0] += col[i];
-      }
-      for (std::size_t i = i0; i < i1; ++i) {
-        means[i] = static_cast<double>(acc[i - i0] / static_cast<long double>(n));
-      }
+      const std::size_t i0 = b * kRowBlock;
+      add_row_range(s, p, n, i0, std::min(p, i0 + kRowBlock), sums.data() + i0);
     }
   });
+}
+
+// Mean over the columns of the p x n matrix s, written to means[0..p): each
+// row's sum is exact (diffrank/exact_sum.hpp), so the mean is the same to the
+// last bit for any order of the columns, any split over threads, blocks or
+// processes.
+void row_means(const double* s, std::size_t p, std::size_t n, int threads, double* means) {
+  const std::size_t n_blocks = (p + kRowBlock - 1) / kRowBlock;
+  diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
+    std::vector<diffrank::ExactSum> sums(kRowBlock);
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t i0 = b * kRowBlock, i1 = std::min(p, i0 + kRowBlock);
+      std::fill(sums.begin(), sums.end(), diffrank::ExactSum());
+      add_row_range(s, p, n, i0, i1, sums.data());
+      for (std::size_t i = i0; i < i1; ++i) means[i] = sums[i - i0].mean(n);
+    }
+  });
+}
+
+std::vector<diffrank::ExactSum> exact_sums_from_raw(Rcpp::Nullable<Rcpp::RawVector> raw,
+                                                    std::size_t p) {
+  std::vector<diffrank::ExactSum> sums(p);
+  if (raw.isNotNull()) {
+    Rcpp::RawVector given(raw.get());
+    if (!diffrank::add_exact_sums_from_bytes(given.begin(), given.size(), sums)) {
+      Rcpp::stop("The running sums do not match the number of quantile levels.");
+    }
+  }
+  return sums;
+}
+
+Rcpp::RawVector exact_sums_to_raw(const std::vector<diffrank::ExactSum>& sums) {
+  const std::vector<unsigned char> bytes = diffrank::exact_sums_to_bytes(sums);
+  Rcpp::RawVector raw(bytes.size());
+  std::memcpy(raw.begin(), bytes.data(), bytes.size());
+  return raw;
+}
+
+// The number of sums in raw bytes of exact_sums_to_raw().
+std::size_t raw_sums_count(const Rcpp::RawVector& raw) {
+  std::uint64_t count = 0;
+  if (raw.size() < static_cast<R_xlen_t>(sizeof count)) Rcpp::stop("The running sums are empty.");
+  std::memcpy(&count, raw.begin(), sizeof count);
+  return count;
 }
 
 // Sorts every column of x (p x n): order (p x n) gets each column's sorting
@@ -123,39 +170,61 @@ Rcpp::NumericMatrix qn_normalize(Rcpp::NumericMatrix x, Rcpp::Nullable<Rcpp::Num
 }
 
 // Block processing of matrices kept outside R's memory (R/blocks.R): the
-// mean target is accumulated over column blocks in the long double row sums
-// of qn_fit_target(), kept between calls as the raw bytes of p long doubles,
-// so that the target of a matrix read block by block is that of the whole
-// matrix to the last bit. sums is NULL for the first block.
+// mean target is accumulated over column blocks in the exact sums of
+// qn_fit_target(), kept between calls as raw bytes, so that the target of a
+// matrix read block by block, or summed in parts by several processes, is
+// that of the whole matrix to the last bit. sums is NULL for the first block.
 // [[Rcpp::export(rng = false)]]
 Rcpp::RawVector qn_accumulate_sums(Rcpp::Nullable<Rcpp::RawVector> sums,
                                    Rcpp::NumericMatrix quantiles, int threads) {
   const std::size_t p = quantiles.nrow(), n = quantiles.ncol();
-  std::vector<long double> acc = diffrank_glue::sums_from_raw(sums, p);
-  const double* q = quantiles.begin();
-  const std::size_t block = 256;
-  const std::size_t n_blocks = (p + block - 1) / block;
-  diffrank_glue::parallel_for(n_blocks, threads, [&](std::size_t b0, std::size_t b1) {
-    for (std::size_t b = b0; b < b1; ++b) {
-      const std::size_t i0 = b * block, i1 = std::min(p, i0 + block);
-      for (std::size_t j = 0; j < n; ++j) {
-        const double* col = q + j * p;
-        for (std::size_t i = i0; i < i1; ++i) acc[i] += col[i];
-      }
-    }
-  });
-  return diffrank_glue::sums_to_raw(acc);
+  std::vector<diffrank::ExactSum> acc = exact_sums_from_raw(sums, p);
+  add_columns(quantiles.begin(), p, n, threads, acc);
+  return exact_sums_to_raw(acc);
+}
+
+// The same sums kept in C++ between the blocks of one process's range
+// (R/blocks_methods.R): `sums` is NULL for the first block, then what the
+// previous call returned, to which the quantiles are added in place; no R
+// copy of the sums is made (and left as garbage) per block.
+// [[Rcpp::export(rng = false)]]
+SEXP qn_fold_sums(SEXP sums, Rcpp::NumericMatrix quantiles, int threads) {
+  const std::size_t p = quantiles.nrow(), n = quantiles.ncol();
+  using Sums = std::vector<diffrank::ExactSum>;
+  Rcpp::XPtr<Sums> acc =
+      Rf_isNull(sums) ? Rcpp::XPtr<Sums>(new Sums(p), true) : Rcpp::XPtr<Sums>(sums);
+  if (acc->size() != p) Rcpp::stop("The running sums do not match the number of quantile levels.");
+  add_columns(quantiles.begin(), p, n, threads, *acc);
+  return acc;
+}
+
+// The sums of qn_fold_sums() as the raw bytes of qn_accumulate_sums().
+// [[Rcpp::export(rng = false)]]
+Rcpp::RawVector qn_fold_sums_bytes(SEXP sums) {
+  Rcpp::XPtr<std::vector<diffrank::ExactSum>> acc(sums);
+  return exact_sums_to_raw(*acc);
+}
+
+// The exact sums of two sets of terms, from their sums of qn_accumulate_sums().
+// [[Rcpp::export(rng = false)]]
+Rcpp::RawVector qn_merge_sums(Rcpp::Nullable<Rcpp::RawVector> sums, Rcpp::RawVector more) {
+  std::vector<diffrank::ExactSum> acc = exact_sums_from_raw(sums, raw_sums_count(more));
+  if (!diffrank::add_exact_sums_from_bytes(more.begin(), more.size(), acc)) {
+    Rcpp::stop("The running sums do not match the number of quantile levels.");
+  }
+  return exact_sums_to_raw(acc);
 }
 
 // The mean target from the sums of qn_accumulate_sums() over n columns.
 // [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector qn_target_from_sums(Rcpp::RawVector sums, double n) {
-  const std::size_t p = diffrank_glue::raw_sums_size(sums);
-  Rcpp::NumericVector target(Rcpp::no_init(p));
-  const std::vector<long double> acc = diffrank_glue::sums_from_raw(sums, p);
-  for (std::size_t i = 0; i < p; ++i) {
-    target[i] = static_cast<double>(acc[i] / static_cast<long double>(n));
+  const std::size_t p = raw_sums_count(sums);
+  if (!(n >= 1 && n < 4294967296.0 && n == std::floor(n))) {
+    Rcpp::stop("internal: the number of columns must be a whole number in [1, 2^32).");
   }
+  const std::vector<diffrank::ExactSum> acc = exact_sums_from_raw(sums, p);
+  Rcpp::NumericVector target(Rcpp::no_init(p));
+  for (std::size_t i = 0; i < p; ++i) target[i] = acc[i].mean(static_cast<std::uint64_t>(n));
   return target;
 }
 

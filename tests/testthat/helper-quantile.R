@@ -44,3 +44,16 @@ tied_matrix <- function(p, n, levels = 12, n_missing = 0, seed = 1) {
   dimnames(x) <- list(paste0("g", seq_len(p)), paste0("s", seq_len(n)))
   x
 }
+
+# Columns near +1e15, -1e15 and 3 whose quantiles cancel at every level: a
+# sum in floating point loses the small parts' last bits, differently for each
+# order of the columns. The sum of their doubles is known exactly: a value
+# minus its column's offset is exact (Sterbenz, or both multiples of 2^-20)
+# and a multiple of 2^-20 below 8 in magnitude, so these parts add up exactly.
+cancelling_matrix <- function(p, n, seed) {
+  set.seed(seed)
+  offsets <- rep(c(1e15, -1e15, 3), length.out = n)
+  x <- sweep(round(matrix(rnorm(p * n), p, n) * 2^20) / 2^20, 2, offsets, "+")
+  exact <- (rowSums(sweep(apply(x, 2, sort), 2, offsets)) + sum(offsets)) / n
+  list(x = x, exact_target = exact)
+}

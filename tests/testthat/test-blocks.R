@@ -386,6 +386,21 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
     }
     if (installed) expect_true(BiocParallel::bpisup(params$snow))
   }, columns = 8)
+  # Each worker sums a range of blocks, and the ranges' sums are added here:
+  # exact sums make that the target of the whole matrix, also where sums in
+  # floating point depend on the order of the columns (see test-quantile.R).
+  cancel <- cancelling_matrix(40, 60, seed = 5)
+  h5 <- bl_h5(cancel$x)
+  ref_qn <- normalize_quantiles(cancel$x)
+  with_small_blocks({
+    expect_gt(diffrank:::block_plan(h5)$n, 8)  # more blocks than ranges
+    for (name in names(params)) {
+      expect_identical(quantile_target(h5, BPPARAM = params[[name]])$target, cancel$exact_target,
+                       label = name)
+      expect_identical(as.matrix(normalize_quantiles(h5, BPPARAM = params[[name]])), ref_qn,
+                       label = name)
+    }
+  }, columns = 3)
 })
 
 # Issue 24: with several workers and an HDF5 result, each worker writes its

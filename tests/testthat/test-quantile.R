@@ -115,6 +115,21 @@ test_that("results are identical for 1 and 2 threads", {
                    normalize_quantiles(x, target = target, threads = 2))
 })
 
+test_that("the mean target is the exact mean rounded once, whatever the column order", {
+  cancel <- cancelling_matrix(200, 60, seed = 3)
+  x <- cancel$x
+  target <- quantile_target(x)$target
+  expect_identical(target, cancel$exact_target)
+  # the sums in floating point of R's rowMeans() lose bits here
+  expect_false(identical(rowMeans(apply(x, 2, sort)), cancel$exact_target))
+  set.seed(4)
+  for (order in list(rev(seq_len(60)), sample(60))) {
+    expect_identical(quantile_target(x[, order])$target, target)
+    expect_identical(normalize_quantiles(x[, order]), normalize_quantiles(x)[, order])
+  }
+  expect_identical(quantile_target(x, threads = 2)$target, target)
+})
+
 test_that("a target of another length is interpolated onto the features", {
   x <- tied_matrix(50, 3, n_missing = 6, seed = 9)
   set.seed(9)
