@@ -39,7 +39,7 @@ block_fit_target <- function(plan, threads, BPPARAM) {
   n_missing <- 0L
   run_blocks(plans, range_items(plan, pieces), qn_sums_task, list(threads = threads),
              function(i, value) {
-               sums <<- if (is.null(sums)) value$sums else qn_merge_sums(sums, value$sums)
+               sums <<- qn_merge_sums(sums, value$sums)
                n_missing <<- n_missing + value$n_missing
              }, BPPARAM, fold = qn_sums_finish)
   list(values = qn_target_from_sums(sums, ncol(plan$x)), n_missing = n_missing)
