@@ -118,8 +118,10 @@
 #' blocks it normalizes to an HDF5 file of its own, in parallel: `filepath`
 #' without its extension (or a new name in `HDF5Array::getHDF5DumpDir()`)
 #' followed by the worker's host and process id, e.g. `result-node1-4711.h5`,
-#' one dataset per block. Blocks go to the next free worker
-#' (`BiocParallel::bpiterate()`). The result is one `DelayedMatrix`
+#' one dataset per block. Each worker takes ranges of consecutive blocks
+#' (four ranges per worker, each to the next free worker,
+#' `BiocParallel::bpiterate()`), reads and writes them one block at a time,
+#' and sends back where it wrote them. The result is one `DelayedMatrix`
 #' over these datasets (`DelayedArray::nseed()` is the number of blocks),
 #' with the same values;
 #' `HDF5Array::writeHDF5Array()` copies it to a single file when one is
@@ -131,9 +133,19 @@
 #' by the workers themselves (only the small `DelayedMatrix` object is sent);
 #' an in-memory `DelayedMatrix` is sent block by block to workers that do not
 #' share memory (SnowParam, BatchtoolsParam). Workers of a SnowParam or
-#' BatchtoolsParam load diffrank from their library paths. `BPPARAM` has no
-#' effect on ordinary matrices, which use `threads` only; wrap one in
-#' `DelayedArray::DelayedArray()` to spread it over processes.
+#' BatchtoolsParam load diffrank from their library paths.
+#'
+#' Starting workers costs time in every call that starts them: fresh
+#' SnowParam workers load the packages (4 to 6 s on the bench's machine), and
+#' forked MulticoreParam workers copy the pages of this session's memory
+#' that their first full garbage collection touches (about 300 MB; 3 to 4
+#' s per call on the bench's virtual machine, where copying a page takes 15
+#' microseconds). A back-end
+#' started once with `BiocParallel::bpstart()` keeps its workers for every
+#' call until `BiocParallel::bpstop()`, and pays these costs once.
+#'
+#' `BPPARAM` has no effect on ordinary matrices, which use `threads` only;
+#' wrap one in `DelayedArray::DelayedArray()` to spread it over processes.
 #'
 #' @section Sparse matrices:
 #' A sparse matrix of the Matrix package (for example a `dgCMatrix` of
@@ -313,40 +325,45 @@ collect_garbage <- function(bytes, every = 2^24) {
 # their matrices in `sources` (or takes those sent with them) and calls
 # task(block, ..., args). Errors come back as values, so that they are raised
 # here with their own message. A worker (`collect`) collects its garbage.
-# With `fold` (a function), the blocks (of one range of columns) are read one
-# at a time and folded: state <- task(block, state, args), from state NULL,
-# and fold(last state) is the value; `specs` may then be an item, whose specs
-# are made here one block at a time from the `layouts` of the plans
-# (fold_layouts()). `fold` is sent to the workers: a function of the
-# package's namespace, not a closure over a caller's data.
+# An item of a range of blocks (a fold or `each`) reads them one at a time:
+# with `fold` (a function) they are folded, state <- task(block, state,
+# args) from state NULL, and fold(last state) is the value; with `each`,
+# task(block, args) is called on every block and the value is the list of
+# their values. `specs` may then be an item, whose specs are made here one
+# block at a time from the `layouts` of the plans (fold_layouts()). `fold`
+# is sent to the workers: a function of the package's namespace, not a
+# closure over a caller's data. A task that writes its own result
+# (part_task) is told which columns its block holds.
 block_worker <- function(specs, sources, task, args, collect = FALSE, fold = NULL,
-                         layouts = NULL) {
+                         layouts = NULL, each = FALSE) {
   read <- function(spec) if (!is.null(spec$data)) spec$data else block_read(sources[[spec$source]], spec)
+  columns <- function(spec) if (".cols" %in% names(formals(task))) list(.cols = spec$cols)
   value <- tryCatch({
     # a fresh worker process loads the packages that read the matrices
     for (source in sources) load_seed_packages(source)
-    if (!is.null(fold)) {
+    if (is.null(fold) && !each) {
+      do.call(task, c(unname(lapply(specs, read)), args, columns(specs[[1L]])))
+    } else {
       state <- NULL
+      values <- vector("list", length(specs))
       for (k in seq_along(specs)) {
         spec <- if (is.list(specs)) specs[[k]] else {
           source <- names(specs)[k]
           block_spec(c(layouts[[source]], list(x = sources[[source]])), specs[[k]], source)
         }
-        state <- do.call(task, c(list(read(spec), state), args))
+        if (each) {
+          values[[k]] <- do.call(task, c(list(read(spec)), args, columns(spec)))
+        } else {
+          state <- do.call(task, c(list(read(spec), state), args))
+        }
         collect_garbage(spec$bytes)
       }
-      fold(state)
-    } else {
-      blocks <- lapply(specs, read)
-      # a task that writes its own result (part_task) is told which columns
-      # its block holds
-      extra <- if (".cols" %in% names(formals(task))) list(.cols = specs[[1L]]$cols)
-      do.call(task, c(unname(blocks), args, extra))
+      if (each) values else fold(state)
     }
   }, error = function(e) {
     structure(list(message = conditionMessage(e)), class = "diffrank_block_error")
   })
-  if (collect && is.null(fold)) collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
+  if (collect && is.null(fold) && !each) collect_garbage(sum(vapply(specs, `[[`, 0, "bytes")))
   value
 }
 
@@ -356,26 +373,34 @@ fold_layouts <- function(plans) lapply(plans, `[`, c("grid", "cols", "labels"))
 
 # Calls task on the blocks of every item of `items` (see block_spec()),
 # spread over the workers of BPPARAM, and consume(i, value) here, in the
-# order of the items. `plans` holds the plans of the blocks, by name. With
-# `progress`, a progress bar (cli's, shown when the work takes more than a
-# few seconds) counts the items.
+# order of the items; with `each` (items that are ranges of blocks of one
+# plan, whose task runs on every block, see block_worker()), consume(b,
+# value) for every block b, in order. `plans` holds the plans of the
+# blocks, by name. With `progress`, a progress bar (cli's, shown when the
+# work takes more than a few seconds) counts the items.
 run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progress = FALSE,
-                       label = "blocks", fold = NULL) {
+                       label = "blocks", fold = NULL, each = FALSE) {
   if (progress) {
     bar <- cli::cli_progress_bar(label, total = length(items), .envir = environment())
   }
   failure <- NULL
   done <- function(i, value) {
     if (inherits(value, "diffrank_block_error")) abort("%s", value$message)
-    consume(i, value)
+    if (each) {
+      for (k in seq_along(value)) consume(items[[i]][[k]], value[[k]])
+    } else {
+      consume(i, value)
+    }
     if (progress) cli::cli_progress_update(id = bar)
   }
   sources <- lapply(plans, `[[`, "x")
-  layouts <- if (!is.null(fold)) fold_layouts(plans)
+  ranges <- !is.null(fold) || each
+  layouts <- if (ranges) fold_layouts(plans)
   if (is.null(BPPARAM)) {
     for (i in seq_along(items)) {
-      if (!is.null(fold)) {
-        done(i, block_worker(items[[i]], sources, task, args, fold = fold, layouts = layouts))
+      if (ranges) {
+        done(i, block_worker(items[[i]], sources, task, args, fold = fold, layouts = layouts,
+                             each = each))
         next
       }
       specs <- item_specs(plans, items[[i]])
@@ -399,9 +424,10 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
   next_item <- function() {
     if (sent >= length(items) || !is.null(failure)) return(NULL)
     sent <<- sent + 1L
-    # a fold's worker makes the specs of its blocks itself, one at a time
-    # (a range's viewports would be hundreds of KB each, to build and send)
-    if (!is.null(fold) && !send) return(items[[sent]])
+    # the worker of a range makes the specs of its blocks itself, one at a
+    # time (a range's viewports would be hundreds of KB each, to build and
+    # send)
+    if (ranges && !send) return(items[[sent]])
     specs <- item_specs(plans, items[[sent]])
     # handing out an item leaves garbage here too (its task serialized for
     # the worker, about a block's worth)
@@ -425,7 +451,7 @@ run_blocks <- function(plans, items, task, args, consume, BPPARAM = NULL, progre
   }
   BiocParallel::bpiterate(next_item, block_worker, sources = if (send) NULL else sources,
                           task = task, args = args, collect = TRUE, fold = fold,
-                          layouts = layouts, REDUCE = reduce,
+                          layouts = layouts, each = each, REDUCE = reduce,
                           init = NULL, reduce.in.order = TRUE, BPPARAM = BPPARAM)
   if (!is.null(failure)) stop(failure)
   invisible()
@@ -676,4 +702,18 @@ range_items <- function(plan, pieces) {
   pieces <- max(1L, min(as.integer(pieces), plan$n))
   ranges <- split(seq_len(plan$n), ((seq_len(plan$n) - 1L) * pieces) %/% plan$n)
   lapply(unname(ranges), function(r) stats::setNames(r, rep("x", length(r))))
+}
+
+# The items of a pass whose workers take ranges of blocks (a fold, or
+# `each`, of run_blocks()): one range in this process; four per worker,
+# which even out the workers' times and keep BiocParallel's costs per item
+# (the task and its arguments, such as a target of nrow values, sent to the
+# worker; a garbage collection after each task on MulticoreParam) to a few
+# per worker: on the bench's 125 blocks, one block per item made a
+# SnowParam(2) write pass 8% slower; one block per item for workers that
+# are sent the blocks of an in-memory matrix.
+worker_ranges <- function(plan, BPPARAM) {
+  pieces <- if (is.null(BPPARAM)) 1L else if (sends_blocks(list(x = plan), BPPARAM)) plan$n else
+    4L * BiocParallel::bpnworkers(BPPARAM)
+  range_items(plan, pieces)
 }

@@ -28,16 +28,11 @@ qn_sums_finish <- function(state) {
 
 # The mean target of a block input, identical to qn_fit_target() of the
 # whole matrix: the sums of the columns' quantiles are exact, so each worker
-# sums a range of blocks and this process adds up the ranges' sums. Four
-# ranges per worker even out their times; workers that are sent the blocks
-# of an in-memory matrix get one block at a time.
+# sums ranges of blocks and this process adds up the ranges' sums.
 block_fit_target <- function(plan, threads, BPPARAM) {
-  plans <- list(x = plan)
-  pieces <- if (is.null(BPPARAM)) 1L else if (sends_blocks(plans, BPPARAM)) plan$n else
-    4L * BiocParallel::bpnworkers(BPPARAM)
   sums <- NULL
   n_missing <- 0L
-  run_blocks(plans, range_items(plan, pieces), qn_sums_task, list(threads = threads),
+  run_blocks(list(x = plan), worker_ranges(plan, BPPARAM), qn_sums_task, list(threads = threads),
              function(i, value) {
                sums <<- qn_merge_sums(sums, value$sums)
                n_missing <<- n_missing + value$n_missing
@@ -52,12 +47,19 @@ qn_normalize_task <- function(block, target, fitted, ties, threads) {
 }
 
 # Writes each block of plan, through task(block, ...), to `sink` (from
-# block_sink()), and returns the result as a DelayedMatrix.
-block_write <- function(plan, task, args, sink, BPPARAM) {
+# block_sink()), calls consume(b, value) for each block b in order when it is
+# given, and returns the result as a DelayedMatrix. Workers that write their
+# own blocks take ranges of blocks and send back where they wrote them;
+# else this process writes one block at a time.
+block_write <- function(plan, task, args, sink, BPPARAM, consume = NULL, progress = FALSE,
+                        label = "blocks") {
   run <- sink_task(sink, task, args)
-  run_blocks(list(x = plan), column_items(plan), run$task, run$args, function(i, value) {
-    sink_write(sink, plan, i, value)
-  }, BPPARAM)
+  ranges <- is.environment(sink)
+  items <- if (ranges) worker_ranges(plan, BPPARAM) else column_items(plan)
+  run_blocks(list(x = plan), items, run$task, run$args, function(b, value) {
+    sink_write(sink, plan, b, value)
+    if (!is.null(consume)) consume(b, value)
+  }, BPPARAM, progress, label, each = ranges)
   finish_sink(sink)
 }
 
@@ -273,17 +275,15 @@ sinkhorn_normalize_blocks <- function(x, target, args, filepath, BPPARAM) {
   converged <- logical(0)
   error <- double(0)
   near_constant <- 0L
-  run <- sink_task(sink, sinkhorn_block_task, list(target = target, args = args))
-  run_blocks(list(x = plan), column_items(plan), run$task, run$args,
-             function(i, value) {
-               sink_write(sink, plan, i, value)
-               converged <<- c(converged, value$converged)
-               error <<- c(error, value$error)
-               near_constant <<- near_constant + value$near_constant
-             }, BPPARAM, progress, "Sinkhorn blocks")
+  result <- block_write(plan, sinkhorn_block_task, list(target = target, args = args), sink,
+                        BPPARAM, function(b, value) {
+                          converged <<- c(converged, value$converged)
+                          error <<- c(error, value$error)
+                          near_constant <<- near_constant + value$near_constant
+                        }, progress, "Sinkhorn blocks")
   warn_not_converged(converged, error, list(max_iter = args$max_iter, tol = args$tol))
   warn_near_constant_count(near_constant, ncol(x), "Sinkhorn quantile normalization", args$eps)
-  finish_sink(sink)
+  result
 }
 
 # ---------------------------------------------------------------------------

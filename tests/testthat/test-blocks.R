@@ -434,6 +434,9 @@ test_that("workers write their own blocks of an HDF5 result", {
   with_small_blocks({
     h5 <- bl_h5(bl_x)
     n_blocks <- diffrank:::block_plan(h5)$n
+    # more blocks than the workers' ranges (4 per worker): each worker
+    # writes every block of a range, one dataset per block
+    expect_gt(n_blocks, 8)
     ref <- normalize_quantiles(bl_x)
     out <- tempfile("result-", fileext = ".h5")
     r <- normalize_quantiles(h5, BPPARAM = multicore, filepath = out)
@@ -453,11 +456,17 @@ test_that("workers write their own blocks of an HDF5 result", {
     soft <- sinkhorn_normalize(h5, eps = 0.05, BPPARAM = multicore)
     expect_identical(as.matrix(soft), strip_attributes(sinkhorn_normalize(bl_x, eps = 0.05)))
     expect_identical(DelayedArray::nseed(soft), n_blocks)
+    # an error in one block of a range comes back with its own message
+    bad <- bl_x
+    bad[, 20] <- NA
+    expect_error(normalize_quantiles(bl_h5(bad), target = quantile_target(bl_x),
+                                     BPPARAM = multicore, filepath = tempfile(fileext = ".h5")),
+                 "no observed value.*s20")
     # one worker, or serial blocks: one dataset written by this process
     serial <- normalize_quantiles(h5, BPPARAM = BiocParallel::SerialParam())
     expect_identical(DelayedArray::nseed(serial), 1L)
     expect_identical(as.matrix(serial), ref)
-  })
+  }, columns = 2)
 })
 
 # Issue 24: HDF5 results are chunked so that reading a few rows or columns of
