@@ -6,16 +6,18 @@
 #   the in-memory function on the same matrix; the peak on half and on five
 #   times the columns; SnowParam(2) and MulticoreParam(2), whose workers
 #   write their own blocks, against serial blocks on 2 threads and on 1
-#   (and the workers' own peak memory; SnowParam's first and second call);
+#   (and the workers' own peak memory; the first and a second call of each
+#   back-end, started once);
 # * kendall_kernel() of a 20,000 x 500 HDF5Matrix, in tiles, serially and on
-#   2 workers;
+#   2 workers (the first and a second call of each);
 # * beyond one machine's memory: normalize_quantiles() and quantile_target()
 #   of a 50,000 x 10,000 HDF5Matrix (3.7 GB dense), peak memory above the
 #   session against the dense size and time against the file's
-#   read-and-write floor (DIFFRANK_BENCH_BIG=0 skips it).
+#   read-and-write floor, and two fresh SnowParam workers against one
+#   process (DIFFRANK_BENCH_BIG=0 skips it).
 # Every case runs in a fresh Rscript process, so that its peak memory is its
-# own. Run after installing diffrank: Rscript bench/blocks.R (about 16
-# minutes on 2 cores, and as many for the 10,000 columns).
+# own. Run after installing diffrank: Rscript bench/blocks.R (about 17
+# minutes on 2 cores, and 25 more for the 10,000 columns).
 # DIFFRANK_BENCH_SCALE=0.1 shrinks every matrix for a quick check.
 suppressPackageStartupMessages(library(diffrank))
 for (pkg in c("DelayedArray", "HDF5Array", "BiocParallel")) {
@@ -147,10 +149,12 @@ t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
 report("seconds", t)
 ', out_file("wide"))))
 
-# Two workers started once: the first call waits while they load the
-# packages (a few seconds), later calls do not.
-snow_case <- run_case(c(open_x(h5_qn), sprintf('
-bp <- SnowParam(2)
+# Two workers started once, each writing its blocks to files of its own:
+# the first call pays for their start (SnowParam's workers load the
+# packages, MulticoreParam's forked workers copy the pages of the session
+# that their first full garbage collection touches), later calls do not.
+workers_case <- function(bp, name, after) run_case(c(open_x(h5_qn), sprintf('
+bp <- %s
 bpstart(bp)
 t <- system.time(y <- normalize_quantiles(x, filepath = "%s", BPPARAM = bp,
                                          threads = 1L))[["elapsed"]]
@@ -158,6 +162,8 @@ report("first_seconds", t)
 t <- system.time(y <- normalize_quantiles(x, filepath = "%s", BPPARAM = bp,
                                          threads = 1L))[["elapsed"]]
 report("seconds", t)
+', bp, out_file(paste0(name, "-first")), out_file(name)), after))
+snow_case <- workers_case("SnowParam(2)", "snow", '
 workers <- unlist(bplapply(1:2, function(i) {
   status <- readLines("/proc/self/status")
   as.numeric(gsub("[^0-9]", "", grep("^VmHWM", status, value = TRUE))) / 1024
@@ -165,17 +171,13 @@ workers <- unlist(bplapply(1:2, function(i) {
 report("worker_max_mb", max(workers))
 report("worker_sum_mb", sum(workers))
 bpstop(bp)
-', out_file("snow-first"), out_file("snow"))))
-
-# Forked workers: each writes its blocks to files of its own, as SnowParam's.
-multicore_case <- run_case(c(open_x(h5_qn), sprintf('
-t <- system.time(y <- normalize_quantiles(x, filepath = "%s", BPPARAM = MulticoreParam(2),
-                                         threads = 1L))[["elapsed"]]
-report("seconds", t)
+')
+multicore_case <- workers_case("MulticoreParam(2)", "multicore", sprintf('
+bpstop(bp)
 # the peak of the normalization, before the check below holds two dense copies
 report("peak_mb", hwm())
 report("identical", identical(as.matrix(readRDS("%s")), as.matrix(y)))
-', out_file("multicore"), file.path(dir, "serial.rds"))))
+', file.path(dir, "serial.rds")))
 
 memory_case <- run_case(c(open_x(h5_qn), sprintf('
 t_read <- system.time(m <- as.matrix(x))[["elapsed"]]
@@ -205,6 +207,8 @@ cat(sprintf("  %-34s %7.1f s   (first call: the workers load the packages)\n", "
 cat(sprintf("  %-34s %7.1f s   workers' peaks: largest %.0f MB, sum %.0f MB\n", "",
             snow_case[["seconds"]], snow_case[["worker_max_mb"]], snow_case[["worker_sum_mb"]]))
 row("blocks, MulticoreParam(2), 1 thread each", multicore_case)
+cat(sprintf("  %-34s %7.1f s   (first call: the forked workers copy the session's pages)\n", "",
+            multicore_case[["first_seconds"]]))
 row("in memory (normalize only)", memory_case)
 cat(sprintf("  %-34s %7.1f s   (reading the HDF5 file whole)\n", "", memory_case[["read_seconds"]]))
 cat(sprintf("serial blocks / I/O floor:              %.2fx (goal <= 2)\n",
@@ -214,10 +218,11 @@ cat(sprintf("serial / SnowParam(2):                  %.2fx (goal >= 1.6)\n",
 cat(sprintf("serial / MulticoreParam(2):             %.2fx (goal >= 1.6); identical: %s\n",
             serial_case[["seconds"]] / multicore_case[["seconds"]],
             if (multicore_case[["identical"]] == 1) "yes" else "NO"))
-cat(sprintf("serial on 1 thread / SnowParam(2):      %.2fx (first call %.2fx); / MulticoreParam(2): %.2fx (2 workers of 1 thread against 1)\n",
+cat(sprintf("serial on 1 thread / SnowParam(2):      %.2fx (first call %.2fx); / MulticoreParam(2): %.2fx (first call %.2fx) (2 workers of 1 thread against 1)\n",
             serial_one_case[["seconds"]] / snow_case[["seconds"]],
             serial_one_case[["seconds"]] / snow_case[["first_seconds"]],
-            serial_one_case[["seconds"]] / multicore_case[["seconds"]]))
+            serial_one_case[["seconds"]] / multicore_case[["seconds"]],
+            serial_one_case[["seconds"]] / multicore_case[["first_seconds"]]))
 # The baseline is R with diffrank, DelayedArray, HDF5Array, BiocParallel and
 # kernlab loaded (about 400 MB, more than this dense matrix): what the
 # normalization itself holds is the peak above it.
@@ -240,11 +245,17 @@ cat(sprintf("in-memory peak / dense:                 %.0f%%\n",
 cat(sprintf("blocks identical to in memory:          %s\n",
             if (memory_case[["identical"]] == 1) "yes" else "NO"))
 
-# Kendall kernel in tiles.
+# Kendall kernel in tiles, twice in each process: workers started once pay
+# for their start (loading the packages, or copying the session's pages) in
+# the first call only.
 kernel_code <- function(bp) c(open_x(h5_kernel), sprintf('
 %s
+if (!is.null(bp)) bpstart(bp)
+t <- system.time(k <- kendall_kernel(x, threads = 1L, progress = FALSE, BPPARAM = bp))[["elapsed"]]
+report("first_seconds", t)
 t <- system.time(k <- kendall_kernel(x, threads = 1L, progress = FALSE, BPPARAM = bp))[["elapsed"]]
 report("seconds", t)
+if (!is.null(bp)) bpstop(bp)
 saveRDS(unclass(k), "%s")
 ', bp, file.path(dir, paste0("kernel-", substr(bp, 7, 10), ".rds"))))
 kernel_serial <- run_case(kernel_code("bp <- NULL"), kernel_block_size)
@@ -259,10 +270,15 @@ cat(sprintf("\nkendall_kernel, %s x %s HDF5Matrix (%s pairs), 1 thread per proce
 row("tiles, serial (BPPARAM = NULL)", kernel_serial)
 row("tiles, MulticoreParam(2)", kernel_multicore)
 row("tiles, SnowParam(2)", kernel_snow)
-cat(sprintf("serial / MulticoreParam(2):             %.2fx\n",
-            kernel_serial[["seconds"]] / kernel_multicore[["seconds"]]))
-cat(sprintf("serial / SnowParam(2):                  %.2fx\n",
-            kernel_serial[["seconds"]] / kernel_snow[["seconds"]]))
+cat(sprintf("(second calls; first calls: serial %.1f s, MulticoreParam(2) %.1f s, SnowParam(2) %.1f s)\n",
+    kernel_serial[["first_seconds"]], kernel_multicore[["first_seconds"]],
+    kernel_snow[["first_seconds"]]))
+cat(sprintf("serial / MulticoreParam(2):             %.2fx (goal >= 1.6); first call %.2fx\n",
+            kernel_serial[["seconds"]] / kernel_multicore[["seconds"]],
+            kernel_serial[["first_seconds"]] / kernel_multicore[["first_seconds"]]))
+cat(sprintf("serial / SnowParam(2):                  %.2fx (goal >= 1.6); first call %.2fx\n",
+            kernel_serial[["seconds"]] / kernel_snow[["seconds"]],
+            kernel_serial[["first_seconds"]] / kernel_snow[["first_seconds"]]))
 cat(sprintf("kernels identical:                      %s\n", if (same) "yes" else "NO"))
 
 # Beyond one machine's memory: 10 times the samples, a matrix of its own
@@ -281,6 +297,17 @@ if (Sys.getenv("DIFFRANK_BENCH_BIG", "1") != "0") {
 t <- system.time(y <- normalize_quantiles(x, filepath = "%s"))[["elapsed"]]
 report("seconds", t)
 ', out_file("big-qn"))))
+  # workers at this scale: one process on 1 thread, and two fresh SnowParam
+  # workers, whose start (loading the packages) is a fixed cost
+  big_one <- run_case(c(open_x(h5_big), sprintf('
+t <- system.time(y <- normalize_quantiles(x, filepath = "%s", threads = 1L))[["elapsed"]]
+report("seconds", t)
+', out_file("big-one"))))
+  big_snow <- run_case(c(open_x(h5_big), sprintf('
+t <- system.time(y <- normalize_quantiles(x, filepath = "%s", BPPARAM = SnowParam(2),
+                                         threads = 1L))[["elapsed"]]
+report("seconds", t)
+', out_file("big-snow"))))
   big_target <- run_case(c(open_x(h5_big), '
 t <- system.time(target <- quantile_target(x))[["elapsed"]]
 report("seconds", t)
@@ -290,6 +317,11 @@ report("seconds", t)
   row("I/O floor (read + write once)", big_floor)
   row("normalize_quantiles()", big_qn)
   row("quantile_target()", big_target)
+  row("normalize_quantiles(), 1 thread", big_one)
+  row("normalize_quantiles(), SnowParam(2)", big_snow)
+  cat(sprintf("serial / fresh SnowParam(2): %.2fx on 2 threads, %.2fx on 1 thread (goal >= 1.6)\n",
+              big_qn[["seconds"]] / big_snow[["seconds"]],
+              big_one[["seconds"]] / big_snow[["seconds"]]))
   for (case in list(list("normalize_quantiles", big_qn), list("quantile_target", big_target))) {
     cat(sprintf("%-20s peak above the session / dense: %.1f%% (goal < 10%%); time / I/O floor: %.2fx (goal <= 2)\n",
                 case[[1]], 100 * (case[[2]][["peak_mb"]] - case[[2]][["baseline_mb"]]) / big_dense_mb,
