@@ -213,16 +213,22 @@ row("in memory (normalize only)", memory_case)
 cat(sprintf("  %-34s %7.1f s   (reading the HDF5 file whole)\n", "", memory_case[["read_seconds"]]))
 cat(sprintf("serial blocks / I/O floor:              %.2fx (goal <= 2)\n",
             serial_case[["seconds"]] / floor_case[["seconds"]]))
-cat(sprintf("serial / SnowParam(2):                  %.2fx (goal >= 1.6)\n",
-            serial_case[["seconds"]] / snow_case[["seconds"]]))
-cat(sprintf("serial / MulticoreParam(2):             %.2fx (goal >= 1.6); identical: %s\n",
-            serial_case[["seconds"]] / multicore_case[["seconds"]],
-            if (multicore_case[["identical"]] == 1) "yes" else "NO"))
-cat(sprintf("serial on 1 thread / SnowParam(2):      %.2fx (first call %.2fx); / MulticoreParam(2): %.2fx (first call %.2fx) (2 workers of 1 thread against 1)\n",
+# Scale-out is two workers of 1 thread against one process of 1 thread
+# (the goal, as for the kernel below), with the back-end started once; the
+# serial run on 2 threads uses both cores already, and its ratio is printed
+# too.
+cat(sprintf("serial on 1 thread / SnowParam(2):      %.2fx (goal >= 1.6); first call %.2fx\n",
             serial_one_case[["seconds"]] / snow_case[["seconds"]],
-            serial_one_case[["seconds"]] / snow_case[["first_seconds"]],
+            serial_one_case[["seconds"]] / snow_case[["first_seconds"]]))
+cat(sprintf("serial on 1 thread / MulticoreParam(2): %.2fx (goal >= 1.6); first call %.2fx; identical: %s\n",
             serial_one_case[["seconds"]] / multicore_case[["seconds"]],
-            serial_one_case[["seconds"]] / multicore_case[["first_seconds"]]))
+            serial_one_case[["seconds"]] / multicore_case[["first_seconds"]],
+            if (multicore_case[["identical"]] == 1) "yes" else "NO"))
+cat(sprintf("serial on 2 threads / SnowParam(2):     %.2fx (first call %.2fx); / MulticoreParam(2): %.2fx (first call %.2fx)\n",
+            serial_case[["seconds"]] / snow_case[["seconds"]],
+            serial_case[["seconds"]] / snow_case[["first_seconds"]],
+            serial_case[["seconds"]] / multicore_case[["seconds"]],
+            serial_case[["seconds"]] / multicore_case[["first_seconds"]]))
 # The baseline is R with diffrank, DelayedArray, HDF5Array, BiocParallel and
 # kernlab loaded (about 400 MB, more than this dense matrix): what the
 # normalization itself holds is the peak above it.
@@ -319,9 +325,9 @@ report("seconds", t)
   row("quantile_target()", big_target)
   row("normalize_quantiles(), 1 thread", big_one)
   row("normalize_quantiles(), SnowParam(2)", big_snow)
-  cat(sprintf("serial / fresh SnowParam(2): %.2fx on 2 threads, %.2fx on 1 thread (goal >= 1.6)\n",
-              big_qn[["seconds"]] / big_snow[["seconds"]],
-              big_one[["seconds"]] / big_snow[["seconds"]]))
+  cat(sprintf("serial / fresh SnowParam(2): %.2fx on 1 thread, %.2fx on 2 threads\n",
+              big_one[["seconds"]] / big_snow[["seconds"]],
+              big_qn[["seconds"]] / big_snow[["seconds"]]))
   for (case in list(list("normalize_quantiles", big_qn), list("quantile_target", big_target))) {
     cat(sprintf("%-20s peak above the session / dense: %.1f%% (goal < 10%%); time / I/O floor: %.2fx (goal <= 2)\n",
                 case[[1]], 100 * (case[[2]][["peak_mb"]] - case[[2]][["baseline_mb"]]) / big_dense_mb,
