@@ -367,6 +367,11 @@ test_that("results are identical for SerialParam, MulticoreParam(2) and SnowPara
         expect_identical(as.matrix(normalize_quantiles(inputs[[kind]], BPPARAM = bp)), ref_qn,
                          label = paste(name, kind))
       }
+      # to a file: two workers write the blocks, SnowParam's sent with the
+      # items for an in-memory input
+      expect_identical(as.matrix(normalize_quantiles(inputs$delayed, BPPARAM = bp,
+                                                     filepath = tempfile(fileext = ".h5"))),
+                       ref_qn, label = name)
       expect_identical(quantile_target(inputs$hdf5, BPPARAM = bp), ref_target, label = name)
       expect_identical(weighted_kendall_kernel(inputs$delayed, na = "pairwise", BPPARAM = bp),
                        ref_weighted, label = name)
