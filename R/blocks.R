@@ -368,7 +368,7 @@ block_worker <- function(specs, sources, task, args, collect = FALSE, fold = NUL
 }
 
 # What block_spec() needs of the plans but their matrices: small, and sent
-# to the workers with every item of a fold.
+# to the workers with every item that is a range of blocks.
 fold_layouts <- function(plans) lapply(plans, `[`, c("grid", "cols", "labels"))
 
 # Calls task on the blocks of every item of `items` (see block_spec()),
@@ -697,7 +697,7 @@ finish_sink <- function(sink) {
 column_items <- function(plan) lapply(seq_len(plan$n), function(b) c(x = b))
 
 # The blocks of plan in `pieces` ranges of consecutive blocks, as items of
-# a fold of run_blocks().
+# run_blocks() with `fold` or `each`.
 range_items <- function(plan, pieces) {
   pieces <- max(1L, min(as.integer(pieces), plan$n))
   ranges <- split(seq_len(plan$n), ((seq_len(plan$n) - 1L) * pieces) %/% plan$n)
